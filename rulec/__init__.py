@@ -1,0 +1,1 @@
+"""rulec: a compiler and runtime for local rules on graphs."""

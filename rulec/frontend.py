@@ -1,0 +1,28 @@
+"""Source text to checked IR: decode, parse, check, in one call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import ir
+from . import syntax as ast
+from .checker import check
+from .parser import decode, parse_text
+
+
+def parse_source(source: str | bytes, filename: str = "<string>") -> tuple[str, ast.File]:
+    """Decode (if bytes) and parse; returns the text and its syntax tree."""
+    text = decode(source, filename) if isinstance(source, bytes) else source
+    return text, parse_text(text, filename)
+
+
+def load_program(source: str | bytes, filename: str = "<string>",
+                 name: str | None = None) -> ir.Program:
+    """Parse and check rule source; raises RuleErrors listing every error."""
+    text, tree = parse_source(source, filename)
+    default = name or (Path(filename).stem if not filename.startswith("<") else "rule")
+    program = check(tree, filename, text, default_name=default)
+    if name is not None and program.name != name:
+        program = ir.Program(name, program.params, program.node_slots, program.edge_slots,
+                             program.shared_slots, program.blocks)
+    return program

@@ -1,0 +1,204 @@
+"""The typed IR: what the checker produces and every backend consumes.
+
+Names are resolved (a `Slot` knows whether it is a node, edge, shared,
+neighbour or peer slot), augmented assignments are expanded, every
+expression carries its :class:`Type`, and random draws are numbered in
+source order. Spans never take part in equality, so `repr` of a program
+without spans is its canonical form.
+
+    update { x = tanh(sum(w * nbr.x)) }
+
+becomes
+
+    Write('node', 'x', Apply('tanh', (Reduce('sum', Apply('mul', (Slot('edge', 'w'),
+          Slot('nbr', 'x')))),)))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import NOWHERE, Span
+
+
+def _span() -> Span:
+    return field(default=NOWHERE, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Type:
+    """`float`, `vector`, or `vector[p]` (filter holds the normalised predicate)."""
+
+    kind: str  # 'float' | 'vector' | 'error'
+    filter: Expr | None = None
+
+    @property
+    def is_vector(self) -> bool:
+        return self.kind == "vector"
+
+    @property
+    def is_float(self) -> bool:
+        return self.kind == "float"
+
+    @property
+    def is_error(self) -> bool:
+        return self.kind == "error"
+
+    def __str__(self) -> str:
+        if self.kind == "vector" and self.filter is not None:
+            return "vector[...]"
+        return self.kind
+
+
+FLOAT = Type("float")
+VECTOR = Type("vector")
+ERROR = Type("error")
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    value: float
+    type: Type = FLOAT
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A state read. kind: 'node' (float), 'edge' (private, vector), 'shared'
+    (vector, the edge's value), 'nbr' (a neighbour's node slot, vector),
+    'peer' (the reverse half-edge's private slot, vector), 'param' (float)."""
+
+    kind: str
+    name: str
+    type: Type = FLOAT
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Builtin:
+    """degree, nodes, time (float); parity, incoming, outgoing, nbr_degree (vector)."""
+
+    name: str
+    type: Type = FLOAT
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Local:
+    name: str
+    type: Type = FLOAT
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Random:
+    """A fresh draw per element; `ordinal` is its place among the block's draws."""
+
+    dist: str  # 'gauss' | 'uniform'
+    ordinal: int
+    type: Type = FLOAT
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Apply:
+    """An elementwise op of rulec.ops applied to its arguments."""
+
+    op: str
+    args: tuple[Expr, ...]
+    type: Type = FLOAT
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Reduce:
+    """A reducer (sum mean max min count) over a vector, giving a float."""
+
+    op: str
+    arg: Expr
+    type: Type = FLOAT
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Restrict:
+    """`value[predicate]`: value's type becomes vector[predicate]."""
+
+    value: Expr
+    predicate: Expr
+    type: Type = VECTOR
+    span: Span = _span()
+
+
+Expr = Const | Slot | Builtin | Local | Random | Apply | Reduce | Restrict
+
+
+@dataclass(frozen=True, slots=True)
+class LetStmt:
+    name: str
+    value: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Write `value` to a slot of this node ('node') or its half-edges ('edge',
+    'shared'), only where `predicate` > 0 if it is given (or where the
+    value's own filter selects)."""
+
+    kind: str  # 'node' | 'edge' | 'shared'
+    name: str
+    value: Expr
+    predicate: Expr | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class IfStmt:
+    branches: tuple[tuple[Expr, tuple[Stmt, ...]], ...]
+    orelse: tuple[Stmt, ...] = ()
+    span: Span = _span()
+
+
+Stmt = LetStmt | Write | IfStmt
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A block: `label` is 'init', 'update' or a named update's name."""
+
+    label: str
+    statements: tuple[Stmt, ...]
+    draws: int  # how many Random ordinals the block uses
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    name: str
+    params: tuple[tuple[str, float], ...]
+    node_slots: tuple[str, ...]
+    edge_slots: tuple[str, ...]
+    shared_slots: tuple[str, ...]
+    blocks: tuple[Block, ...]
+
+    def block(self, label: str) -> Block | None:
+        for block in self.blocks:
+            if block.label == label:
+                return block
+        return None
+
+    @property
+    def block_labels(self) -> tuple[str, ...]:
+        return tuple(b.label for b in self.blocks)
+
+
+def children(expr: Expr) -> tuple[Expr, ...]:
+    """The sub-expressions of an expression."""
+    if isinstance(expr, Apply):
+        return expr.args
+    if isinstance(expr, Reduce):
+        return (expr.arg,)
+    if isinstance(expr, Restrict):
+        return (expr.value, expr.predicate)
+    return ()

@@ -1,0 +1,177 @@
+"""The syntax tree: what the parser builds and the formatter prints.
+
+Each node is a frozen dataclass with the :class:`Span` of its source text;
+spans never take part in equality, so two trees compare equal when they say
+the same thing. Names are not resolved here (that is the checker's job), so
+`x` is a :class:`Name` whether it is a slot, a param or a local.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import NOWHERE, Span
+
+
+def _span() -> Span:
+    return field(default=NOWHERE, compare=False, repr=False)
+
+
+# ---------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    value: float  # already rounded to float32
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class NbrRef:
+    """`nbr.NAME`: a neighbour's node slot (or `nbr.degree`)."""
+
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRef:
+    """`peer.NAME`: the other end's value of a private edge slot."""
+
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    func: str
+    args: tuple[Expr, ...]
+    span: Span = _span()
+    func_span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Unary:
+    op: str  # 'neg' | 'not'
+    operand: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Binary:
+    op: str  # an operator name of rulec.ops (add, lt, and, ...)
+    left: Expr
+    right: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """`value[predicate]`."""
+
+    value: Expr
+    predicate: Expr
+    span: Span = _span()
+
+
+Expr = Number | Name | NbrRef | PeerRef | Call | Unary | Binary | Filter
+
+
+# ----------------------------------------------------------------- statements
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The left side of an assignment: `x`, `w[p]`, or (always an error) `nbr.x`, `peer.w`."""
+
+    kind: str  # 'slot' | 'nbr' | 'peer'
+    name: str
+    predicate: Expr | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    target: Target
+    op: str  # '=' | '+=' | '-=' | '*='
+    value: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Let:
+    name: str
+    value: Expr
+    span: Span = _span()
+    name_span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A `{ ... }` block of statements; `span` runs from `{` to `}`."""
+
+    statements: tuple[Stmt, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class If:
+    """`if c {..} elif c {..} else {..}`: `branches` holds (condition, body) pairs."""
+
+    branches: tuple[tuple[Expr, Body], ...]
+    orelse: Body | None = None
+    span: Span = _span()
+
+
+Stmt = Assign | Let | If
+
+
+# --------------------------------------------------------------- declarations
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDecl:
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ParamDecl:
+    name: str
+    value: float
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class SlotDecl:
+    kind: str  # 'node' | 'edge' | 'shared'
+    names: tuple[str, ...]
+    span: Span = _span()
+    name_spans: tuple[Span, ...] = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    kind: str  # 'init' | 'update'
+    name: str | None  # the NAME of `update NAME { }`
+    body: Body
+    span: Span = _span()
+
+    @property
+    def label(self) -> str:
+        """The block's public name: 'init', 'update' or the named update's NAME."""
+        return self.name if self.name is not None else self.kind
+
+
+Item = RuleDecl | ParamDecl | SlotDecl | Block
+
+
+@dataclass(frozen=True, slots=True)
+class File:
+    items: tuple[Item, ...]
