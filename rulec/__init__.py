@@ -1,1 +1,30 @@
-"""rulec: a compiler and runtime for local rules on graphs."""
+"""rulec: a compiler and runtime for local rules on graphs.
+
+    import rulec
+    rule = rulec.compile_file("examples/hebbian.rule")
+    graph = rulec.Graph.from_edges(3, [(0, 2), (1, 2)])
+    state = rule.state(graph)
+    rule.init(state, seed=0)
+    rule.step(state, steps=100)
+"""
+
+from .errors import RuleError, RuleErrors, Span
+from .graph import Graph, GraphError
+from .runtime import NonFiniteError, Rule, compile, compile_file
+from .state import State, StateError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Graph",
+    "GraphError",
+    "NonFiniteError",
+    "Rule",
+    "RuleError",
+    "RuleErrors",
+    "Span",
+    "State",
+    "StateError",
+    "compile",
+    "compile_file",
+]

@@ -1,0 +1,235 @@
+"""The NumPy reference interpreter: the definition every backend is tested against.
+
+It executes the IR directly with the spec's semantics:
+
+- floats are float32 arrays of length N (one per node), vectors float32
+  arrays of length 2M (one per half-edge, CSR order); a filtered vector
+  carries a boolean mask of the half-edges it selects;
+- every read sees the state at block start; writes are collected in order
+  (a later write to the same element wins) and land when the block ends;
+- a shared slot's new value is the mean of the proposals of the ends that
+  wrote it, and stays as it was where neither end did;
+- reducers give 0 over an empty selection; `max`/`min` ignore NaN as
+  fmaxf/fminf do (an all-NaN selection gives NaN);
+- random draws come from rulec.rng, per node (float) or per half-edge (vector).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import ir, rng
+from .checker import block_key
+from .graph import Graph
+from .ops import OPS
+from .state import State
+
+F32 = np.float32
+
+
+@dataclass
+class _Value:
+    """An evaluated expression: its array and, for a filtered vector, its mask."""
+
+    data: np.ndarray
+    mask: np.ndarray | None = None
+
+
+class _Writes:
+    """Pending writes of one block, applied at its end."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.node: dict[str, np.ndarray] = {}
+        self.edge: dict[str, np.ndarray] = {}
+        self.proposal: dict[str, np.ndarray] = {}
+        self.proposed: dict[str, np.ndarray] = {}
+
+    def write(self, kind: str, name: str, values: np.ndarray, where: np.ndarray) -> None:
+        if kind == "node":
+            current = self.node.setdefault(name, self.state.node[name].copy())
+            np.copyto(current, values, where=where)
+        elif kind == "edge":
+            current = self.edge.setdefault(name, self.state.edge[name].copy())
+            np.copyto(current, values, where=where)
+        else:
+            size = len(where)
+            proposal = self.proposal.setdefault(name, np.zeros(size, dtype=F32))
+            proposed = self.proposed.setdefault(name, np.zeros(size, dtype=bool))
+            np.copyto(proposal, values, where=where)
+            proposed |= where
+
+    def apply(self, graph: Graph) -> None:
+        for name, values in self.node.items():
+            self.state.node[name][...] = values
+        for name, values in self.edge.items():
+            self.state.edge[name][...] = values
+        halves = graph.edge_halves
+        for name, proposal in self.proposal.items():
+            flags = self.proposed[name][halves]  # (M, 2)
+            values = np.where(flags, proposal[halves], F32(0))
+            count = flags.sum(axis=1)
+            total = (values[:, 0] + values[:, 1]).astype(F32)
+            mean = total / np.maximum(count, 1).astype(F32)
+            target = self.state.edge[name]
+            np.copyto(target, mean, where=count > 0)
+
+
+class Interpreter:
+    """Runs a program's blocks on states of one graph."""
+
+    def __init__(self, program: ir.Program, graph: Graph) -> None:
+        self.program = program
+        self.graph = graph
+        g = graph
+        self.n = g.n_nodes
+        self.h = g.n_half_edges
+        self.owner = g.owner.astype(np.intp)
+        self.nbr = g.nbr.astype(np.intp)
+        self.rev = g.rev.astype(np.intp)
+        self.eid = g.eid.astype(np.intp)
+        degree = g.degree
+        self.has_edges = degree > 0
+        self.starts = g.row_ptr[:-1][self.has_edges].astype(np.intp)
+        parity = g.parity
+        self.builtins = {
+            "degree": degree.astype(F32),
+            "parity": parity,
+            "incoming": (parity < 0).astype(F32),
+            "outgoing": (parity > 0).astype(F32),
+            "nbr_degree": degree.astype(F32)[self.nbr],
+        }
+
+    # ----------------------------------------------------------------- blocks
+
+    def run(self, label: str, state: State, params: dict[str, float], steps: int = 1,
+            advance_time: bool = True) -> None:
+        block = self.program.block(label)
+        assert block is not None, label
+        key = block_key(label)
+        with np.errstate(all="ignore"):
+            for _ in range(steps):
+                self._run_once(block, key, state, params)
+                if advance_time:
+                    state.time += 1
+
+    def _run_once(self, block: ir.Block, key: int, state: State, params) -> None:
+        self.state = state
+        self.params = params
+        self.key = key
+        self.locals: dict[str, _Value] = {}
+        writes = _Writes(state)
+        self.statements(block.statements, np.ones(self.n, dtype=bool), writes)
+        writes.apply(self.graph)
+
+    def statements(self, statements, active: np.ndarray, writes: _Writes) -> None:
+        for stmt in statements:
+            if isinstance(stmt, ir.LetStmt):
+                self.locals[stmt.name] = self.eval(stmt.value)
+            elif isinstance(stmt, ir.Write):
+                self.write(stmt, active, writes)
+            else:
+                remaining = active.copy()
+                for condition, body in stmt.branches:
+                    taken = remaining & (self.eval(condition).data > 0)
+                    remaining &= ~taken
+                    self.statements(body, taken, writes)
+                self.statements(stmt.orelse, remaining, writes)
+
+    def write(self, stmt: ir.Write, active: np.ndarray, writes: _Writes) -> None:
+        value = self.eval(stmt.value)
+        if stmt.kind == "node":
+            writes.write("node", stmt.name, value.data, active)
+            return
+        data = value.data if stmt.value.type.is_vector else value.data[self.owner]
+        where = active[self.owner]
+        if stmt.predicate is not None:
+            where = where & (self.eval(stmt.predicate).data > 0)
+        if value.mask is not None:
+            where = where & value.mask
+        writes.write(stmt.kind, stmt.name, data, where)
+
+    # ------------------------------------------------------------ expressions
+
+    def eval(self, expr: ir.Expr) -> _Value:
+        method = getattr(self, "eval_" + type(expr).__name__)
+        return method(expr)
+
+    def eval_Const(self, expr: ir.Const) -> _Value:
+        return _Value(np.full(self.n, expr.value, dtype=F32))
+
+    def eval_Slot(self, expr: ir.Slot) -> _Value:
+        state = self.state
+        if expr.kind == "node":
+            return _Value(state.node[expr.name])
+        if expr.kind == "edge":
+            return _Value(state.edge[expr.name])
+        if expr.kind == "shared":
+            return _Value(state.edge[expr.name][self.eid])
+        if expr.kind == "nbr":
+            return _Value(state.node[expr.name][self.nbr])
+        if expr.kind == "peer":
+            return _Value(state.edge[expr.name][self.rev])
+        return _Value(np.full(self.n, self.params[expr.name], dtype=F32))
+
+    def eval_Builtin(self, expr: ir.Builtin) -> _Value:
+        if expr.name == "nodes":
+            return _Value(np.full(self.n, self.n, dtype=F32))
+        if expr.name == "time":
+            return _Value(np.full(self.n, self.state.time, dtype=F32))
+        return _Value(self.builtins[expr.name])
+
+    def eval_Local(self, expr: ir.Local) -> _Value:
+        return self.locals[expr.name]
+
+    def eval_Random(self, expr: ir.Random) -> _Value:
+        size = self.h if expr.type.is_vector else self.n
+        draw = rng.DRAW[expr.dist]
+        return _Value(draw(size, self.state.seed, self.key, expr.ordinal, self.state.time))
+
+    def eval_Apply(self, expr: ir.Apply) -> _Value:
+        vector = expr.type.is_vector
+        mask = None
+        args = []
+        for arg in expr.args:
+            value = self.eval(arg)
+            data = value.data
+            if vector and not arg.type.is_vector:
+                data = data[self.owner]
+            if value.mask is not None:
+                mask = value.mask
+            args.append(data)
+        result = OPS[expr.op].numpy(*args)
+        return _Value(np.asarray(result, dtype=F32), mask)
+
+    def eval_Restrict(self, expr: ir.Restrict) -> _Value:
+        value = self.eval(expr.value)
+        mask = self.eval(expr.predicate).data > 0
+        return _Value(value.data, mask)
+
+    def eval_Reduce(self, expr: ir.Reduce) -> _Value:
+        value = self.eval(expr.arg)
+        data, mask = value.data, value.mask
+        selected = np.ones(self.h, dtype=bool) if mask is None else mask
+        op = expr.op
+        if op == "count":
+            return _Value(self.segment(np.add, (selected & (data > 0)).astype(F32), 0))
+        if op in ("sum", "mean"):
+            total = self.segment(np.add, np.where(selected, data, F32(0)), 0)
+            if op == "sum":
+                return _Value(total)
+            count = self.segment(np.add, selected.astype(F32), 0)
+            return _Value(np.where(count > 0, total / np.maximum(count, F32(1)), F32(0)))
+        ufunc = np.fmax if op == "max" else np.fmin
+        extreme = self.segment(ufunc, np.where(selected, data, F32(np.nan)), np.nan)
+        count = self.segment(np.add, selected.astype(F32), 0)
+        return _Value(np.where(count > 0, extreme, F32(0)).astype(F32))
+
+    def segment(self, ufunc, data: np.ndarray, empty: float) -> np.ndarray:
+        """ufunc reduced over each node's half-edges; `empty` for nodes without any."""
+        out = np.full(self.n, empty, dtype=F32)
+        if self.h:
+            out[self.has_edges] = ufunc.reduceat(data.astype(F32), self.starts)
+        return out

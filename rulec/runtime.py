@@ -1,0 +1,168 @@
+"""The public runtime: compile a rule, make states, run blocks.
+
+    rule = rulec.compile_file("examples/hebbian.rule")
+    state = rule.state(rulec.Graph.from_edges(3, [(0, 2), (1, 2)]))
+    rule.init(state, seed=0)
+    rule.step(state, steps=100, params={"lr": 0.02})
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import ir
+from .errors import did_you_mean
+from .frontend import load_program
+from .graph import Graph
+from .reference import Interpreter
+from .rng import check_seed
+from .state import State, StateError
+
+BACKENDS = ("numpy",)
+DEFAULT_BACKEND = "numpy"
+
+
+class NonFiniteError(FloatingPointError):
+    """A step produced NaN or ±inf in the state (raised with check_finite=True)."""
+
+    def __init__(self, step: int, time: int, kind: str, slot: str, element: int,
+                 where: str, count: int) -> None:
+        self.step, self.time, self.kind, self.slot = step, time, kind, slot
+        self.element, self.count = element, count
+        super().__init__(
+            f"non-finite value after step {step} of this call (time {time}): "
+            f"{kind} slot {slot!r} at {where}; {count} non-finite element"
+            f"{'s' if count != 1 else ''} in that slot"
+        )
+
+
+class Rule:
+    """A compiled rule: its IR, its params' defaults, and a backend that runs it."""
+
+    def __init__(self, program: ir.Program, backend: str = DEFAULT_BACKEND) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+        self.program = program
+        self.backend = backend
+        self._interpreters: dict[int, tuple[Graph, Interpreter]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.program.name
+
+    @property
+    def params(self) -> dict[str, float]:
+        """The params and their default values."""
+        return dict(self.program.params)
+
+    @property
+    def blocks(self) -> tuple[str, ...]:
+        return self.program.block_labels
+
+    def __repr__(self) -> str:
+        return f"Rule({self.name!r}, blocks={list(self.blocks)}, backend={self.backend!r})"
+
+    # ------------------------------------------------------------ states
+
+    def state(self, graph: Graph) -> State:
+        """A fresh state on `graph`: every slot zero, time 0, seed 0."""
+        if not isinstance(graph, Graph):
+            raise TypeError(f"rule.state() takes a rulec.Graph, got {type(graph).__name__}")
+        p = self.program
+        return State(graph, p.node_slots, p.edge_slots, p.shared_slots)
+
+    def _check_state(self, state: State) -> None:
+        if not isinstance(state, State):
+            raise TypeError(f"expected a rulec.State, got {type(state).__name__}")
+        p = self.program
+        want = (p.node_slots, p.edge_slots, p.shared_slots)
+        if tuple(map(set, state.layout)) != tuple(map(set, want)):
+            raise StateError(
+                f"the state's slots {state.layout} do not match rule {self.name!r}'s {want}"
+            )
+
+    def _params(self, params: dict | None) -> dict[str, float]:
+        values = self.params
+        for name, value in (params or {}).items():
+            if name not in values:
+                hint = did_you_mean(name, set(values))
+                known = ", ".join(values) or "none"
+                raise KeyError(f"rule {self.name!r} has no param {name!r}"
+                               f" ({hint or 'params: ' + known})")
+            values[name] = float(np.float32(value))
+        return values
+
+    def _interpreter(self, graph: Graph) -> Interpreter:
+        cached = self._interpreters.get(id(graph))
+        if cached is None or cached[0] is not graph:
+            cached = (graph, Interpreter(self.program, graph))
+            self._interpreters = {id(graph): cached}
+        return cached[1]
+
+    # ------------------------------------------------------------ running
+
+    def init(self, state: State, seed: int = 0, params: dict | None = None) -> None:
+        """Run the `init` block (if the rule has one) with `seed`, kept with the state.
+        Time does not advance."""
+        self._check_state(state)
+        state.seed = check_seed(seed)
+        if self.program.block("init") is not None:
+            self._interpreter(state.graph).run("init", state, self._params(params),
+                                               advance_time=False)
+
+    def step(self, state: State, steps: int = 1, block: str = "update",
+             params: dict | None = None, check_finite: bool = False) -> None:
+        """Run `block` `steps` times; each step adds one to state.time.
+
+        With check_finite=True, stop at the first step that leaves NaN or ±inf
+        in the state and raise NonFiniteError naming the step, slot and element.
+        """
+        self._check_state(state)
+        if block == "init" or self.program.block(block) is None:
+            runnable = [b for b in self.blocks if b != "init"]
+            hint = did_you_mean(block, set(runnable))
+            raise KeyError(f"rule {self.name!r} has no update block {block!r}"
+                           f" ({hint or 'blocks: ' + ', '.join(runnable)})")
+        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+        values = self._params(params)
+        interpreter = self._interpreter(state.graph)
+        if not check_finite:
+            interpreter.run(block, state, values, int(steps))
+            return
+        for step in range(1, int(steps) + 1):
+            interpreter.run(block, state, values, 1)
+            _raise_if_non_finite(state, step)
+
+
+def _raise_if_non_finite(state: State, step: int) -> None:
+    for kind, name, array in state.slots():
+        bad = ~np.isfinite(array)
+        if bad.any():
+            element = int(np.argmax(bad))
+            graph = state.graph
+            if kind == "node":
+                where = f"node {element}"
+            elif kind == "edge":
+                where = (f"half-edge {element} ({graph.owner[element]}->"
+                         f"{graph.nbr[element]})")
+            else:
+                u, v = graph.edges[element]
+                where = f"edge {element} ({u}, {v})"
+            raise NonFiniteError(step, state.time, kind, name, element, where, int(bad.sum()))
+
+
+def compile(text: str, name: str | None = None, backend: str = DEFAULT_BACKEND,  # noqa: A001
+            filename: str = "<string>") -> Rule:
+    """Compile rule source text. Raises RuleErrors (every error, positioned) if it is invalid."""
+    return Rule(load_program(text, filename, name), backend)
+
+
+def compile_file(path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> Rule:
+    """Compile a .rule file; the rule is named by its `rule` line or the file's stem."""
+    path = Path(path)
+    data = path.read_bytes()
+    return Rule(load_program(data, str(path)), backend)

@@ -1,0 +1,158 @@
+"""The state of a rule on a graph: one float32 array per slot, plus time and seed.
+
+    state.node["x"]   float32[N]    one value per node
+    state.edge["w"]   float32[2M]   a private slot: one value per half-edge, CSR order
+    state.edge["c"]   float32[M]    a shared slot: one value per undirected edge, edge order
+
+The arrays are the state itself (zero-copy, C-contiguous, writable); the
+slot mappings refuse to swap them for other arrays but copy into them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .graph import Graph
+
+FORMAT_VERSION = 1
+
+
+class StateError(ValueError):
+    """A state that does not fit its graph or rule, or a bad state file."""
+
+
+class SlotArrays(Mapping):
+    """Slot name -> float32 array. `slots[name] = values` copies into the array."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], what: str) -> None:
+        self._arrays = arrays
+        self._what = what
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self._arrays[name]
+        except KeyError:
+            known = ", ".join(self._arrays) or "none"
+            raise KeyError(f"no {self._what} slot {name!r} (slots: {known})") from None
+
+    def __setitem__(self, name: str, values) -> None:
+        target = self[name]
+        values = np.asarray(values, dtype=np.float32)
+        if values.shape not in ((), target.shape):
+            raise StateError(
+                f"{self._what} slot {name!r} has shape {target.shape}, got {values.shape}"
+            )
+        target[...] = values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __repr__(self) -> str:
+        return f"{{{', '.join(self._arrays)}}}"
+
+
+class State:
+    """Slots, time and seed of one rule on one graph. Make one with rule.state(graph)."""
+
+    def __init__(self, graph: Graph, node_slots=(), edge_slots=(), shared_slots=()) -> None:
+        self.graph = graph
+        self.node_slots = tuple(node_slots)
+        self.edge_slots = tuple(edge_slots)
+        self.shared_slots = tuple(shared_slots)
+        n, m = graph.n_nodes, graph.n_edges
+        self._node = {name: np.zeros(n, dtype=np.float32) for name in self.node_slots}
+        edge = {name: np.zeros(2 * m, dtype=np.float32) for name in self.edge_slots}
+        edge.update({name: np.zeros(m, dtype=np.float32) for name in self.shared_slots})
+        self._edge = edge
+        self.node = SlotArrays(self._node, "node")
+        self.edge = SlotArrays(self._edge, "edge")
+        self.time = 0
+        self.seed = 0
+
+    @property
+    def layout(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        return self.node_slots, self.edge_slots, self.shared_slots
+
+    def slots(self) -> Iterator[tuple[str, str, np.ndarray]]:
+        """(kind, name, array) for every slot, in declaration order: node, edge, shared."""
+        for name in self.node_slots:
+            yield "node", name, self._node[name]
+        for name in self.edge_slots:
+            yield "edge", name, self._edge[name]
+        for name in self.shared_slots:
+            yield "shared", name, self._edge[name]
+
+    def copy(self) -> State:
+        other = State(self.graph, *self.layout)
+        for kind, name, array in self.slots():
+            (other._node if kind == "node" else other._edge)[name][...] = array
+        other.time, other.seed = self.time, self.seed
+        return other
+
+    def __repr__(self) -> str:
+        return (f"State({self.graph!r}, node={list(self.node_slots)}, "
+                f"edge={list(self.edge_slots)}, shared={list(self.shared_slots)}, "
+                f"time={self.time}, seed={self.seed})")
+
+    # -------------------------------------------------------------- files
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the state to an .npz file, atomically (a crash leaves the old file)."""
+        path = Path(path)
+        arrays = {f"{kind}/{name}": array for kind, name, array in self.slots()}
+        meta = np.array([FORMAT_VERSION, self.time, self.seed], dtype=np.uint64)
+        directory = path.parent if str(path.parent) else Path(".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, __meta__=meta, __graph__=np.array(self.graph.fingerprint),
+                         **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, graph: Graph) -> State:
+        """Read a state written by save(); the graph must be the one it was saved with."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                files = {key: data[key] for key in data.files}
+        except FileNotFoundError:
+            raise StateError(f"{path}: no such state file") from None
+        except (OSError, ValueError) as exc:
+            raise StateError(f"{path}: not a rulec state file ({exc})") from None
+        if "__meta__" not in files or "__graph__" not in files:
+            raise StateError(f"{path}: not a rulec state file")
+        version, time, seed = (int(v) for v in files.pop("__meta__"))
+        if version != FORMAT_VERSION:
+            raise StateError(f"{path}: state format {version}, this rulec reads {FORMAT_VERSION}")
+        fingerprint = str(files.pop("__graph__"))
+        if fingerprint != graph.fingerprint:
+            raise StateError(
+                f"{path}: saved on another graph ({fingerprint}), not this one"
+                f" ({graph.fingerprint}: nodes:edges:crc)"
+            )
+        layout: dict[str, list[str]] = {"node": [], "edge": [], "shared": []}
+        for key in files:
+            kind, _, name = key.partition("/")
+            if kind not in layout:
+                raise StateError(f"{path}: unknown entry {key!r}")
+            layout[kind].append(name)
+        state = cls(graph, layout["node"], layout["edge"], layout["shared"])
+        for kind, name, array in state.slots():
+            saved = files[f"{kind}/{name}"]
+            if saved.shape != array.shape:
+                raise StateError(f"{path}: slot {name!r} has shape {saved.shape},"
+                                 f" expected {array.shape} for this graph")
+            array[...] = saved
+        state.time, state.seed = time, seed
+        return state
