@@ -1,0 +1,232 @@
+"""The `rulec` command line: check, fmt, run.
+
+Every failure a user can cause ends in a message on stderr and exit code 1
+(2 for a bad command line), never a traceback. Set RULEC_DEBUG=1 to see the
+traceback of an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import RuleErrors
+from .frontend import load_program, parse_source
+from .graph import GraphError
+from .graphs import SPECS, GraphSpecError, from_spec
+from .printer import format_source
+from .runtime import BACKENDS, DEFAULT_BACKEND, NonFiniteError, Rule
+from .state import State, StateError
+
+
+class UserError(Exception):
+    """A problem to report in one line, without a traceback."""
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, not a .rule file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.files:
+        try:
+            program = load_program(_read(path), path)
+        except RuleErrors as errors:
+            print(errors, file=sys.stderr)
+            failed += 1
+            continue
+        except UserError as exc:
+            print(f"rulec: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if not args.quiet:
+            blocks = ", ".join(program.block_labels)
+            print(f"{path}: ok (rule {program.name}; blocks: {blocks})")
+    return 1 if failed else 0
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.files:
+        try:
+            data = _read(path)
+            text, tree = parse_source(data, path)
+            load_program(text, path)  # refuse to format a file with errors
+        except RuleErrors as errors:
+            print(errors, file=sys.stderr)
+            failed += 1
+            continue
+        except UserError as exc:
+            print(f"rulec: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        formatted = format_source(text, tree)
+        if args.check:
+            if formatted != text:
+                print(f"{path}: would reformat")
+                failed += 1
+        elif args.in_place:
+            if formatted != text:
+                _write_atomic(Path(path), formatted)
+                print(f"{path}: formatted", file=sys.stderr)
+        else:
+            sys.stdout.write(formatted)
+    return 1 if failed else 0
+
+
+def _parse_params(pairs: list[str]) -> dict[str, float]:
+    params = {}
+    for pair in pairs:
+        name, eq, value = pair.partition("=")
+        if not eq or not name:
+            raise UserError(f"--param {pair!r}: expected NAME=VALUE")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            raise UserError(f"--param {pair!r}: {value!r} is not a number") from None
+    return params
+
+
+def _summary(state: State) -> str:
+    header = f"{'slot':<16} {'kind':<7} {'mean':>11} {'std':>11} {'min':>11} {'max':>11} " \
+             f"{'non-finite':>10}"
+    rows = [header, "-" * len(header)]
+    for kind, name, array in state.slots():
+        finite = array[np.isfinite(array)]
+        bad = array.size - finite.size
+        if finite.size:
+            stats = [finite.mean(dtype=np.float64), finite.std(dtype=np.float64),
+                     finite.min(), finite.max()]
+            cells = " ".join(f"{v:>11.4g}" for v in stats)
+        else:
+            cells = " ".join(f"{'-':>11}" for _ in range(4))
+        rows.append(f"{name:<16} {kind:<7} {cells} {bad:>10}")
+    return "\n".join(rows)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    data = _read(args.file)
+    program = load_program(data, args.file)
+    rule = Rule(program, args.backend)
+    graph = from_spec(args.graph)
+    params = _parse_params(args.param)
+    if args.load:
+        state = State.load(args.load, graph)
+        rule._check_state(state)
+    else:
+        state = rule.state(graph)
+        rule.init(state, seed=args.seed, params=params)
+    rule.step(state, steps=args.steps, block=args.block, params=params,
+              check_finite=args.check_finite)
+    if args.save:
+        state.save(args.save)
+    print(f"rule {rule.name} on {args.graph}: {graph.n_nodes} nodes, {graph.n_edges} edges; "
+          f"block {args.block}, {args.steps} steps; seed {state.seed}; time {state.time}; "
+          f"backend {rule.backend}")
+    print(_summary(state))
+    if args.save:
+        print(f"state saved to {args.save}")
+    return 0
+
+
+# ---------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rulec", description="Compile and run local rules on graphs.")
+    parser.add_argument("--version", action="version", version=f"rulec {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="check rule files; print every error")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    check.set_defaults(func=cmd_check)
+
+    fmt = commands.add_parser("fmt", help="print rule files in canonical form")
+    fmt.add_argument("files", nargs="+", metavar="FILE")
+    mode = fmt.add_mutually_exclusive_group()
+    mode.add_argument("-i", "--in-place", action="store_true", help="rewrite the files")
+    mode.add_argument("--check", action="store_true",
+                      help="exit 1 if a file is not in canonical form")
+    fmt.set_defaults(func=cmd_fmt)
+
+    run = commands.add_parser("run", help="run a rule on a graph and summarise the state")
+    run.add_argument("file", metavar="FILE")
+    run.add_argument("--graph", required=True, metavar="SPEC",
+                     help="one of: " + ", ".join(SPECS))
+    run.add_argument("--steps", type=int, default=1, metavar="K", help="steps to run (1)")
+    run.add_argument("--seed", type=int, default=0, metavar="S", help="seed for init (0)")
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="set a param (repeatable)")
+    run.add_argument("--block", default="update", metavar="NAME",
+                     help="the update block to step (update)")
+    run.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
+    run.add_argument("--load", metavar="STATE.npz", help="start from a saved state (skips init)")
+    run.add_argument("--save", metavar="STATE.npz", help="save the final state")
+    run.add_argument("--check-finite", action="store_true",
+                     help="stop at the first step that produces NaN or inf")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except RuleErrors as errors:
+        print(errors, file=sys.stderr)
+    except (UserError, GraphError, GraphSpecError, StateError, NonFiniteError) as exc:
+        print(f"rulec: error: {exc}", file=sys.stderr)
+    except KeyError as exc:
+        print(f"rulec: error: {exc.args[0]}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"rulec: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("rulec: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # an internal error: say so without a wall of traceback
+        if os.environ.get("RULEC_DEBUG"):
+            traceback.print_exc()
+        exc = sys.exc_info()[1]
+        print(f"rulec: internal error: {type(exc).__name__}: {exc}\n"
+              "  this is a bug in rulec; please report it with the command and files "
+              "(RULEC_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 3
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

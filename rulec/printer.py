@@ -1,0 +1,231 @@
+"""The canonical pretty-printer, used by `rulec fmt`.
+
+    >>> format_tree(parse_text("node x\\nupdate{x=tanh( sum(w*nbr.x) )}"))
+    'node x\\n\\nupdate {\\n    x = tanh(sum(w * nbr.x))\\n}\\n'
+
+Parentheses are the fewest the precedence ladder needs; numbers are the
+shortest text that rounds to the same float32; statements are indented by
+four spaces, one per line. `format_source` also keeps the comments of the
+source and its blank lines (collapsed to one). Printing then parsing gives
+back the same tree, and canonical text prints as itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import syntax as ast
+from .ops import NEG, NOT, OPS
+
+INDENT = "    "
+_ATOM = 100
+
+
+def format_number(value: float) -> str:
+    """The shortest decimal text that parses back to the same float32."""
+    v = np.float32(value)
+    if v == 0:
+        return "0"
+    if 1e-4 <= abs(v) < 1e16:
+        return np.format_float_positional(v, unique=True, trim="-")
+    return np.format_float_scientific(v, unique=True, trim="-")
+
+
+def _precedence(expr: ast.Expr) -> int:
+    if isinstance(expr, ast.Binary):
+        return OPS[expr.op].precedence
+    if isinstance(expr, ast.Unary):
+        return NEG if expr.op == "neg" else NOT
+    return _ATOM
+
+
+def format_expr(expr: ast.Expr) -> str:
+    """An expression as canonical text."""
+    if isinstance(expr, ast.Number):
+        return format_number(expr.value)
+    if isinstance(expr, ast.Name):
+        return expr.name
+    if isinstance(expr, ast.NbrRef):
+        return f"nbr.{expr.name}"
+    if isinstance(expr, ast.PeerRef):
+        return f"peer.{expr.name}"
+    if isinstance(expr, ast.Call):
+        return f"{expr.func}({', '.join(format_expr(a) for a in expr.args)})"
+    if isinstance(expr, ast.Filter):
+        return f"{_wrap(expr.value, _precedence(expr.value) < _ATOM)}[{format_expr(expr.predicate)}]"
+    if isinstance(expr, ast.Unary):
+        inner = _precedence(expr.operand)
+        if expr.op == "neg":
+            return "-" + _wrap(expr.operand, inner <= NEG)
+        return "not " + _wrap(expr.operand, inner < NOT)
+    op = OPS[expr.op]
+    left, right = _precedence(expr.left), _precedence(expr.right)
+    non_associative = op.precedence == OPS["lt"].precedence
+    left_text = _wrap(expr.left, left < op.precedence or (non_associative and left == op.precedence))
+    right_text = _wrap(expr.right, right <= op.precedence)
+    return f"{left_text} {op.symbol} {right_text}"
+
+
+def _wrap(expr: ast.Expr, parens: bool) -> str:
+    text = format_expr(expr)
+    return f"({text})" if parens else text
+
+
+def _target(target: ast.Target) -> str:
+    prefix = {"slot": "", "nbr": "nbr.", "peer": "peer."}[target.kind]
+    text = prefix + target.name
+    if target.predicate is not None:
+        text += f"[{format_expr(target.predicate)}]"
+    return text
+
+
+class _Comments:
+    """The comments of a source, by line, handed out as the printer passes them."""
+
+    def __init__(self, source: str) -> None:
+        self.own_line: dict[int, str] = {}
+        self.trailing: dict[int, str] = {}
+        self.blank: set[int] = set()
+        for number, line in enumerate(source.splitlines(), start=1):
+            code, hashmark, comment = line.partition("#")
+            if not line.strip():
+                self.blank.add(number)
+            if not hashmark:
+                continue
+            text = "#" + comment.rstrip()
+            if code.strip():
+                self.trailing[number] = text
+            else:
+                self.own_line[number] = text
+
+    def before(self, line: int) -> list[tuple[int, str]]:
+        """Own-line and skipped trailing comments above `line`, taken out in order."""
+        taken = sorted((n, t) for n, t in {**self.own_line, **self.trailing}.items() if n < line)
+        for n, _ in taken:
+            self.own_line.pop(n, None)
+            self.trailing.pop(n, None)
+        return taken
+
+    def after(self, line: int) -> str:
+        text = self.trailing.pop(line, None)
+        return f"  {text}" if text else ""
+
+    def blank_between(self, first: int, last: int) -> bool:
+        return any(first < n < last for n in self.blank)
+
+
+class _Printer:
+    def __init__(self, source: str | None) -> None:
+        self.comments = _Comments(source) if source is not None else None
+        self.lines: list[str] = []
+        self.last_line = 0  # the last source line printed
+
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append(f"{INDENT * depth}{text}" if text else "")
+
+    def leading(self, depth: int, line: int, blank_allowed: bool) -> None:
+        """Comments above a construct starting on `line`, and a blank line if the source had one."""
+        comments = self.comments.before(line) if self.comments else []
+        blank = self.comments is not None and self.comments.blank_between(
+            self.last_line, comments[0][0] if comments else line)
+        if blank and blank_allowed and self.lines and self.lines[-1] != "":
+            self.emit(0, "")
+        previous = None
+        for number, text in comments:
+            if previous is not None and self.comments.blank_between(previous, number):
+                self.emit(0, "")
+            self.emit(depth, text)
+            previous = number
+        if comments and self.comments.blank_between(comments[-1][0], line):
+            self.emit(0, "")
+
+    def trailing(self, line: int) -> str:
+        return self.comments.after(line) if self.comments else ""
+
+    def file(self, tree: ast.File) -> str:
+        previous: ast.Item | None = None
+        for item in tree.items:
+            is_block = isinstance(item, ast.Block)
+            if previous is not None and (is_block or isinstance(previous, ast.Block)
+                                         or type(previous) is not type(item)):
+                if self.lines and self.lines[-1] != "":
+                    self.emit(0, "")
+            self.leading(0, item.span.line, blank_allowed=True)
+            if is_block:
+                head = "init" if item.kind == "init" else " ".join(
+                    filter(None, ["update", item.name]))
+                self.body(0, head, item.body)
+            else:
+                self.emit(0, self.declaration(item) + self.trailing(item.span.end_line))
+            self.last_line = item.span.end_line
+            previous = item
+        if self.comments:
+            for _, text in self.comments.before(10**9):
+                self.emit(0, text)
+        while self.lines and self.lines[-1] == "":
+            self.lines.pop()
+        return "\n".join(self.lines) + "\n" if self.lines else ""
+
+    @staticmethod
+    def declaration(item: ast.Item) -> str:
+        if isinstance(item, ast.RuleDecl):
+            return f"rule {item.name}"
+        if isinstance(item, ast.ParamDecl):
+            sign = "-" if np.signbit(np.float32(item.value)) and item.value != 0 else ""
+            return f"param {item.name} = {sign}{format_number(abs(item.value))}"
+        keyword = {"node": "node", "edge": "edge", "shared": "shared edge"}[item.kind]
+        return f"{keyword} {', '.join(item.names)}"
+
+    def body(self, depth: int, head: str, body: ast.Body, close: bool = True) -> None:
+        """`head {`, the statements, and `}` (unless `close` is false: an elif/else follows)."""
+        open_line, close_line = body.span.line, body.span.end_line
+        trailing = self.trailing(open_line) if open_line != close_line else ""
+        self.emit(depth, f"{head} {{{trailing}")
+        head_index = len(self.lines) - 1
+        self.last_line = open_line
+        for stmt in body.statements:
+            self.leading(depth + 1, stmt.span.line, blank_allowed=len(self.lines) > head_index + 1)
+            self.statement(depth + 1, stmt)
+            self.last_line = stmt.span.end_line
+        if self.comments:
+            for _, text in self.comments.before(close_line):
+                self.emit(depth + 1, text)
+        self.last_line = close_line
+        if not close:
+            return
+        if len(self.lines) == head_index + 1 and not trailing:
+            self.lines[-1] += "}"
+        else:
+            self.emit(depth, "}")
+        self.lines[-1] += self.trailing(close_line)
+
+    def statement(self, depth: int, stmt: ast.Stmt) -> None:
+        if isinstance(stmt, ast.Assign):
+            text = f"{_target(stmt.target)} {stmt.op} {format_expr(stmt.value)}"
+        elif isinstance(stmt, ast.Let):
+            text = f"let {stmt.name} = {format_expr(stmt.value)}"
+        else:
+            self.if_statement(depth, stmt)
+            return
+        if self.comments:  # comments inside a continued statement move above it
+            for _, comment in self.comments.before(stmt.span.end_line):
+                self.emit(depth, comment)
+        self.emit(depth, text + self.trailing(stmt.span.end_line))
+
+    def if_statement(self, depth: int, stmt: ast.If) -> None:
+        parts = [("if" if i == 0 else "} elif", c, b) for i, (c, b) in enumerate(stmt.branches)]
+        for index, (keyword, condition, body) in enumerate(parts):
+            last = index == len(parts) - 1 and stmt.orelse is None
+            self.body(depth, f"{keyword} {format_expr(condition)}", body, close=last)
+        if stmt.orelse is not None:
+            self.body(depth, "} else", stmt.orelse)
+
+
+def format_tree(tree: ast.File) -> str:
+    """Canonical text of a syntax tree (comments are not part of the tree)."""
+    return _Printer(None).file(tree)
+
+
+def format_source(source: str, tree: ast.File) -> str:
+    """Canonical text of a parsed source, keeping its comments and blank lines."""
+    return _Printer(source).file(tree)
