@@ -46,7 +46,7 @@ class Type:
 
     def __str__(self) -> str:
         if self.kind == "vector" and self.filter is not None:
-            return "vector[...]"
+            return "filtered vector"
         return self.kind
 
 

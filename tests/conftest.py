@@ -1,0 +1,26 @@
+"""Shared fixtures and helpers for the rulec test suite."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """Run `python -m rulec ARGS` in a subprocess; returns CompletedProcess."""
+    import subprocess
+
+    def run(*args, cwd=None, input=None):
+        return subprocess.run(
+            [sys.executable, "-m", "rulec", *map(str, args)],
+            capture_output=True, text=True, cwd=cwd or tmp_path, input=input, timeout=120,
+        )
+
+    return run
