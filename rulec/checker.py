@@ -393,7 +393,8 @@ class Checker:
             return self.bad(node, "E205", f"'{name}' is shared: both ends see one value",
                             f"write {name}, not peer.{name}")
         if name in self.node_slots:
-            return self.bad(node, "E206", f"peer. reads private edge slots; '{name}' is a node slot",
+            return self.bad(node, "E206",
+                            f"peer. reads private edge slots; '{name}' is a node slot",
                             f"read the neighbour's node slot as nbr.{name}")
         return self.bad(node, "E201", f"unknown edge slot 'peer.{name}'",
                         did_you_mean(name, set(self.edge_slots)))
@@ -404,7 +405,8 @@ class Checker:
         if value.type.is_error or predicate.type.is_error:
             return ir.Const(0.0, ERROR, node.span)
         if value.type.is_float:
-            return self.bad(node, "E306", "a filter selects half-edges of a vector; this is a float",
+            return self.bad(node, "E306",
+                            "a filter selects half-edges of a vector; this is a float",
                             "filter a vector expression, e.g. (w * nbr.x)[incoming]")
         key = normalise(predicate)
         if value.type.filter is not None and value.type.filter != key:

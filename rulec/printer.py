@@ -52,7 +52,8 @@ def format_expr(expr: ast.Expr) -> str:
     if isinstance(expr, ast.Call):
         return f"{expr.func}({', '.join(format_expr(a) for a in expr.args)})"
     if isinstance(expr, ast.Filter):
-        return f"{_wrap(expr.value, _precedence(expr.value) < _ATOM)}[{format_expr(expr.predicate)}]"
+        value = _wrap(expr.value, _precedence(expr.value) < _ATOM)
+        return f"{value}[{format_expr(expr.predicate)}]"
     if isinstance(expr, ast.Unary):
         inner = _precedence(expr.operand)
         if expr.op == "neg":
@@ -61,7 +62,8 @@ def format_expr(expr: ast.Expr) -> str:
     op = OPS[expr.op]
     left, right = _precedence(expr.left), _precedence(expr.right)
     non_associative = op.precedence == OPS["lt"].precedence
-    left_text = _wrap(expr.left, left < op.precedence or (non_associative and left == op.precedence))
+    left_parens = left < op.precedence or (non_associative and left == op.precedence)
+    left_text = _wrap(expr.left, left_parens)
     right_text = _wrap(expr.right, right <= op.precedence)
     return f"{left_text} {op.symbol} {right_text}"
 
@@ -179,7 +181,8 @@ class _Printer:
     def body(self, depth: int, head: str, body: ast.Body, close: bool = True) -> None:
         """`head {`, the statements, and `}` (unless `close` is false: an elif/else follows)."""
         open_line, close_line = body.span.line, body.span.end_line
-        trailing = self.trailing(open_line) if open_line != close_line else ""
+        first = body.statements[0].span.line if body.statements else close_line
+        trailing = self.trailing(open_line) if open_line != first else ""
         self.emit(depth, f"{head} {{{trailing}")
         head_index = len(self.lines) - 1
         self.last_line = open_line

@@ -184,7 +184,8 @@ def test_logic_and_comparisons_give_one_or_zero():
 def test_elementwise_functions_match_numpy_float32():
     x = np.array([-2.0, 0.5, 3.0], dtype=np.float32)
     s = run("node x, a, b, c, d, e\nupdate { a = sigmoid(x); b = relu(x); c = sign(x);"
-            " d = clip(x, -1, 1); e = select(x, 1, 2) }", setup=lambda s: s.node.__setitem__("x", x))
+            " d = clip(x, -1, 1); e = select(x, 1, 2) }",
+            setup=lambda s: s.node.__setitem__("x", x))
     np.testing.assert_allclose(s.node["a"], 1 / (1 + np.exp(-x)), rtol=1e-6)
     assert s.node["b"].tolist() == [0, 0.5, 3]
     assert s.node["c"].tolist() == [-1, 1, 1]

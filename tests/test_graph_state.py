@@ -1,0 +1,170 @@
+"""Graphs in the spec's CSR order, their validation, and states (views, save/load)."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import rulec
+from rulec import graphs
+from rulec.graph import GraphError
+
+
+def test_csr_order_reverse_and_edge_ids():
+    g = rulec.Graph.from_edges(4, [(2, 0), (1, 0), (3, 2), (1, 2)])
+    assert g.edges.tolist() == [[0, 1], [0, 2], [1, 2], [2, 3]]
+    assert g.row_ptr.tolist() == [0, 2, 4, 7, 8]
+    assert g.nbr.tolist() == [1, 2, 0, 2, 0, 1, 3, 2]
+    assert g.owner.tolist() == [0, 0, 1, 1, 2, 2, 2, 3]
+    for e in range(g.n_half_edges):
+        r = g.rev[e]
+        assert (g.owner[r], g.nbr[r]) == (g.nbr[e], g.owner[e])
+        assert g.eid[e] == g.eid[r]
+        assert sorted((g.owner[e], g.nbr[e])) == g.edges[g.eid[e]].tolist()
+    assert g.parity.tolist() == [1, 1, -1, 1, -1, -1, 1, -1]
+
+
+def test_arrays_are_read_only():
+    g = rulec.Graph.from_edges(2, [(0, 1)])
+    with pytest.raises(ValueError):
+        g.nbr[0] = 5
+
+
+@pytest.mark.parametrize("n, edges, message", [
+    (3, [(0, 0)], "self-loop"),
+    (3, [(0, 1), (1, 0)], "duplicate"),
+    (3, [(0, 3)], "outside 0..2"),
+    (3, [(-1, 2)], "outside"),
+    (3, [(0, 1, 2)], "(M, 2)"),
+    (3, [[0.5, 1]], "integers"),
+    (-1, [], ">= 0"),
+])
+def test_bad_graphs_get_clear_errors(n, edges, message):
+    with pytest.raises(GraphError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        rulec.Graph.from_edges(n, edges)
+
+
+def test_isolated_nodes_and_empty_graphs():
+    g = rulec.Graph.from_edges(5, [])
+    assert g.n_edges == 0 and g.row_ptr.tolist() == [0] * 6
+    rule = rulec.compile("node x\nedge w\nupdate { x = sum(w) + 1; w = 2 }")
+    state = rule.state(g)
+    rule.step(state)
+    assert state.node["x"].tolist() == [1] * 5
+
+
+def test_large_graph_is_built_vectorized():
+    rng = np.random.default_rng(0)
+    n = 200_000
+    pairs = rng.integers(0, n, size=(1_200_000, 2))
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    key = np.unique(np.minimum(pairs[:, 0], pairs[:, 1]) * n + np.maximum(*pairs.T))
+    g = rulec.Graph.from_edges(n, np.stack([key // n, key % n], axis=1))
+    assert g.n_half_edges == 2 * len(key)
+    assert (np.diff(g.owner) >= 0).all()
+
+
+def test_from_networkx_and_scipy_agree_with_from_edges():
+    G = nx.gnp_random_graph(30, 0.2, seed=1)
+    a = rulec.Graph.from_networkx(G)
+    b = rulec.Graph.from_scipy(nx.to_scipy_sparse_array(G))
+    c = rulec.Graph.from_edges(30, list(G.edges))
+    assert a == b == c
+    labelled = rulec.Graph.from_networkx(nx.relabel_nodes(G, {i: f"n{i}" for i in G}))
+    assert labelled.labels[0] == "n0" and labelled.n_edges == G.number_of_edges()
+    with pytest.raises(GraphError, match="undirected"):
+        rulec.Graph.from_networkx(nx.DiGraph([(0, 1)]))
+    with pytest.raises(GraphError, match="self-loop"):
+        rulec.Graph.from_scipy(sp.eye(3))
+
+
+@pytest.mark.parametrize("spec, nodes, edges", [
+    ("ring:5", 5, 5), ("grid:3x2", 6, 7), ("moore:3x3", 9, 20), ("layered:2,3,1", 6, 9),
+    ("complete:5", 5, 10), ("er:50,0.0", 50, 0), ("er:20,1.0", 20, 190),
+])
+def test_graph_specs(spec, nodes, edges):
+    g = graphs.from_spec(spec)
+    assert (g.n_nodes, g.n_edges) == (nodes, edges)
+
+
+def test_erdos_renyi_and_waxman_are_seeded_and_plausible():
+    a, b = graphs.erdos_renyi(300, 0.05, seed=1), graphs.erdos_renyi(300, 0.05, seed=1)
+    assert a == b and abs(a.n_edges - 0.05 * 300 * 299 / 2) < 150
+    assert graphs.waxman(100, seed=1) == graphs.waxman(100, seed=1)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("hex:3", "unknown graph kind"), ("ring", "expected one of"), ("ring:x", "integers"),
+    ("ring:2", "at least 3"), ("er:10", "er:N,P"), ("grid:3", "grid:WxH"),
+    ("file:/nonexistent/edges.txt", "no such file"),
+])
+def test_bad_graph_specs(spec, message):
+    with pytest.raises(graphs.GraphSpecError, match=message):
+        graphs.from_spec(spec)
+
+
+def test_edge_list_file_round_trip(tmp_path):
+    g = graphs.from_spec("er:40,0.1,3")
+    graphs.write_edge_list(g, tmp_path / "g.txt")
+    assert graphs.from_spec(f"file:{tmp_path / 'g.txt'}") == g
+    (tmp_path / "bad.txt").write_text("0 1\n1 two\n")
+    with pytest.raises(graphs.GraphSpecError, match="bad.txt:2"):
+        graphs.read_edge_list(tmp_path / "bad.txt")
+
+
+def test_state_views_are_zero_copy_and_typed():
+    rule = rulec.compile("node x\nedge w\nshared edge c\nupdate { x = 1 }")
+    g = rulec.Graph.from_edges(3, [(0, 1), (1, 2)])
+    s = rule.state(g)
+    x = s.node["x"]
+    assert x.dtype == np.float32 and x.flags.c_contiguous and x.flags.writeable
+    assert s.edge["w"].shape == (4,) and s.edge["c"].shape == (2,)
+    s.node["x"] = [1, 2, 3]  # copies into the same array
+    assert x.tolist() == [1, 2, 3] and s.node["x"] is x
+    with pytest.raises(rulec.StateError, match="shape"):
+        s.node["x"] = [1, 2]
+    with pytest.raises(KeyError, match="no node slot 'y'"):
+        s.node["y"]
+
+
+def test_save_and_load_round_trip(tmp_path):
+    rule = rulec.compile("node x\nedge w\nshared edge c\ninit { x = gauss(); w = uniform();"
+                         " c = uniform() }\nupdate { x += 1 }")
+    g = graphs.from_spec("ring:6")
+    s = rule.state(g)
+    rule.init(s, seed=12)
+    rule.step(s, steps=3)
+    s.save(tmp_path / "s.npz")
+    t = rulec.State.load(tmp_path / "s.npz", g)
+    assert (t.time, t.seed) == (3, 12)
+    for (_kind, _name, a), (_, _, b) in zip(s.slots(), t.slots(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    rule.step(t)  # a loaded state runs
+    with pytest.raises(rulec.StateError, match="another graph"):
+        rulec.State.load(tmp_path / "s.npz", graphs.from_spec("ring:7"))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(rulec.StateError, match="not a rulec state file"):
+        rulec.State.load(tmp_path / "junk.npz", g)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_state_of_another_rule_is_rejected():
+    a = rulec.compile("node x\nupdate { x = 1 }")
+    b = rulec.compile("node y\nupdate { y = 1 }")
+    with pytest.raises(rulec.StateError, match="do not match"):
+        b.step(a.state(graphs.ring(3)))
+
+
+def test_runtime_argument_errors_name_the_fix():
+    rule = rulec.compile("param lr = 1\nnode x\nupdate { x = lr }\nupdate relax { x = 0 }")
+    s = rule.state(graphs.ring(3))
+    with pytest.raises(KeyError, match="did you mean 'lr'"):
+        rule.step(s, params={"lrr": 2})
+    with pytest.raises(KeyError, match="did you mean 'relax'"):
+        rule.step(s, block="relx")
+    with pytest.raises(ValueError, match="steps"):
+        rule.step(s, steps=-1)
+    with pytest.raises(ValueError, match="seed"):
+        rule.init(s, seed=-1)
