@@ -1,0 +1,67 @@
+/* rulec's counter-based random generator (docs/rng.md), shared by the JIT
+ * kernels and exported C. A draw is a pure function of
+ * (seed, block, ordinal, time, element):
+ *
+ *   counter = (element, time mod 2^32, ordinal, crc32(block label))
+ *   key     = (seed mod 2^32, seed >> 32)
+ *   r       = Philox4x32-10(counter, key)
+ *   uniform = (r[0] >> 8) * 2^-24                       exact, in [0, 1)
+ *   gauss   = sqrt(-2 ln u1) * cos(2 pi u2)             u1 = ((r[0] >> 8) + 1) * 2^-24,
+ *                                                       u2 = (r[1] >> 8) * 2^-24
+ *
+ * uniform() is bit-identical to rulec.rng in Python; gauss() agrees within
+ * float tolerance (the reference computes it in double and rounds).
+ * Header-only, C99, no dependencies beyond <stdint.h> and <math.h>.
+ */
+#ifndef RULEC_RNG_H
+#define RULEC_RNG_H
+
+#include <math.h>
+#include <stdint.h>
+
+typedef struct { uint32_t v[4]; } rulec_philox_ctr;
+
+static inline rulec_philox_ctr rulec_philox4x32_10(rulec_philox_ctr c, uint32_t k0, uint32_t k1)
+{
+    for (int round = 0; round < 10; ++round) {
+        if (round) {
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        uint64_t p0 = (uint64_t)0xD2511F53u * c.v[0];
+        uint64_t p1 = (uint64_t)0xCD9E8D57u * c.v[2];
+        rulec_philox_ctr next;
+        next.v[0] = (uint32_t)(p1 >> 32) ^ c.v[1] ^ k0;
+        next.v[1] = (uint32_t)p1;
+        next.v[2] = (uint32_t)(p0 >> 32) ^ c.v[3] ^ k1;
+        next.v[3] = (uint32_t)p0;
+        c = next;
+    }
+    return c;
+}
+
+static inline rulec_philox_ctr rulec_draw_bits(uint64_t seed, uint32_t block_key,
+                                               uint32_t ordinal, uint64_t time,
+                                               uint32_t element)
+{
+    rulec_philox_ctr c = {{element, (uint32_t)time, ordinal, block_key}};
+    return rulec_philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+}
+
+static inline float rulec_uniform(uint64_t seed, uint32_t block_key, uint32_t ordinal,
+                                  uint64_t time, uint32_t element)
+{
+    rulec_philox_ctr r = rulec_draw_bits(seed, block_key, ordinal, time, element);
+    return (float)(r.v[0] >> 8) * 0x1p-24f;
+}
+
+static inline float rulec_gauss(uint64_t seed, uint32_t block_key, uint32_t ordinal,
+                                uint64_t time, uint32_t element)
+{
+    rulec_philox_ctr r = rulec_draw_bits(seed, block_key, ordinal, time, element);
+    double u1 = ((double)(r.v[0] >> 8) + 1.0) * 0x1p-24;
+    double u2 = (double)(r.v[1] >> 8) * 0x1p-24;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+#endif /* RULEC_RNG_H */
