@@ -18,7 +18,7 @@ import numpy as np
 
 from . import __version__
 from .errors import RuleErrors
-from .frontend import load_program, parse_source
+from .frontend import load, load_program
 from .graph import GraphError
 from .graphs import SPECS, GraphSpecError, from_spec
 from .printer import format_source
@@ -57,20 +57,25 @@ def _write_atomic(path: Path, text: str) -> None:
 # ------------------------------------------------------------------ commands
 
 
+def _checked(path: str) -> tuple | None:
+    """(text, tree, program) of a rule file, or None after printing its errors."""
+    try:
+        return load(_read(path), path)
+    except RuleErrors as errors:
+        print(errors, file=sys.stderr)
+    except UserError as exc:
+        print(f"rulec: error: {exc}", file=sys.stderr)
+    return None
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
-        try:
-            program = load_program(_read(path), path)
-        except RuleErrors as errors:
-            print(errors, file=sys.stderr)
+        loaded = _checked(path)
+        if loaded is None:
             failed += 1
-            continue
-        except UserError as exc:
-            print(f"rulec: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        if not args.quiet:
+        elif not args.quiet:
+            program = loaded[2]
             blocks = ", ".join(program.block_labels)
             print(f"{path}: ok (rule {program.name}; blocks: {blocks})")
     return 1 if failed else 0
@@ -79,18 +84,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_fmt(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
-        try:
-            data = _read(path)
-            text, tree = parse_source(data, path)
-            load_program(text, path)  # refuse to format a file with errors
-        except RuleErrors as errors:
-            print(errors, file=sys.stderr)
+        loaded = _checked(path)  # a file with errors is never formatted
+        if loaded is None:
             failed += 1
             continue
-        except UserError as exc:
-            print(f"rulec: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
+        text, tree, _ = loaded
         formatted = format_source(text, tree)
         if args.check:
             if formatted != text:

@@ -19,10 +19,16 @@ def parse_source(source: str | bytes, filename: str = "<string>") -> tuple[str, 
 def load_program(source: str | bytes, filename: str = "<string>",
                  name: str | None = None) -> ir.Program:
     """Parse and check rule source; raises RuleErrors listing every error."""
+    return load(source, filename, name)[2]
+
+
+def load(source: str | bytes, filename: str = "<string>",
+         name: str | None = None) -> tuple[str, ast.File, ir.Program]:
+    """Parse and check rule source: its text, syntax tree and IR."""
     text, tree = parse_source(source, filename)
     default = name or (Path(filename).stem if not filename.startswith("<") else "rule")
     program = check(tree, filename, text, default_name=default)
     if name is not None and program.name != name:
         program = ir.Program(name, program.params, program.node_slots, program.edge_slots,
                              program.shared_slots, program.blocks)
-    return program
+    return text, tree, program
