@@ -1,0 +1,34 @@
+"""Golden files: the canonical text and the typed IR of tests/valid/ and examples/.
+
+A change to the printer or the checker shows up as a diff here. After a change
+you mean, regenerate with:  RULEC_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py
+"""
+
+from __future__ import annotations
+
+import os
+import pprint
+
+import pytest
+
+from rulec.frontend import load
+from rulec.printer import format_tree
+
+from .conftest import EXAMPLES, TESTS
+
+GOLDEN = TESTS / "golden"
+SOURCES = sorted((TESTS / "valid").glob("*.rule")) + sorted(EXAMPLES.glob("*.rule"))
+
+
+def _compare(path, actual: str) -> None:
+    if os.environ.get("RULEC_UPDATE_GOLDEN"):
+        path.write_text(actual)
+    assert path.exists(), f"{path.name} is missing: run with RULEC_UPDATE_GOLDEN=1"
+    assert actual == path.read_text(), f"{path.name} differs (RULEC_UPDATE_GOLDEN=1 to accept)"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_printer_and_ir_match_golden_files(source):
+    _, tree, program = load(source.read_bytes(), source.name)
+    _compare(GOLDEN / f"{source.stem}.printed.rule", format_tree(tree))
+    _compare(GOLDEN / f"{source.stem}.ir.txt", pprint.pformat(program, width=100) + "\n")
