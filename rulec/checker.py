@@ -71,8 +71,6 @@ def normalise(expr: ir.Expr) -> ir.Expr:
         return ir.Reduce(expr.op, normalise(expr.arg), FLOAT)
     if isinstance(expr, ir.Restrict):
         return ir.Restrict(normalise(expr.value), normalise(expr.predicate), VECTOR)
-    if isinstance(expr, ir.Local):
-        return expr
     return expr
 
 

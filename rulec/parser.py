@@ -98,10 +98,6 @@ def _span_of(meta_or_token) -> Span:
     )
 
 
-def _tok_span(token: Token) -> Span:
-    return _span_of(token)
-
-
 def to_float32(text: str) -> float:
     """A literal's value rounded to float32 (raises OverflowError past float32's range)."""
     with np.errstate(over="ignore"):
@@ -127,7 +123,7 @@ class _ToSyntax(Transformer):
             self.errors.append(
                 RuleError(
                     "E006",
-                    _tok_span(token),
+                    _span_of(token),
                     f"number {token} is too large for float32",
                     "float32 holds magnitudes up to about 3.4e38",
                 )
@@ -147,7 +143,7 @@ class _ToSyntax(Transformer):
     def call(self, meta, children):
         func, *args = children
         args = tuple(a for a in args if a is not None)
-        return ast.Call(str(func), args, _span_of(meta), _tok_span(func))
+        return ast.Call(str(func), args, _span_of(meta), _span_of(func))
 
     def negate(self, meta, children):
         return ast.Unary("neg", children[0], _span_of(meta))
@@ -192,7 +188,7 @@ class _ToSyntax(Transformer):
     sub_assign, mul_assign = _assign("-="), _assign("*=")
 
     def let(self, meta, children):
-        return ast.Let(str(children[0]), children[1], _span_of(meta), _tok_span(children[0]))
+        return ast.Let(str(children[0]), children[1], _span_of(meta), _span_of(children[0]))
 
     def body(self, meta, children):
         return ast.Body(tuple(children), _span_of(meta))
@@ -230,7 +226,7 @@ class _ToSyntax(Transformer):
     def _slots(kind):  # noqa: N805
         def build(self, meta, children):
             names = tuple(str(c) for c in children)
-            spans = tuple(_tok_span(c) for c in children)
+            spans = tuple(_span_of(c) for c in children)
             return ast.SlotDecl(kind, names, _span_of(meta), spans)
 
         return build
@@ -317,7 +313,7 @@ def _syntax_error(err: UnexpectedInput, source: str) -> RuleError:
         span = Span.point(token.line, token.column)
     else:
         what = f"'{token}'"
-        span = _tok_span(token)
+        span = _span_of(token)
     hint = f"expected {_expected_text(err.accepts or err.expected)}"
     if token.type in {"LESSTHAN", "MORETHAN", "LESSEQUAL", "MOREEQUAL", "EQEQUAL", "NOTEQUAL"}:
         hint += "; comparisons do not chain: write (a < b) and (b < c)"
