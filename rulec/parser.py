@@ -15,7 +15,7 @@ import functools
 from collections.abc import Iterator
 
 import numpy as np
-from lark import Lark, Token, Transformer, Tree
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.lark import PostLex
 
@@ -29,29 +29,16 @@ MAX_DEPTH = 200
 _OPENERS = {"LPAR", "LSQB"}
 _CLOSERS = {"RPAR", "RSQB"}
 
-#: How terminals are named to users in "expected ..." messages.
+#: How the grammar's pattern terminals are named in "expected ..." messages;
+#: literal terminals ('{', 'update', ...) are shown as written in the grammar.
 _TERMINAL_TEXT = {
     "_SEP": "end of statement",
     "NAME": "a name",
     "NUMBER": "a number",
     "$END": "end of file",
-    "LBRACE": "'{'",
-    "RBRACE": "'}'",
-    "LPAR": "'('",
-    "RPAR": "')'",
-    "LSQB": "'['",
-    "RSQB": "']'",
-    "COMMA": "','",
-    "DOT": "'.'",
-    "EQUAL": "'='",
-    "PLUS": "'+'",
-    "MINUS": "'-'",
-    "STAR": "'*'",
-    "SLASH": "'/'",
-    "LESSTHAN": "'<'",
-    "MORETHAN": "'>'",
-    "SEMICOLON": "';'",
 }
+
+_COMPARISONS = {"<", "<=", ">", ">=", "==", "!="}
 
 
 class _LineContinuation(PostLex):
@@ -107,6 +94,7 @@ def to_float32(text: str) -> float:
     return float(value)
 
 
+@v_args(meta=True)
 class _ToSyntax(Transformer):
     """Lark tree to rulec.syntax, bottom-up (lark's tree is checked shallow first)."""
 
@@ -244,16 +232,6 @@ class _ToSyntax(Transformer):
         return ast.File(tuple(children))
 
 
-# Lark passes `meta` only to callbacks wrapped with v_args(meta=True); do that for all.
-def _with_meta(cls):
-    from lark import v_args
-
-    return v_args(meta=True)(cls)
-
-
-_ToSyntax = _with_meta(_ToSyntax)
-
-
 def _too_deep(tree: Tree) -> Tree | None:
     """The first subtree nested deeper than MAX_DEPTH, found without recursion."""
     stack = [(tree, 1)]
@@ -315,7 +293,7 @@ def _syntax_error(err: UnexpectedInput, source: str) -> RuleError:
         what = f"'{token}'"
         span = _span_of(token)
     hint = f"expected {_expected_text(err.accepts or err.expected)}"
-    if token.type in {"LESSTHAN", "MORETHAN", "LESSEQUAL", "MOREEQUAL", "EQEQUAL", "NOTEQUAL"}:
+    if str(token) in _COMPARISONS:
         hint += "; comparisons do not chain: write (a < b) and (b < c)"
     return RuleError("E003", span, f"unexpected {what}", hint)
 

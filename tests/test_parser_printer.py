@@ -144,3 +144,11 @@ def test_rule_name_defaults_to_the_file_stem(tmp_path):
     path = tmp_path / "my_rule.rule"
     path.write_text("node x\nupdate { x = 1 }\n")
     assert rulec.compile_file(path).name == "my_rule"
+
+
+@pytest.mark.parametrize("chain", ["0 < x < 1", "0 <= x <= 1", "1 == x == 1", "x != 1 >= 0"])
+def test_chained_comparisons_get_the_chaining_hint(chain):
+    with pytest.raises(rulec.RuleErrors) as info:
+        load_program(f"node x\nupdate {{ x = {chain} }}")
+    (error,) = info.value.errors
+    assert error.code == "E003" and "comparisons do not chain" in error.hint
