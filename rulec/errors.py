@@ -29,10 +29,6 @@ class Span:
     def point(line: int, column: int) -> Span:
         return Span(line, column, line, column + 1)
 
-    def to(self, other: Span) -> Span:
-        """The span from the start of this one to the end of `other`."""
-        return Span(self.line, self.column, other.end_line, other.end_column)
-
 
 #: Lines longer than this are shown as a window around the error.
 _MAX_SHOWN = 120

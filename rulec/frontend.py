@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from . import ir
@@ -29,6 +30,5 @@ def load(source: str | bytes, filename: str = "<string>",
     default = name or (Path(filename).stem if not filename.startswith("<") else "rule")
     program = check(tree, filename, text, default_name=default)
     if name is not None and program.name != name:
-        program = ir.Program(name, program.params, program.node_slots, program.edge_slots,
-                             program.shared_slots, program.blocks)
+        program = dataclasses.replace(program, name=name)
     return text, tree, program

@@ -192,13 +192,3 @@ class Program:
     def block_labels(self) -> tuple[str, ...]:
         return tuple(b.label for b in self.blocks)
 
-
-def children(expr: Expr) -> tuple[Expr, ...]:
-    """The sub-expressions of an expression."""
-    if isinstance(expr, Apply):
-        return expr.args
-    if isinstance(expr, Reduce):
-        return (expr.arg,)
-    if isinstance(expr, Restrict):
-        return (expr.value, expr.predicate)
-    return ()
