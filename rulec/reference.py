@@ -48,12 +48,12 @@ class _Writes:
         self.proposed: dict[str, np.ndarray] = {}
 
     def write(self, kind: str, name: str, values: np.ndarray, where: np.ndarray) -> None:
-        if kind == "node":
-            current = self.node.setdefault(name, self.state.node[name].copy())
-            np.copyto(current, values, where=where)
-        elif kind == "edge":
-            current = self.edge.setdefault(name, self.state.edge[name].copy())
-            np.copyto(current, values, where=where)
+        if kind in ("node", "edge"):
+            pending = self.node if kind == "node" else self.edge
+            if name not in pending:  # copy the block-start value once per block
+                start = self.state.node if kind == "node" else self.state.edge
+                pending[name] = start[name].copy()
+            np.copyto(pending[name], values, where=where)
         else:
             size = len(where)
             proposal = self.proposal.setdefault(name, np.zeros(size, dtype=F32))
@@ -212,20 +212,28 @@ class Interpreter:
     def eval_Reduce(self, expr: ir.Reduce) -> _Value:
         value = self.eval(expr.arg)
         data, mask = value.data, value.mask
-        selected = np.ones(self.h, dtype=bool) if mask is None else mask
         op = expr.op
         if op == "count":
-            return _Value(self.segment(np.add, (selected & (data > 0)).astype(F32), 0))
-        if op in ("sum", "mean"):
-            total = self.segment(np.add, np.where(selected, data, F32(0)), 0)
-            if op == "sum":
-                return _Value(total)
-            count = self.segment(np.add, selected.astype(F32), 0)
+            positive = data > 0 if mask is None else mask & (data > 0)
+            return _Value(self.segment(np.add, positive.astype(F32), 0))
+        if op == "sum":
+            return _Value(self.segment(np.add, self.select(data, mask, 0), 0))
+        # How many half-edges each node selects: its degree when nothing is filtered.
+        if mask is None:
+            count = self.builtins["degree"]
+        else:
+            count = self.segment(np.add, mask.astype(F32), 0)
+        if op == "mean":
+            total = self.segment(np.add, self.select(data, mask, 0), 0)
             return _Value(np.where(count > 0, total / np.maximum(count, F32(1)), F32(0)))
         ufunc = np.fmax if op == "max" else np.fmin
-        extreme = self.segment(ufunc, np.where(selected, data, F32(np.nan)), np.nan)
-        count = self.segment(np.add, selected.astype(F32), 0)
+        extreme = self.segment(ufunc, self.select(data, mask, np.nan), np.nan)
         return _Value(np.where(count > 0, extreme, F32(0)).astype(F32))
+
+    @staticmethod
+    def select(data: np.ndarray, mask: np.ndarray | None, fill: float) -> np.ndarray:
+        """`data` where the mask selects, `fill` elsewhere (no copy without a mask)."""
+        return data if mask is None else np.where(mask, data, F32(fill))
 
     def segment(self, ufunc, data: np.ndarray, empty: float) -> np.ndarray:
         """ufunc reduced over each node's half-edges; `empty` for nodes without any."""

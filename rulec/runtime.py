@@ -47,7 +47,7 @@ class Rule:
             raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         self.program = program
         self.backend = backend
-        self._interpreters: dict[int, tuple[Graph, Interpreter]] = {}
+        self._interpreter_for: tuple[Graph, Interpreter] | None = None
 
     @property
     def name(self) -> str:
@@ -96,11 +96,10 @@ class Rule:
         return values
 
     def _interpreter(self, graph: Graph) -> Interpreter:
-        cached = self._interpreters.get(id(graph))
-        if cached is None or cached[0] is not graph:
-            cached = (graph, Interpreter(self.program, graph))
-            self._interpreters = {id(graph): cached}
-        return cached[1]
+        """The interpreter for `graph`, kept for the last graph used."""
+        if self._interpreter_for is None or self._interpreter_for[0] is not graph:
+            self._interpreter_for = (graph, Interpreter(self.program, graph))
+        return self._interpreter_for[1]
 
     # ------------------------------------------------------------ running
 
