@@ -75,19 +75,16 @@ def complete(n: int) -> Graph:
 
 
 def _pair_from_index(index: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column of the upper-triangle pairs numbered row by row."""
-    # index = i*(2n-i-1)/2 + (j-i-1); solve for i, then fix rounding.
+    """Row and column of the upper-triangle pairs (i < j) numbered row by row."""
+
+    def row_start(i):
+        return i * (2 * n - i - 1) // 2
+
     b = 2 * n - 1
     i = np.floor((b - np.sqrt(b * b - 8.0 * index)) / 2).astype(np.int64)
-    start = i * (2 * n - i - 1) // 2
-    too_far = start > index
-    i[too_far] -= 1
-    start = i * (2 * n - i - 1) // 2
-    next_start = (i + 1) * (2 * n - i - 2) // 2
-    short = index >= next_start
-    i[short] += 1
-    start = i * (2 * n - i - 1) // 2
-    return i, index - start + i + 1
+    i -= row_start(i) > index  # the float estimate may be one row off either way
+    i += row_start(i + 1) <= index
+    return i, index - row_start(i) + i + 1
 
 
 def erdos_renyi(n: int, p: float, seed: int = 0) -> Graph:

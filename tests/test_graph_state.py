@@ -168,3 +168,14 @@ def test_runtime_argument_errors_name_the_fix():
         rule.step(s, steps=-1)
     with pytest.raises(ValueError, match="seed"):
         rule.init(s, seed=-1)
+
+
+@pytest.mark.parametrize("n", [2, 3, 17, 1500])
+def test_erdos_renyi_pair_numbering_matches_triu_indices(n):
+    from rulec.graphs import _pair_from_index
+
+    u, v = np.triu_indices(n, k=1)
+    index = np.arange(len(u), dtype=np.int64)
+    i, j = _pair_from_index(index, n)
+    np.testing.assert_array_equal(i, u)
+    np.testing.assert_array_equal(j, v)
