@@ -144,6 +144,12 @@ class _Printer:
     def trailing(self, line: int) -> str:
         return self.comments.after(line) if self.comments else ""
 
+    def flush(self, depth: int, line: int) -> None:
+        """Print, one per line, the comments not yet printed that stand above `line`."""
+        if self.comments:
+            for _, text in self.comments.before(line):
+                self.emit(depth, text)
+
     def file(self, tree: ast.File) -> str:
         previous: ast.Item | None = None
         for item in tree.items:
@@ -161,9 +167,7 @@ class _Printer:
                 self.emit(0, self.declaration(item) + self.trailing(item.span.end_line))
             self.last_line = item.span.end_line
             previous = item
-        if self.comments:
-            for _, text in self.comments.before(10**9):
-                self.emit(0, text)
+        self.flush(0, 10**9)  # comments after the last item
         while self.lines and self.lines[-1] == "":
             self.lines.pop()
         return "\n".join(self.lines) + "\n" if self.lines else ""
@@ -190,9 +194,7 @@ class _Printer:
             self.leading(depth + 1, stmt.span.line, blank_allowed=len(self.lines) > head_index + 1)
             self.statement(depth + 1, stmt)
             self.last_line = stmt.span.end_line
-        if self.comments:
-            for _, text in self.comments.before(close_line):
-                self.emit(depth + 1, text)
+        self.flush(depth + 1, close_line)
         self.last_line = close_line
         if not close:
             return
@@ -210,9 +212,7 @@ class _Printer:
         else:
             self.if_statement(depth, stmt)
             return
-        if self.comments:  # comments inside a continued statement move above it
-            for _, comment in self.comments.before(stmt.span.end_line):
-                self.emit(depth, comment)
+        self.flush(depth, stmt.span.end_line)  # comments inside a continued statement
         self.emit(depth, text + self.trailing(stmt.span.end_line))
 
     def if_statement(self, depth: int, stmt: ast.If) -> None:
