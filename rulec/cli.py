@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .atomic import write_atomic
 from .errors import RuleErrors
 from .frontend import load, load_program
 from .graph import GraphError
@@ -39,19 +39,6 @@ def _read(path: str) -> bytes:
         raise UserError(f"{path}: is a directory, not a .rule file") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------ commands
@@ -96,7 +83,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
                 failed += 1
         elif args.in_place:
             if formatted != text:
-                _write_atomic(Path(path), formatted)
+                write_atomic(path, formatted.encode("utf-8"))
                 print(f"{path}: formatted", file=sys.stderr)
         else:
             sys.stdout.write(formatted)
@@ -140,8 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     graph = from_spec(args.graph)
     params = _parse_params(args.param)
     if args.load:
-        state = State.load(args.load, graph)
-        rule._check_state(state)
+        state = State.load(args.load, graph)  # rule.step checks it fits the rule
     else:
         state = rule.state(graph)
         rule.init(state, seed=args.seed, params=params)
@@ -210,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rulec: error: {exc}", file=sys.stderr)
     except KeyError as exc:
         print(f"rulec: error: {exc.args[0]}", file=sys.stderr)
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"rulec: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("rulec: interrupted", file=sys.stderr)

@@ -11,12 +11,11 @@ slot mappings refuse to swap them for other arrays but copy into them.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic
 from .graph import Graph
 
 FORMAT_VERSION = 1
@@ -106,19 +105,11 @@ class State:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the state to an .npz file, atomically (a crash leaves the old file)."""
-        path = Path(path)
         arrays = {f"{kind}/{name}": array for kind, name, array in self.slots()}
         meta = np.array([FORMAT_VERSION, self.time, self.seed], dtype=np.uint64)
-        directory = path.parent if str(path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, __meta__=meta, __graph__=np.array(self.graph.fingerprint),
-                         **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        graph = np.array(self.graph.fingerprint)
+        write_atomic(path, lambda handle: np.savez(handle, __meta__=meta, __graph__=graph,
+                                                   **arrays))
 
     @classmethod
     def load(cls, path: str | os.PathLike, graph: Graph) -> State:
