@@ -8,14 +8,16 @@
     rule.step(state, steps=100)
 """
 
+from .build import BuildError
 from .errors import RuleError, RuleErrors, Span
 from .graph import Graph, GraphError
-from .runtime import NonFiniteError, Rule, compile, compile_file
+from .runtime import NonFiniteError, Rule, compile, compile_file, compile_many
 from .state import State, StateError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BuildError",
     "Graph",
     "GraphError",
     "NonFiniteError",
@@ -27,4 +29,5 @@ __all__ = [
     "StateError",
     "compile",
     "compile_file",
+    "compile_many",
 ]

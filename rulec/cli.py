@@ -1,4 +1,4 @@
-"""The `rulec` command line: check, fmt, run.
+"""The `rulec` command line: check, fmt, run, emit, cache.
 
 Every failure a user can cause ends in a message on stderr and exit code 1
 (2 for a bad command line), never a traceback. Set RULEC_DEBUG=1 to see the
@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, build
 from .atomic import write_atomic
 from .errors import RuleErrors
 from .frontend import load, load_program
 from .graph import GraphError
 from .graphs import SPECS, GraphSpecError, from_spec
 from .printer import format_source
+from .render_c import Unit, render_module
 from .runtime import BACKENDS, DEFAULT_BACKEND, NonFiniteError, Rule
 from .state import State, StateError
 
@@ -123,16 +124,16 @@ def _summary(state: State) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     data = _read(args.file)
     program = load_program(data, args.file)
-    rule = Rule(program, args.backend)
+    rule = Rule(program, args.backend, data.decode("utf-8", "replace"))
     graph = from_spec(args.graph)
     params = _parse_params(args.param)
     if args.load:
         state = State.load(args.load, graph)  # rule.step checks it fits the rule
     else:
         state = rule.state(graph)
-        rule.init(state, seed=args.seed, params=params)
+        rule.init(state, seed=args.seed, params=params, threads=args.threads)
     rule.step(state, steps=args.steps, block=args.block, params=params,
-              check_finite=args.check_finite)
+              check_finite=args.check_finite, threads=args.threads)
     if args.save:
         state.save(args.save)
     print(f"rule {rule.name} on {args.graph}: {graph.n_nodes} nodes, {graph.n_edges} edges; "
@@ -141,6 +142,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(_summary(state))
     if args.save:
         print(f"state saved to {args.save}")
+    return 0
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    data = _read(args.file)
+    program = load_program(data, args.file)
+    prefix = args.prefix or program.name
+    if not prefix.isidentifier() or not prefix.isascii():
+        raise UserError(f"--prefix {prefix!r} is not a C identifier")
+    text = data.decode("utf-8", "replace")
+    sys.stdout.write(render_module([Unit(program, prefix, text)]))
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    if args.action == "clear":
+        removed = build.cache_clear()
+        print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {build.cache_dir()}")
+        return 0
+    info = build.cache_info()
+    print(f"directory: {info['directory']}")
+    print(f"entries:   {info['entries']}")
+    print(f"size:      {info['bytes'] / 2**20:.1f} MB of {info['limit_bytes'] / 2**20:.0f} MB"
+          " (RULEC_CACHE_SIZE_MB)")
+    print(f"compiler:  {info['compiler']} (CC)")
+    print(f"flags:     {info['cflags']} (RULEC_CFLAGS replaces the optimisation flags)")
     return 0
 
 
@@ -181,7 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save", metavar="STATE.npz", help="save the final state")
     run.add_argument("--check-finite", action="store_true",
                      help="stop at the first step that produces NaN or inf")
+    run.add_argument("--threads", type=int, default=1, metavar="T",
+                     help="threads for the C backend (1); results do not depend on it")
     run.set_defaults(func=cmd_run)
+
+    emit = commands.add_parser("emit", help="print the C code generated for a rule")
+    emit.add_argument("file", metavar="FILE")
+    emit.add_argument("--prefix", metavar="NAME",
+                      help="prefix of the kernel names (the rule's name)")
+    emit.set_defaults(func=cmd_emit)
+
+    cache = commands.add_parser("cache", help="show or clear the build cache")
+    cache.add_argument("action", choices=("info", "clear"))
+    cache.set_defaults(func=cmd_cache)
     return parser
 
 
@@ -192,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except RuleErrors as errors:
         print(errors, file=sys.stderr)
-    except (UserError, GraphError, GraphSpecError, StateError, NonFiniteError) as exc:
+    except (UserError, GraphError, GraphSpecError, StateError, NonFiniteError,
+            build.BuildError) as exc:
         print(f"rulec: error: {exc}", file=sys.stderr)
     except KeyError as exc:
         print(f"rulec: error: {exc.args[0]}", file=sys.stderr)

@@ -70,9 +70,9 @@ OR, AND, NOT, COMPARE, ADD, MUL, NEG = 1, 2, 3, 4, 5, 6, 7
 
 _ROWS = [
     Op("or", 2, "infix", "or", lambda a, b: _bool((a > 0) | (b > 0)),
-       "(({0}) > 0.0f || ({1}) > 0.0f ? 1.0f : 0.0f)", OR, True),
+       "((float)(({0}) > 0.0f | ({1}) > 0.0f))", OR, True),
     Op("and", 2, "infix", "and", lambda a, b: _bool((a > 0) & (b > 0)),
-       "(({0}) > 0.0f && ({1}) > 0.0f ? 1.0f : 0.0f)", AND, True),
+       "((float)(({0}) > 0.0f & ({1}) > 0.0f))", AND, True),
     Op("not", 1, "prefix", "not", lambda a: _bool(~(a > 0)),
        "(({0}) > 0.0f ? 0.0f : 1.0f)", NOT),
     Op("lt", 2, "infix", "<", lambda a, b: _bool(a < b), "(({0}) < ({1}) ? 1.0f : 0.0f)", COMPARE),
@@ -101,8 +101,8 @@ _ROWS = [
     Op("sin", 1, "call", "sin", np.sin, "sinf({0})"),
     Op("cos", 1, "call", "cos", np.cos, "cosf({0})"),
     Op("square", 1, "call", "square", lambda a: a * a, "({0} * {0})"),
-    Op("min", 2, "call", "min", np.fmin, "fminf({0}, {1})", commutative=True),
-    Op("max", 2, "call", "max", np.fmax, "fmaxf({0}, {1})", commutative=True),
+    Op("min", 2, "call", "min", np.fmin, "rulec_fminf({0}, {1})", commutative=True),
+    Op("max", 2, "call", "max", np.fmax, "rulec_fmaxf({0}, {1})", commutative=True),
     Op("clip", 3, "call", "clip", _clip, "rulec_clipf({0}, {1}, {2})"),
     Op("select", 3, "call", "select", _select, "(({0}) > 0.0f ? ({1}) : ({2}))"),
 ]

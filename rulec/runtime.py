@@ -21,8 +21,8 @@ from .reference import Interpreter
 from .rng import check_seed
 from .state import State, StateError
 
-BACKENDS = ("numpy",)
-DEFAULT_BACKEND = "numpy"
+BACKENDS = ("c", "numpy")
+DEFAULT_BACKEND = "c"
 
 
 class NonFiniteError(FloatingPointError):
@@ -42,12 +42,21 @@ class NonFiniteError(FloatingPointError):
 class Rule:
     """A compiled rule: its IR, its params' defaults, and a backend that runs it."""
 
-    def __init__(self, program: ir.Program, backend: str = DEFAULT_BACKEND) -> None:
+    def __init__(self, program: ir.Program, backend: str = DEFAULT_BACKEND,
+                 source: str | None = None, native=None) -> None:
+        """Wrap a checked program. With backend='c' the kernels are built (or
+        found in the cache) now; `native` passes kernels already built by
+        compile_many. `source` only feeds comments in the generated C."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         self.program = program
         self.backend = backend
         self._interpreter_for: tuple[Graph, Interpreter] | None = None
+        self._native = native
+        if backend == "c" and native is None:
+            from .native import compile_native
+
+            self._native = compile_native([program], [source])[0]
 
     @property
     def name(self) -> str:
@@ -103,21 +112,29 @@ class Rule:
 
     # ------------------------------------------------------------ running
 
-    def init(self, state: State, seed: int = 0, params: dict | None = None) -> None:
+    def init(self, state: State, seed: int = 0, params: dict | None = None,
+             threads: int = 1) -> None:
         """Run the `init` block (if the rule has one) with `seed`, kept with the state.
         Time does not advance."""
         self._check_state(state)
         state.seed = check_seed(seed)
-        if self.program.block("init") is not None:
-            self._interpreter(state.graph).run("init", state, self._params(params),
-                                               advance_time=False)
+        if self.program.block("init") is None:
+            return
+        values = self._params(params)
+        if self._native is not None:
+            self._native.run("init", state, values, 1, _threads(threads))
+        else:
+            self._interpreter(state.graph).run("init", state, values, advance_time=False)
 
     def step(self, state: State, steps: int = 1, block: str = "update",
-             params: dict | None = None, check_finite: bool = False) -> None:
+             params: dict | None = None, check_finite: bool = False,
+             threads: int = 1) -> None:
         """Run `block` `steps` times; each step adds one to state.time.
 
         With check_finite=True, stop at the first step that leaves NaN or ±inf
         in the state and raise NonFiniteError naming the step, slot and element.
+        With the C backend the whole loop is one call; `threads` > 1 splits each
+        step's nodes over OpenMP threads (results are identical to one thread).
         """
         self._check_state(state)
         if block == "init" or self.program.block(block) is None:
@@ -128,6 +145,12 @@ class Rule:
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
         values = self._params(params)
+        if self._native is not None:
+            done = self._native.run(block, state, values, int(steps), _threads(threads),
+                                    check_finite)
+            if check_finite:
+                _raise_if_non_finite(state, done)
+            return
         interpreter = self._interpreter(state.graph)
         if not check_finite:
             interpreter.run(block, state, values, int(steps))
@@ -135,6 +158,12 @@ class Rule:
         for step in range(1, int(steps) + 1):
             interpreter.run(block, state, values, 1)
             _raise_if_non_finite(state, step)
+
+
+def _threads(threads: int) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    return int(threads)
 
 
 def _raise_if_non_finite(state: State, step: int) -> None:
@@ -156,12 +185,42 @@ def _raise_if_non_finite(state: State, step: int) -> None:
 
 def compile(text: str, name: str | None = None, backend: str = DEFAULT_BACKEND,  # noqa: A001
             filename: str = "<string>") -> Rule:
-    """Compile rule source text. Raises RuleErrors (every error, positioned) if it is invalid."""
-    return Rule(load_program(text, filename, name), backend)
+    """Compile rule source text. Raises RuleErrors (every error, positioned) if it is
+    invalid, and rulec.BuildError if the C backend cannot build."""
+    return Rule(load_program(text, filename, name), backend,
+                text if isinstance(text, str) else None)
 
 
 def compile_file(path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> Rule:
     """Compile a .rule file; the rule is named by its `rule` line or the file's stem."""
     path = Path(path)
     data = path.read_bytes()
-    return Rule(load_program(data, str(path)), backend)
+    return Rule(load_program(data, str(path)), backend, data.decode("utf-8", "replace"))
+
+
+def compile_many(rules, backend: str = DEFAULT_BACKEND) -> list[Rule]:
+    """Compile many rules at once: with the C backend, one compiler call builds
+    one shared object for all of them (much cheaper per rule, for search and
+    fuzzing). `rules` holds source texts, paths (pathlib.Path) or checked
+    ir.Programs. Raises RuleErrors for the first invalid rule."""
+    programs, sources = [], []
+    for index, item in enumerate(rules):
+        if isinstance(item, ir.Program):
+            programs.append(item)
+            sources.append(None)
+        elif isinstance(item, os.PathLike):
+            data = Path(item).read_bytes()
+            programs.append(load_program(data, str(item)))
+            sources.append(data.decode("utf-8", "replace"))
+        elif isinstance(item, str | bytes):
+            programs.append(load_program(item, f"<rule {index}>", f"rule{index}"))
+            sources.append(item if isinstance(item, str) else None)
+        else:
+            raise TypeError("compile_many takes source texts, paths or ir.Programs, "
+                            f"got {type(item).__name__}")
+    if backend != "c":
+        return [Rule(p, backend) for p in programs]
+    from .native import compile_native
+
+    natives = compile_native(programs, sources)
+    return [Rule(p, backend, native=n) for p, n in zip(programs, natives, strict=True)]

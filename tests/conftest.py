@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def build_cache(tmp_path_factory):
+    """Kernels built by the tests go to a cache of this session (subprocesses
+    inherit it), unless RULEC_CACHE_DIR already names one to reuse."""
+    if "RULEC_CACHE_DIR" not in os.environ:
+        os.environ["RULEC_CACHE_DIR"] = str(tmp_path_factory.mktemp("rulec-cache"))
+    return Path(os.environ["RULEC_CACHE_DIR"])
 
 
 @pytest.fixture

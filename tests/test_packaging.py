@@ -26,11 +26,13 @@ def wheel(tmp_path_factory):
     return path
 
 
-def test_wheel_contains_the_grammar_and_the_c_runtime(wheel):
+def test_wheel_contains_the_grammar_templates_and_the_c_runtime(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "rulec/grammar/rule.lark" in names
+    assert "rulec/templates/module.c.j2" in names
     assert "rulec/runtime/rulec_rng.h" in names
-    # templates/ ships the same way once the C backend adds its templates
+    assert "rulec/runtime/rulec_runtime.h" in names
+    assert "rulec/passes/fold.py" in names
 
 
 def test_installed_wheel_runs_without_the_source_tree(wheel, tmp_path):
@@ -39,7 +41,8 @@ def test_installed_wheel_runs_without_the_source_tree(wheel, tmp_path):
         archive.extractall(target)
     rule = tmp_path / "r.rule"
     rule.write_text("node x\ninit { x = uniform() }\nupdate { x = mean(nbr.x) }\n")
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    # the default (C) backend builds from the templates and runtime in the wheel
+    env = {**os.environ, "PYTHONPATH": str(target), "RULEC_CACHE_DIR": str(tmp_path / "cache")}
     code = ("import rulec, sys; assert 'site' in rulec.__file__, rulec.__file__; "
             "sys.argv = ['rulec', 'run', 'r.rule', '--graph', 'ring:5', '--steps', '3']; "
             "from rulec.cli import main; sys.exit(main())")
@@ -47,3 +50,4 @@ def test_installed_wheel_runs_without_the_source_tree(wheel, tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "rule r on ring:5" in result.stdout
+    assert list((tmp_path / "cache").glob("*.so")), "the C backend did not build"

@@ -1,0 +1,388 @@
+"""Building C modules: the compiler call, the content-addressed cache, loading.
+
+A module is one shared object holding the kernels of one or more rules. Its
+cache key is a hash of everything that decides the machine code: the
+canonical IR of each rule (spans and the rule's name left out), rulec's
+version and the text of its templates and C runtime, the compiler's
+identity, the flags, and the CPU's features (the default flags use
+-march=native).
+
+The cache lives in $RULEC_CACHE_DIR, else $XDG_CACHE_HOME/rulec, else
+~/.cache/rulec. An entry is written to a temporary file and renamed into
+place, under a per-entry lock, so any number of processes may compile the
+same or different rules at once: each entry is built once, and a reader
+never sees a partial file. The cache is bounded ($RULEC_CACHE_SIZE_MB,
+default 512): after a build, the least recently used entries are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cffi
+
+from . import ir
+from .render_c import Unit, render_module
+from .resources import resource_dir
+
+DEFAULT_CFLAGS = "-O3 -march=native -fopenmp"
+# Flags the kernels need whatever RULEC_CFLAGS says: a shared object, errno-free
+# math (so libm calls vectorize; errno is never read), and no contraction of
+# a*b+c into FMA, so results stay close to the reference interpreter.
+REQUIRED_CFLAGS = ("-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off")
+DEFAULT_CACHE_MB = 512
+
+CDEF = """
+typedef struct rulec_graph {
+    int64_t n_nodes;
+    int64_t n_edges;
+    const int64_t *row_ptr;
+    const int32_t *nbr;
+    const int32_t *rev;
+    const int32_t *eid;
+    const int32_t *edge_half;
+    const float *degree;
+} rulec_graph;
+
+typedef struct rulec_state {
+    float *const *node;
+    float *const *edge;
+    float *const *shared;
+    uint64_t time;
+    uint64_t seed;
+} rulec_state;
+
+typedef int64_t (*rulec_kernel)(const rulec_graph *graph, rulec_state *state,
+                                const float *params, int64_t steps, int threads,
+                                int check_finite);
+
+typedef struct rulec_entry {
+    const char *name;
+    rulec_kernel kernel;
+} rulec_entry;
+
+const rulec_entry *rulec_module_table(int *size);
+"""
+
+
+class BuildError(RuntimeError):
+    """The C backend cannot build: no compiler, a broken compiler, or bad flags."""
+
+
+@functools.cache
+def ffi() -> cffi.FFI:
+    """The one FFI every module is loaded through (its cdef is parsed once)."""
+    result = cffi.FFI()
+    result.cdef(CDEF)
+    return result
+
+
+# ------------------------------------------------------------- environment
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("RULEC_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "rulec"
+
+
+def cache_limit_bytes() -> int:
+    text = os.environ.get("RULEC_CACHE_SIZE_MB", "")
+    try:
+        megabytes = float(text) if text else DEFAULT_CACHE_MB
+    except ValueError:
+        raise BuildError(f"RULEC_CACHE_SIZE_MB must be a number, got {text!r}") from None
+    return int(megabytes * 1024 * 1024)
+
+
+def compiler() -> list[str]:
+    """The C compiler command: $CC, else cc, else gcc."""
+    configured = os.environ.get("CC")
+    candidates = [configured] if configured else ["cc", "gcc"]
+    for candidate in candidates:
+        words = shlex.split(candidate)
+        if words and shutil.which(words[0]):
+            return words
+    looked = f"$CC ({configured})" if configured else "cc and gcc"
+    raise BuildError(
+        f"no C compiler found (looked for {looked} on PATH). The C backend needs one: "
+        "install gcc (Debian/Ubuntu: apt install gcc; Fedora: dnf install gcc), "
+        "or set CC, or run with backend='numpy' (CLI: --backend numpy)"
+    )
+
+
+def cflags() -> list[str]:
+    """The optimisation flags ($RULEC_CFLAGS replaces the default) and the required ones."""
+    text = os.environ.get("RULEC_CFLAGS")
+    return shlex.split(DEFAULT_CFLAGS if text is None else text) + list(REQUIRED_CFLAGS)
+
+
+@functools.cache
+def _compiler_identity(path: str) -> str:
+    """The compiler's resolved path, size and modification time: changes when it is
+    upgraded, and costs no process start."""
+    resolved = os.path.realpath(path)
+    info = os.stat(resolved)
+    return f"{resolved}:{info.st_size}:{int(info.st_mtime)}"
+
+
+@functools.cache
+def cpu_features() -> str:
+    """What -march=native sees: the CPU model and flags, or the platform elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        import platform
+
+        return f"{platform.machine()}:{platform.processor()}"
+    model = flags = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = " ".join(sorted(value.split()))
+        if model and flags:
+            break
+    return f"{model}|{flags}"
+
+
+@functools.cache
+def _sources_digest() -> str:
+    """A hash of the templates and the C runtime: kernels change when they do."""
+    digest = hashlib.sha256()
+    for directory in ("templates", "runtime"):
+        for path in sorted(resource_dir(directory).iterdir()):
+            if path.suffix in (".j2", ".h", ".c"):
+                digest.update(path.name.encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def canonical(program: ir.Program) -> str:
+    """The program's identity for the cache: its IR without spans or name."""
+    return repr(dataclasses.replace(program, name=""))
+
+
+def program_digest(program: ir.Program) -> str:
+    return hashlib.sha256(canonical(program).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------ modules
+
+
+@dataclass
+class Module:
+    """A loaded shared object: kernels by (prefix, block label)."""
+
+    path: Path
+    library: object
+    kernels: dict[str, object]
+
+    def kernel(self, prefix: str, label: str):
+        return self.kernels[f"{prefix}:{label}"]
+
+
+_loaded: dict[str, Module] = {}
+_loaded_lock = threading.Lock()
+
+
+def build_module(programs: list[ir.Program], sources: list[str | None] | None = None
+                 ) -> tuple[Module, list[str]]:
+    """Build (or find in the cache) one module holding every program's kernels.
+    Returns the module and each program's kernel prefix."""
+    sources = sources or [None] * len(programs)
+    digests = [program_digest(p) for p in programs]
+    prefixes = ["r" + d[:20] for d in digests]
+    command = compiler()
+    flags = cflags()
+    from . import __version__
+
+    identity = "\n".join([
+        __version__, _sources_digest(), _compiler_identity(shutil.which(command[0]) or ""),
+        " ".join(command), " ".join(flags), cpu_features(), *sorted(set(digests)),
+    ])
+    key = hashlib.sha256(identity.encode()).hexdigest()[:40]
+    with _loaded_lock:
+        module = _loaded.get(key)
+    if module is None:
+        units, seen = [], set()
+        for program, prefix, source in zip(programs, prefixes, sources, strict=True):
+            if prefix not in seen:
+                seen.add(prefix)
+                units.append(Unit(program, prefix, source))
+        path = _cached_build(key, units, command, flags)
+        module = _load(path)
+        with _loaded_lock:
+            _loaded[key] = module
+    return module, prefixes
+
+
+def _cached_build(key: str, units: list[Unit], command: list[str], flags: list[str]) -> Path:
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"cannot create the cache directory {directory} ({exc.strerror});"
+                         " set RULEC_CACHE_DIR to a writable directory") from None
+    target = directory / f"{key}.so"
+    if target.exists():
+        _touch(target)
+        return target
+    with _locked(directory / f"{key}.lock"):
+        if target.exists():  # another process built it while we waited
+            return target
+        source = render_module(units)
+        _compile(source, target, command, flags)
+    _evict(directory, keep=target)
+    return target
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _compile(source: str, target: Path, command: list[str], flags: list[str]) -> None:
+    directory = target.parent
+    runtime = resource_dir("runtime")
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as work:
+        c_file = Path(work) / (target.stem + ".c")
+        c_file.write_text(source, encoding="utf-8")
+        output = Path(work) / target.name
+        argv = [*command, *flags, f"-I{runtime}", str(c_file), "-o", str(output), "-lm"]
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise BuildError(f"cannot run the C compiler {command[0]!r}: {exc.strerror}; "
+                             "install gcc or set CC, or use backend='numpy'") from None
+        if result.returncode != 0:
+            log = directory / f"{target.stem}.log"
+            log.write_text(" ".join(argv) + "\n\n" + result.stderr, encoding="utf-8")
+            shutil.copy(c_file, directory / f"{target.stem}.c")
+            first = next((line for line in result.stderr.splitlines() if "error" in line),
+                         result.stderr.strip()[:200])
+            cause = ("the flags in RULEC_CFLAGS may be the cause"
+                     if "RULEC_CFLAGS" in os.environ else
+                     "this is a bug in rulec; please report it with the log")
+            raise BuildError(
+                f"the C compiler failed ({command[0]}): {first}\n"
+                f"  full log: {log}\n  {cause}; backend='numpy' runs without a compiler"
+            )
+        os.replace(output, target)  # atomic: readers see no file or the whole file
+
+
+def _load(path: Path) -> Module:
+    library = ffi().dlopen(str(path))
+    size = ffi().new("int *")
+    table = library.rulec_module_table(size)
+    kernels = {}
+    for index in range(size[0]):
+        entry = table[index]
+        kernels[ffi().string(entry.name).decode()] = entry.kernel
+    return Module(path, library, kernels)
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+# -------------------------------------------------------------- maintenance
+
+
+def cache_entries(directory: Path | None = None) -> list[Path]:
+    directory = directory or cache_dir()
+    if not directory.is_dir():
+        return []
+    return sorted(directory.glob("*.so"))
+
+
+def cache_info() -> dict:
+    directory = cache_dir()
+    entries = cache_entries(directory)
+    return {
+        "directory": str(directory),
+        "entries": len(entries),
+        "bytes": sum(_size(p) for p in entries),
+        "limit_bytes": cache_limit_bytes(),
+        "compiler": " ".join(compiler()) if _has_compiler() else "none found",
+        "cflags": " ".join(cflags()),
+    }
+
+
+def _has_compiler() -> bool:
+    try:
+        compiler()
+    except BuildError:
+        return False
+    return True
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def cache_clear() -> int:
+    """Remove every entry; returns how many were removed."""
+    directory = cache_dir()
+    removed = 0
+    for pattern in ("*.so", "*.c", "*.log", "*.lock"):
+        for path in directory.glob(pattern) if directory.is_dir() else ():
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += pattern == "*.so"
+    return removed
+
+
+def _evict(directory: Path, keep: Path) -> None:
+    """Remove least recently used entries until the cache is within its limit."""
+    limit = cache_limit_bytes()
+    entries = []
+    for path in cache_entries(directory):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        entries.append((info.st_mtime, info.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    if total <= limit:
+        return
+    for _, size, path in sorted(entries):
+        if total <= limit * 0.8:
+            break
+        if path == keep:
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            total -= size
+        for extra in (".c", ".log"):
+            with contextlib.suppress(OSError):
+                path.with_suffix(extra).unlink()
+    if total > limit:
+        print(f"rulec: the build cache {directory} is over its limit "
+              f"({total >> 20} MB > {limit >> 20} MB)", file=sys.stderr)

@@ -1,0 +1,115 @@
+"""The C backend at run time: C views of graphs and states, and kernel calls.
+
+A graph's C struct points into its NumPy arrays and is made once per graph;
+a state's struct points into its slot arrays (which never move) and is made
+once per state. A call sets the state's time and seed, runs the kernel (the
+time loop is in C) and reads the time back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ir
+from .build import build_module, ffi
+from .graph import Graph
+from .state import State
+
+
+class _GraphView:
+    """A rulec_graph struct and the arrays it points into (kept alive here)."""
+
+    def __init__(self, graph: Graph) -> None:
+        f = ffi()
+        self.arrays = {
+            "row_ptr": np.ascontiguousarray(graph.row_ptr, dtype=np.int64),
+            "nbr": np.ascontiguousarray(graph.nbr, dtype=np.int32),
+            "rev": np.ascontiguousarray(graph.rev, dtype=np.int32),
+            "eid": np.ascontiguousarray(graph.eid, dtype=np.int32),
+            "edge_half": np.ascontiguousarray(graph.edge_halves[:, 0], dtype=np.int32),
+            "degree": np.ascontiguousarray(graph.degree, dtype=np.float32),
+        }
+        struct = f.new("rulec_graph *")
+        struct.n_nodes = graph.n_nodes
+        struct.n_edges = graph.n_edges
+        for name, array in self.arrays.items():
+            ctype = {np.int64: "int64_t *", np.int32: "int32_t *", np.float32: "float *"}
+            setattr(struct, name, f.cast(ctype[array.dtype.type], array.ctypes.data))
+        self.struct = struct
+
+
+class _StateView:
+    """A rulec_state struct pointing into a state's slot arrays, in the rule's order."""
+
+    def __init__(self, state: State, program: ir.Program) -> None:
+        f = ffi()
+        self.state = state
+        self.layout = (program.node_slots, program.edge_slots, program.shared_slots)
+
+        def pointers(names, arrays):
+            return f.new("float *[]", [f.cast("float *", arrays[n].ctypes.data) for n in names]
+                         or [f.NULL])
+
+        self.node = pointers(program.node_slots, state.node)
+        self.edge = pointers(program.edge_slots, state.edge)
+        self.shared = pointers(program.shared_slots, state.edge)
+        struct = f.new("rulec_state *")
+        struct.node, struct.edge, struct.shared = self.node, self.edge, self.shared
+        self.struct = struct
+
+
+def graph_view(graph: Graph) -> _GraphView:
+    view = graph.__dict__.get("_rulec_c_view")
+    if view is None:
+        view = graph.__dict__["_rulec_c_view"] = _GraphView(graph)
+    return view
+
+
+class NativeBlocks:
+    """The kernels of one rule, loaded from a (possibly shared) module."""
+
+    def __init__(self, program: ir.Program, module, prefix: str) -> None:
+        self.program = program
+        self.module = module
+        self.kernels = {label: module.kernel(prefix, label) for label in program.block_labels}
+        self._states: dict[int, _StateView] = {}
+        self._params_cache: tuple[tuple, object] | None = None
+
+    def _state_view(self, state: State) -> _StateView:
+        view = state.__dict__.get("_rulec_c_view")
+        if view is None or view.layout != (self.program.node_slots, self.program.edge_slots,
+                                           self.program.shared_slots):
+            view = state.__dict__["_rulec_c_view"] = _StateView(state, self.program)
+        return view
+
+    def _params(self, values: dict[str, float]):
+        ordered = tuple(values[name] for name, _ in self.program.params)
+        cached = self._params_cache
+        if cached is not None and cached[0] == ordered:
+            return cached[1]
+        array = ffi().new("float[]", list(ordered) or [0.0])
+        self._params_cache = (ordered, array)
+        return array
+
+    def run(self, label: str, state: State, params: dict[str, float], steps: int,
+            threads: int = 1, check_finite: bool = False) -> int:
+        """Run a block `steps` times; returns the steps run (fewer if check_finite
+        stopped at a non-finite step)."""
+        view = self._state_view(state)
+        struct = view.struct
+        struct.time = state.time
+        struct.seed = state.seed
+        done = self.kernels[label](graph_view(state.graph).struct, struct, self._params(params),
+                                   steps, threads, 1 if check_finite else 0)
+        state.time = int(struct.time)
+        if done < 0:
+            raise MemoryError(f"out of memory running block {label!r} of rule "
+                              f"{self.program.name!r}")
+        return int(done)
+
+
+def compile_native(programs: list[ir.Program], sources: list[str | None] | None = None
+                   ) -> list[NativeBlocks]:
+    """Build one module for all programs and return each program's kernels."""
+    module, prefixes = build_module(programs, sources)
+    return [NativeBlocks(p, module, prefix) for p, prefix in zip(programs, prefixes, strict=True)]
