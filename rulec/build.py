@@ -165,13 +165,18 @@ def cpu_features() -> str:
 
 @functools.cache
 def _sources_digest() -> str:
-    """A hash of the templates and the C runtime: kernels change when they do."""
-    digest = hashlib.sha256()
+    """A hash of everything that generates C: the templates, the C runtime and
+    rulec's own Python (the op table, lowering, scheduling, rendering). Any
+    change to them, released or not, makes new cache entries."""
+    package = Path(__file__).resolve().parent
+    paths = [*sorted(package.glob("*.py")), *sorted(package.glob("passes/*.py"))]
     for directory in ("templates", "runtime"):
-        for path in sorted(resource_dir(directory).iterdir()):
-            if path.suffix in (".j2", ".h", ".c"):
-                digest.update(path.name.encode())
-                digest.update(path.read_bytes())
+        paths += sorted(p for p in resource_dir(directory).iterdir()
+                        if p.suffix in (".j2", ".h", ".c"))
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
