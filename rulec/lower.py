@@ -60,7 +60,8 @@ class Item:
     reads: set[str] = field(default_factory=set)  # edge slots read at half-edge h
     writes: set[str] = field(default_factory=set)  # slots written (kind:name)
     inplace: set[str] = field(default_factory=set)  # edge slots written in place
-    accumulators: list[tuple[str, str, str]] = field(default_factory=list)  # clause, name, init
+    # reduction accumulators: (clause, name, initial value, C type)
+    accumulators: list[tuple[str, str, str, str]] = field(default_factory=list)
     branches: list[tuple[str | None, list[Item]]] = field(default_factory=list)
     memo: dict = field(default_factory=dict)  # loops: vector expr -> (value, mask)
 
@@ -314,22 +315,19 @@ class BlockLowering:
             value, mask = self.scalar(stmt.value, scope), None
         masks = [mask] if mask else []
         if stmt.predicate is not None:
-            predicate, pmask = self.vector(stmt.predicate, loop, scope)
-            masks.append(self.vtemp(loop, "int", f"({predicate} > 0.0f)", "m"))
-            if pmask:
-                masks.append(pmask)
+            masks.append(self.mask(stmt.predicate, loop, scope))
         select = " & ".join(masks) if masks else None
         array = slot_var(stmt.kind, stmt.name)
         first = slot not in self.initialized
         if mode == "inplace":
             target = f"{array}[h]"
             loop.lines.append(f"{target} = {value};" if select is None
-                              else f"{target} = ({select}) ? {value} : {target};")
+                              else f"{target} = rulec_blendf({select}, {value}, {target});")
         elif mode == "double":
             target = f"{array}_next[h]"
             previous = f"{array}[h]" if first else target
             loop.lines.append(f"{target} = {value};" if select is None
-                              else f"{target} = ({select}) ? {value} : {previous};")
+                              else f"{target} = rulec_blendf({select}, {value}, {previous});")
         else:
             proposal, proposed = f"{array}_proposal[h]", f"{array}_proposed[h]"
             if select is None:
@@ -337,7 +335,7 @@ class BlockLowering:
             elif first:
                 loop.lines += [f"{proposal} = {value};", f"{proposed} = (uint8_t)({select});"]
             else:
-                loop.lines += [f"{proposal} = ({select}) ? {value} : {proposal};",
+                loop.lines += [f"{proposal} = rulec_blendf({select}, {value}, {proposal});",
                                f"{proposed} |= (uint8_t)({select});"]
         self.initialized.add(slot)
         scope.items.append(loop)
@@ -423,9 +421,9 @@ class BlockLowering:
             return self.vtemp(loop, "float", f"{array}[{index[expr.kind]}]"), None
         if isinstance(expr, ir.Builtin):
             text = {
-                "parity": "(nbr[h] > u ? 1.0f : -1.0f)",
-                "incoming": "(float)(nbr[h] < u)",
-                "outgoing": "(float)(nbr[h] > u)",
+                "parity": "(nbr[h] > u32 ? 1.0f : -1.0f)",
+                "incoming": "(float)(nbr[h] < u32)",
+                "outgoing": "(float)(nbr[h] > u32)",
                 "nbr_degree": "degree[nbr[h]]",
             }[expr.name]
             return self.vtemp(loop, "float", text), None
@@ -433,9 +431,10 @@ class BlockLowering:
             return self.vtemp(loop, "float", self.draw(expr, "h")), None
         if isinstance(expr, ir.Restrict):
             value, mask = self.vector(expr.value, loop, scope)
-            predicate, pmask = self.vector(expr.predicate, loop, scope)
-            parts = [f"({predicate} > 0.0f)"] + [m for m in (mask, pmask) if m]
-            return value, self.vtemp(loop, "int", " & ".join(parts), "m")
+            selected = self.mask(expr.predicate, loop, scope)
+            if mask:
+                selected = self.vtemp(loop, "int", f"{selected} & {mask}", "m")
+            return value, selected
         assert isinstance(expr, ir.Apply), expr
         mask = None
         args = []
@@ -444,6 +443,37 @@ class BlockLowering:
             args.append(value)
             mask = mask or arg_mask
         return self.vtemp(loop, "float", OPS[expr.op].c.format(*args)), mask
+
+    def mask(self, predicate: ir.Expr, loop: Item, scope: _Scope) -> str:
+        """An int temporary, 1 where the vector `predicate` > 0. Comparisons and
+        logic are tested directly, not through their 1.0/0.0 value (GCC
+        vectorizes `(float)(a < b) > 0` into a branch on AVX2)."""
+        key = ("mask", predicate)
+        if key in loop.memo:
+            return loop.memo[key]
+        text = self.mask_text(predicate, loop, scope)
+        name = self.vtemp(loop, "int", text, "m")
+        loop.memo[key] = name
+        return name
+
+    _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+
+    def mask_text(self, predicate: ir.Expr, loop: Item, scope: _Scope) -> str:
+        if isinstance(predicate, ir.Builtin) and predicate.name in ("incoming", "outgoing",
+                                                                    "parity"):
+            return "(nbr[h] < u32)" if predicate.name == "incoming" else "(nbr[h] > u32)"
+        if isinstance(predicate, ir.Apply) and predicate.type.is_vector:
+            op = predicate.op
+            if op in self._COMPARE:
+                a, b = (self.vector(arg, loop, scope)[0] for arg in predicate.args)
+                return f"({a} {self._COMPARE[op]} {b})"
+            if op in ("and", "or") and all(arg.type.is_vector for arg in predicate.args):
+                a, b = (self.mask(arg, loop, scope) for arg in predicate.args)
+                return f"({a} {'&' if op == 'and' else '|'} {b})"
+            if op == "not" and predicate.args[0].type.is_vector:
+                return f"({self.mask(predicate.args[0], loop, scope)} ^ 1)"
+        value, _ = self.vector(predicate, loop, scope)
+        return f"({value} > 0.0f)"
 
     def reduce(self, expr: ir.Reduce, scope: _Scope) -> str:
         """Emit a reduction loop and the line that finishes it; return the result."""
@@ -457,41 +487,44 @@ class BlockLowering:
         if mask and op in ("mean", "max", "min"):
             count = self.fresh("c")
             loop.defines.add(count)
-            loop.accumulators.append(("+", count, "0.0f"))
+            loop.accumulators.append(("+", count, "0.0f", "float"))
             loop.lines.append(f"{count} += (float){mask};")
         if op == "sum":
-            loop.accumulators.append(("+", acc, "0.0f"))
+            loop.accumulators.append(("+", acc, "0.0f", "float"))
             loop.lines.append(f"{acc} += {value};" if mask is None
-                              else f"{acc} += {mask} ? {value} : 0.0f;")
+                              else f"{acc} += rulec_keepf({mask}, {value});")
             result = acc
         elif op == "count":
-            loop.accumulators.append(("+", acc, "0.0f"))
-            selected = f"({value} > 0.0f)" + (f" & {mask}" if mask else "")
+            loop.accumulators.append(("+", acc, "0.0f", "float"))
+            selected = self.mask(expr.arg, loop, scope) + (f" & {mask}" if mask else "")
             loop.lines.append(f"{acc} += (float)({selected});")
             result = acc
         elif op == "mean":
-            loop.accumulators.append(("+", acc, "0.0f"))
+            loop.accumulators.append(("+", acc, "0.0f", "float"))
             loop.lines.append(f"{acc} += {value};" if mask is None
-                              else f"{acc} += {mask} ? {value} : 0.0f;")
+                              else f"{acc} += rulec_keepf({mask}, {value});")
             n = count or "degree_u"
             result = self.fresh("s")
             scope.items.append(loop)
             self.line(scope, f"const float {result} = {n} > 0.0f ? {acc} / {n} : 0.0f;", result)
             return result
         else:  # max / min, ignoring NaN like fmaxf/fminf: an all-NaN selection gives NaN
+            # reduced as order-preserving int32 keys (rulec_orderf), NaN left out
             seen = self.fresh("k")
             loop.defines.add(seen)
             worst = "-INFINITY" if op == "max" else "INFINITY"
-            better = ">" if op == "max" else "<"
-            loop.accumulators += [(op, acc, worst), ("+", seen, "0.0f")]
+            loop.accumulators += [(op, acc, f"rulec_orderf({worst})", "int32_t"),
+                                  ("+", seen, "0.0f", "float")]
             usable = f"({value} == {value})" + (f" & {mask}" if mask else "")
-            candidate = self.vtemp(loop, "float", f"({usable}) ? {value} : {worst}")
-            loop.lines.append(f"{acc} = {candidate} {better} {acc} ? {candidate} : {acc};")
+            key = self.vtemp(loop, "int32_t",
+                             f"rulec_orderf(rulec_blendf({usable}, {value}, {worst}))", "v")
+            better = ">" if op == "max" else "<"
+            loop.lines.append(f"{acc} = {key} {better} {acc} ? {key} : {acc};")
             loop.lines.append(f"{seen} += (float)({usable});")
             n = count or "degree_u"
             result = self.fresh("s")
             scope.items.append(loop)
-            self.line(scope, f"const float {result} = {seen} > 0.0f ? {acc}"
+            self.line(scope, f"const float {result} = {seen} > 0.0f ? rulec_unorderf({acc})"
                              f" : ({n} > 0.0f ? NAN : 0.0f);", result)
             return result
         scope.items.append(loop)

@@ -53,8 +53,8 @@ def render_items(items: list[Item], depth: int = 0) -> list[str]:
             out += [pad + line for line in item.lines]
         elif item.is_loop:
             clauses: dict[str, list[str]] = {}
-            for clause, name, init in item.accumulators:
-                out.append(f"{pad}float {name} = {init};")
+            for clause, name, init, ctype in item.accumulators:
+                out.append(f"{pad}{ctype} {name} = {init};")
                 clauses.setdefault(clause, []).append(name)
             pragma = "#pragma omp simd" + "".join(
                 f" reduction({clause}:{','.join(names)})" for clause, names in clauses.items()

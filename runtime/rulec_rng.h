@@ -11,31 +11,39 @@
  *
  * uniform() is bit-identical to rulec.rng in Python; gauss() agrees within
  * float tolerance (the reference computes it in double and rounds).
- * Header-only, C99, no dependencies beyond <stdint.h> and <math.h>.
+ * Header-only, C99, no dependencies beyond <stdint.h> and libm (rulec_math.h).
  */
 #ifndef RULEC_RNG_H
 #define RULEC_RNG_H
 
-#include <math.h>
 #include <stdint.h>
+
+#include "rulec_math.h"
 
 typedef struct { uint32_t v[4]; } rulec_philox_ctr;
 
+/* One Philox round, as a statement on c (a rulec_philox_ctr) with key k0, k1. */
+#define RULEC_PHILOX_ROUND(c, k0, k1)                                 \
+    do {                                                              \
+        uint64_t p0 = (uint64_t)0xD2511F53u * (c).v[0];               \
+        uint64_t p1 = (uint64_t)0xCD9E8D57u * (c).v[2];               \
+        rulec_philox_ctr next_;                                       \
+        next_.v[0] = (uint32_t)(p1 >> 32) ^ (c).v[1] ^ (k0);          \
+        next_.v[1] = (uint32_t)p1;                                    \
+        next_.v[2] = (uint32_t)(p0 >> 32) ^ (c).v[3] ^ (k1);          \
+        next_.v[3] = (uint32_t)p0;                                    \
+        (c) = next_;                                                  \
+    } while (0)
+
+/* Ten rounds, the key bumped between rounds; no branches, so loops that draw
+ * numbers vectorize. */
 static inline rulec_philox_ctr rulec_philox4x32_10(rulec_philox_ctr c, uint32_t k0, uint32_t k1)
 {
-    for (int round = 0; round < 10; ++round) {
-        if (round) {
-            k0 += 0x9E3779B9u;
-            k1 += 0xBB67AE85u;
-        }
-        uint64_t p0 = (uint64_t)0xD2511F53u * c.v[0];
-        uint64_t p1 = (uint64_t)0xCD9E8D57u * c.v[2];
-        rulec_philox_ctr next;
-        next.v[0] = (uint32_t)(p1 >> 32) ^ c.v[1] ^ k0;
-        next.v[1] = (uint32_t)p1;
-        next.v[2] = (uint32_t)(p0 >> 32) ^ c.v[3] ^ k1;
-        next.v[3] = (uint32_t)p0;
-        c = next;
+    RULEC_PHILOX_ROUND(c, k0, k1);
+    for (int round = 1; round < 10; ++round) {
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+        RULEC_PHILOX_ROUND(c, k0, k1);
     }
     return c;
 }
@@ -61,7 +69,7 @@ static inline float rulec_gauss(uint64_t seed, uint32_t block_key, uint32_t ordi
     rulec_philox_ctr r = rulec_draw_bits(seed, block_key, ordinal, time, element);
     double u1 = ((double)(r.v[0] >> 8) + 1.0) * 0x1p-24;
     double u2 = (double)(r.v[1] >> 8) * 0x1p-24;
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    return (float)(sqrt(-2.0 * rulec_log(u1)) * rulec_cos(6.283185307179586 * u2));
 }
 
 #endif /* RULEC_RNG_H */

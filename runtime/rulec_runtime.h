@@ -24,8 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rulec_rng.h"
-
 typedef struct rulec_graph {
     int64_t n_nodes;
     int64_t n_edges;
@@ -58,18 +56,8 @@ typedef struct rulec_entry {
     rulec_kernel kernel;
 } rulec_entry;
 
-/* Vector math. On x86-64 glibc, libmvec provides SIMD versions of these
- * functions (documented maximum error 4 ulp, special values as the scalar
- * functions); declaring them `simd` lets the compiler call them from
- * vectorized loops without -ffast-math. Elsewhere the scalar libm is used. */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(RULEC_NO_LIBMVEC)
-#define RULEC_SIMD __attribute__((__simd__("notinbranch")))
-float expf(float) RULEC_SIMD;
-float logf(float) RULEC_SIMD;
-float sinf(float) RULEC_SIMD;
-float cosf(float) RULEC_SIMD;
-float tanhf(float) RULEC_SIMD;
-#endif
+#include "rulec_math.h"
+#include "rulec_rng.h"
 
 /* +1, -1, and the argument itself for +-0 and NaN. */
 static inline float rulec_signf(float a)
@@ -79,7 +67,7 @@ static inline float rulec_signf(float a)
 
 static inline float rulec_sigmoidf(float a)
 {
-    return 1.0f / (1.0f + expf(-a));
+    return 1.0f / (1.0f + rulec_expf(-a));
 }
 
 /* max(a, 0) that keeps NaN and -0. */
@@ -114,6 +102,43 @@ static inline float rulec_minnanf(float a, float b)
 static inline float rulec_clipf(float x, float lo, float hi)
 {
     return rulec_minnanf(rulec_maxnanf(x, lo), hi);
+}
+
+/* `keep ? a : b` and `keep ? a : 0` as bit operations: GCC if-converts a
+ * conditional store or reduction term written with `?:` into a branch on
+ * AVX2, which stops vectorization; these always vectorize. keep is 0 or 1. */
+static inline float rulec_blendf(int keep, float a, float b)
+{
+    uint32_t x, y;
+    const uint32_t mask = (uint32_t)0 - (uint32_t)keep;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    x = (x & mask) | (y & ~mask);
+    memcpy(&a, &x, sizeof a);
+    return a;
+}
+
+static inline float rulec_keepf(int keep, float a)
+{
+    return rulec_blendf(keep, a, 0.0f);
+}
+
+/* A float's bits as an int32 that orders like the float (-0 before +0), and
+ * back: max/min reductions run on these, which vectorize without the NaN
+ * and signed-zero rules that keep GCC from vectorizing float max/min. */
+static inline int32_t rulec_orderf(float a)
+{
+    int32_t bits;
+    memcpy(&bits, &a, sizeof bits);
+    return bits ^ ((bits >> 31) & 0x7fffffff);
+}
+
+static inline float rulec_unorderf(int32_t key)
+{
+    const int32_t bits = key ^ ((key >> 31) & 0x7fffffff);
+    float a;
+    memcpy(&a, &bits, sizeof a);
+    return a;
 }
 
 static inline int rulec_all_finite(const float *a, int64_t n)

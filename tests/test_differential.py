@@ -65,9 +65,9 @@ def assert_same(c_state: rulec.State, ref_state: rulec.State, context: str) -> N
     assert c_state.time == ref_state.time
     for (kind, name, got), (_, _, want) in zip(c_state.slots(), ref_state.slots(), strict=True):
         where = f"{context}: {kind} slot {name}"
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=where + " (NaN)")
-        np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want), err_msg=where + " (+inf)")
-        np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want), err_msg=where + " (-inf)")
+        for test in (np.isnan, np.isposinf, np.isneginf):
+            np.testing.assert_array_equal(test(got), test(want),
+                                          err_msg=f"{where} ({test.__name__})")
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=where)
 
 

@@ -1,0 +1,31 @@
+/* rulec's vector math: libm functions that vectorized loops may call.
+ * Part of rulec's C runtime; C99 plus GCC attributes where available. */
+#ifndef RULEC_MATH_H
+#define RULEC_MATH_H
+
+#include <math.h>
+
+/* Vector math. On x86-64 glibc, libmvec provides SIMD versions of expf,
+ * logf, sinf, cosf and tanhf (and of log and cos, used by gauss()), with a
+ * documented maximum error of 4 ulp and special values (NaN, +-inf) handled
+ * as the scalar functions do. The rulec_* names below are the libm functions
+ * themselves (an asm label), declared `simd` and `const`, so that the
+ * compiler calls the SIMD versions from vectorized loops without
+ * -ffast-math, and does not merge sinf and cosf into a scalar sincosf.
+ * Elsewhere they are plain calls to libm. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(RULEC_NO_LIBMVEC)
+#define RULEC_VECTOR_MATH(type, name, libm) \
+    type name(type) __asm__(#libm) __attribute__((__simd__("notinbranch"), __const__, __nothrow__));
+#else
+#define RULEC_VECTOR_MATH(type, name, libm) \
+    static inline type name(type a) { return libm(a); }
+#endif
+RULEC_VECTOR_MATH(float, rulec_expf, expf)
+RULEC_VECTOR_MATH(float, rulec_logf, logf)
+RULEC_VECTOR_MATH(float, rulec_sinf, sinf)
+RULEC_VECTOR_MATH(float, rulec_cosf, cosf)
+RULEC_VECTOR_MATH(float, rulec_tanhf, tanhf)
+RULEC_VECTOR_MATH(double, rulec_log, log)
+RULEC_VECTOR_MATH(double, rulec_cos, cos)
+
+#endif /* RULEC_MATH_H */
