@@ -184,9 +184,9 @@ def c_float(value: float) -> str:
     """A float32 constant as a C literal that reads back exactly."""
     v = np.float32(value)
     if np.isnan(v):
-        return "NAN"
+        return "RULEC_NAN"
     if np.isinf(v):
-        return "INFINITY" if v > 0 else "(-INFINITY)"
+        return "RULEC_INFINITY" if v > 0 else "(-RULEC_INFINITY)"
     text = format_number(float(v))
     if not any(ch in text for ch in ".e"):
         text += ".0"
@@ -512,7 +512,7 @@ class BlockLowering:
             # reduced as order-preserving int32 keys (rulec_orderf), NaN left out
             seen = self.fresh("k")
             loop.defines.add(seen)
-            worst = "-INFINITY" if op == "max" else "INFINITY"
+            worst = "(-RULEC_INFINITY)" if op == "max" else "RULEC_INFINITY"
             loop.accumulators += [(op, acc, f"rulec_orderf({worst})", "int32_t"),
                                   ("+", seen, "0.0f", "float")]
             usable = f"({value} == {value})" + (f" & {mask}" if mask else "")
@@ -525,7 +525,7 @@ class BlockLowering:
             result = self.fresh("s")
             scope.items.append(loop)
             self.line(scope, f"const float {result} = {seen} > 0.0f ? rulec_unorderf({acc})"
-                             f" : ({n} > 0.0f ? NAN : 0.0f);", result)
+                             f" : ({n} > 0.0f ? RULEC_NAN : 0.0f);", result)
             return result
         scope.items.append(loop)
         return result

@@ -9,6 +9,8 @@ text, which is what the build cache keys on.
 from __future__ import annotations
 
 import functools
+import re
+from collections import Counter
 from dataclasses import dataclass
 
 import jinja2
@@ -75,6 +77,23 @@ def render_items(items: list[Item], depth: int = 0) -> list[str]:
     return out
 
 
+_DEFINITION = re.compile(r"^\s*const (?:float|int|int32_t) ([svmk]\d+) = ")
+_IDENTIFIER = re.compile(r"\b[svmk]\d+\b")
+
+
+def drop_unused(lines: list[str]) -> list[str]:
+    """Remove temporaries nothing reads (e.g. a value computed for a filter
+    that only its mask needed), until none is left: dead-code elimination on
+    the rendered body, so the C compiles warning-free."""
+    while True:
+        uses = Counter(name for line in lines for name in _IDENTIFIER.findall(line))
+        kept = [line for line in lines
+                if not ((m := _DEFINITION.match(line)) and uses[m.group(1)] == 1)]
+        if len(kept) == len(lines):
+            return lines
+        lines = kept
+
+
 def block_context(program: ir.Program, block: ir.Block, fn: str,
                   source_lines: list[str] | None) -> dict:
     lowering = BlockLowering(block, source_lines)
@@ -83,7 +102,7 @@ def block_context(program: ir.Program, block: ir.Block, fn: str,
     written_nodes = [name for (kind, name) in modes if kind == "node"]
     for name in written_nodes:
         body.append(f"float nx_{name} = {slot_var('node', name)}[u];")
-    body += render_items(fuse(lowering.items))
+    body += drop_unused(render_items(fuse(lowering.items)))
     for name in written_nodes:
         array = slot_var("node", name)
         target = f"{array}_next" if modes["node", name] == "double" else array

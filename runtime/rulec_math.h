@@ -3,7 +3,39 @@
 #ifndef RULEC_MATH_H
 #define RULEC_MATH_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+/* With GCC-compatible compilers, the few libc and libm functions the kernels
+ * use are compiler builtins, so kernels include no heavy system header (they
+ * compile faster); elsewhere, or with RULEC_STANDARD_HEADERS, the standard
+ * headers supply them. */
+#if defined(__GNUC__) && !defined(RULEC_STANDARD_HEADERS)
+#define rulec_fabsf __builtin_fabsf
+#define rulec_sqrtf __builtin_sqrtf
+#define rulec_sqrt __builtin_sqrt
+#define rulec_isfinite __builtin_isfinite
+#define rulec_malloc __builtin_malloc
+#define rulec_free __builtin_free
+#define rulec_memcpy __builtin_memcpy
+#define RULEC_INFINITY __builtin_inff()
+#define RULEC_NAN __builtin_nanf("")
+#define RULEC_NOINLINE __attribute__((__noinline__))
+#else
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#define rulec_fabsf fabsf
+#define rulec_sqrtf sqrtf
+#define rulec_sqrt sqrt
+#define rulec_isfinite isfinite
+#define rulec_malloc malloc
+#define rulec_free free
+#define rulec_memcpy memcpy
+#define RULEC_INFINITY INFINITY
+#define RULEC_NAN NAN
+#define RULEC_NOINLINE
+#endif
 
 /* Vector math. On x86-64 glibc, libmvec provides SIMD versions of expf,
  * logf, sinf, cosf and tanhf (and of log and cos, used by gauss()), with a
@@ -17,6 +49,7 @@
 #define RULEC_VECTOR_MATH(type, name, libm) \
     type name(type) __asm__(#libm) __attribute__((__simd__("notinbranch"), __const__, __nothrow__));
 #else
+#include <math.h>
 #define RULEC_VECTOR_MATH(type, name, libm) \
     static inline type name(type a) { return libm(a); }
 #endif

@@ -69,7 +69,7 @@ static inline float rulec_gauss(uint64_t seed, uint32_t block_key, uint32_t ordi
     rulec_philox_ctr r = rulec_draw_bits(seed, block_key, ordinal, time, element);
     double u1 = ((double)(r.v[0] >> 8) + 1.0) * 0x1p-24;
     double u2 = (double)(r.v[1] >> 8) * 0x1p-24;
-    return (float)(sqrt(-2.0 * rulec_log(u1)) * rulec_cos(6.283185307179586 * u2));
+    return (float)(rulec_sqrt(-2.0 * rulec_log(u1)) * rulec_cos(6.283185307179586 * u2));
 }
 
 #endif /* RULEC_RNG_H */

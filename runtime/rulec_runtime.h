@@ -19,10 +19,7 @@
 #ifndef RULEC_RUNTIME_H
 #define RULEC_RUNTIME_H
 
-#include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
 typedef struct rulec_graph {
     int64_t n_nodes;
@@ -111,10 +108,10 @@ static inline float rulec_blendf(int keep, float a, float b)
 {
     uint32_t x, y;
     const uint32_t mask = (uint32_t)0 - (uint32_t)keep;
-    memcpy(&x, &a, sizeof x);
-    memcpy(&y, &b, sizeof y);
+    rulec_memcpy(&x, &a, sizeof x);
+    rulec_memcpy(&y, &b, sizeof y);
     x = (x & mask) | (y & ~mask);
-    memcpy(&a, &x, sizeof a);
+    rulec_memcpy(&a, &x, sizeof a);
     return a;
 }
 
@@ -129,7 +126,7 @@ static inline float rulec_keepf(int keep, float a)
 static inline int32_t rulec_orderf(float a)
 {
     int32_t bits;
-    memcpy(&bits, &a, sizeof bits);
+    rulec_memcpy(&bits, &a, sizeof bits);
     return bits ^ ((bits >> 31) & 0x7fffffff);
 }
 
@@ -137,15 +134,16 @@ static inline float rulec_unorderf(int32_t key)
 {
     const int32_t bits = key ^ ((key >> 31) & 0x7fffffff);
     float a;
-    memcpy(&a, &bits, sizeof a);
+    rulec_memcpy(&a, &bits, sizeof a);
     return a;
 }
 
-static inline int rulec_all_finite(const float *a, int64_t n)
+/* Not inlined: one copy per module, called once per slot per checked step. */
+RULEC_NOINLINE static int rulec_all_finite(const float *a, int64_t n)
 {
     int finite = 1;
     for (int64_t i = 0; i < n; ++i)
-        finite &= isfinite(a[i]) != 0;
+        finite &= rulec_isfinite(a[i]) != 0;
     return finite;
 }
 

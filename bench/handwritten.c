@@ -1,0 +1,71 @@
+/* The benchmark's baselines in plain C, written as a careful C programmer
+ * would: the same steps as bench/kernels.py's rules, and the STREAM triad.
+ * Built by bench/kernels.py with rulec's compiler and flags. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* x = tanh(sum(w * nbr.x)); w += lr * (x * nbr.x - decay * w), where x on the
+ * right is the value before the step (double-buffered). */
+void hand_fused(int64_t n, const int64_t *restrict row_ptr, const int32_t *restrict nbr,
+                float *x, float *restrict w, float lr, float decay, int64_t steps)
+{
+    float *spare = malloc(sizeof(float) * (size_t)n + 1);
+    float *cur = x, *next = spare;
+    for (int64_t step = 0; step < steps; ++step) {
+        for (int64_t u = 0; u < n; ++u) {
+            const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
+            const float xu = cur[u];
+            float acc = 0.0f;
+#pragma omp simd reduction(+:acc)
+            for (int64_t h = h0; h < h1; ++h)
+                acc += w[h] * cur[nbr[h]];
+#pragma omp simd
+            for (int64_t h = h0; h < h1; ++h)
+                w[h] += lr * (xu * cur[nbr[h]] - decay * w[h]);
+            next[u] = tanhf(acc);
+        }
+        float *t = cur;
+        cur = next;
+        next = t;
+    }
+    if (cur != x)
+        memcpy(x, cur, sizeof(float) * (size_t)n);
+    free(cur != x ? cur : next);
+}
+
+/* x = tanh(sum(w * nbr.x)) */
+void hand_reduce(int64_t n, const int64_t *restrict row_ptr, const int32_t *restrict nbr,
+                 float *x, const float *restrict w, int64_t steps)
+{
+    float *spare = malloc(sizeof(float) * (size_t)n + 1);
+    float *cur = x, *next = spare;
+    for (int64_t step = 0; step < steps; ++step) {
+        for (int64_t u = 0; u < n; ++u) {
+            float acc = 0.0f;
+#pragma omp simd reduction(+:acc)
+            for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h)
+                acc += w[h] * cur[nbr[h]];
+            next[u] = tanhf(acc);
+        }
+        float *t = cur;
+        cur = next;
+        next = t;
+    }
+    if (cur != x)
+        memcpy(x, cur, sizeof(float) * (size_t)n);
+    free(cur != x ? cur : next);
+}
+
+/* STREAM triad: a = b + s * c, `times` times. */
+void triad(int64_t n, float *restrict a, const float *restrict b, const float *restrict c,
+           float s, int64_t times)
+{
+    for (int64_t t = 0; t < times; ++t) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i)
+            a[i] = b[i] + s * c[i];
+        __asm__ volatile("" : : "r"(a) : "memory"); /* keep every pass */
+    }
+}

@@ -1,0 +1,216 @@
+"""The C build path: cache keys and hits, atomic and concurrent builds, the
+size bound, compile_many, `rulec emit` and `rulec cache`, and the errors a
+user gets when there is no working compiler."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import rulec
+from rulec import build, graphs
+
+from .conftest import EXAMPLES
+
+RULE = "node x\nedge w\nupdate { x = tanh(sum(w * nbr.x)) }\n"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty cache of this test's own, with nothing loaded in the process."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("RULEC_CACHE_DIR", str(directory))
+    monkeypatch.setattr(build, "_loaded", {})
+    return directory
+
+
+def test_a_build_is_cached_and_a_second_compile_hits_it(cache):
+    rulec.compile(RULE)
+    (entry,) = cache.glob("*.so")
+    stamp = entry.stat().st_mtime_ns
+    build._loaded.clear()
+    rule = rulec.compile(RULE)
+    assert list(cache.glob("*.so")) == [entry]
+    assert entry.stat().st_mtime_ns >= stamp
+    state = rule.state(graphs.ring(3))
+    rule.step(state)  # the loaded entry runs
+
+
+def test_the_key_ignores_names_spans_and_param_defaults_but_not_code(cache):
+    rulec.compile(RULE)
+    rulec.compile("rule other\n\n# a comment\nnode x\nedge w\nupdate { x = tanh(sum(w * nbr.x)) }")
+    assert len(list(cache.glob("*.so"))) == 1
+    rulec.compile("param a = 1\nnode x\nupdate { x = a }")
+    rulec.compile("param a = 2\nnode x\nupdate { x = a }")
+    assert len(list(cache.glob("*.so"))) == 2
+    rulec.compile(RULE.replace("tanh", "sigmoid"))
+    assert len(list(cache.glob("*.so"))) == 3
+
+
+def test_the_key_changes_with_the_flags(cache, monkeypatch):
+    rulec.compile(RULE)
+    monkeypatch.setenv("RULEC_CFLAGS", "-O1")
+    build._loaded.clear()
+    rulec.compile(RULE)
+    assert len(list(cache.glob("*.so"))) == 2
+
+
+def test_kernels_built_for_the_sse2_baseline_match_the_default_build(cache, monkeypatch):
+    if os.uname().machine != "x86_64":
+        pytest.skip("x86-64 flags")
+    text = (EXAMPLES / "flow.rule").read_text()
+    graph = graphs.erdos_renyi(80, 0.1, seed=3)
+    native = rulec.compile(text)
+    monkeypatch.setenv("RULEC_CFLAGS", "-O2 -march=x86-64")
+    baseline = rulec.compile(text)
+    assert native._native.module.path != baseline._native.module.path
+    states = []
+    for rule in (native, baseline):
+        state = rule.state(graph)
+        rule.init(state, seed=4)
+        rule.step(state, steps=20)
+        states.append(state)
+    for (_, name, a), (_, _, b) in zip(states[0].slots(), states[1].slots(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_compile_many_builds_one_shared_object_for_all_rules(cache):
+    texts = [RULE.replace("tanh", f) for f in ("tanh", "sigmoid", "relu", "abs")]
+    rules = rulec.compile_many(texts + [texts[0]])  # a duplicate is built once
+    assert len(list(cache.glob("*.so"))) == 1
+    assert len({id(r._native.module) for r in rules}) == 1
+    graph = graphs.ring(5)
+    for rule, f in zip(rules, (np.tanh, lambda v: 1 / (1 + np.exp(-v)),
+                               lambda v: np.maximum(v, 0), np.abs), strict=False):
+        state = rule.state(graph)
+        state.node["x"] = np.arange(5)
+        state.edge["w"] = 0.5
+        rule.step(state)
+        ring_sum = 0.5 * (np.roll(np.arange(5), 1) + np.roll(np.arange(5), -1))
+        np.testing.assert_allclose(state.node["x"], f(ring_sum), rtol=1e-6)
+
+
+def test_compile_many_takes_paths_and_programs_and_reports_bad_rules(cache):
+    path = EXAMPLES / "hebbian.rule"
+    program = rulec.compile(RULE, backend="numpy").program
+    rules = rulec.compile_many([path, program])
+    assert [r.name for r in rules] == ["hebbian", "rule"]
+    with pytest.raises(rulec.RuleErrors):
+        rulec.compile_many([RULE, "node x\nupdate { x = nope }"])
+    with pytest.raises(TypeError):
+        rulec.compile_many([42])
+
+
+def test_many_processes_building_the_same_rules_at_once_build_each_once(cache, tmp_path):
+    script = tmp_path / "build.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, rulec
+        from rulec import graphs
+        texts = [{RULE!r}.replace("tanh", f) for f in ("tanh", "exp", "sin", "cos")]
+        rule = rulec.compile(texts[int(sys.argv[1]) % 2])
+        state = rule.state(graphs.ring(4))
+        rule.step(state)
+        print("ok")
+    """))
+    env = {**os.environ, "RULEC_CACHE_DIR": str(cache)}
+    procs = [subprocess.Popen([sys.executable, str(script), str(i)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(6)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out.strip() == "ok"
+    assert len(list(cache.glob("*.so"))) == 2
+    assert not list(cache.glob(".build-*")), "a temporary build directory was left behind"
+
+
+def test_the_cache_stays_within_its_size_limit(cache, monkeypatch):
+    rulec.compile(RULE)
+    size = next(cache.glob("*.so")).stat().st_size
+    monkeypatch.setenv("RULEC_CACHE_SIZE_MB", str(2.5 * size / 2**20))
+    for f in ("sigmoid", "relu", "abs", "exp"):
+        rulec.compile(RULE.replace("tanh", f))
+    entries = list(cache.glob("*.so"))
+    assert 1 <= len(entries) <= 2
+    assert sum(p.stat().st_size for p in entries) <= 2.5 * size
+
+
+def test_a_missing_compiler_is_a_clear_error(cache, monkeypatch):
+    monkeypatch.setenv("CC", "no-such-compiler-rulec")
+    with pytest.raises(rulec.BuildError, match="no C compiler found.*backend='numpy'"):
+        rulec.compile(RULE)
+    rule = rulec.compile(RULE, backend="numpy")  # the reference backend needs none
+    rule.step(rule.state(graphs.ring(3)))
+
+
+def test_bad_flags_are_a_clear_error_with_a_log(cache, monkeypatch):
+    monkeypatch.setenv("RULEC_CFLAGS", "-O2 --no-such-flag-rulec")
+    with pytest.raises(rulec.BuildError) as caught:
+        rulec.compile(RULE)
+    message = str(caught.value)
+    assert "RULEC_CFLAGS" in message and "no-such-flag-rulec" in message
+    assert list(cache.glob("*.log"))
+    assert not list(cache.glob("*.so"))
+
+
+def test_cli_without_a_compiler_says_how_to_fix_it(run_cli, tmp_path):
+    path = tmp_path / "r.rule"
+    path.write_text(RULE)
+    env_cc = os.environ.get("CC")
+    os.environ["CC"] = "no-such-compiler-rulec"
+    try:
+        result = run_cli("run", path, "--graph", "ring:4")
+    finally:
+        if env_cc is None:
+            del os.environ["CC"]
+        else:
+            os.environ["CC"] = env_cc
+    assert result.returncode == 1
+    assert "no C compiler found" in result.stderr and "--backend numpy" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_cache_info_and_clear(run_cli, tmp_path, monkeypatch):
+    cache = tmp_path / "cli-cache"
+    monkeypatch.setenv("RULEC_CACHE_DIR", str(cache))
+    path = tmp_path / "r.rule"
+    path.write_text(RULE)
+    assert run_cli("run", path, "--graph", "ring:4").returncode == 0
+    info = run_cli("cache", "info")
+    assert info.returncode == 0
+    assert str(cache) in info.stdout and "entries:   1" in info.stdout
+    cleared = run_cli("cache", "clear")
+    assert "removed 1 entry" in cleared.stdout
+    assert not list(cache.glob("*.so"))
+
+
+def test_cli_emit_prints_readable_c_naming_rule_lines(run_cli):
+    result = run_cli("emit", EXAMPLES / "hebbian.rule")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "int64_t hebbian_block1(" in text
+    assert "/* line 23: w += lr * (x * nbr.x - decay * w) */" in text
+    assert "#pragma omp simd reduction(+:" in text
+    bad = run_cli("emit", EXAMPLES / "hebbian.rule", "--prefix", "not valid")
+    assert bad.returncode == 1 and "not a C identifier" in bad.stderr
+
+
+def test_emitted_c_compiles_warning_free(tmp_path):
+    from rulec.frontend import load_program
+    from rulec.render_c import Unit, render_module
+    from rulec.resources import resource_dir
+
+    units = [Unit(load_program(p.read_bytes(), str(p)), p.stem)
+             for p in sorted(EXAMPLES.glob("*.rule"))]
+    source = tmp_path / "all.c"
+    source.write_text(render_module(units))
+    result = subprocess.run(
+        [*build.compiler(), "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-fopenmp-simd", "-c",
+         f"-I{resource_dir('runtime')}", str(source), "-o", str(tmp_path / "all.o")],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
