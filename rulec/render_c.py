@@ -46,8 +46,9 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_items(items: list[Item], depth: int = 0) -> list[str]:
-    """C lines of a scheduled node body."""
+def render_items(items: list[Item], depth: int = 0, store: bool = False) -> list[str]:
+    """C lines of a scheduled node body, for one node u. With `store`, each
+    reduction's accumulators are also stored to the node block's arrays."""
     pad = INDENT * depth
     out: list[str] = []
     for item in items:
@@ -65,6 +66,8 @@ def render_items(items: list[Item], depth: int = 0) -> list[str]:
             out.append(f"{pad}for (int64_t h = h0; h < h1; ++h) {{")
             out += [pad + INDENT + line for line in item.lines]
             out.append(f"{pad}}}")
+            if store:
+                out += [f"{pad}{name}_b[j] = {name};" for _, name, _, _ in item.accumulators]
         else:
             for index, (condition, body) in enumerate(item.branches):
                 if condition is None:
@@ -72,7 +75,7 @@ def render_items(items: list[Item], depth: int = 0) -> list[str]:
                 else:
                     head = f"{'} else ' if index else ''}if ({condition} > 0.0f) {{"
                 out.append(pad + head)
-                out += render_items(body, depth + 1)
+                out += render_items(body, depth + 1, store)
             out.append(pad + "}")
     return out
 
@@ -94,19 +97,110 @@ def drop_unused(lines: list[str]) -> list[str]:
         lines = kept
 
 
+NODE_BLOCK = 64  # nodes per block: node-level math vectorizes across a block
+_PHASE = "/* phase */"
+_NAME = re.compile(r"\b(?:[sack]\d+|nx_\w+)\b")
+
+
+def _accumulators(items: list[Item]) -> dict[str, str]:
+    """Every reduction accumulator in the items: name -> C type."""
+    found: dict[str, str] = {}
+    for item in items:
+        for _, name, _, ctype in item.accumulators:
+            found[name] = ctype
+        for _, body in item.branches:
+            found.update(_accumulators(body))
+    return found
+
+
+def _to_arrays(line: str, keep: set[str]) -> str:
+    """`line` with every per-node value (but those in `keep`) read from and
+    written to its node-block array: `s3` becomes `s3_b[j]`."""
+    line = _NAME.sub(lambda m: m.group(0) if m.group(0) in keep else f"{m.group(0)}_b[j]",
+                     line)
+    return re.sub(r"^(\s*)const (?:float|int32_t) (\w+_b\[j\]) = ", r"\1\2 = ", line)
+
+
+def blocked_body(items: list[Item], prologue: list[str], epilogue: list[str]
+                 ) -> tuple[list[str], list[str]]:
+    """The node body as phases over a block of NODE_BLOCK nodes (u = block_start
+    + j): runs of `line` items become one loop over the block that vectorizes
+    (node-level tanh, exp, ... across nodes); passes over half-edges and
+    branches stay per node. Values crossing phases live in per-block arrays.
+    Returns (declarations, lines)."""
+    everything = ([Item("line", prologue)] if prologue else []) + items + (
+        [Item("line", epilogue)] if epilogue else [])
+    phases: list[tuple[str, list[Item]]] = []
+    for item in everything:
+        kind = "lines" if item.kind == "line" else "nodes"
+        if phases and phases[-1][0] == kind:
+            phases[-1][1].append(item)
+        else:
+            phases.append((kind, [item]))
+    rendered: list[str] = []
+    for kind, phase in phases:
+        rendered += render_items(phase, store=kind == "nodes") + [_PHASE]
+    chunks: list[list[str]] = [[]]
+    for line in drop_unused(rendered):
+        if line == _PHASE:
+            chunks.append([])
+        else:
+            chunks[-1].append(line)
+    accumulators = _accumulators(items)
+    lines: list[str] = []
+    for (kind, phase), chunk in zip(phases, chunks, strict=False):
+        if not chunk:
+            continue
+        local = set(_accumulators(phase)) if kind == "nodes" else set()
+        if kind == "lines":
+            lines.append("#pragma omp simd")
+        lines += ["for (int64_t j = 0; j < block_n; ++j) {",
+                  INDENT + "const int64_t u = block_start + j;"]
+        if kind == "nodes":
+            lines.append(INDENT + "const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];")
+        lines += [INDENT + "const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */",
+                  INDENT + "const float degree_u = degree[u];",
+                  INDENT + "(void)u32; (void)degree_u;"]
+        lines += [INDENT + _to_arrays(line, local) for line in chunk]
+        lines.append("}")
+    lines = _drop_unread_arrays(lines)
+    names = sorted({m.group(0)[:-5] for line in lines for m in re.finditer(r"\w+_b\[j\]", line)},
+                   key=lambda n: (len(n), n))
+    declarations = [f"{accumulators.get(name, 'float')} {name}_b[RULEC_NODE_BLOCK];"
+                    for name in names]
+    return declarations, lines
+
+
+_ARRAY_STORE = re.compile(r"^\s*(\w+)_b\[j\] = ")
+
+
+def _drop_unread_arrays(lines: list[str]) -> list[str]:
+    """Remove stores to block arrays that nothing reads (an accumulator used
+    only in its own phase), until none is left. Every right-hand side is pure."""
+    while True:
+        reads = Counter(m.group(1) for line in lines
+                        for m in re.finditer(r"\b(\w+)_b\[j\]", line))
+        stores = Counter(m.group(1) for line in lines if (m := _ARRAY_STORE.match(line)))
+        kept = [line for line in lines if not ((m := _ARRAY_STORE.match(line))
+                                               and reads[m.group(1)] == stores[m.group(1)])]
+        if len(kept) == len(lines):
+            return lines
+        lines = kept
+
+
 def block_context(program: ir.Program, block: ir.Block, fn: str,
                   source_lines: list[str] | None) -> dict:
     lowering = BlockLowering(block, source_lines)
     modes = lowering.modes
-    body: list[str] = []
     written_nodes = [name for (kind, name) in modes if kind == "node"]
-    for name in written_nodes:
-        body.append(f"float nx_{name} = {slot_var('node', name)}[u];")
-    body += drop_unused(render_items(fuse(lowering.items)))
+    prologue = [f"const float nx_{name} = {slot_var('node', name)}[u];"
+                for name in written_nodes]
+    epilogue = []
     for name in written_nodes:
         array = slot_var("node", name)
         target = f"{array}_next" if modes["node", name] == "double" else array
-        body.append(f"{target}[u] = nx_{name};")
+        epilogue.append(f"{target}[u] = nx_{name};")
+    declarations, body = blocked_body(fuse(lowering.items), prologue, epilogue)
     slots = []
     layout = (("node", program.node_slots, "n_nodes"),
               ("edge", program.edge_slots, "2 * n_edges"),
@@ -121,7 +215,8 @@ def block_context(program: ir.Program, block: ir.Block, fn: str,
     params = [{"var": f"param_{name}", "index": index, "name": name}
               for index, (name, _) in enumerate(program.params)]
     return {"fn": fn, "label": block.label, "advance": block.label != "init",
-            "params": params, "slots": slots, "body": body}
+            "params": params, "slots": slots, "declarations": declarations, "body": body,
+            "node_block": NODE_BLOCK}
 
 
 def kernel_name(prefix: str, index: int) -> str:
@@ -144,4 +239,4 @@ def render_module(units: list[Unit], with_table: bool = True) -> str:
         rules.append({"name": program.name, "blocks": blocks})
     template = _environment().get_template("module.c.j2")
     return template.render(rules=rules, table=table, with_table=with_table,
-                           version=__version__)
+                           version=__version__, node_block=NODE_BLOCK)
