@@ -36,7 +36,7 @@ from pathlib import Path
 import cffi
 
 from . import ir
-from .render_c import Unit, render_module
+from .render_c import Unit, render_module, render_table
 from .resources import resource_dir
 
 # 128-bit vectors on x86-64: a node's half-edges are few (mean degree ~10-30
@@ -258,8 +258,7 @@ def _cached_build(key: str, units: list[Unit], command: list[str], flags: list[s
     with _locked(directory / f"{key}.lock"):
         if target.exists():  # another process built it while we waited
             return target
-        source = render_module(units)
-        _compile(source, target, command, flags)
+        _compile(_sources(units), target, command, flags)
     _evict(directory, keep=target)
     return target
 
@@ -274,33 +273,76 @@ def _locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _compile(source: str, target: Path, command: list[str], flags: list[str]) -> None:
+# A batch of more rules than this is compiled in parts, one compiler process
+# per core at once, and linked into one shared object.
+RULES_PER_PART = 8
+
+
+def _sources(units: list[Unit]) -> list[str]:
+    """The module's C: one file, or for a large batch one file per core and a
+    file with the loader's table."""
+    parts = min(os.cpu_count() or 1, len(units) // RULES_PER_PART)
+    if parts <= 1:
+        return [render_module(units)]
+    chunks = [units[i::parts] for i in range(parts)]
+    return [render_module(chunk, with_table=False) for chunk in chunks] + [render_table(units)]
+
+
+def _compile(sources: list[str], target: Path, command: list[str], flags: list[str]) -> None:
+    """Compile `sources` into the shared object `target`, atomically."""
     directory = target.parent
-    runtime = resource_dir("runtime")
+    include = f"-I{resource_dir('runtime')}"
     with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as work:
-        c_file = Path(work) / (target.stem + ".c")
-        c_file.write_text(source, encoding="utf-8")
+        c_files = []
+        for index, source in enumerate(sources):
+            c_file = Path(work) / f"{target.stem}-{index}.c"
+            c_file.write_text(source, encoding="utf-8")
+            c_files.append(c_file)
         output = Path(work) / target.name
-        argv = [*command, *flags, f"-I{runtime}", str(c_file), "-o", str(output), "-lm"]
-        try:
-            result = subprocess.run(argv, capture_output=True, text=True, check=False)
-        except OSError as exc:
-            raise BuildError(f"cannot run the C compiler {command[0]!r}: {exc.strerror}; "
-                             "install gcc or set CC, or use backend='numpy'") from None
-        if result.returncode != 0:
-            log = directory / f"{target.stem}.log"
-            log.write_text(" ".join(argv) + "\n\n" + result.stderr, encoding="utf-8")
-            shutil.copy(c_file, directory / f"{target.stem}.c")
-            first = next((line for line in result.stderr.splitlines() if "error" in line),
-                         result.stderr.strip()[:200])
-            cause = ("the flags in RULEC_CFLAGS may be the cause"
-                     if "RULEC_CFLAGS" in os.environ else
-                     "this is a bug in rulec; please report it with the log")
-            raise BuildError(
-                f"the C compiler failed ({command[0]}): {first}\n"
-                f"  full log: {log}\n  {cause}; backend='numpy' runs without a compiler"
-            )
+        if len(c_files) == 1:
+            _run([[*command, *flags, include, str(c_files[0]), "-o", str(output), "-lm"]],
+                 target, c_files, command)
+        else:  # compile the parts at once, then link them
+            objects = [c.with_suffix(".o") for c in c_files]
+            compile_flags = [f for f in flags if f != "-shared"]
+            _run([[*command, *compile_flags, include, "-c", str(c), "-o", str(o)]
+                  for c, o in zip(c_files, objects, strict=True)], target, c_files, command)
+            _run([[*command, *flags, *map(str, objects), "-o", str(output), "-lm"]],
+                 target, c_files, command)
         os.replace(output, target)  # atomic: readers see no file or the whole file
+
+
+def _run(commands: list[list[str]], target: Path, c_files: list[Path],
+         command: list[str]) -> None:
+    """Run compiler commands concurrently; on a failure, keep the sources and a
+    log beside the cache entry and raise BuildError."""
+    try:
+        processes = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True) for argv in commands]
+    except OSError as exc:
+        raise BuildError(f"cannot run the C compiler {command[0]!r}: {exc.strerror}; "
+                         "install gcc or set CC, or use backend='numpy'") from None
+    failures = []
+    for argv, process in zip(commands, processes, strict=True):
+        _, stderr = process.communicate()
+        if process.returncode != 0:
+            failures.append((argv, stderr))
+    if not failures:
+        return
+    directory = target.parent
+    log = directory / f"{target.stem}.log"
+    log.write_text("\n\n".join(" ".join(argv) + "\n\n" + err for argv, err in failures),
+                   encoding="utf-8")
+    for c_file in c_files:
+        shutil.copy(c_file, directory / c_file.name)
+    stderr = failures[0][1]
+    first = next((line for line in stderr.splitlines() if "error" in line), stderr.strip()[:200])
+    cause = ("the flags in RULEC_CFLAGS may be the cause" if "RULEC_CFLAGS" in os.environ
+             else "this is a bug in rulec; please report it with the log")
+    raise BuildError(
+        f"the C compiler failed ({command[0]}): {first}\n"
+        f"  full log: {log}\n  {cause}; backend='numpy' runs without a compiler"
+    )
 
 
 def _load(path: Path) -> Module:
@@ -390,9 +432,9 @@ def _evict(directory: Path, keep: Path) -> None:
         with contextlib.suppress(OSError):
             path.unlink()
             total -= size
-        for extra in (".c", ".log"):
+        for extra in [path.with_suffix(".log"), *directory.glob(f"{path.stem}-*.c")]:
             with contextlib.suppress(OSError):
-                path.with_suffix(extra).unlink()
+                extra.unlink()
     if total > limit:
         print(f"rulec: the build cache {directory} is over its limit "
               f"({total >> 20} MB > {limit >> 20} MB)", file=sys.stderr)

@@ -224,9 +224,29 @@ def kernel_name(prefix: str, index: int) -> str:
 
 
 def render_module(units: list[Unit], with_table: bool = True) -> str:
-    """The C source of a module holding every block of every unit."""
+    """The C source of a module holding every block of every unit (and, with
+    `with_table`, the table the loader reads)."""
+    rules, table = _contexts(units)
+    return _render(rules, table, with_table)
+
+
+def render_table(units: list[Unit]) -> str:
+    """A translation unit with only the loader's table of the units' kernels,
+    for a module compiled in several parts."""
+    table = [{"key": f"{unit.prefix}:{block.label}", "fn": kernel_name(unit.prefix, index)}
+             for unit in units for index, block in enumerate(unit.program.blocks)]
+    return _render([], table, True, declare=True)
+
+
+def _render(rules: list[dict], table: list[dict], with_table: bool, declare: bool = False) -> str:
     from . import __version__
 
+    template = _environment().get_template("module.c.j2")
+    return template.render(rules=rules, table=table, with_table=with_table, declare=declare,
+                           version=__version__, node_block=NODE_BLOCK)
+
+
+def _contexts(units: list[Unit]) -> tuple[list[dict], list[dict]]:
     rules, table = [], []
     for unit in units:
         program = pipeline(unit.program)
@@ -237,6 +257,4 @@ def render_module(units: list[Unit], with_table: bool = True) -> str:
             blocks.append(block_context(program, block, fn, lines))
             table.append({"key": f"{unit.prefix}:{block.label}", "fn": fn})
         rules.append({"name": program.name, "blocks": blocks})
-    template = _environment().get_template("module.c.j2")
-    return template.render(rules=rules, table=table, with_table=with_table,
-                           version=__version__, node_block=NODE_BLOCK)
+    return rules, table

@@ -95,6 +95,24 @@ def test_compile_many_builds_one_shared_object_for_all_rules(cache):
         np.testing.assert_allclose(state.node["x"], f(ring_sum), rtol=1e-6)
 
 
+def test_a_large_batch_compiles_in_parts_linked_into_one_shared_object(cache, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    texts = [f"node x\nupdate {{ x = x * {k} + sum(nbr.x) }}\n" for k in range(20)]
+    from rulec.frontend import load_program
+    from rulec.render_c import Unit
+
+    units = [Unit(load_program(t, "t.rule"), f"p{i}") for i, t in enumerate(texts)]
+    assert len(build._sources(units)) == 3  # two parts and the table
+    rules = rulec.compile_many(texts)
+    assert len(list(cache.glob("*.so"))) == 1
+    graph = graphs.ring(4)
+    for k, rule in enumerate(rules):
+        state = rule.state(graph)
+        state.node["x"] = 1
+        rule.step(state)
+        np.testing.assert_array_equal(state.node["x"], np.full(4, k + 2.0, dtype=np.float32))
+
+
 def test_compile_many_takes_paths_and_programs_and_reports_bad_rules(cache):
     path = EXAMPLES / "hebbian.rule"
     program = rulec.compile(RULE, backend="numpy").program
