@@ -1,4 +1,5 @@
-"""Golden files: the canonical text and the typed IR of tests/valid/ and examples/.
+"""Golden files: the canonical text and the typed IR of tests/valid/ and examples/,
+and the generated C of two examples.
 
 A change to the printer or the checker shows up as a diff here. After a change
 you mean, regenerate with:  RULEC_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py
@@ -32,3 +33,15 @@ def test_printer_and_ir_match_golden_files(source):
     _, tree, program = load(source.read_bytes(), source.name)
     _compare(GOLDEN / f"{source.stem}.printed.rule", format_tree(tree))
     _compare(GOLDEN / f"{source.stem}.ir.txt", pprint.pformat(program, width=100) + "\n")
+
+
+@pytest.mark.parametrize("name", ["hebbian", "flow"])
+def test_generated_c_matches_golden_files(name):
+    """The C of two examples (a conditional, a shared slot, peer reads): a change
+    to lowering, scheduling or the templates shows up as a readable diff."""
+    from rulec.render_c import Unit, render_module
+
+    source = EXAMPLES / f"{name}.rule"
+    text = source.read_text()
+    _, _, program = load(text, source.name)
+    _compare(GOLDEN / f"{name}.c", render_module([Unit(program, name, text)]))
