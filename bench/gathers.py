@@ -21,7 +21,6 @@ import os
 import time
 
 import numpy as np
-
 from kernels import FUSED, REDUCE, local_graph, rcm_order
 
 VARIANTS = {

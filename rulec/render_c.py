@@ -9,6 +9,7 @@ text, which is what the build cache keys on.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -46,6 +47,34 @@ def _environment() -> jinja2.Environment:
     )
 
 
+# Calls that are much faster in vector form (libmvec, Philox): a loop with one
+# of them is always vectorized.
+_VECTOR_WORK = ("rulec_expf", "rulec_logf", "rulec_sinf", "rulec_cosf", "rulec_tanhf",
+                "rulec_sigmoidf", "rulec_uniform", "rulec_gauss", "rulec_sqrtf")
+_GATHERS = ("[nbr[h]]", "[rev[h]]", "[eid[h]]")
+
+
+def gathers_mode() -> str:
+    """RULEC_GATHERS: 'scalar' (the default) or 'vector'; see vectorize_loop."""
+    mode = os.environ.get("RULEC_GATHERS", "scalar")
+    if mode not in ("scalar", "vector"):
+        raise ValueError(f"RULEC_GATHERS must be 'scalar' or 'vector', got {mode!r}")
+    return mode
+
+
+def vectorize_loop(lines: list[str]) -> bool:
+    """Whether a half-edge loop gets `omp simd`. A loop that gathers across
+    edges (x[nbr[h]], w[rev[h]], c[eid[h]]) and does no vector math runs with
+    scalar loads: on the CPUs measured (docs/performance.md) hardware or
+    emulated gathers over a node's few half-edges were slower than the scalar
+    loop, whose out-of-order loads overlap across nodes. RULEC_GATHERS=vector
+    vectorizes every loop."""
+    text = "\n".join(lines)
+    if gathers_mode() == "vector" or any(call in text for call in _VECTOR_WORK):
+        return True
+    return not any(gather in text for gather in _GATHERS)
+
+
 def render_items(items: list[Item], depth: int = 0, store: bool = False) -> list[str]:
     """C lines of a scheduled node body, for one node u. With `store`, each
     reduction's accumulators are also stored to the node block's arrays."""
@@ -59,10 +88,13 @@ def render_items(items: list[Item], depth: int = 0, store: bool = False) -> list
             for clause, name, init, ctype in item.accumulators:
                 out.append(f"{pad}{ctype} {name} = {init};")
                 clauses.setdefault(clause, []).append(name)
-            pragma = "#pragma omp simd" + "".join(
-                f" reduction({clause}:{','.join(names)})" for clause, names in clauses.items()
-            )
-            out.append(pad + pragma)
+            if vectorize_loop(item.lines):
+                pragma = "#pragma omp simd" + "".join(
+                    f" reduction({clause}:{','.join(names)})" for clause, names in clauses.items()
+                )
+                out.append(pad + pragma)
+            else:
+                out.append(f"{pad}/* scalar loads: a gather-only loop (docs/c-backend.md) */")
             out.append(f"{pad}for (int64_t h = h0; h < h1; ++h) {{")
             out += [pad + INDENT + line for line in item.lines]
             out.append(f"{pad}}}")

@@ -56,7 +56,8 @@ def compile_with_report(tmp_path, source_text: str, march: str):
     c_file.write_text(c_source)
     output = tmp_path / f"t-{march}.so"
     report = tmp_path / f"t-{march}.txt"
-    flags = ["-O3", f"-march={march}", "-fopenmp", *build.REQUIRED_CFLAGS]
+    flags = ["-O3", f"-march={march}", "-fvect-cost-model=very-cheap", "-fopenmp",
+             *build.REQUIRED_CFLAGS]
     argv = [*build.compiler(), *flags, f"-I{resource_dir('runtime')}", str(c_file),
             "-o", str(output), "-lm", f"-fopt-info-vec-optimized={report}"]
     subprocess.run(argv, check=True, capture_output=True)
@@ -64,11 +65,11 @@ def compile_with_report(tmp_path, source_text: str, march: str):
 
 
 def half_edge_loops(lines: list[str]) -> list[tuple[int, int]]:
-    """(first, last) 1-based lines of each loop over a node's half-edges, from
-    its pragma to its closing brace."""
+    """(first, last) 1-based lines of each loop over a node's half-edges marked
+    to vectorize, from its pragma to its closing brace."""
     loops = []
     for index, line in enumerate(lines):
-        if "for (int64_t h = h0; h < h1; ++h)" in line:
+        if "for (int64_t h = h0; h < h1; ++h)" in line and "omp simd" in lines[index - 1]:
             indent = line[: len(line) - len(line.lstrip())]
             end = next(j for j in range(index + 1, len(lines)) if lines[j] == indent + "}")
             loops.append((index, end + 1))  # index is the pragma's 1-based line
@@ -77,9 +78,13 @@ def half_edge_loops(lines: list[str]) -> list[tuple[int, int]]:
 
 @needs_gcc
 @pytest.mark.parametrize("march", list(TARGETS))
+@pytest.mark.parametrize("gathers", ["vector", "scalar"])
 @pytest.mark.parametrize("example", ["hebbian", "flow", "diffusion", "oja", "life", "hopfield",
                                      "draws", "everything", "branches", "ops"])
-def test_every_half_edge_loop_vectorizes(tmp_path, example, march):
+def test_every_half_edge_loop_vectorizes(tmp_path, monkeypatch, example, march, gathers):
+    """Every loop marked `omp simd` vectorizes; with RULEC_GATHERS=vector that is
+    every half-edge loop, by default every loop but the gather-only ones."""
+    monkeypatch.setenv("RULEC_GATHERS", gathers)
     path = EXAMPLES / f"{example}.rule"
     text = (path if path.exists() else TESTS / "valid" / f"{example}.rule").read_text()
     lines, report, _ = compile_with_report(tmp_path, text, march)
@@ -87,7 +92,11 @@ def test_every_half_edge_loop_vectorizes(tmp_path, example, march):
     pattern = rf"([^\s:]+):(\d+):\d+: optimized: loop vectorized using {width} byte vectors"
     found = re.findall(pattern, report)
     loops = half_edge_loops(lines)
-    assert loops, "no half-edge loops generated"
+    every = sum("for (int64_t h = h0; h < h1; ++h)" in line for line in lines)
+    if gathers == "vector":
+        assert len(loops) == every
+    if not loops:
+        return
     placed, unplaced = set(), 0
     for path, line in found:
         line = int(line)
@@ -109,9 +118,24 @@ def test_every_half_edge_loop_vectorizes(tmp_path, example, march):
 @pytest.mark.parametrize("march,prefix", [("x86-64", "_ZGVb"), ("x86-64-v3", "_ZGVd"),
                                           ("x86-64-v4", "_ZGVe")])
 def test_transcendental_functions_call_vector_math_in_the_loops(tmp_path, march, prefix):
+    """Loops with vector math vectorize even when they gather (nbr.x)."""
     _, _, shared_object = compile_with_report(tmp_path, MATH, march)
     symbols = subprocess.run(["nm", "-D", "--undefined-only", str(shared_object)],
                              capture_output=True, text=True, check=True).stdout
     for function in ("expf", "logf", "sinf", "cosf", "tanhf", "log", "cos"):
         assert re.search(rf"{prefix}N\d+v_{function}\b", symbols), \
             f"no {prefix} vector variant of {function}:\n{symbols}"
+
+
+def test_gather_only_loops_run_with_scalar_loads_by_default(monkeypatch):
+    from rulec.render_c import vectorize_loop
+
+    monkeypatch.delenv("RULEC_GATHERS", raising=False)
+    assert not vectorize_loop(["a1 += edge_w[h] * node_x[nbr[h]];"])
+    assert vectorize_loop(["a1 += rulec_tanhf(edge_w[h] * node_x[nbr[h]]);"])
+    assert vectorize_loop(["edge_w[h] = edge_w[h] * 0.5f;"])
+    monkeypatch.setenv("RULEC_GATHERS", "vector")
+    assert vectorize_loop(["a1 += edge_w[h] * node_x[nbr[h]];"])
+    monkeypatch.setenv("RULEC_GATHERS", "sometimes")
+    with pytest.raises(ValueError, match="RULEC_GATHERS"):
+        vectorize_loop([])

@@ -156,7 +156,7 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
                 (void)u32; (void)degree_u;
                 if (s1_b[j] > 0.0f) {
                     float a10 = 0.0f;
-                    #pragma omp simd reduction(+:a10)
+                    /* scalar loads: a gather-only loop (docs/c-backend.md) */
                     for (int64_t h = h0; h < h1; ++h) {
                         /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
                         const float v6 = edge_w[h];
@@ -171,7 +171,7 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
                     s11_b[j] = rulec_uniform(seed, 2552575352u, 0u, time, (uint32_t)u);  /* line 21: x = uniform() */
                     nx_x_b[j] = s11_b[j];  /* line 21: x = uniform() */
                 }
-                #pragma omp simd
+                /* scalar loads: a gather-only loop (docs/c-backend.md) */
                 for (int64_t h = h0; h < h1; ++h) {
                     /* line 23: w += lr * (x * nbr.x - decay * w) */
                     const float v12 = edge_w[h];
