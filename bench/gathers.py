@@ -5,11 +5,12 @@
 Builds the benchmark's fused and reduce steps three ways and times them on
 the same graphs, interleaved, best of runs:
 
-    default       rulec's flags: GCC vectorizes and picks gathers by its tuning
-    no-gather     the same, with gathers disabled: GCC emulates them with
-                  scalar loads and inserts (-mtune-ctrl=^use_gather...)
-    scalar        no vectorization of the loops at all (-fno-tree-vectorize):
-                  one scalar load per half-edge, sums in order
+    scalar        rulec's default: the gather loops are not vectorized; one
+                  scalar load per half-edge, sums in order
+    hardware      RULEC_GATHERS=vector: the loops vectorize, with hardware
+                  gathers where GCC's tuning for this CPU uses them
+    emulated      RULEC_GATHERS=vector with gathers disabled in GCC's tuning:
+                  vector loops that gather with scalar loads and inserts
 
 rulec keeps what is faster by default (docs/performance.md has the output).
 """
@@ -23,10 +24,10 @@ import time
 import numpy as np
 from kernels import FUSED, REDUCE, local_graph, rcm_order
 
-VARIANTS = {
-    "default": "",
-    "no-gather": "-mtune-ctrl=^use_gather,^use_gather_2parts,^use_gather_4parts",
-    "scalar": "-fno-tree-vectorize",
+VARIANTS = {  # name: (RULEC_GATHERS, extra flags)
+    "scalar": ("scalar", ""),
+    "hardware": ("vector", ""),
+    "emulated": ("vector", "-mtune-ctrl=^use_gather,^use_gather_2parts,^use_gather_4parts"),
 }
 
 
@@ -40,10 +41,12 @@ def main() -> None:
 
     base = " ".join(build.cflags()[: -len(build.REQUIRED_CFLAGS)])
     rules = {}
-    for variant, extra in VARIANTS.items():
+    for variant, (gathers, extra) in VARIANTS.items():
         os.environ["RULEC_CFLAGS"] = f"{base} {extra}".strip()
+        os.environ["RULEC_GATHERS"] = gathers
         rules[variant] = {"fused": rulec.compile(FUSED), "reduce": rulec.compile(REDUCE)}
     os.environ.pop("RULEC_CFLAGS")
+    os.environ.pop("RULEC_GATHERS")
     print(f"base flags: {base}")
     print(f"{'graph':<14} {'step':<7} " + " ".join(f"{v:>10}" for v in VARIANTS) + "   (ms/step)")
     for power in (20, 22):

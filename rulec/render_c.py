@@ -63,16 +63,17 @@ def gathers_mode() -> str:
 
 
 def vectorize_loop(lines: list[str]) -> bool:
-    """Whether a half-edge loop gets `omp simd`. A loop that gathers across
-    edges (x[nbr[h]], w[rev[h]], c[eid[h]]) and does no vector math runs with
-    scalar loads: on the CPUs measured (docs/performance.md) hardware or
-    emulated gathers over a node's few half-edges were slower than the scalar
-    loop, whose out-of-order loads overlap across nodes. RULEC_GATHERS=vector
-    vectorizes every loop."""
+    """Whether a half-edge loop gets `omp simd`. A loop that only reduces what
+    it gathers across edges (x[nbr[h]], w[rev[h]], c[eid[h]]), with no vector
+    math and no stores, runs with scalar loads: measured on this machine
+    (bench/gathers.py, docs/performance.md), it was 3-12% faster than with
+    hardware or emulated gathers, while loops that also store were 7-20%
+    faster vectorized. RULEC_GATHERS=vector vectorizes every loop."""
     text = "\n".join(lines)
     if gathers_mode() == "vector" or any(call in text for call in _VECTOR_WORK):
         return True
-    return not any(gather in text for gather in _GATHERS)
+    stores = any(re.match(r"\s*\w+\[h\] (?:=|\|=) ", line) for line in lines)
+    return stores or not any(gather in text for gather in _GATHERS)
 
 
 def render_items(items: list[Item], depth: int = 0, store: bool = False) -> list[str]:

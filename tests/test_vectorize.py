@@ -134,6 +134,7 @@ def test_gather_only_loops_run_with_scalar_loads_by_default(monkeypatch):
     assert not vectorize_loop(["a1 += edge_w[h] * node_x[nbr[h]];"])
     assert vectorize_loop(["a1 += rulec_tanhf(edge_w[h] * node_x[nbr[h]]);"])
     assert vectorize_loop(["edge_w[h] = edge_w[h] * 0.5f;"])
+    assert vectorize_loop(["a1 += edge_w[h] * node_x[nbr[h]];", "edge_w[h] = node_x[nbr[h]];"])
     monkeypatch.setenv("RULEC_GATHERS", "vector")
     assert vectorize_loop(["a1 += edge_w[h] * node_x[nbr[h]];"])
     monkeypatch.setenv("RULEC_GATHERS", "sometimes")

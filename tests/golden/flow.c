@@ -186,7 +186,7 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
                 (void)u32; (void)degree_u;
                 float a12 = 0.0f;
                 float a25 = 0.0f;
-                /* scalar loads: a gather-only loop (docs/c-backend.md) */
+                #pragma omp simd reduction(+:a12,a25)
                 for (int64_t h = h0; h < h1; ++h) {
                     /* line 24: q = flow */
                     const float v1 = shared_c[eid[h]];

@@ -171,7 +171,7 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
                     s11_b[j] = rulec_uniform(seed, 2552575352u, 0u, time, (uint32_t)u);  /* line 21: x = uniform() */
                     nx_x_b[j] = s11_b[j];  /* line 21: x = uniform() */
                 }
-                /* scalar loads: a gather-only loop (docs/c-backend.md) */
+                #pragma omp simd
                 for (int64_t h = h0; h < h1; ++h) {
                     /* line 23: w += lr * (x * nbr.x - decay * w) */
                     const float v12 = edge_w[h];
