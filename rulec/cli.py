@@ -1,4 +1,4 @@
-"""The `rulec` command line: check, fmt, run, emit, cache.
+"""The `rulec` command line: check, fmt, run, emit, export, cache.
 
 Every failure a user can cause ends in a message on stderr and exit code 1
 (2 for a bad command line), never a traceback. Set RULEC_DEBUG=1 to see the
@@ -18,6 +18,7 @@ import numpy as np
 from . import __version__, build
 from .atomic import write_atomic
 from .errors import RuleErrors
+from .export import ExportError
 from .frontend import load, load_program
 from .graph import GraphError
 from .graphs import SPECS, GraphSpecError, from_spec
@@ -156,6 +157,17 @@ def cmd_emit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    data = _read(args.file)
+    program = load_program(data, args.file)
+    written = export(program, args.output, args.prefix, data.decode("utf-8", "replace"))
+    for path in written:
+        print(path)
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "clear":
         removed = build.cache_clear()
@@ -218,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="prefix of the kernel names (the rule's name)")
     emit.set_defaults(func=cmd_emit)
 
+    export = commands.add_parser("export", help="write a rule as a standalone C package")
+    export.add_argument("file", metavar="FILE")
+    export.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="directory to write (created if missing)")
+    export.add_argument("--prefix", metavar="NAME",
+                        help="prefix of every exported symbol (the rule's name)")
+    export.set_defaults(func=cmd_export)
+
     cache = commands.add_parser("cache", help="show or clear the build cache")
     cache.add_argument("action", choices=("info", "clear"))
     cache.set_defaults(func=cmd_cache)
@@ -232,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuleErrors as errors:
         print(errors, file=sys.stderr)
     except (UserError, GraphError, GraphSpecError, StateError, NonFiniteError,
-            build.BuildError) as exc:
+            build.BuildError, ExportError) as exc:
         print(f"rulec: error: {exc}", file=sys.stderr)
     except KeyError as exc:
         print(f"rulec: error: {exc.args[0]}", file=sys.stderr)

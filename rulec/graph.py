@@ -149,6 +149,54 @@ class Graph:
         return cls(n, canonical)
 
     @classmethod
+    def from_csr(cls, row_ptr, nbr) -> Graph:
+        """The graph of a simulator's own CSR adjacency: node u's neighbours are
+        nbr[row_ptr[u]:row_ptr[u+1]], each undirected edge listed from both ends.
+
+        Validated: row_ptr starts at 0, never decreases and ends at len(nbr);
+        each row is strictly increasing (sorted, no duplicates), has no self-loop
+        and only ids in range; and the adjacency is symmetric. The result's
+        row_ptr and nbr then equal the caller's (the spec's half-edge order is
+        exactly sorted CSR). Raises GraphError naming the first problem.
+        """
+        row_ptr = np.asarray(row_ptr)
+        nbr = np.asarray(nbr)
+        for name, array in (("row_ptr", row_ptr), ("nbr", nbr)):
+            if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+                raise GraphError(f"{name} must be a 1-d integer array, got "
+                                 f"{array.dtype} with shape {array.shape}")
+        if len(row_ptr) == 0 or row_ptr[0] != 0 or row_ptr[-1] != len(nbr):
+            raise GraphError("row_ptr must start at 0 and end at len(nbr) "
+                             f"({len(nbr)}), got {row_ptr[:1].tolist()}..{row_ptr[-1:].tolist()}")
+        counts = np.diff(row_ptr.astype(np.int64))
+        if (counts < 0).any():
+            node = int(np.argmax(counts < 0))
+            raise GraphError(f"row_ptr decreases at node {node}")
+        n = len(row_ptr) - 1
+        owner = np.repeat(np.arange(n, dtype=np.int64), counts)
+        neighbour = nbr.astype(np.int64)
+        bad = np.flatnonzero((neighbour < 0) | (neighbour >= n) | (neighbour == owner))
+        if len(bad):
+            h = int(bad[0])
+            what = "is a self-loop" if neighbour[h] == owner[h] else "is outside 0..N-1"
+            raise GraphError(f"nbr[{h}] = {neighbour[h]} (a neighbour of node {owner[h]}) {what}")
+        same_row = owner[1:] == owner[:-1]
+        unsorted = np.flatnonzero(same_row & (neighbour[1:] <= neighbour[:-1]))
+        if len(unsorted):
+            h = int(unsorted[0]) + 1
+            raise GraphError(f"node {owner[h]}'s neighbours are not strictly increasing at "
+                             f"nbr[{h}] = {neighbour[h]} (sort each row, without duplicates)")
+        forward = owner * max(n, 1) + neighbour
+        backward = np.sort(neighbour * max(n, 1) + owner)
+        if not np.array_equal(forward, backward):
+            missing = np.setdiff1d(forward, backward)
+            u, v = divmod(int(missing[0]), max(n, 1)) if len(missing) else (0, 0)
+            raise GraphError(f"the adjacency is not symmetric: {v} is a neighbour of {u} "
+                             f"but {u} is not a neighbour of {v}")
+        upper = neighbour > owner
+        return cls(n, np.stack([owner[upper], neighbour[upper]], axis=1))
+
+    @classmethod
     def from_networkx(cls, graph) -> Graph:
         """From a networkx.Graph. Integer nodes 0..N-1 keep their ids; otherwise nodes
         are numbered in G.nodes order and `graph.labels` maps ids back to nodes."""

@@ -36,7 +36,7 @@ class Unit:
 
 
 @functools.cache
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
         undefined=jinja2.StrictUndefined,
@@ -256,11 +256,11 @@ def kernel_name(prefix: str, index: int) -> str:
     return f"{prefix}_block{index}"
 
 
-def render_module(units: list[Unit], with_table: bool = True) -> str:
+def render_module(units: list[Unit], with_table: bool = True, linkage: str = "") -> str:
     """The C source of a module holding every block of every unit (and, with
     `with_table`, the table the loader reads)."""
     rules, table = _contexts(units)
-    return _render(rules, table, with_table)
+    return _render(rules, table, with_table, linkage=linkage)
 
 
 def render_table(units: list[Unit]) -> str:
@@ -271,12 +271,13 @@ def render_table(units: list[Unit]) -> str:
     return _render([], table, True, declare=True)
 
 
-def _render(rules: list[dict], table: list[dict], with_table: bool, declare: bool = False) -> str:
+def _render(rules: list[dict], table: list[dict], with_table: bool, declare: bool = False,
+            linkage: str = "") -> str:
     from . import __version__
 
-    template = _environment().get_template("module.c.j2")
+    template = environment().get_template("module.c.j2")
     return template.render(rules=rules, table=table, with_table=with_table, declare=declare,
-                           version=__version__, node_block=NODE_BLOCK)
+                           version=__version__, node_block=NODE_BLOCK, linkage=linkage)
 
 
 def _contexts(units: list[Unit]) -> tuple[list[dict], list[dict]]:

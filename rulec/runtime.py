@@ -76,12 +76,14 @@ class Rule:
 
     # ------------------------------------------------------------ states
 
-    def state(self, graph: Graph) -> State:
-        """A fresh state on `graph`: every slot zero, time 0, seed 0."""
+    def state(self, graph: Graph, arrays: dict | None = None) -> State:
+        """A fresh state on `graph`: every slot zero, time 0, seed 0. `arrays`
+        (slot name -> float32 array) uses the caller's arrays as those slots,
+        without copying: steps write into them (see docs/embedding.md)."""
         if not isinstance(graph, Graph):
             raise TypeError(f"rule.state() takes a rulec.Graph, got {type(graph).__name__}")
         p = self.program
-        return State(graph, p.node_slots, p.edge_slots, p.shared_slots)
+        return State(graph, p.node_slots, p.edge_slots, p.shared_slots, arrays)
 
     def _check_state(self, state: State) -> None:
         if not isinstance(state, State):

@@ -58,18 +58,55 @@ class SlotArrays(Mapping):
         return f"{{{', '.join(self._arrays)}}}"
 
 
+def _check_owned(name: str, array, length: int, kind: str, symbol: str) -> None:
+    """A caller's array can be a slot only as it is: float32, 1-d, of the slot's
+    length, C-contiguous and writable (a copy would not be the caller's array)."""
+    if not isinstance(array, np.ndarray):
+        raise StateError(f"slot {name!r}: expected a NumPy array, got {type(array).__name__}")
+    problems = []
+    if array.dtype != np.float32:
+        problems.append(f"dtype {array.dtype}, not float32 (use .astype(np.float32) once, "
+                        "and keep that array)")
+    if array.shape != (length,):
+        problems.append(f"shape {array.shape}, not ({length},): a {kind} slot has {symbol} "
+                        "values")
+    if not array.flags.c_contiguous:
+        problems.append("not contiguous (a strided view; pass np.ascontiguousarray once)")
+    if not array.flags.writeable:
+        problems.append("read-only")
+    if problems:
+        raise StateError(f"slot {name!r} cannot use this array: " + "; ".join(problems))
+
+
 class State:
     """Slots, time and seed of one rule on one graph. Make one with rule.state(graph)."""
 
-    def __init__(self, graph: Graph, node_slots=(), edge_slots=(), shared_slots=()) -> None:
+    def __init__(self, graph: Graph, node_slots=(), edge_slots=(), shared_slots=(),
+                 arrays: dict | None = None) -> None:
+        """A state of zeros; `arrays` (slot name -> the caller's float32 array)
+        makes those slots the caller's arrays themselves, with no copy."""
         self.graph = graph
         self.node_slots = tuple(node_slots)
         self.edge_slots = tuple(edge_slots)
         self.shared_slots = tuple(shared_slots)
         n, m = graph.n_nodes, graph.n_edges
-        self._node = {name: np.zeros(n, dtype=np.float32) for name in self.node_slots}
-        edge = {name: np.zeros(2 * m, dtype=np.float32) for name in self.edge_slots}
-        edge.update({name: np.zeros(m, dtype=np.float32) for name in self.shared_slots})
+        arrays = dict(arrays or {})
+        lengths = {**{s: (n, "node", "N") for s in self.node_slots},
+                   **{s: (2 * m, "edge", "2M") for s in self.edge_slots},
+                   **{s: (m, "shared edge", "M") for s in self.shared_slots}}
+        unknown = set(arrays) - set(lengths)
+        if unknown:
+            raise StateError(f"no slot {sorted(unknown)[0]!r} in this rule "
+                             f"(slots: {', '.join(lengths) or 'none'})")
+        for name, array in arrays.items():
+            _check_owned(name, array, *lengths[name])
+
+        def slot(name: str) -> np.ndarray:
+            return arrays[name] if name in arrays else np.zeros(lengths[name][0], np.float32)
+
+        self._node = {name: slot(name) for name in self.node_slots}
+        edge = {name: slot(name) for name in self.edge_slots}
+        edge.update({name: slot(name) for name in self.shared_slots})
         self._edge = edge
         self.node = SlotArrays(self._node, "node")
         self.edge = SlotArrays(self._edge, "edge")
