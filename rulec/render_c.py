@@ -66,8 +66,8 @@ def vectorize_loop(lines: list[str]) -> bool:
     """Whether a half-edge loop gets `omp simd`. A loop that only reduces what
     it gathers across edges (x[nbr[h]], w[rev[h]], c[eid[h]]), with no vector
     math and no stores, runs with scalar loads: measured on this machine
-    (bench/gathers.py, docs/performance.md), it was 3-12% faster than with
-    hardware or emulated gathers, while loops that also store were 7-20%
+    (bench/gathers.py, docs/performance.md), it was 2-13% faster than with
+    hardware or emulated gathers, while loops that also store were 7-21%
     faster vectorized. RULEC_GATHERS=vector vectorizes every loop."""
     text = "\n".join(lines)
     if gathers_mode() == "vector" or any(call in text for call in _VECTOR_WORK):
