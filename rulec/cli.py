@@ -1,4 +1,4 @@
-"""The `rulec` command line: check, fmt, run, emit, export, cache.
+"""The `rulec` command line: check, fmt, run, emit, export, fuzz, cache.
 
 Every failure a user can cause ends in a message on stderr and exit code 1
 (2 for a bad command line), never a traceback. Set RULEC_DEBUG=1 to see the
@@ -168,6 +168,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    try:
+        import hypothesis  # noqa: F401
+    except ImportError:
+        raise UserError("rulec fuzz needs hypothesis: pip install 'rulec[fuzz]'") from None
+    from . import fuzz
+
+    if args.replay:
+        if not (args.graph and args.state):
+            raise UserError("--replay needs --graph and --state (printed with each failure)")
+        graph = from_spec(args.graph)
+        state = State.load(args.state, graph)
+        found = fuzz.replay(args.replay, graph, state)
+        for mismatch in found:
+            print(mismatch)
+        print(f"{len(found)} mismatch{'es' if len(found) != 1 else ''}")
+        return 1 if found else 0
+    if args.count < 1:
+        raise UserError("--count must be at least 1")
+    out = Path(args.out) if args.out else None
+
+    def progress(report, total):
+        print(f"fuzz: {report.rules}/{total} rules, {report.mismatches} mismatches, "
+              f"{report.rate:.1f} rules/s", file=sys.stderr, flush=True)
+
+    if args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    report = fuzz.fuzz_parallel(args.count, args.seed, args.depth, out, args.jobs, progress)
+    print(f"rules: {report.rules}; mismatches: {report.mismatches}; rejected: {report.rejected}; "
+          f"{report.rate:.1f} rules/s ({report.seconds:.1f} s)")
+    for number, failure in enumerate(report.failures, 1):
+        print(f"\nmismatch {number}: {failure['mismatch']}\n{failure['rule']}")
+        if "replay" in failure:
+            print(f"replay: {failure['replay']}")
+    return 1 if report.mismatches or report.rejected else 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "clear":
         removed = build.cache_clear()
@@ -237,6 +274,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--prefix", metavar="NAME",
                         help="prefix of every exported symbol (the rule's name)")
     export.set_defaults(func=cmd_export)
+
+    fuzz = commands.add_parser("fuzz", help="differentially test random rules: C against the "
+                               "reference interpreter")
+    fuzz.add_argument("--count", type=int, default=200, metavar="N", help="rules (200)")
+    fuzz.add_argument("--seed", type=int, default=0, metavar="S", help="generator seed (0)")
+    fuzz.add_argument("--depth", type=int, default=3, metavar="D",
+                      help="maximum expression depth (3)")
+    fuzz.add_argument("--jobs", type=int, default=1, metavar="J",
+                      help="processes, each fuzzing its own slice of rules (1)")
+    fuzz.add_argument("--out", metavar="DIR",
+                      help="write each failure's shrunk rule, graph and state here")
+    fuzz.add_argument("--replay", metavar="RULE", help="check one written-out failure again")
+    fuzz.add_argument("--graph", metavar="SPEC", help="with --replay: the failure's graph")
+    fuzz.add_argument("--state", metavar="STATE.npz", help="with --replay: the failure's state")
+    fuzz.set_defaults(func=cmd_fuzz)
 
     cache = commands.add_parser("cache", help="show or clear the build cache")
     cache.add_argument("action", choices=("info", "clear"))

@@ -1,0 +1,285 @@
+"""Differential fuzzing: random rules, C against the reference interpreter.
+
+`check(c_rule, ref_rule, graph, state)` runs every block of a rule once from
+the same state in both backends (and in C with 2 threads) and returns the
+mismatches. Float arithmetic makes some results ill-conditioned (a sum that
+cancels, a comparison on the edge of its threshold): an element counts only
+if the reference itself is stable there, i.e. gives the same result when
+the inputs move by one ulp. Everything else must agree: NaN and ±inf
+positions exactly, finite values within RTOL/ATOL.
+
+`rulec fuzz` (rulec.cli) drives it over many rules: rulec.strategies
+generates them, compile_many builds them in batches, and a failure is shrunk
+to a minimal rule and written out with the state that reproduces it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .graph import Graph
+from .state import State
+
+RTOL = 1e-3
+ATOL = 1e-4
+
+
+@dataclass
+class Mismatch:
+    block: str
+    threads: int
+    kind: str
+    slot: str
+    element: int
+    c_value: float
+    reference_value: float
+
+    def __str__(self) -> str:
+        return (f"block {self.block!r} (threads {self.threads}): {self.kind} slot "
+                f"{self.slot!r} element {self.element}: C {self.c_value!r}, "
+                f"reference {self.reference_value!r}")
+
+
+def nudged(state: State, rng: np.random.Generator) -> State:
+    """A copy of `state` with every finite nonzero value moved by one ulp, up or down."""
+    other = state.copy()
+    for _, _, array in other.slots():
+        finite = np.isfinite(array) & (array != 0)
+        direction = np.where(rng.random(array.size) < 0.5, np.inf, -np.inf).astype(np.float32)
+        array[finite] = np.nextafter(array[finite], direction[finite])
+    return other
+
+
+def _classes(a: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(a), 1, 0) + np.where(np.isposinf(a), 2, 0) + \
+        np.where(np.isneginf(a), 4, 0)
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise: same NaN/inf class and, where finite, within tolerance."""
+    same = _classes(a) == _classes(b)
+    finite = np.isfinite(a) & np.isfinite(b)
+    with np.errstate(all="ignore"):
+        near = np.abs(a.astype(np.float64) - b) <= ATOL + RTOL * np.abs(b.astype(np.float64))
+    return same & (~finite | near)
+
+
+def run_block(rule, state: State, label: str, threads: int = 1) -> None:
+    if label == "init":
+        rule.init(state, seed=state.seed, threads=threads)
+    else:
+        rule.step(state, block=label, threads=threads)
+
+
+def check(c_rule, ref_rule, graph: Graph, state: State, wobbles: int = 2,
+          seed: int = 0) -> list[Mismatch]:
+    """Mismatches between C (1 and 2 threads) and the reference, one step of each block."""
+    rng = np.random.default_rng(seed)
+    found: list[Mismatch] = []
+    for label in c_rule.blocks:
+        reference = state.copy()
+        run_block(ref_rule, reference, label)
+        stable = {name: np.ones(array.size, dtype=bool) for _, name, array in reference.slots()}
+        for _ in range(wobbles):
+            moved = nudged(state, rng)
+            run_block(ref_rule, moved, label)
+            for (_, name, a), (_, _, b) in zip(reference.slots(), moved.slots(), strict=True):
+                stable[name] &= _close(b, a)
+        for threads in (1, 2):
+            result = state.copy()
+            run_block(c_rule, result, label, threads)
+            for (kind, name, got), (_, _, want) in zip(result.slots(), reference.slots(),
+                                                       strict=True):
+                bad = np.flatnonzero(stable[name] & ~_close(got, want))
+                if len(bad):
+                    e = int(bad[0])
+                    found.append(Mismatch(label, threads, kind, name, e, float(got[e]),
+                                          float(want[e])))
+            if result.time != reference.time:
+                found.append(Mismatch(label, threads, "time", "time", 0, result.time,
+                                      reference.time))
+    return found
+
+
+def random_state(program, graph: Graph, seed: int, specials: float = 0.1) -> State:
+    """The state rulec.strategies.states draws, from a plain seed (for replays)."""
+    rng = np.random.default_rng(seed)
+    state = State(graph, program.node_slots, program.edge_slots, program.shared_slots)
+    specials_values = np.array([0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 1e30, -1e30],
+                               dtype=np.float32)
+    for _, _, array in state.slots():
+        values = rng.normal(size=array.size).astype(np.float32)
+        special = rng.random(array.size) < specials
+        values[special] = rng.choice(specials_values, size=int(special.sum()))
+        array[...] = values
+    state.time = int(rng.integers(0, 100))
+    state.seed = int(rng.integers(0, 2**63))
+    return state
+
+
+def shrink(generated_rule, fails, budget: int = 200):
+    """Greedy shrinking: take the first well-typed edit (simplest first) that
+    still fails, until none does or the budget is spent."""
+    from .strategies import well_typed_edits
+
+    current = generated_rule
+    tries = 0
+    improved = True
+    while improved and tries < budget:
+        improved = False
+        for candidate in well_typed_edits(current):
+            tries += 1
+            if len(candidate.text) < len(current.text) and fails(candidate):
+                current = candidate
+                improved = True
+                break
+            if tries >= budget:
+                break
+    return current
+
+
+@dataclass
+class Case:
+    rule: object  # GeneratedRule
+    graph: Graph
+    state_seed: int
+
+
+def collect(count: int, seed: int, depth: int) -> list[Case]:
+    """`count` (rule, graph, state seed) cases, the same for the same seed."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
+    from hypothesis import strategies as st
+
+    from .strategies import graphs, rules
+
+    cases: list[Case] = []
+
+    @hypothesis_seed(seed)
+    @settings(max_examples=count, phases=[Phase.generate], database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(rules(max_depth=depth), graphs(), st.integers(0, 2**32 - 1))
+    def gather(rule, graph, state_seed):
+        cases.append(Case(rule, graph, state_seed))
+
+    gather()
+    return cases[:count]
+
+
+@dataclass
+class Report:
+    rules: int = 0
+    mismatches: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    failures: list = dataclasses.field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.rules / self.seconds if self.seconds else 0.0
+
+
+def fuzz(count: int, seed: int, depth: int = 3, out: Path | None = None, batch: int = 50,
+         progress=None) -> Report:
+    """Generate, build (in batches) and differentially check `count` rules."""
+    from .errors import RuleErrors
+    from .runtime import Rule, compile_many
+
+    start = time.perf_counter()
+    report = Report()
+    cases = collect(count, seed, depth)
+    for first in range(0, len(cases), batch):
+        chunk = cases[first:first + batch]
+        try:
+            natives = compile_many([case.rule.program for case in chunk])
+        except RuleErrors:
+            report.rejected += len(chunk)
+            continue
+        for case, c_rule in zip(chunk, natives, strict=True):
+            ref_rule = Rule(case.rule.program, "numpy")
+            state = random_state(case.rule.program, case.graph, case.state_seed)
+            found = check(c_rule, ref_rule, case.graph, state, seed=case.state_seed)
+            report.rules += 1
+            if found:
+                report.mismatches += 1
+                report.failures.append(_record(case, found, out, len(report.failures) + 1))
+        report.seconds = time.perf_counter() - start
+        if progress:
+            progress(report, len(cases))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def fuzz_parallel(count: int, seed: int, depth: int, out: Path | None, jobs: int,
+                  progress=None) -> Report:
+    """fuzz() in `jobs` processes, each on its own slice of rules (its own
+    generator seed, derived from `seed`); the same seed and jobs give the same rules."""
+    if jobs <= 1:
+        return fuzz(count, seed, depth, out, progress=progress)
+    from concurrent.futures import ProcessPoolExecutor
+
+    start = time.perf_counter()
+    sizes = [count // jobs + (1 if i < count % jobs else 0) for i in range(jobs)]
+    total = Report()
+    with ProcessPoolExecutor(jobs) as pool:
+        futures = [pool.submit(fuzz, size, seed * 1000 + i, depth,
+                               out / f"job{i}" if out else None)
+                   for i, size in enumerate(sizes) if size]
+        for future in futures:
+            part = future.result()
+            total.rules += part.rules
+            total.mismatches += part.mismatches
+            total.rejected += part.rejected
+            total.failures += part.failures
+            total.seconds = time.perf_counter() - start
+            if progress:
+                progress(total, count)
+    total.seconds = time.perf_counter() - start
+    return total
+
+
+def _record(case: Case, found: list[Mismatch], out: Path | None, number: int) -> dict:
+    """Shrink a failing case and write the files that reproduce it."""
+    from .runtime import Rule
+
+    def fails(candidate) -> bool:
+        try:
+            c_rule = candidate.compile("c")
+        except Exception:  # a candidate that cannot build is not the same failure
+            return False
+        state = random_state(candidate.program, case.graph, case.state_seed)
+        return bool(check(c_rule, Rule(candidate.program, "numpy"), case.graph, state,
+                          seed=case.state_seed))
+
+    small = shrink(case.rule, fails)
+    state = random_state(small.program, case.graph, case.state_seed)
+    ref = Rule(small.program, "numpy")
+    mismatches = check(small.compile("c"), ref, case.graph, state, seed=case.state_seed)
+    record = {"rule": small.text, "mismatch": str((mismatches or found)[0])}
+    if out is not None:
+        from .graphs import write_edge_list
+
+        out.mkdir(parents=True, exist_ok=True)
+        stem = out / f"mismatch-{number}"
+        stem.with_suffix(".rule").write_text(small.text)
+        write_edge_list(case.graph, stem.with_suffix(".edges"))
+        state.save(stem.with_suffix(".npz"))
+        block = (mismatches or found)[0].block
+        record["replay"] = (f"rulec fuzz --replay {stem}.rule --graph file:{stem}.edges "
+                            f"--state {stem}.npz")
+        record["block"] = block
+    return record
+
+
+def replay(rule_path: str, graph: Graph, state: State) -> list[Mismatch]:
+    """The check of a written-out failure, again."""
+    from .frontend import load_program
+    from .runtime import Rule
+
+    program = load_program(Path(rule_path).read_bytes(), rule_path)
+    return check(Rule(program, "c"), Rule(program, "numpy"), graph, state)

@@ -1,0 +1,147 @@
+"""Properties over random rules (rulec.strategies), bounded to stay fast in CI.
+A long run is `rulec fuzz --count 2000 --seed 1` (docs/fuzzing.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rulec
+from rulec import fuzz, graphs, strategies
+from rulec.errors import RuleErrors
+from rulec.frontend import load_program, parse_source
+from rulec.ops import OPS
+from rulec.printer import format_tree
+from rulec.strategies import (
+    GeneratedRule,
+    ill_typed,
+    mutations,
+    rules,
+    states,
+)
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+COMPILING = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@FAST
+@given(rules())
+def test_print_then_parse_gives_the_same_ir(rule: GeneratedRule):
+    again = load_program(rule.text, "again.rule")
+    assert again == rule.program
+    assert format_tree(parse_source(rule.text, "x.rule")[1]) == rule.text
+
+
+@FAST
+@given(rules(), st.data())
+def test_ill_typed_edits_are_rejected_with_a_positioned_error(rule, data):
+    bad = data.draw(ill_typed(rule))
+    with pytest.raises(RuleErrors) as caught:
+        load_program(bad.text, "bad.rule")
+    assert bad.code in caught.value.codes, (bad.what, str(caught.value))
+    for error in caught.value.errors:
+        assert error.span.line >= 1 and error.span.column >= 1
+    assert "bad.rule:" in str(caught.value) and "^" in str(caught.value)
+
+
+@FAST
+@given(rules(max_statements=3), st.data())
+def test_mutations_keep_rules_well_typed(rule, data):
+    mutated = data.draw(mutations(rule))
+    assert load_program(mutated.text, "m.rule") == mutated.program
+
+
+def test_knobs_limit_what_is_generated():
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(rules(ops={"add", "mul", "sum"}, shared_slots=(0, 0), named_blocks=(0, 0),
+                 init=False, reuse=0.0))
+    def check(rule):
+        assert rule.program.block_labels == ("update",)
+        assert not rule.program.shared_slots
+        for word in ("tanh", "exp", "max(", "mean(", "clip", "select", " - "):
+            assert word not in rule.text.split("update {", 1)[1]
+
+    check()
+
+
+@COMPILING
+@given(rules(), strategies.graphs(), st.data())
+def test_c_and_the_reference_agree_after_one_step_of_every_block(rule, graph, data):
+    state = data.draw(states(rule, graph))
+    c_rule = rule.compile("c")
+    ref_rule = rulec.Rule(rule.program, "numpy")
+    mismatches = fuzz.check(c_rule, ref_rule, graph, state)
+    assert not mismatches, "\n".join(map(str, mismatches)) + "\n" + rule.text
+
+
+@COMPILING
+@given(rules(init=True), strategies.graphs())
+def test_the_same_seed_gives_the_same_state(rule, graph):
+    c_rule = rule.compile("c")
+    one, two = c_rule.state(graph), c_rule.state(graph)
+    c_rule.init(one, seed=5)
+    c_rule.init(two, seed=5)
+    for (_, name, a), (_, _, b) in zip(one.slots(), two.slots(), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_different_seeds_give_different_draws():
+    rule = rulec.compile("node x\nedge w\ninit { x = uniform(); w = gauss() }\nupdate { x = x }")
+    graph = graphs.ring(50)
+    one, two = rule.state(graph), rule.state(graph)
+    rule.init(one, seed=1)
+    rule.init(two, seed=2)
+    assert (one.node["x"] != two.node["x"]).mean() > 0.9
+    assert (one.edge["w"] != two.edge["w"]).mean() > 0.9
+
+
+def test_check_finds_a_broken_op_and_shrinking_keeps_the_failure_small(tmp_path, monkeypatch):
+    """A C backend with `a - b` compiled as `b - a` is caught, and the failing
+    rule shrinks to a few lines that still show it."""
+    monkeypatch.setenv("RULEC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(rulec.build, "_loaded", {})
+    monkeypatch.setitem(OPS, "sub", dataclasses.replace(OPS["sub"], c="({1} - {0})"))
+    text = ("node x, y\nedge w\nupdate {\n    let t1 = sum(w * nbr.x)\n"
+            "    y = exp(x) * 2\n    x = t1 - degree\n    w = w * 2\n}\n")
+    start = strategies.generated(parse_source(text, "f.rule")[1])
+    graph = graphs.ring(6)
+
+    def fails(candidate):
+        state = fuzz.random_state(candidate.program, graph, 3)
+        return bool(fuzz.check(candidate.compile("c"), rulec.Rule(candidate.program, "numpy"),
+                               graph, state))
+
+    assert fails(start)
+    small = fuzz.shrink(start, fails)
+    assert fails(small)
+    assert len(small.text) < len(start.text)
+    assert " - " in small.text and "exp" not in small.text
+
+
+def test_rulec_fuzz_runs_a_batch_with_no_mismatch(run_cli, tmp_path):
+    result = run_cli("fuzz", "--count", "30", "--seed", "1", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rules: 30; mismatches: 0; rejected: 0" in result.stdout
+    assert "rules/s" in result.stderr  # progress
+
+
+def test_rulec_fuzz_writes_replayable_failures(tmp_path, monkeypatch, capsys):
+    from rulec.cli import main
+
+    monkeypatch.setenv("RULEC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(rulec.build, "_loaded", {})
+    monkeypatch.setitem(OPS, "mul", dataclasses.replace(OPS["mul"], c="({0} + {1})"))
+    out = tmp_path / "out"
+    code = main(["fuzz", "--count", "15", "--seed", "3", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "mismatch 1:" in printed and "replay: rulec fuzz --replay" in printed
+    rule_file = out / "mismatch-1.rule"
+    assert rule_file.exists() and (out / "mismatch-1.npz").exists()
+    replay = printed.split("replay: rulec ", 1)[1].splitlines()[0].split()
+    assert main(replay) == 1
+    assert "element" in capsys.readouterr().out
