@@ -72,7 +72,6 @@ class NativeBlocks:
         self.program = program
         self.module = module
         self.kernels = {label: module.kernel(prefix, label) for label in program.block_labels}
-        self._states: dict[int, _StateView] = {}
         self._params_cache: tuple[tuple, object] | None = None
 
     def _state_view(self, state: State) -> _StateView:

@@ -349,26 +349,14 @@ def graphs(draw, max_nodes: int = 24) -> Graph:
     return Graph.from_edges(n + isolated, pairs)
 
 
-_SPECIALS = np.array([0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 1e30, -1e30],
-                     dtype=np.float32)
-
-
 @st.composite
 def states(draw, rule, graph: Graph, specials: float = 0.1) -> State:
     """A random state of `rule` (a rulec.Rule or GeneratedRule) on `graph`:
     normal values, with a fraction `specials` of 0, ±inf, NaN, denormals and
-    huge values."""
-    program = rule.program
-    state = State(graph, program.node_slots, program.edge_slots, program.shared_slots)
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    for _, _, array in state.slots():
-        values = rng.normal(size=array.size).astype(np.float32)
-        special = rng.random(array.size) < specials
-        values[special] = rng.choice(_SPECIALS, size=int(special.sum()))
-        array[...] = values
-    state.time = draw(st.integers(0, 100))
-    state.seed = draw(st.integers(0, 2**64 - 1))
-    return state
+    huge values, a random time and seed (rulec.fuzz.random_state)."""
+    from .fuzz import random_state
+
+    return random_state(rule.program, graph, draw(st.integers(0, 2**32 - 1)), specials)
 
 
 # --------------------------------------------------------------- mutations
