@@ -1,4 +1,4 @@
-"""The `rulec` command line: check, fmt, run, emit, export, fuzz, cache.
+"""The `rulec` command line: check, fmt, run, train, emit, export, fuzz, cache.
 
 Every failure a user can cause ends in a message on stderr and exit code 1
 (2 for a bad command line), never a traceback. Set RULEC_DEBUG=1 to see the
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -168,6 +169,86 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import tasks
+
+    if args.task not in tasks.TASKS:
+        raise UserError(f"unknown task {args.task!r}; tasks: {', '.join(tasks.TASKS)}")
+    if args.epochs < 1:
+        raise UserError("--epochs must be at least 1")
+    task = tasks.TASKS[args.task]
+    data = _read(args.file)
+    rule = Rule(load_program(data, args.file), args.backend, data.decode("utf-8", "replace"))
+    topology = tasks.topology_from_spec(args.graph, task)
+    params = _parse_params(args.param)
+    if args.plot:
+        _matplotlib()  # fail before training, not after
+    width = 30
+    shown = [0.0]
+
+    def progress(epoch: int, result) -> None:
+        now = time.monotonic()
+        if now - shown[0] < 0.1 and epoch + 1 < args.epochs and result.accuracy[-1] < 1:
+            return  # at most ten updates a second
+        shown[0] = now
+        done = (epoch + 1) / args.epochs
+        bar = "#" * int(width * done) + "-" * (width - int(width * done))
+        print(f"\r[{bar}] epoch {epoch + 1}/{args.epochs}  accuracy "
+              f"{result.accuracy[-1] * 100:5.1f}%  loss {result.loss[-1]:.4f}", end="",
+              file=sys.stderr, flush=True)
+
+    result = tasks.evaluate(rule, task, topology, epochs=args.epochs, seed=args.seed,
+                            budget=args.budget, params=params,
+                            stop_at=None if args.all_epochs else 1.0, on_epoch=progress)
+    print(file=sys.stderr)
+    print(f"rule {rule.name}, task {task.name}, {topology.name}: {len(result.accuracy)} epochs, "
+          f"{result.steps} steps, {result.seconds:.2f} s")
+    if result.failure:
+        print(f"failed: {result.failure}")
+    if result.outputs is not None:
+        print(f"{'input':<12} {'target':<10} {'output':<24} ok")
+        for k in range(len(task.inputs)):
+            bits = "".join(str(int(b)) for b in task.inputs[k])
+            target = "".join(str(int(b)) for b in task.targets[k])
+            out = result.outputs[k]
+            predicted = (out > 0.5).astype(int)
+            ok = "yes" if (predicted == task.targets[k]).all() else "no"
+            print(f"{bits:<12} {target:<10} {' '.join(f'{v:.3f}' for v in out):<24} {ok}")
+    if args.plot and result.accuracy:
+        _plot(result, args.plot, f"{rule.name} on {task.name} ({topology.name})")
+        print(f"learning curve written to {args.plot}")
+    print(f"accuracy: {result.final_accuracy * 100:.1f}%")
+    return 1 if result.failure else 0
+
+
+def _matplotlib():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install 'rulec[plot]'") from None
+    return plt
+
+
+def _plot(result, path: str, title: str) -> None:
+    plt = _matplotlib()
+    figure, left = plt.subplots(figsize=(6, 3.5))
+    epochs = range(1, len(result.accuracy) + 1)
+    left.plot(epochs, [a * 100 for a in result.accuracy], color="tab:blue")
+    left.set_xlabel("epoch")
+    left.set_ylabel("accuracy (%)", color="tab:blue")
+    left.set_ylim(-5, 105)
+    right = left.twinx()
+    right.plot(epochs, result.loss, color="tab:red")
+    right.set_ylabel("mean squared error", color="tab:red")
+    left.set_title(title)
+    figure.tight_layout()
+    write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
+    plt.close(figure)
+
+
 def cmd_fuzz(args: argparse.Namespace) -> int:
     try:
         import hypothesis  # noqa: F401
@@ -260,6 +341,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=1, metavar="T",
                      help="threads for the C backend (1); results do not depend on it")
     run.set_defaults(func=cmd_run)
+
+    train = commands.add_parser("train", help="train a rule on a learning task and score it")
+    train.add_argument("file", metavar="RULE")
+    train.add_argument("--task", required=True, help="and, or, nand, xor, add2, sub2")
+    train.add_argument("--graph", required=True, metavar="SPEC",
+                       help="layered:A,B,C[,bias] or waxman:HIDDEN[,SEED]")
+    train.add_argument("--epochs", type=int, default=1000, metavar="N",
+                       help="at most N epochs (1000); stops at 100%% unless --all-epochs")
+    train.add_argument("--all-epochs", action="store_true", help="run every epoch")
+    train.add_argument("--seed", type=int, default=0, metavar="S")
+    train.add_argument("--budget", type=int, default=100, metavar="STEPS",
+                       help="steps allowed per forward or backward phase (100)")
+    train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    train.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
+    train.add_argument("--plot", metavar="CURVE.png", help="write the learning curve")
+    train.set_defaults(func=cmd_train)
 
     emit = commands.add_parser("emit", help="print the C code generated for a rule")
     emit.add_argument("file", metavar="FILE")

@@ -1,0 +1,127 @@
+"""Learning tasks: backprop as a local rule learns, the baseline is scored
+beside it, bad rules fail fast, and `rulec train` works (docs/learning.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rulec
+from rulec import tasks
+
+from .conftest import EXAMPLES
+
+XOR_EPOCHS = 3000  # the documented budget
+
+
+@pytest.fixture(scope="module")
+def backprop():
+    return rulec.compile_file(EXAMPLES / "backprop.rule")
+
+
+def solved(rule, task, sizes, seeds, epochs):
+    return sum(tasks.evaluate(rule, tasks.TASKS[task], tasks.layered(sizes), epochs=epochs,
+                              seed=seed).final_accuracy == 1.0 for seed in seeds)
+
+
+def test_backprop_learns_xor_on_at_least_9_of_10_seeds(backprop):
+    assert solved(backprop, "xor", [2, 4, 1], range(10), XOR_EPOCHS) >= 9
+
+
+@pytest.mark.parametrize("task", ["and", "or"])
+def test_backprop_learns_and_and_or_on_every_seed(backprop, task):
+    assert solved(backprop, task, [2, 4, 1], range(10), 300) == 10
+
+
+def test_backprop_learns_two_bit_addition(backprop):
+    result = tasks.evaluate(backprop, tasks.TASKS["add2"], tasks.layered([4, 8, 3]),
+                            epochs=500, seed=0)
+    assert result.final_accuracy == 1.0 and result.failure is None
+
+
+def test_the_baseline_learns_the_linear_tasks_but_not_addition():
+    delta = rulec.compile_file(EXAMPLES / "delta.rule")
+    assert solved(delta, "and", [2, 4, 1], range(5), 500) == 5
+    result = tasks.evaluate(delta, tasks.TASKS["add2"], tasks.layered([4, 8, 3]), epochs=200,
+                            seed=0)
+    assert result.final_accuracy < 1.0
+
+
+def test_tasks_are_the_truth_tables_they_claim():
+    add = tasks.TASKS["add2"]
+    for inputs, targets in zip(add.inputs, add.targets, strict=True):
+        a, b = int(inputs[0]) * 2 + int(inputs[1]), int(inputs[2]) * 2 + int(inputs[3])
+        assert int("".join(str(int(t)) for t in targets), 2) == a + b
+    sub = tasks.TASKS["sub2"]
+    for inputs, targets in zip(sub.inputs, sub.targets, strict=True):
+        a, b = int(inputs[0]) * 2 + int(inputs[1]), int(inputs[2]) * 2 + int(inputs[3])
+        borrow, value = int(targets[0]), int(targets[1]) * 2 + int(targets[2])
+        assert value - 4 * borrow == a - b
+    custom = tasks.Task.from_table("id", {(0,): (0,), (1,): (1,)})
+    assert custom.n_inputs == custom.n_outputs == 1
+    assert tasks.TASKS["xor"].targets.ravel().tolist() == [0, 1, 1, 0]
+
+
+def test_topologies_put_inputs_lowest_and_outputs_highest():
+    top = tasks.layered([2, 3, 1], bias=True)
+    assert top.inputs.tolist() == [0, 1, 2] and top.outputs.tolist() == [6]
+    assert top.graph.n_nodes == 7
+    wax = tasks.waxman(2, 1, 6, seed=3)
+    assert wax.inputs.tolist() == [0, 1] and wax.outputs.tolist() == [8]
+    assert (np.diff(wax.graph.row_ptr) > 0).all()  # no isolated node
+    with pytest.raises(ValueError, match="needs 2 inputs"):
+        tasks.topology_from_spec("layered:3,4,1", tasks.TASKS["xor"])
+
+
+NAN_RULE = """
+node inp, is_in, target, train, a, ready, dready
+update {
+    a = log(-1)
+    ready = 1
+    dready = 1
+}
+"""
+
+NEVER_READY = """
+node inp, is_in, target, train, a, ready, dready
+update { a = inp }
+"""
+
+
+def test_a_rule_that_makes_nan_fails_on_its_first_step():
+    result = tasks.evaluate(rulec.compile(NAN_RULE), tasks.TASKS["xor"], tasks.layered([2, 2, 1]),
+                            epochs=100)
+    assert result.failure is not None and "non-finite" in result.failure
+    assert result.steps <= 1 and result.accuracy == []
+    assert result.seconds < 1.0  # measured: well under 10 ms (docs/learning.md)
+
+
+def test_a_rule_whose_outputs_never_become_ready_fails_at_the_budget():
+    result = tasks.evaluate(rulec.compile(NEVER_READY), tasks.TASKS["xor"],
+                            tasks.layered([2, 2, 1]), epochs=100, budget=25)
+    assert result.failure == "budget of 25 steps exhausted waiting for 'ready'"
+    assert result.steps == 25
+
+
+def test_a_protocol_slot_the_rule_lacks_is_a_clear_error():
+    with pytest.raises(ValueError, match="no node slot 'target', which the protocol needs"):
+        tasks.evaluate(rulec.compile("node inp, is_in, a\nupdate { a = inp }"),
+                       tasks.TASKS["xor"], tasks.layered([2, 2, 1]))
+
+
+def test_rulec_train_prints_the_table_and_writes_the_plot(run_cli, tmp_path):
+    plot = tmp_path / "curve.png"
+    result = run_cli("train", EXAMPLES / "backprop.rule", "--task", "xor", "--graph",
+                     "layered:2,4,1", "--epochs", "3000", "--seed", "1", "--plot", plot)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "accuracy: 100.0%"
+    assert any(line.startswith("01") and line.endswith("yes") for line in lines)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "epoch" in result.stderr  # the progress bar
+
+
+def test_rulec_train_rejects_an_unknown_task(run_cli):
+    result = run_cli("train", EXAMPLES / "backprop.rule", "--task", "xnor", "--graph",
+                     "layered:2,4,1")
+    assert result.returncode == 1 and "unknown task 'xnor'" in result.stderr
