@@ -56,7 +56,8 @@ def compile_with_report(tmp_path, source_text: str, march: str):
     c_file.write_text(c_source)
     output = tmp_path / f"t-{march}.so"
     report = tmp_path / f"t-{march}.txt"
-    flags = ["-O3", f"-march={march}", "-fvect-cost-model=very-cheap", "-fopenmp",
+    level = [f for f in build.DEFAULT_CFLAGS.split() if f.startswith("-O")]
+    flags = [*level, f"-march={march}", "-fvect-cost-model=very-cheap", "-fopenmp",
              *build.REQUIRED_CFLAGS]
     argv = [*build.compiler(), *flags, f"-I{resource_dir('runtime')}", str(c_file),
             "-o", str(output), "-lm", f"-fopt-info-vec-optimized={report}"]
