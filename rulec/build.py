@@ -39,15 +39,16 @@ from . import ir
 from .render_c import Unit, gathers_mode, render_module, render_table
 from .resources import resource_dir
 
-# -O2: the kernels ran as fast as at -O3 and compile 2.6x faster
-# (docs/performance.md). 128-bit vectors on x86-64: a node's half-edges are
-# few (mean degree ~10-30 in typical graphs), and wider vectors spend more time
-# in loop prologues and remainders than they save.
+# -O3: at -O2 the benchmark's kernels ran up to 7% slower in a full run, for
+# compiles only 8% shorter on its batch (docs/performance.md). 128-bit vectors
+# on x86-64: a node's half-edges are few (mean degree ~10-30 in typical
+# graphs), and wider vectors spend more time in loop prologues and remainders
+# than they save.
 # -fvect-cost-model=very-cheap: only loops marked `omp simd` are vectorized
 # (render_c.vectorize_loop decides which), others only where it costs nothing.
-DEFAULT_CFLAGS = ("-O2 -march=native -mprefer-vector-width=128 -fvect-cost-model=very-cheap "
+DEFAULT_CFLAGS = ("-O3 -march=native -mprefer-vector-width=128 -fvect-cost-model=very-cheap "
                   "-fopenmp" if platform.machine() in ("x86_64", "AMD64")
-                  else "-O2 -march=native -fvect-cost-model=very-cheap -fopenmp")
+                  else "-O3 -march=native -fvect-cost-model=very-cheap -fopenmp")
 # Flags the kernels need whatever RULEC_CFLAGS says: a shared object, errno-free
 # math (so libm calls vectorize; errno is never read), and no contraction of
 # a*b+c into FMA, so results stay close to the reference interpreter.

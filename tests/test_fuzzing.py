@@ -145,3 +145,38 @@ def test_rulec_fuzz_writes_replayable_failures(tmp_path, monkeypatch, capsys):
     replay = printed.split("replay: rulec ", 1)[1].splitlines()[0].split()
     assert main(replay) == 1
     assert "element" in capsys.readouterr().out
+
+
+def test_cancelling_huge_values_are_ill_conditioned_not_mismatches():
+    """Regression (rulec fuzz --count 2000 --seed 1, with -O2): `y += sum(w)`
+    over w = 1e30, -1e30 and small values sums to different small numbers in
+    C's lanes and NumPy's pairwise order. The check must call that element
+    ill-conditioned; it once nudged both huge values alike, so they still
+    cancelled exactly and the element looked stable."""
+    rule = rulec.compile("node y\nedge w\nupdate { y += sum(w) }", backend="numpy")
+    graph = rulec.Graph.from_edges(5, [(0, 1), (0, 2), (0, 3), (0, 4)])
+    state = rule.state(graph)
+    state.edge["w"][:4] = [1e30, 0.59, -1e30, 0.03]
+    reference = state.copy()
+    fuzz.run_block(rule, reference, "update")
+    for trial in range(20):
+        stable = fuzz.stability(rule, state, reference, "update", 3,
+                                np.random.default_rng(trial))
+        assert not stable["y"][0], f"trial {trial}: node 0 judged stable"
+        assert stable["y"][1:].all()
+
+
+def test_a_branch_on_a_cancelling_sum_is_not_a_mismatch(tmp_path):
+    """Regression (rulec fuzz --count 2000 --seed 1 --out, mismatch-1): `if sum(g)`
+    where g holds ±1e30 takes either branch under a few-ulp nudge, so C and
+    the reference may differ there; three stability trials could all miss
+    that, 24 more must not."""
+    text = ("node x\nedge w\nshared edge g\nupdate {\n    if sum(g) {\n        let t2 = 1\n"
+            "    } elif 1 {\n        g += 1\n    }\n}\n")
+    c_rule = rulec.compile(text)
+    ref_rule = rulec.Rule(c_rule.program, "numpy")
+    graph = rulec.Graph.from_edges(4, [(0, 1), (0, 2), (0, 3), (1, 2)])
+    state = c_rule.state(graph)
+    state.edge["g"][:] = [1e30, 0.25, -1e30, 0.5]
+    for seed in range(10):
+        assert not fuzz.check(c_rule, ref_rule, graph, state, seed=seed)
