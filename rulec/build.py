@@ -55,37 +55,14 @@ DEFAULT_CFLAGS = ("-O3 -march=native -mprefer-vector-width=128 -fvect-cost-model
 REQUIRED_CFLAGS = ("-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off")
 DEFAULT_CACHE_MB = 512
 
-CDEF = """
-typedef struct rulec_graph {
-    int64_t n_nodes;
-    int64_t n_edges;
-    const int64_t *row_ptr;
-    const int32_t *nbr;
-    const int32_t *rev;
-    const int32_t *eid;
-    const int32_t *edge_half;
-    const float *degree;
-} rulec_graph;
-
-typedef struct rulec_state {
-    float *const *node;
-    float *const *edge;
-    float *const *shared;
-    uint64_t time;
-    uint64_t seed;
-} rulec_state;
-
-typedef int64_t (*rulec_kernel)(const rulec_graph *graph, rulec_state *state,
-                                const float *params, int64_t steps, int threads,
-                                int check_finite);
-
-typedef struct rulec_entry {
-    const char *name;
-    rulec_kernel kernel;
-} rulec_entry;
-
-const rulec_entry *rulec_module_table(int *size);
-"""
+def _cdef() -> str:
+    """The C declarations cffi needs: rulec_abi.h itself (one definition of the
+    ABI for C and Python), without its preprocessor lines, plus the JIT table."""
+    header = (resource_dir("runtime") / "rulec_abi.h").read_text(encoding="utf-8")
+    lines = [line for line in header.splitlines()
+             if (not line.startswith("#") or line.startswith("#define RULEC_ABI_VERSION"))
+             and line.strip() not in ('extern "C" {', "}")]
+    return "\n".join(lines) + "\nconst rulec_entry *rulec_module_table(int *size);\n"
 
 
 class BuildError(RuntimeError):
@@ -96,7 +73,7 @@ class BuildError(RuntimeError):
 def ffi() -> cffi.FFI:
     """The one FFI every module is loaded through (its cdef is parsed once)."""
     result = cffi.FFI()
-    result.cdef(CDEF)
+    result.cdef(_cdef())
     return result
 
 

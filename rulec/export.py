@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from pathlib import Path
 
@@ -28,7 +29,14 @@ from .lower import c_float
 from .render_c import Unit, environment, kernel_name, render_module
 from .resources import resource_dir
 
-ABI_VERSION = 1  # must equal RULEC_ABI_VERSION in runtime/rulec_abi.h
+
+def _abi_version() -> int:
+    """RULEC_ABI_VERSION, read from runtime/rulec_abi.h (its one definition)."""
+    header = (resource_dir("runtime") / "rulec_abi.h").read_text(encoding="utf-8")
+    return int(re.search(r"#define RULEC_ABI_VERSION (\d+)", header).group(1))
+
+
+ABI_VERSION = _abi_version()
 RUNTIME_FILES = ("rulec_abi.h", "rulec_runtime.h", "rulec_math.h", "rulec_rng.h",
                  "rulec_graph.h")
 

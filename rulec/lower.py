@@ -81,26 +81,22 @@ class Item:
                 names |= item.uses
         return names - self.defines
 
-    def all_writes(self) -> set[str]:
-        writes = set(self.writes)
+    def _gathered(self, attribute: str) -> set[str]:
+        """`attribute` of this item and of every item in its branches."""
+        found = set(getattr(self, attribute))
         for _, items in self.branches:
             for item in items:
-                writes |= item.all_writes()
-        return writes
+                found |= item._gathered(attribute)
+        return found
+
+    def all_writes(self) -> set[str]:
+        return self._gathered("writes")
 
     def all_reads(self) -> set[str]:
-        reads = set(self.reads)
-        for _, items in self.branches:
-            for item in items:
-                reads |= item.all_reads()
-        return reads
+        return self._gathered("reads")
 
     def all_inplace(self) -> set[str]:
-        inplace = set(self.inplace)
-        for _, items in self.branches:
-            for item in items:
-                inplace |= item.all_inplace()
-        return inplace
+        return self._gathered("inplace")
 
 
 _SCALAR_NAME = re.compile(r"\b(?:s|a|c|k)\d+\b|\bnx_\w+")
