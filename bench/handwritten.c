@@ -8,6 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* After the steps: the result into the caller's x, the spare buffer freed. */
+static void finish(float *x, float *cur, float *next, int64_t n)
+{
+    if (cur != x)
+        memcpy(x, cur, sizeof(float) * (size_t)n);
+    free(cur != x ? cur : next);
+}
+
 /* x = tanh(sum(w * nbr.x)); w += lr * (x * nbr.x - decay * w), where x on the
  * right is the value before the step (double-buffered). */
 void hand_fused(int64_t n, const int64_t *restrict row_ptr, const int32_t *restrict nbr,
@@ -32,9 +40,7 @@ void hand_fused(int64_t n, const int64_t *restrict row_ptr, const int32_t *restr
         cur = next;
         next = t;
     }
-    if (cur != x)
-        memcpy(x, cur, sizeof(float) * (size_t)n);
-    free(cur != x ? cur : next);
+    finish(x, cur, next, n);
 }
 
 /* x = tanh(sum(w * nbr.x)) */
@@ -55,9 +61,7 @@ void hand_reduce(int64_t n, const int64_t *restrict row_ptr, const int32_t *rest
         cur = next;
         next = t;
     }
-    if (cur != x)
-        memcpy(x, cur, sizeof(float) * (size_t)n);
-    free(cur != x ? cur : next);
+    finish(x, cur, next, n);
 }
 
 /* STREAM triad: a = b + s * c, `times` times. */

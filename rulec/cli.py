@@ -150,9 +150,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_emit(args: argparse.Namespace) -> int:
     data = _read(args.file)
     program = load_program(data, args.file)
-    prefix = args.prefix or program.name
-    if not prefix.isidentifier() or not prefix.isascii():
-        raise UserError(f"--prefix {prefix!r} is not a C identifier")
+    from .export import check_prefix
+
+    prefix = check_prefix(args.prefix or program.name)
     text = data.decode("utf-8", "replace")
     sys.stdout.write(render_module([Unit(program, prefix, text)]))
     return 0

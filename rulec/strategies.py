@@ -80,7 +80,6 @@ def generated(tree: ast.File) -> GeneratedRule:
 @dataclass
 class _Options:
     max_depth: int
-    max_statements: int
     vector_ratio: float
     reuse: float
     ops: frozenset
@@ -290,7 +289,7 @@ def rules(draw, *, max_depth: int = 3, max_statements: int = 5, node_slots=(1, 3
           init: bool | None = None, ops=None, vector_ratio: float = 2.0, reuse: float = 0.2,
           draws_in_update: float = 0.05) -> GeneratedRule:
     """Random well-typed rules (see the module docstring). Ranges are (min, max)."""
-    options = _Options(max_depth, max_statements, vector_ratio, reuse,
+    options = _Options(max_depth, vector_ratio, reuse,
                        frozenset(ops) if ops is not None else ALL_OPS, draws_in_update)
     nodes = NODE_NAMES[: draw(st.integers(*node_slots))]
     edges = EDGE_NAMES[: draw(st.integers(*edge_slots))]
