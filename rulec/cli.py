@@ -250,10 +250,6 @@ def _plot(result, path: str, title: str) -> None:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    try:
-        import hypothesis  # noqa: F401
-    except ImportError:
-        raise UserError("rulec fuzz needs hypothesis: pip install 'rulec[fuzz]'") from None
     from . import fuzz
 
     if args.replay:
@@ -276,14 +272,18 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise UserError("--jobs must be at least 1")
-    report = fuzz.fuzz_parallel(args.count, args.seed, args.depth, out, args.jobs, progress)
-    print(f"rules: {report.rules}; mismatches: {report.mismatches}; rejected: {report.rejected}; "
-          f"{report.rate:.1f} rules/s ({report.seconds:.1f} s)")
+    if not 1 <= args.depth <= 12 or not 1 <= args.statements <= 50:
+        raise UserError("--depth takes 1..12 and --statements 1..50")
+    report = fuzz.fuzz_parallel(args.count, args.seed, args.depth, out, args.jobs, progress,
+                                statements=args.statements)
+    print(f"rules: {report.rules}; mismatches: {report.mismatches}; crashes: {report.crashes}; "
+          f"rejected: {report.rejected}; {report.rate:.1f} rules/s ({report.seconds:.1f} s)")
     for number, failure in enumerate(report.failures, 1):
-        print(f"\nmismatch {number}: {failure['mismatch']}\n{failure['rule']}")
+        print(f"\n{failure['kind']} {number} (case {failure['case']}): {failure['mismatch']}\n"
+              f"{failure['rule']}")
         if "replay" in failure:
             print(f"replay: {failure['replay']}")
-    return 1 if report.mismatches or report.rejected else 0
+    return 1 if report.mismatches or report.rejected or report.crashes else 0
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -378,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     fuzz.add_argument("--seed", type=int, default=0, metavar="S", help="generator seed (0)")
     fuzz.add_argument("--depth", type=int, default=3, metavar="D",
                       help="maximum expression depth (3)")
+    fuzz.add_argument("--statements", type=int, default=5, metavar="S",
+                      help="most statements per block (5)")
     fuzz.add_argument("--jobs", type=int, default=1, metavar="J",
                       help="processes, each fuzzing its own slice of rules (1)")
     fuzz.add_argument("--out", metavar="DIR",

@@ -84,6 +84,10 @@ class RuleErrors(Exception):
         self.errors = sorted(self.errors, key=lambda e: (e.span.line, e.span.column, e.code))
         super().__init__(str(self))
 
+    def __reduce__(self):
+        # picklable (e.g. across a process pool): rebuild from the fields
+        return (RuleErrors, (self.filename, self.source, self.errors))
+
     def __str__(self) -> str:
         rendered = [e.render(self.filename, self.source) for e in self.errors]
         count = len(self.errors)

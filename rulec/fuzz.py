@@ -9,9 +9,13 @@ each input moves by its own few ulp (three random trials, and 24 more
 before a difference is reported). Everything else must agree: NaN and ±inf
 positions exactly, finite values within RTOL/ATOL.
 
-`rulec fuzz` (rulec.cli) drives it over many rules: rulec.strategies
-generates them, compile_many builds them in batches, and a failure is shrunk
-to a minimal rule and written out with the state that reproduces it.
+`rulec fuzz` (rulec.cli) drives it over many rules: rulec.generate makes
+case i of a run from (seed, i) alone with a plain seeded RNG (so the same
+seed gives the same cases whatever the job count or the imports),
+compile_many builds them in batches, and a failure is shrunk to a minimal
+rule and written out with the state that reproduces it. A rule the checker
+refuses (a generator bug) or whose check raises (a rulec bug) is reported
+with its text; the run goes on.
 """
 
 from __future__ import annotations
@@ -146,7 +150,7 @@ def random_state(program, graph: Graph, seed: int, specials: float = 0.1) -> Sta
 def shrink(generated_rule, fails, budget: int = 200):
     """Greedy shrinking: take the first well-typed edit (simplest first) that
     still fails, until none does or the budget is spent."""
-    from .strategies import well_typed_edits
+    from .edit import well_typed_edits
 
     current = generated_rule
     tries = 0
@@ -166,37 +170,45 @@ def shrink(generated_rule, fails, budget: int = 200):
 
 @dataclass
 class Case:
-    rule: object  # GeneratedRule
+    index: int
+    rule: object  # GeneratedRule, or None if the generator made an ill-typed rule
     graph: Graph
     state_seed: int
+    error: str = ""  # why the rule was rejected
 
 
-def collect(count: int, seed: int, depth: int) -> list[Case]:
-    """`count` (rule, graph, state seed) cases, the same for the same seed."""
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis import seed as hypothesis_seed
-    from hypothesis import strategies as st
+def make_case(seed: int, index: int, options) -> Case:
+    """Case `index` of a run with `seed`: a pure function of (seed, index,
+    options), so a run's cases do not depend on how they are split over jobs,
+    nor on what the process imported before."""
+    from .errors import RuleErrors
+    from .generate import SeededSource, generated, graph, rule_tree
+    from .printer import format_tree
 
-    from .strategies import graphs, rules
+    source = SeededSource(f"rulec-fuzz:{seed}:{index}")
+    tree = rule_tree(source, options)
+    random_graph = graph(source)
+    state_seed = source.integer(0, 2**32 - 1)
+    try:
+        return Case(index, generated(tree), random_graph, state_seed)
+    except RuleErrors as errors:
+        return Case(index, None, random_graph, state_seed,
+                    f"{errors.errors[0].code}: {errors.errors[0].message}\n{format_tree(tree)}")
 
-    cases: list[Case] = []
 
-    @hypothesis_seed(seed)
-    @settings(max_examples=count, phases=[Phase.generate], database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
-    @given(rules(max_depth=depth), graphs(), st.integers(0, 2**32 - 1))
-    def gather(rule, graph, state_seed):
-        cases.append(Case(rule, graph, state_seed))
+def fuzz_options(depth: int = 3, statements: int = 5):
+    """The generator's options for `rulec fuzz --depth D --statements S`."""
+    from .generate import Options
 
-    gather()
-    return cases[:count]
+    return Options(max_depth=depth, max_statements=statements, adversarial_names=0.25)
 
 
 @dataclass
 class Report:
     rules: int = 0
     mismatches: int = 0
-    rejected: int = 0
+    rejected: int = 0  # rules the generator made that the checker refused (a generator bug)
+    crashes: int = 0  # rules whose check raised (a bug in rulec)
     seconds: float = 0.0
     failures: list = dataclasses.field(default_factory=list)
 
@@ -204,59 +216,105 @@ class Report:
     def rate(self) -> float:
         return self.rules / self.seconds if self.seconds else 0.0
 
+    def add(self, other: Report) -> None:
+        self.rules += other.rules
+        self.mismatches += other.mismatches
+        self.rejected += other.rejected
+        self.crashes += other.crashes
+        self.failures += other.failures
+
 
 def fuzz(count: int, seed: int, depth: int = 3, out: Path | None = None, batch: int = 50,
-         progress=None) -> Report:
-    """Generate, build (in batches) and differentially check `count` rules."""
-    from .errors import RuleErrors
+         progress=None, statements: int = 5, indices=None) -> Report:
+    """Generate, build (in batches) and differentially check `count` rules (or
+    the cases numbered `indices`). A rule the checker refuses is counted as
+    rejected, one whose check raises as a crash, each with its text; the run
+    goes on either way."""
     from .runtime import Rule, compile_many
 
     start = time.perf_counter()
     report = Report()
-    cases = collect(count, seed, depth)
-    for first in range(0, len(cases), batch):
-        chunk = cases[first:first + batch]
+    options = fuzz_options(depth, statements)
+    indices = list(range(count)) if indices is None else list(indices)
+    for first in range(0, len(indices), batch):
+        cases = [make_case(seed, index, options) for index in indices[first:first + batch]]
+        for case in cases:
+            if case.rule is None:
+                report.rejected += 1
+                report.failures.append({"kind": "rejected", "case": case.index,
+                                        "mismatch": "the generator made an ill-typed rule: "
+                                        + case.error.split("\n", 1)[0],
+                                        "rule": case.error.split("\n", 1)[1]})
+        chunk = [case for case in cases if case.rule is not None]
         try:
             natives = compile_many([case.rule.program for case in chunk])
-        except RuleErrors:
-            report.rejected += len(chunk)
-            continue
+        except Exception:  # find the rule that breaks the batch, and go on
+            natives = [_compile_one(case, report) for case in chunk]
         for case, c_rule in zip(chunk, natives, strict=True):
-            ref_rule = Rule(case.rule.program, "numpy")
-            state = random_state(case.rule.program, case.graph, case.state_seed)
-            found = check(c_rule, ref_rule, case.graph, state, seed=case.state_seed)
+            if c_rule is None:
+                continue
             report.rules += 1
+            try:
+                ref_rule = Rule(case.rule.program, "numpy")
+                state = random_state(case.rule.program, case.graph, case.state_seed)
+                found = check(c_rule, ref_rule, case.graph, state, seed=case.state_seed)
+            except Exception as exc:
+                report.crashes += 1
+                report.failures.append(_crash(case, exc))
+                continue
             if found:
                 report.mismatches += 1
                 report.failures.append(_record(case, found, out, len(report.failures) + 1))
         report.seconds = time.perf_counter() - start
         if progress:
-            progress(report, len(cases))
+            progress(report, len(indices))
     report.seconds = time.perf_counter() - start
     return report
 
 
+def _compile_one(case: Case, report: Report):
+    try:
+        return case.rule.compile("c")
+    except Exception as exc:
+        report.rules += 1
+        report.crashes += 1
+        report.failures.append(_crash(case, exc))
+        return None
+
+
+def _crash(case: Case, exc: BaseException) -> dict:
+    return {"kind": "crash", "case": case.index, "rule": case.rule.text,
+            "mismatch": f"the check raised {type(exc).__name__}: {exc}"}
+
+
 def fuzz_parallel(count: int, seed: int, depth: int, out: Path | None, jobs: int,
-                  progress=None) -> Report:
-    """fuzz() in `jobs` processes, each on its own slice of rules (its own
-    generator seed, derived from `seed`); the same seed and jobs give the same rules."""
+                  progress=None, statements: int = 5) -> Report:
+    """fuzz() in `jobs` processes, each on every jobs-th case; the cases are
+    the same whatever `jobs` is. A worker that dies is reported with the
+    cases it held, and the others' results are kept."""
     if jobs <= 1:
-        return fuzz(count, seed, depth, out, progress=progress)
+        return fuzz(count, seed, depth, out, progress=progress, statements=statements)
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     start = time.perf_counter()
-    sizes = [count // jobs + (1 if i < count % jobs else 0) for i in range(jobs)]
     total = Report()
+    slices = [list(range(i, count, jobs)) for i in range(jobs)]
     with ProcessPoolExecutor(jobs) as pool:
-        futures = [pool.submit(fuzz, size, seed * 1000 + i, depth,
-                               out / f"job{i}" if out else None)
-                   for i, size in enumerate(sizes) if size]
-        for future in futures:
-            part = future.result()
-            total.rules += part.rules
-            total.mismatches += part.mismatches
-            total.rejected += part.rejected
-            total.failures += part.failures
+        futures = [(indices, pool.submit(fuzz, len(indices), seed, depth,
+                                         out / f"job{i}" if out else None,
+                                         statements=statements, indices=indices))
+                   for i, indices in enumerate(slices) if indices]
+        for indices, future in futures:
+            try:
+                part = future.result()
+            except (BrokenProcessPool, Exception) as exc:
+                part = Report(crashes=len(indices), failures=[{
+                    "kind": "crash", "case": indices[0], "rule": "",
+                    "mismatch": f"a fuzz worker failed ({type(exc).__name__}: {exc}) on cases "
+                                f"{indices[0]}, {indices[0] + jobs}, ...; rerun them with "
+                                f"--jobs 1 to see which rule"}])
+            total.add(part)
             total.seconds = time.perf_counter() - start
             if progress:
                 progress(total, count)
@@ -281,7 +339,8 @@ def _record(case: Case, found: list[Mismatch], out: Path | None, number: int) ->
     state = random_state(small.program, case.graph, case.state_seed)
     ref = Rule(small.program, "numpy")
     mismatches = check(small.compile("c"), ref, case.graph, state, seed=case.state_seed)
-    record = {"rule": small.text, "mismatch": str((mismatches or found)[0])}
+    record = {"kind": "mismatch", "case": case.index, "rule": small.text,
+              "mismatch": str((mismatches or found)[0])}
     if out is not None:
         from .graphs import write_edge_list
 

@@ -18,11 +18,11 @@ used (draws are pure functions of their element, so recomputing is exact).
 
 lowers (before scheduling) to
 
-    line    float nx_x = node_x[u];
-    reduce  a1 += m1 ? (edge_w[h] * node_x[nbr[h]]) : 0    (m1: nbr[h] < u)
-    line    s2 = tanhf(a1); nx_x = s2;
-    line    s3 = param_lr * node_x[u]
-    write   edge_w[h] = edge_w[h] + s3 * node_x[nbr[h]]
+    line    float nx_0 = node_0[u];                               (x is node slot 0)
+    reduce  a1 += m1 ? (edge_0[h] * node_0[nbr[h]]) : 0    (m1: nbr[h] < u)
+    line    s2 = tanhf(a1); nx_0 = s2;
+    line    s3 = param_0 * node_0[u]
+    write   edge_0[h] = edge_0[h] + s3 * node_0[nbr[h]]
 
 and rulec.schedule then fuses passes that do not depend on each other.
 
@@ -216,17 +216,45 @@ class _Scope:
         raise KeyError(name)  # the checker guarantees every local is defined
 
 
-def slot_var(kind: str, name: str) -> str:
-    """The C name of a slot's array (prefixed, so no slot name can be a C keyword)."""
-    array = {"node": "node", "nbr": "node", "shared": "shared"}.get(kind, "edge")
-    return f"{array}_{name}"
+class CNames:
+    """The C identifiers of a program's slots and params.
+
+    Hygiene by construction: an identifier made for a slot or param holds its
+    kind and index, never the user's name (`node_0`, `edge_1`, `shared_0`,
+    `param_2`, `nx_0` for a node slot's next value). Every other generated
+    identifier (`node_0_next`, `s3`, `a2_b`, ...) is built from these or from
+    a counter, so no slot name, however it is spelt (`p_cur`, `q_next`, `int`,
+    `expf`), can collide with one. Comments in the C name the slots.
+    """
+
+    def __init__(self, program: ir.Program) -> None:
+        self._index = {
+            **{("node", n): i for i, n in enumerate(program.node_slots)},
+            **{("edge", n): i for i, n in enumerate(program.edge_slots)},
+            **{("shared", n): i for i, n in enumerate(program.shared_slots)},
+        }
+        self._params = {name: i for i, (name, _) in enumerate(program.params)}
+
+    def slot(self, kind: str, name: str) -> str:
+        """The C name of a slot's array; `kind` may be an access (nbr, peer)."""
+        array = {"nbr": "node", "peer": "edge"}.get(kind, kind)
+        return f"{array}_{self._index[array, name]}"
+
+    def next_value(self, name: str) -> str:
+        """The per-node temporary holding a written node slot's new value."""
+        return f"nx_{self._index['node', name]}"
+
+    def param(self, name: str) -> str:
+        return f"param_{self._params[name]}"
 
 
 class BlockLowering:
     """Lowers one block; `items` is the node body before scheduling."""
 
-    def __init__(self, block: ir.Block, source_lines: list[str] | None = None) -> None:
+    def __init__(self, block: ir.Block, names: CNames,
+                 source_lines: list[str] | None = None) -> None:
         self.block = block
+        self.names = names
         self.key = block_key(block.label)
         self.modes = slot_modes(block)
         self.source_lines = source_lines or []
@@ -295,7 +323,7 @@ class BlockLowering:
         slot = f"{stmt.kind}:{stmt.name}"
         if stmt.kind == "node":
             value = self.scalar(stmt.value, scope)
-            self.line(scope, f"nx_{stmt.name} = {value};", writes={slot})
+            self.line(scope, f"{self.names.next_value(stmt.name)} = {value};", writes={slot})
             return
         mode = self.modes[stmt.kind, stmt.name]
         nested = scope is not self.top
@@ -313,7 +341,7 @@ class BlockLowering:
         if stmt.predicate is not None:
             masks.append(self.mask(stmt.predicate, loop, scope))
         select = " & ".join(masks) if masks else None
-        array = slot_var(stmt.kind, stmt.name)
+        array = self.names.slot(stmt.kind, stmt.name)
         first = slot not in self.initialized
         if mode == "inplace":
             target = f"{array}[h]"
@@ -340,7 +368,7 @@ class BlockLowering:
         """Before the first write to a slot that sits inside an `if`, fill this
         node's part of the slot's buffer at node level, so that nodes which
         skip the branch keep their values."""
-        array = slot_var(kind, name)
+        array = self.names.slot(kind, name)
         loop = Item("write", writes={f"{kind}:{name}"})
         loop.lines.append(f"/* keep {kind} slot {name!r} where the branches below do not write */")
         if mode == "double":
@@ -358,7 +386,7 @@ class BlockLowering:
         if isinstance(expr, ir.Const):
             return c_float(expr.value)
         if isinstance(expr, ir.Slot) and expr.kind == "param":
-            return f"param_{expr.name}"
+            return self.names.param(expr.name)
         if isinstance(expr, ir.Builtin):
             return {"degree": "degree_u", "nodes": "nodes_f", "time": "time_f"}[expr.name]
         if isinstance(expr, ir.Local):
@@ -378,7 +406,7 @@ class BlockLowering:
 
     def scalar_text(self, expr: ir.Expr, scope: _Scope) -> str:
         if isinstance(expr, ir.Slot):  # a node slot; params are handled by scalar()
-            return f"{slot_var('node', expr.name)}[u]"
+            return f"{self.names.slot('node', expr.name)}[u]"
         if isinstance(expr, ir.Random):
             return self.draw(expr, "u")
         assert isinstance(expr, ir.Apply), expr
@@ -410,7 +438,7 @@ class BlockLowering:
             _, value = scope.local(expr.name)
             return self.vector(value, loop, scope)
         if isinstance(expr, ir.Slot):
-            array = slot_var(expr.kind, expr.name)
+            array = self.names.slot(expr.kind, expr.name)
             index = {"edge": "h", "shared": "eid[h]", "nbr": "nbr[h]", "peer": "rev[h]"}
             if expr.kind == "edge":
                 loop.reads.add(expr.name)

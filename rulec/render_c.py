@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import jinja2
 
 from . import ir
-from .lower import BlockLowering, Item, slot_var
+from .lower import BlockLowering, CNames, Item
 from .passes import pipeline
 from .resources import resource_dir
 from .schedule import fuse
@@ -223,29 +223,30 @@ def _drop_unread_arrays(lines: list[str]) -> list[str]:
 
 def block_context(program: ir.Program, block: ir.Block, fn: str,
                   source_lines: list[str] | None) -> dict:
-    lowering = BlockLowering(block, source_lines)
+    names = CNames(program)
+    lowering = BlockLowering(block, names, source_lines)
     modes = lowering.modes
     written_nodes = [name for (kind, name) in modes if kind == "node"]
-    prologue = [f"const float nx_{name} = {slot_var('node', name)}[u];"
+    prologue = [f"const float {names.next_value(name)} = {names.slot('node', name)}[u];"
                 for name in written_nodes]
     epilogue = []
     for name in written_nodes:
-        array = slot_var("node", name)
+        array = names.slot("node", name)
         target = f"{array}_next" if modes["node", name] == "double" else array
-        epilogue.append(f"{target}[u] = nx_{name};")
+        epilogue.append(f"{target}[u] = {names.next_value(name)};")
     declarations, body = blocked_body(fuse(lowering.items), prologue, epilogue)
     slots = []
     layout = (("node", program.node_slots, "n_nodes"),
               ("edge", program.edge_slots, "2 * n_edges"),
               ("shared", program.shared_slots, "n_edges"))
-    for kind, names, size in layout:
-        for index, name in enumerate(names):
+    for kind, declared, size in layout:
+        for index, name in enumerate(declared):
             slots.append({
-                "var": slot_var(kind, name), "kind": kind, "name": name,
+                "var": names.slot(kind, name), "kind": kind, "name": name,
                 "array": kind, "index": index, "size": size,
                 "mode": modes.get((kind, name), "read"),
             })
-    params = [{"var": f"param_{name}", "index": index, "name": name}
+    params = [{"var": names.param(name), "index": index, "name": name}
               for index, (name, _) in enumerate(program.params)]
     return {"fn": fn, "label": block.label, "advance": block.label != "init",
             "params": params, "slots": slots, "declarations": declarations, "body": body,

@@ -58,7 +58,7 @@ def test_mutations_keep_rules_well_typed(rule, data):
 def test_knobs_limit_what_is_generated():
     @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
     @given(rules(ops={"add", "mul", "sum"}, shared_slots=(0, 0), named_blocks=(0, 0),
-                 init=False, reuse=0.0))
+                 init=False, reuse=0.0, adversarial_names=0.0))
     def check(rule):
         assert rule.program.block_labels == ("update",)
         assert not rule.program.shared_slots
@@ -125,7 +125,7 @@ def test_check_finds_a_broken_op_and_shrinking_keeps_the_failure_small(tmp_path,
 def test_rulec_fuzz_runs_a_batch_with_no_mismatch(run_cli, tmp_path):
     result = run_cli("fuzz", "--count", "30", "--seed", "1", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "rules: 30; mismatches: 0; rejected: 0" in result.stdout
+    assert "rules: 30; mismatches: 0; crashes: 0; rejected: 0" in result.stdout
     assert "rules/s" in result.stderr  # progress
 
 
@@ -139,7 +139,7 @@ def test_rulec_fuzz_writes_replayable_failures(tmp_path, monkeypatch, capsys):
     code = main(["fuzz", "--count", "2", "--seed", "3", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 1
-    assert "mismatch 1:" in printed and "replay: rulec fuzz --replay" in printed
+    assert "mismatch 1 (case" in printed and "replay: rulec fuzz --replay" in printed
     rule_file = out / "mismatch-1.rule"
     assert rule_file.exists() and (out / "mismatch-1.npz").exists()
     replay = printed.split("replay: rulec ", 1)[1].splitlines()[0].split()
@@ -180,3 +180,103 @@ def test_a_branch_on_a_cancelling_sum_is_not_a_mismatch(tmp_path):
     state.edge["g"][:] = [1e30, 0.25, -1e30, 0.5]
     for seed in range(10):
         assert not fuzz.check(c_rule, ref_rule, graph, state, seed=seed)
+
+
+# ------------------------------------------------ the generator (regressions)
+
+
+def test_seeded_rules_are_well_typed_even_when_the_base_expression_is_reused():
+    """Regression (rulec fuzz --seed 424242001): a draw used as the base vector
+    became the root of a vector `let` (a float by the language), then was
+    filtered or reduced (E306, E302). The generator must never do that; reuse=1
+    forces the base expression into every leaf it can take."""
+    from rulec.generate import Options, SeededSource, rule_tree
+
+    for reuse in (1.0, 0.5):
+        options = Options(max_depth=5, max_statements=8, reuse=reuse, draws_in_update=0.5,
+                          adversarial_names=0.5)
+        for seed in range(150):
+            tree = rule_tree(SeededSource(seed), options)
+            text = format_tree(tree)
+            load_program(text, f"seed{seed}.rule")  # raises RuleErrors if ill-typed
+
+
+def test_the_same_seed_gives_the_same_rules_whatever_was_imported():
+    """Regression: rules from `rulec fuzz`'s seed differed after `import rulec.cli`
+    (hypothesis draws constants from the modules a process has loaded)."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nif sys.argv[1] == 'cli': import rulec.cli\n"
+              "from rulec import fuzz\n"
+              "for i in range(6): print(fuzz.make_case(5, i, fuzz.fuzz_options()).rule.text)\n")
+    texts = [subprocess.run([sys.executable, "-c", script, which], capture_output=True,
+                            text=True, check=True).stdout for which in ("plain", "cli")]
+    assert texts[0] == texts[1] and texts[0].count("rule fuzz") == 6
+
+
+def test_cases_do_not_depend_on_how_a_run_is_split_over_jobs():
+    options = fuzz.fuzz_options()
+    whole = [fuzz.make_case(9, i, options).rule.text for i in range(6)]
+    odd = [fuzz.make_case(9, i, options).rule.text for i in (1, 3, 5)]
+    assert odd == whole[1::2]
+
+
+def test_adversarial_names_are_drawn_and_accepted():
+    from rulec.generate import ADVERSARIAL_NAMES, Options, SeededSource, rule
+
+    options = Options(adversarial_names=1.0, node_slots=(3, 3), edge_slots=(2, 2))
+    names = set()
+    for seed in range(20):
+        program = rule(SeededSource(seed), options).program
+        names |= set(program.node_slots) | set(program.edge_slots)
+    assert names <= set(ADVERSARIAL_NAMES) and len(names) > 20
+
+
+def test_rule_errors_cross_a_process_boundary():
+    import pickle
+
+    with pytest.raises(RuleErrors) as caught:
+        load_program("node x\nupdate { x = nosuch }", "bad.rule")
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert str(again) == str(caught.value) and again.codes == ["E201"]
+
+
+def test_a_rejected_or_crashing_rule_is_reported_and_the_run_goes_on(monkeypatch):
+    """Regression: one ill-typed rule rejected its whole batch, and an exception
+    in a worker aborted `rulec fuzz --jobs 2` with BrokenProcessPool."""
+    real_case, real_check = fuzz.make_case, fuzz.check
+
+    def make_case(seed, index, options):
+        case = real_case(seed, index, options)
+        if index == 1:
+            return fuzz.Case(index, None, case.graph, case.state_seed, "E302: bad\nrule x")
+        return case
+
+    def check(c_rule, ref_rule, *args, **kwargs):
+        if "zzz" in c_rule.program.node_slots:
+            raise RuntimeError("boom")
+        return real_check(c_rule, ref_rule, *args, **kwargs)
+
+    original = fuzz.Case
+
+    def patched(index, rule, graph, state_seed, error=""):
+        if index == 2 and rule is not None:
+            rule = strategies.generated(parse_source(
+                "node zzz\nedge w\nupdate { zzz = sum(w) }", "z.rule")[1])
+        return original(index, rule, graph, state_seed, error)
+
+    monkeypatch.setattr(fuzz, "make_case", make_case)
+    monkeypatch.setattr(fuzz, "check", check)
+    monkeypatch.setattr(fuzz, "Case", patched)
+    report = fuzz.fuzz(4, seed=2)
+    assert (report.rules, report.rejected, report.crashes, report.mismatches) == (3, 1, 1, 0)
+    kinds = {failure["kind"]: failure for failure in report.failures}
+    assert "boom" in kinds["crash"]["mismatch"] and "zzz" in kinds["crash"]["rule"]
+    assert "E302" in kinds["rejected"]["mismatch"]
+
+
+def test_rulec_fuzz_with_two_jobs_checks_every_rule(run_cli):
+    result = run_cli("fuzz", "--count", "6", "--seed", "424242", "--jobs", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rules: 6; mismatches: 0; crashes: 0; rejected: 0" in result.stdout

@@ -18,16 +18,16 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
     const float *restrict degree = graph->degree;
     const uint64_t seed = state->seed;
     const float nodes_f = (float)n_nodes;
-    const float param_rate = params[0];  /* param rate */
-    (void)param_rate;
-    const float param_adapt = params[1];  /* param adapt */
-    (void)param_adapt;
+    const float param_0 = params[0];  /* param rate */
+    (void)param_0;
+    const float param_1 = params[1];  /* param adapt */
+    (void)param_1;
     (void)n_edges; (void)row_ptr; (void)nbr; (void)rev; (void)eid; (void)edge_half; (void)degree; (void)seed; (void)nodes_f;
     (void)params; (void)threads;
     int failed = 0;
-    float *restrict shared_c_proposal = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
-    uint8_t *restrict shared_c_proposed = (uint8_t *)rulec_malloc((size_t)(2 * n_edges) + 1);
-    failed |= shared_c_proposal == NULL || shared_c_proposed == NULL;
+    float *restrict shared_0_proposal = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
+    uint8_t *restrict shared_0_proposed = (uint8_t *)rulec_malloc((size_t)(2 * n_edges) + 1);
+    failed |= shared_0_proposal == NULL || shared_0_proposed == NULL;
     int64_t done = 0;
     if (failed)
         goto cleanup;
@@ -35,10 +35,10 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
         const uint64_t time = state->time;
         const float time_f = (float)time;
         (void)time_f;
-        float *restrict node_p = state->node[0];
-        const float *restrict node_imbalance = state->node[1];
-        const float *restrict edge_q = state->edge[0];
-        float *restrict shared_c = state->shared[0];
+        float *restrict node_0 = state->node[0];  /* node slot p */
+        const float *restrict node_1 = state->node[1];  /* node slot imbalance */
+        const float *restrict edge_0 = state->edge[0];  /* edge slot q */
+        float *restrict shared_0 = state->shared[0];  /* shared slot c */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
 #endif
@@ -46,14 +46,14 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
             const int64_t block_n = n_nodes - block_start < RULEC_NODE_BLOCK
                                   ? n_nodes - block_start : RULEC_NODE_BLOCK;
             float s1_b[RULEC_NODE_BLOCK];
-            float nx_p_b[RULEC_NODE_BLOCK];
+            float nx_0_b[RULEC_NODE_BLOCK];
             #pragma omp simd
             for (int64_t j = 0; j < block_n; ++j) {
                 const int64_t u = block_start + j;
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
                 const float degree_u = degree[u];
                 (void)u32; (void)degree_u;
-                nx_p_b[j] = node_p[u];
+                nx_0_b[j] = node_0[u];
                 s1_b[j] = rulec_uniform(seed, 3329549428u, 0u, time, (uint32_t)u);  /* line 19: p = uniform() */
             }
             for (int64_t j = 0; j < block_n; ++j) {
@@ -65,8 +65,8 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
                 #pragma omp simd
                 for (int64_t h = h0; h < h1; ++h) {
                     /* line 18: c = 1 */
-                    shared_c_proposal[h] = 1.0f;
-                    shared_c_proposed[h] = 1;
+                    shared_0_proposal[h] = 1.0f;
+                    shared_0_proposed[h] = 1;
                 }
             }
             #pragma omp simd
@@ -75,8 +75,8 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
                 const float degree_u = degree[u];
                 (void)u32; (void)degree_u;
-                nx_p_b[j] = s1_b[j];  /* line 19: p = uniform() */
-                node_p[u] = nx_p_b[j];
+                nx_0_b[j] = s1_b[j];  /* line 19: p = uniform() */
+                node_0[u] = nx_0_b[j];
             }
         }
         /* shared slot c: the mean of the proposals of the ends that wrote it */
@@ -85,19 +85,19 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
 #endif
         for (int64_t e = 0; e < n_edges; ++e) {
             const int32_t ha = edge_half[e], hb = rev[ha];
-            const int fa = shared_c_proposed[ha], fb = shared_c_proposed[hb];
+            const int fa = shared_0_proposed[ha], fb = shared_0_proposed[hb];
             if (fa | fb) {
-                const float total = (fa ? shared_c_proposal[ha] : 0.0f)
-                                  + (fb ? shared_c_proposal[hb] : 0.0f);
-                shared_c[e] = total / (float)(fa + fb);
+                const float total = (fa ? shared_0_proposal[ha] : 0.0f)
+                                  + (fb ? shared_0_proposal[hb] : 0.0f);
+                shared_0[e] = total / (float)(fa + fb);
             }
         }
         if (check_finite) {
             int finite = 1;
-            finite &= rulec_all_finite(node_p, n_nodes);
-            finite &= rulec_all_finite(node_imbalance, n_nodes);
-            finite &= rulec_all_finite(edge_q, 2 * n_edges);
-            finite &= rulec_all_finite(shared_c, n_edges);
+            finite &= rulec_all_finite(node_0, n_nodes);
+            finite &= rulec_all_finite(node_1, n_nodes);
+            finite &= rulec_all_finite(edge_0, 2 * n_edges);
+            finite &= rulec_all_finite(shared_0, n_edges);
             if (!finite) {
                 ++done;
                 break;
@@ -105,8 +105,8 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
         }
     }
 cleanup:
-    rulec_free(shared_c_proposal);
-    rulec_free(shared_c_proposed);
+    rulec_free(shared_0_proposal);
+    rulec_free(shared_0_proposed);
     return failed ? -1 : done;
 }
 
@@ -124,24 +124,24 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
     const float *restrict degree = graph->degree;
     const uint64_t seed = state->seed;
     const float nodes_f = (float)n_nodes;
-    const float param_rate = params[0];  /* param rate */
-    (void)param_rate;
-    const float param_adapt = params[1];  /* param adapt */
-    (void)param_adapt;
+    const float param_0 = params[0];  /* param rate */
+    (void)param_0;
+    const float param_1 = params[1];  /* param adapt */
+    (void)param_1;
     (void)n_edges; (void)row_ptr; (void)nbr; (void)rev; (void)eid; (void)edge_half; (void)degree; (void)seed; (void)nodes_f;
     (void)params; (void)threads;
     int failed = 0;
-    float *const node_p_user = state->node[0];
-    float *node_p_cur = node_p_user;
-    float *node_p_spare = (float *)rulec_malloc(sizeof(float) * (size_t)(n_nodes) + 1);
-    failed |= node_p_spare == NULL;
-    float *const edge_q_user = state->edge[0];
-    float *edge_q_cur = edge_q_user;
-    float *edge_q_spare = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
-    failed |= edge_q_spare == NULL;
-    float *restrict shared_c_proposal = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
-    uint8_t *restrict shared_c_proposed = (uint8_t *)rulec_malloc((size_t)(2 * n_edges) + 1);
-    failed |= shared_c_proposal == NULL || shared_c_proposed == NULL;
+    float *const node_0_user = state->node[0];
+    float *node_0_cur = node_0_user;
+    float *node_0_spare = (float *)rulec_malloc(sizeof(float) * (size_t)(n_nodes) + 1);
+    failed |= node_0_spare == NULL;
+    float *const edge_0_user = state->edge[0];
+    float *edge_0_cur = edge_0_user;
+    float *edge_0_spare = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
+    failed |= edge_0_spare == NULL;
+    float *restrict shared_0_proposal = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
+    uint8_t *restrict shared_0_proposed = (uint8_t *)rulec_malloc((size_t)(2 * n_edges) + 1);
+    failed |= shared_0_proposal == NULL || shared_0_proposed == NULL;
     int64_t done = 0;
     if (failed)
         goto cleanup;
@@ -149,12 +149,12 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
         const uint64_t time = state->time;
         const float time_f = (float)time;
         (void)time_f;
-        const float *restrict node_p = node_p_cur;
-        float *restrict node_p_next = node_p_spare;
-        float *restrict node_imbalance = state->node[1];
-        const float *restrict edge_q = edge_q_cur;
-        float *restrict edge_q_next = edge_q_spare;
-        float *restrict shared_c = state->shared[0];
+        const float *restrict node_0 = node_0_cur;  /* node slot p */
+        float *restrict node_0_next = node_0_spare;
+        float *restrict node_1 = state->node[1];  /* node slot imbalance */
+        const float *restrict edge_0 = edge_0_cur;  /* edge slot q */
+        float *restrict edge_0_next = edge_0_spare;
+        float *restrict shared_0 = state->shared[0];  /* shared slot c */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
 #endif
@@ -166,17 +166,17 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
             float s7_b[RULEC_NODE_BLOCK];
             float a12_b[RULEC_NODE_BLOCK];
             float a25_b[RULEC_NODE_BLOCK];
-            float nx_p_b[RULEC_NODE_BLOCK];
-            float nx_imbalance_b[RULEC_NODE_BLOCK];
+            float nx_0_b[RULEC_NODE_BLOCK];
+            float nx_1_b[RULEC_NODE_BLOCK];
             #pragma omp simd
             for (int64_t j = 0; j < block_n; ++j) {
                 const int64_t u = block_start + j;
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
                 const float degree_u = degree[u];
                 (void)u32; (void)degree_u;
-                nx_p_b[j] = node_p[u];
-                nx_imbalance_b[j] = node_imbalance[u];
-                s2_b[j] = node_p[u];  /* line 24: q = flow */
+                nx_0_b[j] = node_0[u];
+                nx_1_b[j] = node_1[u];
+                s2_b[j] = node_0[u];  /* line 24: q = flow */
             }
             for (int64_t j = 0; j < block_n; ++j) {
                 const int64_t u = block_start + j;
@@ -189,31 +189,31 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
                 #pragma omp simd reduction(+:a12,a25)
                 for (int64_t h = h0; h < h1; ++h) {
                     /* line 24: q = flow */
-                    const float v1 = shared_c[eid[h]];
-                    const float v3 = node_p[nbr[h]];
+                    const float v1 = shared_0[eid[h]];
+                    const float v3 = node_0[nbr[h]];
                     const float v4 = (s2_b[j] - v3);
                     const float v5 = (v1 * v4);
-                    edge_q_next[h] = v5;
+                    edge_0_next[h] = v5;
                     /* line 25: p -= rate * sum(flow) */
-                    const float v8 = shared_c[eid[h]];
-                    const float v9 = node_p[nbr[h]];
+                    const float v8 = shared_0[eid[h]];
+                    const float v9 = node_0[nbr[h]];
                     const float v10 = (s2_b[j] - v9);
                     const float v11 = (v8 * v10);
                     a12 += v11;
                     /* line 26: c += adapt * (abs(flow) - c) */
-                    const float v13 = shared_c[eid[h]];
-                    const float v14 = node_p[nbr[h]];
+                    const float v13 = shared_0[eid[h]];
+                    const float v14 = node_0[nbr[h]];
                     const float v15 = (s2_b[j] - v14);
                     const float v16 = (v13 * v15);
                     const float v17 = rulec_fabsf(v16);
                     const float v18 = (v17 - v13);
-                    const float v19 = (param_adapt * v18);
+                    const float v19 = (param_1 * v18);
                     const float v20 = (v13 + v19);
-                    shared_c_proposal[h] = v20;
-                    shared_c_proposed[h] = 1;
+                    shared_0_proposal[h] = v20;
+                    shared_0_proposed[h] = 1;
                     /* line 27: imbalance = sum(abs(q + peer.q)) */
-                    const float v21 = edge_q[h];
-                    const float v22 = edge_q[rev[h]];
+                    const float v21 = edge_0[h];
+                    const float v22 = edge_0[rev[h]];
                     const float v23 = (v21 + v22);
                     const float v24 = rulec_fabsf(v23);
                     a25 += v24;
@@ -227,12 +227,12 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
                 const float degree_u = degree[u];
                 (void)u32; (void)degree_u;
-                s7_b[j] = (param_rate * a12_b[j]);  /* line 25: p -= rate * sum(flow) */
+                s7_b[j] = (param_0 * a12_b[j]);  /* line 25: p -= rate * sum(flow) */
                 s6_b[j] = (s2_b[j] - s7_b[j]);  /* line 25: p -= rate * sum(flow) */
-                nx_p_b[j] = s6_b[j];  /* line 25: p -= rate * sum(flow) */
-                nx_imbalance_b[j] = a25_b[j];  /* line 27: imbalance = sum(abs(q + peer.q)) */
-                node_p_next[u] = nx_p_b[j];
-                node_imbalance[u] = nx_imbalance_b[j];
+                nx_0_b[j] = s6_b[j];  /* line 25: p -= rate * sum(flow) */
+                nx_1_b[j] = a25_b[j];  /* line 27: imbalance = sum(abs(q + peer.q)) */
+                node_0_next[u] = nx_0_b[j];
+                node_1[u] = nx_1_b[j];
             }
         }
         /* shared slot c: the mean of the proposals of the ends that wrote it */
@@ -241,24 +241,24 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
 #endif
         for (int64_t e = 0; e < n_edges; ++e) {
             const int32_t ha = edge_half[e], hb = rev[ha];
-            const int fa = shared_c_proposed[ha], fb = shared_c_proposed[hb];
+            const int fa = shared_0_proposed[ha], fb = shared_0_proposed[hb];
             if (fa | fb) {
-                const float total = (fa ? shared_c_proposal[ha] : 0.0f)
-                                  + (fb ? shared_c_proposal[hb] : 0.0f);
-                shared_c[e] = total / (float)(fa + fb);
+                const float total = (fa ? shared_0_proposal[ha] : 0.0f)
+                                  + (fb ? shared_0_proposal[hb] : 0.0f);
+                shared_0[e] = total / (float)(fa + fb);
             }
         }
-        node_p_spare = node_p_cur;
-        node_p_cur = node_p_next;
-        edge_q_spare = edge_q_cur;
-        edge_q_cur = edge_q_next;
+        node_0_spare = node_0_cur;
+        node_0_cur = node_0_next;
+        edge_0_spare = edge_0_cur;
+        edge_0_cur = edge_0_next;
         state->time = time + 1;
         if (check_finite) {
             int finite = 1;
-            finite &= rulec_all_finite(node_p_cur, n_nodes);
-            finite &= rulec_all_finite(node_imbalance, n_nodes);
-            finite &= rulec_all_finite(edge_q_cur, 2 * n_edges);
-            finite &= rulec_all_finite(shared_c, n_edges);
+            finite &= rulec_all_finite(node_0_cur, n_nodes);
+            finite &= rulec_all_finite(node_1, n_nodes);
+            finite &= rulec_all_finite(edge_0_cur, 2 * n_edges);
+            finite &= rulec_all_finite(shared_0, n_edges);
             if (!finite) {
                 ++done;
                 break;
@@ -266,14 +266,14 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
         }
     }
 cleanup:
-    if (node_p_cur != node_p_user && node_p_cur != NULL)
-        rulec_memcpy(node_p_user, node_p_cur, sizeof(float) * (size_t)(n_nodes));
-    rulec_free(node_p_cur != node_p_user ? node_p_cur : node_p_spare);
-    if (edge_q_cur != edge_q_user && edge_q_cur != NULL)
-        rulec_memcpy(edge_q_user, edge_q_cur, sizeof(float) * (size_t)(2 * n_edges));
-    rulec_free(edge_q_cur != edge_q_user ? edge_q_cur : edge_q_spare);
-    rulec_free(shared_c_proposal);
-    rulec_free(shared_c_proposed);
+    if (node_0_cur != node_0_user && node_0_cur != NULL)
+        rulec_memcpy(node_0_user, node_0_cur, sizeof(float) * (size_t)(n_nodes));
+    rulec_free(node_0_cur != node_0_user ? node_0_cur : node_0_spare);
+    if (edge_0_cur != edge_0_user && edge_0_cur != NULL)
+        rulec_memcpy(edge_0_user, edge_0_cur, sizeof(float) * (size_t)(2 * n_edges));
+    rulec_free(edge_0_cur != edge_0_user ? edge_0_cur : edge_0_spare);
+    rulec_free(shared_0_proposal);
+    rulec_free(shared_0_proposed);
     return failed ? -1 : done;
 }
 

@@ -18,10 +18,10 @@ int64_t hebbian_block0(const rulec_graph *graph, rulec_state *state, const float
     const float *restrict degree = graph->degree;
     const uint64_t seed = state->seed;
     const float nodes_f = (float)n_nodes;
-    const float param_lr = params[0];  /* param lr */
-    (void)param_lr;
-    const float param_decay = params[1];  /* param decay */
-    (void)param_decay;
+    const float param_0 = params[0];  /* param lr */
+    (void)param_0;
+    const float param_1 = params[1];  /* param decay */
+    (void)param_1;
     (void)n_edges; (void)row_ptr; (void)nbr; (void)rev; (void)eid; (void)edge_half; (void)degree; (void)seed; (void)nodes_f;
     (void)params; (void)threads;
     int failed = 0;
@@ -32,8 +32,8 @@ int64_t hebbian_block0(const rulec_graph *graph, rulec_state *state, const float
         const uint64_t time = state->time;
         const float time_f = (float)time;
         (void)time_f;
-        const float *restrict node_x = state->node[0];
-        float *restrict edge_w = state->edge[0];
+        const float *restrict node_0 = state->node[0];  /* node slot x */
+        float *restrict edge_0 = state->edge[0];  /* edge slot w */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
 #endif
@@ -51,14 +51,14 @@ int64_t hebbian_block0(const rulec_graph *graph, rulec_state *state, const float
                     /* line 14: w = 0.1 * gauss() */
                     const float v1 = rulec_gauss(seed, 3329549428u, 0u, time, (uint32_t)h);
                     const float v2 = (0.1f * v1);
-                    edge_w[h] = v2;
+                    edge_0[h] = v2;
                 }
             }
         }
         if (check_finite) {
             int finite = 1;
-            finite &= rulec_all_finite(node_x, n_nodes);
-            finite &= rulec_all_finite(edge_w, 2 * n_edges);
+            finite &= rulec_all_finite(node_0, n_nodes);
+            finite &= rulec_all_finite(edge_0, 2 * n_edges);
             if (!finite) {
                 ++done;
                 break;
@@ -83,17 +83,17 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
     const float *restrict degree = graph->degree;
     const uint64_t seed = state->seed;
     const float nodes_f = (float)n_nodes;
-    const float param_lr = params[0];  /* param lr */
-    (void)param_lr;
-    const float param_decay = params[1];  /* param decay */
-    (void)param_decay;
+    const float param_0 = params[0];  /* param lr */
+    (void)param_0;
+    const float param_1 = params[1];  /* param decay */
+    (void)param_1;
     (void)n_edges; (void)row_ptr; (void)nbr; (void)rev; (void)eid; (void)edge_half; (void)degree; (void)seed; (void)nodes_f;
     (void)params; (void)threads;
     int failed = 0;
-    float *const node_x_user = state->node[0];
-    float *node_x_cur = node_x_user;
-    float *node_x_spare = (float *)rulec_malloc(sizeof(float) * (size_t)(n_nodes) + 1);
-    failed |= node_x_spare == NULL;
+    float *const node_0_user = state->node[0];
+    float *node_0_cur = node_0_user;
+    float *node_0_spare = (float *)rulec_malloc(sizeof(float) * (size_t)(n_nodes) + 1);
+    failed |= node_0_spare == NULL;
     int64_t done = 0;
     if (failed)
         goto cleanup;
@@ -101,9 +101,9 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
         const uint64_t time = state->time;
         const float time_f = (float)time;
         (void)time_f;
-        const float *restrict node_x = node_x_cur;
-        float *restrict node_x_next = node_x_spare;
-        float *restrict edge_w = state->edge[0];
+        const float *restrict node_0 = node_0_cur;  /* node slot x */
+        float *restrict node_0_next = node_0_spare;
+        float *restrict edge_0 = state->edge[0];  /* edge slot w */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
 #endif
@@ -115,15 +115,15 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
             float s5_b[RULEC_NODE_BLOCK];
             float s11_b[RULEC_NODE_BLOCK];
             float s13_b[RULEC_NODE_BLOCK];
-            float nx_x_b[RULEC_NODE_BLOCK];
+            float nx_0_b[RULEC_NODE_BLOCK];
             #pragma omp simd
             for (int64_t j = 0; j < block_n; ++j) {
                 const int64_t u = block_start + j;
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
                 const float degree_u = degree[u];
                 (void)u32; (void)degree_u;
-                nx_x_b[j] = node_x[u];
-                s13_b[j] = node_x[u];  /* line 23: w += lr * (x * nbr.x - decay * w) */
+                nx_0_b[j] = node_0[u];
+                s13_b[j] = node_0[u];  /* line 23: w += lr * (x * nbr.x - decay * w) */
             }
             for (int64_t j = 0; j < block_n; ++j) {
                 const int64_t u = block_start + j;
@@ -159,29 +159,29 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
                     /* scalar loads: a gather-only loop (docs/c-backend.md) */
                     for (int64_t h = h0; h < h1; ++h) {
                         /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
-                        const float v6 = edge_w[h];
-                        const float v7 = node_x[nbr[h]];
+                        const float v6 = edge_0[h];
+                        const float v7 = node_0[nbr[h]];
                         const float v8 = (v6 * v7);
                         const int m9 = (nbr[h] < u32);
                         a10 += rulec_keepf(m9, v8);
                     }
                     s5_b[j] = rulec_tanhf(a10);  /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
-                    nx_x_b[j] = s5_b[j];  /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
+                    nx_0_b[j] = s5_b[j];  /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
                 } else {
                     s11_b[j] = rulec_uniform(seed, 2552575352u, 0u, time, (uint32_t)u);  /* line 21: x = uniform() */
-                    nx_x_b[j] = s11_b[j];  /* line 21: x = uniform() */
+                    nx_0_b[j] = s11_b[j];  /* line 21: x = uniform() */
                 }
                 #pragma omp simd
                 for (int64_t h = h0; h < h1; ++h) {
                     /* line 23: w += lr * (x * nbr.x - decay * w) */
-                    const float v12 = edge_w[h];
-                    const float v14 = node_x[nbr[h]];
+                    const float v12 = edge_0[h];
+                    const float v14 = node_0[nbr[h]];
                     const float v15 = (s13_b[j] * v14);
-                    const float v16 = (param_decay * v12);
+                    const float v16 = (param_1 * v12);
                     const float v17 = (v15 - v16);
-                    const float v18 = (param_lr * v17);
+                    const float v18 = (param_0 * v17);
                     const float v19 = (v12 + v18);
-                    edge_w[h] = v19;
+                    edge_0[h] = v19;
                 }
             }
             #pragma omp simd
@@ -190,16 +190,16 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
                 const float degree_u = degree[u];
                 (void)u32; (void)degree_u;
-                node_x_next[u] = nx_x_b[j];
+                node_0_next[u] = nx_0_b[j];
             }
         }
-        node_x_spare = node_x_cur;
-        node_x_cur = node_x_next;
+        node_0_spare = node_0_cur;
+        node_0_cur = node_0_next;
         state->time = time + 1;
         if (check_finite) {
             int finite = 1;
-            finite &= rulec_all_finite(node_x_cur, n_nodes);
-            finite &= rulec_all_finite(edge_w, 2 * n_edges);
+            finite &= rulec_all_finite(node_0_cur, n_nodes);
+            finite &= rulec_all_finite(edge_0, 2 * n_edges);
             if (!finite) {
                 ++done;
                 break;
@@ -207,9 +207,9 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
         }
     }
 cleanup:
-    if (node_x_cur != node_x_user && node_x_cur != NULL)
-        rulec_memcpy(node_x_user, node_x_cur, sizeof(float) * (size_t)(n_nodes));
-    rulec_free(node_x_cur != node_x_user ? node_x_cur : node_x_spare);
+    if (node_0_cur != node_0_user && node_0_cur != NULL)
+        rulec_memcpy(node_0_user, node_0_cur, sizeof(float) * (size_t)(n_nodes));
+    rulec_free(node_0_cur != node_0_user ? node_0_cur : node_0_spare);
     return failed ? -1 : done;
 }
 

@@ -1,0 +1,103 @@
+"""Pure edits of rule syntax trees, simplest first (no hypothesis).
+
+Shared by shrinking (rulec.fuzz), mutation strategies (rulec.strategies)
+and search: every edit returns a new tree; `well_typed_edits` keeps those
+the checker accepts.
+
+    for smaller in well_typed_edits(rule):   # op swaps, subtree -> leaf, ...
+        ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from . import syntax as ast
+from .errors import RuleErrors
+from .generate import BINARY_CALLS, INFIX, REDUCERS, UNARY_CALLS, GeneratedRule, generated
+
+
+def subexpressions(node, path=()):
+    """(path, expression) of every expression in a syntax tree."""
+    if isinstance(node, ast.Expr.__args__):  # type: ignore[attr-defined]
+        yield path, node
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            if f.name.endswith("span") or f.name == "name_spans":
+                continue
+            yield from subexpressions(getattr(node, f.name), (*path, f.name))
+    elif isinstance(node, tuple):
+        for index, item in enumerate(node):
+            yield from subexpressions(item, (*path, index))
+
+
+def statement_lists(node, path=()):
+    """(path, statements) of every statement list (block or branch body)."""
+    if isinstance(node, ast.Body):
+        yield (*path, "statements"), node.statements
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            if not f.name.endswith("span"):
+                yield from statement_lists(getattr(node, f.name), (*path, f.name))
+    elif isinstance(node, tuple):
+        for index, item in enumerate(node):
+            yield from statement_lists(item, (*path, index))
+
+
+def replace(node, path, new):
+    """`node` with the part at `path` replaced by `new` (a new tree)."""
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(node, tuple):
+        return node[:head] + (replace(node[head], rest, new),) + node[head + 1:]
+    return dataclasses.replace(node, **{head: replace(getattr(node, head), rest, new)})
+
+
+def expression_edits(expr: ast.Expr) -> list[ast.Expr]:
+    """Small edits of one expression, simplest first."""
+    out: list[ast.Expr] = []
+    if not isinstance(expr, ast.Number):
+        out.append(ast.Number(1.0))  # the "decrease complexity" move
+    if isinstance(expr, ast.Binary):
+        out += [expr.left, expr.right]
+        out += [dataclasses.replace(expr, op=op) for op in INFIX if op != expr.op]
+    if isinstance(expr, ast.Call):
+        out += list(expr.args)
+        same = [f for f in UNARY_CALLS + BINARY_CALLS + REDUCERS
+                if f != expr.func and len(expr.args) == (2 if f in BINARY_CALLS else 1)]
+        out += [dataclasses.replace(expr, func=f) for f in same]
+    if isinstance(expr, ast.Unary):
+        out.append(expr.operand)
+    if isinstance(expr, ast.Filter):
+        out.append(expr.value)
+        for name in ("incoming", "outgoing"):
+            if expr.predicate != ast.Name(name):
+                out.append(dataclasses.replace(expr, predicate=ast.Name(name)))
+    return out
+
+
+def tree_edits(tree: ast.File) -> list[ast.File]:
+    """Every single edit of `tree`: expression edits, then statement deletions."""
+    candidates = []
+    for path, expr in subexpressions(tree.items):
+        for new in expression_edits(expr):
+            candidates.append(ast.File(replace(tree.items, path, new)))
+    for path, statements in statement_lists(tree.items):
+        if len(statements) > 1:
+            for index in range(len(statements)):
+                shorter = statements[:index] + statements[index + 1:]
+                candidates.append(ast.File(replace(tree.items, path, shorter)))
+    return candidates
+
+
+def well_typed_edits(rule: GeneratedRule) -> list[GeneratedRule]:
+    """Every single edit of `rule` (op swaps, subtree-to-leaf, filter changes,
+    statement deletions) that still type-checks, simplest first."""
+    out = []
+    for tree in tree_edits(rule.tree):
+        try:
+            out.append(generated(tree))
+        except RuleErrors:
+            continue
+    return out
