@@ -64,6 +64,18 @@ class Graph:
         self.row_ptr = _readonly(row_ptr)
         # The two half-edges of each undirected edge: (min->max, max->min).
         self.edge_halves = _readonly(np.stack([position[:m], position[m:]], axis=1))
+        self._frozen = True
+
+    def __setattr__(self, name: str, value) -> None:
+        # A graph is immutable once built (kernels hold views of its arrays);
+        # only `labels`, which no kernel reads, may be set.
+        if getattr(self, "_frozen", False) and name != "labels":
+            raise AttributeError(f"Graph.{name} is read-only: a graph cannot change once "
+                                 "built; make a new one (Graph.from_edges, from_csr, ...)")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Graph.{name} cannot be deleted: a graph is immutable")
 
     # ------------------------------------------------------------ properties
 

@@ -103,7 +103,7 @@ class Rule:
                 known = ", ".join(values) or "none"
                 raise KeyError(f"rule {self.name!r} has no param {name!r}"
                                f" ({hint or 'params: ' + known})")
-            values[name] = float(np.float32(value))
+            values[name] = _param_value(name, value)
         return values
 
     def _interpreter(self, graph: Graph) -> Interpreter:
@@ -119,12 +119,13 @@ class Rule:
         """Run the `init` block (if the rule has one) with `seed`, kept with the state.
         Time does not advance."""
         self._check_state(state)
+        threads = _threads(threads)
         state.seed = check_seed(seed)
         if self.program.block("init") is None:
             return
         values = self._params(params)
         if self._native is not None:
-            self._native.run("init", state, values, 1, _threads(threads))
+            self._native.run("init", state, values, 1, threads)
         else:
             self._interpreter(state.graph).run("init", state, values, advance_time=False)
 
@@ -144,12 +145,13 @@ class Rule:
             hint = did_you_mean(block, set(runnable))
             raise KeyError(f"rule {self.name!r} has no update block {block!r}"
                            f" ({hint or 'blocks: ' + ', '.join(runnable)})")
-        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
-            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) \
+                or not 0 <= steps < 2**63:
+            raise ValueError(f"steps must be an integer in 0..2**63-1, got {steps!r}")
         values = self._params(params)
+        threads = _threads(threads)
         if self._native is not None:
-            done = self._native.run(block, state, values, int(steps), _threads(threads),
-                                    check_finite)
+            done = self._native.run(block, state, values, int(steps), threads, check_finite)
             if check_finite:
                 _raise_if_non_finite(state, done)
             return
@@ -162,9 +164,26 @@ class Rule:
             _raise_if_non_finite(state, step)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_THREADS = 4096
+
+
+def _param_value(name: str, value) -> float:
+    """A param's value as float32: a real number within float32's range (NaN and
+    ±inf are allowed only when asked for by name: float('nan'), float('inf'))."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"param {name!r} must be a number, got {value!r}")
+    value = float(value)
+    if np.isfinite(value) and abs(value) > FLOAT32_MAX:
+        raise ValueError(f"param {name!r} = {value!r} is outside float32's range "
+                         f"(±{FLOAT32_MAX:.4g}); params are float32")
+    return float(np.float32(value))
+
+
 def _threads(threads: int) -> int:
-    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) \
+            or not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be an integer in 1..{MAX_THREADS}, got {threads!r}")
     return int(threads)
 
 

@@ -78,6 +78,13 @@ def _check_owned(name: str, array, length: int, kind: str, symbol: str) -> None:
         raise StateError(f"slot {name!r} cannot use this array: " + "; ".join(problems))
 
 
+def _counter(what: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) \
+            or not 0 <= int(value) < 2**64:
+        raise StateError(f"state.{what} must be an integer in 0..2**64-1, got {value!r}")
+    return int(value)
+
+
 class State:
     """Slots, time and seed of one rule on one graph. Make one with rule.state(graph)."""
 
@@ -85,7 +92,9 @@ class State:
                  arrays: dict | None = None) -> None:
         """A state of zeros; `arrays` (slot name -> the caller's float32 array)
         makes those slots the caller's arrays themselves, with no copy."""
-        self.graph = graph
+        if not isinstance(graph, Graph):
+            raise StateError(f"a state needs a rulec.Graph, got {type(graph).__name__}")
+        self._graph = graph
         self.node_slots = tuple(node_slots)
         self.edge_slots = tuple(edge_slots)
         self.shared_slots = tuple(shared_slots)
@@ -112,6 +121,35 @@ class State:
         self.edge = SlotArrays(self._edge, "edge")
         self.time = 0
         self.seed = 0
+
+    @property
+    def graph(self) -> Graph:
+        """The graph the state's arrays are sized for. Read-only: a state
+        cannot be moved to another graph (make a new one with rule.state)."""
+        return self._graph
+
+    @graph.setter
+    def graph(self, value) -> None:
+        raise AttributeError("a state's graph cannot be replaced: its arrays are sized for "
+                             "it; make a state on the new graph with rule.state(graph)")
+
+    @property
+    def time(self) -> int:
+        """Steps run by update blocks (an integer in 0 .. 2**64-1)."""
+        return self._time
+
+    @time.setter
+    def time(self, value) -> None:
+        self._time = _counter("time", value)
+
+    @property
+    def seed(self) -> int:
+        """The seed of random draws (an integer in 0 .. 2**64-1)."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value) -> None:
+        self._seed = _counter("seed", value)
 
     @property
     def layout(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:

@@ -179,3 +179,51 @@ def test_erdos_renyi_pair_numbering_matches_triu_indices(n):
     i, j = _pair_from_index(index, n)
     np.testing.assert_array_equal(i, u)
     np.testing.assert_array_equal(j, v)
+
+
+# --------------------------------------------- misuse cannot crash (regressions)
+
+
+def test_a_state_cannot_be_moved_to_another_graph_under_the_kernel():
+    """Regression: `st.graph = bigger` then rule.step() segfaulted (exit 139)."""
+    rule = rulec.compile("node x\nupdate { x = mean(nbr.x) + 1 }")
+    state = rule.state(rulec.Graph.from_edges(2, [(0, 1)]))
+    bigger = rulec.Graph.from_edges(100000, [(0, 1), (5, 99999)])
+    with pytest.raises(AttributeError, match="cannot be replaced"):
+        state.graph = bigger
+    for name, value in (("n_nodes", 100000), ("nbr", bigger.nbr), ("row_ptr", bigger.row_ptr)):
+        with pytest.raises(AttributeError, match="read-only"):
+            setattr(state.graph, name, value)
+    rule.step(state, steps=3)
+    assert state.node["x"].tolist() == [3.0, 3.0]
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, "must be a number"), ("0.1", "must be a number"), (True, "must be a number"),
+    (1e39, "outside float32's range"), (-1e39, "outside float32's range"),
+])
+def test_params_must_be_float32_numbers(value, message):
+    """Regression: params={'rate': None} silently became NaN, 1e39 became inf."""
+    rule = rulec.compile("param rate = 0.1\nnode x\nupdate { x += rate }", backend="numpy")
+    state = rule.state(rulec.Graph.from_edges(2, [(0, 1)]))
+    with pytest.raises(ValueError, match=message):
+        rule.step(state, params={"rate": value})
+    rule.step(state, params={"rate": float("inf")})  # asked for by name: allowed
+    assert np.isinf(state.node["x"]).all()
+
+
+@pytest.mark.parametrize("kwargs", [{"steps": 10**20}, {"steps": -1}, {"threads": 10**11},
+                                    {"threads": 0}])
+def test_out_of_range_steps_and_threads_are_value_errors(kwargs):
+    rule = rulec.compile("node x\nupdate { x += 1 }", backend="numpy")
+    state = rule.state(rulec.Graph.from_edges(2, [(0, 1)]))
+    with pytest.raises(ValueError, match="must be an integer in"):
+        rule.step(state, **kwargs)
+
+
+@pytest.mark.parametrize("field, value", [("time", -1), ("time", 2**64), ("seed", 1.5)])
+def test_time_and_seed_are_checked_when_set(field, value):
+    state = rulec.compile("node x\nupdate { x += 1 }", backend="numpy").state(
+        rulec.Graph.from_edges(1, []))
+    with pytest.raises(rulec.StateError, match=f"state.{field} must be"):
+        setattr(state, field, value)
