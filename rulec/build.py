@@ -8,11 +8,17 @@ identity, the flags, and the CPU's features (the default flags use
 -march=native).
 
 The cache lives in $RULEC_CACHE_DIR, else $XDG_CACHE_HOME/rulec, else
-~/.cache/rulec. An entry is written to a temporary file and renamed into
-place, under a per-entry lock, so any number of processes may compile the
-same or different rules at once: each entry is built once, and a reader
-never sees a partial file. The cache is bounded ($RULEC_CACHE_SIZE_MB,
-default 512): after a build, the least recently used entries are removed.
+~/.cache/rulec. An entry `KEY.so` is built in a temporary directory and
+renamed into place, after its checksum file `KEY.sum` (size and SHA-256),
+all under the entry's lock (`locks/KEY.lock`), so any number of processes
+may compile the same or different rules at once: each entry is built once,
+and a reader never sees a partial file. A process holds the entry's lock
+from finding the entry to loading it, and eviction skips locked entries, so
+an entry a process asked for stays loadable until it is loaded (once
+loaded, removing the file does not affect the process). An entry whose size
+or checksum does not match (a truncated or damaged file) is rebuilt, never
+loaded. The cache is bounded ($RULEC_CACHE_SIZE_MB, default 512): after a
+build, the least recently used entries are removed.
 """
 
 from __future__ import annotations
@@ -93,7 +99,10 @@ def cache_limit_bytes() -> int:
     try:
         megabytes = float(text) if text else DEFAULT_CACHE_MB
     except ValueError:
-        raise BuildError(f"RULEC_CACHE_SIZE_MB must be a number, got {text!r}") from None
+        megabytes = -1.0
+    if not 0 <= megabytes < 2**40:  # also refuses nan and inf
+        raise BuildError(f"RULEC_CACHE_SIZE_MB must be a number of megabytes (0 or more), "
+                         f"got {text!r}; unset it for the default ({DEFAULT_CACHE_MB})")
     return int(megabytes * 1024 * 1024)
 
 
@@ -220,30 +229,56 @@ def build_module(programs: list[ir.Program], sources: list[str | None] | None = 
             if prefix not in seen:
                 seen.add(prefix)
                 units.append(Unit(program, prefix, source))
-        path = _cached_build(key, units, command, flags)
-        module = _load(path)
+        module = _cached_module(key, units, command, flags)
         with _loaded_lock:
             _loaded[key] = module
     return module, prefixes
 
 
-def _cached_build(key: str, units: list[Unit], command: list[str], flags: list[str]) -> Path:
+def _cached_module(key: str, units: list[Unit], command: list[str], flags: list[str]
+                   ) -> Module:
+    """The module `key` loaded from the cache, built first if it is missing or
+    damaged. The entry's lock is held until it is loaded (eviction skips it)."""
     directory = cache_dir()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "locks").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BuildError(f"cannot create the cache directory {directory} ({exc.strerror});"
                          " set RULEC_CACHE_DIR to a writable directory") from None
     target = directory / f"{key}.so"
-    if target.exists():
-        _touch(target)
-        return target
-    with _locked(directory / f"{key}.lock"):
-        if target.exists():  # another process built it while we waited
-            return target
-        _compile(_sources(units), target, command, flags)
-    _evict(directory, keep=target)
-    return target
+    built = False
+    with _locked(_lock_path(directory, key)):
+        if not _verified(target):
+            if target.exists():
+                print(f"rulec: rebuilding damaged cache entry {target}", file=sys.stderr)
+            _compile(_sources(units), target, command, flags)
+            built = True
+        else:
+            _touch(target)
+        module = _load(target)
+    if built:
+        _evict(directory, keep=target)
+    return module
+
+
+def _lock_path(directory: Path, key: str) -> Path:
+    # lock files are never removed while the cache is in use (removing one that
+    # another process has open would let two processes hold "the" lock)
+    return directory / "locks" / f"{key}.lock"
+
+
+def _checksum(data: bytes) -> str:
+    return f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
+
+
+def _verified(target: Path) -> bool:
+    """Whether `target` exists and matches the size and checksum recorded when
+    it was installed."""
+    try:
+        recorded = target.with_suffix(".sum").read_text(encoding="ascii")
+        return _checksum(target.read_bytes()) == recorded
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 @contextlib.contextmanager
@@ -292,7 +327,12 @@ def _compile(sources: list[str], target: Path, command: list[str], flags: list[s
                   for c, o in zip(c_files, objects, strict=True)], target, c_files, command)
             _run([[*command, *flags, *map(str, objects), "-o", str(output), "-lm"]],
                  target, c_files, command)
-        os.replace(output, target)  # atomic: readers see no file or the whole file
+        # the checksum first, then the entry: a reader that finds the entry finds
+        # its checksum (both renames are atomic)
+        checksum = Path(work) / f"{target.stem}.sum"
+        checksum.write_text(_checksum(output.read_bytes()), encoding="ascii")
+        os.replace(checksum, target.with_suffix(".sum"))
+        os.replace(output, target)
 
 
 def _run(commands: list[list[str]], target: Path, c_files: list[Path],
@@ -309,7 +349,7 @@ def _run(commands: list[list[str]], target: Path, c_files: list[Path],
     for argv, process in zip(commands, processes, strict=True):
         _, stderr = process.communicate()
         if process.returncode != 0:
-            failures.append((argv, stderr))
+            failures.append((argv, stderr or f"(exit status {process.returncode}, no output)"))
     if not failures:
         return
     directory = target.parent
@@ -320,16 +360,40 @@ def _run(commands: list[list[str]], target: Path, c_files: list[Path],
         shutil.copy(c_file, directory / c_file.name)
     stderr = failures[0][1]
     first = next((line for line in stderr.splitlines() if "error" in line), stderr.strip()[:200])
-    cause = ("the flags in RULEC_CFLAGS may be the cause" if "RULEC_CFLAGS" in os.environ
-             else "this is a bug in rulec; please report it with the log")
+    if _toolchain_works(command, cflags(), directory):
+        cause = "this is a bug in rulec; please report it with the log"
+    else:
+        settings = "CC and RULEC_CFLAGS" if "RULEC_CFLAGS" in os.environ else "CC"
+        cause = (f"the compiler {' '.join(command)!r} cannot build even an empty kernel with "
+                 f"these flags: check {settings} (rulec cache info shows both)")
     raise BuildError(
-        f"the C compiler failed ({command[0]}): {first}\n"
+        f"the C compiler failed ({' '.join(command)}): {first}\n"
         f"  full log: {log}\n  {cause}; backend='numpy' runs without a compiler"
     )
 
 
+def _toolchain_works(command: list[str], flags: list[str], directory: Path) -> bool:
+    """Whether `command` with `flags` builds a trivial shared object: tells a
+    broken compiler or bad flags (the user's to fix) from bad generated C."""
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".build-probe-") as work:
+        source = Path(work) / "probe.c"
+        source.write_text("int rulec_probe(int x) { return x + 1; }\n", encoding="ascii")
+        argv = [*command, *flags, str(source), "-o", str(Path(work) / "probe.so")]
+        try:
+            result = subprocess.run(argv, capture_output=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return result.returncode == 0 and (Path(work) / "probe.so").exists()
+
+
 def _load(path: Path) -> Module:
-    library = ffi().dlopen(str(path))
+    try:
+        library = ffi().dlopen(str(path))
+    except OSError as exc:
+        raise BuildError(
+            f"cannot load the kernels the compiler built ({path}): {exc}\n  the compiler or "
+            "its flags (CC, RULEC_CFLAGS) made a library this Python cannot load, e.g. for "
+            "another architecture; backend='numpy' runs without a compiler") from None
     size = ffi().new("int *")
     table = library.rulec_module_table(size)
     kernels = {}
@@ -383,19 +447,56 @@ def _size(path: Path) -> int:
 
 
 def cache_clear() -> int:
-    """Remove every entry; returns how many were removed."""
+    """Remove every entry, failure log and leftover build directory (of a
+    build that was killed); returns how many entries were removed. Raises
+    BuildError naming what could not be removed."""
     directory = cache_dir()
+    if not directory.is_dir():
+        return 0
     removed = 0
-    for pattern in ("*.so", "*.c", "*.log", "*.lock"):
-        for path in directory.glob(pattern) if directory.is_dir() else ():
-            with contextlib.suppress(OSError):
-                path.unlink()
-                removed += pattern == "*.so"
+    failed: list[tuple[Path, str]] = []
+    paths = [p for pattern in ("*.so", "*.sum", "*.c", "*.log", "*.lock", "locks/*.lock")
+             for p in directory.glob(pattern)]
+    for path in paths:
+        try:
+            path.unlink()
+            removed += path.suffix == ".so"
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            failed.append((path, exc.strerror or str(exc)))
+    for path in directory.glob(".build-*"):
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            failed.append((path, exc.strerror or str(exc)))
+    if failed:
+        path, reason = failed[0]
+        raise BuildError(f"could not remove {len(failed)} file{'s' if len(failed) > 1 else ''} "
+                         f"from the cache {directory} (e.g. {path.name}: {reason}); "
+                         f"{removed} entr{'y was' if removed == 1 else 'ies were'} removed. "
+                         "Check the directory's permissions, or set RULEC_CACHE_DIR")
     return removed
 
 
+def _stale_build_dirs(directory: Path, age_seconds: float = 3600) -> None:
+    """Remove build directories left by killed builds (older than an hour:
+    no build takes that long)."""
+    import time
+
+    now = time.time()
+    for path in directory.glob(".build-*"):
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > age_seconds:
+                shutil.rmtree(path)
+
+
 def _evict(directory: Path, keep: Path) -> None:
-    """Remove least recently used entries until the cache is within its limit."""
+    """Remove least recently used entries until the cache is within its limit.
+    An entry whose lock another process holds (it is loading it) is skipped."""
+    _stale_build_dirs(directory)
     limit = cache_limit_bytes()
     entries = []
     for path in cache_entries(directory):
@@ -412,12 +513,20 @@ def _evict(directory: Path, keep: Path) -> None:
             break
         if path == keep:
             continue
-        with contextlib.suppress(OSError):
-            path.unlink()
+        try:
+            handle = open(_lock_path(directory, path.stem), "a+b")  # noqa: SIM115
+        except OSError:
+            continue
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # in use: another process is building or loading it
+            for extra in [path, path.with_suffix(".sum"), path.with_suffix(".log"),
+                          *directory.glob(f"{path.stem}-*.c")]:
+                with contextlib.suppress(OSError):
+                    extra.unlink()
             total -= size
-        for extra in [path.with_suffix(".log"), *directory.glob(f"{path.stem}-*.c")]:
-            with contextlib.suppress(OSError):
-                extra.unlink()
     if total > limit:
         print(f"rulec: the build cache {directory} is over its limit "
               f"({total >> 20} MB > {limit >> 20} MB)", file=sys.stderr)

@@ -232,3 +232,112 @@ def test_emitted_c_compiles_warning_free(tmp_path):
          f"-I{resource_dir('runtime')}", str(source), "-o", str(tmp_path / "all.o")],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# --------------------------------------------------- the cache (regressions)
+
+
+def test_many_processes_at_a_tiny_cache_limit_all_load_what_they_built(cache, tmp_path):
+    """Regression: one process's eviction deleted another's fresh entry before
+    it was loaded (2-11% of compiles failed with 'cannot load library')."""
+    script = tmp_path / "churn.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, rulec
+        from rulec import graphs
+        funcs = ("tanh", "exp", "sin", "cos", "sigmoid", "relu", "abs", "sqrt")
+        me = int(sys.argv[1])
+        for k in range(3):
+            rule = rulec.compile({RULE!r}.replace("tanh", funcs[(me + 3 * k) % len(funcs)]))
+            rule.step(rule.state(graphs.ring(4)))
+        print("ok")
+    """))
+    env = {**os.environ, "RULEC_CACHE_DIR": str(cache), "RULEC_CACHE_SIZE_MB": "0.001"}
+    procs = [subprocess.Popen([sys.executable, str(script), str(i)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and out.strip() == "ok", err
+
+
+def test_eviction_skips_an_entry_another_process_is_loading(cache, monkeypatch):
+    import fcntl
+
+    rulec.compile(RULE)
+    (entry,) = cache.glob("*.so")
+    with open(build._lock_path(cache, entry.stem), "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a process between build and load does
+        monkeypatch.setenv("RULEC_CACHE_SIZE_MB", "0")
+        rulec.compile(RULE.replace("tanh", "exp"))
+        assert entry.exists(), "an entry whose lock is held was evicted"
+    rulec.compile(RULE.replace("tanh", "sin"))
+    assert not entry.exists()  # unlocked, least recently used: evicted
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "no-checksum"])
+def test_a_damaged_entry_is_rebuilt_not_loaded(cache, damage, capfd):
+    """Regression: a .so truncated to half gave SIGBUS, flipped bytes SIGILL,
+    an empty file failed on every run with no rebuild. The entry is built in
+    another process: this one must not have it mapped while it is damaged."""
+    subprocess.run([sys.executable, "-c", f"import rulec; rulec.compile({RULE!r})"],
+                   env={**os.environ, "RULEC_CACHE_DIR": str(cache)}, check=True)
+    (entry,) = cache.glob("*.so")
+    good = entry.read_bytes()
+    if damage == "truncate":
+        entry.write_bytes(good[: len(good) // 2])
+    elif damage == "flip":
+        data = bytearray(good)
+        for i in range(len(data) // 3, len(data) // 3 + 64):
+            data[i] ^= 0xFF
+        entry.write_bytes(bytes(data))
+    elif damage == "empty":
+        entry.write_bytes(b"")
+    else:
+        entry.with_suffix(".sum").unlink()
+    rule = rulec.compile(RULE)
+    assert build._verified(entry)
+    assert "rebuilding damaged cache entry" in capfd.readouterr().err
+    state = rule.state(graphs.ring(3))
+    state.node["x"][:] = 1
+    state.edge["w"][:] = 1
+    rule.step(state)
+    assert np.allclose(state.node["x"], np.tanh(2))
+
+
+def test_cache_clear_removes_leftovers_of_killed_builds(cache):
+    rulec.compile(RULE)
+    leftover = cache / ".build-abc123"
+    leftover.mkdir()
+    (leftover / "x.c").write_text("int x;")
+    assert build.cache_clear() == 1
+    assert not leftover.exists() and not list(cache.glob("*.so"))
+
+
+def test_cache_clear_says_what_it_could_not_remove(cache, monkeypatch):
+    """Regression: on a read-only cache `rulec cache clear` reported success."""
+    import pathlib
+
+    rulec.compile(RULE)
+
+    def refuse(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(pathlib.Path, "unlink", refuse)
+    with pytest.raises(rulec.BuildError, match="could not remove .* Permission denied"):
+        build.cache_clear()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "lots"])
+def test_a_bad_cache_size_is_a_clear_error(cache, monkeypatch, value):
+    monkeypatch.setenv("RULEC_CACHE_SIZE_MB", value)
+    with pytest.raises(rulec.BuildError, match="RULEC_CACHE_SIZE_MB must be a number"):
+        build.cache_limit_bytes()
+
+
+def test_a_broken_compiler_is_blamed_not_rulec(cache, monkeypatch):
+    """Regression: CC=false was reported as 'a bug in rulec'."""
+    monkeypatch.setenv("CC", "false")
+    with pytest.raises(rulec.BuildError) as caught:
+        rulec.compile(RULE)
+    message = str(caught.value)
+    assert "check CC" in message and "bug in rulec" not in message
