@@ -9,11 +9,27 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def _umask() -> int:
+    """The process's umask: read from /proc where it can be (setting it to
+    read it, the portable way, races with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, write: bytes | Callable[[BinaryIO], None]) -> None:
     """Write `write` (bytes, or a function writing to a binary file) to a temporary
     file beside `path`, then rename it over `path`.
 
-    An existing file keeps its permissions; on any failure the temporary file is
+    An existing file keeps its permissions, a new one gets 0o666 less the
+    umask (as open() would give it); on any failure the temporary file is
     removed and `path` is left as it was.
     """
     path = Path(path)
@@ -26,6 +42,8 @@ def write_atomic(path: str | os.PathLike, write: bytes | Callable[[BinaryIO], No
                 write(handle)
         if path.exists():
             os.chmod(tmp, path.stat().st_mode & 0o7777)
+        else:  # mkstemp makes 0600 files whatever the umask
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

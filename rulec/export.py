@@ -55,9 +55,10 @@ def check_prefix(prefix: str) -> str:
     if not (prefix.isascii() and prefix.isidentifier()):
         raise ExportError(f"prefix {prefix!r} is not a C identifier: use letters, digits and _,"
                           " not starting with a digit (set one with --prefix)")
-    if prefix in C_KEYWORDS or prefix.startswith("rulec_") or prefix.startswith("__"):
-        raise ExportError(f"prefix {prefix!r} is reserved (a C/C++ keyword, or rulec's own "
-                          "prefix); choose another with --prefix")
+    if prefix in C_KEYWORDS or prefix.lower().startswith("rulec") or prefix.startswith("_"):
+        raise ExportError(f"prefix {prefix!r} is reserved (a C/C++ keyword; rulec's own "
+                          "rulec_/RULEC_ namespace, which its headers use in any case; or a "
+                          "leading underscore, reserved by C); choose another with --prefix")
     return prefix
 
 

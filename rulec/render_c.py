@@ -90,10 +90,10 @@ def render_items(items: list[Item], depth: int = 0, store: bool = False) -> list
                 out.append(f"{pad}{ctype} {name} = {init};")
                 clauses.setdefault(clause, []).append(name)
             if vectorize_loop(item.lines):
-                pragma = "#pragma omp simd" + "".join(
-                    f" reduction({clause}:{','.join(names)})" for clause, names in clauses.items()
+                clause_text = " ".join(
+                    f"reduction({clause}:{','.join(names)})" for clause, names in clauses.items()
                 )
-                out.append(pad + pragma)
+                out.append(f"{pad}RULEC_OMP_SIMD({clause_text})")
             else:
                 out.append(f"{pad}/* scalar loads: a gather-only loop (docs/c-backend.md) */")
             out.append(f"{pad}for (int64_t h = h0; h < h1; ++h) {{")
@@ -186,7 +186,7 @@ def blocked_body(items: list[Item], prologue: list[str], epilogue: list[str]
             continue
         local = set(_accumulators(phase)) if kind == "nodes" else set()
         if kind == "lines":
-            lines.append("#pragma omp simd")
+            lines.append("RULEC_OMP_SIMD()")
         lines += ["for (int64_t j = 0; j < block_n; ++j) {",
                   INDENT + "const int64_t u = block_start + j;"]
         if kind == "nodes":

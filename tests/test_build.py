@@ -213,7 +213,7 @@ def test_cli_emit_prints_readable_c_naming_rule_lines(run_cli):
     text = result.stdout
     assert "int64_t hebbian_block1(" in text
     assert "/* line 23: w += lr * (x * nbr.x - decay * w) */" in text
-    assert "#pragma omp simd reduction(+:" in text
+    assert "RULEC_OMP_SIMD(reduction(+:" in text
     bad = run_cli("emit", EXAMPLES / "hebbian.rule", "--prefix", "not valid")
     assert bad.returncode == 1 and "not a C identifier" in bad.stderr
 

@@ -249,3 +249,52 @@ def test_export_uses_the_jit_c(tmp_path):
     assert build.REQUIRED_CFLAGS  # the Makefile carries the same required flags:
     makefile = (tmp_path / "Makefile").read_text()
     assert "-fno-math-errno -ffp-contract=off" in makefile
+
+
+# ----------------------------------------- strict builds and names (regressions)
+
+STRICT = {
+    "c99": ["cc", "-x", "c", "-std=c99", "-pedantic"],
+    "c99-openmp": ["cc", "-x", "c", "-std=c99", "-pedantic", "-fopenmp"],
+    "c++17": ["c++", "-x", "c++", "-std=c++17"],
+    "c++17-openmp": ["c++", "-x", "c++", "-std=c++17", "-fopenmp"],
+}
+
+
+@pytest.mark.parametrize("rule_file", ["examples/flow.rule", "examples/backprop.rule",
+                                       "tests/valid/ops.rule", "tests/valid/branches.rule",
+                                       "tests/valid/hygiene.rule"])
+def test_the_export_builds_warning_free_with_strict_flags(tmp_path, rule_file):
+    """Regression: `#pragma omp simd` failed -Werror=unknown-pragmas without
+    -fopenmp. The .c builds as C99 and as C++17, with and without OpenMP."""
+    program = rulec.compile_file(ROOT / rule_file, backend="numpy").program
+    export(program, tmp_path, "pkg")
+    for name, command in STRICT.items():
+        if shutil.which(command[0]) is None:
+            continue
+        argv = [*command, "-O2", "-Wall", "-Wextra", "-Werror", "-c", "pkg.c",
+                "-o", f"pkg-{name}.o"]
+        result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 0, f"{name}: {' '.join(argv)}\n{result.stderr[:3000]}"
+
+
+@pytest.mark.parametrize("prefix", ["RULEC_ABI", "RULEC_MATH", "Rulec", "rulec", "_x"])
+def test_prefixes_in_rulecs_namespace_are_refused(tmp_path, prefix):
+    """Regression: --prefix RULEC_ABI exported a package whose header guard
+    collided with rulec_abi.h's."""
+    program = rulec.compile("node x\nupdate { x += 1 }", backend="numpy").program
+    with pytest.raises(ExportError, match="reserved"):
+        export(program, tmp_path, prefix)
+
+
+def test_exported_files_follow_the_umask(tmp_path):
+    """Regression: every file rulec wrote was 0600 whatever the umask."""
+    import os
+
+    program = rulec.compile("node x\nupdate { x += 1 }", backend="numpy").program
+    old = os.umask(0o022)
+    try:
+        written = export(program, tmp_path / "out", "pkg")
+    finally:
+        os.umask(old)
+    assert {oct(path.stat().st_mode & 0o777) for path in written} == {oct(0o644)}

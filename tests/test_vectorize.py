@@ -70,7 +70,7 @@ def half_edge_loops(lines: list[str]) -> list[tuple[int, int]]:
     to vectorize, from its pragma to its closing brace."""
     loops = []
     for index, line in enumerate(lines):
-        if "for (int64_t h = h0; h < h1; ++h)" in line and "omp simd" in lines[index - 1]:
+        if "for (int64_t h = h0; h < h1; ++h)" in line and "RULEC_OMP_SIMD(" in lines[index - 1]:
             indent = line[: len(line) - len(line.lstrip())]
             end = next(j for j in range(index + 1, len(lines)) if lines[j] == indent + "}")
             loops.append((index, end + 1))  # index is the pragma's 1-based line

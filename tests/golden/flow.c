@@ -10,12 +10,12 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
 {
     const int64_t n_nodes = graph->n_nodes;
     const int64_t n_edges = graph->n_edges;
-    const int64_t *restrict row_ptr = graph->row_ptr;
-    const int32_t *restrict nbr = graph->nbr;
-    const int32_t *restrict rev = graph->rev;
-    const int32_t *restrict eid = graph->eid;
-    const int32_t *restrict edge_half = graph->edge_half;
-    const float *restrict degree = graph->degree;
+    const int64_t *RULEC_RESTRICT row_ptr = graph->row_ptr;
+    const int32_t *RULEC_RESTRICT nbr = graph->nbr;
+    const int32_t *RULEC_RESTRICT rev = graph->rev;
+    const int32_t *RULEC_RESTRICT eid = graph->eid;
+    const int32_t *RULEC_RESTRICT edge_half = graph->edge_half;
+    const float *RULEC_RESTRICT degree = graph->degree;
     const uint64_t seed = state->seed;
     const float nodes_f = (float)n_nodes;
     const float param_0 = params[0];  /* param rate */
@@ -25,8 +25,8 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
     (void)n_edges; (void)row_ptr; (void)nbr; (void)rev; (void)eid; (void)edge_half; (void)degree; (void)seed; (void)nodes_f;
     (void)params; (void)threads;
     int failed = 0;
-    float *restrict shared_0_proposal = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
-    uint8_t *restrict shared_0_proposed = (uint8_t *)rulec_malloc((size_t)(2 * n_edges) + 1);
+    float *RULEC_RESTRICT shared_0_proposal = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
+    uint8_t *RULEC_RESTRICT shared_0_proposed = (uint8_t *)rulec_malloc((size_t)(2 * n_edges) + 1);
     failed |= shared_0_proposal == NULL || shared_0_proposed == NULL;
     int64_t done = 0;
     if (failed)
@@ -35,10 +35,10 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
         const uint64_t time = state->time;
         const float time_f = (float)time;
         (void)time_f;
-        float *restrict node_0 = state->node[0];  /* node slot p */
-        const float *restrict node_1 = state->node[1];  /* node slot imbalance */
-        const float *restrict edge_0 = state->edge[0];  /* edge slot q */
-        float *restrict shared_0 = state->shared[0];  /* shared slot c */
+        float *RULEC_RESTRICT node_0 = state->node[0];  /* node slot p */
+        const float *RULEC_RESTRICT node_1 = state->node[1];  /* node slot imbalance */
+        const float *RULEC_RESTRICT edge_0 = state->edge[0];  /* edge slot q */
+        float *RULEC_RESTRICT shared_0 = state->shared[0];  /* shared slot c */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
 #endif
@@ -47,7 +47,7 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
                                   ? n_nodes - block_start : RULEC_NODE_BLOCK;
             float s1_b[RULEC_NODE_BLOCK];
             float nx_0_b[RULEC_NODE_BLOCK];
-            #pragma omp simd
+            RULEC_OMP_SIMD()
             for (int64_t j = 0; j < block_n; ++j) {
                 const int64_t u = block_start + j;
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
@@ -62,14 +62,14 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
                 const float degree_u = degree[u];
                 (void)u32; (void)degree_u;
-                #pragma omp simd
+                RULEC_OMP_SIMD()
                 for (int64_t h = h0; h < h1; ++h) {
                     /* line 18: c = 1 */
                     shared_0_proposal[h] = 1.0f;
                     shared_0_proposed[h] = 1;
                 }
             }
-            #pragma omp simd
+            RULEC_OMP_SIMD()
             for (int64_t j = 0; j < block_n; ++j) {
                 const int64_t u = block_start + j;
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
@@ -116,12 +116,12 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
 {
     const int64_t n_nodes = graph->n_nodes;
     const int64_t n_edges = graph->n_edges;
-    const int64_t *restrict row_ptr = graph->row_ptr;
-    const int32_t *restrict nbr = graph->nbr;
-    const int32_t *restrict rev = graph->rev;
-    const int32_t *restrict eid = graph->eid;
-    const int32_t *restrict edge_half = graph->edge_half;
-    const float *restrict degree = graph->degree;
+    const int64_t *RULEC_RESTRICT row_ptr = graph->row_ptr;
+    const int32_t *RULEC_RESTRICT nbr = graph->nbr;
+    const int32_t *RULEC_RESTRICT rev = graph->rev;
+    const int32_t *RULEC_RESTRICT eid = graph->eid;
+    const int32_t *RULEC_RESTRICT edge_half = graph->edge_half;
+    const float *RULEC_RESTRICT degree = graph->degree;
     const uint64_t seed = state->seed;
     const float nodes_f = (float)n_nodes;
     const float param_0 = params[0];  /* param rate */
@@ -139,8 +139,8 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
     float *edge_0_cur = edge_0_user;
     float *edge_0_spare = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
     failed |= edge_0_spare == NULL;
-    float *restrict shared_0_proposal = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
-    uint8_t *restrict shared_0_proposed = (uint8_t *)rulec_malloc((size_t)(2 * n_edges) + 1);
+    float *RULEC_RESTRICT shared_0_proposal = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
+    uint8_t *RULEC_RESTRICT shared_0_proposed = (uint8_t *)rulec_malloc((size_t)(2 * n_edges) + 1);
     failed |= shared_0_proposal == NULL || shared_0_proposed == NULL;
     int64_t done = 0;
     if (failed)
@@ -149,12 +149,12 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
         const uint64_t time = state->time;
         const float time_f = (float)time;
         (void)time_f;
-        const float *restrict node_0 = node_0_cur;  /* node slot p */
-        float *restrict node_0_next = node_0_spare;
-        float *restrict node_1 = state->node[1];  /* node slot imbalance */
-        const float *restrict edge_0 = edge_0_cur;  /* edge slot q */
-        float *restrict edge_0_next = edge_0_spare;
-        float *restrict shared_0 = state->shared[0];  /* shared slot c */
+        const float *RULEC_RESTRICT node_0 = node_0_cur;  /* node slot p */
+        float *RULEC_RESTRICT node_0_next = node_0_spare;
+        float *RULEC_RESTRICT node_1 = state->node[1];  /* node slot imbalance */
+        const float *RULEC_RESTRICT edge_0 = edge_0_cur;  /* edge slot q */
+        float *RULEC_RESTRICT edge_0_next = edge_0_spare;
+        float *RULEC_RESTRICT shared_0 = state->shared[0];  /* shared slot c */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
 #endif
@@ -168,7 +168,7 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
             float a25_b[RULEC_NODE_BLOCK];
             float nx_0_b[RULEC_NODE_BLOCK];
             float nx_1_b[RULEC_NODE_BLOCK];
-            #pragma omp simd
+            RULEC_OMP_SIMD()
             for (int64_t j = 0; j < block_n; ++j) {
                 const int64_t u = block_start + j;
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
@@ -186,7 +186,7 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
                 (void)u32; (void)degree_u;
                 float a12 = 0.0f;
                 float a25 = 0.0f;
-                #pragma omp simd reduction(+:a12,a25)
+                RULEC_OMP_SIMD(reduction(+:a12,a25))
                 for (int64_t h = h0; h < h1; ++h) {
                     /* line 24: q = flow */
                     const float v1 = shared_0[eid[h]];
@@ -221,7 +221,7 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
                 a12_b[j] = a12;
                 a25_b[j] = a25;
             }
-            #pragma omp simd
+            RULEC_OMP_SIMD()
             for (int64_t j = 0; j < block_n; ++j) {
                 const int64_t u = block_start + j;
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */

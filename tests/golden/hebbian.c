@@ -10,12 +10,12 @@ int64_t hebbian_block0(const rulec_graph *graph, rulec_state *state, const float
 {
     const int64_t n_nodes = graph->n_nodes;
     const int64_t n_edges = graph->n_edges;
-    const int64_t *restrict row_ptr = graph->row_ptr;
-    const int32_t *restrict nbr = graph->nbr;
-    const int32_t *restrict rev = graph->rev;
-    const int32_t *restrict eid = graph->eid;
-    const int32_t *restrict edge_half = graph->edge_half;
-    const float *restrict degree = graph->degree;
+    const int64_t *RULEC_RESTRICT row_ptr = graph->row_ptr;
+    const int32_t *RULEC_RESTRICT nbr = graph->nbr;
+    const int32_t *RULEC_RESTRICT rev = graph->rev;
+    const int32_t *RULEC_RESTRICT eid = graph->eid;
+    const int32_t *RULEC_RESTRICT edge_half = graph->edge_half;
+    const float *RULEC_RESTRICT degree = graph->degree;
     const uint64_t seed = state->seed;
     const float nodes_f = (float)n_nodes;
     const float param_0 = params[0];  /* param lr */
@@ -32,8 +32,8 @@ int64_t hebbian_block0(const rulec_graph *graph, rulec_state *state, const float
         const uint64_t time = state->time;
         const float time_f = (float)time;
         (void)time_f;
-        const float *restrict node_0 = state->node[0];  /* node slot x */
-        float *restrict edge_0 = state->edge[0];  /* edge slot w */
+        const float *RULEC_RESTRICT node_0 = state->node[0];  /* node slot x */
+        float *RULEC_RESTRICT edge_0 = state->edge[0];  /* edge slot w */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
 #endif
@@ -46,7 +46,7 @@ int64_t hebbian_block0(const rulec_graph *graph, rulec_state *state, const float
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
                 const float degree_u = degree[u];
                 (void)u32; (void)degree_u;
-                #pragma omp simd
+                RULEC_OMP_SIMD()
                 for (int64_t h = h0; h < h1; ++h) {
                     /* line 14: w = 0.1 * gauss() */
                     const float v1 = rulec_gauss(seed, 3329549428u, 0u, time, (uint32_t)h);
@@ -75,12 +75,12 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
 {
     const int64_t n_nodes = graph->n_nodes;
     const int64_t n_edges = graph->n_edges;
-    const int64_t *restrict row_ptr = graph->row_ptr;
-    const int32_t *restrict nbr = graph->nbr;
-    const int32_t *restrict rev = graph->rev;
-    const int32_t *restrict eid = graph->eid;
-    const int32_t *restrict edge_half = graph->edge_half;
-    const float *restrict degree = graph->degree;
+    const int64_t *RULEC_RESTRICT row_ptr = graph->row_ptr;
+    const int32_t *RULEC_RESTRICT nbr = graph->nbr;
+    const int32_t *RULEC_RESTRICT rev = graph->rev;
+    const int32_t *RULEC_RESTRICT eid = graph->eid;
+    const int32_t *RULEC_RESTRICT edge_half = graph->edge_half;
+    const float *RULEC_RESTRICT degree = graph->degree;
     const uint64_t seed = state->seed;
     const float nodes_f = (float)n_nodes;
     const float param_0 = params[0];  /* param lr */
@@ -101,9 +101,9 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
         const uint64_t time = state->time;
         const float time_f = (float)time;
         (void)time_f;
-        const float *restrict node_0 = node_0_cur;  /* node slot x */
-        float *restrict node_0_next = node_0_spare;
-        float *restrict edge_0 = state->edge[0];  /* edge slot w */
+        const float *RULEC_RESTRICT node_0 = node_0_cur;  /* node slot x */
+        float *RULEC_RESTRICT node_0_next = node_0_spare;
+        float *RULEC_RESTRICT edge_0 = state->edge[0];  /* edge slot w */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
 #endif
@@ -116,7 +116,7 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
             float s11_b[RULEC_NODE_BLOCK];
             float s13_b[RULEC_NODE_BLOCK];
             float nx_0_b[RULEC_NODE_BLOCK];
-            #pragma omp simd
+            RULEC_OMP_SIMD()
             for (int64_t j = 0; j < block_n; ++j) {
                 const int64_t u = block_start + j;
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
@@ -132,7 +132,7 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
                 const float degree_u = degree[u];
                 (void)u32; (void)degree_u;
                 float a3 = 0.0f;
-                #pragma omp simd reduction(+:a3)
+                RULEC_OMP_SIMD(reduction(+:a3))
                 for (int64_t h = h0; h < h1; ++h) {
                     /* line 18: if count(incoming) > 0 { */
                     const int m4 = (nbr[h] < u32);
@@ -140,7 +140,7 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
                 }
                 a3_b[j] = a3;
             }
-            #pragma omp simd
+            RULEC_OMP_SIMD()
             for (int64_t j = 0; j < block_n; ++j) {
                 const int64_t u = block_start + j;
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
@@ -171,7 +171,7 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
                     s11_b[j] = rulec_uniform(seed, 2552575352u, 0u, time, (uint32_t)u);  /* line 21: x = uniform() */
                     nx_0_b[j] = s11_b[j];  /* line 21: x = uniform() */
                 }
-                #pragma omp simd
+                RULEC_OMP_SIMD()
                 for (int64_t h = h0; h < h1; ++h) {
                     /* line 23: w += lr * (x * nbr.x - decay * w) */
                     const float v12 = edge_0[h];
@@ -184,7 +184,7 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
                     edge_0[h] = v19;
                 }
             }
-            #pragma omp simd
+            RULEC_OMP_SIMD()
             for (int64_t j = 0; j < block_n; ++j) {
                 const int64_t u = block_start + j;
                 const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
