@@ -33,7 +33,14 @@ def write_atomic(path: str | os.PathLike, write: bytes | Callable[[BinaryIO], No
     removed and `path` is left as it was.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a directory; give a file name inside it", str(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the user's path, not the temporary file's
+        where = "its directory does not exist" if isinstance(exc, FileNotFoundError) \
+            else f"cannot create a file in {path.parent}"
+        raise OSError(exc.errno, f"{exc.strerror} ({where})", str(path)) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             if isinstance(write, bytes):

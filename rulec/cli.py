@@ -134,8 +134,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         state = rule.state(graph)
         rule.init(state, seed=args.seed, params=params, threads=args.threads)
-    rule.step(state, steps=args.steps, block=args.block, params=params,
-              check_finite=args.check_finite, threads=args.threads)
+    start_time = state.time
+    try:
+        rule.step(state, steps=args.steps, block=args.block, params=params,
+                  check_finite=args.check_finite, threads=args.threads)
+    except KeyboardInterrupt:
+        done = state.time - start_time
+        print(f"rulec: interrupted after {done} of {args.steps} steps (time {state.time})",
+              file=sys.stderr)
+        if args.save:
+            state.save(args.save)
+            print(f"rulec: the state at time {state.time} was saved to {args.save}",
+                  file=sys.stderr)
+        return 130
     if args.save:
         state.save(args.save)
     print(f"rule {rule.name} on {args.graph}: {graph.n_nodes} nodes, {graph.n_edges} edges; "
@@ -304,6 +315,23 @@ def cmd_cache(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- main
 
 
+def _integer(text: str) -> int:
+    """An integer option: `1000`, `1_000` or `1e3`. A value that is not a whole
+    number cannot be parsed (exit 2); one out of range is refused by the
+    command (exit 1)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rulec", description="Compile and run local rules on graphs.")
@@ -327,8 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("file", metavar="FILE")
     run.add_argument("--graph", required=True, metavar="SPEC",
                      help="one of: " + ", ".join(SPECS))
-    run.add_argument("--steps", type=int, default=1, metavar="K", help="steps to run (1)")
-    run.add_argument("--seed", type=int, default=0, metavar="S", help="seed for init (0)")
+    run.add_argument("--steps", type=_integer, default=1, metavar="K", help="steps to run (1)")
+    run.add_argument("--seed", type=_integer, default=0, metavar="S", help="seed for init (0)")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="set a param (repeatable)")
     run.add_argument("--block", default="update", metavar="NAME",
@@ -338,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save", metavar="STATE.npz", help="save the final state")
     run.add_argument("--check-finite", action="store_true",
                      help="stop at the first step that produces NaN or inf")
-    run.add_argument("--threads", type=int, default=1, metavar="T",
+    run.add_argument("--threads", type=_integer, default=1, metavar="T",
                      help="threads for the C backend (1); results do not depend on it")
     run.set_defaults(func=cmd_run)
 
@@ -347,11 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--task", required=True, help="and, or, nand, xor, add2, sub2")
     train.add_argument("--graph", required=True, metavar="SPEC",
                        help="layered:A,B,C[,bias] or waxman:HIDDEN[,SEED]")
-    train.add_argument("--epochs", type=int, default=1000, metavar="N",
+    train.add_argument("--epochs", type=_integer, default=1000, metavar="N",
                        help="at most N epochs (1000); stops at 100%% unless --all-epochs")
     train.add_argument("--all-epochs", action="store_true", help="run every epoch")
-    train.add_argument("--seed", type=int, default=0, metavar="S")
-    train.add_argument("--budget", type=int, default=100, metavar="STEPS",
+    train.add_argument("--seed", type=_integer, default=0, metavar="S")
+    train.add_argument("--budget", type=_integer, default=100, metavar="STEPS",
                        help="steps allowed per forward or backward phase (100)")
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     train.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
@@ -374,13 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     fuzz = commands.add_parser("fuzz", help="differentially test random rules: C against the "
                                "reference interpreter")
-    fuzz.add_argument("--count", type=int, default=200, metavar="N", help="rules (200)")
-    fuzz.add_argument("--seed", type=int, default=0, metavar="S", help="generator seed (0)")
-    fuzz.add_argument("--depth", type=int, default=3, metavar="D",
+    fuzz.add_argument("--count", type=_integer, default=200, metavar="N", help="rules (200)")
+    fuzz.add_argument("--seed", type=_integer, default=0, metavar="S", help="generator seed (0)")
+    fuzz.add_argument("--depth", type=_integer, default=3, metavar="D",
                       help="maximum expression depth (3)")
-    fuzz.add_argument("--statements", type=int, default=5, metavar="S",
+    fuzz.add_argument("--statements", type=_integer, default=5, metavar="S",
                       help="most statements per block (5)")
-    fuzz.add_argument("--jobs", type=int, default=1, metavar="J",
+    fuzz.add_argument("--jobs", type=_integer, default=1, metavar="J",
                       help="processes, each fuzzing its own slice of rules (1)")
     fuzz.add_argument("--out", metavar="DIR",
                       help="write each failure's shrunk rule, graph and state here")
@@ -407,11 +435,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rulec: error: {exc}", file=sys.stderr)
     except KeyError as exc:
         print(f"rulec: error: {exc.args[0]}", file=sys.stderr)
-    except (ValueError, OSError) as exc:
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"rulec: error: {where}{exc.strerror or exc}", file=sys.stderr)
+    except ValueError as exc:
         print(f"rulec: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("rulec: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`rulec ... | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception:  # an internal error: say so without a wall of traceback
         if os.environ.get("RULEC_DEBUG"):
             traceback.print_exc()

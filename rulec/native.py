@@ -8,6 +8,8 @@ time loop is in C) and reads the time back.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from . import ir
@@ -93,18 +95,41 @@ class NativeBlocks:
     def run(self, label: str, state: State, params: dict[str, float], steps: int,
             threads: int = 1, check_finite: bool = False) -> int:
         """Run a block `steps` times; returns the steps run (fewer if check_finite
-        stopped at a non-finite step)."""
+        stopped at a non-finite step).
+
+        Long runs go in chunks of steps, each one C call, that grow until a
+        chunk takes CHUNK_SECONDS: Python gets control between chunks, so
+        Ctrl-C (KeyboardInterrupt) stops a run within about that long, with
+        the state whole after the last finished step and its time right."""
         view = self._state_view(state)
         struct = view.struct
         struct.time = state.time
         struct.seed = state.seed
-        done = self.kernels[label](graph_view(state.graph).struct, struct, self._params(params),
-                                   steps, threads, 1 if check_finite else 0)
-        state.time = int(struct.time)
-        if done < 0:
-            raise MemoryError(f"out of memory running block {label!r} of rule "
-                              f"{self.program.name!r}")
-        return int(done)
+        kernel = self.kernels[label]
+        graph = graph_view(state.graph).struct
+        values = self._params(params)
+        finite = 1 if check_finite else 0
+        total, chunk = 0, min(steps, FIRST_CHUNK)
+        try:
+            while total < steps:
+                n = min(chunk, steps - total)
+                start = time.perf_counter()
+                done = kernel(graph, struct, values, n, threads, finite)
+                if done < 0:
+                    raise MemoryError(f"out of memory running block {label!r} of rule "
+                                      f"{self.program.name!r}")
+                total += done
+                if done < n:
+                    break
+                if time.perf_counter() - start < CHUNK_SECONDS:
+                    chunk *= 2
+        finally:
+            state.time = int(struct.time)
+        return total
+
+
+FIRST_CHUNK = 64
+CHUNK_SECONDS = 0.05
 
 
 def compile_native(programs: list[ir.Program], sources: list[str | None] | None = None

@@ -189,18 +189,28 @@ class State:
     @classmethod
     def load(cls, path: str | os.PathLike, graph: Graph) -> State:
         """Read a state written by save(); the graph must be the one it was saved with."""
+        damaged = (f"{path}: not a readable rulec state file (damaged, truncated, or not "
+                   "written by State.save / rulec run --save); save the state again")
         try:
             with np.load(path, allow_pickle=False) as data:
                 files = {key: data[key] for key in data.files}
         except FileNotFoundError:
             raise StateError(f"{path}: no such state file") from None
-        except (OSError, ValueError) as exc:
-            raise StateError(f"{path}: not a rulec state file ({exc})") from None
-        if "__meta__" not in files or "__graph__" not in files:
-            raise StateError(f"{path}: not a rulec state file")
-        version, time, seed = (int(v) for v in files.pop("__meta__"))
+        except IsADirectoryError:
+            raise StateError(f"{path}: is a directory, not a state file") from None
+        except Exception:  # zip, npy and zlib errors of a damaged file, pickled objects
+            raise StateError(damaged) from None
+        if not isinstance(files, dict) or "__meta__" not in files or "__graph__" not in files:
+            raise StateError(damaged)
+        meta = files.pop("__meta__")
+        if meta.shape != (3,) or meta.dtype.kind not in "ui":
+            raise StateError(f"{path}: its header (__meta__) is not 3 integers: the file is "
+                             "damaged or was not written by State.save; save the state again")
+        version, time, seed = (int(v) for v in meta)
         if version != FORMAT_VERSION:
             raise StateError(f"{path}: state format {version}, this rulec reads {FORMAT_VERSION}")
+        if files["__graph__"].shape != () or files["__graph__"].dtype.kind != "U":
+            raise StateError(damaged)
         fingerprint = str(files.pop("__graph__"))
         if fingerprint != graph.fingerprint:
             raise StateError(
@@ -216,9 +226,14 @@ class State:
         state = cls(graph, layout["node"], layout["edge"], layout["shared"])
         for kind, name, array in state.slots():
             saved = files[f"{kind}/{name}"]
+            if saved.dtype.kind not in "fiu":
+                raise StateError(f"{path}: slot {name!r} holds {saved.dtype}, not numbers")
             if saved.shape != array.shape:
                 raise StateError(f"{path}: slot {name!r} has shape {saved.shape},"
                                  f" expected {array.shape} for this graph")
             array[...] = saved
-        state.time, state.seed = time, seed
+        try:
+            state.time, state.seed = time, seed
+        except StateError:
+            raise StateError(damaged) from None
         return state

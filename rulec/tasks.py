@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .graph import Graph
+from .graphs import GraphSpecError
 from .runtime import NonFiniteError, Rule
 
 # ------------------------------------------------------------------ tasks
@@ -128,6 +129,9 @@ def waxman(n_inputs: int, n_outputs: int, n_hidden: int, seed: int = 0,
     to no input and outputs to no output, and every node is connected."""
     import networkx as nx
 
+    if n_hidden < 1:
+        raise GraphSpecError(f"waxman:{n_hidden}: a Waxman topology needs at least one hidden "
+                             "node (inputs connect only through hidden nodes); try waxman:6")
     n = n_inputs + n_hidden + n_outputs
     graph = nx.waxman_graph(n, alpha=alpha, beta=beta, seed=seed)
     edges = {(min(u, v), max(u, v)) for u, v in graph.edges()}

@@ -90,3 +90,120 @@ def test_usage_errors_exit_2(run_cli):
     assert run_cli().returncode == 2
     assert run_cli("run", HEBBIAN).returncode == 2  # --graph is required
     assert run_cli("--version").stdout.startswith("rulec ")
+
+
+# ------------------------------------------ exit codes and messages (regressions)
+
+DIFFUSION = EXAMPLES / "diffusion.rule"
+
+
+def _damaged_states(tmp_path, run_cli):
+    import numpy as np
+
+    good = tmp_path / "good.npz"
+    assert run_cli("run", DIFFUSION, "--graph", "ring:8", "--save", good).returncode == 0
+    data = good.read_bytes()
+    flipped = bytearray(data)
+    for i in range(200, 260):
+        flipped[i] ^= 0xFF
+    files = {"truncated": data[: len(data) // 2], "empty": b"", "flipped": bytes(flipped)}
+    for name, content in files.items():
+        (tmp_path / f"{name}.npz").write_bytes(content)
+    for name, meta in (("meta-float", np.array([1.5])), ("meta-2d", np.array([[1, 2], [3, 4]])),
+                       ("meta-short", np.array([1], dtype=np.uint64))):
+        arrays = dict(np.load(good))
+        arrays["__meta__"] = meta
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+    arrays = dict(np.load(good))
+    arrays["node/x"] = np.array([object()] * 8, dtype=object)
+    np.savez(tmp_path / "objects.npz", **arrays)
+    return [*files, "meta-float", "meta-2d", "meta-short", "objects"]
+
+
+def test_a_damaged_state_file_is_a_user_error_naming_the_file(run_cli, tmp_path):
+    """Regression: --load of a truncated, empty or bit-flipped .npz, or one with
+    a bad meta array, was an internal error (exit 3)."""
+    for name in _damaged_states(tmp_path, run_cli):
+        result = run_cli("run", DIFFUSION, "--graph", "ring:8", "--load", tmp_path / f"{name}.npz")
+        assert result.returncode == 1, (name, result.stderr)
+        assert f"{name}.npz" in result.stderr and "save the state again" in result.stderr, name
+        assert "allow_pickle" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_values_out_of_range_are_user_errors(run_cli, tmp_path):
+    """Regression: these were internal errors (exit 3) or a raw warning."""
+    cases = [
+        (("--steps", "99999999999999999999"), "steps must be an integer in"),
+        (("--threads", "99999999999"), "threads must be an integer in"),
+        (("--param", "rate=1e39"), "outside float32's range"),
+        (("--steps", "-1"), "steps must be"),
+        (("--save", tmp_path), "is a directory"),
+        (("--save", tmp_path / "no" / "such" / "s.npz"), "directory does not exist"),
+    ]
+    for args, message in cases:
+        result = run_cli("run", DIFFUSION, "--graph", "ring:8", *args)
+        assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr and "Warning" not in result.stderr
+        assert ".tmp" not in result.stderr  # never an internal temporary file's name
+
+
+def test_integer_options_take_1e3_and_refuse_fractions_as_unparseable(run_cli):
+    ok = run_cli("run", DIFFUSION, "--graph", "ring:8", "--steps", "1e3")
+    assert ok.returncode == 0 and "1000 steps" in ok.stdout
+    bad = run_cli("run", DIFFUSION, "--graph", "ring:8", "--steps", "2.5")
+    assert bad.returncode == 2 and "not a whole number" in bad.stderr
+
+
+def test_a_bad_cache_size_and_a_broken_compiler_are_user_errors(run_cli, tmp_path):
+    import os
+
+    path = tmp_path / "r.rule"
+    path.write_text("node x\nupdate { x = sum(nbr.x) * 0.37 }\n")
+    saved = {k: os.environ.get(k) for k in ("RULEC_CACHE_SIZE_MB", "CC")}
+    try:
+        os.environ["RULEC_CACHE_SIZE_MB"] = "inf"
+        size = run_cli("run", path, "--graph", "ring:4")
+        del os.environ["RULEC_CACHE_SIZE_MB"]
+        os.environ["CC"] = "false"
+        compiler = run_cli("run", path, "--graph", "ring:4")
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None)
+            if value is not None:
+                os.environ[key] = value
+    assert size.returncode == 1 and "RULEC_CACHE_SIZE_MB must be a number" in size.stderr
+    assert compiler.returncode == 1 and "check CC" in compiler.stderr
+    assert "bug in rulec" not in compiler.stderr
+
+
+def test_train_on_an_empty_waxman_topology_says_what_is_wrong(run_cli):
+    result = run_cli("train", EXAMPLES / "backprop.rule", "--task", "xor", "--graph", "waxman:0")
+    assert result.returncode == 1 and "at least one hidden node" in result.stderr
+    assert "self-loop" not in result.stderr
+
+
+def test_ctrl_c_stops_a_long_run_cleanly_with_exit_130(tmp_path):
+    """Regression: SIGINT was ignored for the whole C step loop."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    import rulec
+    from rulec import graphs
+
+    saved = tmp_path / "s.npz"
+    proc = subprocess.Popen([sys.executable, "-m", "rulec", "run", str(DIFFUSION), "--graph",
+                             "ring:64", "--steps", "1e15", "--save", str(saved)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # start-up and the compile, then steps
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 5, "the run did not stop promptly"
+    assert proc.returncode == 130, err
+    assert "interrupted after" in err and "Traceback" not in err
+    state = rulec.State.load(saved, graphs.ring(64))
+    assert state.time > 0 and np.isfinite(state.node["x"]).all()
