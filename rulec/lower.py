@@ -50,7 +50,7 @@ from .printer import format_number
 # ----------------------------------------------------------------- items
 
 
-@dataclass
+@dataclass(eq=False)  # items are compared by identity (scheduling looks them up)
 class Item:
     """One step of a node's work; see the module docstring."""
 
@@ -64,6 +64,7 @@ class Item:
     accumulators: list[tuple[str, str, str, str]] = field(default_factory=list)
     branches: list[tuple[str | None, list[Item]]] = field(default_factory=list)
     memo: dict = field(default_factory=dict)  # loops: vector expr -> (value, mask)
+    known_uses: set[str] | None = None  # `uses`, once computed (scheduling keeps it current)
 
     @property
     def is_loop(self) -> bool:
@@ -71,7 +72,13 @@ class Item:
 
     @property
     def uses(self) -> set[str]:
-        """Names of scalars and accumulators this item reads."""
+        """Names of scalars and accumulators this item reads (computed once:
+        call it only when the item is complete)."""
+        if self.known_uses is None:
+            self.known_uses = self._uses()
+        return self.known_uses
+
+    def _uses(self) -> set[str]:
         text = "\n".join(self.lines)
         names = set(_SCALAR_NAME.findall(text))
         for condition, items in self.branches:

@@ -24,19 +24,67 @@ scheduled on their own; nothing moves into or out of a branch.
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from .lower import Item
 
 
-def _conflicts(earlier: Item, later: Item) -> bool:
-    """Whether `later` must stay after `earlier`."""
-    if earlier.defines & later.uses or later.defines & earlier.uses:
-        return True
-    earlier_writes, later_writes = earlier.all_writes(), later.all_writes()
-    if earlier_writes & later_writes:
-        return True
-    if later.all_inplace() & earlier.all_reads():
-        return True
-    return bool(earlier.all_inplace() & later.all_reads())
+class _Placed:
+    """The scheduled items and, for each name, the items that define, use,
+    write, read or write in place that name: the items a new item conflicts
+    with are found by its names, not by comparing it with every item before
+    it, so scheduling a block takes time near-linear in its size."""
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []
+        # each item's kind as one byte (l: line, p: pass over half-edges, i: if),
+        # so runs and the next pass are found by bytes.find, not a Python loop
+        self.kinds = bytearray()
+        self.index: dict[str, dict[str, list[Item]]] = {
+            key: defaultdict(list) for key in ("defines", "uses", "writes", "reads", "inplace")}
+
+    @staticmethod
+    def names(item: Item) -> dict[str, set[str]]:
+        return {"defines": item.defines, "uses": item.uses, "writes": item.all_writes(),
+                "reads": item.all_reads(), "inplace": item.all_inplace()}
+
+    def record(self, item: Item, under: Item | None = None) -> None:
+        """Index `item`'s names, as names of `under` (the pass it merged into)."""
+        for key, names in self.names(item).items():
+            for name in names:
+                self.index[key][name].append(under or item)
+
+    def insert(self, position: int, item: Item) -> None:
+        self.items.insert(position, item)
+        kind = b"l" if item.kind == "line" else b"p" if item.is_loop else b"i"
+        self.kinds[position:position] = kind
+        self.record(item)
+
+    def find(self, kind: bytes, start: int) -> int:
+        """Index of the first item of `kind` at or after `start`, or -1."""
+        return self.kinds.find(kind, start)
+
+    def run_end(self, start: int) -> int:
+        """The index just past the run of lines that starts at `start`."""
+        ends = [i for i in (self.kinds.find(b"p", start), self.kinds.find(b"i", start))
+                if i >= 0]
+        return min(ends) if ends else len(self.items)
+
+    def last_conflict(self, item: Item) -> int:
+        """Index of the last item `item` must stay after, or -1. An item must
+        stay after another when one uses a value the other defines, both write
+        a slot, or one writes in place a slot the other reads."""
+        names = self.names(item)
+        index = self.index
+        witnesses = {id(other): other for key, against in (
+            ("uses", "defines"), ("defines", "uses"), ("writes", "writes"),
+            ("inplace", "reads"), ("reads", "inplace"))
+            for name in names[key] for other in index[against].get(name, ())}
+        if not witnesses:
+            return -1
+        if len(witnesses) > 8:
+            return max(i for i, other in enumerate(self.items) if id(other) in witnesses)
+        return max(self.items.index(other) for other in witnesses.values())
 
 
 def _mergeable(target: Item, item: Item) -> bool:
@@ -47,6 +95,7 @@ def _mergeable(target: Item, item: Item) -> bool:
 
 
 def _merge(target: Item, item: Item) -> None:
+    uses = target.uses | item.uses
     if item.accumulators:
         target.kind = "reduce"
     target.lines.extend(item.lines)
@@ -55,60 +104,43 @@ def _merge(target: Item, item: Item) -> None:
     target.writes |= item.writes
     target.inplace |= item.inplace
     target.accumulators.extend(item.accumulators)
+    target.known_uses = uses - target.defines  # what target.uses would compute again
 
 
-def _place_line(out: list[Item], item: Item) -> None:
+def _place_line(placed: _Placed, item: Item) -> None:
     """Move a line up, past everything it does not depend on, into the earliest
     run of lines after its last dependency (or to the front): node-level
     values gather in few runs, which vectorize across a block of nodes."""
-    last = _last_conflict(out, item)
+    last = placed.last_conflict(item)
     if last < 0:
-        out.insert(0, item)
+        placed.insert(0, item)
         return
-    for index in range(last + 1, len(out)):
-        if out[index].kind == "line":
-            out.insert(index + _run_length(out, index), item)
-            return
-    out.append(item)
-
-
-def _last_conflict(out: list[Item], item: Item) -> int:
-    """Index of the last item `item` must stay after, or -1."""
-    for index in range(len(out) - 1, -1, -1):
-        if _conflicts(out[index], item):
-            return index
-    return -1
-
-
-def _run_length(out: list[Item], start: int) -> int:
-    """How many line items follow one another from `start`."""
-    end = start
-    while end < len(out) and out[end].kind == "line":
-        end += 1
-    return end - start
+    run = placed.find(b"l", last + 1)
+    placed.insert(placed.run_end(run) if run >= 0 else len(placed.items), item)
 
 
 def fuse(items: list[Item]) -> list[Item]:
     """The items with passes merged where dependencies allow (see module docstring)."""
-    out: list[Item] = []
+    placed = _Placed()
+    out = placed.items
     for item in items:
         if item.kind == "if":
             item.branches = [(cond, fuse(body)) for cond, body in item.branches]
         if item.kind == "line":
-            _place_line(out, item)
+            _place_line(placed, item)
             continue
+        last = placed.last_conflict(item)
         if item.is_loop:
-            target = None
-            for candidate in reversed(out):
-                if candidate.is_loop and _mergeable(candidate, item):
-                    target = candidate
-                if _conflicts(candidate, item):
-                    break  # the earliest pass reachable wins
-            if target is not None:
-                _merge(target, item)
+            # the earliest pass reachable (at or after the last conflict) wins
+            candidate = placed.find(b"p", max(last, 0))
+            while candidate >= 0 and not _mergeable(out[candidate], item):
+                candidate = placed.find(b"p", candidate + 1)
+            if candidate >= 0:
+                _merge(out[candidate], item)
+                placed.record(item, under=out[candidate])
                 continue
             # no pass to merge with: still move up, next to the passes before
-            out.insert(_last_conflict(out, item) + 1, item)
+            placed.insert(last + 1, item)
             continue
-        out.append(item)
+        placed.insert(len(out), item)
     return out
