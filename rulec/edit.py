@@ -11,10 +11,12 @@ the checker accepts.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 from . import syntax as ast
 from .errors import RuleErrors
 from .generate import BINARY_CALLS, INFIX, REDUCERS, UNARY_CALLS, GeneratedRule, generated
+from .printer import format_tree
 
 
 def subexpressions(node, path=()):
@@ -77,27 +79,27 @@ def expression_edits(expr: ast.Expr) -> list[ast.Expr]:
     return out
 
 
-def tree_edits(tree: ast.File) -> list[ast.File]:
-    """Every single edit of `tree`: expression edits, then statement deletions."""
-    candidates = []
-    for path, expr in subexpressions(tree.items):
-        for new in expression_edits(expr):
-            candidates.append(ast.File(replace(tree.items, path, new)))
+def tree_edits(tree: ast.File) -> Iterator[ast.File]:
+    """Every single edit of `tree`, lazily: statement deletions (the biggest
+    steps toward a small rule), then expression edits."""
     for path, statements in statement_lists(tree.items):
         if len(statements) > 1:
             for index in range(len(statements)):
                 shorter = statements[:index] + statements[index + 1:]
-                candidates.append(ast.File(replace(tree.items, path, shorter)))
-    return candidates
+                yield ast.File(replace(tree.items, path, shorter))
+    for path, expr in subexpressions(tree.items):
+        for new in expression_edits(expr):
+            yield ast.File(replace(tree.items, path, new))
 
 
-def well_typed_edits(rule: GeneratedRule) -> list[GeneratedRule]:
-    """Every single edit of `rule` (op swaps, subtree-to-leaf, filter changes,
-    statement deletions) that still type-checks, simplest first."""
-    out = []
+def well_typed_edits(rule: GeneratedRule, shorter: bool = False) -> Iterator[GeneratedRule]:
+    """Every single edit of `rule` (statement deletions, op swaps,
+    subtree-to-leaf, filter changes) that still type-checks, lazily; with
+    `shorter`, only edits whose text is shorter (checked only then)."""
     for tree in tree_edits(rule.tree):
+        if shorter and len(format_tree(tree)) >= len(rule.text):
+            continue
         try:
-            out.append(generated(tree))
+            yield generated(tree)
         except RuleErrors:
             continue
-    return out

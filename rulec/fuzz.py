@@ -147,23 +147,25 @@ def random_state(program, graph: Graph, seed: int, specials: float = 0.1) -> Sta
     return state
 
 
-def shrink(generated_rule, fails, budget: int = 200):
-    """Greedy shrinking: take the first well-typed edit (simplest first) that
-    still fails, until none does or the budget is spent."""
+def shrink(generated_rule, fails, budget: int = 200, seconds: float = 120.0):
+    """Greedy shrinking: take the first shorter well-typed edit that still
+    fails, until none does, `budget` candidates were tried, or `seconds` passed
+    (a large rule then stays partly shrunk)."""
     from .edit import well_typed_edits
 
+    deadline = time.monotonic() + seconds
     current = generated_rule
     tries = 0
     improved = True
-    while improved and tries < budget:
+    while improved and tries < budget and time.monotonic() < deadline:
         improved = False
-        for candidate in well_typed_edits(current):
+        for candidate in well_typed_edits(current, shorter=True):
             tries += 1
-            if len(candidate.text) < len(current.text) and fails(candidate):
+            if fails(candidate):
                 current = candidate
                 improved = True
                 break
-            if tries >= budget:
+            if tries >= budget or time.monotonic() >= deadline:
                 break
     return current
 

@@ -38,32 +38,52 @@ class Graph:
         and unique. Use the from_* constructors; they validate and canonicalise."""
         n = int(n_nodes)
         m = len(edges)
-        lo = edges[:, 0].astype(np.int64)
-        hi = edges[:, 1].astype(np.int64)
-        owner = np.concatenate([lo, hi])
-        nbr = np.concatenate([hi, lo])
-        order = np.argsort(owner * max(n, 1) + nbr, kind="stable")
-        position = np.empty(2 * m, dtype=np.int64)
-        position[order] = np.arange(2 * m)
+        index = np.int32 if max(n, 2 * m) < 2**31 else np.int64
+        lo = np.ascontiguousarray(edges[:, 0], dtype=index)
+        hi = np.ascontiguousarray(edges[:, 1], dtype=index)
+        # Half-edges without sorting all 2M of them: node u's row holds first
+        # its smaller neighbours (edges with hi == u, whose lo ascend in a
+        # stable order by hi, since edges are sorted by (lo, hi)), then its
+        # larger ones (edges with lo == u, already in order).
+        below = np.bincount(hi, minlength=n) if m else np.zeros(n, dtype=np.int64)
+        above = np.bincount(lo, minlength=n) if m else np.zeros(n, dtype=np.int64)
+        row_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(below + above, out=row_ptr[1:])
+        starts = row_ptr[:-1]
+        ids = np.arange(m, dtype=index)
+        # u -> v (u = lo): after u's smaller neighbours, by rank among u's edges
+        first_of_lo = np.zeros(n, dtype=np.int64)
+        np.cumsum(above[:-1], out=first_of_lo[1:])
+        forward = (starts[lo] + below[lo] + (ids - first_of_lo[lo])).astype(index)
+        # v -> u (v = hi): by rank among v's edges in order of lo
+        by_hi = np.argsort(hi, kind="stable").astype(index)
+        first_of_hi = np.zeros(n, dtype=np.int64)
+        np.cumsum(below[:-1], out=first_of_hi[1:])
+        hi_sorted = hi[by_hi]
+        backward = np.empty(m, dtype=index)
+        backward[by_hi] = starts[hi_sorted] + (ids - first_of_hi[hi_sorted])
+        del by_hi, hi_sorted, first_of_lo, first_of_hi
+        nbr = np.empty(2 * m, dtype=np.int32)
+        nbr[forward], nbr[backward] = hi, lo
+        owner = np.empty(2 * m, dtype=np.int32)
+        owner[forward], owner[backward] = lo, hi
         rev = np.empty(2 * m, dtype=np.int32)
-        rev[position[:m]] = position[m:]
-        rev[position[m:]] = position[:m]
-        eid = np.concatenate([np.arange(m), np.arange(m)])[order]
+        rev[forward], rev[backward] = backward, forward
+        eid = np.empty(2 * m, dtype=np.int32)
+        eid[forward] = ids
+        eid[backward] = ids
 
         self.n_nodes = n
         self.n_edges = m
         self.labels = labels
         self.edges = _readonly(np.ascontiguousarray(edges, dtype=np.int32))
-        self.owner = _readonly(owner[order].astype(np.int32))
-        self.nbr = _readonly(nbr[order].astype(np.int32))
+        self.owner = _readonly(owner)
+        self.nbr = _readonly(nbr)
         self.rev = _readonly(rev)
-        self.eid = _readonly(eid.astype(np.int32))
-        counts = np.bincount(self.owner, minlength=n) if m else np.zeros(n, dtype=np.int64)
-        row_ptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(counts, out=row_ptr[1:])
+        self.eid = _readonly(eid)
         self.row_ptr = _readonly(row_ptr)
         # The two half-edges of each undirected edge: (min->max, max->min).
-        self.edge_halves = _readonly(np.stack([position[:m], position[m:]], axis=1))
+        self.edge_halves = _readonly(np.stack([forward, backward], axis=1))
         self._frozen = True
 
     def __setattr__(self, name: str, value) -> None:

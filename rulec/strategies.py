@@ -88,7 +88,7 @@ def states(draw, rule, graph: Graph, specials: float = 0.1) -> State:
 def mutations(rule: GeneratedRule):
     """A strategy: one small, well-typed edit of `rule` (or the rule itself if
     none applies)."""
-    edits = well_typed_edits(rule)
+    edits = list(well_typed_edits(rule))
     return st.sampled_from(edits) if edits else st.just(rule)
 
 

@@ -145,7 +145,7 @@ def test_save_and_load_round_trip(tmp_path):
     with pytest.raises(rulec.StateError, match="another graph"):
         rulec.State.load(tmp_path / "s.npz", graphs.from_spec("ring:7"))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(rulec.StateError, match="not a rulec state file"):
+    with pytest.raises(rulec.StateError, match="not a readable rulec state file"):
         rulec.State.load(tmp_path / "junk.npz", g)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
