@@ -77,6 +77,19 @@ class _Writes:
             np.copyto(target, mean, where=count > 0)
 
 
+def _jittered(values: np.ndarray, ulps: int, rng: np.random.Generator) -> np.ndarray:
+    """`values` with each finite element moved by up to `ulps` ulp at random."""
+    steps = rng.integers(-ulps, ulps + 1, size=values.shape)
+    moved = values.copy()
+    finite = np.isfinite(values)
+    towards = np.where(steps > 0, F32(np.inf), F32(-np.inf)).astype(F32)
+    for _ in range(ulps):
+        go = finite & (steps != 0)
+        moved[go] = np.nextafter(moved[go], towards[go])
+        steps = steps - np.sign(steps)
+    return moved
+
+
 class Interpreter:
     """Runs a program's blocks on states of one graph."""
 
@@ -201,8 +214,17 @@ class Interpreter:
             if value.mask is not None:
                 mask = value.mask
             args.append(data)
-        result = OPS[expr.op].numpy(*args)
-        return _Value(np.asarray(result, dtype=F32), mask)
+        op = OPS[expr.op]
+        result = np.asarray(op.numpy(*args), dtype=F32)
+        if self.jitter is not None and op.ulps:
+            result = _jittered(result, op.ulps, self.jitter)
+        return _Value(result, mask)
+
+    jitter: np.random.Generator | None = None
+    """When set (by rulec.fuzz's conditioning check), each result of an op
+    that another backend may compute a few ulp differently (Op.ulps) is moved
+    by a random amount within those ulps: a rule whose outcome swings on such
+    a difference (sin of a huge exp) shows itself ill-conditioned there."""
 
     def eval_Restrict(self, expr: ir.Restrict) -> _Value:
         value = self.eval(expr.value)

@@ -280,3 +280,28 @@ def test_rulec_fuzz_with_two_jobs_checks_every_rule(run_cli):
     result = run_cli("fuzz", "--count", "6", "--seed", "424242", "--jobs", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rules: 6; mismatches: 0; crashes: 0; rejected: 0" in result.stdout
+
+
+def test_a_huge_argument_to_sin_is_ill_conditioned_not_a_mismatch():
+    """Regression (rulec fuzz --seed 20261123 --depth 6 --statements 8, case 128):
+    sin(exp(sum(outgoing))) at a node with 17 larger neighbours is sin of
+    ~2.4e7, where one ulp of exp (C's vector expf is within 4 of NumPy's)
+    changes the sine completely. No state value feeds it, so nudging inputs
+    could not show it; the conditioning check must also move approximate ops'
+    results within their ulps."""
+    text = "node x\nupdate { x = sin(exp(sum(outgoing))) }\n"
+    c_rule = rulec.compile(text)
+    ref_rule = rulec.Rule(c_rule.program, "numpy")
+    graph = rulec.Graph.from_edges(20, [(0, v) for v in range(3, 20)] + [(1, 2)])
+    state = c_rule.state(graph)
+    for seed in range(5):
+        assert not fuzz.check(c_rule, ref_rule, graph, state, seed=seed)
+    stable = fuzz.stability(ref_rule, state, _after(ref_rule, state), "update", 3,
+                            np.random.default_rng(0))
+    assert not stable["x"][0]  # node 0 is judged ill-conditioned
+
+
+def _after(rule, state):
+    result = state.copy()
+    fuzz.run_block(rule, result, "update")
+    return result
