@@ -8,15 +8,15 @@
     rule.step(state, steps=100)
 """
 
+from ._version import __version__
 from .build import BuildError
 from .errors import RuleError, RuleErrors, Span
 from .graph import Graph, GraphError
 from .runtime import NonFiniteError, Rule, compile, compile_file, compile_many
 from .state import State, StateError
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "__version__",
     "BuildError",
     "Graph",
     "GraphError",

@@ -213,7 +213,7 @@ def build_module(programs: list[ir.Program], sources: list[str | None] | None = 
     prefixes = ["r" + d[:20] for d in digests]
     command = compiler()
     flags = cflags()
-    from . import __version__
+    from ._version import __version__
 
     identity = "\n".join([
         __version__, _sources_digest(), _compiler_identity(shutil.which(command[0]) or ""),
@@ -259,6 +259,29 @@ def _cached_module(key: str, units: list[Unit], command: list[str], flags: list[
     if built:
         _evict(directory, keep=target)
     return module
+
+
+def cached_library(identity: list[str], sources: list[str], load, stem: str = ""):
+    """`load(path)` of a shared object built from `sources` (C), found in the
+    cache by `identity` (what decides its code) or built now, under the entry's
+    lock (so eviction cannot race the load). A cached library needs no
+    compiler: only a miss calls one."""
+    flags = cflags()
+    key = stem + hashlib.sha256("\n".join([*identity, " ".join(flags), cpu_features(),
+                                            gathers_mode()]).encode()).hexdigest()[:40]
+    directory = cache_dir()
+    try:
+        (directory / "locks").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"cannot create the cache directory {directory} ({exc.strerror});"
+                         " set RULEC_CACHE_DIR to a writable directory") from None
+    target = directory / f"{key}.so"
+    with _locked(_lock_path(directory, key)):
+        if _verified(target):
+            _touch(target)
+        else:
+            _compile(sources, target, compiler(), flags)
+        return load(target)
 
 
 def _lock_path(directory: Path, key: str) -> Path:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, build
+from . import build
+from ._version import __version__
 from .atomic import write_atomic
+from .backends import BACKENDS, DEFAULT_BACKEND
 from .errors import RuleErrors
 from .export import ExportError
 from .frontend import load, load_program
@@ -25,7 +27,7 @@ from .graph import GraphError
 from .graphs import SPECS, GraphSpecError, from_spec
 from .printer import format_source
 from .render_c import Unit, render_module
-from .runtime import BACKENDS, DEFAULT_BACKEND, NonFiniteError, Rule
+from .runtime import NonFiniteError, Rule
 from .state import State, StateError
 
 

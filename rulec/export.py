@@ -23,7 +23,8 @@ import re
 import zlib
 from pathlib import Path
 
-from . import __version__, ir
+from . import ir
+from ._version import __version__
 from .atomic import write_atomic
 from .lower import c_float
 from .render_c import Unit, environment, kernel_name, render_module

@@ -125,7 +125,7 @@ def stability(ref_rule, state: State, reference: State, label: str, wobbles: int
     """Per slot, where the reference's result after `label` stays within the
     tolerance of `reference` (its result from `state`) when the inputs are nudged."""
     stable = {name: np.ones(array.size, dtype=bool) for _, name, array in reference.slots()}
-    interpreter = ref_rule._interpreter(state.graph)
+    interpreter = ref_rule._runner._interpreter(state.graph)
     for _ in range(wobbles):
         moved = nudged(state, rng)
         interpreter.jitter = rng  # and each approximate op's result, within its ulps

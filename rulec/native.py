@@ -95,12 +95,8 @@ class NativeBlocks:
     def run(self, label: str, state: State, params: dict[str, float], steps: int,
             threads: int = 1, check_finite: bool = False) -> int:
         """Run a block `steps` times; returns the steps run (fewer if check_finite
-        stopped at a non-finite step).
-
-        Long runs go in chunks of steps, each one C call, that grow until a
-        chunk takes CHUNK_SECONDS: Python gets control between chunks, so
-        Ctrl-C (KeyboardInterrupt) stops a run within about that long, with
-        the state whole after the last finished step and its time right."""
+        stopped at a non-finite step). Long runs go in chunks (run_chunked),
+        so Ctrl-C stops them promptly."""
         view = self._state_view(state)
         struct = view.struct
         struct.time = state.time
@@ -109,27 +105,41 @@ class NativeBlocks:
         graph = graph_view(state.graph).struct
         values = self._params(params)
         finite = 1 if check_finite else 0
-        total, chunk = 0, min(steps, FIRST_CHUNK)
+
+        def call(n: int) -> int:
+            done = kernel(graph, struct, values, n, threads, finite)
+            if done < 0:
+                raise MemoryError(f"out of memory running block {label!r} of rule "
+                                  f"{self.program.name!r}")
+            return done
+
         try:
-            while total < steps:
-                n = min(chunk, steps - total)
-                start = time.perf_counter()
-                done = kernel(graph, struct, values, n, threads, finite)
-                if done < 0:
-                    raise MemoryError(f"out of memory running block {label!r} of rule "
-                                      f"{self.program.name!r}")
-                total += done
-                if done < n:
-                    break
-                if time.perf_counter() - start < CHUNK_SECONDS:
-                    chunk *= 2
+            return run_chunked(call, steps)
         finally:
             state.time = int(struct.time)
-        return total
 
 
 FIRST_CHUNK = 64
 CHUNK_SECONDS = 0.05
+
+
+def run_chunked(call, steps: int) -> int:
+    """Run `steps` steps as call(n) -> steps done, in chunks that grow until
+    one takes CHUNK_SECONDS: Python gets control between chunks, so Ctrl-C
+    (KeyboardInterrupt) stops a long run within about that long, with the
+    state whole after the last finished step. Stops early when a chunk runs
+    fewer steps than asked (check_finite found a non-finite value)."""
+    total, chunk = 0, min(steps, FIRST_CHUNK)
+    while total < steps:
+        n = min(chunk, steps - total)
+        start = time.perf_counter()
+        done = call(n)
+        total += done
+        if done < n:
+            break
+        if time.perf_counter() - start < CHUNK_SECONDS:
+            chunk *= 2
+    return total
 
 
 def compile_native(programs: list[ir.Program], sources: list[str | None] | None = None

@@ -274,7 +274,7 @@ def render_table(units: list[Unit]) -> str:
 
 def _render(rules: list[dict], table: list[dict], with_table: bool, declare: bool = False,
             linkage: str = "") -> str:
-    from . import __version__
+    from ._version import __version__
 
     template = environment().get_template("module.c.j2")
     return template.render(rules=rules, table=table, with_table=with_table, declare=declare,

@@ -14,15 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from . import ir
+from .backends import DEFAULT_BACKEND, backend_class
 from .errors import did_you_mean
 from .frontend import load_program
 from .graph import Graph
-from .reference import Interpreter
 from .rng import check_seed
 from .state import State, StateError
-
-BACKENDS = ("c", "numpy")
-DEFAULT_BACKEND = "c"
 
 
 class NonFiniteError(FloatingPointError):
@@ -44,19 +41,14 @@ class Rule:
 
     def __init__(self, program: ir.Program, backend: str = DEFAULT_BACKEND,
                  source: str | None = None, native=None) -> None:
-        """Wrap a checked program. With backend='c' the kernels are built (or
-        found in the cache) now; `native` passes kernels already built by
-        compile_many. `source` only feeds comments in the generated C."""
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+        """Wrap a checked program and prepare it for `backend` (rulec.backends):
+        'c' builds kernels (or finds them in the cache), 'vm' translates to
+        bytecode, 'numpy' interprets. `native` passes a backend object already
+        prepared (compile_many). `source` only feeds comments in generated C."""
         self.program = program
         self.backend = backend
-        self._interpreter_for: tuple[Graph, Interpreter] | None = None
-        self._native = native
-        if backend == "c" and native is None:
-            from .native import compile_native
-
-            self._native = compile_native([program], [source])[0]
+        self._runner = native if native is not None else \
+            backend_class(backend)(program, source)
 
     @property
     def name(self) -> str:
@@ -106,12 +98,6 @@ class Rule:
             values[name] = _param_value(name, value)
         return values
 
-    def _interpreter(self, graph: Graph) -> Interpreter:
-        """The interpreter for `graph`, kept for the last graph used."""
-        if self._interpreter_for is None or self._interpreter_for[0] is not graph:
-            self._interpreter_for = (graph, Interpreter(self.program, graph))
-        return self._interpreter_for[1]
-
     # ------------------------------------------------------------ running
 
     def init(self, state: State, seed: int = 0, params: dict | None = None,
@@ -123,11 +109,7 @@ class Rule:
         state.seed = check_seed(seed)
         if self.program.block("init") is None:
             return
-        values = self._params(params)
-        if self._native is not None:
-            self._native.run("init", state, values, 1, threads)
-        else:
-            self._interpreter(state.graph).run("init", state, values, advance_time=False)
+        self._runner.run("init", state, self._params(params), 1, threads)
 
     def step(self, state: State, steps: int = 1, block: str = "update",
              params: dict | None = None, check_finite: bool = False,
@@ -150,18 +132,9 @@ class Rule:
             raise ValueError(f"steps must be an integer in 0..2**63-1, got {steps!r}")
         values = self._params(params)
         threads = _threads(threads)
-        if self._native is not None:
-            done = self._native.run(block, state, values, int(steps), threads, check_finite)
-            if check_finite:
-                _raise_if_non_finite(state, done)
-            return
-        interpreter = self._interpreter(state.graph)
-        if not check_finite:
-            interpreter.run(block, state, values, int(steps))
-            return
-        for step in range(1, int(steps) + 1):
-            interpreter.run(block, state, values, 1)
-            _raise_if_non_finite(state, step)
+        done = self._runner.run(block, state, values, int(steps), threads, check_finite)
+        if check_finite:
+            _raise_if_non_finite(state, done)
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -239,9 +212,8 @@ def compile_many(rules, backend: str = DEFAULT_BACKEND) -> list[Rule]:
         else:
             raise TypeError("compile_many takes source texts, paths or ir.Programs, "
                             f"got {type(item).__name__}")
-    if backend != "c":
-        return [Rule(p, backend) for p in programs]
-    from .native import compile_native
-
-    natives = compile_native(programs, sources)
-    return [Rule(p, backend, native=n) for p, n in zip(programs, natives, strict=True)]
+    kind = backend_class(backend)
+    if not hasattr(kind, "many"):
+        return [Rule(p, backend, s) for p, s in zip(programs, sources, strict=True)]
+    runners = kind.many(programs, sources)
+    return [Rule(p, backend, native=r) for p, r in zip(programs, runners, strict=True)]

@@ -68,7 +68,7 @@ def test_kernels_built_for_the_sse2_baseline_match_the_default_build(cache, monk
     native = rulec.compile(text)
     monkeypatch.setenv("RULEC_CFLAGS", "-O2 -march=x86-64")
     baseline = rulec.compile(text)
-    assert native._native.module.path != baseline._native.module.path
+    assert native._runner.native.module.path != baseline._runner.native.module.path
     states = []
     for rule in (native, baseline):
         state = rule.state(graph)
@@ -83,7 +83,7 @@ def test_compile_many_builds_one_shared_object_for_all_rules(cache):
     texts = [RULE.replace("tanh", f) for f in ("tanh", "sigmoid", "relu", "abs")]
     rules = rulec.compile_many(texts + [texts[0]])  # a duplicate is built once
     assert len(list(cache.glob("*.so"))) == 1
-    assert len({id(r._native.module) for r in rules}) == 1
+    assert len({id(r._runner.native.module) for r in rules}) == 1
     graph = graphs.ring(5)
     for rule, f in zip(rules, (np.tanh, lambda v: 1 / (1 + np.exp(-v)),
                                lambda v: np.maximum(v, 0), np.abs), strict=False):

@@ -1,4 +1,4 @@
-"""The C backend against the reference interpreter (the definition).
+"""The C and VM backends against the reference interpreter (the definition).
 
 Every example and every valid test rule, on graphs chosen for their edge
 cases (isolated nodes, a degree-1000 hub, no edges at all, layers), from the
@@ -71,11 +71,19 @@ def assert_same(c_state: rulec.State, ref_state: rulec.State, context: str) -> N
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=where)
 
 
+NATIVE = ("c", "vm")
+
+
 @pytest.fixture(scope="module")
-def compiled():
-    """Each test rule as a (C, reference) pair, built in one batch."""
-    programs = [load_program(path.read_bytes(), str(path)) for path in RULES]
-    natives = rulec.compile_many(programs)
+def programs():
+    return [load_program(path.read_bytes(), str(path)) for path in RULES]
+
+
+@pytest.fixture(scope="module", params=NATIVE)
+def compiled(request, programs):
+    """Each test rule as a (backend under test, reference) pair; the C kernels
+    are built in one batch."""
+    natives = rulec.compile_many(programs, backend=request.param)
     return {path.stem: (c, rulec.Rule(c.program, "numpy"))
             for path, c in zip(RULES, natives, strict=True)}
 
@@ -127,8 +135,8 @@ def test_uniform_draws_are_bit_identical(compiled):
 
 
 @pytest.mark.parametrize("rule_name", ["everything", "branches", "flow"])
-def test_two_threads_give_bit_identical_results(compiled, rule_name):
-    c_rule, _ = compiled[rule_name]
+def test_two_threads_give_bit_identical_results(programs, rule_name):
+    c_rule = rulec.Rule(programs[[p.stem for p in RULES].index(rule_name)], "c")
     graph = graphs.erdos_renyi(3000, 0.003, seed=1)
     one = random_state(c_rule, graph, seed=5, specials=True)
     two = one.copy()
@@ -156,8 +164,9 @@ def test_an_odd_number_of_steps_leaves_double_buffered_slots_in_the_users_arrays
     np.testing.assert_allclose(array, ref.node["x"], rtol=1e-6)
 
 
-def test_check_finite_stops_at_the_first_non_finite_step_in_c():
-    rule = rulec.compile("node x\nupdate { x = x * 10 }")
+@pytest.mark.parametrize("backend", NATIVE)
+def test_check_finite_stops_at_the_first_non_finite_step(backend):
+    rule = rulec.compile("node x\nupdate { x = x * 10 }", backend=backend)
     state = rule.state(graphs.ring(3))
     state.node["x"] = 1e30
     with pytest.raises(rulec.NonFiniteError) as caught:

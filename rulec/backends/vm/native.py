@@ -1,0 +1,182 @@
+"""The VM's C interpreter: rendered from templates/vm.c.j2 and the op table,
+built once per rulec version into the build cache, loaded through cffi.
+
+Once it is in the cache, running any rule on the VM calls no compiler.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import cffi
+import numpy as np
+
+from ... import build
+from ..._version import __version__
+from ...native import graph_view, run_chunked
+from ...ops import OPS
+from ...render_c import environment
+from ...resources import resource_dir
+from ...state import State
+from .translate import CONTROL, EDGE, HALF, NODE, OPCODES, Program
+
+ABI = 1  # the VM's own layout (rulec_vm_block); part of its cache identity
+
+_CDEF = """
+typedef struct rulec_vm_block {
+    const int32_t *code;
+    int32_t n_prologue;
+    int32_t n_code;
+    uint32_t key;
+    int32_t advance;
+    float *const *regs;
+    const int32_t *domain;
+    int32_t n_slots;
+} rulec_vm_block;
+int64_t rulec_vm_run(const rulec_graph *g, rulec_state *state, const float *params,
+                     const rulec_vm_block *p, int64_t steps, int check_finite);
+int rulec_vm_version(void);
+"""
+
+
+def source() -> str:
+    """The interpreter's C source."""
+    elementwise = []
+    for name, op in OPS.items():
+        c = op.c.format(*("A[i]", "B[i]", "C[i]")[: op.arity])
+        elementwise.append({"name": name, "code": OPCODES[name], "arity": op.arity, "c": c})
+    return environment().get_template("vm.c.j2").render(
+        version=__version__, control=CONTROL, elementwise=elementwise, abi=ABI)
+
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _library_unlocked():
+    text = source()
+    runtime = sorted((resource_dir("runtime")).glob("*.h"))
+    identity = ["rulec-vm", str(ABI), __version__, text,
+                *(p.read_text(encoding="utf-8") for p in runtime)]
+    ffi = build.ffi()
+    ffi_vm = cffi.FFI()
+    ffi_vm.include(ffi)
+    ffi_vm.cdef(_CDEF)
+
+    def load(path):
+        try:
+            return ffi_vm.dlopen(str(path))
+        except OSError as exc:
+            raise build.BuildError(f"cannot load the VM ({path}): {exc}") from None
+
+    return ffi_vm, build.cached_library(identity, [text], load, stem="vm-")
+
+
+def library():
+    """(ffi, lib) of the VM, built on first use and cached across processes."""
+    with _lock:
+        return _library_unlocked()
+
+
+class _StateRegisters:
+    """The register arrays of a VM program on one state: slots point into the
+    state, constants and built-ins are filled for its graph, temporaries live
+    in one workspace."""
+
+    def __init__(self, vm: Program, state: State) -> None:
+        ffi, _ = library()
+        graph = state.graph
+        lengths = {NODE: graph.n_nodes, HALF: graph.n_half_edges, EDGE: graph.n_edges}
+        p = vm.program
+        slot_arrays = {"node": [state.node[n] for n in p.node_slots],
+                       "edge": [state.edge[n] for n in p.edge_slots],
+                       "shared": [state.edge[n] for n in p.shared_slots]}
+        builtins = _builtins(graph)
+        temps = [i for i, s in enumerate(vm.registers.source) if s[0] == "temp"]
+        offsets, total = {}, 0
+        for i in temps:
+            offsets[i] = total
+            total += max(lengths[vm.registers.domain[i]], 1)
+        self.workspace = np.zeros(max(total, 1), dtype=np.float32)
+        self.keep = [self.workspace]
+        pointers = []
+        for i, (domain, src) in enumerate(zip(vm.registers.domain, vm.registers.source,
+                                              strict=True)):
+            if src[0] == "slot":
+                array = slot_arrays[src[1]][src[2]]
+            elif src[0] == "const":
+                array = np.full(max(lengths[domain], 1), src[1], dtype=np.float32)
+            elif src[0] == "builtin":
+                array = builtins[src[1]]
+            else:
+                start = offsets[i]
+                array = self.workspace[start:start + max(lengths[domain], 1)]
+            self.keep.append(array)
+            pointers.append(ffi.cast("float *", array.ctypes.data))
+        self.regs = ffi.new("float *[]", pointers or [ffi.NULL])
+        self.domains = ffi.new("int32_t[]", list(vm.registers.domain) or [0])
+        n_slots = len(p.node_slots) + len(p.edge_slots) + len(p.shared_slots)
+        self.blocks = {}
+        for label, code in vm.blocks.items():
+            flat = [x for ins in (*code.prologue, *code.step) for x in ins]
+            array = ffi.new("int32_t[]", flat or [0])
+            block = ffi.new("rulec_vm_block *")
+            block.code = array
+            block.n_prologue = len(code.prologue)
+            block.n_code = len(code.prologue) + len(code.step)
+            block.key = code.key
+            block.advance = 1 if code.advance else 0
+            block.regs = self.regs
+            block.domain = self.domains
+            block.n_slots = n_slots
+            self.keep.append(array)
+            self.blocks[label] = block
+
+
+def _builtins(graph) -> dict[str, np.ndarray]:
+    degree = np.asarray(graph.degree, dtype=np.float32)
+    parity = np.asarray(graph.parity, dtype=np.float32)
+    pad = np.zeros(1, dtype=np.float32)
+    out = {
+        "degree": degree,
+        "nodes": np.full(graph.n_nodes, graph.n_nodes, dtype=np.float32),
+        "parity": parity,
+        "incoming": (parity < 0).astype(np.float32),
+        "outgoing": (parity > 0).astype(np.float32),
+        "nbr_degree": degree[graph.nbr],
+    }
+    return {k: (v if v.size else pad) for k, v in out.items()}
+
+
+class VMBlocks:
+    """A rule on the VM: run(label, state, params, steps) like the C kernels."""
+
+    def __init__(self, vm: Program) -> None:
+        self.vm = vm
+        self.program = vm.program
+        library()  # build (or find) the interpreter now, not at the first step
+
+    def _registers(self, state: State) -> _StateRegisters:
+        views = state.__dict__.setdefault("_rulec_vm_views", {})
+        view = views.get(id(self))
+        if view is None or view[0] is not self:
+            view = views[id(self)] = (self, _StateRegisters(self.vm, state))
+        return view[1]
+
+    def run(self, label: str, state: State, params: dict[str, float], steps: int,
+            threads: int = 1, check_finite: bool = False) -> int:
+        ffi, lib = library()
+        registers = self._registers(state)
+        values = ffi.new("float[]", [params[n] for n, _ in self.program.params] or [0.0])
+        struct = ffi.new("rulec_state *")  # only time and seed are read by the VM
+        struct.time = state.time
+        struct.seed = state.seed
+        graph = graph_view(state.graph).struct
+        block = registers.blocks[label]
+        finite = 1 if check_finite else 0
+        try:
+            return run_chunked(lambda n: lib.rulec_vm_run(graph, struct, values, block, n,
+                                                          finite), steps)
+        finally:
+            state.time = int(struct.time)

@@ -1,0 +1,398 @@
+"""Translation of a checked rule into the VM's bytecode (no C compiler).
+
+The VM runs a block as a list of instructions, each one loop over a whole
+array: a register of N floats (one per node), 2M (one per half-edge) or M
+(one per undirected edge, shared slots only). Dispatch costs once per
+instruction per step, not per element.
+
+A block's program has two parts: the prologue, run once per call (params
+into registers), and the step, run once per step:
+
+    copy   pending registers <- the slots the block writes (block-start values)
+    ...    the statements: every expression evaluated for every node, as the
+           reference interpreter does; conditions and filters become 0/1
+           masks, and writes are masked stores into the pending registers
+           (shared slots: masked proposals per half-edge)
+    copy   slots <- pending; shared slots <- the mean of the proposals made
+
+Reads always see the slots themselves, which change only at the end of the
+step: that is the language's synchronous semantics, with no analysis.
+
+    update { x = tanh(sum(w * nbr.x)) }
+
+becomes (r0 = node slot x, r1 = edge slot w, r2 = pending x)
+
+    step:  copy r2 r0 ; gather_nbr r3 r0 ; mul r4 r1 r3 ; red_sum r5 r4 - ;
+           tanh r6 r5 ; store r2 r6 - ; copy r0 r2
+
+Constants and graph built-ins (degree, parity, ...) live in registers filled
+once per graph; a structurally equal expression is computed once per scope.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from ... import ir
+from ...checker import block_key
+from ...ops import OPS
+from ...passes import pipeline
+
+# Register domains.
+NODE, HALF, EDGE = 0, 1, 2
+
+#: Elementwise ops, in opcode order after the VM's own (their C comes from the op table).
+ELEMENTWISE = tuple(OPS)
+
+#: The VM's own instructions: (name, operands). Operands: d = destination
+#: register, a/b/c = source registers (-1 where unused), k = an integer.
+CONTROL = (
+    "fill",        # d, a = float32 bits: d[i] = value
+    "fill_param",  # d, a = param index
+    "fill_time",   # d: d[i] = (float)time
+    "copy",        # d, a (same domain)
+    "gather_nbr",  # d[h] = a[nbr[h]]       (a: N)
+    "gather_rev",  # d[h] = a[rev[h]]       (a: 2M)
+    "gather_eid",  # d[h] = a[eid[h]]       (a: M)
+    "bcast",       # d[h] = a[owner of h]   (a: N)
+    "store",       # d[i] = b < 0 || m[i] > 0 ? a[i] : d[i]
+    "propose",     # d: proposal, a: value, b: mask or -1, c: flags (1 where proposed)
+    "commit",      # d: shared slot (M), a: proposals, b: flags
+    "red_sum", "red_mean", "red_max", "red_min", "red_count",  # d (N), a (2M), b: mask or -1
+    "uniform", "gauss",  # d, a = ordinal: one draw per element of d
+    "positive",    # d[i] = a[i] > 0 ? 1 : 0
+    "andnot",      # d[i] = a[i] > 0 && !(b[i] > 0) ? 1 : 0
+)
+
+OPCODES: dict[str, int] = {name: i for i, name in enumerate(CONTROL + ELEMENTWISE)}
+
+
+@dataclass
+class BlockCode:
+    """One block as bytecode: instructions (op, d, a, b, c) and registers."""
+
+    label: str
+    key: int
+    advance: bool
+    prologue: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    step: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+
+
+@dataclass
+class Registers:
+    """Every register of a program: its domain and what fills it.
+
+    source: ('slot', kind, index) a state array; ('const', value) filled per
+    graph; ('builtin', name) filled per graph from the graph; ('temp',) the
+    workspace."""
+
+    domain: list[int] = field(default_factory=list)
+    source: list[tuple] = field(default_factory=list)
+
+    def new(self, domain: int, source: tuple = ("temp",)) -> int:
+        self.domain.append(domain)
+        self.source.append(source)
+        return len(self.domain) - 1
+
+
+@dataclass
+class Program:
+    """A rule translated for the VM: shared registers and one BlockCode per block."""
+
+    program: ir.Program
+    registers: Registers
+    blocks: dict[str, BlockCode]
+
+    @property
+    def instructions(self) -> int:
+        return sum(len(b.prologue) + len(b.step) for b in self.blocks.values())
+
+
+def _bits(value: float) -> int:
+    return struct.unpack("<i", struct.pack("<f", value))[0]
+
+
+class _Scope:
+    def __init__(self, parent: _Scope | None) -> None:
+        self.parent = parent
+        self.memo: dict = {}
+        self.locals: dict[str, tuple[int, int]] = {}
+
+    def find(self, table: str, key):
+        scope = self
+        while scope is not None:
+            found = getattr(scope, table).get(key)
+            if found is not None:
+                return found
+            scope = scope.parent
+        return None
+
+
+class _Translator:
+    def __init__(self, program: ir.Program, registers: Registers, shared: dict) -> None:
+        self.program = program
+        self.r = registers
+        self.shared = shared  # registers filled per graph, shared by every block
+
+    def emit(self, code: list, op: str, d: int = -1, a: int = -1, b: int = -1, c: int = -1):
+        code.append((OPCODES[op], d, a, b, c))
+
+    def fixed(self, key, domain: int, source: tuple) -> int:
+        """A register filled once per graph (a constant or a built-in)."""
+        if key not in self.shared:
+            self.shared[key] = self.r.new(domain, source)
+        return self.shared[key]
+
+    def slot(self, kind: str, name: str) -> int:
+        p = self.program
+        if kind in ("node", "nbr"):
+            return self.fixed(("slot", "node", name), NODE,
+                              ("slot", "node", p.node_slots.index(name)))
+        if kind in ("edge", "peer"):
+            return self.fixed(("slot", "edge", name), HALF,
+                              ("slot", "edge", p.edge_slots.index(name)))
+        return self.fixed(("slot", "shared", name), EDGE,
+                          ("slot", "shared", p.shared_slots.index(name)))
+
+    # -------------------------------------------------------------- blocks
+
+    def block(self, block: ir.Block) -> BlockCode:
+        code = BlockCode(block.label, block_key(block.label), block.label != "init")
+        self.code = code.step
+        self.prologue = code.prologue
+        self.params: dict[str, int] = {}
+        self.time: int | None = None
+        # pending registers of the slots this block writes, filled at step start
+        self.pending: dict[tuple[str, str], tuple[int, ...]] = {}
+        for kind, name in _written(block.statements):
+            slot = self.slot(kind, name)
+            if kind == "shared":
+                proposal, flags = self.r.new(HALF), self.r.new(HALF)
+                zero = self.const(0.0, HALF)
+                self.emit(self.code, "copy", proposal, zero)
+                self.emit(self.code, "copy", flags, zero)
+                self.pending[kind, name] = (proposal, flags)
+            else:
+                pending = self.r.new(self.r.domain[slot])
+                self.emit(self.code, "copy", pending, slot)
+                self.pending[kind, name] = (pending,)
+        self.statements(block.statements, None, _Scope(None))
+        for (kind, name), registers in self.pending.items():
+            slot = self.slot(kind, name)
+            if kind == "shared":
+                self.emit(self.code, "commit", slot, registers[0], registers[1])
+            else:
+                self.emit(self.code, "copy", slot, registers[0])
+        return code
+
+    def statements(self, statements, active: int | None, scope: _Scope) -> None:
+        """`active`: an N mask register of the nodes the statements apply to
+        (None: all nodes)."""
+        for stmt in statements:
+            if isinstance(stmt, ir.LetStmt):
+                scope.locals[stmt.name] = self.expr(stmt.value, scope)
+            elif isinstance(stmt, ir.Write):
+                self.write(stmt, active, scope)
+            else:
+                remaining = active
+                for condition, body in stmt.branches:
+                    value, _ = self.expr(condition, scope)
+                    taken = self.r.new(NODE)
+                    self.emit(self.code, "positive", taken, value)
+                    if remaining is not None:
+                        self.emit(self.code, "and", taken, taken, remaining)
+                    rest = self.r.new(NODE)
+                    if remaining is None:
+                        self.emit(self.code, "andnot", rest, self.const(1.0, NODE), taken)
+                    else:
+                        self.emit(self.code, "andnot", rest, remaining, taken)
+                    self.statements(body, taken, _Scope(scope))
+                    remaining = rest
+                self.statements(stmt.orelse, remaining, _Scope(scope))
+
+    def write(self, stmt: ir.Write, active: int | None, scope: _Scope) -> None:
+        value, mask = self.expr(stmt.value, scope)
+        if stmt.kind == "node":
+            self.emit(self.code, "store", self.pending["node", stmt.name][0], value,
+                      -1 if active is None else active)
+            return
+        if not stmt.value.type.is_vector:
+            value = self.on_half_edges(value)
+        where = None if active is None else self.on_half_edges(active)
+        if stmt.predicate is not None:
+            predicate, _ = self.expr(stmt.predicate, scope)
+            where = self.both(where, self.positive(predicate))
+        where = self.both(where, mask)
+        pending = self.pending[stmt.kind, stmt.name]
+        if stmt.kind == "shared":
+            flags = pending[1]
+            self.emit(self.code, "propose", pending[0], value, -1 if where is None else where,
+                      flags)
+        else:
+            self.emit(self.code, "store", pending[0], value, -1 if where is None else where)
+
+    # --------------------------------------------------------- expressions
+
+    def const(self, value: float, domain: int) -> int:
+        value = float(value)
+        key = ("const", domain, _bits(value))
+        return self.fixed(key, domain, ("const", value))
+
+    def on_half_edges(self, register: int) -> int:
+        """A node register broadcast to the half-edges (memoized per step)."""
+        key = ("bcast", register)
+        found = self.memo_step.get(key)
+        if found is None:
+            found = self.r.new(HALF)
+            self.emit(self.code, "bcast", found, register)
+            self.memo_step[key] = found
+        return found
+
+    def positive(self, register: int) -> int:
+        out = self.r.new(self.r.domain[register])
+        self.emit(self.code, "positive", out, register)
+        return out
+
+    def both(self, a: int | None, b: int | None) -> int | None:
+        if a is None or b is None:
+            return a if b is None else b
+        out = self.r.new(self.r.domain[a])
+        self.emit(self.code, "and", out, a, b)
+        return out
+
+    def expr(self, expr: ir.Expr, scope: _Scope) -> tuple[int, int | None]:
+        """(value register, mask register or None) of `expr`."""
+        if isinstance(expr, ir.Local):
+            return scope.find("locals", expr.name)
+        found = scope.find("memo", expr)
+        if found is not None:
+            return found
+        result = self.compute(expr, scope)
+        # an expression without locals means the same everywhere in the block
+        home = scope
+        if not _has_local(expr):
+            while home.parent is not None:
+                home = home.parent
+        home.memo[expr] = result
+        return result
+
+    def compute(self, expr: ir.Expr, scope: _Scope) -> tuple[int, int | None]:
+        vector = expr.type.is_vector
+        domain = HALF if vector else NODE
+        if isinstance(expr, ir.Const):
+            return self.const(expr.value, domain), None
+        if isinstance(expr, ir.Slot):
+            if expr.kind == "param":
+                if expr.name not in self.params:
+                    register = self.r.new(NODE)
+                    index = [n for n, _ in self.program.params].index(expr.name)
+                    self.emit(self.prologue, "fill_param", register, index)
+                    self.params[expr.name] = register
+                return self.params[expr.name], None
+            slot = self.slot(expr.kind, expr.name)
+            if expr.kind in ("node", "edge"):
+                return slot, None
+            out = self.r.new(HALF)
+            op = {"nbr": "gather_nbr", "peer": "gather_rev", "shared": "gather_eid"}[expr.kind]
+            self.emit(self.code, op, out, slot)
+            return out, None
+        if isinstance(expr, ir.Builtin):
+            if expr.name == "time":
+                if self.time is None:
+                    self.time = self.r.new(NODE)
+                    self.emit(self.code, "fill_time", self.time)
+                return self.time, None
+            domain = HALF if expr.name in ("parity", "incoming", "outgoing", "nbr_degree") \
+                else NODE
+            return self.fixed(("builtin", expr.name), domain, ("builtin", expr.name)), None
+        if isinstance(expr, ir.Random):
+            out = self.r.new(domain)
+            self.emit(self.code, expr.dist, out, expr.ordinal)
+            return out, None
+        if isinstance(expr, ir.Restrict):
+            value, mask = self.expr(expr.value, scope)
+            predicate, _ = self.expr(expr.predicate, scope)
+            # the reference: the restriction's mask is the predicate's alone
+            return value, self.positive(predicate)
+        if isinstance(expr, ir.Reduce):
+            value, mask = self.expr(expr.arg, scope)
+            out = self.r.new(NODE)
+            self.emit(self.code, f"red_{expr.op}", out, value, -1 if mask is None else mask)
+            return out, None
+        assert isinstance(expr, ir.Apply), expr
+        args, mask = [], None
+        for arg in expr.args:
+            value, arg_mask = self.expr(arg, scope)
+            if vector and not arg.type.is_vector:
+                value = self.on_half_edges(value)
+            args.append(value)
+            if arg_mask is not None:
+                mask = arg_mask
+        out = self.r.new(domain)
+        self.emit(self.code, expr.op, out, *args)
+        return out, mask
+
+
+def _has_local(expr: ir.Expr) -> bool:
+    if isinstance(expr, ir.Local):
+        return True
+    if isinstance(expr, ir.Apply):
+        return any(_has_local(arg) for arg in expr.args)
+    if isinstance(expr, ir.Reduce):
+        return _has_local(expr.arg)
+    if isinstance(expr, ir.Restrict):
+        return _has_local(expr.value) or _has_local(expr.predicate)
+    return False
+
+
+def _written(statements) -> list[tuple[str, str]]:
+    """(kind, name) of every slot the statements write, in first-write order."""
+    found: dict[tuple[str, str], None] = {}
+    for stmt in statements:
+        if isinstance(stmt, ir.Write):
+            found.setdefault((stmt.kind, stmt.name))
+        elif isinstance(stmt, ir.IfStmt):
+            for _, body in stmt.branches:
+                for key in _written(body):
+                    found.setdefault(key)
+            for key in _written(stmt.orelse):
+                found.setdefault(key)
+    return list(found)
+
+
+def translate(program: ir.Program) -> Program:
+    """The VM program of a checked rule (after the IR passes)."""
+    program = pipeline(program)
+    registers = Registers()
+    shared: dict = {}
+    translator = _Translator(program, registers, shared)
+    # the slots first, in the state's order: registers 0 .. S-1 (check_finite reads them)
+    for kind, names in (("node", program.node_slots), ("edge", program.edge_slots),
+                        ("shared", program.shared_slots)):
+        for name in names:
+            translator.slot(kind, name)
+    blocks = {}
+    for block in program.blocks:
+        translator.memo_step = {}
+        blocks[block.label] = translator.block(block)
+    return Program(program, registers, blocks)
+
+
+def disassemble(vm: Program) -> str:
+    """A readable listing of a VM program (for docs and debugging)."""
+    names = {code: name for name, code in OPCODES.items()}
+    lines = []
+    for i, (domain, source) in enumerate(zip(vm.registers.domain, vm.registers.source,
+                                             strict=True)):
+        if source[0] != "temp":
+            lines.append(f"r{i} {'N H M'.split()[domain]} {' '.join(map(str, source))}")
+    for label, code in vm.blocks.items():
+        for part, instructions in (("prologue", code.prologue), ("step", code.step)):
+            lines.append(f"{label} {part}:")
+            for op, d, a, b, c in instructions:
+                immediate = names[op] in ("fill_param", "fill", "uniform", "gauss")
+                operands = [f"r{d}", f"#{a}" if immediate else f"r{a}" if a >= 0 else "-",
+                            *(f"r{x}" if x >= 0 else "-" for x in (b, c))]
+                lines.append(f"    {names[op]:<12} {' '.join(operands).rstrip(' -')}")
+    return "\n".join(lines)
