@@ -270,7 +270,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             raise UserError("--replay needs --graph and --state (printed with each failure)")
         graph = from_spec(args.graph)
         state = State.load(args.state, graph)
-        found = fuzz.replay(args.replay, graph, state)
+        found = fuzz.replay(args.replay, graph, state, _fuzz_backends(args.backend))
         for mismatch in found:
             print(mismatch)
         print(f"{len(found)} mismatch{'es' if len(found) != 1 else ''}")
@@ -288,7 +288,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if not 1 <= args.depth <= 12 or not 1 <= args.statements <= 50:
         raise UserError("--depth takes 1..12 and --statements 1..50")
     report = fuzz.fuzz_parallel(args.count, args.seed, args.depth, out, args.jobs, progress,
-                                statements=args.statements)
+                                statements=args.statements,
+                                backends=_fuzz_backends(args.backend))
     print(f"rules: {report.rules}; mismatches: {report.mismatches}; crashes: {report.crashes}; "
           f"rejected: {report.rejected}; {report.rate:.1f} rules/s ({report.seconds:.1f} s)")
     for number, failure in enumerate(report.failures, 1):
@@ -297,6 +298,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if "replay" in failure:
             print(f"replay: {failure['replay']}")
     return 1 if report.mismatches or report.rejected or report.crashes else 0
+
+
+def _fuzz_backends(name: str) -> tuple[str, ...]:
+    return ("c", "vm") if name == "all" else (name,)
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -402,8 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="prefix of every exported symbol (the rule's name)")
     export.set_defaults(func=cmd_export)
 
-    fuzz = commands.add_parser("fuzz", help="differentially test random rules: C against the "
-                               "reference interpreter")
+    fuzz = commands.add_parser("fuzz", help="differentially test random rules: C and the VM "
+                               "against the reference interpreter")
     fuzz.add_argument("--count", type=_integer, default=200, metavar="N", help="rules (200)")
     fuzz.add_argument("--seed", type=_integer, default=0, metavar="S", help="generator seed (0)")
     fuzz.add_argument("--depth", type=_integer, default=3, metavar="D",
@@ -414,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="processes, each fuzzing its own slice of rules (1)")
     fuzz.add_argument("--out", metavar="DIR",
                       help="write each failure's shrunk rule, graph and state here")
+    fuzz.add_argument("--backend", choices=("all", "c", "vm"), default="all",
+                      help="the backends checked against the reference (all: c and vm)")
     fuzz.add_argument("--replay", metavar="RULE", help="check one written-out failure again")
     fuzz.add_argument("--graph", metavar="SPEC", help="with --replay: the failure's graph")
     fuzz.add_argument("--state", metavar="STATE.npz", help="with --replay: the failure's state")

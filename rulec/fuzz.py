@@ -1,15 +1,15 @@
-"""Differential fuzzing: random rules, C against the reference interpreter.
+"""Differential fuzzing: random rules, C and the VM against the reference interpreter.
 
-`check(c_rule, ref_rule, graph, state)` runs every block of a rule once from
-the same state in both backends (and in C with 2 threads) and returns the
-mismatches. Float arithmetic makes some results ill-conditioned (a sum that
-cancels, a comparison on the edge of its threshold): an element counts only
-if the reference itself is stable there, i.e. gives the same result when
-each input moves by its own few ulp and each result of an approximate op
-(exp, log, tanh, sin, cos, sigmoid: C's vector libm is within a few ulp of
-NumPy) moves within those ulp (three random trials, and 24 more before a
-difference is reported). Everything else must agree: NaN and ±inf
-positions exactly, finite values within RTOL/ATOL.
+`check(rules, ref_rule, graph, state)` runs every block of a rule once from
+the same state in the backends under test (C also with 2 threads) and in the
+reference, and returns the mismatches. Float arithmetic makes some results
+ill-conditioned (a sum that cancels, a comparison on the edge of its
+threshold): an element counts only if the reference itself is stable there,
+i.e. gives the same result when each input moves by its own few ulp and each
+result of an approximate op (exp, log, tanh, sin, cos, sigmoid: C's vector
+libm is within a few ulp of NumPy) moves within those ulp (three random
+trials, and 24 more before a difference is reported). Everything else must
+agree: NaN and ±inf positions exactly, finite values within RTOL/ATOL.
 
 `rulec fuzz` (rulec.cli) drives it over many rules: rulec.generate makes
 case i of a run from (seed, i) alone with a plain seeded RNG (so the same
@@ -37,6 +37,10 @@ ATOL = 1e-4
 CONFIRM_TRIALS = 24  # extra stability trials before a difference is called a mismatch
 
 
+#: The backends `rulec fuzz` checks against the reference, by default.
+BACKENDS = ("c", "vm")
+
+
 @dataclass
 class Mismatch:
     block: str
@@ -46,10 +50,12 @@ class Mismatch:
     element: int
     c_value: float
     reference_value: float
+    backend: str = "c"
 
     def __str__(self) -> str:
-        return (f"block {self.block!r} (threads {self.threads}): {self.kind} slot "
-                f"{self.slot!r} element {self.element}: C {self.c_value!r}, "
+        name = {"c": "C", "vm": "VM"}.get(self.backend, self.backend)
+        return (f"block {self.block!r} ({self.backend}, threads {self.threads}): {self.kind} "
+                f"slot {self.slot!r} element {self.element}: {name} {self.c_value!r}, "
                 f"reference {self.reference_value!r}")
 
 
@@ -86,17 +92,21 @@ def run_block(rule, state: State, label: str, threads: int = 1) -> None:
         rule.step(state, block=label, threads=threads)
 
 
-def check(c_rule, ref_rule, graph: Graph, state: State, wobbles: int = 3,
+def check(rules, ref_rule, graph: Graph, state: State, wobbles: int = 3,
           seed: int = 0) -> list[Mismatch]:
-    """Mismatches between C (1 and 2 threads) and the reference, one step of each block."""
+    """Mismatches between the rules under test (a Rule or a list: C with 1 and
+    2 threads, the VM with 1) and the reference, one step of each block."""
+    rules = rules if isinstance(rules, list | tuple) else [rules]
+    runs = [(rule, threads) for rule in rules
+            for threads in ((1, 2) if rule.backend == "c" else (1,))]
     rng = np.random.default_rng(seed)
     found: list[Mismatch] = []
-    for label in c_rule.blocks:
+    for label in ref_rule.blocks:
         reference = state.copy()
         run_block(ref_rule, reference, label)
         stable = stability(ref_rule, state, reference, label, wobbles, rng)
         confirmed = False
-        for threads in (1, 2):
+        for c_rule, threads in runs:
             result = state.copy()
             run_block(c_rule, result, label, threads)
             for (kind, name, got), (_, _, want) in zip(result.slots(), reference.slots(),
@@ -113,7 +123,7 @@ def check(c_rule, ref_rule, graph: Graph, state: State, wobbles: int = 3,
                 if len(bad):
                     e = int(bad[0])
                     found.append(Mismatch(label, threads, kind, name, e, float(got[e]),
-                                          float(want[e])))
+                                          float(want[e]), c_rule.backend))
             if result.time != reference.time:
                 found.append(Mismatch(label, threads, "time", "time", 0, result.time,
                                       reference.time))
@@ -234,11 +244,11 @@ class Report:
 
 
 def fuzz(count: int, seed: int, depth: int = 3, out: Path | None = None, batch: int = 50,
-         progress=None, statements: int = 5, indices=None) -> Report:
+         progress=None, statements: int = 5, indices=None, backends=BACKENDS) -> Report:
     """Generate, build (in batches) and differentially check `count` rules (or
-    the cases numbered `indices`). A rule the checker refuses is counted as
-    rejected, one whose check raises as a crash, each with its text; the run
-    goes on either way."""
+    the cases numbered `indices`) on `backends` against the reference. A rule
+    the checker refuses is counted as rejected, one whose check raises as a
+    crash, each with its text; the run goes on either way."""
     from .runtime import Rule, compile_many
 
     start = time.perf_counter()
@@ -255,18 +265,23 @@ def fuzz(count: int, seed: int, depth: int = 3, out: Path | None = None, batch: 
                                         + case.error.split("\n", 1)[0],
                                         "rule": case.error.split("\n", 1)[1]})
         chunk = [case for case in cases if case.rule is not None]
-        try:
-            natives = compile_many([case.rule.program for case in chunk])
-        except Exception:  # find the rule that breaks the batch, and go on
-            natives = [_compile_one(case, report) for case in chunk]
-        for case, c_rule in zip(chunk, natives, strict=True):
-            if c_rule is None:
-                continue
+        under_test = [[] for _ in chunk]
+        for backend in backends:
+            try:
+                built = compile_many([case.rule.program for case in chunk], backend=backend)
+            except Exception:  # find the rule that breaks the batch, and go on
+                built = [_compile_one(case, backend) for case in chunk]
+            for rules, rule in zip(under_test, built, strict=True):
+                rules.append(rule)
+        for case, rules in zip(chunk, under_test, strict=True):
             report.rules += 1
             try:
+                for rule in rules:
+                    if isinstance(rule, BaseException):
+                        raise rule
                 ref_rule = Rule(case.rule.program, "numpy")
                 state = random_state(case.rule.program, case.graph, case.state_seed)
-                found = check(c_rule, ref_rule, case.graph, state, seed=case.state_seed)
+                found = check(rules, ref_rule, case.graph, state, seed=case.state_seed)
             except Exception as exc:
                 report.crashes += 1
                 report.failures.append(_crash(case, exc))
@@ -281,14 +296,13 @@ def fuzz(count: int, seed: int, depth: int = 3, out: Path | None = None, batch: 
     return report
 
 
-def _compile_one(case: Case, report: Report):
+def _compile_one(case: Case, backend: str):
+    """The case's rule on `backend`, or the exception that stopped it (reported
+    as the case's crash)."""
     try:
-        return case.rule.compile("c")
+        return case.rule.compile(backend)
     except Exception as exc:
-        report.rules += 1
-        report.crashes += 1
-        report.failures.append(_crash(case, exc))
-        return None
+        return exc
 
 
 def _crash(case: Case, exc: BaseException) -> dict:
@@ -297,12 +311,13 @@ def _crash(case: Case, exc: BaseException) -> dict:
 
 
 def fuzz_parallel(count: int, seed: int, depth: int, out: Path | None, jobs: int,
-                  progress=None, statements: int = 5) -> Report:
+                  progress=None, statements: int = 5, backends=BACKENDS) -> Report:
     """fuzz() in `jobs` processes, each on every jobs-th case; the cases are
     the same whatever `jobs` is. A worker that dies is reported with the
     cases it held, and the others' results are kept."""
     if jobs <= 1:
-        return fuzz(count, seed, depth, out, progress=progress, statements=statements)
+        return fuzz(count, seed, depth, out, progress=progress, statements=statements,
+                    backends=backends)
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
@@ -312,7 +327,8 @@ def fuzz_parallel(count: int, seed: int, depth: int, out: Path | None, jobs: int
     with ProcessPoolExecutor(jobs) as pool:
         futures = [(indices, pool.submit(fuzz, len(indices), seed, depth,
                                          out / f"job{i}" if out else None,
-                                         statements=statements, indices=indices))
+                                         statements=statements, indices=indices,
+                                         backends=backends))
                    for i, indices in enumerate(slices) if indices]
         for indices, future in futures:
             try:
@@ -335,19 +351,21 @@ def _record(case: Case, found: list[Mismatch], out: Path | None, number: int) ->
     """Shrink a failing case and write the files that reproduce it."""
     from .runtime import Rule
 
+    backend = found[0].backend  # shrink against the backend that failed
+
     def fails(candidate) -> bool:
         try:
-            c_rule = candidate.compile("c")
+            rule = candidate.compile(backend)
         except Exception:  # a candidate that cannot build is not the same failure
             return False
         state = random_state(candidate.program, case.graph, case.state_seed)
-        return bool(check(c_rule, Rule(candidate.program, "numpy"), case.graph, state,
+        return bool(check(rule, Rule(candidate.program, "numpy"), case.graph, state,
                           seed=case.state_seed))
 
     small = shrink(case.rule, fails)
     state = random_state(small.program, case.graph, case.state_seed)
     ref = Rule(small.program, "numpy")
-    mismatches = check(small.compile("c"), ref, case.graph, state, seed=case.state_seed)
+    mismatches = check(small.compile(backend), ref, case.graph, state, seed=case.state_seed)
     record = {"kind": "mismatch", "case": case.index, "rule": small.text,
               "mismatch": str((mismatches or found)[0])}
     if out is not None:
@@ -360,15 +378,15 @@ def _record(case: Case, found: list[Mismatch], out: Path | None, number: int) ->
         state.save(stem.with_suffix(".npz"))
         block = (mismatches or found)[0].block
         record["replay"] = (f"rulec fuzz --replay {stem}.rule --graph file:{stem}.edges "
-                            f"--state {stem}.npz")
+                            f"--state {stem}.npz --backend {backend}")
         record["block"] = block
     return record
 
 
-def replay(rule_path: str, graph: Graph, state: State) -> list[Mismatch]:
+def replay(rule_path: str, graph: Graph, state: State, backends=BACKENDS) -> list[Mismatch]:
     """The check of a written-out failure, again."""
     from .frontend import load_program
     from .runtime import Rule
 
     program = load_program(Path(rule_path).read_bytes(), rule_path)
-    return check(Rule(program, "c"), Rule(program, "numpy"), graph, state)
+    return check([Rule(program, b) for b in backends], Rule(program, "numpy"), graph, state)

@@ -101,6 +101,7 @@ class Options:
     reuse: float = 0.2
     draws_in_update: float = 0.05
     adversarial_names: float = 0.0  # chance that a rule's names come from ADVERSARIAL_NAMES
+    node_names: tuple[str, ...] = NODE_NAMES  # the node slots' names, in order (e.g. a protocol's)
 
 
 @dataclass(frozen=True)
@@ -329,7 +330,7 @@ def _names(source: Source, options: Options) -> tuple[tuple[str, ...], ...]:
     `adversarial_names` distinct names drawn from ADVERSARIAL_NAMES."""
     counts = [source.integer(*options.node_slots), source.integer(*options.edge_slots),
               source.integer(*options.shared_slots), source.integer(*options.params)]
-    plain = (NODE_NAMES, EDGE_NAMES, SHARED_NAMES, PARAM_NAMES)
+    plain = (options.node_names, EDGE_NAMES, SHARED_NAMES, PARAM_NAMES)
     p = options.adversarial_names
     if p <= 0 or (p < 1 and source.integer(0, 999) < 1000 * (1 - p)):
         return tuple(names[:count] for names, count in zip(plain, counts, strict=True))

@@ -123,19 +123,20 @@ FIRST_CHUNK = 64
 CHUNK_SECONDS = 0.05
 
 
-def run_chunked(call, steps: int) -> int:
+def run_chunked(call, steps: int, stopped=None) -> int:
     """Run `steps` steps as call(n) -> steps done, in chunks that grow until
     one takes CHUNK_SECONDS: Python gets control between chunks, so Ctrl-C
     (KeyboardInterrupt) stops a long run within about that long, with the
     state whole after the last finished step. Stops early when a chunk runs
-    fewer steps than asked (check_finite found a non-finite value)."""
+    fewer steps than asked (check_finite found a non-finite value) or
+    `stopped()` says so."""
     total, chunk = 0, min(steps, FIRST_CHUNK)
     while total < steps:
         n = min(chunk, steps - total)
         start = time.perf_counter()
         done = call(n)
         total += done
-        if done < n:
+        if done < n or (stopped is not None and stopped()):
             break
         if time.perf_counter() - start < CHUNK_SECONDS:
             chunk *= 2

@@ -132,9 +132,38 @@ class Rule:
             raise ValueError(f"steps must be an integer in 0..2**63-1, got {steps!r}")
         values = self._params(params)
         threads = _threads(threads)
-        done = self._runner.run(block, state, values, int(steps), threads, check_finite)
-        if check_finite:
+        runner = self._runner
+        done = runner.run(block, state, values, int(steps), threads, check_finite)
+        if check_finite and not (getattr(runner, "reports_finite", False)
+                                 and runner.last_status != "non-finite"):
             _raise_if_non_finite(state, done)
+
+    def step_until(self, state: State, slot: str, nodes, budget: int, block: str = "update",
+                   params: dict | None = None, check_finite: bool = False) -> tuple[int, bool]:
+        """Step `block` until node slot `slot` is > 0 at every one of `nodes`,
+        at most `budget` steps (the condition is tested before each step).
+        Returns (steps run, whether the condition holds). The VM does the
+        whole loop in C; other backends step once per call. With check_finite,
+        raises NonFiniteError at the first non-finite step."""
+        self._check_state(state)
+        if slot not in self.program.node_slots:
+            raise KeyError(f"rule {self.name!r} has no node slot {slot!r}")
+        nodes = np.asarray(nodes, dtype=np.int64)
+        runner = self._runner
+        if hasattr(runner, "blocks") and hasattr(runner.blocks, "run_until"):
+            if block == "init" or self.program.block(block) is None:
+                raise KeyError(f"rule {self.name!r} has no update block {block!r}")
+            done, why = runner.blocks.run_until(block, state, self._params(params), budget,
+                                                slot, nodes, check_finite)
+            if why == "non-finite":
+                _raise_if_non_finite(state, done)
+            return done, why == "reached"
+        values = state.node[slot]
+        for done in range(budget):
+            if (values[nodes] > 0).all():
+                return done, True
+            self.step(state, block=block, params=params, check_finite=check_finite)
+        return budget, bool((values[nodes] > 0).all())
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -229,13 +229,10 @@ class _Episode:
         self.has_reset = protocol.reset_block in rule.blocks if protocol.reset_block else False
 
     def step_until(self, state, slot: str, nodes: np.ndarray) -> None:
-        values = state.node[slot]
-        for _ in range(self.budget):
-            if (values[nodes] > 0).all():
-                return
-            self.rule.step(state, block=self.p.block, params=self.params, check_finite=True)
-            self.steps += 1
-        if not (values[nodes] > 0).all():
+        done, reached = self.rule.step_until(state, slot, nodes, self.budget, block=self.p.block,
+                                             params=self.params, check_finite=True)
+        self.steps += done
+        if not reached:
             raise _Failed(f"budget of {self.budget} steps exhausted waiting for {slot!r}")
 
     def example(self, state, k: int, train: bool) -> np.ndarray:

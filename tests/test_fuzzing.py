@@ -253,10 +253,10 @@ def test_a_rejected_or_crashing_rule_is_reported_and_the_run_goes_on(monkeypatch
             return fuzz.Case(index, None, case.graph, case.state_seed, "E302: bad\nrule x")
         return case
 
-    def check(c_rule, ref_rule, *args, **kwargs):
-        if "zzz" in c_rule.program.node_slots:
+    def check(rules, ref_rule, *args, **kwargs):
+        if "zzz" in ref_rule.program.node_slots:
             raise RuntimeError("boom")
-        return real_check(c_rule, ref_rule, *args, **kwargs)
+        return real_check(rules, ref_rule, *args, **kwargs)
 
     original = fuzz.Case
 

@@ -85,6 +85,14 @@ class VMBackend:
 
         self.blocks = VMBlocks(translate(program))
 
+    #: run() reports whether check_finite stopped it (last_status), so Rule
+    #: need not scan the state after every call
+    reports_finite = True
+
+    @property
+    def last_status(self) -> str:
+        return self.blocks.last_status
+
     def run(self, label, state, params, steps, threads=1, check_finite=False) -> int:
         return self.blocks.run(label, state, params, steps, threads, check_finite)
 

@@ -21,7 +21,7 @@ from ...resources import resource_dir
 from ...state import State
 from .translate import CONTROL, EDGE, HALF, NODE, OPCODES, Program
 
-ABI = 1  # the VM's own layout (rulec_vm_block); part of its cache identity
+ABI = 2  # the VM's own layout (rulec_vm_block); part of its cache identity
 
 _CDEF = """
 typedef struct rulec_vm_block {
@@ -35,7 +35,8 @@ typedef struct rulec_vm_block {
     int32_t n_slots;
 } rulec_vm_block;
 int64_t rulec_vm_run(const rulec_graph *g, rulec_state *state, const float *params,
-                     const rulec_vm_block *p, int64_t steps, int check_finite);
+                     const rulec_vm_block *p, int64_t steps, int check_finite,
+                     int32_t until_reg, const int32_t *until, int32_t n_until, int32_t *status);
 int rulec_vm_version(void);
 """
 
@@ -54,7 +55,7 @@ _lock = threading.Lock()
 
 
 @functools.cache
-def _library_unlocked():
+def _library_unlocked(fingerprint):
     text = source()
     runtime = sorted((resource_dir("runtime")).glob("*.h"))
     identity = ["rulec-vm", str(ABI), __version__, text,
@@ -74,9 +75,12 @@ def _library_unlocked():
 
 
 def library():
-    """(ffi, lib) of the VM, built on first use and cached across processes."""
+    """(ffi, lib) of the VM, built on first use and cached across processes
+    (in this process, per op table, cache directory and flags)."""
+    fingerprint = (tuple(op.c for op in OPS.values()), str(build.cache_dir()),
+                   " ".join(build.cflags()))
     with _lock:
-        return _library_unlocked()
+        return _library_unlocked(fingerprint)
 
 
 class _StateRegisters:
@@ -84,8 +88,7 @@ class _StateRegisters:
     state, constants and built-ins are filled for its graph, temporaries live
     in one workspace."""
 
-    def __init__(self, vm: Program, state: State) -> None:
-        ffi, _ = library()
+    def __init__(self, vm: Program, state: State, ffi) -> None:
         graph = state.graph
         lengths = {NODE: graph.n_nodes, HALF: graph.n_half_edges, EDGE: graph.n_edges}
         p = vm.program
@@ -155,18 +158,28 @@ class VMBlocks:
     def __init__(self, vm: Program) -> None:
         self.vm = vm
         self.program = vm.program
-        library()  # build (or find) the interpreter now, not at the first step
+        self.ffi, self.lib = library()  # built (or found) now, not at the first step
 
     def _registers(self, state: State) -> _StateRegisters:
         views = state.__dict__.setdefault("_rulec_vm_views", {})
         view = views.get(id(self))
         if view is None or view[0] is not self:
-            view = views[id(self)] = (self, _StateRegisters(self.vm, state))
+            view = views[id(self)] = (self, _StateRegisters(self.vm, state, self.ffi))
         return view[1]
+
+    #: run() says whether check_finite found a non-finite value (in last_status)
+    reports_finite = True
 
     def run(self, label: str, state: State, params: dict[str, float], steps: int,
             threads: int = 1, check_finite: bool = False) -> int:
-        ffi, lib = library()
+        return self.run_until(label, state, params, steps, None, None, check_finite)[0]
+
+    def run_until(self, label: str, state: State, params: dict[str, float], budget: int,
+                  slot: str | None, nodes, check_finite: bool = False) -> tuple[int, str]:
+        """Run up to `budget` steps, stopping before a step once node slot `slot`
+        is > 0 at every one of `nodes` (one C call per chunk, not per step).
+        Returns (steps run, why it stopped: 'budget', 'reached' or 'non-finite')."""
+        ffi, lib = self.ffi, self.lib
         registers = self._registers(state)
         values = ffi.new("float[]", [params[n] for n, _ in self.program.params] or [0.0])
         struct = ffi.new("rulec_state *")  # only time and seed are read by the VM
@@ -175,8 +188,22 @@ class VMBlocks:
         graph = graph_view(state.graph).struct
         block = registers.blocks[label]
         finite = 1 if check_finite else 0
+        if slot is None:
+            until_reg, until, n_until = -1, ffi.NULL, 0
+        else:
+            until_reg = self.program.node_slots.index(slot)  # slot registers come first
+            picked = np.ascontiguousarray(nodes, dtype=np.int32)
+            until, n_until = ffi.cast("int32_t *", picked.ctypes.data), len(picked)
+        status = ffi.new("int32_t *")
+
+        def call(n: int) -> int:
+            return lib.rulec_vm_run(graph, struct, values, block, n, finite, until_reg, until,
+                                    n_until, status)
+
         try:
-            return run_chunked(lambda n: lib.rulec_vm_run(graph, struct, values, block, n,
-                                                          finite), steps)
+            total = run_chunked(call, budget, stopped=lambda: status[0] != 0)
         finally:
             state.time = int(struct.time)
+        outcome = ("budget", "reached", "non-finite")[status[0]]
+        self.last_status = outcome
+        return total, outcome

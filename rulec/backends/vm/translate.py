@@ -240,12 +240,18 @@ class _Translator:
         return self.fixed(key, domain, ("const", value))
 
     def on_half_edges(self, register: int) -> int:
-        """A node register broadcast to the half-edges (memoized per step)."""
+        """A node register broadcast to the half-edges (memoized per block): a
+        constant is filled per graph on the half-edges directly, a param is
+        broadcast once per call (in the prologue)."""
+        source = self.r.source[register]
+        if source[0] == "const":
+            return self.const(source[1], HALF)
         key = ("bcast", register)
         found = self.memo_step.get(key)
         if found is None:
             found = self.r.new(HALF)
-            self.emit(self.code, "bcast", found, register)
+            code = self.prologue if register in self.params.values() else self.code
+            self.emit(code, "bcast", found, register)
             self.memo_step[key] = found
         return found
 

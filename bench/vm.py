@@ -1,0 +1,143 @@
+"""The VM against the compiled C kernels, in one run.
+
+    python bench/vm.py            # the full table (about a minute)
+    python bench/vm.py --quick    # fewer repeats
+
+1. Step time, single thread: the VM and the gcc kernel of the same rule,
+   stepped K steps in one call (so Python's per-call cost is amortized), on
+   graphs of 7 nodes (layered:2,4,1), 50 nodes, 1,000 nodes and 2^20
+   half-edges, for the example rules and for random rules.
+2. Getting a new rule ready to run: VM translation against a gcc compile
+   (cold cache), per rule.
+3. Random rules evaluated on XOR with rulec.tasks.evaluate (the Python
+   protocol driver, 20 epochs): rules per second with the VM and with gcc,
+   the compile included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+import rulec
+from rulec import graphs, tasks
+from rulec.backends.vm.translate import translate
+from rulec.generate import Options, SeededSource, rule
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+
+
+def step_seconds(compiled: rulec.Rule, graph: rulec.Graph, steps: int, repeats: int) -> float:
+    state = compiled.state(graph)
+    rng = np.random.default_rng(0)
+    for _, _, array in state.slots():
+        array[...] = rng.normal(size=array.size).astype(np.float32) * 0.1
+    compiled.step(state, steps=1)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        compiled.step(state, steps=steps)
+        times.append((time.perf_counter() - start) / steps)
+    return statistics.median(times)
+
+
+def graph_set(quick: bool) -> dict[str, tuple[rulec.Graph, int]]:
+    """name -> (graph, steps per call)."""
+    big = graphs.erdos_renyi(1 << 15, 16 / (1 << 15), seed=1)  # ~2^20 half-edges
+    return {
+        "7 nodes": (graphs.layered([2, 4, 1]), 20000 if not quick else 5000),
+        "50 nodes": (graphs.erdos_renyi(50, 0.2, seed=1), 5000 if not quick else 1000),
+        "1,000 nodes": (graphs.erdos_renyi(1000, 0.01, seed=1), 500 if not quick else 100),
+        f"2^20 half-edges ({big.n_half_edges})": (big, 10 if not quick else 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 5
+    print(f"rulec {rulec.__version__}; one thread; times are medians of {repeats} runs\n")
+
+    print("1. Step time: VM / gcc kernel (microseconds per step)")
+    names = ["hebbian", "diffusion", "oja", "backprop", "flow"]
+    rules = {n: open(os.path.join(EXAMPLES, f"{n}.rule")).read() for n in names}
+    randoms = [r for r in (rule(SeededSource(s), Options(max_depth=3)) for s in range(40))
+               if "update" in r.program.block_labels][:8]
+    for graph_name, (graph, steps) in graph_set(args.quick).items():
+        print(f"  {graph_name}:")
+        for name, text in rules.items():
+            vm = rulec.compile(text, backend="vm")
+            c = rulec.compile(text, backend="c")
+            t_vm = step_seconds(vm, graph, steps, repeats)
+            t_c = step_seconds(c, graph, steps, repeats)
+            print(f"    {name:<10} vm {t_vm * 1e6:10.2f}  c {t_c * 1e6:10.2f}  "
+                  f"ratio {t_vm / t_c:6.2f}")
+        ratios = []
+        for generated in randoms:
+            vm = rulec.Rule(generated.program, "vm")
+            c = rulec.Rule(generated.program, "c")
+            ratios.append(step_seconds(vm, graph, steps // 4 or 1, repeats)
+                          / step_seconds(c, graph, steps // 4 or 1, repeats))
+        print(f"    random rules ({len(ratios)}): ratio median {statistics.median(ratios):.2f}, "
+              f"max {max(ratios):.2f}")
+
+    print("\n2. A new rule ready to run (ms per rule)")
+    fresh = [rule(SeededSource(1000 + s), Options()) for s in range(200)]
+    start = time.perf_counter()
+    for generated in fresh:
+        translate(generated.program)
+    per_translate = (time.perf_counter() - start) / len(fresh)
+    with tempfile.TemporaryDirectory() as cache:
+        saved = os.environ.get("RULEC_CACHE_DIR")
+        os.environ["RULEC_CACHE_DIR"] = cache
+        try:
+            start = time.perf_counter()
+            for generated in fresh[:10]:
+                rulec.Rule(generated.program, "c")
+            per_compile = (time.perf_counter() - start) / 10
+            start = time.perf_counter()
+            rulec.compile_many([g.program for g in fresh[10:110]])
+            per_batch = (time.perf_counter() - start) / 100
+        finally:
+            if saved is None:
+                del os.environ["RULEC_CACHE_DIR"]
+            else:
+                os.environ["RULEC_CACHE_DIR"] = saved
+    print(f"  VM translation {per_translate * 1e3:.2f}; gcc one rule {per_compile * 1e3:.1f}; "
+          f"gcc batch of 100 {per_batch * 1e3:.1f}")
+
+    print("\n3. Random rules on XOR (layered:2,4,1, 20 epochs, rulec.tasks.evaluate)")
+    task, topology = tasks.TASKS["xor"], tasks.layered([2, 4, 1])
+    names = ("inp", "is_in", "target", "train", "a", "ready", "dready", "h")
+    options = Options(node_names=names, node_slots=(7, 8))
+    candidates = [rule(SeededSource(50_000 + s), options) for s in range(30 if args.quick else 60)]
+    for backend in ("vm", "c"):
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["RULEC_CACHE_DIR"] = cache
+            failures: dict[str, int] = {}
+            start = time.perf_counter()
+            steps = 0
+            for generated in candidates:
+                compiled = rulec.Rule(generated.program, backend)
+                result = tasks.evaluate(compiled, task, topology, epochs=20, seed=1)
+                steps += result.steps
+                reason = (result.failure or "ran all epochs").split(":")[0][:40]
+                failures[reason] = failures.get(reason, 0) + 1
+            seconds = time.perf_counter() - start
+            if saved is None:
+                os.environ.pop("RULEC_CACHE_DIR", None)
+            else:
+                os.environ["RULEC_CACHE_DIR"] = saved
+        print(f"  {backend}: {len(candidates) / seconds:7.1f} rules/s "
+              f"({len(candidates)} rules, {steps / len(candidates):.0f} steps each on average)")
+    print("  outcomes: " + "; ".join(f"{k}: {v}" for k, v in sorted(failures.items())))
+
+
+if __name__ == "__main__":
+    main()

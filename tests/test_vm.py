@@ -1,0 +1,122 @@
+"""The VM backend beyond the differential tests (which run it on every example
+and valid rule): no compiler per rule, the CLI, scoping of locals, its listing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rulec
+from rulec import graphs
+from rulec.backends.vm import disassemble, translate
+
+from .conftest import EXAMPLES, TESTS
+
+
+def test_the_vm_runs_rules_with_no_compiler_once_it_is_built(tmp_path):
+    """The VM is built once (per rulec version, into the cache); after that,
+    new rules run with no C compiler anywhere."""
+    rulec.compile("node x\nupdate { x += 1 }", backend="vm")  # built into this session's cache
+    rule = tmp_path / "fresh.rule"
+    rule.write_text("node y\nedge w\nupdate { y = tanh(sum(w * nbr.y)) + 0.125 }\n")
+    env = {**os.environ, "CC": "no-such-compiler-rulec", "PATH": str(Path(sys.executable).parent)}
+    result = subprocess.run([sys.executable, "-m", "rulec", "run", str(rule), "--graph",
+                             "ring:6", "--backend", "vm", "--steps", "3"], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "backend vm" in result.stdout
+    c_only = subprocess.run([sys.executable, "-m", "rulec", "run", str(rule), "--graph",
+                             "ring:6", "--steps", "3"], env=env, capture_output=True, text=True)
+    assert c_only.returncode == 1 and "no C compiler found" in c_only.stderr
+
+
+@pytest.mark.parametrize("example", sorted(p.stem for p in EXAMPLES.glob("*.rule")))
+def test_every_example_runs_on_the_vm_from_the_cli(run_cli, example):
+    spec = {"life": "moore:8x8", "hopfield": "complete:8"}.get(example, "layered:3,5,2")
+    result = run_cli("run", EXAMPLES / f"{example}.rule", "--graph", spec, "--steps", "5",
+                     "--backend", "vm")
+    assert result.returncode == 0, result.stderr
+    assert "backend vm" in result.stdout
+
+
+def test_rulec_fuzz_checks_the_vm(run_cli):
+    result = run_cli("fuzz", "--count", "25", "--seed", "11", "--backend", "vm")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rules: 25; mismatches: 0; crashes: 0; rejected: 0" in result.stdout
+
+
+def test_locals_of_the_same_name_in_two_branches_are_two_values():
+    """Common subexpressions are shared per scope: `t + 1` in one branch is
+    not `t + 1` in the other."""
+    text = ("node x, y, z\nupdate {\n    if x > 0 {\n        let t = y\n        z = t + 1\n"
+            "    } else {\n        let t = 2 * y\n        z = t + 1\n    }\n}\n")
+    vm, ref = rulec.compile(text, backend="vm"), rulec.compile(text, backend="numpy")
+    a = vm.state(graphs.ring(4))
+    a.node["x"][:] = [1, -1, 1, -1]
+    a.node["y"][:] = [1, 2, 3, 4]
+    b = a.copy()
+    vm.step(a)
+    ref.step(b)
+    np.testing.assert_array_equal(a.node["z"], [2, 5, 4, 9])
+    np.testing.assert_array_equal(a.node["z"], b.node["z"])
+
+
+def test_the_vm_listing_matches_its_golden_file():
+    path = TESTS / "golden" / "hebbian.vm.txt"
+    listing = disassemble(translate(rulec.compile_file(EXAMPLES / "hebbian.rule",
+                                                       backend="numpy").program)) + "\n"
+    if os.environ.get("RULEC_UPDATE_GOLDEN"):
+        path.write_text(listing)
+    assert path.read_text() == listing
+
+
+def test_a_rule_compiled_for_the_vm_runs_the_same_on_the_c_backend():
+    """Tiering: screen with the VM, run the winners as SIMD kernels."""
+    screened = rulec.compile_file(EXAMPLES / "oja.rule", backend="vm")
+    promoted = rulec.Rule(screened.program, "c")
+    graph = graphs.layered([3, 3, 1])
+    a = screened.state(graph)
+    a.node["x"][:3] = [0.5, -0.2, 0.9]
+    screened.init(a, seed=4)
+    b = a.copy()
+    screened.step(a, steps=40)
+    promoted.step(b, steps=40)
+    for (_, name, x), (_, _, y) in zip(a.slots(), b.slots(), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("rule_file,task,shape", [("backprop", "xor", [2, 4, 1]),
+                                                   ("backprop", "and", [2, 3, 1]),
+                                                   ("delta", "or", [2, 1])])
+def test_learning_on_the_vm_equals_the_c_backend_and_the_reference(rule_file, task, shape):
+    """The VM runs a protocol's "step until ready" in C; accuracy per epoch,
+    steps and failure must equal the other backends'."""
+    from rulec import tasks
+
+    results = {}
+    for backend in ("vm", "c", "numpy"):
+        rule = rulec.compile_file(EXAMPLES / f"{rule_file}.rule", backend=backend)
+        results[backend] = tasks.evaluate(rule, tasks.TASKS[task], tasks.layered(shape),
+                                          epochs=15, seed=2, stop_at=None)
+    for backend in ("c", "numpy"):
+        assert results["vm"].accuracy == results[backend].accuracy, backend
+        assert results["vm"].steps == results[backend].steps, backend
+        assert results["vm"].failure == results[backend].failure, backend
+        np.testing.assert_allclose(results["vm"].loss, results[backend].loss, rtol=1e-4)
+
+
+def test_step_until_stops_when_the_slot_is_set_and_reports_the_budget():
+    text = "node x, done\nupdate {\n    x += 1\n    if x >= 4 { done = 1 }\n}\n"
+    for backend in ("vm", "numpy"):
+        rule = rulec.compile(text, backend=backend)
+        state = rule.state(graphs.ring(3))
+        # x is 4 after step 4; `if x >= 4` sees it (block-start value) in step 5
+        assert rule.step_until(state, "done", [0, 2], budget=10) == (5, True)
+        assert state.time == 5
+        fresh = rule.state(graphs.ring(3))
+        assert rule.step_until(fresh, "done", [1], budget=2) == (2, False)
