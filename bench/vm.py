@@ -48,7 +48,7 @@ def step_seconds(compiled: rulec.Rule, graph: rulec.Graph, steps: int, repeats: 
 
 def graph_set(quick: bool) -> dict[str, tuple[rulec.Graph, int]]:
     """name -> (graph, steps per call)."""
-    big = graphs.erdos_renyi(1 << 15, 16 / (1 << 15), seed=1)  # ~2^20 half-edges
+    big = graphs.erdos_renyi(1 << 16, 16 / (1 << 16), seed=1)  # ~2^20 half-edges
     return {
         "7 nodes": (graphs.layered([2, 4, 1]), 20000 if not quick else 5000),
         "50 nodes": (graphs.erdos_renyi(50, 0.2, seed=1), 5000 if not quick else 1000),

@@ -21,7 +21,7 @@ from ...resources import resource_dir
 from ...state import State
 from .translate import CONTROL, EDGE, HALF, NODE, OPCODES, Program
 
-ABI = 2  # the VM's own layout (rulec_vm_block); part of its cache identity
+ABI = 3  # the VM's own layout (rulec_vm_block); part of its cache identity
 
 _CDEF = """
 typedef struct rulec_vm_block {

@@ -63,6 +63,7 @@ CONTROL = (
     "uniform", "gauss",  # d, a = ordinal: one draw per element of d
     "positive",    # d[i] = a[i] > 0 ? 1 : 0
     "andnot",      # d[i] = a[i] > 0 && !(b[i] > 0) ? 1 : 0
+    "skip_if_none",  # a: an N mask; if no node is selected, skip the next b instructions
 )
 
 OPCODES: dict[str, int] = {name: i for i, name in enumerate(CONTROL + ELEMENTWISE)}
@@ -177,6 +178,9 @@ class _Translator:
                 pending = self.r.new(self.r.domain[slot])
                 self.emit(self.code, "copy", pending, slot)
                 self.pending[kind, name] = (pending,)
+        if _uses_time(block.statements):  # at the top: a skipped branch must not hold it
+            self.time = self.r.new(NODE)
+            self.emit(self.code, "fill_time", self.time)
         self.statements(block.statements, None, _Scope(None))
         for (kind, name), registers in self.pending.items():
             slot = self.slot(kind, name)
@@ -184,6 +188,9 @@ class _Translator:
                 self.emit(self.code, "commit", slot, registers[0], registers[1])
             else:
                 self.emit(self.code, "copy", slot, registers[0])
+        kept = {r for registers in self.pending.values() for r in registers}
+        kept |= {i for i, src in enumerate(self.r.source) if src[0] == "slot"}
+        code.step = _without_dead_code(code.step, kept)
         return code
 
     def statements(self, statements, active: int | None, scope: _Scope) -> None:
@@ -207,9 +214,22 @@ class _Translator:
                         self.emit(self.code, "andnot", rest, self.const(1.0, NODE), taken)
                     else:
                         self.emit(self.code, "andnot", rest, remaining, taken)
-                    self.statements(body, taken, _Scope(scope))
+                    self.branch(body, taken, scope)
                     remaining = rest
-                self.statements(stmt.orelse, remaining, _Scope(scope))
+                self.branch(stmt.orelse, remaining, scope)
+
+    def branch(self, body, active: int | None, scope: _Scope) -> None:
+        """A branch body, skipped at run time when no node takes it. What it
+        computes stays in its own scope: a skipped body leaves stale registers."""
+        if not body:
+            return
+        start = len(self.code)
+        if active is not None:
+            self.emit(self.code, "skip_if_none", -1, active, 0)
+        self.statements(body, active, _Scope(scope))
+        if active is not None:
+            op, d, a, _, c = self.code[start]
+            self.code[start] = (op, d, a, len(self.code) - start - 1, c)
 
     def write(self, stmt: ir.Write, active: int | None, scope: _Scope) -> None:
         value, mask = self.expr(stmt.value, scope)
@@ -218,8 +238,8 @@ class _Translator:
                       -1 if active is None else active)
             return
         if not stmt.value.type.is_vector:
-            value = self.on_half_edges(value)
-        where = None if active is None else self.on_half_edges(active)
+            value = self.on_half_edges(value, scope)
+        where = None if active is None else self.on_half_edges(active, scope)
         if stmt.predicate is not None:
             predicate, _ = self.expr(stmt.predicate, scope)
             where = self.both(where, self.positive(predicate))
@@ -239,20 +259,25 @@ class _Translator:
         key = ("const", domain, _bits(value))
         return self.fixed(key, domain, ("const", value))
 
-    def on_half_edges(self, register: int) -> int:
-        """A node register broadcast to the half-edges (memoized per block): a
+    def on_half_edges(self, register: int, scope: _Scope) -> int:
+        """A node register broadcast to the half-edges (memoized per scope): a
         constant is filled per graph on the half-edges directly, a param is
         broadcast once per call (in the prologue)."""
         source = self.r.source[register]
         if source[0] == "const":
             return self.const(source[1], HALF)
         key = ("bcast", register)
-        found = self.memo_step.get(key)
+        if register in self.params.values():
+            found = self.memo_step.get(key)
+            if found is None:
+                found = self.memo_step[key] = self.r.new(HALF)
+                self.emit(self.prologue, "bcast", found, register)
+            return found
+        found = scope.find("memo", key)
         if found is None:
             found = self.r.new(HALF)
-            code = self.prologue if register in self.params.values() else self.code
-            self.emit(code, "bcast", found, register)
-            self.memo_step[key] = found
+            self.emit(self.code, "bcast", found, register)
+            scope.memo[key] = found
         return found
 
     def positive(self, register: int) -> int:
@@ -275,12 +300,7 @@ class _Translator:
         if found is not None:
             return found
         result = self.compute(expr, scope)
-        # an expression without locals means the same everywhere in the block
-        home = scope
-        if not _has_local(expr):
-            while home.parent is not None:
-                home = home.parent
-        home.memo[expr] = result
+        scope.memo[expr] = result
         return result
 
     def compute(self, expr: ir.Expr, scope: _Scope) -> tuple[int, int | None]:
@@ -305,9 +325,6 @@ class _Translator:
             return out, None
         if isinstance(expr, ir.Builtin):
             if expr.name == "time":
-                if self.time is None:
-                    self.time = self.r.new(NODE)
-                    self.emit(self.code, "fill_time", self.time)
                 return self.time, None
             domain = HALF if expr.name in ("parity", "incoming", "outgoing", "nbr_degree") \
                 else NODE
@@ -331,7 +348,7 @@ class _Translator:
         for arg in expr.args:
             value, arg_mask = self.expr(arg, scope)
             if vector and not arg.type.is_vector:
-                value = self.on_half_edges(value)
+                value = self.on_half_edges(value, scope)
             args.append(value)
             if arg_mask is not None:
                 mask = arg_mask
@@ -340,15 +357,69 @@ class _Translator:
         return out, mask
 
 
-def _has_local(expr: ir.Expr) -> bool:
-    if isinstance(expr, ir.Local):
-        return True
-    if isinstance(expr, ir.Apply):
-        return any(_has_local(arg) for arg in expr.args)
-    if isinstance(expr, ir.Reduce):
-        return _has_local(expr.arg)
-    if isinstance(expr, ir.Restrict):
-        return _has_local(expr.value) or _has_local(expr.predicate)
+_EFFECTS = {OPCODES[name] for name in ("store", "propose", "commit", "skip_if_none")}
+_NOT_REGISTER_A = {OPCODES[name] for name in ("fill_param", "fill", "uniform", "gauss")}
+
+
+def _without_dead_code(code: list, kept: set[int]) -> list:
+    """`code` without instructions whose results nothing reads (a `let` never
+    used, a value only a removed instruction needed). Writes to `kept`
+    registers (slots, pending values) and control stay; skip offsets are
+    renumbered. Branch bodies are straight-line code here: what a body
+    computes is read only inside it."""
+    live: set[int] = set()
+    keep = [False] * len(code)
+    for index in range(len(code) - 1, -1, -1):
+        op, d, a, b, c = code[index]
+        if op in _EFFECTS or d in kept or d in live:
+            keep[index] = True
+            live.discard(d)
+            reads = [b, c] + ([] if op in _NOT_REGISTER_A else [a])
+            if op == OPCODES["skip_if_none"]:
+                reads = [a]
+            elif op in (OPCODES["store"], OPCODES["propose"]):
+                live.add(d)  # a masked store keeps what it does not overwrite
+                if op == OPCODES["propose"]:
+                    live.add(c)
+            live.update(r for r in reads if r >= 0)
+    new_index, count = [], 0
+    for flag in keep:
+        new_index.append(count)
+        count += flag
+    new_index.append(count)
+    out = []
+    for index, (op, d, a, b, c) in enumerate(code):
+        if not keep[index]:
+            continue
+        if op == OPCODES["skip_if_none"]:
+            target = index + b + 1
+            b = new_index[target] - new_index[index] - 1
+        out.append((op, d, a, b, c))
+    return out
+
+
+def _uses_time(statements) -> bool:
+    def expr_uses(e) -> bool:
+        if isinstance(e, ir.Builtin):
+            return e.name == "time"
+        if isinstance(e, ir.Apply):
+            return any(expr_uses(a) for a in e.args)
+        if isinstance(e, ir.Reduce):
+            return expr_uses(e.arg)
+        if isinstance(e, ir.Restrict):
+            return expr_uses(e.value) or expr_uses(e.predicate)
+        return False
+
+    for stmt in statements:
+        if isinstance(stmt, ir.LetStmt) and expr_uses(stmt.value):
+            return True
+        if isinstance(stmt, ir.Write) and (expr_uses(stmt.value) or (
+                stmt.predicate is not None and expr_uses(stmt.predicate))):
+            return True
+        if isinstance(stmt, ir.IfStmt) and (
+                any(expr_uses(c) or _uses_time(b) for c, b in stmt.branches)
+                or _uses_time(stmt.orelse)):
+            return True
     return False
 
 
@@ -398,7 +469,10 @@ def disassemble(vm: Program) -> str:
             lines.append(f"{label} {part}:")
             for op, d, a, b, c in instructions:
                 immediate = names[op] in ("fill_param", "fill", "uniform", "gauss")
-                operands = [f"r{d}", f"#{a}" if immediate else f"r{a}" if a >= 0 else "-",
-                            *(f"r{x}" if x >= 0 else "-" for x in (b, c))]
+                skip = names[op] == "skip_if_none"
+                operands = [f"r{d}" if d >= 0 else "-",
+                            f"#{a}" if immediate else f"r{a}" if a >= 0 else "-",
+                            f"+{b}" if skip else f"r{b}" if b >= 0 else "-",
+                            f"r{c}" if c >= 0 else "-"]
                 lines.append(f"    {names[op]:<12} {' '.join(operands).rstrip(' -')}")
     return "\n".join(lines)
