@@ -238,7 +238,25 @@ def build_module(programs: list[ir.Program], sources: list[str | None] | None = 
 def _cached_module(key: str, units: list[Unit], command: list[str], flags: list[str]
                    ) -> Module:
     """The module `key` loaded from the cache, built first if it is missing or
-    damaged. The entry's lock is held until it is loaded (eviction skips it)."""
+    damaged."""
+    return _from_cache(key, lambda: _sources(units), lambda: command, flags, _load)
+
+
+def cached_library(identity: list[str], sources: list[str], load, stem: str = ""):
+    """`load(path)` of a shared object built from `sources` (C), found in the
+    cache by `identity` (what decides its code) or built now. A cached library
+    needs no compiler: only a miss calls one."""
+    flags = cflags()
+    key = stem + hashlib.sha256("\n".join([*identity, " ".join(flags), cpu_features(),
+                                            gathers_mode()]).encode()).hexdigest()[:40]
+    return _from_cache(key, lambda: sources, compiler, flags, load)
+
+
+def _from_cache(key: str, sources, command, flags: list[str], load):
+    """load(path) of cache entry `key`, compiled first from sources() with
+    command() if it is missing or damaged (a damaged entry is never loaded).
+    The entry's lock is held from the check to the load, so no eviction can
+    remove it in between; after a build, the cache is trimmed to its limit."""
     directory = cache_dir()
     try:
         (directory / "locks").mkdir(parents=True, exist_ok=True)
@@ -248,40 +266,17 @@ def _cached_module(key: str, units: list[Unit], command: list[str], flags: list[
     target = directory / f"{key}.so"
     built = False
     with _locked(_lock_path(directory, key)):
-        if not _verified(target):
-            if target.exists():
-                print(f"rulec: rebuilding damaged cache entry {target}", file=sys.stderr)
-            _compile(_sources(units), target, command, flags)
-            built = True
-        else:
-            _touch(target)
-        module = _load(target)
-    if built:
-        _evict(directory, keep=target)
-    return module
-
-
-def cached_library(identity: list[str], sources: list[str], load, stem: str = ""):
-    """`load(path)` of a shared object built from `sources` (C), found in the
-    cache by `identity` (what decides its code) or built now, under the entry's
-    lock (so eviction cannot race the load). A cached library needs no
-    compiler: only a miss calls one."""
-    flags = cflags()
-    key = stem + hashlib.sha256("\n".join([*identity, " ".join(flags), cpu_features(),
-                                            gathers_mode()]).encode()).hexdigest()[:40]
-    directory = cache_dir()
-    try:
-        (directory / "locks").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BuildError(f"cannot create the cache directory {directory} ({exc.strerror});"
-                         " set RULEC_CACHE_DIR to a writable directory") from None
-    target = directory / f"{key}.so"
-    with _locked(_lock_path(directory, key)):
         if _verified(target):
             _touch(target)
         else:
-            _compile(sources, target, compiler(), flags)
-        return load(target)
+            if target.exists():
+                print(f"rulec: rebuilding damaged cache entry {target}", file=sys.stderr)
+            _compile(sources(), target, command(), flags)
+            built = True
+        loaded = load(target)
+    if built:
+        _evict(directory, keep=target)
+    return loaded
 
 
 def _lock_path(directory: Path, key: str) -> Path:
