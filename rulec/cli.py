@@ -125,6 +125,63 @@ def _summary(state: State) -> str:
     return "\n".join(rows)
 
 
+def _slot_values(state: State, assignment: str, seed: int) -> None:
+    """Apply `--set SLOT=SPEC` to the state: a number (every element), INDEX:VALUE
+    pairs, `uniform` or `gauss` (seeded draws), or @FILE (.npy, or text)."""
+    name, eq, spec = assignment.partition("=")
+    name, spec = name.strip(), spec.strip()
+    if not eq or not name or not spec:
+        raise UserError(f"--set {assignment!r}: expected SLOT=VALUE, SLOT=I:V,J:W, "
+                        "SLOT=uniform|gauss or SLOT=@FILE")
+    arrays = {n: a for _, n, a in state.slots()}
+    if name not in arrays:
+        raise UserError(f"--set {assignment!r}: no slot {name!r} (slots: "
+                        f"{', '.join(arrays) or 'none'})")
+    target = arrays[name]
+    rng = np.random.default_rng(seed)
+    if spec in ("uniform", "gauss"):
+        draw = rng.random if spec == "uniform" else rng.standard_normal
+        target[...] = draw(target.size).astype(np.float32)
+        return
+    if spec.startswith("@"):
+        path = spec[1:]
+        try:
+            values = np.load(path) if path.endswith(".npy") else np.loadtxt(path, ndmin=1)
+        except FileNotFoundError:
+            raise UserError(f"--set {name}: {path}: no such file") from None
+        except Exception as exc:
+            raise UserError(f"--set {name}: {path}: not a .npy array or a text column of "
+                            f"numbers ({type(exc).__name__})") from None
+        values = np.asarray(values, dtype=np.float32).reshape(-1)
+        if values.shape != target.shape:
+            raise UserError(f"--set {name}: {path} holds {values.size} values; slot {name!r} "
+                            f"has {target.size} on this graph")
+        target[...] = values
+        return
+    try:
+        if ":" in spec:
+            for pair in spec.split(","):
+                index, _, value = pair.partition(":")
+                i = int(index)
+                if not -target.size <= i < target.size:
+                    raise UserError(f"--set {name}: index {i} is outside 0..{target.size - 1}")
+                target[i] = np.float32(float(value))
+        else:
+            target[...] = np.float32(float(spec))
+    except ValueError:
+        raise UserError(f"--set {assignment!r}: {spec!r} is not a number, I:V pairs, "
+                        "uniform, gauss or @FILE") from None
+
+
+def _shown(state: State, names: list[str]) -> dict[str, np.ndarray]:
+    arrays = {n: a for _, n, a in state.slots()}
+    for name in names:
+        if name not in arrays:
+            raise UserError(f"--show {name}: no slot {name!r} (slots: "
+                            f"{', '.join(arrays) or 'none'})")
+    return {name: arrays[name] for name in names}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     data = _read(args.file)
     program = load_program(data, args.file)
@@ -136,6 +193,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         state = rule.state(graph)
         rule.init(state, seed=args.seed, params=params, threads=args.threads)
+    for assignment in args.set:
+        _slot_values(state, assignment, args.seed)
+    shown = _shown(state, args.show)
     start_time = state.time
     try:
         rule.step(state, steps=args.steps, block=args.block, params=params,
@@ -151,13 +211,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     if args.save:
         state.save(args.save)
-    print(f"rule {rule.name} on {args.graph}: {graph.n_nodes} nodes, {graph.n_edges} edges; "
-          f"block {args.block}, {args.steps} steps; seed {state.seed}; time {state.time}; "
-          f"backend {rule.backend}")
-    print(_summary(state))
-    if args.save:
+    if args.json:
+        import json
+
+        report = {"rule": rule.name, "graph": args.graph, "nodes": graph.n_nodes,
+                  "edges": graph.n_edges, "block": args.block, "steps": args.steps,
+                  "seed": state.seed, "time": state.time, "backend": rule.backend,
+                  "slots": {name: {"kind": kind, **_stats(array)}
+                            for kind, name, array in state.slots()},
+                  "values": {name: [_json_float(v) for v in array.tolist()]
+                             for name, array in shown.items()}}
+        print(json.dumps(report, indent=1))
+        return 0
+    if not args.quiet:
+        print(f"rule {rule.name} on {args.graph}: {graph.n_nodes} nodes, {graph.n_edges} "
+              f"edges; block {args.block}, {args.steps} steps; seed {state.seed}; time "
+              f"{state.time}; backend {rule.backend}")
+        print(_summary(state))
+    for name, array in shown.items():
+        print(f"{name}: " + " ".join(f"{v:.6g}" for v in array.tolist()))
+    if args.save and not args.quiet:
         print(f"state saved to {args.save}")
     return 0
+
+
+def _stats(array: np.ndarray) -> dict:
+    finite = array[np.isfinite(array)]
+    if not finite.size:
+        return {"mean": None, "std": None, "min": None, "max": None,
+                "non_finite": int(array.size)}
+    return {"mean": float(finite.mean(dtype=np.float64)), "std": float(finite.std()),
+            "min": float(finite.min()), "max": float(finite.max()),
+            "non_finite": int(array.size - finite.size)}
+
+
+def _json_float(value: float):
+    """JSON has no NaN or infinity: they are written as the strings 'nan', 'inf', '-inf'."""
+    return value if np.isfinite(value) else str(value)
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
@@ -210,8 +300,10 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{result.accuracy[-1] * 100:5.1f}%  loss {result.loss[-1]:.4f}", end="",
               file=sys.stderr, flush=True)
 
-    result = tasks.evaluate(rule, task, topology, epochs=args.epochs, seed=args.seed,
-                            budget=args.budget, params=params,
+    protocol = _protocol(args.map)
+    protocol.check(rule)  # every missing slot at once, before anything runs
+    result = tasks.evaluate(rule, task, topology, protocol=protocol, epochs=args.epochs,
+                            seed=args.seed, budget=args.budget, params=params,
                             stop_at=None if args.all_epochs else 1.0, on_epoch=progress)
     print(file=sys.stderr)
     print(f"rule {rule.name}, task {task.name}, {topology.name}: {len(result.accuracy)} epochs, "
@@ -232,6 +324,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"learning curve written to {args.plot}")
     print(f"accuracy: {result.final_accuracy * 100:.1f}%")
     return 1 if result.failure else 0
+
+
+def _protocol(pairs: list[str]):
+    """A tasks.Protocol with `--map ROLE=SLOT` applied (ROLE= drops an optional role)."""
+    import dataclasses
+
+    from . import tasks
+
+    changes: dict[str, str | None] = {}
+    roles = {f.name for f in dataclasses.fields(tasks.Protocol)} - {"threshold"}
+    optional = {"input_flag", "train_flag", "done", "reset_block"}
+    for pair in pairs:
+        role, eq, slot = pair.partition("=")
+        role, slot = role.strip(), slot.strip()
+        if not eq or role not in roles:
+            raise UserError(f"--map {pair!r}: expected ROLE=SLOT with ROLE one of "
+                            f"{', '.join(sorted(roles))}")
+        if not slot and role not in optional:
+            raise UserError(f"--map {pair!r}: the {role} role cannot be dropped")
+        changes[role] = slot or None
+    return dataclasses.replace(tasks.Protocol(), **changes)
 
 
 def _matplotlib():
@@ -375,6 +488,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop at the first step that produces NaN or inf")
     run.add_argument("--threads", type=_integer, default=1, metavar="T",
                      help="threads for the C backend (1); results do not depend on it")
+    run.add_argument("--set", action="append", default=[], metavar="SLOT=VALUE",
+                     help="set a slot before stepping (after init or --load): a number, "
+                          "I:V,J:W (by node or half-edge index), uniform, gauss (seeded by "
+                          "--seed) or @FILE (.npy or text); repeatable")
+    run.add_argument("--show", action="append", default=[], metavar="SLOT",
+                     help="print every value of a slot after the run; repeatable")
+    run.add_argument("--json", action="store_true",
+                     help="print the run, slot statistics and --show values as JSON")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="print only --show values (and errors)")
     run.set_defaults(func=cmd_run)
 
     train = commands.add_parser("train", help="train a rule on a learning task and score it")
@@ -391,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     train.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
     train.add_argument("--plot", metavar="CURVE.png", help="write the learning curve")
+    train.add_argument("--map", action="append", default=[], metavar="ROLE=SLOT",
+                       help="use the rule's slot SLOT for a protocol role (input, input_flag, "
+                            "target, train_flag, output, ready, done, reset_block, block); "
+                            "ROLE= drops an optional role; repeatable (docs/learning.md)")
     train.set_defaults(func=cmd_train)
 
     emit = commands.add_parser("emit", help="print the C code generated for a rule")

@@ -190,13 +190,21 @@ class Protocol:
     block: str = "update"
     threshold: float = 0.5  # an output bit is 1 above it
 
+    ROLES = ("input", "input_flag", "target", "train_flag", "output", "ready", "done")
+
     def check(self, rule: Rule) -> None:
+        """Every slot the protocol needs exists; names every missing one at once."""
         slots = set(rule.program.node_slots)
-        for name in (self.input, self.input_flag, self.target, self.train_flag, self.output,
-                     self.ready, self.done):
-            if name is not None and name not in slots:
-                raise ValueError(f"rule {rule.name!r} has no node slot {name!r}, which the "
-                                 f"protocol needs (its node slots: {', '.join(sorted(slots))})")
+        missing = [(role, getattr(self, role)) for role in self.ROLES
+                   if getattr(self, role) is not None and getattr(self, role) not in slots]
+        if missing:
+            listed = ", ".join(f"{name!r} ({role})" for role, name in missing)
+            raise ValueError(
+                f"rule {rule.name!r} lacks node slot{'s' if len(missing) > 1 else ''} "
+                f"{listed}, which the protocol needs (its node slots: "
+                f"{', '.join(sorted(slots))}); map a role to another slot with "
+                "--map ROLE=SLOT (tasks.Protocol(ROLE=...) in Python), or ROLE= to drop an "
+                "optional one (input_flag, train_flag, done)")
 
 
 # ------------------------------------------------------------- evaluation

@@ -207,3 +207,71 @@ def test_ctrl_c_stops_a_long_run_cleanly_with_exit_130(tmp_path):
     assert "interrupted after" in err and "Traceback" not in err
     state = rulec.State.load(saved, graphs.ring(64))
     assert state.time > 0 and np.isfinite(state.node["x"]).all()
+
+
+# --------------------------------------------------- setting and showing values
+
+
+def test_run_sets_slots_and_shows_values(run_cli, tmp_path):
+    """The README's oja line: inputs set from the command line, weights shown."""
+    result = run_cli("run", EXAMPLES / "oja.rule", "--graph", "layered:3,3,1", "--param",
+                     "lr=0.005", "--steps", "2000", "--set", "source=0:1,1:1,2:1", "--set",
+                     "plastic=6:1", "--set", "w=uniform", "--show", "w", "--seed", "2", "-q")
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("w: ")
+    weights = [float(v) for v in line[3:].split()]
+    assert len(weights) == 24 and any(w != 0 for w in weights)
+
+
+def test_run_set_forms_and_json(run_cli, tmp_path):
+    import json
+
+    import numpy as np
+
+    values = tmp_path / "x.npy"
+    np.save(values, np.arange(5, dtype=np.float32))
+    text = tmp_path / "x.txt"
+    text.write_text("1\n2\n3\n4\n5\n")
+    for spec, expected in ((f"@{values}", [0, 1, 2, 3, 4]), (f"@{text}", [1, 2, 3, 4, 5]),
+                           ("2.5", [2.5] * 5), ("1:7,4:-1", None)):
+        result = run_cli("run", DIFFUSION, "--graph", "ring:5", "--steps", "0", "--set",
+                         f"x={spec}", "--show", "x", "--json")
+        assert result.returncode == 0, (spec, result.stderr)
+        report = json.loads(result.stdout)
+        if expected is None:  # pairs change only their nodes (init drew the others)
+            assert report["values"]["x"][1] == 7 and report["values"]["x"][4] == -1
+        else:
+            assert report["values"]["x"] == expected, spec
+        assert report["slots"]["x"]["kind"] == "node" and report["time"] == 0
+    drawn = json.loads(run_cli("run", DIFFUSION, "--graph", "ring:5", "--steps", "0", "--set",
+                               "x=uniform", "--show", "x", "--json").stdout)["values"]["x"]
+    assert len(set(drawn)) == 5 and all(0 <= v < 1 for v in drawn)
+
+
+def test_run_set_and_show_errors_name_the_problem(run_cli, tmp_path):
+    cases = [(("--set", "y=1"), "no slot 'y'"), (("--set", "x=0:abc"), "is not a number"),
+             (("--set", "x=9:1"), "outside 0..4"), (("--set", "x"), "expected SLOT=VALUE"),
+             (("--set", f"x=@{tmp_path / 'none.npy'}"), "no such file"),
+             (("--show", "nope"), "no slot 'nope'")]
+    for args, message in cases:
+        result = run_cli("run", DIFFUSION, "--graph", "ring:5", *args)
+        assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
+
+
+def test_train_lists_every_missing_slot_and_maps_roles(run_cli, tmp_path):
+    renamed = tmp_path / "bp.rule"
+    text = (EXAMPLES / "backprop.rule").read_text()
+    renamed.write_text(text.replace("target", "goal").replace("ready", "rdy"))
+    missing = run_cli("train", renamed, "--task", "and", "--graph", "layered:2,3,1")
+    assert missing.returncode == 1
+    for slot in ("'target' (target)", "'ready' (ready)", "'dready' (done)"):
+        assert slot in missing.stderr
+    mapped = run_cli("train", renamed, "--task", "and", "--graph", "layered:2,3,1",
+                     "--epochs", "300", "--map", "target=goal", "--map", "ready=rdy",
+                     "--map", "done=drdy", "--backend", "vm")
+    assert mapped.returncode == 0, mapped.stderr
+    assert "accuracy: 100.0%" in mapped.stdout
+    bad = run_cli("train", renamed, "--task", "and", "--graph", "layered:2,3,1", "--map",
+                  "output=")
+    assert bad.returncode == 1 and "cannot be dropped" in bad.stderr
