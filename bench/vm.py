@@ -9,9 +9,11 @@
    half-edges, for the example rules and for random rules.
 2. Getting a new rule ready to run: VM translation against a gcc compile
    (cold cache), per rule.
-3. Random rules evaluated on XOR with rulec.tasks.evaluate (the Python
-   protocol driver, 20 epochs): rules per second with the VM and with gcc,
-   the compile included.
+3. Random rules evaluated on XOR with rulec.tasks.evaluate (20 epochs):
+   rules per second with the VM and with gcc, the compile included.
+4. Full-budget XOR evaluations per second (100 epochs, no early stop): the
+   C protocol driver on the VM and on gcc kernels, against the Python
+   protocol driver (engine='python') on the same rule.
 """
 
 from __future__ import annotations
@@ -137,6 +139,28 @@ def main() -> None:
         print(f"  {backend}: {len(candidates) / seconds:7.1f} rules/s "
               f"({len(candidates)} rules, {steps / len(candidates):.0f} steps each on average)")
     print("  outcomes: " + "; ".join(f"{k}: {v}" for k, v in sorted(failures.items())))
+
+    print("\n4. Full-budget evaluations on XOR (100 epochs, no early stop), per second")
+    delta_fixed = ("param lr = 1\nnode inp, target, train, a, h\nedge w\n"
+                   "init { w = 0.5 * gauss() }\nupdate {\n"
+                   "    h = tanh(sum((w * nbr.inp)[incoming]))\n"
+                   "    a = sigmoid(sum((w * nbr.h)[incoming]))\n"
+                   "    w[incoming] -= train * lr * (a - target) * nbr.h\n}\n")
+    cases = [("backprop.rule, handshake", rules["backprop"], tasks.Protocol()),
+             ("a delta rule, fixed-time 2+2 steps", delta_fixed, tasks.FixedTime(2, 2))]
+    for name, text, protocol in cases:
+        line = []
+        for backend, engine in (("vm", "c"), ("c", "c"), ("c", "python"), ("vm", "python")):
+            compiled = rulec.compile(text, backend=backend)
+            count = 0
+            start = time.perf_counter()
+            while time.perf_counter() - start < (1.0 if args.quick else 3.0):
+                result = tasks.evaluate(compiled, task, topology, protocol, epochs=100,
+                                        seed=count, stop_at=None, engine=engine)
+                count += 1
+            rate = count / (time.perf_counter() - start)
+            line.append(f"{backend}+{engine} driver {rate:8.1f}")
+        print(f"  {name}: {result.steps} steps; " + ", ".join(line))
 
 
 if __name__ == "__main__":

@@ -300,7 +300,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{result.accuracy[-1] * 100:5.1f}%  loss {result.loss[-1]:.4f}", end="",
               file=sys.stderr, flush=True)
 
-    protocol = _protocol(args.map)
+    protocol = _protocol(args.map, args.protocol, args.forward, args.learn)
     protocol.check(rule)  # every missing slot at once, before anything runs
     result = tasks.evaluate(rule, task, topology, protocol=protocol, epochs=args.epochs,
                             seed=args.seed, budget=args.budget, params=params,
@@ -326,14 +326,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 1 if result.failure else 0
 
 
-def _protocol(pairs: list[str]):
-    """A tasks.Protocol with `--map ROLE=SLOT` applied (ROLE= drops an optional role)."""
+def _protocol(pairs: list[str], name: str = "handshake", forward: int | None = None,
+              learn: int | None = None):
+    """The protocol `name` with `--map ROLE=SLOT` applied (ROLE= drops an optional
+    role) and, for the timed protocols, their step counts."""
     import dataclasses
 
     from . import tasks
 
-    changes: dict[str, str | None] = {}
-    roles = {f.name for f in dataclasses.fields(tasks.Protocol)} - {"threshold"}
+    kind = tasks.PROTOCOLS[name]
+    changes: dict = {}
+    numbers = {"forward": forward, "learn": learn} if kind is tasks.FixedTime else \
+        {"steps": forward} if kind is tasks.Simultaneous else {}
+    for field, value in numbers.items():
+        if value is not None:
+            if value < 1:
+                raise UserError(f"--{'forward' if field != 'learn' else 'learn'} must be "
+                                "at least 1")
+            changes[field] = value
+    if kind is tasks.Protocol and (forward is not None or learn is not None):
+        raise UserError("--forward and --learn go with --protocol fixed or simultaneous")
+    roles = {f.name for f in dataclasses.fields(kind)} - {"threshold", "forward", "learn",
+                                                           "steps"}
     optional = {"input_flag", "train_flag", "done", "reset_block"}
     for pair in pairs:
         role, eq, slot = pair.partition("=")
@@ -344,7 +358,7 @@ def _protocol(pairs: list[str]):
         if not slot and role not in optional:
             raise UserError(f"--map {pair!r}: the {role} role cannot be dropped")
         changes[role] = slot or None
-    return dataclasses.replace(tasks.Protocol(), **changes)
+    return dataclasses.replace(kind(), **changes)
 
 
 def _matplotlib():
@@ -514,6 +528,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     train.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
     train.add_argument("--plot", metavar="CURVE.png", help="write the learning curve")
+    train.add_argument("--protocol", choices=("handshake", "fixed", "simultaneous"),
+                       default="handshake",
+                       help="how the harness talks to the rule: handshake (ready/done flags, "
+                            "backprop.rule's), fixed (clamp inputs, --forward steps, read; "
+                            "targets and train flag for --learn steps) or simultaneous "
+                            "(inputs and targets together for --forward steps)")
+    train.add_argument("--forward", type=_integer, metavar="K",
+                       help="steps with the inputs presented (fixed: 10; simultaneous: 10)")
+    train.add_argument("--learn", type=_integer, metavar="L",
+                       help="steps with the targets presented (fixed: 10)")
     train.add_argument("--map", action="append", default=[], metavar="ROLE=SLOT",
                        help="use the rule's slot SLOT for a protocol role (input, input_flag, "
                             "target, train_flag, output, ready, done, reset_block, block); "

@@ -162,7 +162,10 @@ class Rule:
         for done in range(budget):
             if (values[nodes] > 0).all():
                 return done, True
-            self.step(state, block=block, params=params, check_finite=check_finite)
+            try:
+                self.step(state, block=block, params=params, check_finite=check_finite)
+            except NonFiniteError:
+                _raise_if_non_finite(state, done + 1)  # counted from the start of this call
         return budget, bool((values[nodes] > 0).all())
 
 

@@ -176,8 +176,67 @@ def topology_from_spec(spec: str, task: Task) -> Topology:
 
 
 @dataclass(frozen=True)
-class Protocol:
-    """Which node slots and blocks carry the conversation with a rule."""
+class Phase:
+    """One step of the conversation between a protocol and a rule, for one
+    example. A protocol is a list of phases (its schedule): data that the
+    Python reference and the C driver (rulec.backends.vm) both interpret.
+
+    op 'write': set node slot `slot` on `nodes` to `value` ('input': the
+        example's input bits on the input nodes, 1 on extra (bias) inputs;
+        'target': its target bits on the output nodes; or a number)
+    op 'run': step `block` `steps` times; with `until`, stop before a step
+        once node slot `until` is > 0 on `nodes`, and fail if `steps` (the
+        budget) run out first. `optional`: skip if the rule has no such block
+    op 'read': the example's outputs are node slot `slot` on the output nodes
+    when: 'always', 'train' (training examples only) or 'test' (scoring only)
+    """
+
+    op: str
+    when: str = "always"
+    slot: str | None = None
+    nodes: str = "all"  # 'inputs' | 'outputs' | 'all'
+    value: str | float = 0.0
+    block: str = "update"
+    steps: int = 1
+    until: str | None = None
+    optional: bool = False
+
+
+class _Schedule:
+    """What every protocol shares: checking a rule's slots, the setup."""
+
+    input_flag: str | None = None
+    threshold: float = 0.5
+
+    def schedule(self, budget: int) -> list[Phase]:
+        raise NotImplementedError
+
+    def roles(self) -> list[tuple[str, str]]:
+        """(role, slot) of every slot the protocol reads or writes."""
+        return [(role, getattr(self, role)) for role in self.ROLES
+                if getattr(self, role, None) is not None]
+
+    def check(self, rule: Rule) -> None:
+        """Every slot the protocol needs exists; names every missing one at once."""
+        slots = set(rule.program.node_slots)
+        missing = [(role, name) for role, name in self.roles() if name not in slots]
+        if missing:
+            listed = ", ".join(f"{name!r} ({role})" for role, name in missing)
+            raise ValueError(
+                f"rule {rule.name!r} lacks node slot{'s' if len(missing) > 1 else ''} "
+                f"{listed}, which the protocol needs (its node slots: "
+                f"{', '.join(sorted(slots))}); map a role to another slot with "
+                "--map ROLE=SLOT (tasks.Protocol(ROLE=...) in Python), or ROLE= to drop an "
+                "optional one (input_flag, train_flag, done)"
+                + ("; or use a protocol without ready flags (--protocol fixed, "
+                   "tasks.FixedTime)" if {"ready", "done"} & {r for r, _ in missing} else ""))
+
+
+@dataclass(frozen=True)
+class Protocol(_Schedule):
+    """The handshake protocol (backprop.rule's): present the inputs, step until
+    every output is `ready`, read the outputs; to train, present the targets,
+    raise the train flag and step until every input is `done`."""
 
     input: str = "inp"  # written on input nodes
     input_flag: str | None = "is_in"  # 1 on input nodes, 0 elsewhere (set once)
@@ -192,19 +251,86 @@ class Protocol:
 
     ROLES = ("input", "input_flag", "target", "train_flag", "output", "ready", "done")
 
-    def check(self, rule: Rule) -> None:
-        """Every slot the protocol needs exists; names every missing one at once."""
-        slots = set(rule.program.node_slots)
-        missing = [(role, getattr(self, role)) for role in self.ROLES
-                   if getattr(self, role) is not None and getattr(self, role) not in slots]
-        if missing:
-            listed = ", ".join(f"{name!r} ({role})" for role, name in missing)
-            raise ValueError(
-                f"rule {rule.name!r} lacks node slot{'s' if len(missing) > 1 else ''} "
-                f"{listed}, which the protocol needs (its node slots: "
-                f"{', '.join(sorted(slots))}); map a role to another slot with "
-                "--map ROLE=SLOT (tasks.Protocol(ROLE=...) in Python), or ROLE= to drop an "
-                "optional one (input_flag, train_flag, done)")
+    def schedule(self, budget: int) -> list[Phase]:
+        phases = [Phase("write", slot=self.input, nodes="inputs", value="input")]
+        if self.reset_block:
+            phases.append(Phase("run", block=self.reset_block, optional=True))
+        phases += [Phase("run", block=self.block, nodes="outputs", until=self.ready,
+                         steps=budget),
+                   Phase("read", slot=self.output),
+                   Phase("write", "train", slot=self.target, nodes="outputs", value="target")]
+        if self.train_flag:
+            phases.append(Phase("write", "train", slot=self.train_flag, value=1.0))
+        if self.done:
+            phases.append(Phase("run", "train", block=self.block, nodes="inputs",
+                                until=self.done, steps=budget))
+        else:
+            phases.append(Phase("run", "train", block=self.block))
+        return phases
+
+
+@dataclass(frozen=True)
+class FixedTime(_Schedule):
+    """No flags to wait for, so any rule can satisfy it: clear the target and
+    the train flag, present the inputs, run `forward` steps, read the outputs;
+    to train, present the targets with the train flag up for `learn` steps."""
+
+    input: str = "inp"
+    target: str = "target"
+    train_flag: str | None = "train"
+    output: str = "a"
+    forward: int = 10
+    learn: int = 10
+    input_flag: str | None = None
+    block: str = "update"
+    threshold: float = 0.5
+
+    ROLES = ("input", "input_flag", "target", "train_flag", "output")
+
+    def schedule(self, budget: int) -> list[Phase]:
+        phases = [Phase("write", slot=self.target, nodes="outputs", value=0.0)]
+        if self.train_flag:
+            phases.append(Phase("write", slot=self.train_flag, value=0.0))
+        phases += [Phase("write", slot=self.input, nodes="inputs", value="input"),
+                   Phase("run", block=self.block, steps=self.forward),
+                   Phase("read", slot=self.output),
+                   Phase("write", "train", slot=self.target, nodes="outputs", value="target")]
+        if self.train_flag:
+            phases.append(Phase("write", "train", slot=self.train_flag, value=1.0))
+        phases.append(Phase("run", "train", block=self.block, steps=self.learn))
+        return phases
+
+
+@dataclass(frozen=True)
+class Simultaneous(_Schedule):
+    """Inputs and targets presented together (targets only when training, the
+    train flag up then), `steps` steps, then the outputs are read."""
+
+    input: str = "inp"
+    target: str = "target"
+    train_flag: str | None = "train"
+    output: str = "a"
+    steps: int = 10
+    input_flag: str | None = None
+    block: str = "update"
+    threshold: float = 0.5
+
+    ROLES = ("input", "input_flag", "target", "train_flag", "output")
+
+    def schedule(self, budget: int) -> list[Phase]:
+        phases = [Phase("write", slot=self.input, nodes="inputs", value="input"),
+                  Phase("write", "train", slot=self.target, nodes="outputs", value="target"),
+                  Phase("write", "test", slot=self.target, nodes="outputs", value=0.0)]
+        if self.train_flag:
+            phases += [Phase("write", "train", slot=self.train_flag, value=1.0),
+                       Phase("write", "test", slot=self.train_flag, value=0.0)]
+        phases += [Phase("run", block=self.block, steps=self.steps),
+                   Phase("read", slot=self.output)]
+        return phases
+
+
+#: Protocols by name, for the CLI (`rulec train --protocol NAME`).
+PROTOCOLS = {"handshake": Protocol, "fixed": FixedTime, "simultaneous": Simultaneous}
 
 
 # ------------------------------------------------------------- evaluation
@@ -229,74 +355,126 @@ class _Failed(Exception):
 
 
 class _Episode:
-    def __init__(self, rule: Rule, task: Task, topology: Topology, protocol: Protocol,
-                 budget: int, params: dict | None) -> None:
-        self.rule, self.task, self.top, self.p = rule, task, topology, protocol
-        self.budget, self.params = budget, params
-        self.steps = 0
-        self.has_reset = protocol.reset_block in rule.blocks if protocol.reset_block else False
+    """The Python reference interpreter of a protocol's schedule."""
 
-    def step_until(self, state, slot: str, nodes: np.ndarray) -> None:
-        done, reached = self.rule.step_until(state, slot, nodes, self.budget, block=self.p.block,
-                                             params=self.params, check_finite=True)
-        self.steps += done
-        if not reached:
-            raise _Failed(f"budget of {self.budget} steps exhausted waiting for {slot!r}")
+    def __init__(self, rule: Rule, task: Task, topology: Topology, protocol,
+                 budget: int, params: dict | None) -> None:
+        self.rule, self.task, self.top = rule, task, topology
+        self.params = params
+        self.phases = protocol.schedule(budget)
+        self.steps = 0
+
+    def nodes(self, which: str):
+        return {"inputs": self.top.inputs, "outputs": self.top.outputs,
+                "all": slice(None)}[which]
 
     def example(self, state, k: int, train: bool) -> np.ndarray:
-        p, top = self.p, self.top
-        inputs = state.node[p.input]
-        inputs[top.inputs[: self.task.n_inputs]] = self.task.inputs[k]
-        if len(top.inputs) > self.task.n_inputs:  # a bias input
-            inputs[top.inputs[self.task.n_inputs:]] = 1.0
-        if self.has_reset:
-            self.rule.step(state, block=p.reset_block, params=self.params, check_finite=True)
-        self.step_until(state, p.ready, top.outputs)
-        outputs = state.node[p.output][top.outputs].copy()
-        if train:
-            state.node[p.target][top.outputs] = self.task.targets[k]
-            if p.train_flag:
-                state.node[p.train_flag][...] = 1.0
-            if p.done:
-                self.step_until(state, p.done, top.inputs)
+        outputs = None
+        for phase in self.phases:
+            if (phase.when == "train" and not train) or (phase.when == "test" and train):
+                continue
+            if phase.op == "write":
+                values = state.node[phase.slot]
+                if phase.value == "input":
+                    n_in = self.task.n_inputs
+                    values[self.top.inputs[:n_in]] = self.task.inputs[k]
+                    values[self.top.inputs[n_in:]] = 1.0  # bias inputs
+                elif phase.value == "target":
+                    values[self.top.outputs] = self.task.targets[k]
+                else:
+                    values[self.nodes(phase.nodes)] = phase.value
+            elif phase.op == "read":
+                outputs = state.node[phase.slot][self.top.outputs].copy()
             else:
-                self.rule.step(state, block=p.block, params=self.params, check_finite=True)
-                self.steps += 1
+                self.run(state, phase)
         return outputs
 
+    def run(self, state, phase: Phase) -> None:
+        if phase.optional and phase.block not in self.rule.blocks:
+            return
+        try:
+            if phase.until is None:
+                self.rule.step(state, steps=phase.steps, block=phase.block, params=self.params,
+                               check_finite=True)
+                self.steps += phase.steps
+                return
+            done, reached = self.rule.step_until(state, phase.until,
+                                                 self.top.inputs if phase.nodes == "inputs"
+                                                 else self.top.outputs, phase.steps,
+                                                 block=phase.block, params=self.params,
+                                                 check_finite=True)
+        except NonFiniteError as exc:
+            self.steps += exc.step  # the steps of this phase, the failing one included
+            raise
+        self.steps += done
+        if not reached:
+            raise _Failed(f"budget of {phase.steps} steps exhausted waiting for "
+                          f"{phase.until!r}")
 
-def evaluate(rule: Rule, task: Task, topology: Topology, protocol: Protocol | None = None,
-             epochs: int = 100, seed: int = 0, budget: int = 100, params: dict | None = None,
-             stop_at: float | None = 1.0, on_epoch: Callable | None = None) -> Result:
-    """Train `rule` on `task` for up to `epochs` (patterns in a seeded shuffled
-    order each epoch) and score it after each epoch with a forward-only pass.
-    Stops early once accuracy reaches `stop_at`, and at the first failure."""
-    protocol = protocol or Protocol()
-    protocol.check(rule)
+
+def check_topology(task: Task, topology: Topology) -> None:
     if len(topology.outputs) != task.n_outputs or len(topology.inputs) < task.n_inputs:
         raise ValueError(f"topology {topology.name!r} has {len(topology.inputs)} inputs and "
                          f"{len(topology.outputs)} outputs; task {task.name!r} needs "
                          f"{task.n_inputs} and {task.n_outputs}")
+
+
+def orders(task: Task, epochs: int, seed: int) -> np.ndarray:
+    """The training order of the patterns in each epoch (epochs x patterns), as
+    numpy's default_rng(seed) draws it: the C driver gets it as data."""
+    rng = np.random.default_rng(seed)
+    patterns = len(task.inputs)
+    return np.array([rng.permutation(patterns) for _ in range(epochs)],
+                    dtype=np.int32).reshape(epochs, patterns)
+
+
+def score(task: Task, outputs: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(accuracy, mean squared error) of one forward pass over every pattern."""
+    predicted = outputs > threshold
+    correct = (predicted == (task.targets > 0.5)).all(axis=1)
+    return float(correct.mean()), float(np.mean((outputs - task.targets) ** 2))
+
+
+def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
+             epochs: int = 100, seed: int = 0, budget: int = 100, params: dict | None = None,
+             stop_at: float | None = 1.0, on_epoch: Callable | None = None,
+             engine: str = "auto") -> Result:
+    """Train `rule` on `task` for up to `epochs` (patterns in a seeded shuffled
+    order each epoch) and score it after each epoch with a forward-only pass.
+    Stops early once accuracy reaches `stop_at`, and at the first failure.
+
+    engine 'python' runs the protocol's schedule here, one foreign call per
+    phase (the reference); 'c' runs whole epochs in one call of the C driver
+    (rulec.backends.vm; the VM and the C backend); 'auto' takes 'c' for
+    those backends. Both give the same accuracies, steps and failures."""
+    protocol = protocol or Protocol()
+    protocol.check(rule)
+    check_topology(task, topology)
+    if engine not in ("auto", "python", "c"):
+        raise ValueError(f"engine must be 'auto', 'python' or 'c', got {engine!r}")
+    if engine == "c" or (engine == "auto" and rule.backend in ("vm", "c")):
+        from .backends.vm.driver import evaluate as evaluate_in_c
+
+        return evaluate_in_c(rule, task, topology, protocol, epochs, seed, budget, params,
+                             stop_at, on_epoch)
     start = time.perf_counter()
     result = Result()
     episode = _Episode(rule, task, topology, protocol, budget, params)
     state = rule.state(topology.graph)
     if protocol.input_flag:
         state.node[protocol.input_flag][topology.inputs] = 1.0
-    rng = np.random.default_rng(seed)
     try:
         rule.init(state, seed=seed, params=params)
-        patterns = len(task.inputs)
-        for epoch in range(epochs):
-            for k in rng.permutation(patterns):
+        for epoch, order in enumerate(orders(task, epochs, seed)):
+            for k in order:
                 episode.example(state, int(k), train=True)
-            outputs = np.array([episode.example(state, k, train=False) for k in range(patterns)])
+            outputs = np.array([episode.example(state, k, train=False)
+                                for k in range(len(task.inputs))])
             if not np.isfinite(outputs).all():
                 raise _Failed("outputs are not finite")
-            predicted = outputs > protocol.threshold
-            correct = (predicted == (task.targets > 0.5)).all(axis=1)
-            result.accuracy.append(float(correct.mean()))
-            result.loss.append(float(np.mean((outputs - task.targets) ** 2)))
+            accuracy, loss = score(task, outputs, protocol.threshold)
+            result.accuracy.append(accuracy)
+            result.loss.append(loss)
             result.outputs = outputs
             if on_epoch:
                 on_epoch(epoch, result)

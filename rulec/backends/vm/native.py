@@ -21,7 +21,7 @@ from ...resources import resource_dir
 from ...state import State
 from .translate import CONTROL, EDGE, HALF, NODE, OPCODES, Program
 
-ABI = 3  # the VM's own layout (rulec_vm_block); part of its cache identity
+ABI = 4  # the VM's own layout (rulec_vm_block); part of its cache identity
 
 _CDEF = """
 typedef struct rulec_vm_block {
@@ -38,6 +38,35 @@ int64_t rulec_vm_run(const rulec_graph *g, rulec_state *state, const float *para
                      const rulec_vm_block *p, int64_t steps, int check_finite,
                      int32_t until_reg, const int32_t *until, int32_t n_until, int32_t *status);
 int rulec_vm_version(void);
+typedef struct rulec_phase {
+    int32_t op; int32_t when; int32_t slot; int32_t nodes; int32_t source; float value;
+    int32_t block; int64_t steps;
+} rulec_phase;
+typedef struct rulec_evaluation {
+    int32_t n_patterns, n_in, n_out;
+    const float *inputs, *targets;
+    const int32_t *input_nodes, *output_nodes;
+    int32_t n_input_nodes;
+    float threshold;
+    const rulec_phase *phases;
+    int32_t n_phases;
+    int32_t epochs;
+    const int32_t *orders;
+    float stop_at;
+    const rulec_vm_block *const *vm;
+    const rulec_kernel *kernels;
+    int32_t n_node_slots, n_edge_slots, n_shared_slots;
+    double *accuracy;
+    double *loss;
+    float *outputs;
+    int32_t epochs_done;
+    int64_t steps;
+    int32_t failure;
+    int32_t failed_phase;
+    int64_t phase_steps;
+} rulec_evaluation;
+int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *params,
+                       rulec_evaluation *e);
 """
 
 

@@ -1,0 +1,124 @@
+"""Protocols as data: the schedules, and the C driver against the Python
+reference (rulec.tasks.evaluate with engine='python'): the same accuracy per
+epoch, steps and failure, on the VM and on the C backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rulec
+from rulec import tasks
+from rulec.backends.vm.driver import evaluate_many
+from rulec.generate import Options, SeededSource, rule
+
+from .conftest import EXAMPLES
+
+HANDSHAKE_RULES = ["backprop", "delta"]
+
+
+def assert_same(fast: tasks.Result, reference: tasks.Result, context: str) -> None:
+    assert fast.accuracy == reference.accuracy, context
+    assert fast.steps == reference.steps, context
+    assert fast.failure == reference.failure, context
+    np.testing.assert_allclose(fast.loss, reference.loss, rtol=1e-5, err_msg=context)
+    if reference.outputs is not None:
+        np.testing.assert_array_equal(fast.outputs, reference.outputs, err_msg=context)
+
+
+def compare(rule_text_or_path, backend, task, shape, protocol, epochs, seed, budget=100):
+    if isinstance(rule_text_or_path, str):
+        compiled = rulec.compile(rule_text_or_path, backend=backend)
+    else:
+        compiled = rulec.compile_file(rule_text_or_path, backend=backend)
+    args = (compiled, tasks.TASKS[task], tasks.layered(shape), protocol)
+    fast = tasks.evaluate(*args, epochs=epochs, seed=seed, budget=budget, stop_at=None,
+                          engine="c")
+    reference = tasks.evaluate(*args, epochs=epochs, seed=seed, budget=budget, stop_at=None,
+                               engine="python")
+    return fast, reference
+
+
+@pytest.mark.parametrize("backend", ["vm", "c"])
+@pytest.mark.parametrize("name", HANDSHAKE_RULES)
+@pytest.mark.parametrize("task,shape", [("xor", [2, 4, 1]), ("add2", [4, 8, 3])])
+def test_the_c_driver_equals_the_reference_on_example_rules(backend, name, task, shape):
+    fast, reference = compare(EXAMPLES / f"{name}.rule", backend, task, shape,
+                              tasks.Protocol(), epochs=12, seed=3)
+    assert_same(fast, reference, f"{name} on {task} ({backend})")
+    assert reference.accuracy and reference.failure is None
+
+
+FIXED = tasks.FixedTime(forward=3, learn=2)
+NAMES = ("inp", "target", "train", "a", "h", "p")
+
+
+@pytest.mark.parametrize("backend", ["vm", "c"])
+@pytest.mark.parametrize("protocol", [FIXED, tasks.Simultaneous(steps=3), tasks.Protocol()],
+                         ids=["fixed", "simultaneous", "handshake"])
+def test_the_c_driver_equals_the_reference_on_random_rules(backend, protocol):
+    names = NAMES + (("ready", "dready") if isinstance(protocol, tasks.Protocol) else ())
+    options = Options(node_names=names, node_slots=(len(names), len(names)), max_depth=3)
+    outcomes = set()
+    for seed in range(12):
+        text = rule(SeededSource(seed), options).text
+        if isinstance(protocol, tasks.Protocol):
+            text = text.replace("node ", "node is_in, ", 1)
+        fast, reference = compare(text, backend, "xor", [2, 3, 1], protocol, epochs=4,
+                                  seed=seed, budget=20)
+        assert_same(fast, reference, f"seed {seed} ({backend})\n{text}")
+        outcomes.add((reference.failure or "ok").split(":")[0][:20])
+    assert len(outcomes) >= 2  # the rules do not all end the same way
+
+
+def test_failures_are_the_same_in_c_and_python():
+    nan_rule = "node inp, is_in, target, train, a, ready, dready\nupdate { a = log(0 - 1) }"
+    never = "node inp, is_in, target, train, a, ready, dready\nupdate { a = inp }"
+    for text, expected in ((nan_rule, "non-finite state"), (never, "budget of 7 steps")):
+        for backend in ("vm", "c"):
+            fast, reference = compare(text, backend, "xor", [2, 2, 1], tasks.Protocol(),
+                                      epochs=5, seed=0, budget=7)
+            assert_same(fast, reference, text)
+            assert fast.failure.startswith(expected)
+
+
+def test_outputs_that_are_not_finite_fail_the_epoch():
+    text = "node inp, target, train, a\nupdate { a = 1 / (inp - inp) }"
+    fast, reference = compare(text, "vm", "and", [2, 1], FIXED, epochs=3, seed=0)
+    assert_same(fast, reference, text)
+
+
+def test_a_fixed_time_protocol_needs_no_flags_and_delta_learns_or_on_it():
+    """The fixed-time protocol works with rules that never raise a ready flag."""
+    text = ("param lr = 1\nnode inp, target, train, a\nedge w\ninit { w = 0.5 * gauss() }\n"
+            "update {\n    a = sigmoid(sum((w * nbr.inp)[incoming]))\n"
+            "    w[incoming] -= train * lr * (a - target) * nbr.inp\n}\n")
+    compiled = rulec.compile(text, backend="vm")
+    result = tasks.evaluate(compiled, tasks.TASKS["or"], tasks.layered([2, 1], bias=True),
+                            tasks.FixedTime(forward=1, learn=1), epochs=200, seed=1)
+    assert result.failure is None and result.final_accuracy == 1.0
+
+
+def test_evaluate_many_equals_one_at_a_time_with_threads():
+    texts = [(EXAMPLES / f"{n}.rule").read_text() for n in HANDSHAKE_RULES] * 2
+    task, topology = tasks.TASKS["xor"], tasks.layered([2, 4, 1])
+    serial = evaluate_many(texts, task, topology, epochs=8, seeds=(0, 1), stop_at=None)
+    parallel = evaluate_many(texts, task, topology, epochs=8, seeds=(0, 1), stop_at=None,
+                             threads=2)
+    for i, (a, b) in enumerate(zip(serial, parallel, strict=True)):
+        for seed, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"rule {i} seed {seed}")
+    single = tasks.evaluate(rulec.compile(texts[0], backend="vm"), task, topology, epochs=8,
+                            seed=1, stop_at=None)
+    assert_same(serial[0][1], single, "rule 0 seed 1")
+
+
+def test_a_schedule_is_data():
+    phases = tasks.FixedTime(forward=4, learn=2).schedule(budget=100)
+    assert [p.op for p in phases] == ["write", "write", "write", "run", "read", "write",
+                                      "write", "run"]
+    assert phases[3].steps == 4 and phases[-1].steps == 2 and phases[-1].when == "train"
+    handshake = tasks.Protocol().schedule(budget=30)
+    waits = [p for p in handshake if p.until]
+    assert [(p.until, p.nodes, p.steps) for p in waits] == [("ready", "outputs", 30),
+                                                             ("dready", "inputs", 30)]
