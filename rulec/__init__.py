@@ -10,7 +10,7 @@
 
 from ._version import __version__
 from .build import BuildError
-from .errors import RuleError, RuleErrors, Span
+from .errors import RulecError, RuleError, RuleErrors, Span
 from .graph import Graph, GraphError
 from .runtime import NonFiniteError, Rule, compile, compile_file, compile_many
 from .state import State, StateError
@@ -23,6 +23,7 @@ __all__ = [
     "NonFiniteError",
     "Rule",
     "RuleError",
+    "RulecError",
     "RuleErrors",
     "Span",
     "State",

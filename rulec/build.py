@@ -42,6 +42,7 @@ from pathlib import Path
 import cffi
 
 from . import ir
+from .errors import RulecError
 from .render_c import Unit, gathers_mode, render_module, render_table
 from .resources import resource_dir
 
@@ -71,7 +72,7 @@ def _cdef() -> str:
     return "\n".join(lines) + "\nconst rulec_entry *rulec_module_table(int *size);\n"
 
 
-class BuildError(RuntimeError):
+class BuildError(RulecError, RuntimeError):
     """The C backend cannot build: no compiler, a broken compiler, or bad flags."""
 
 
@@ -157,18 +158,29 @@ def cpu_features() -> str:
     return f"{model}|{flags}"
 
 
-@functools.cache
-def _sources_digest() -> str:
-    """A hash of everything that generates C: the templates, the C runtime and
-    rulec's own Python (the op table, lowering, scheduling, rendering). Any
-    change to them, released or not, makes new cache entries."""
+#: rulec's modules whose code decides the generated C: the IR and its passes,
+#: the op table, lowering, scheduling, rendering, and the flags' defaults here.
+#: Editing any other module (the CLI, the VM, tasks, ...) keeps cached kernels.
+GENERATOR_MODULES = ("ir.py", "ops.py", "checker.py", "printer.py", "lower.py",
+                     "schedule.py", "render_c.py", "build.py", "passes/*.py")
+
+
+def generator_sources() -> list[Path]:
+    """The files whose text is part of every kernel's cache key."""
     package = Path(__file__).resolve().parent
-    paths = [*sorted(package.glob("*.py")), *sorted(package.glob("passes/*.py"))]
+    paths = [p for pattern in GENERATOR_MODULES for p in sorted(package.glob(pattern))]
     for directory in ("templates", "runtime"):
         paths += sorted(p for p in resource_dir(directory).iterdir()
                         if p.suffix in (".j2", ".h", ".c"))
+    return paths
+
+
+@functools.cache
+def _sources_digest() -> str:
+    """A hash of everything that generates C (generator_sources): any change to
+    them, released or not, makes new cache entries."""
     digest = hashlib.sha256()
-    for path in paths:
+    for path in generator_sources():
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -20,18 +20,16 @@ from . import build
 from ._version import __version__
 from .atomic import write_atomic
 from .backends import BACKENDS, DEFAULT_BACKEND
-from .errors import RuleErrors
-from .export import ExportError
+from .errors import RulecError, RuleErrors
 from .frontend import load, load_program
-from .graph import GraphError
-from .graphs import SPECS, GraphSpecError, from_spec
+from .graphs import SPECS, from_spec
 from .printer import format_source
 from .render_c import Unit, render_module
-from .runtime import NonFiniteError, Rule
-from .state import State, StateError
+from .runtime import Rule
+from .state import State
 
 
-class UserError(Exception):
+class UserError(RulecError):
     """A problem to report in one line, without a traceback."""
 
 
@@ -590,8 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except RuleErrors as errors:
         print(errors, file=sys.stderr)
-    except (UserError, GraphError, GraphSpecError, StateError, NonFiniteError,
-            build.BuildError, ExportError) as exc:
+    except RulecError as exc:  # every other error rulec reports to users
         print(f"rulec: error: {exc}", file=sys.stderr)
     except KeyError as exc:
         print(f"rulec: error: {exc.args[0]}", file=sys.stderr)

@@ -16,6 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+class RulecError(Exception):
+    """The root of every error rulec reports to its users: RuleErrors (a rule
+    file), BuildError, GraphError, GraphSpecError, StateError, ExportError,
+    NonFiniteError. Catch this one class to catch them all; anything else
+    escaping rulec is a bug."""
+
+
 @dataclass(frozen=True, slots=True)
 class Span:
     """A region of source text: 1-based line and column, end exclusive."""
@@ -73,7 +80,7 @@ class RuleError:
 
 
 @dataclass
-class RuleErrors(Exception):
+class RuleErrors(RulecError):
     """All the errors of one file, sorted by position. Raised by the compiler."""
 
     filename: str

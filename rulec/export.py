@@ -26,6 +26,7 @@ from pathlib import Path
 from . import ir
 from ._version import __version__
 from .atomic import write_atomic
+from .errors import RulecError
 from .lower import c_float
 from .render_c import Unit, environment, kernel_name, render_module
 from .resources import resource_dir
@@ -48,7 +49,7 @@ class namespace template this new delete operator private public protected virtu
 try catch throw typename using""".split())
 
 
-class ExportError(Exception):
+class ExportError(RulecError):
     """An export that cannot be written: a bad prefix or an unwritable directory."""
 
 

@@ -20,8 +20,10 @@ import zlib
 
 import numpy as np
 
+from .errors import RulecError
 
-class GraphError(ValueError):
+
+class GraphError(RulecError, ValueError):
     """A graph that breaks the spec's rules (self-loop, duplicate, bad id, bad shape)."""
 
 

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import RulecError
 from .graph import Graph, GraphError
 
 SPECS = ("ring:N", "grid:WxH", "moore:WxH", "layered:A,B,C", "er:N,P[,SEED]",
          "waxman:N[,SEED]", "complete:N", "file:PATH")
 
 
-class GraphSpecError(ValueError):
+class GraphSpecError(RulecError, ValueError):
     """A --graph SPEC that cannot be read."""
 
 

@@ -15,14 +15,14 @@ import numpy as np
 
 from . import ir
 from .backends import DEFAULT_BACKEND, backend_class
-from .errors import did_you_mean
+from .errors import RulecError, did_you_mean
 from .frontend import load_program
 from .graph import Graph
 from .rng import check_seed
 from .state import State, StateError
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(RulecError, FloatingPointError):
     """A step produced NaN or ±inf in the state (raised with check_finite=True)."""
 
     def __init__(self, step: int, time: int, kind: str, slot: str, element: int,

@@ -16,12 +16,13 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from .atomic import write_atomic
+from .errors import RulecError
 from .graph import Graph
 
 FORMAT_VERSION = 1
 
 
-class StateError(ValueError):
+class StateError(RulecError, ValueError):
     """A state that does not fit its graph or rule, or a bad state file."""
 
 

@@ -341,3 +341,23 @@ def test_a_broken_compiler_is_blamed_not_rulec(cache, monkeypatch):
         rulec.compile(RULE)
     message = str(caught.value)
     assert "check CC" in message and "bug in rulec" not in message
+
+
+def test_the_cache_key_covers_the_code_generator_only():
+    """Editing the CLI or the VM must not throw away every cached kernel;
+    editing lowering, the op table or a template must."""
+    names = {p.name for p in build.generator_sources()}
+    for needed in ("lower.py", "ops.py", "render_c.py", "schedule.py", "fold.py",
+                   "module.c.j2", "rulec_runtime.h"):
+        assert needed in names, needed
+    for unrelated in ("cli.py", "tasks.py", "fuzz.py", "translate.py", "generate.py"):
+        assert unrelated not in names, unrelated
+
+
+def test_every_user_facing_error_has_one_root():
+    from rulec.export import ExportError
+    from rulec.graphs import GraphSpecError
+
+    for kind in (rulec.RuleErrors, rulec.BuildError, rulec.GraphError, GraphSpecError,
+                 rulec.StateError, ExportError, rulec.NonFiniteError):
+        assert issubclass(kind, rulec.RulecError), kind
