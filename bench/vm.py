@@ -147,7 +147,8 @@ def main() -> None:
                    "    a = sigmoid(sum((w * nbr.h)[incoming]))\n"
                    "    w[incoming] -= train * lr * (a - target) * nbr.h\n}\n")
     cases = [("backprop.rule, handshake", rules["backprop"], tasks.Protocol()),
-             ("a delta rule, fixed-time 2+2 steps", delta_fixed, tasks.FixedTime(forward=2, learn=2))]
+             ("a delta rule, fixed-time 2+2 steps", delta_fixed,
+              tasks.FixedTime(forward=2, learn=2))]
     for name, text, protocol in cases:
         line = []
         for backend, engine in (("vm", "c"), ("c", "c"), ("c", "python"), ("vm", "python")):
