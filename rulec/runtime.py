@@ -150,11 +150,11 @@ class Rule:
             raise KeyError(f"rule {self.name!r} has no node slot {slot!r}")
         nodes = np.asarray(nodes, dtype=np.int64)
         runner = self._runner
-        if hasattr(runner, "blocks") and hasattr(runner.blocks, "run_until"):
+        if hasattr(runner, "run_until"):  # a backend that loops in C (the VM)
             if block == "init" or self.program.block(block) is None:
                 raise KeyError(f"rule {self.name!r} has no update block {block!r}")
-            done, why = runner.blocks.run_until(block, state, self._params(params), budget,
-                                                slot, nodes, check_finite)
+            done, why = runner.run_until(block, state, self._params(params), budget, slot,
+                                         nodes, check_finite)
             if why == "non-finite":
                 _raise_if_non_finite(state, done)
             return done, why == "reached"

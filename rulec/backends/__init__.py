@@ -5,6 +5,8 @@ A backend is a class with
     __init__(program, source=None)   prepare a checked ir.Program (build, translate)
     run(label, state, params, steps, threads, check_finite) -> steps run
 
+and optionally `run_until(label, state, params, budget, slot, nodes,
+check_finite)` (step until a node slot is > 0 on `nodes`, in one call).
 `run` runs block `label` `steps` times (time advances unless it is `init`)
 and returns how many steps ran: fewer only when check_finite is set and a
 step left NaN or inf in the state (the state is then the one after that
@@ -95,6 +97,11 @@ class VMBackend:
 
     def run(self, label, state, params, steps, threads=1, check_finite=False) -> int:
         return self.blocks.run(label, state, params, steps, threads, check_finite)
+
+    def run_until(self, label, state, params, budget, slot, nodes, check_finite=False):
+        """Optional in the protocol: step until node slot `slot` > 0 on `nodes`,
+        in C; returns (steps run, 'budget' | 'reached' | 'non-finite')."""
+        return self.blocks.run_until(label, state, params, budget, slot, nodes, check_finite)
 
 
 #: name -> backend class
