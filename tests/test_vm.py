@@ -120,3 +120,24 @@ def test_step_until_stops_when_the_slot_is_set_and_reports_the_budget():
         assert state.time == 5
         fresh = rule.state(graphs.ring(3))
         assert rule.step_until(fresh, "done", [1], budget=2) == (2, False)
+
+
+def test_a_vm_mismatch_is_shrunk_and_replayable(tmp_path, monkeypatch, capsys):
+    """A VM with `a * b` computed as `a + b` is caught by `rulec fuzz --backend
+    vm`, shrunk, written out and replayed, as a C mismatch is."""
+    import dataclasses
+
+    from rulec.cli import main
+    from rulec.ops import OPS
+
+    monkeypatch.setenv("RULEC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(OPS, "mul", dataclasses.replace(OPS["mul"], c="({0} + {1})"))
+    out = tmp_path / "out"
+    code = main(["fuzz", "--count", "3", "--seed", "3", "--backend", "vm", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 1 and "(vm, threads 1)" in printed and "VM " in printed
+    replay = printed.split("replay: rulec ", 1)[1].splitlines()[0].split()
+    assert replay[-2:] == ["--backend", "vm"]
+    assert main(replay) == 1
+    shrunk = (out / "mismatch-1.rule").read_text()
+    assert "*" in shrunk and shrunk.count("=") <= 4  # a few statements left

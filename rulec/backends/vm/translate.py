@@ -135,6 +135,7 @@ class _Translator:
         self.program = program
         self.r = registers
         self.shared = shared  # registers filled per graph, shared by every block
+        self.masks: set[int] = set()  # registers known to hold only 1.0 and 0.0
 
     def emit(self, code: list, op: str, d: int = -1, a: int = -1, b: int = -1, c: int = -1):
         code.append((OPCODES[op], d, a, b, c))
@@ -205,11 +206,9 @@ class _Translator:
                 remaining = active
                 for condition, body in stmt.branches:
                     value, _ = self.expr(condition, scope)
-                    taken = self.r.new(NODE)
-                    self.emit(self.code, "positive", taken, value)
-                    if remaining is not None:
-                        self.emit(self.code, "and", taken, taken, remaining)
+                    taken = self.both(self.positive(value), remaining)
                     rest = self.r.new(NODE)
+                    self.masks.add(rest)
                     if remaining is None:
                         self.emit(self.code, "andnot", rest, self.const(1.0, NODE), taken)
                     else:
@@ -281,15 +280,25 @@ class _Translator:
         return found
 
     def positive(self, register: int) -> int:
+        """A 0/1 mask of where `register` > 0 (the register itself if it is one)."""
+        if self.is_mask(register):
+            return register
         out = self.r.new(self.r.domain[register])
         self.emit(self.code, "positive", out, register)
+        self.masks.add(out)
         return out
+
+    def is_mask(self, register: int) -> bool:
+        source = self.r.source[register]
+        return register in self.masks or source in (
+            ("builtin", "incoming"), ("builtin", "outgoing"), ("const", 0.0), ("const", 1.0))
 
     def both(self, a: int | None, b: int | None) -> int | None:
         if a is None or b is None:
             return a if b is None else b
         out = self.r.new(self.r.domain[a])
         self.emit(self.code, "and", out, a, b)
+        self.masks.add(out)
         return out
 
     def expr(self, expr: ir.Expr, scope: _Scope) -> tuple[int, int | None]:
@@ -354,6 +363,8 @@ class _Translator:
                 mask = arg_mask
         out = self.r.new(domain)
         self.emit(self.code, expr.op, out, *args)
+        if expr.op in _MASK_OPS:  # 1.0 or 0.0 everywhere
+            self.masks.add(out)
         return out, mask
 
 
@@ -396,6 +407,10 @@ def _without_dead_code(code: list, kept: set[int]) -> list:
             b = new_index[target] - new_index[index] - 1
         out.append((op, d, a, b, c))
     return out
+
+
+#: Ops whose every result is 1.0 or 0.0.
+_MASK_OPS = frozenset(("lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not"))
 
 
 def _uses_time(statements) -> bool:
