@@ -6,14 +6,26 @@
     state = rule.state(graph)
     rule.init(state, seed=0)
     rule.step(state, steps=100)
+
+The names below are imported on first use, so `import rulec` (and the CLI's
+start) costs little until a rule is compiled.
 """
 
 from ._version import __version__
-from .build import BuildError
 from .errors import RulecError, RuleError, RuleErrors, Span
-from .graph import Graph, GraphError
-from .runtime import NonFiniteError, Rule, compile, compile_file, compile_many
-from .state import State, StateError
+
+_LAZY = {
+    "BuildError": "build",
+    "Graph": "graph",
+    "GraphError": "graph",
+    "NonFiniteError": "runtime",
+    "Rule": "runtime",
+    "compile": "runtime",
+    "compile_file": "runtime",
+    "compile_many": "runtime",
+    "State": "state",
+    "StateError": "state",
+}
 
 __all__ = [
     "__version__",
@@ -32,3 +44,18 @@ __all__ = [
     "compile_file",
     "compile_many",
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rulec' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -13,20 +13,19 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from . import build
+# Only light modules here: `rulec --version` and `--help` must answer at once.
+# Each command imports what it needs (numpy, the compiler, cffi, jinja2).
 from ._version import __version__
-from .atomic import write_atomic
 from .backends import BACKENDS, DEFAULT_BACKEND
 from .errors import RulecError, RuleErrors
-from .frontend import load, load_program
-from .graphs import SPECS, from_spec
-from .printer import format_source
-from .render_c import Unit, render_module
-from .runtime import Rule
-from .state import State
+from .graph_specs import SPECS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .state import State
 
 
 class UserError(RulecError):
@@ -49,6 +48,8 @@ def _read(path: str) -> bytes:
 
 def _checked(path: str) -> tuple | None:
     """(text, tree, program) of a rule file, or None after printing its errors."""
+    from .frontend import load
+
     try:
         return load(_read(path), path)
     except RuleErrors as errors:
@@ -72,6 +73,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
+    from .atomic import write_atomic
+    from .printer import format_source
+
     failed = 0
     for path in args.files:
         loaded = _checked(path)  # a file with errors is never formatted
@@ -107,6 +111,8 @@ def _parse_params(pairs: list[str]) -> dict[str, float]:
 
 
 def _summary(state: State) -> str:
+    import numpy as np
+
     header = f"{'slot':<16} {'kind':<7} {'mean':>11} {'std':>11} {'min':>11} {'max':>11} " \
              f"{'non-finite':>10}"
     rows = [header, "-" * len(header)]
@@ -126,6 +132,8 @@ def _summary(state: State) -> str:
 def _slot_values(state: State, assignment: str, seed: int) -> None:
     """Apply `--set SLOT=SPEC` to the state: a number (every element), INDEX:VALUE
     pairs, `uniform` or `gauss` (seeded draws), or @FILE (.npy, or text)."""
+    import numpy as np
+
     name, eq, spec = assignment.partition("=")
     name, spec = name.strip(), spec.strip()
     if not eq or not name or not spec:
@@ -181,6 +189,11 @@ def _shown(state: State, names: list[str]) -> dict[str, np.ndarray]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .frontend import load_program
+    from .graphs import from_spec
+    from .runtime import Rule
+    from .state import State
+
     data = _read(args.file)
     program = load_program(data, args.file)
     rule = Rule(program, args.backend, data.decode("utf-8", "replace"))
@@ -234,6 +247,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _stats(array: np.ndarray) -> dict:
+    import numpy as np
+
     finite = array[np.isfinite(array)]
     if not finite.size:
         return {"mean": None, "std": None, "min": None, "max": None,
@@ -245,10 +260,15 @@ def _stats(array: np.ndarray) -> dict:
 
 def _json_float(value: float):
     """JSON has no NaN or infinity: they are written as the strings 'nan', 'inf', '-inf'."""
+    import numpy as np
+
     return value if np.isfinite(value) else str(value)
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
+    from .frontend import load_program
+    from .render_c import Unit, render_module
+
     data = _read(args.file)
     program = load_program(data, args.file)
     from .export import check_prefix
@@ -261,6 +281,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
+    from .frontend import load_program
 
     data = _read(args.file)
     program = load_program(data, args.file)
@@ -272,6 +293,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import tasks
+    from .frontend import load_program
+    from .runtime import Rule
 
     if args.task not in tasks.TASKS:
         raise UserError(f"unknown task {args.task!r}; tasks: {', '.join(tasks.TASKS)}")
@@ -371,6 +394,8 @@ def _matplotlib():
 
 
 def _plot(result, path: str, title: str) -> None:
+    from .atomic import write_atomic
+
     plt = _matplotlib()
     figure, left = plt.subplots(figsize=(6, 3.5))
     epochs = range(1, len(result.accuracy) + 1)
@@ -389,6 +414,8 @@ def _plot(result, path: str, title: str) -> None:
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from . import fuzz
+    from .graphs import from_spec
+    from .state import State
 
     if args.replay:
         if not (args.graph and args.state):
@@ -430,6 +457,8 @@ def _fuzz_backends(name: str) -> tuple[str, ...]:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
+    from . import build
+
     if args.action == "clear":
         removed = build.cache_clear()
         print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {build.cache_dir()}")

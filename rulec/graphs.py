@@ -20,9 +20,7 @@ import numpy as np
 
 from .errors import RulecError
 from .graph import Graph, GraphError
-
-SPECS = ("ring:N", "grid:WxH", "moore:WxH", "layered:A,B,C", "er:N,P[,SEED]",
-         "waxman:N[,SEED]", "complete:N", "file:PATH")
+from .graph_specs import SPECS  # noqa: E402  (the names, shared with the CLI's help)
 
 
 class GraphSpecError(RulecError, ValueError):

