@@ -67,7 +67,8 @@ def expression_edits(expr: ast.Expr) -> list[ast.Expr]:
     if isinstance(expr, ast.Call):
         out += list(expr.args)
         same = [f for f in UNARY_CALLS + BINARY_CALLS + REDUCERS
-                if f != expr.func and len(expr.args) == (2 if f in BINARY_CALLS else 1)]
+                if f != expr.func and len(expr.args) == (2 if f in BINARY_CALLS else 1)
+                and (f in REDUCERS) == (expr.func in REDUCERS and len(expr.args) == 1)]
         out += [dataclasses.replace(expr, func=f) for f in same]
     if isinstance(expr, ast.Unary):
         out.append(expr.operand)

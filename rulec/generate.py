@@ -37,6 +37,7 @@ from . import syntax as ast
 from .checker import RESERVED
 from .frontend import load_program
 from .graph import Graph
+from .ops import CALLS
 from .printer import format_tree
 
 NODE_NAMES = ("x", "y", "z", "m")
@@ -57,8 +58,8 @@ ADVERSARIAL_NAMES = tuple(n for n in """
 """.split() if n not in RESERVED)
 
 UNARY_CALLS = ("abs", "sign", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "sin", "cos",
-               "square")
-BINARY_CALLS = ("min", "max")
+               "square", "floor", "atan")
+BINARY_CALLS = ("min", "max", "pow", "atan2")
 INFIX = ("add", "sub", "mul", "div", "lt", "le", "gt", "ge", "eq", "ne", "and", "or")
 REDUCERS = ("sum", "mean", "max", "min", "count")
 #: Every op name the generator can use (the `ops` knob takes a subset).
@@ -227,7 +228,7 @@ class _Generator:
         if not names:
             return child(depth - 1)
         name = self.choice(names)
-        arity = {"clip": 3, "select": 3, "min": 2, "max": 2}.get(name, 1)
+        arity = CALLS[name].arity
         args, filtered = [], False
         for index in range(arity):
             if index == 0 or not filtered:

@@ -61,4 +61,23 @@ RULEC_VECTOR_MATH(float, rulec_tanhf, tanhf)
 RULEC_VECTOR_MATH(double, rulec_log, log)
 RULEC_VECTOR_MATH(double, rulec_cos, cos)
 
+/* Two-argument functions: powf (libmvec since glibc 2.22) and atan2f, and
+ * atanf (since 2.35). <stdint.h> above defines __GLIBC_MINOR__ on glibc. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(RULEC_NO_LIBMVEC)
+#define RULEC_VECTOR_MATH2(type, name, libm) \
+    type name(type, type) __asm__(#libm) __attribute__((__simd__("notinbranch"), __const__, __nothrow__));
+#else
+#define RULEC_VECTOR_MATH2(type, name, libm) \
+    static inline type name(type a, type b) { return libm(a, b); }
+#endif
+RULEC_VECTOR_MATH2(float, rulec_powf, powf)
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 35)
+RULEC_VECTOR_MATH(float, rulec_atanf, atanf)
+RULEC_VECTOR_MATH2(float, rulec_atan2f, atan2f)
+#else
+#include <math.h>
+static inline float rulec_atanf(float a) { return atanf(a); }
+static inline float rulec_atan2f(float y, float x) { return atan2f(y, x); }
+#endif
+
 #endif /* RULEC_MATH_H */
