@@ -295,7 +295,39 @@ def _syntax_error(err: UnexpectedInput, source: str) -> RuleError:
     hint = f"expected {_expected_text(err.accepts or err.expected)}"
     if str(token) in _COMPARISONS:
         hint += "; comparisons do not chain: write (a < b) and (b < c)"
+    opened = _unclosed_brace(source, token.start_pos or 0)
+    lines = source.splitlines()
+    words = lines[token.line - 1].split() if 0 < token.line <= len(lines) else []
+    if opened is not None and opened[0] < token.line and (
+            str(token) in _TOP_LEVEL or (words and words[0] in _TOP_LEVEL)):
+        line_of, text_of = opened
+        hint = (f"the block opened on line {line_of} ({text_of}) is not closed: add '}}' "
+                f"before line {token.line}")
     return RuleError("E003", span, f"unexpected {what}", hint)
+
+
+#: Words that start a top-level item: inside a block, they mean a '}' is missing.
+_TOP_LEVEL = frozenset(("rule", "param", "node", "edge", "shared", "init", "update"))
+
+
+def _unclosed_brace(source: str, end: int) -> tuple[int, str] | None:
+    """(line, the line's text) of the innermost '{' still open at offset `end`."""
+    stack: list[int] = []
+    position = 0
+    for line in source[:end].splitlines(keepends=True):
+        code = line.split("#", 1)[0]
+        for offset, char in enumerate(code):
+            if char == "{":
+                stack.append(position + offset)
+            elif char == "}" and stack:
+                stack.pop()
+        position += len(line)
+    if not stack:
+        return None
+    at = stack[-1]
+    number = source.count("\n", 0, at) + 1
+    text = source.splitlines()[number - 1].strip()
+    return number, text if len(text) <= 40 else text[:37] + "..."
 
 
 def decode(data: bytes, filename: str) -> str:

@@ -152,3 +152,21 @@ def test_chained_comparisons_get_the_chaining_hint(chain):
         load_program(f"node x\nupdate {{ x = {chain} }}")
     (error,) = info.value.errors
     assert error.code == "E003" and "comparisons do not chain" in error.hint
+
+
+def test_a_missing_brace_is_blamed_on_the_block_it_leaves_open():
+    """Regression: a missing `}` was reported as `unexpected 'relax'` with a hint
+    about assignment operators, never naming the unclosed block."""
+    from rulec.errors import RuleErrors
+    from rulec.frontend import load_program
+
+    for text, line in (("node x\nupdate {\n    x = 1\n\nupdate relax {\n    x = 2\n}\n", 6),
+                       ("node x\nupdate {\n    x = 1\n\ninit {\n    x = 2\n}\n", 6)):
+        try:
+            load_program(text, "unclosed.rule")
+        except RuleErrors as errors:
+            message = str(errors)
+        else:
+            raise AssertionError("no error")
+        assert f"the block opened on line 2 (update {{) is not closed: add '}}' before line " \
+               f"{line - 1}" in message
