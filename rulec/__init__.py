@@ -25,6 +25,7 @@ _LAZY = {
     "compile_many": "runtime",
     "State": "state",
     "StateError": "state",
+    "format": "frontend",
 }
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "compile",
     "compile_file",
     "compile_many",
+    "format",
 ]
 
 
@@ -52,7 +54,8 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'rulec' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    attribute = {"format": "format_rule"}.get(name, name)
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
     globals()[name] = value
     return value
 

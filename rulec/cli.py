@@ -629,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rulec: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("rulec: error: not enough memory: the graph or the state is too large for this "
+              "machine; try a smaller --graph", file=sys.stderr)
     except BrokenPipeError:  # the reader went away (`rulec ... | head`): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

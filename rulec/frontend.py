@@ -32,3 +32,13 @@ def load(source: str | bytes, filename: str = "<string>",
     if name is not None and program.name != name:
         program = dataclasses.replace(program, name=name)
     return text, tree, program
+
+
+def format_rule(source: str | bytes, filename: str = "<string>") -> str:
+    """The canonical layout of rule source (what `rulec fmt` prints), comments
+    kept. Raises RuleErrors if the rule has errors: only valid rules are
+    formatted."""
+    from .printer import format_source
+
+    text, tree, _ = load(source, filename)
+    return format_source(text, tree)

@@ -27,10 +27,11 @@ def run_cli(tmp_path):
     """Run `python -m rulec ARGS` in a subprocess; returns CompletedProcess."""
     import subprocess
 
-    def run(*args, cwd=None, input=None):
+    def run(*args, cwd=None, input=None, preexec_fn=None):
         return subprocess.run(
             [sys.executable, "-m", "rulec", *map(str, args)],
             capture_output=True, text=True, cwd=cwd or tmp_path, input=input, timeout=120,
+            preexec_fn=preexec_fn,
         )
 
     return run

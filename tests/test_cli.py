@@ -289,3 +289,13 @@ def test_the_cli_starts_without_numpy_the_compiler_or_templates():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_graph_too_large_for_memory_is_a_user_error(run_cli):
+    """Regression: --graph ring:2000000000 was reported as a bug in rulec."""
+    import resource
+
+    result = run_cli("run", DIFFUSION, "--graph", "ring:400000000",
+                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2 << 30,) * 2))
+    assert result.returncode == 1, result.stderr
+    assert "not enough memory" in result.stderr and "bug in rulec" not in result.stderr

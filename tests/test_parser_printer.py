@@ -170,3 +170,11 @@ def test_a_missing_brace_is_blamed_on_the_block_it_leaves_open():
             raise AssertionError("no error")
         assert f"the block opened on line 2 (update {{) is not closed: add '}}' before line " \
                f"{line - 1}" in message
+
+
+def test_rulec_format_is_the_formatter_as_a_function():
+    text = "node x # the slot\nupdate{x=mean(nbr.x)}\n"
+    assert rulec.format(text) == "node x  # the slot\n\nupdate {\n    x = mean(nbr.x)\n}\n"
+    assert rulec.format(rulec.format(text)) == rulec.format(text)
+    with pytest.raises(rulec.RuleErrors):
+        rulec.format("node x\nupdate { x = nbr.x }")
