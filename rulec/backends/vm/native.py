@@ -23,51 +23,11 @@ from .translate import CONTROL, EDGE, HALF, NODE, OPCODES, Program
 
 ABI = 4  # the VM's own layout (rulec_vm_block); part of its cache identity
 
-_CDEF = """
-typedef struct rulec_vm_block {
-    const int32_t *code;
-    int32_t n_prologue;
-    int32_t n_code;
-    uint32_t key;
-    int32_t advance;
-    float *const *regs;
-    const int32_t *domain;
-    int32_t n_slots;
-} rulec_vm_block;
-int64_t rulec_vm_run(const rulec_graph *g, rulec_state *state, const float *params,
-                     const rulec_vm_block *p, int64_t steps, int check_finite,
-                     int32_t until_reg, const int32_t *until, int32_t n_until, int32_t *status);
-int rulec_vm_version(void);
-typedef struct rulec_phase {
-    int32_t op; int32_t when; int32_t slot; int32_t nodes; int32_t source; float value;
-    int32_t block; int64_t steps;
-} rulec_phase;
-typedef struct rulec_evaluation {
-    int32_t n_patterns, n_in, n_out;
-    const float *inputs, *targets;
-    const int32_t *input_nodes, *output_nodes;
-    int32_t n_input_nodes;
-    float threshold;
-    const rulec_phase *phases;
-    int32_t n_phases;
-    int32_t epochs;
-    const int32_t *orders;
-    float stop_at;
-    const rulec_vm_block *const *vm;
-    const rulec_kernel *kernels;
-    int32_t n_node_slots, n_edge_slots, n_shared_slots;
-    double *accuracy;
-    double *loss;
-    float *outputs;
-    int32_t epochs_done;
-    int64_t steps;
-    int32_t failure;
-    int32_t failed_phase;
-    int64_t phase_steps;
-} rulec_evaluation;
-int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *params,
-                       rulec_evaluation *e);
-"""
+def _cdef() -> str:
+    """cffi's declarations: runtime/rulec_vm.h itself (one definition of the
+    VM's layouts for C and Python), without its preprocessor lines."""
+    header = (resource_dir("runtime") / "rulec_vm.h").read_text(encoding="utf-8")
+    return "\n".join(line for line in header.splitlines() if not line.startswith("#"))
 
 
 def source() -> str:
@@ -92,7 +52,7 @@ def _library_unlocked(fingerprint):
     ffi = build.ffi()
     ffi_vm = cffi.FFI()
     ffi_vm.include(ffi)
-    ffi_vm.cdef(_CDEF)
+    ffi_vm.cdef(_cdef())
 
     def load(path):
         try:
