@@ -67,11 +67,7 @@ def evaluate(rule: Rule, task, topology, protocol, epochs: int = 100, seed: int 
     if protocol.input_flag:
         state.node[protocol.input_flag][topology.inputs] = 1.0
     values = rule._params(params)
-    try:
-        rule.init(state, seed=seed, params=params)
-    except NonFiniteError as exc:  # init never checks; kept for symmetry with Python
-        result.failure = f"non-finite state: {exc}"
-        return result
+    rule.init(state, seed=seed, params=params)
     labels = list(rule.program.block_labels)
     phases = protocol.schedule(budget)
     keep = []  # arrays the C structs point into
