@@ -4,6 +4,89 @@
 /* Nodes are processed in blocks: node-level math vectorizes across a block. */
 #define RULEC_NODE_BLOCK 64
 
+/* rule flow, block init: what one step's node blocks read. */
+typedef struct flow_block0_step {
+    int64_t n_nodes;
+    const int64_t *row_ptr;
+    const int32_t *nbr, *rev, *eid;
+    const float *degree;
+    uint64_t seed, time;
+    float nodes_f, time_f;
+    float param_0;
+    float param_1;
+    float *node_0;
+    const float *node_1;
+    const float *edge_0;
+    float *shared_0;
+    float *shared_0_proposal;
+    uint8_t *shared_0_proposed;
+} flow_block0_step;
+
+/* rule flow, block init: nodes block_start .. block_start +
+ * RULEC_NODE_BLOCK - 1 of one step (called per node block, from one thread or many). */
+static void flow_block0_nodes(const flow_block0_step *s, int64_t block_start)
+{
+    const int64_t n_nodes = s->n_nodes;
+    const int64_t *RULEC_RESTRICT row_ptr = s->row_ptr;
+    const int32_t *RULEC_RESTRICT nbr = s->nbr;
+    const int32_t *RULEC_RESTRICT rev = s->rev;
+    const int32_t *RULEC_RESTRICT eid = s->eid;
+    const float *RULEC_RESTRICT degree = s->degree;
+    const uint64_t seed = s->seed, time = s->time;
+    const float nodes_f = s->nodes_f, time_f = s->time_f;
+    (void)row_ptr; (void)nbr; (void)rev; (void)eid; (void)degree; (void)seed; (void)time;
+    (void)nodes_f; (void)time_f;
+    const float param_0 = s->param_0;  /* param rate */
+    (void)param_0;
+    const float param_1 = s->param_1;  /* param adapt */
+    (void)param_1;
+    float *RULEC_RESTRICT node_0 = s->node_0;  /* node slot p */
+    (void)node_0;
+    const float *RULEC_RESTRICT node_1 = s->node_1;  /* node slot imbalance */
+    (void)node_1;
+    const float *RULEC_RESTRICT edge_0 = s->edge_0;  /* edge slot q */
+    (void)edge_0;
+    float *RULEC_RESTRICT shared_0 = s->shared_0;  /* shared slot c */
+    (void)shared_0;
+    float *RULEC_RESTRICT shared_0_proposal = s->shared_0_proposal;
+    uint8_t *RULEC_RESTRICT shared_0_proposed = s->shared_0_proposed;
+    const int64_t block_n = n_nodes - block_start < RULEC_NODE_BLOCK
+                          ? n_nodes - block_start : RULEC_NODE_BLOCK;
+    float s1_b[RULEC_NODE_BLOCK];
+    float nx_0_b[RULEC_NODE_BLOCK];
+    RULEC_OMP_SIMD()
+    for (int64_t j = 0; j < block_n; ++j) {
+        const int64_t u = block_start + j;
+        const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
+        const float degree_u = degree[u];
+        (void)u32; (void)degree_u;
+        nx_0_b[j] = node_0[u];
+        s1_b[j] = rulec_uniform(seed, 3329549428u, 0u, time, (uint32_t)u);  /* line 19: p = uniform() */
+    }
+    for (int64_t j = 0; j < block_n; ++j) {
+        const int64_t u = block_start + j;
+        const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
+        const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
+        const float degree_u = degree[u];
+        (void)u32; (void)degree_u;
+        RULEC_OMP_SIMD()
+        for (int64_t h = h0; h < h1; ++h) {
+            /* line 18: c = 1 */
+            shared_0_proposal[h] = 1.0f;
+            shared_0_proposed[h] = 1;
+        }
+    }
+    RULEC_OMP_SIMD()
+    for (int64_t j = 0; j < block_n; ++j) {
+        const int64_t u = block_start + j;
+        const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
+        const float degree_u = degree[u];
+        (void)u32; (void)degree_u;
+        nx_0_b[j] = s1_b[j];  /* line 19: p = uniform() */
+        node_0[u] = nx_0_b[j];
+    }
+}
+
 /* rule flow, block init: runs the block `steps` times. */
 int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *params,
                     int64_t steps, int threads, int check_finite)
@@ -33,51 +116,33 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
         goto cleanup;
     for (; done < steps; ++done) {
         const uint64_t time = state->time;
-        const float time_f = (float)time;
-        (void)time_f;
         float *RULEC_RESTRICT node_0 = state->node[0];  /* node slot p */
         const float *RULEC_RESTRICT node_1 = state->node[1];  /* node slot imbalance */
         const float *RULEC_RESTRICT edge_0 = state->edge[0];  /* edge slot q */
         float *RULEC_RESTRICT shared_0 = state->shared[0];  /* shared slot c */
+        flow_block0_step step;
+        step.n_nodes = n_nodes; step.row_ptr = row_ptr; step.nbr = nbr; step.rev = rev;
+        step.eid = eid; step.degree = degree; step.seed = seed; step.time = time;
+        step.nodes_f = nodes_f; step.time_f = (float)time;
+        step.param_0 = param_0;
+        step.param_1 = param_1;
+        step.node_0 = node_0;
+        step.node_1 = node_1;
+        step.edge_0 = edge_0;
+        step.shared_0 = shared_0;
+        step.shared_0_proposal = shared_0_proposal;
+        step.shared_0_proposed = shared_0_proposed;
+        /* one thread: a plain loop, no OpenMP region (it costs more than a small step) */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
+        if (threads > 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
+                flow_block0_nodes(&step, block_start);
+        } else
 #endif
-        for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK) {
-            const int64_t block_n = n_nodes - block_start < RULEC_NODE_BLOCK
-                                  ? n_nodes - block_start : RULEC_NODE_BLOCK;
-            float s1_b[RULEC_NODE_BLOCK];
-            float nx_0_b[RULEC_NODE_BLOCK];
-            RULEC_OMP_SIMD()
-            for (int64_t j = 0; j < block_n; ++j) {
-                const int64_t u = block_start + j;
-                const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
-                const float degree_u = degree[u];
-                (void)u32; (void)degree_u;
-                nx_0_b[j] = node_0[u];
-                s1_b[j] = rulec_uniform(seed, 3329549428u, 0u, time, (uint32_t)u);  /* line 19: p = uniform() */
-            }
-            for (int64_t j = 0; j < block_n; ++j) {
-                const int64_t u = block_start + j;
-                const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
-                const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
-                const float degree_u = degree[u];
-                (void)u32; (void)degree_u;
-                RULEC_OMP_SIMD()
-                for (int64_t h = h0; h < h1; ++h) {
-                    /* line 18: c = 1 */
-                    shared_0_proposal[h] = 1.0f;
-                    shared_0_proposed[h] = 1;
-                }
-            }
-            RULEC_OMP_SIMD()
-            for (int64_t j = 0; j < block_n; ++j) {
-                const int64_t u = block_start + j;
-                const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
-                const float degree_u = degree[u];
-                (void)u32; (void)degree_u;
-                nx_0_b[j] = s1_b[j];  /* line 19: p = uniform() */
-                node_0[u] = nx_0_b[j];
-            }
+        {
+            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
+                flow_block0_nodes(&step, block_start);
         }
         /* shared slot c: the mean of the proposals of the ends that wrote it */
 #ifdef _OPENMP
@@ -108,6 +173,133 @@ cleanup:
     rulec_free(shared_0_proposal);
     rulec_free(shared_0_proposed);
     return failed ? -1 : done;
+}
+
+/* rule flow, block update: what one step's node blocks read. */
+typedef struct flow_block1_step {
+    int64_t n_nodes;
+    const int64_t *row_ptr;
+    const int32_t *nbr, *rev, *eid;
+    const float *degree;
+    uint64_t seed, time;
+    float nodes_f, time_f;
+    float param_0;
+    float param_1;
+    const float *node_0;
+    float *node_0_next;
+    float *node_1;
+    const float *edge_0;
+    float *edge_0_next;
+    float *shared_0;
+    float *shared_0_proposal;
+    uint8_t *shared_0_proposed;
+} flow_block1_step;
+
+/* rule flow, block update: nodes block_start .. block_start +
+ * RULEC_NODE_BLOCK - 1 of one step (called per node block, from one thread or many). */
+static void flow_block1_nodes(const flow_block1_step *s, int64_t block_start)
+{
+    const int64_t n_nodes = s->n_nodes;
+    const int64_t *RULEC_RESTRICT row_ptr = s->row_ptr;
+    const int32_t *RULEC_RESTRICT nbr = s->nbr;
+    const int32_t *RULEC_RESTRICT rev = s->rev;
+    const int32_t *RULEC_RESTRICT eid = s->eid;
+    const float *RULEC_RESTRICT degree = s->degree;
+    const uint64_t seed = s->seed, time = s->time;
+    const float nodes_f = s->nodes_f, time_f = s->time_f;
+    (void)row_ptr; (void)nbr; (void)rev; (void)eid; (void)degree; (void)seed; (void)time;
+    (void)nodes_f; (void)time_f;
+    const float param_0 = s->param_0;  /* param rate */
+    (void)param_0;
+    const float param_1 = s->param_1;  /* param adapt */
+    (void)param_1;
+    const float *RULEC_RESTRICT node_0 = s->node_0;  /* node slot p */
+    float *RULEC_RESTRICT node_0_next = s->node_0_next;
+    (void)node_0; (void)node_0_next;
+    float *RULEC_RESTRICT node_1 = s->node_1;  /* node slot imbalance */
+    (void)node_1;
+    const float *RULEC_RESTRICT edge_0 = s->edge_0;  /* edge slot q */
+    float *RULEC_RESTRICT edge_0_next = s->edge_0_next;
+    (void)edge_0; (void)edge_0_next;
+    float *RULEC_RESTRICT shared_0 = s->shared_0;  /* shared slot c */
+    (void)shared_0;
+    float *RULEC_RESTRICT shared_0_proposal = s->shared_0_proposal;
+    uint8_t *RULEC_RESTRICT shared_0_proposed = s->shared_0_proposed;
+    const int64_t block_n = n_nodes - block_start < RULEC_NODE_BLOCK
+                          ? n_nodes - block_start : RULEC_NODE_BLOCK;
+    float s2_b[RULEC_NODE_BLOCK];
+    float s6_b[RULEC_NODE_BLOCK];
+    float s7_b[RULEC_NODE_BLOCK];
+    float a12_b[RULEC_NODE_BLOCK];
+    float a25_b[RULEC_NODE_BLOCK];
+    float nx_0_b[RULEC_NODE_BLOCK];
+    float nx_1_b[RULEC_NODE_BLOCK];
+    RULEC_OMP_SIMD()
+    for (int64_t j = 0; j < block_n; ++j) {
+        const int64_t u = block_start + j;
+        const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
+        const float degree_u = degree[u];
+        (void)u32; (void)degree_u;
+        nx_0_b[j] = node_0[u];
+        nx_1_b[j] = node_1[u];
+        s2_b[j] = node_0[u];  /* line 24: q = flow */
+    }
+    for (int64_t j = 0; j < block_n; ++j) {
+        const int64_t u = block_start + j;
+        const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
+        const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
+        const float degree_u = degree[u];
+        (void)u32; (void)degree_u;
+        float a12 = 0.0f;
+        float a25 = 0.0f;
+        RULEC_OMP_SIMD(reduction(+:a12,a25))
+        for (int64_t h = h0; h < h1; ++h) {
+            /* line 24: q = flow */
+            const float v1 = shared_0[eid[h]];
+            const float v3 = node_0[nbr[h]];
+            const float v4 = (s2_b[j] - v3);
+            const float v5 = (v1 * v4);
+            edge_0_next[h] = v5;
+            /* line 25: p -= rate * sum(flow) */
+            const float v8 = shared_0[eid[h]];
+            const float v9 = node_0[nbr[h]];
+            const float v10 = (s2_b[j] - v9);
+            const float v11 = (v8 * v10);
+            a12 += v11;
+            /* line 26: c += adapt * (abs(flow) - c) */
+            const float v13 = shared_0[eid[h]];
+            const float v14 = node_0[nbr[h]];
+            const float v15 = (s2_b[j] - v14);
+            const float v16 = (v13 * v15);
+            const float v17 = rulec_fabsf(v16);
+            const float v18 = (v17 - v13);
+            const float v19 = (param_1 * v18);
+            const float v20 = (v13 + v19);
+            shared_0_proposal[h] = v20;
+            shared_0_proposed[h] = 1;
+            /* line 27: imbalance = sum(abs(q + peer.q)) */
+            const float v21 = edge_0[h];
+            const float v22 = edge_0[rev[h]];
+            const float v23 = (v21 + v22);
+            const float v24 = rulec_fabsf(v23);
+            a25 += v24;
+        }
+        a12_b[j] = a12;
+        a25_b[j] = a25;
+    }
+    RULEC_OMP_SIMD()
+    for (int64_t j = 0; j < block_n; ++j) {
+        const int64_t u = block_start + j;
+        const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
+        const float degree_u = degree[u];
+        (void)u32; (void)degree_u;
+        s7_b[j] = (param_0 * a12_b[j]);  /* line 25: p -= rate * sum(flow) */
+        s6_b[j] = (s2_b[j] - s7_b[j]);  /* line 25: p -= rate * sum(flow) */
+        nx_0_b[j] = s6_b[j];  /* line 25: p -= rate * sum(flow) */
+        nx_1_b[j] = a25_b[j];  /* line 27: imbalance = sum(abs(q + peer.q)) */
+        node_0_next[u] = nx_0_b[j];
+        node_1[u] = nx_1_b[j];
+    }
 }
 
 /* rule flow, block update: runs the block `steps` times. */
@@ -147,93 +339,35 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
         goto cleanup;
     for (; done < steps; ++done) {
         const uint64_t time = state->time;
-        const float time_f = (float)time;
-        (void)time_f;
-        const float *RULEC_RESTRICT node_0 = node_0_cur;  /* node slot p */
-        float *RULEC_RESTRICT node_0_next = node_0_spare;
+        float *RULEC_RESTRICT node_0 = node_0_cur;  /* node slot p */
         float *RULEC_RESTRICT node_1 = state->node[1];  /* node slot imbalance */
-        const float *RULEC_RESTRICT edge_0 = edge_0_cur;  /* edge slot q */
-        float *RULEC_RESTRICT edge_0_next = edge_0_spare;
+        float *RULEC_RESTRICT edge_0 = edge_0_cur;  /* edge slot q */
         float *RULEC_RESTRICT shared_0 = state->shared[0];  /* shared slot c */
+        flow_block1_step step;
+        step.n_nodes = n_nodes; step.row_ptr = row_ptr; step.nbr = nbr; step.rev = rev;
+        step.eid = eid; step.degree = degree; step.seed = seed; step.time = time;
+        step.nodes_f = nodes_f; step.time_f = (float)time;
+        step.param_0 = param_0;
+        step.param_1 = param_1;
+        step.node_0 = node_0;
+        step.node_0_next = node_0_spare;
+        step.node_1 = node_1;
+        step.edge_0 = edge_0;
+        step.edge_0_next = edge_0_spare;
+        step.shared_0 = shared_0;
+        step.shared_0_proposal = shared_0_proposal;
+        step.shared_0_proposed = shared_0_proposed;
+        /* one thread: a plain loop, no OpenMP region (it costs more than a small step) */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
+        if (threads > 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
+                flow_block1_nodes(&step, block_start);
+        } else
 #endif
-        for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK) {
-            const int64_t block_n = n_nodes - block_start < RULEC_NODE_BLOCK
-                                  ? n_nodes - block_start : RULEC_NODE_BLOCK;
-            float s2_b[RULEC_NODE_BLOCK];
-            float s6_b[RULEC_NODE_BLOCK];
-            float s7_b[RULEC_NODE_BLOCK];
-            float a12_b[RULEC_NODE_BLOCK];
-            float a25_b[RULEC_NODE_BLOCK];
-            float nx_0_b[RULEC_NODE_BLOCK];
-            float nx_1_b[RULEC_NODE_BLOCK];
-            RULEC_OMP_SIMD()
-            for (int64_t j = 0; j < block_n; ++j) {
-                const int64_t u = block_start + j;
-                const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
-                const float degree_u = degree[u];
-                (void)u32; (void)degree_u;
-                nx_0_b[j] = node_0[u];
-                nx_1_b[j] = node_1[u];
-                s2_b[j] = node_0[u];  /* line 24: q = flow */
-            }
-            for (int64_t j = 0; j < block_n; ++j) {
-                const int64_t u = block_start + j;
-                const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
-                const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
-                const float degree_u = degree[u];
-                (void)u32; (void)degree_u;
-                float a12 = 0.0f;
-                float a25 = 0.0f;
-                RULEC_OMP_SIMD(reduction(+:a12,a25))
-                for (int64_t h = h0; h < h1; ++h) {
-                    /* line 24: q = flow */
-                    const float v1 = shared_0[eid[h]];
-                    const float v3 = node_0[nbr[h]];
-                    const float v4 = (s2_b[j] - v3);
-                    const float v5 = (v1 * v4);
-                    edge_0_next[h] = v5;
-                    /* line 25: p -= rate * sum(flow) */
-                    const float v8 = shared_0[eid[h]];
-                    const float v9 = node_0[nbr[h]];
-                    const float v10 = (s2_b[j] - v9);
-                    const float v11 = (v8 * v10);
-                    a12 += v11;
-                    /* line 26: c += adapt * (abs(flow) - c) */
-                    const float v13 = shared_0[eid[h]];
-                    const float v14 = node_0[nbr[h]];
-                    const float v15 = (s2_b[j] - v14);
-                    const float v16 = (v13 * v15);
-                    const float v17 = rulec_fabsf(v16);
-                    const float v18 = (v17 - v13);
-                    const float v19 = (param_1 * v18);
-                    const float v20 = (v13 + v19);
-                    shared_0_proposal[h] = v20;
-                    shared_0_proposed[h] = 1;
-                    /* line 27: imbalance = sum(abs(q + peer.q)) */
-                    const float v21 = edge_0[h];
-                    const float v22 = edge_0[rev[h]];
-                    const float v23 = (v21 + v22);
-                    const float v24 = rulec_fabsf(v23);
-                    a25 += v24;
-                }
-                a12_b[j] = a12;
-                a25_b[j] = a25;
-            }
-            RULEC_OMP_SIMD()
-            for (int64_t j = 0; j < block_n; ++j) {
-                const int64_t u = block_start + j;
-                const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
-                const float degree_u = degree[u];
-                (void)u32; (void)degree_u;
-                s7_b[j] = (param_0 * a12_b[j]);  /* line 25: p -= rate * sum(flow) */
-                s6_b[j] = (s2_b[j] - s7_b[j]);  /* line 25: p -= rate * sum(flow) */
-                nx_0_b[j] = s6_b[j];  /* line 25: p -= rate * sum(flow) */
-                nx_1_b[j] = a25_b[j];  /* line 27: imbalance = sum(abs(q + peer.q)) */
-                node_0_next[u] = nx_0_b[j];
-                node_1[u] = nx_1_b[j];
-            }
+        {
+            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
+                flow_block1_nodes(&step, block_start);
         }
         /* shared slot c: the mean of the proposals of the ends that wrote it */
 #ifdef _OPENMP
@@ -248,10 +382,10 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
                 shared_0[e] = total / (float)(fa + fb);
             }
         }
-        node_0_spare = node_0_cur;
-        node_0_cur = node_0_next;
-        edge_0_spare = edge_0_cur;
-        edge_0_cur = edge_0_next;
+        node_0_spare = node_0_cur;  /* the step wrote node_0_next into the spare */
+        node_0_cur = step.node_0_next;
+        edge_0_spare = edge_0_cur;  /* the step wrote edge_0_next into the spare */
+        edge_0_cur = step.edge_0_next;
         state->time = time + 1;
         if (check_finite) {
             int finite = 1;

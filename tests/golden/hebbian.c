@@ -4,6 +4,60 @@
 /* Nodes are processed in blocks: node-level math vectorizes across a block. */
 #define RULEC_NODE_BLOCK 64
 
+/* rule hebbian, block init: what one step's node blocks read. */
+typedef struct hebbian_block0_step {
+    int64_t n_nodes;
+    const int64_t *row_ptr;
+    const int32_t *nbr, *rev, *eid;
+    const float *degree;
+    uint64_t seed, time;
+    float nodes_f, time_f;
+    float param_0;
+    float param_1;
+    const float *node_0;
+    float *edge_0;
+} hebbian_block0_step;
+
+/* rule hebbian, block init: nodes block_start .. block_start +
+ * RULEC_NODE_BLOCK - 1 of one step (called per node block, from one thread or many). */
+static void hebbian_block0_nodes(const hebbian_block0_step *s, int64_t block_start)
+{
+    const int64_t n_nodes = s->n_nodes;
+    const int64_t *RULEC_RESTRICT row_ptr = s->row_ptr;
+    const int32_t *RULEC_RESTRICT nbr = s->nbr;
+    const int32_t *RULEC_RESTRICT rev = s->rev;
+    const int32_t *RULEC_RESTRICT eid = s->eid;
+    const float *RULEC_RESTRICT degree = s->degree;
+    const uint64_t seed = s->seed, time = s->time;
+    const float nodes_f = s->nodes_f, time_f = s->time_f;
+    (void)row_ptr; (void)nbr; (void)rev; (void)eid; (void)degree; (void)seed; (void)time;
+    (void)nodes_f; (void)time_f;
+    const float param_0 = s->param_0;  /* param lr */
+    (void)param_0;
+    const float param_1 = s->param_1;  /* param decay */
+    (void)param_1;
+    const float *RULEC_RESTRICT node_0 = s->node_0;  /* node slot x */
+    (void)node_0;
+    float *RULEC_RESTRICT edge_0 = s->edge_0;  /* edge slot w */
+    (void)edge_0;
+    const int64_t block_n = n_nodes - block_start < RULEC_NODE_BLOCK
+                          ? n_nodes - block_start : RULEC_NODE_BLOCK;
+    for (int64_t j = 0; j < block_n; ++j) {
+        const int64_t u = block_start + j;
+        const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
+        const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
+        const float degree_u = degree[u];
+        (void)u32; (void)degree_u;
+        RULEC_OMP_SIMD()
+        for (int64_t h = h0; h < h1; ++h) {
+            /* line 14: w = 0.1 * gauss() */
+            const float v1 = rulec_gauss(seed, 3329549428u, 0u, time, (uint32_t)h);
+            const float v2 = (0.1f * v1);
+            edge_0[h] = v2;
+        }
+    }
+}
+
 /* rule hebbian, block init: runs the block `steps` times. */
 int64_t hebbian_block0(const rulec_graph *graph, rulec_state *state, const float *params,
                        int64_t steps, int threads, int check_finite)
@@ -30,30 +84,27 @@ int64_t hebbian_block0(const rulec_graph *graph, rulec_state *state, const float
         goto cleanup;
     for (; done < steps; ++done) {
         const uint64_t time = state->time;
-        const float time_f = (float)time;
-        (void)time_f;
         const float *RULEC_RESTRICT node_0 = state->node[0];  /* node slot x */
         float *RULEC_RESTRICT edge_0 = state->edge[0];  /* edge slot w */
+        hebbian_block0_step step;
+        step.n_nodes = n_nodes; step.row_ptr = row_ptr; step.nbr = nbr; step.rev = rev;
+        step.eid = eid; step.degree = degree; step.seed = seed; step.time = time;
+        step.nodes_f = nodes_f; step.time_f = (float)time;
+        step.param_0 = param_0;
+        step.param_1 = param_1;
+        step.node_0 = node_0;
+        step.edge_0 = edge_0;
+        /* one thread: a plain loop, no OpenMP region (it costs more than a small step) */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
+        if (threads > 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
+                hebbian_block0_nodes(&step, block_start);
+        } else
 #endif
-        for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK) {
-            const int64_t block_n = n_nodes - block_start < RULEC_NODE_BLOCK
-                                  ? n_nodes - block_start : RULEC_NODE_BLOCK;
-            for (int64_t j = 0; j < block_n; ++j) {
-                const int64_t u = block_start + j;
-                const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
-                const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
-                const float degree_u = degree[u];
-                (void)u32; (void)degree_u;
-                RULEC_OMP_SIMD()
-                for (int64_t h = h0; h < h1; ++h) {
-                    /* line 14: w = 0.1 * gauss() */
-                    const float v1 = rulec_gauss(seed, 3329549428u, 0u, time, (uint32_t)h);
-                    const float v2 = (0.1f * v1);
-                    edge_0[h] = v2;
-                }
-            }
+        {
+            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
+                hebbian_block0_nodes(&step, block_start);
         }
         if (check_finite) {
             int finite = 1;
@@ -67,6 +118,130 @@ int64_t hebbian_block0(const rulec_graph *graph, rulec_state *state, const float
     }
 cleanup:
     return failed ? -1 : done;
+}
+
+/* rule hebbian, block update: what one step's node blocks read. */
+typedef struct hebbian_block1_step {
+    int64_t n_nodes;
+    const int64_t *row_ptr;
+    const int32_t *nbr, *rev, *eid;
+    const float *degree;
+    uint64_t seed, time;
+    float nodes_f, time_f;
+    float param_0;
+    float param_1;
+    const float *node_0;
+    float *node_0_next;
+    float *edge_0;
+} hebbian_block1_step;
+
+/* rule hebbian, block update: nodes block_start .. block_start +
+ * RULEC_NODE_BLOCK - 1 of one step (called per node block, from one thread or many). */
+static void hebbian_block1_nodes(const hebbian_block1_step *s, int64_t block_start)
+{
+    const int64_t n_nodes = s->n_nodes;
+    const int64_t *RULEC_RESTRICT row_ptr = s->row_ptr;
+    const int32_t *RULEC_RESTRICT nbr = s->nbr;
+    const int32_t *RULEC_RESTRICT rev = s->rev;
+    const int32_t *RULEC_RESTRICT eid = s->eid;
+    const float *RULEC_RESTRICT degree = s->degree;
+    const uint64_t seed = s->seed, time = s->time;
+    const float nodes_f = s->nodes_f, time_f = s->time_f;
+    (void)row_ptr; (void)nbr; (void)rev; (void)eid; (void)degree; (void)seed; (void)time;
+    (void)nodes_f; (void)time_f;
+    const float param_0 = s->param_0;  /* param lr */
+    (void)param_0;
+    const float param_1 = s->param_1;  /* param decay */
+    (void)param_1;
+    const float *RULEC_RESTRICT node_0 = s->node_0;  /* node slot x */
+    float *RULEC_RESTRICT node_0_next = s->node_0_next;
+    (void)node_0; (void)node_0_next;
+    float *RULEC_RESTRICT edge_0 = s->edge_0;  /* edge slot w */
+    (void)edge_0;
+    const int64_t block_n = n_nodes - block_start < RULEC_NODE_BLOCK
+                          ? n_nodes - block_start : RULEC_NODE_BLOCK;
+    float a3_b[RULEC_NODE_BLOCK];
+    float s1_b[RULEC_NODE_BLOCK];
+    float s5_b[RULEC_NODE_BLOCK];
+    float s11_b[RULEC_NODE_BLOCK];
+    float s13_b[RULEC_NODE_BLOCK];
+    float nx_0_b[RULEC_NODE_BLOCK];
+    RULEC_OMP_SIMD()
+    for (int64_t j = 0; j < block_n; ++j) {
+        const int64_t u = block_start + j;
+        const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
+        const float degree_u = degree[u];
+        (void)u32; (void)degree_u;
+        nx_0_b[j] = node_0[u];
+        s13_b[j] = node_0[u];  /* line 23: w += lr * (x * nbr.x - decay * w) */
+    }
+    for (int64_t j = 0; j < block_n; ++j) {
+        const int64_t u = block_start + j;
+        const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
+        const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
+        const float degree_u = degree[u];
+        (void)u32; (void)degree_u;
+        float a3 = 0.0f;
+        RULEC_OMP_SIMD(reduction(+:a3))
+        for (int64_t h = h0; h < h1; ++h) {
+            /* line 18: if count(incoming) > 0 { */
+            const int m4 = (nbr[h] < u32);
+            a3 += (float)(m4);
+        }
+        a3_b[j] = a3;
+    }
+    RULEC_OMP_SIMD()
+    for (int64_t j = 0; j < block_n; ++j) {
+        const int64_t u = block_start + j;
+        const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
+        const float degree_u = degree[u];
+        (void)u32; (void)degree_u;
+        s1_b[j] = ((a3_b[j]) > (0.0f) ? 1.0f : 0.0f);  /* line 18: if count(incoming) > 0 { */
+    }
+    for (int64_t j = 0; j < block_n; ++j) {
+        const int64_t u = block_start + j;
+        const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
+        const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
+        const float degree_u = degree[u];
+        (void)u32; (void)degree_u;
+        if (s1_b[j] > 0.0f) {
+            float a10 = 0.0f;
+            /* scalar loads: a gather-only loop (docs/c-backend.md) */
+            for (int64_t h = h0; h < h1; ++h) {
+                /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
+                const float v6 = edge_0[h];
+                const float v7 = node_0[nbr[h]];
+                const float v8 = (v6 * v7);
+                const int m9 = (nbr[h] < u32);
+                a10 += rulec_keepf(m9, v8);
+            }
+            s5_b[j] = rulec_tanhf(a10);  /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
+            nx_0_b[j] = s5_b[j];  /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
+        } else {
+            s11_b[j] = rulec_uniform(seed, 2552575352u, 0u, time, (uint32_t)u);  /* line 21: x = uniform() */
+            nx_0_b[j] = s11_b[j];  /* line 21: x = uniform() */
+        }
+        RULEC_OMP_SIMD()
+        for (int64_t h = h0; h < h1; ++h) {
+            /* line 23: w += lr * (x * nbr.x - decay * w) */
+            const float v12 = edge_0[h];
+            const float v14 = node_0[nbr[h]];
+            const float v15 = (s13_b[j] * v14);
+            const float v16 = (param_1 * v12);
+            const float v17 = (v15 - v16);
+            const float v18 = (param_0 * v17);
+            const float v19 = (v12 + v18);
+            edge_0[h] = v19;
+        }
+    }
+    RULEC_OMP_SIMD()
+    for (int64_t j = 0; j < block_n; ++j) {
+        const int64_t u = block_start + j;
+        const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
+        const float degree_u = degree[u];
+        (void)u32; (void)degree_u;
+        node_0_next[u] = nx_0_b[j];
+    }
 }
 
 /* rule hebbian, block update: runs the block `steps` times. */
@@ -99,102 +274,31 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
         goto cleanup;
     for (; done < steps; ++done) {
         const uint64_t time = state->time;
-        const float time_f = (float)time;
-        (void)time_f;
-        const float *RULEC_RESTRICT node_0 = node_0_cur;  /* node slot x */
-        float *RULEC_RESTRICT node_0_next = node_0_spare;
+        float *RULEC_RESTRICT node_0 = node_0_cur;  /* node slot x */
         float *RULEC_RESTRICT edge_0 = state->edge[0];  /* edge slot w */
+        hebbian_block1_step step;
+        step.n_nodes = n_nodes; step.row_ptr = row_ptr; step.nbr = nbr; step.rev = rev;
+        step.eid = eid; step.degree = degree; step.seed = seed; step.time = time;
+        step.nodes_f = nodes_f; step.time_f = (float)time;
+        step.param_0 = param_0;
+        step.param_1 = param_1;
+        step.node_0 = node_0;
+        step.node_0_next = node_0_spare;
+        step.edge_0 = edge_0;
+        /* one thread: a plain loop, no OpenMP region (it costs more than a small step) */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
+        if (threads > 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
+                hebbian_block1_nodes(&step, block_start);
+        } else
 #endif
-        for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK) {
-            const int64_t block_n = n_nodes - block_start < RULEC_NODE_BLOCK
-                                  ? n_nodes - block_start : RULEC_NODE_BLOCK;
-            float a3_b[RULEC_NODE_BLOCK];
-            float s1_b[RULEC_NODE_BLOCK];
-            float s5_b[RULEC_NODE_BLOCK];
-            float s11_b[RULEC_NODE_BLOCK];
-            float s13_b[RULEC_NODE_BLOCK];
-            float nx_0_b[RULEC_NODE_BLOCK];
-            RULEC_OMP_SIMD()
-            for (int64_t j = 0; j < block_n; ++j) {
-                const int64_t u = block_start + j;
-                const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
-                const float degree_u = degree[u];
-                (void)u32; (void)degree_u;
-                nx_0_b[j] = node_0[u];
-                s13_b[j] = node_0[u];  /* line 23: w += lr * (x * nbr.x - decay * w) */
-            }
-            for (int64_t j = 0; j < block_n; ++j) {
-                const int64_t u = block_start + j;
-                const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
-                const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
-                const float degree_u = degree[u];
-                (void)u32; (void)degree_u;
-                float a3 = 0.0f;
-                RULEC_OMP_SIMD(reduction(+:a3))
-                for (int64_t h = h0; h < h1; ++h) {
-                    /* line 18: if count(incoming) > 0 { */
-                    const int m4 = (nbr[h] < u32);
-                    a3 += (float)(m4);
-                }
-                a3_b[j] = a3;
-            }
-            RULEC_OMP_SIMD()
-            for (int64_t j = 0; j < block_n; ++j) {
-                const int64_t u = block_start + j;
-                const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
-                const float degree_u = degree[u];
-                (void)u32; (void)degree_u;
-                s1_b[j] = ((a3_b[j]) > (0.0f) ? 1.0f : 0.0f);  /* line 18: if count(incoming) > 0 { */
-            }
-            for (int64_t j = 0; j < block_n; ++j) {
-                const int64_t u = block_start + j;
-                const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
-                const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
-                const float degree_u = degree[u];
-                (void)u32; (void)degree_u;
-                if (s1_b[j] > 0.0f) {
-                    float a10 = 0.0f;
-                    /* scalar loads: a gather-only loop (docs/c-backend.md) */
-                    for (int64_t h = h0; h < h1; ++h) {
-                        /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
-                        const float v6 = edge_0[h];
-                        const float v7 = node_0[nbr[h]];
-                        const float v8 = (v6 * v7);
-                        const int m9 = (nbr[h] < u32);
-                        a10 += rulec_keepf(m9, v8);
-                    }
-                    s5_b[j] = rulec_tanhf(a10);  /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
-                    nx_0_b[j] = s5_b[j];  /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
-                } else {
-                    s11_b[j] = rulec_uniform(seed, 2552575352u, 0u, time, (uint32_t)u);  /* line 21: x = uniform() */
-                    nx_0_b[j] = s11_b[j];  /* line 21: x = uniform() */
-                }
-                RULEC_OMP_SIMD()
-                for (int64_t h = h0; h < h1; ++h) {
-                    /* line 23: w += lr * (x * nbr.x - decay * w) */
-                    const float v12 = edge_0[h];
-                    const float v14 = node_0[nbr[h]];
-                    const float v15 = (s13_b[j] * v14);
-                    const float v16 = (param_1 * v12);
-                    const float v17 = (v15 - v16);
-                    const float v18 = (param_0 * v17);
-                    const float v19 = (v12 + v18);
-                    edge_0[h] = v19;
-                }
-            }
-            RULEC_OMP_SIMD()
-            for (int64_t j = 0; j < block_n; ++j) {
-                const int64_t u = block_start + j;
-                const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
-                const float degree_u = degree[u];
-                (void)u32; (void)degree_u;
-                node_0_next[u] = nx_0_b[j];
-            }
+        {
+            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
+                hebbian_block1_nodes(&step, block_start);
         }
-        node_0_spare = node_0_cur;
-        node_0_cur = node_0_next;
+        node_0_spare = node_0_cur;  /* the step wrote node_0_next into the spare */
+        node_0_cur = step.node_0_next;
         state->time = time + 1;
         if (check_finite) {
             int finite = 1;
