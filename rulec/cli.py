@@ -111,21 +111,14 @@ def _parse_params(pairs: list[str]) -> dict[str, float]:
 
 
 def _summary(state: State) -> str:
-    import numpy as np
-
     header = f"{'slot':<16} {'kind':<7} {'mean':>11} {'std':>11} {'min':>11} {'max':>11} " \
              f"{'non-finite':>10}"
     rows = [header, "-" * len(header)]
     for kind, name, array in state.slots():
-        finite = array[np.isfinite(array)]
-        bad = array.size - finite.size
-        if finite.size:
-            stats = [finite.mean(dtype=np.float64), finite.std(dtype=np.float64),
-                     finite.min(), finite.max()]
-            cells = " ".join(f"{v:>11.4g}" for v in stats)
-        else:
-            cells = " ".join(f"{'-':>11}" for _ in range(4))
-        rows.append(f"{name:<16} {kind:<7} {cells} {bad:>10}")
+        stats = _stats(array)
+        cells = " ".join(f"{'-':>11}" if stats[key] is None else f"{stats[key]:>11.4g}"
+                         for key in ("mean", "std", "min", "max"))
+        rows.append(f"{name:<16} {kind:<7} {cells} {stats['non_finite']:>10}")
     return "\n".join(rows)
 
 
@@ -247,13 +240,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _stats(array: np.ndarray) -> dict:
+    """Mean, std, min and max of a slot's finite values (None when it has
+    none), and how many values are not finite: the summary table and --json."""
     import numpy as np
 
     finite = array[np.isfinite(array)]
     if not finite.size:
         return {"mean": None, "std": None, "min": None, "max": None,
                 "non_finite": int(array.size)}
-    return {"mean": float(finite.mean(dtype=np.float64)), "std": float(finite.std()),
+    return {"mean": float(finite.mean(dtype=np.float64)),
+            "std": float(finite.std(dtype=np.float64)),
             "min": float(finite.min()), "max": float(finite.max()),
             "non_finite": int(array.size - finite.size)}
 
@@ -322,7 +318,6 @@ def cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     protocol = _protocol(args.map, args.protocol, args.forward, args.learn)
-    protocol.check(rule)  # every missing slot at once, before anything runs
     result = tasks.evaluate(rule, task, topology, protocol=protocol, epochs=args.epochs,
                             seed=args.seed, budget=args.budget, params=params,
                             stop_at=None if args.all_epochs else 1.0, on_epoch=progress)
@@ -357,16 +352,18 @@ def _protocol(pairs: list[str], name: str = "handshake", forward: int | None = N
 
     kind = tasks.PROTOCOLS[name]
     changes: dict = {}
-    numbers = {"forward": forward, "learn": learn} if kind is tasks.FixedTime else \
-        {"steps": forward} if kind is tasks.Simultaneous else {}
-    for field, value in numbers.items():
-        if value is not None:
-            if value < 1:
-                raise UserError(f"--{'forward' if field != 'learn' else 'learn'} must be "
-                                "at least 1")
-            changes[field] = value
-    if kind is tasks.Protocol and (forward is not None or learn is not None):
-        raise UserError("--forward and --learn go with --protocol fixed or simultaneous")
+    # the protocol's step-count field behind each option
+    fields = {"forward": "forward", "learn": "learn"} if kind is tasks.FixedTime else \
+        {"forward": "steps"} if kind is tasks.Simultaneous else {}
+    for option, value in (("forward", forward), ("learn", learn)):
+        if value is None:
+            continue
+        if option not in fields:
+            raise UserError(f"--{option} goes with --protocol "
+                            f"{'fixed' if option == 'learn' else 'fixed or simultaneous'}")
+        if value < 1:
+            raise UserError(f"--{option} must be at least 1")
+        changes[fields[option]] = value
     roles = {f.name for f in dataclasses.fields(kind)} - {"threshold", "forward", "learn",
                                                            "steps"}
     optional = {"input_flag", "train_flag", "done", "reset_block"}

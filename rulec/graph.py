@@ -40,9 +40,11 @@ class Graph:
         and unique. Use the from_* constructors; they validate and canonicalise."""
         n = int(n_nodes)
         m = len(edges)
-        index = np.int32 if max(n, 2 * m) < 2**31 else np.int64
-        lo = np.ascontiguousarray(edges[:, 0], dtype=index)
-        hi = np.ascontiguousarray(edges[:, 1], dtype=index)
+        if n >= 2**31 or 2 * m >= 2**31:
+            raise GraphError(f"{n} nodes and {2 * m} half-edges: rulec graphs hold node ids "
+                             "and half-edge numbers as int32, so both must be below 2**31")
+        lo = np.ascontiguousarray(edges[:, 0], dtype=np.int32)
+        hi = np.ascontiguousarray(edges[:, 1], dtype=np.int32)
         # Half-edges without sorting all 2M of them: node u's row holds first
         # its smaller neighbours (edges with hi == u, whose lo ascend in a
         # stable order by hi, since edges are sorted by (lo, hi)), then its
@@ -52,17 +54,17 @@ class Graph:
         row_ptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(below + above, out=row_ptr[1:])
         starts = row_ptr[:-1]
-        ids = np.arange(m, dtype=index)
+        ids = np.arange(m, dtype=np.int32)
         # u -> v (u = lo): after u's smaller neighbours, by rank among u's edges
         first_of_lo = np.zeros(n, dtype=np.int64)
         np.cumsum(above[:-1], out=first_of_lo[1:])
-        forward = (starts[lo] + below[lo] + (ids - first_of_lo[lo])).astype(index)
+        forward = (starts[lo] + below[lo] + (ids - first_of_lo[lo])).astype(np.int32)
         # v -> u (v = hi): by rank among v's edges in order of lo
-        by_hi = np.argsort(hi, kind="stable").astype(index)
+        by_hi = np.argsort(hi, kind="stable").astype(np.int32)
         first_of_hi = np.zeros(n, dtype=np.int64)
         np.cumsum(below[:-1], out=first_of_hi[1:])
         hi_sorted = hi[by_hi]
-        backward = np.empty(m, dtype=index)
+        backward = np.empty(m, dtype=np.int32)
         backward[by_hi] = starts[hi_sorted] + (ids - first_of_hi[hi_sorted])
         del by_hi, hi_sorted, first_of_lo, first_of_hi
         nbr = np.empty(2 * m, dtype=np.int32)

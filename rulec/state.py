@@ -201,7 +201,7 @@ class State:
             raise StateError(f"{path}: is a directory, not a state file") from None
         except Exception:  # zip, npy and zlib errors of a damaged file, pickled objects
             raise StateError(damaged) from None
-        if not isinstance(files, dict) or "__meta__" not in files or "__graph__" not in files:
+        if "__meta__" not in files or "__graph__" not in files:
             raise StateError(damaged)
         meta = files.pop("__meta__")
         if meta.shape != (3,) or meta.dtype.kind not in "ui":

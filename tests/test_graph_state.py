@@ -227,3 +227,10 @@ def test_time_and_seed_are_checked_when_set(field, value):
         rulec.Graph.from_edges(1, []))
     with pytest.raises(rulec.StateError, match=f"state.{field} must be"):
         setattr(state, field, value)
+
+
+def test_a_graph_beyond_int32_ids_is_refused_not_wrapped():
+    """Node ids and half-edge numbers are int32 in the C ABI: larger graphs
+    are a clear error rather than silently wrapped numbers."""
+    with pytest.raises(GraphError, match="below 2\\*\\*31"):
+        rulec.Graph.from_edges(2**31, [(0, 1)])
