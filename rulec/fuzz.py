@@ -126,7 +126,7 @@ def check(rules, ref_rule, graph: Graph, state: State, wobbles: int = 3,
                                           float(want[e]), c_rule.backend))
             if result.time != reference.time:
                 found.append(Mismatch(label, threads, "time", "time", 0, result.time,
-                                      reference.time))
+                                      reference.time, c_rule.backend))
     return found
 
 

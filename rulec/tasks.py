@@ -452,19 +452,21 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
     check_topology(task, topology)
     if engine not in ("auto", "python", "c"):
         raise ValueError(f"engine must be 'auto', 'python' or 'c', got {engine!r}")
-    if engine == "c" or (engine == "auto" and rule.backend in ("vm", "c")):
-        from .backends.vm.driver import evaluate as evaluate_in_c
-
-        return evaluate_in_c(rule, task, topology, protocol, epochs, seed, budget, params,
-                             stop_at, on_epoch)
     start = time.perf_counter()
-    result = Result()
-    episode = _Episode(rule, task, topology, protocol, budget, params)
     state = rule.state(topology.graph)
     if protocol.input_flag:
         state.node[protocol.input_flag][topology.inputs] = 1.0
+    rule.init(state, seed=seed, params=params)
+    if engine == "c" or (engine == "auto" and rule.backend in ("vm", "c")):
+        from .backends.vm.driver import run_epochs
+
+        result = run_epochs(rule, state, task, topology, protocol, epochs, seed, budget,
+                            params, stop_at, on_epoch)
+        result.seconds = time.perf_counter() - start
+        return result
+    result = Result()
+    episode = _Episode(rule, task, topology, protocol, budget, params)
     try:
-        rule.init(state, seed=seed, params=params)
         for epoch, order in enumerate(orders(task, epochs, seed)):
             for k in order:
                 episode.example(state, int(k), train=True)

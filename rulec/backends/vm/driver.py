@@ -1,7 +1,8 @@
 """The protocol driver: a whole evaluation of a rule on a learning task in C.
 
 `rulec.tasks.evaluate` is the definition (it interprets a protocol's schedule
-in Python, one foreign call per phase); this runs the same schedule in C
+in Python, one foreign call per phase); with engine='c' it hands the epochs
+to `run_epochs`, which runs the same schedule in C
 (templates/vm.c.j2, `rulec_evaluate`): all epochs, the shuffled orders
 (drawn in Python as numpy draws them, passed as data), early exit on a
 non-finite state, an exhausted budget or a reached goal, in one call per
@@ -52,22 +53,16 @@ def _phases(ffi, rule: Rule, phases: list, labels: list[str]):
     return array
 
 
-def evaluate(rule: Rule, task, topology, protocol, epochs: int = 100, seed: int = 0,
-             budget: int = 100, params: dict | None = None, stop_at: float | None = 1.0,
-             on_epoch=None) -> tasks.Result:
-    """rulec.tasks.evaluate, run in C (see the module docstring)."""
+def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: int,
+               budget: int, params: dict | None, stop_at: float | None,
+               on_epoch=None) -> tasks.Result:
+    """The epochs of rulec.tasks.evaluate, run in C on `state` (made, flagged
+    and initialized by evaluate, which also checked the protocol and topology)."""
     if rule.backend not in ("vm", "c"):
         raise ValueError(f"the C driver runs the 'vm' and 'c' backends, not {rule.backend!r}")
-    start = time.perf_counter()
     ffi, lib = library()
-    protocol.check(rule)
-    tasks.check_topology(task, topology)
     result = tasks.Result()
-    state = rule.state(topology.graph)
-    if protocol.input_flag:
-        state.node[protocol.input_flag][topology.inputs] = 1.0
     values = rule._params(params)
-    rule.init(state, seed=seed, params=params)
     labels = list(rule.program.block_labels)
     phases = protocol.schedule(budget)
     keep = []  # arrays the C structs point into
@@ -141,7 +136,6 @@ def evaluate(rule: Rule, task, topology, protocol, epochs: int = 100, seed: int 
     finally:
         state.time = int(struct.time)
     result.steps = steps
-    result.seconds = time.perf_counter() - start
     return result
 
 
@@ -182,8 +176,8 @@ def evaluate_many(rules, task, topology, protocol=None, epochs: int = 50, seeds=
         out = []
         for seed in seeds:
             try:
-                out.append(evaluate(rule, task, topology, protocol, epochs, seed, budget,
-                                    stop_at=stop_at))
+                out.append(tasks.evaluate(rule, task, topology, protocol, epochs, seed,
+                                          budget, stop_at=stop_at, engine="c"))
             except ValueError as exc:  # a rule the protocol cannot talk to
                 out.append(tasks.Result(failure=str(exc)))
         return out
