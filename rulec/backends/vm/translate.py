@@ -48,7 +48,6 @@ ELEMENTWISE = tuple(OPS)
 #: The VM's own instructions: (name, operands). Operands: d = destination
 #: register, a/b/c = source registers (-1 where unused), k = an integer.
 CONTROL = (
-    "fill",        # d, a = float32 bits: d[i] = value
     "fill_param",  # d, a = param index
     "fill_time",   # d: d[i] = (float)time
     "copy",        # d, a (same domain)
@@ -369,7 +368,9 @@ class _Translator:
 
 
 _EFFECTS = {OPCODES[name] for name in ("store", "propose", "commit", "skip_if_none")}
-_NOT_REGISTER_A = {OPCODES[name] for name in ("fill_param", "fill", "uniform", "gauss")}
+#: Instructions whose operand a is an integer, not a register.
+IMMEDIATE_A = ("fill_param", "uniform", "gauss")
+_NOT_REGISTER_A = {OPCODES[name] for name in IMMEDIATE_A}
 
 
 def _without_dead_code(code: list, kept: set[int]) -> list:
@@ -483,7 +484,7 @@ def disassemble(vm: Program) -> str:
         for part, instructions in (("prologue", code.prologue), ("step", code.step)):
             lines.append(f"{label} {part}:")
             for op, d, a, b, c in instructions:
-                immediate = names[op] in ("fill_param", "fill", "uniform", "gauss")
+                immediate = names[op] in IMMEDIATE_A
                 skip = names[op] == "skip_if_none"
                 operands = [f"r{d}" if d >= 0 else "-",
                             f"#{a}" if immediate else f"r{a}" if a >= 0 else "-",
