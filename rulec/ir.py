@@ -192,3 +192,46 @@ class Program:
     def block_labels(self) -> tuple[str, ...]:
         return tuple(b.label for b in self.blocks)
 
+
+
+def children(expr: Expr) -> tuple[Expr, ...]:
+    """The direct sub-expressions of `expr`."""
+    if isinstance(expr, Apply):
+        return expr.args
+    if isinstance(expr, Reduce):
+        return (expr.arg,)
+    if isinstance(expr, Restrict):
+        return (expr.value, expr.predicate)
+    return ()
+
+
+def walk(expr: Expr):
+    """`expr` and every expression inside it, parents first."""
+    yield expr
+    for child in children(expr):
+        yield from walk(child)
+
+
+def statements_in(statements):
+    """Every statement, the bodies of ifs included, in source order."""
+    for stmt in statements:
+        yield stmt
+        if isinstance(stmt, IfStmt):
+            for _, body in stmt.branches:
+                yield from statements_in(body)
+            yield from statements_in(stmt.orelse)
+
+
+def expressions_in(statements):
+    """Every top-level expression of the statements (values, filters,
+    conditions), the bodies of ifs included."""
+    for stmt in statements_in(statements):
+        if isinstance(stmt, LetStmt):
+            yield stmt.value
+        elif isinstance(stmt, Write):
+            yield stmt.value
+            if stmt.predicate is not None:
+                yield stmt.predicate
+        else:
+            for condition, _ in stmt.branches:
+                yield condition

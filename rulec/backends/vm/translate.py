@@ -415,43 +415,14 @@ _MASK_OPS = frozenset(("lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not"))
 
 
 def _uses_time(statements) -> bool:
-    def expr_uses(e) -> bool:
-        if isinstance(e, ir.Builtin):
-            return e.name == "time"
-        if isinstance(e, ir.Apply):
-            return any(expr_uses(a) for a in e.args)
-        if isinstance(e, ir.Reduce):
-            return expr_uses(e.arg)
-        if isinstance(e, ir.Restrict):
-            return expr_uses(e.value) or expr_uses(e.predicate)
-        return False
-
-    for stmt in statements:
-        if isinstance(stmt, ir.LetStmt) and expr_uses(stmt.value):
-            return True
-        if isinstance(stmt, ir.Write) and (expr_uses(stmt.value) or (
-                stmt.predicate is not None and expr_uses(stmt.predicate))):
-            return True
-        if isinstance(stmt, ir.IfStmt) and (
-                any(expr_uses(c) or _uses_time(b) for c, b in stmt.branches)
-                or _uses_time(stmt.orelse)):
-            return True
-    return False
+    return any(isinstance(e, ir.Builtin) and e.name == "time"
+               for top in ir.expressions_in(statements) for e in ir.walk(top))
 
 
 def _written(statements) -> list[tuple[str, str]]:
     """(kind, name) of every slot the statements write, in first-write order."""
-    found: dict[tuple[str, str], None] = {}
-    for stmt in statements:
-        if isinstance(stmt, ir.Write):
-            found.setdefault((stmt.kind, stmt.name))
-        elif isinstance(stmt, ir.IfStmt):
-            for _, body in stmt.branches:
-                for key in _written(body):
-                    found.setdefault(key)
-            for key in _written(stmt.orelse):
-                found.setdefault(key)
-    return list(found)
+    return list(dict.fromkeys((stmt.kind, stmt.name) for stmt in ir.statements_in(statements)
+                              if isinstance(stmt, ir.Write)))
 
 
 def translate(program: ir.Program) -> Program:
