@@ -67,6 +67,22 @@ def graph_view(graph: Graph) -> _GraphView:
     return view
 
 
+class ParamArray:
+    """A rule's params as a C float array in declaration order, made again
+    only when their values change (a step loop in Python pays no allocation)."""
+
+    def __init__(self, ffi_instance, program: ir.Program) -> None:
+        self.ffi = ffi_instance
+        self.names = [name for name, _ in program.params]
+        self.cached: tuple[tuple, object] | None = None
+
+    def __call__(self, values: dict[str, float]):
+        ordered = tuple(values[name] for name in self.names)
+        if self.cached is None or self.cached[0] != ordered:
+            self.cached = (ordered, self.ffi.new("float[]", list(ordered) or [0.0]))
+        return self.cached[1]
+
+
 class NativeBlocks:
     """The kernels of one rule, loaded from a (possibly shared) module."""
 
@@ -74,7 +90,7 @@ class NativeBlocks:
         self.program = program
         self.module = module
         self.kernels = {label: module.kernel(prefix, label) for label in program.block_labels}
-        self._params_cache: tuple[tuple, object] | None = None
+        self._params = ParamArray(ffi(), program)
 
     def _state_view(self, state: State) -> _StateView:
         view = state.__dict__.get("_rulec_c_view")
@@ -82,15 +98,6 @@ class NativeBlocks:
                                            self.program.shared_slots):
             view = state.__dict__["_rulec_c_view"] = _StateView(state, self.program)
         return view
-
-    def _params(self, values: dict[str, float]):
-        ordered = tuple(values[name] for name, _ in self.program.params)
-        cached = self._params_cache
-        if cached is not None and cached[0] == ordered:
-            return cached[1]
-        array = ffi().new("float[]", list(ordered) or [0.0])
-        self._params_cache = (ordered, array)
-        return array
 
     def run(self, label: str, state: State, params: dict[str, float], steps: int,
             threads: int = 1, check_finite: bool = False) -> int:

@@ -90,6 +90,20 @@ def _jittered(values: np.ndarray, ulps: int, rng: np.random.Generator) -> np.nda
     return moved
 
 
+def builtin_arrays(graph: Graph) -> dict[str, np.ndarray]:
+    """The graph's built-in values as float32 arrays: degree (per node);
+    parity, incoming, outgoing and nbr_degree (per half-edge)."""
+    degree = graph.degree.astype(F32)
+    parity = graph.parity
+    return {
+        "degree": degree,
+        "parity": parity,
+        "incoming": (parity < 0).astype(F32),
+        "outgoing": (parity > 0).astype(F32),
+        "nbr_degree": degree[graph.nbr],
+    }
+
+
 class Interpreter:
     """Runs a program's blocks on states of one graph."""
 
@@ -103,17 +117,9 @@ class Interpreter:
         self.nbr = g.nbr.astype(np.intp)
         self.rev = g.rev.astype(np.intp)
         self.eid = g.eid.astype(np.intp)
-        degree = g.degree
-        self.has_edges = degree > 0
+        self.has_edges = g.degree > 0
         self.starts = g.row_ptr[:-1][self.has_edges].astype(np.intp)
-        parity = g.parity
-        self.builtins = {
-            "degree": degree.astype(F32),
-            "parity": parity,
-            "incoming": (parity < 0).astype(F32),
-            "outgoing": (parity > 0).astype(F32),
-            "nbr_degree": degree.astype(F32)[self.nbr],
-        }
+        self.builtins = builtin_arrays(g)
 
     # ----------------------------------------------------------------- blocks
 

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ... import tasks
-from ...native import _StateView, graph_view
+from ...native import ParamArray, _StateView, graph_view
 from ...runtime import NonFiniteError, Rule, _raise_if_non_finite
 from .native import library
 
@@ -101,7 +101,7 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
     struct = view.struct
     struct.time, struct.seed = state.time, state.seed
     graph = graph_view(state.graph).struct
-    param_array = ffi.new("float[]", [values[n] for n, _ in p.params] or [0.0])
+    param_array = ParamArray(ffi, p)(values)
     order = tasks.orders(task, epochs, seed)
     accuracy = np.zeros(max(epochs, 1), dtype=np.float64)
     loss = np.zeros(max(epochs, 1), dtype=np.float64)

@@ -14,8 +14,9 @@ import numpy as np
 
 from ... import build
 from ..._version import __version__
-from ...native import graph_view, run_chunked
+from ...native import ParamArray, graph_view, run_chunked
 from ...ops import OPS
+from ...reference import builtin_arrays
 from ...render_c import environment
 from ...resources import resource_dir
 from ...state import State
@@ -127,17 +128,11 @@ class _StateRegisters:
 
 
 def _builtins(graph) -> dict[str, np.ndarray]:
-    degree = np.asarray(graph.degree, dtype=np.float32)
-    parity = np.asarray(graph.parity, dtype=np.float32)
+    """The reference's built-in arrays, and `nodes`; a one-element array stands
+    in for an empty one (a register needs an address)."""
+    out = {**builtin_arrays(graph),
+           "nodes": np.full(graph.n_nodes, graph.n_nodes, dtype=np.float32)}
     pad = np.zeros(1, dtype=np.float32)
-    out = {
-        "degree": degree,
-        "nodes": np.full(graph.n_nodes, graph.n_nodes, dtype=np.float32),
-        "parity": parity,
-        "incoming": (parity < 0).astype(np.float32),
-        "outgoing": (parity > 0).astype(np.float32),
-        "nbr_degree": degree[graph.nbr],
-    }
     return {k: (v if v.size else pad) for k, v in out.items()}
 
 
@@ -148,6 +143,8 @@ class VMBlocks:
         self.vm = vm
         self.program = vm.program
         self.ffi, self.lib = library()  # built (or found) now, not at the first step
+        self.last_status = "budget"
+        self._params = ParamArray(self.ffi, self.program)
 
     def _registers(self, state: State) -> _StateRegisters:
         views = state.__dict__.setdefault("_rulec_vm_views", {})
@@ -170,7 +167,7 @@ class VMBlocks:
         Returns (steps run, why it stopped: 'budget', 'reached' or 'non-finite')."""
         ffi, lib = self.ffi, self.lib
         registers = self._registers(state)
-        values = ffi.new("float[]", [params[n] for n, _ in self.program.params] or [0.0])
+        values = self._params(params)
         struct = ffi.new("rulec_state *")  # only time and seed are read by the VM
         struct.time = state.time
         struct.seed = state.seed
