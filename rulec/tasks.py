@@ -201,6 +201,15 @@ class Phase:
     until: str | None = None
     optional: bool = False
 
+    def __post_init__(self) -> None:
+        if self.op not in ("write", "run", "read") or self.when not in ("always", "train",
+                                                                        "test"):
+            raise ValueError(f"a phase's op is write, run or read and its when always, train "
+                             f"or test; got {self.op!r}, {self.when!r}")
+        if self.until is not None and self.nodes not in ("inputs", "outputs"):
+            raise ValueError("a run phase waits on the input or the output nodes "
+                             f"(nodes='inputs' or 'outputs'), not {self.nodes!r}")
+
 
 class _Schedule:
     """What every protocol shares: checking a rule's slots, the setup."""
@@ -366,7 +375,7 @@ class _Episode:
 
     def nodes(self, which: str):
         return {"inputs": self.top.inputs, "outputs": self.top.outputs,
-                "all": slice(None)}[which]
+                "all": np.arange(self.top.graph.n_nodes)}[which]
 
     def example(self, state, k: int, train: bool) -> np.ndarray:
         outputs = None
@@ -398,11 +407,9 @@ class _Episode:
                                check_finite=True)
                 self.steps += phase.steps
                 return
-            done, reached = self.rule.step_until(state, phase.until,
-                                                 self.top.inputs if phase.nodes == "inputs"
-                                                 else self.top.outputs, phase.steps,
-                                                 block=phase.block, params=self.params,
-                                                 check_finite=True)
+            done, reached = self.rule.step_until(state, phase.until, self.nodes(phase.nodes),
+                                                 phase.steps, block=phase.block,
+                                                 params=self.params, check_finite=True)
         except NonFiniteError as exc:
             self.steps += exc.step  # the steps of this phase, the failing one included
             raise
