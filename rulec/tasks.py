@@ -279,22 +279,28 @@ class Protocol(_Schedule):
 
 
 @dataclass(frozen=True)
-class FixedTime(_Schedule):
-    """No flags to wait for, so any rule can satisfy it: clear the target and
-    the train flag, present the inputs, run `forward` steps, read the outputs;
-    to train, present the targets with the train flag up for `learn` steps."""
+class _Flagless(_Schedule):
+    """The slots of the protocols that need no flags from the rule."""
 
     input: str = "inp"
     target: str = "target"
     train_flag: str | None = "train"
     output: str = "a"
-    forward: int = 10
-    learn: int = 10
     input_flag: str | None = None
     block: str = "update"
     threshold: float = 0.5
 
     ROLES = ("input", "input_flag", "target", "train_flag", "output")
+
+
+@dataclass(frozen=True)
+class FixedTime(_Flagless):
+    """No flags to wait for, so any rule can satisfy it: clear the target and
+    the train flag, present the inputs, run `forward` steps, read the outputs;
+    to train, present the targets with the train flag up for `learn` steps."""
+
+    forward: int = 10
+    learn: int = 10
 
     def schedule(self, budget: int) -> list[Phase]:
         phases = [Phase("write", slot=self.target, nodes="outputs", value=0.0)]
@@ -311,20 +317,11 @@ class FixedTime(_Schedule):
 
 
 @dataclass(frozen=True)
-class Simultaneous(_Schedule):
+class Simultaneous(_Flagless):
     """Inputs and targets presented together (targets only when training, the
     train flag up then), `steps` steps, then the outputs are read."""
 
-    input: str = "inp"
-    target: str = "target"
-    train_flag: str | None = "train"
-    output: str = "a"
     steps: int = 10
-    input_flag: str | None = None
-    block: str = "update"
-    threshold: float = 0.5
-
-    ROLES = ("input", "input_flag", "target", "train_flag", "output")
 
     def schedule(self, budget: int) -> list[Phase]:
         phases = [Phase("write", slot=self.input, nodes="inputs", value="input"),
