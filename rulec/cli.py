@@ -453,6 +453,134 @@ def _fuzz_backends(name: str) -> tuple[str, ...]:
     return ("c", "vm") if name == "all" else (name,)
 
 
+def _search_settings(args: argparse.Namespace):
+    import dataclasses
+
+    from .search.space import Settings, load_settings
+
+    settings = load_settings(args.space) if args.space else Settings()
+    screen = settings.screen
+    changes: dict = {}
+    if args.task:
+        changes["tasks"] = tuple(t.strip() for t in args.task.split(",") if t.strip())
+    for option in ("graph", "seeds", "epochs"):
+        if getattr(args, option) is not None:
+            changes[option] = getattr(args, option)
+    if args.fresh_seeds is not None:
+        changes["fresh_seeds"] = args.fresh_seeds
+    settings = dataclasses.replace(settings, screen=dataclasses.replace(screen, **changes))
+    settings.screen.check()
+    return settings
+
+
+def _search_progress(total: int | None, minutes: float | None, quiet: bool):
+    """A live progress line on stderr (tqdm): rules/s, the funnel, the best."""
+    if quiet:
+        return None, lambda: None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None, lambda: None
+    bar = tqdm(total=total, unit=" rules", dynamic_ncols=True, file=sys.stderr,
+               mininterval=0.25, smoothing=0.1)
+    seen = [None]
+
+    def update(progress) -> None:
+        if seen[0] is None:  # rules stored by an earlier session
+            seen[0] = progress.rules - progress.new
+            bar.update(seen[0])
+        bar.update(progress.rules - bar.n)
+        funnel = " ".join(f"{name}:{count}" for name, count in
+                          zip(progress.hurdles[1:], progress.passed[1:], strict=True))
+        best = progress.best
+        bar.set_postfix_str(f"{progress.rate:.0f}/s {funnel} best "
+                            f"{best['passed']}+{best['score']:.2f}" if best else funnel,
+                            refresh=False)
+
+    return update, bar.close
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search.hurdles import SCREEN_HURDLES
+    from .search.run import Config, Search
+
+    settings = _search_settings(args)
+    start = []
+    for path in args.start:
+        loaded = _checked(path)
+        if loaded is None:
+            return 1
+        start.append(loaded[0])
+    if args.rules is None and args.minutes is None:
+        args.rules = 1000
+    if args.rules is not None and args.rules < 1:
+        raise UserError("--rules must be at least 1")
+    if args.minutes is not None and args.minutes <= 0:
+        raise UserError("--minutes must be more than 0")
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    config = Config(strategy=args.strategy, seed=args.seed, generation=args.generation,
+                    population=args.population, tournament=args.tournament,
+                    start=tuple(start))
+    search = Search(settings, config, args.db, jobs=jobs, scheduler=args.scheduler,
+                    batch=args.batch)
+    update, close = _search_progress(args.rules, args.minutes, args.quiet)
+    search.on_progress = update
+    began = time.monotonic()
+    try:
+        progress = search.run(args.rules, args.minutes)
+    except KeyboardInterrupt:
+        close()
+        print(f"rulec: interrupted; every finished batch is in {args.db}: run the same "
+              "command to resume", file=sys.stderr)
+        return 130
+    close()
+    seconds = time.monotonic() - began
+    where = "resumed" if not search.fresh_run else "new"
+    print(f"run {search.run_id} ({where}) in {args.db}: {progress.rules} rules stored, "
+          f"{progress.new} evaluated now in {seconds:.1f} s ({progress.new / seconds:.0f} "
+          f"rules/s with {search.workers} workers)")
+    print("passed: " + ", ".join(f"{name} {count}" for name, count in
+                                 zip(progress.hurdles, progress.passed, strict=True)))
+    print(f"duplicates skipped: {progress.exact_duplicates} exact, "
+          f"{progress.behaviour_duplicates} behaviour")
+    best = progress.best
+    if best is not None and best["passed"] >= len(SCREEN_HURDLES):
+        print(f"best: rule {best['idx']}, score {best['score']:.3f}, "
+              f"{best['passed']}/{len(progress.hurdles)} hurdles"
+              + (f", fresh seeds {best.get('fresh')}/{settings.screen.fresh_seeds}"
+                 if best.get("fresh") is not None else ""))
+    print(f"details: rulec search report {args.db}; best rules: rulec search export "
+          f"{args.db} -o DIR")
+    return 0
+
+
+def cmd_search_report(args: argparse.Namespace) -> int:
+    from .search.report import report
+
+    rep = report(args.db, args.run, args.top)
+    print(rep.text())
+    if args.plot:
+        for path in rep.plots(args.plot):
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_search_export(args: argparse.Namespace) -> int:
+    from .search.report import export
+
+    if args.top < 1:
+        raise UserError("--top must be at least 1")
+    paths = export(args.db, args.output, args.top, args.run)
+    if not paths:
+        print(f"{args.db}: no rule to export yet")
+        return 1
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from . import build
 
@@ -601,6 +729,74 @@ def build_parser() -> argparse.ArgumentParser:
     fuzz.add_argument("--state", metavar="STATE.npz", help="with --replay: the failure's state")
     fuzz.set_defaults(func=cmd_fuzz)
 
+    search = commands.add_parser(
+        "search", help="search for learning rules: generate, screen, evolve, store "
+        "(also: search report DB, search export DB)",
+        description="Search for local learning rules (docs/search.md). Running the same "
+        "command on the same database resumes the run. See also `rulec search report DB` "
+        "and `rulec search export DB -o DIR`.")
+    search.add_argument("--task", metavar="T1,T2",
+                        help="tasks in order of difficulty, comma-separated (and,or)")
+    search.add_argument("--graph", metavar="SPEC", help="the task topology (layered:2,4,1)")
+    search.add_argument("--rules", type=_integer, metavar="N",
+                        help="stop once the run holds N rules (1000 if --minutes is not given)")
+    search.add_argument("--minutes", type=float, metavar="M", help="stop after M minutes")
+    search.add_argument("--db", default="search.sqlite", metavar="DB",
+                        help="results: a SQLite file or postgresql://USER@HOST/DB "
+                             "(search.sqlite)")
+    search.add_argument("--space", metavar="FILE", help="a search space file (TOML)")
+    search.add_argument("--strategy", choices=("random", "evolve"), default="random",
+                        help="random search or regularized evolution (random)")
+    search.add_argument("--start", action="append", default=[], metavar="RULE",
+                        help="a .rule file to evaluate first and evolve from; repeatable")
+    search.add_argument("--seed", type=_integer, default=0, metavar="S",
+                        help="the run's seed (0)")
+    search.add_argument("--jobs", type=_integer, metavar="J",
+                        help="local worker processes (all cores)")
+    search.add_argument("--scheduler", metavar="ADDR",
+                        help="a Dask scheduler (tcp://HOST:8786) instead of local processes")
+    search.add_argument("--seeds", type=_integer, metavar="K", help="seeds per task hurdle (3)")
+    search.add_argument("--epochs", type=_integer, metavar="E", help="epochs per seed (30)")
+    search.add_argument("--fresh-seeds", type=_integer, metavar="K",
+                        help="held-out seeds for the rules that pass every task (10)")
+    search.add_argument("--generation", type=_integer, default=64, metavar="G",
+                        help="rules per generation (64)")
+    search.add_argument("--population", type=_integer, default=100, metavar="P",
+                        help="evolution: population size (100)")
+    search.add_argument("--tournament", type=_integer, default=10, metavar="T",
+                        help="evolution: tournament size (10)")
+    search.add_argument("--batch", type=_integer, default=16, metavar="B",
+                        help="rules per batch sent to a worker (16)")
+    search.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    search.set_defaults(func=cmd_search)
+
+    report = commands.add_parser("search-report",
+                                 description="What a search found: funnel, throughput, hall "
+                                 "of fame, plots.")
+    report.prog = "rulec search report"
+    report.add_argument("db", metavar="DB")
+    report.add_argument("--run", type=_integer, metavar="ID", help="the run (the last one)")
+    report.add_argument("--top", type=_integer, default=10, metavar="K",
+                        help="rules in the hall of fame (10)")
+    report.add_argument("--plot", metavar="DIR", help="write funnel, score and best-so-far "
+                        "plots (PNG) here")
+    report.set_defaults(func=cmd_search_report)
+
+    export_found = commands.add_parser("search-export",
+                                       description="Write the best rules of a search as "
+                                       ".rule files.")
+    export_found.prog = "rulec search export"
+    export_found.add_argument("db", metavar="DB")
+    export_found.add_argument("-o", "--output", required=True, metavar="DIR")
+    export_found.add_argument("--top", type=_integer, default=5, metavar="K",
+                              help="how many rules (5)")
+    export_found.add_argument("--run", type=_integer, metavar="ID", help="the run (the last one)")
+    export_found.set_defaults(func=cmd_search_export)
+    # `search report` and `search export` are spelled as two words: keep their
+    # internal names out of the command list
+    commands._choices_actions = [action for action in commands._choices_actions
+                                 if action.dest not in ("search-report", "search-export")]
+
     cache = commands.add_parser("cache", help="show or clear the build cache")
     cache.add_argument("action", choices=("info", "clear"))
     cache.set_defaults(func=cmd_cache)
@@ -609,6 +805,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and argv[0] == "search" and argv[1] in ("report", "export"):
+        argv = [f"search-{argv[1]}", *argv[2:]]  # `rulec search report DB`
     args = parser.parse_args(argv)
     try:
         return args.func(args)

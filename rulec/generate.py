@@ -96,13 +96,20 @@ class Options:
     shared_slots: tuple[int, int] = (0, 1)
     params: tuple[int, int] = (0, 2)
     named_blocks: tuple[int, int] = (0, 1)
-    init: bool | None = None  # None: a coin decides
+    init: bool | float | None = None  # None: a coin decides; a float: the chance of an init
     ops: frozenset = ALL_OPS
     vector_ratio: float = 2.0
     reuse: float = 0.2
     draws_in_update: float = 0.05
     adversarial_names: float = 0.0  # chance that a rule's names come from ADVERSARIAL_NAMES
     node_names: tuple[str, ...] = NODE_NAMES  # the node slots' names, in order (e.g. a protocol's)
+    # None: a filter is one of the five kinds of vector node, an `if` one of
+    # the five kinds of statement; a number sets that chance instead
+    filter: float | None = None
+    conditional: float | None = None
+    # (name, low, high) of every param to declare, its value drawn in the range
+    # (log-uniform when both bounds are > 0); None: `params` plain ones
+    param_ranges: tuple[tuple[str, float, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -242,10 +249,11 @@ class _Generator:
     def predicate(self, depth: int) -> ast.Expr:
         """An unfiltered vector predicate for a filter."""
         kind = self.integer(0, 2)
-        if kind == 0 or depth <= 0:
+        comparisons = self.allowed(["gt", "lt", "ge", "le", "ne", "eq"])
+        if kind == 0 or depth <= 0 or not comparisons:
             return ast.Name(self.choice(["incoming", "outgoing"]))
         left, _ = self.vector_expr(depth - 1, "vector", allow_filter=False)
-        op = self.choice(self.allowed(["gt", "lt", "ge", "le", "ne", "eq"]) or ["gt"])
+        op = self.choice(comparisons)
         return ast.Binary(op, left, self.float_expr(depth - 1, "vector"))
 
     def vector_expr(self, depth: int, ctx: str = "vector",
@@ -254,7 +262,12 @@ class _Generator:
         draw appears anywhere (a draw at the root of a let is a float)."""
         if depth <= 0 or self.integer(0, 5) == 0:
             return self.vector_leaf(ctx), False
-        kind = self.choice(["leaf", "binary", "call", "filter", "unary"])
+        if self.o.filter is None:
+            kind = self.choice(["leaf", "binary", "call", "filter", "unary"])
+        elif allow_filter and self.chance(self.o.filter):
+            kind = "filter"
+        else:
+            kind = self.choice(["leaf", "binary", "call", "unary"])
         if kind == "filter" and allow_filter:
             value, _ = self.vector_expr(depth - 1, ctx, allow_filter=False)
             return ast.Filter(value, self.predicate(depth - 1)), True
@@ -283,13 +296,18 @@ class _Generator:
         return self.choice(["=", "+=", "-=", "*="])
 
     def statement(self, depth: int, nesting: int) -> ast.Stmt:
-        kind = self.choice(["node", "edge", "let", "if", "shared"])
+        if self.o.conditional is None:
+            kind = self.choice(["node", "edge", "let", "if", "shared"])
+        elif nesting < 2 and self.chance(self.o.conditional):
+            kind = "if"
+        else:
+            kind = self.choice(["node", "edge", "let", "shared"])
         d = self.o.max_depth
         if kind == "edge":
             name = self.choice(self.edges)
             if self.in_init and self.chance(0.3):
                 return ast.Assign(ast.Target("slot", name), "=", self.float_expr(d, "float"))
-            if self.chance(0.25):
+            if self.chance(0.25 if self.o.filter is None else self.o.filter):
                 value = self.float_expr(d, "vector") if self.chance(0.3) else \
                     self.vector_expr(d, "vector", allow_filter=False)[0]
                 return ast.Assign(ast.Target("slot", name, self.predicate(1)), self.assign_op(),
@@ -330,7 +348,8 @@ def _names(source: Source, options: Options) -> tuple[tuple[str, ...], ...]:
     """(nodes, edges, shared, params) names: the plain ones, or with chance
     `adversarial_names` distinct names drawn from ADVERSARIAL_NAMES."""
     counts = [source.integer(*options.node_slots), source.integer(*options.edge_slots),
-              source.integer(*options.shared_slots), source.integer(*options.params)]
+              source.integer(*options.shared_slots),
+              0 if options.param_ranges is not None else source.integer(*options.params)]
     plain = (options.node_names, EDGE_NAMES, SHARED_NAMES, PARAM_NAMES)
     p = options.adversarial_names
     if p <= 0 or (p < 1 and source.integer(0, 999) < 1000 * (1 - p)):
@@ -345,14 +364,30 @@ def _names(source: Source, options: Options) -> tuple[tuple[str, ...], ...]:
     return tuple(out)
 
 
+def param_value(source: Source, low: float, high: float) -> float:
+    """A param value in [low, high] (float32), log-uniform when both are > 0."""
+    u = source.integer(0, 10_000) / 10_000
+    if low > 0 and high > 0:
+        value = low * (high / low) ** u
+    else:
+        value = low + (high - low) * u
+    return float(np.float32(min(max(value, low), high)))
+
+
 def rule_tree(source: Source, options: Options = Options()) -> ast.File:  # noqa: B008
     """The syntax tree of one random rule (see the module docstring)."""
     nodes, edges, shared, param_names = _names(source, options)
+    if options.param_ranges is not None:
+        param_names = tuple(name for name, _, _ in options.param_ranges)
     gen = _Generator(source, options, nodes, edges, shared, param_names)
     items: list[ast.Item] = [ast.RuleDecl("fuzz")]
-    for name in param_names:
-        value = gen.choice([0.1, 0.5, 1.0, 0.01, 2.0])
-        items.append(ast.ParamDecl(name, float(np.float32(value))))
+    if options.param_ranges is not None:
+        for name, low, high in options.param_ranges:
+            items.append(ast.ParamDecl(name, param_value(source, low, high)))
+    else:
+        for name in param_names:
+            value = gen.choice([0.1, 0.5, 1.0, 0.01, 2.0])
+            items.append(ast.ParamDecl(name, float(np.float32(value))))
     items.append(ast.SlotDecl("node", nodes))
     items.append(ast.SlotDecl("edge", edges))
     if shared:
@@ -364,7 +399,12 @@ def rule_tree(source: Source, options: Options = Options()) -> ast.File:  # noqa
         # where a draw would be a float (and then could not be filtered or reduced)
         gen.base_vector, _ = gen.vector_expr(1, "let", allow_filter=False)
     gen.locals.pop()
-    has_init = options.init if options.init is not None else bool(source.integer(0, 1))
+    if options.init is None:
+        has_init = bool(source.integer(0, 1))
+    elif isinstance(options.init, bool):
+        has_init = options.init
+    else:  # a chance
+        has_init = source.integer(0, 999) < 1000 * options.init
     if has_init:
         gen.in_init = True
         items.append(ast.Block("init", None, gen.body(options.max_statements)))

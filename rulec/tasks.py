@@ -432,6 +432,16 @@ def orders(task: Task, epochs: int, seed: int) -> np.ndarray:
                     dtype=np.int32).reshape(epochs, patterns)
 
 
+def score_orders(task: Task, epochs: int, seed: int) -> np.ndarray:
+    """The order the patterns are scored in after each epoch (epochs x
+    patterns), from a stream of its own: shuffled, so that a rule cannot
+    score by the clock or by replaying the training order."""
+    rng = np.random.default_rng([seed, 1])
+    patterns = len(task.inputs)
+    return np.array([rng.permutation(patterns) for _ in range(epochs)],
+                    dtype=np.int32).reshape(epochs, patterns)
+
+
 def score(task: Task, outputs: np.ndarray, threshold: float) -> tuple[float, float]:
     """(accuracy, mean squared error) of one forward pass over every pattern."""
     predicted = outputs > threshold
@@ -471,11 +481,13 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
     result = Result()
     episode = _Episode(rule, task, topology, protocol, budget, params)
     try:
+        scoring = score_orders(task, epochs, seed)
         for epoch, order in enumerate(orders(task, epochs, seed)):
             for k in order:
                 episode.example(state, int(k), train=True)
-            outputs = np.array([episode.example(state, k, train=False)
-                                for k in range(len(task.inputs))])
+            outputs = np.zeros((len(task.inputs), task.n_outputs), dtype=np.float32)
+            for k in scoring[epoch]:
+                outputs[k] = episode.example(state, int(k), train=False)
             if not np.isfinite(outputs).all():
                 raise _Failed("outputs are not finite")
             accuracy, loss = score(task, outputs, protocol.threshold)

@@ -39,7 +39,8 @@ typedef struct rulec_evaluation {
     int32_t n_phases;
     /* the run */
     int32_t epochs;
-    const int32_t *orders;                     /* epochs x n_patterns */
+    const int32_t *orders;                     /* epochs x n_patterns: training order */
+    const int32_t *score_orders;               /* epochs x n_patterns: scoring order */
     float stop_at;                             /* > 1: run every epoch */
     const rulec_vm_block *const *vm;           /* per block, or NULL: use kernels */
     const rulec_kernel *kernels;

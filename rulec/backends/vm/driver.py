@@ -3,7 +3,8 @@
 `rulec.tasks.evaluate` is the definition (it interprets a protocol's schedule
 in Python, one foreign call per phase); with engine='c' it hands the epochs
 to `run_epochs`, which runs the same schedule in C
-(templates/vm.c.j2, `rulec_evaluate`): all epochs, the shuffled orders
+(templates/vm.c.j2, `rulec_evaluate`): all epochs, the shuffled orders (training
+and scoring)
 (drawn in Python as numpy draws them, passed as data), early exit on a
 non-finite state, an exhausted budget or a reached goal, in one call per
 chunk of epochs. Blocks run on the VM, or as the C backend's kernels.
@@ -103,6 +104,7 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
     graph = graph_view(state.graph).struct
     param_array = ParamArray(ffi, p)(values)
     order = tasks.orders(task, epochs, seed)
+    score_order = tasks.score_orders(task, epochs, seed)
     accuracy = np.zeros(max(epochs, 1), dtype=np.float64)
     loss = np.zeros(max(epochs, 1), dtype=np.float64)
     outputs = np.zeros((P, n_out), dtype=np.float32)
@@ -113,6 +115,8 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
             n = min(chunk, epochs - epoch)
             e.epochs = n
             e.orders = pointer("int32_t *", np.ascontiguousarray(order[epoch:epoch + n]))
+            e.score_orders = pointer("int32_t *",
+                                     np.ascontiguousarray(score_order[epoch:epoch + n]))
             e.accuracy = pointer("double *", accuracy[epoch:])
             e.loss = pointer("double *", loss[epoch:])
             e.epochs_done, e.steps = 0, 0

@@ -1,0 +1,151 @@
+"""Canonical forms of rules: one text, and one hash, for rules that differ
+only in the names of their locals, slots, params and the rule itself.
+
+    canonical_text(tree, keep={"inp", "target", "train", "a"})
+
+keeps the names in `keep` (the protocol's slots, which the harness reads
+by name) and renames the rest by kind and place: node slots h0, h1, ...;
+edge slots w0, ...; shared slots g0, ...; params p0, ...; locals t1, t2,
+... in the order they are defined; the rule is `rule`. Declarations keep
+their order (a slot's place decides its random stream).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .. import syntax as ast
+from ..printer import format_tree
+
+
+def _prefix_names(tree: ast.File, keep) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    counts = {"node": 0, "edge": 0, "shared": 0, "param": 0}
+    prefix = {"node": "h", "edge": "w", "shared": "g", "param": "p"}
+    for item in tree.items:
+        if isinstance(item, ast.SlotDecl):
+            names, kind = item.names, item.kind
+        elif isinstance(item, ast.ParamDecl):
+            names, kind = (item.name,), "param"
+        else:
+            continue
+        for name in names:
+            if name in keep:
+                continue
+            mapping[name] = f"{prefix[kind]}{counts[kind]}"
+            counts[kind] += 1
+    return mapping
+
+
+class _Renamer:
+    def __init__(self, globals_: dict[str, str]) -> None:
+        self.globals = globals_
+        self.next_local = 1
+
+    def expr(self, e, env: dict[str, str]):
+        if isinstance(e, ast.Name):
+            new = env.get(e.name, e.name)
+            return e if new == e.name else ast.Name(new)
+        if isinstance(e, ast.NbrRef | ast.PeerRef):
+            new = self.globals.get(e.name, e.name)
+            return e if new == e.name else type(e)(new)
+        if isinstance(e, ast.Call):
+            return ast.Call(e.func, tuple(self.expr(a, env) for a in e.args))
+        if isinstance(e, ast.Unary):
+            return ast.Unary(e.op, self.expr(e.operand, env))
+        if isinstance(e, ast.Binary):
+            return ast.Binary(e.op, self.expr(e.left, env), self.expr(e.right, env))
+        if isinstance(e, ast.Filter):
+            return ast.Filter(self.expr(e.value, env), self.expr(e.predicate, env))
+        return e
+
+    def body(self, body: ast.Body, env: dict[str, str]) -> ast.Body:
+        env = dict(env)  # a block's locals end with it
+        out = []
+        for stmt in body.statements:
+            if isinstance(stmt, ast.Let):
+                value = self.expr(stmt.value, env)
+                env[stmt.name] = f"t{self.next_local}"
+                self.next_local += 1
+                out.append(ast.Let(env[stmt.name], value))
+            elif isinstance(stmt, ast.Assign):
+                t = stmt.target
+                predicate = None if t.predicate is None else self.expr(t.predicate, env)
+                target = ast.Target(t.kind, self.globals.get(t.name, t.name), predicate)
+                out.append(ast.Assign(target, stmt.op, self.expr(stmt.value, env)))
+            else:
+                branches = tuple((self.expr(c, env), self.body(b, env))
+                                 for c, b in stmt.branches)
+                orelse = None if stmt.orelse is None else self.body(stmt.orelse, env)
+                out.append(ast.If(branches, orelse))
+        return ast.Body(tuple(out))
+
+
+def canonical_tree(tree: ast.File, keep=frozenset()) -> ast.File:
+    """`tree` with every name not in `keep` renamed by kind and place."""
+    renamer = _Renamer(_prefix_names(tree, keep))
+    items: list[ast.Item] = []
+    for item in tree.items:
+        if isinstance(item, ast.RuleDecl):
+            items.append(ast.RuleDecl("rule"))
+        elif isinstance(item, ast.ParamDecl):
+            items.append(ast.ParamDecl(renamer.globals.get(item.name, item.name), item.value))
+        elif isinstance(item, ast.SlotDecl):
+            items.append(ast.SlotDecl(item.kind, tuple(renamer.globals.get(n, n)
+                                                       for n in item.names)))
+        else:
+            items.append(ast.Block(item.kind, item.name, renamer.body(item.body,
+                                                                      renamer.globals)))
+    return ast.File(tuple(items))
+
+
+def canonical_text(tree: ast.File, keep=frozenset()) -> str:
+    return format_tree(canonical_tree(tree, keep))
+
+
+def text_hash(text: str) -> str:
+    """A short, stable hash of a text (hex)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def size(tree: ast.File) -> int:
+    """A rule's size: its statements and expression nodes (the hall of fame's
+    second objective; smaller is simpler)."""
+    count = 0
+
+    def expr(e) -> None:
+        nonlocal count
+        count += 1
+        if isinstance(e, ast.Call):
+            for a in e.args:
+                expr(a)
+        elif isinstance(e, ast.Unary):
+            expr(e.operand)
+        elif isinstance(e, ast.Binary):
+            expr(e.left)
+            expr(e.right)
+        elif isinstance(e, ast.Filter):
+            expr(e.value)
+            expr(e.predicate)
+
+    def body(b: ast.Body) -> None:
+        nonlocal count
+        for stmt in b.statements:
+            count += 1
+            if isinstance(stmt, ast.Let):
+                expr(stmt.value)
+            elif isinstance(stmt, ast.Assign):
+                expr(stmt.value)
+                if stmt.target.predicate is not None:
+                    expr(stmt.target.predicate)
+            else:
+                for c, inner in stmt.branches:
+                    expr(c)
+                    body(inner)
+                if stmt.orelse is not None:
+                    body(stmt.orelse)
+
+    for item in tree.items:
+        if isinstance(item, ast.Block):
+            body(item.body)
+    return count

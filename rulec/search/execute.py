@@ -1,0 +1,169 @@
+"""Where batches of rules are evaluated: this process, a local process pool,
+or a Dask cluster. Every executor runs the same function on the same
+payloads (rule texts, never compiled handles: each worker parses and
+translates locally), so results do not depend on where they ran.
+
+    with executor(jobs=2) as ex:                 # or scheduler="tcp://host:8786"
+        for payload_index, records in ex.run(evaluate_batch, payloads):
+            ...
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+
+from .hurdles import evaluator
+from .space import Settings
+
+#: How often Dask runs a batch again after the worker running it died.
+RETRIES = 2
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def evaluate_batch(settings: dict, stage: str, items: list) -> list[dict]:
+    """Evaluate a batch in this process. stage 'screen': items are (index,
+    text); stage 'learn': items are (index, text, screening record)."""
+    ev = evaluator(Settings.from_dict(settings))
+    name = worker_name()
+    out = []
+    for item in items:
+        if stage == "screen":
+            index, text = item
+            record = ev.screen(text)
+        else:
+            index, text, record = item
+            record = ev.learn(text, record)
+        record["index"] = index
+        record["worker"] = name
+        out.append(record)
+    return out
+
+
+class InProcess:
+    """Evaluate batches one after another in this process (jobs=1)."""
+
+    workers = 1
+
+    def run(self, fn: Callable, payloads: list) -> Iterator[tuple[int, list]]:
+        for i, payload in enumerate(payloads):
+            yield i, fn(*payload)
+
+    def close(self) -> None:
+        pass
+
+
+class LocalPool:
+    """A pool of `jobs` worker processes on this machine. When a worker dies
+    (killed, crashed), the pool breaks and every batch it held runs again in
+    a new pool; a batch that was in a broken pool twice then runs alone, and
+    if its process dies alone too, its rules are reported as failed."""
+
+    def __init__(self, jobs: int) -> None:
+        self.workers = jobs
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        import multiprocessing
+
+        # spawn: no fork of a process that may hold threads and locks
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def run(self, fn: Callable, payloads: list) -> Iterator[tuple[int, list]]:
+        breaks = dict.fromkeys(range(len(payloads)), 0)
+        todo = list(range(len(payloads)))
+        while todo:
+            suspects = [i for i in todo if breaks[i] >= 2]
+            if suspects:  # one at a time, so a death is the batch's own
+                batch, todo = suspects[:1], [i for i in todo if i != suspects[0]]
+                pool = self._new_pool(1)
+            else:
+                batch, todo = todo, []
+                if self.pool is None:
+                    self.pool = self._new_pool(self.workers)
+                pool = self.pool
+            futures = {pool.submit(fn, *payloads[i]): i for i in batch}
+            broken = False
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    breaks[i] += 1
+                    if suspects:
+                        yield i, _crashed(payloads[i])
+                    else:
+                        todo.append(i)
+                    continue
+                yield i, result
+            if suspects:
+                pool.shutdown(wait=False, cancel_futures=True)
+            elif broken:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+def _crashed(payload) -> list[dict]:
+    _, stage, items = payload
+    return [{"index": item[0], "passed": 0 if stage == "screen" else item[2]["passed"],
+             "failure": "the worker process died evaluating this rule's batch (run alone)",
+             "timings": {}, "func_hash": None,
+             "results": [], "worker": None} for item in items]
+
+
+class DaskCluster:
+    """Batches as tasks of a Dask distributed cluster (scheduler address, or a
+    distributed.Client / LocalCluster). Dask re-runs the tasks of a worker
+    that dies."""
+
+    def __init__(self, scheduler) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            from .space import SpaceError
+
+            raise SpaceError("--scheduler needs Dask: pip install 'rulec[cluster]'") from None
+        if isinstance(scheduler, Client):
+            self.client, self.own = scheduler, False
+        else:
+            try:
+                self.client = Client(scheduler, timeout="10s")
+            except OSError as exc:
+                from .space import SpaceError
+
+                raise SpaceError(f"cannot reach the Dask scheduler at {scheduler}: {exc}; "
+                                 "start one with `dask scheduler` (docs/search.md)") from None
+            self.own = True
+        self.workers = max(1, sum(self.client.nthreads().values()))
+
+    def run(self, fn: Callable, payloads: list) -> Iterator[tuple[int, list]]:
+        from distributed import as_completed
+
+        futures = {self.client.submit(fn, *p, pure=False, retries=RETRIES): i
+                   for i, p in enumerate(payloads)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+    def close(self) -> None:
+        if self.own:
+            self.client.close()
+
+
+def make_executor(jobs: int = 1, scheduler=None):
+    if scheduler is not None:
+        return DaskCluster(scheduler)
+    if jobs <= 1:
+        return InProcess()
+    return LocalPool(jobs)

@@ -1,0 +1,238 @@
+"""Mutations of rule syntax trees, for evolution.
+
+    child, how = mutate(tree, random.Random(7), space)
+
+picks one of MUTATIONS at random and applies it at a random place; the
+child is re-checked, and a child the checker refuses is drawn again (up to
+`tries` times). New subtrees come from the same generator as random rules
+(rulec.generate), so they follow the space's ops and odds.
+
+- op_swap: an operator or function becomes another of the same arity
+- shrink: a subtree becomes one of its children or a leaf (less complex)
+- grow: a leaf becomes a random subtree
+- filter_add / filter_remove / filter_change: wrap a vector in a filter,
+  drop a filter, or draw a filter's predicate again
+- if_add / if_remove: wrap a statement in an `if`, or splice an `if`'s
+  first branch in its place
+- constant: scale a number or a param's value (params stay in their range)
+- insert / delete / duplicate: a new random statement, a statement less,
+  a statement repeated
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+
+import numpy as np
+
+from .. import syntax as ast
+from ..checker import check
+from ..edit import replace, statement_lists, subexpressions
+from ..errors import RuleErrors
+from ..generate import BINARY_CALLS, INFIX, REDUCERS, UNARY_CALLS, _Generator
+from .space import Space
+
+MUTATIONS = ("op_swap", "shrink", "grow", "filter_add", "filter_remove", "filter_change",
+             "if_add", "if_remove", "constant", "insert", "delete", "duplicate")
+
+_LEAVES = (ast.Number, ast.Name, ast.NbrRef, ast.PeerRef)
+
+
+class _RandomSource:
+    """A generator source drawing from a random.Random."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def integer(self, low: int, high: int) -> int:
+        return self.rng.randint(low, high)
+
+
+def _declared(tree: ast.File):
+    nodes, edges, shared, params = [], [], [], []
+    for item in tree.items:
+        if isinstance(item, ast.SlotDecl):
+            {"node": nodes, "edge": edges, "shared": shared}[item.kind].extend(item.names)
+        elif isinstance(item, ast.ParamDecl):
+            params.append(item.name)
+    return nodes, edges, shared, params
+
+
+class Mutator:
+    """Applies random mutations to the trees of one space."""
+
+    def __init__(self, space: Space, tries: int = 20) -> None:
+        self.space = space
+        self.options = space.options()
+        self.tries = tries
+
+    def generator(self, tree: ast.File, rng: random.Random) -> _Generator:
+        nodes, edges, shared, params = _declared(tree)
+        gen = _Generator(_RandomSource(rng), self.options, nodes, edges, shared, params)
+        gen.locals.append([])
+        gen.next_local = 100 + rng.randrange(10_000)  # clear of the rule's own locals
+        return gen
+
+    def _is_vector(self, expr, edges, shared) -> bool:
+        if isinstance(expr, ast.NbrRef | ast.PeerRef | ast.Filter):
+            return True
+        if isinstance(expr, ast.Name):
+            return expr.name in edges or expr.name in shared or expr.name in (
+                "incoming", "outgoing", "parity")
+        return False
+
+    # ------------------------------------------------------------ the moves
+
+    def op_swap(self, tree, rng):
+        sites = [(p, e) for p, e in subexpressions(tree.items)
+                 if isinstance(e, ast.Binary | ast.Unary)
+                 or (isinstance(e, ast.Call) and e.args)]
+        path, e = rng.choice(sites)
+        allowed = set(self.options.ops)
+        if isinstance(e, ast.Binary):
+            ops = [op for op in INFIX if op != e.op and op in allowed]
+            return replace(tree.items, path, dataclasses.replace(e, op=rng.choice(ops)))
+        if isinstance(e, ast.Unary):
+            return replace(tree.items, path, e.operand if e.op == "not" else
+                           dataclasses.replace(e, op="not" if e.op == "neg" else "neg"))
+        if e.func in REDUCERS:
+            names = [f for f in REDUCERS if f != e.func and f in allowed]
+        elif len(e.args) == 1:
+            names = [f for f in UNARY_CALLS if f != e.func and f in allowed]
+        elif len(e.args) == 2:
+            names = [f for f in BINARY_CALLS if f != e.func and f in allowed]
+        else:
+            names = []
+        return replace(tree.items, path, dataclasses.replace(e, func=rng.choice(names)))
+
+    def shrink(self, tree, rng):
+        sites = [(p, e) for p, e in subexpressions(tree.items) if not isinstance(e, _LEAVES)]
+        path, e = rng.choice(sites)
+        kids = [k for k in (getattr(e, "args", ()) or ()) if k is not None]
+        if isinstance(e, ast.Binary):
+            kids = [e.left, e.right]
+        elif isinstance(e, ast.Unary):
+            kids = [e.operand]
+        elif isinstance(e, ast.Filter):
+            kids = [e.value]
+        if kids and rng.random() < 0.7:
+            return replace(tree.items, path, rng.choice(kids))
+        _, edges, shared, _ = _declared(tree)
+        gen = self.generator(tree, rng)
+        vector = self._is_vector(e, edges, shared) or rng.random() < 0.3
+        leaf = gen.vector_leaf("vector") if vector else gen.float_leaf("float")
+        return replace(tree.items, path, leaf)
+
+    def grow(self, tree, rng):
+        sites = [(p, e) for p, e in subexpressions(tree.items) if isinstance(e, _LEAVES)]
+        path, e = rng.choice(sites)
+        _, edges, shared, _ = _declared(tree)
+        gen = self.generator(tree, rng)
+        if self._is_vector(e, edges, shared):
+            new, _ = gen.vector_expr(2, "vector", allow_filter=False)
+        else:
+            new = gen.float_expr(2, "float")
+        return replace(tree.items, path, new)
+
+    def filter_add(self, tree, rng):
+        _, edges, shared, _ = _declared(tree)
+        sites = [(p, e) for p, e in subexpressions(tree.items)
+                 if not isinstance(e, ast.Filter | ast.Number)]
+        path, e = rng.choice(sites)
+        gen = self.generator(tree, rng)
+        return replace(tree.items, path, ast.Filter(e, gen.predicate(1)))
+
+    def filter_remove(self, tree, rng):
+        path, e = rng.choice([(p, e) for p, e in subexpressions(tree.items)
+                              if isinstance(e, ast.Filter)])
+        return replace(tree.items, path, e.value)
+
+    def filter_change(self, tree, rng):
+        path, e = rng.choice([(p, e) for p, e in subexpressions(tree.items)
+                              if isinstance(e, ast.Filter)])
+        gen = self.generator(tree, rng)
+        return replace(tree.items, path, ast.Filter(e.value, gen.predicate(1)))
+
+    def if_add(self, tree, rng):
+        path, statements = rng.choice(list(statement_lists(tree.items)))
+        index = rng.randrange(len(statements))
+        gen = self.generator(tree, rng)
+        condition = gen.float_expr(2, "float")
+        wrapped = ast.If(((condition, ast.Body((statements[index],))),))
+        new = statements[:index] + (wrapped,) + statements[index + 1:]
+        return replace(tree.items, path, new)
+
+    def if_remove(self, tree, rng):
+        sites = [(path, i) for path, statements in statement_lists(tree.items)
+                 for i, s in enumerate(statements) if isinstance(s, ast.If)]
+        path, index = rng.choice(sites)
+        statements = dict(statement_lists(tree.items))[path]
+        chosen = statements[index]
+        body = rng.choice([b for _, b in chosen.branches]
+                          + ([chosen.orelse] if chosen.orelse else []))
+        new = statements[:index] + body.statements + statements[index + 1:]
+        return replace(tree.items, path, new)
+
+    def constant(self, tree, rng):
+        params = [i for i, item in enumerate(tree.items) if isinstance(item, ast.ParamDecl)]
+        numbers = [(p, e) for p, e in subexpressions(tree.items) if isinstance(e, ast.Number)]
+        factor = math.exp(rng.gauss(0.0, 0.7)) * (-1 if rng.random() < 0.1 else 1)
+        if params and (not numbers or rng.random() < 0.5):
+            index = rng.choice(params)
+            item = tree.items[index]
+            value = item.value * abs(factor)
+            bounds = self.space.param_range(item.name)
+            if bounds is not None:
+                value = min(max(value, bounds[0]), bounds[1])
+            new = dataclasses.replace(item, value=float(np.float32(value)))
+            return tree.items[:index] + (new,) + tree.items[index + 1:]
+        path, e = rng.choice(numbers)
+        value = e.value * factor if e.value != 0 else rng.choice([0.1, 1.0, -1.0])
+        return replace(tree.items, path, ast.Number(float(np.float32(value))))
+
+    def insert(self, tree, rng):
+        path, statements = rng.choice(list(statement_lists(tree.items)))
+        gen = self.generator(tree, rng)
+        gen.in_init = any(isinstance(item, ast.Block) and item.kind == "init"
+                          and path[0] == i for i, item in enumerate(tree.items))
+        index = rng.randrange(len(statements) + 1)
+        new = statements[:index] + (gen.statement(1, 1),) + statements[index:]
+        return replace(tree.items, path, new)
+
+    def delete(self, tree, rng):
+        sites = [(p, s) for p, s in statement_lists(tree.items) if len(s) > 1]
+        path, statements = rng.choice(sites)
+        index = rng.randrange(len(statements))
+        return replace(tree.items, path, statements[:index] + statements[index + 1:])
+
+    def duplicate(self, tree, rng):
+        path, statements = rng.choice(list(statement_lists(tree.items)))
+        index = rng.randrange(len(statements))
+        target = rng.randrange(index + 1, len(statements) + 1)
+        new = statements[:target] + (statements[index],) + statements[target:]
+        return replace(tree.items, path, new)
+
+    # ------------------------------------------------------------- driving
+
+    def mutate(self, tree: ast.File, rng: random.Random) -> tuple[ast.File, str] | None:
+        """A well-typed child of `tree` and the mutation's name, or None when
+        `tries` draws all failed to type-check."""
+        for _ in range(self.tries):
+            how = rng.choice(MUTATIONS)
+            try:
+                items = getattr(self, how)(tree, rng)
+            except (IndexError, ValueError):  # no place for this move in this rule
+                continue
+            child = ast.File(items)
+            if child == tree:
+                continue
+            try:
+                check(child)
+            except RuleErrors:
+                continue
+            except RecursionError:
+                continue
+            return child, how
+        return None

@@ -1,0 +1,237 @@
+"""What a search found: the funnel, throughput, hall of fame, plots, exports.
+
+    rep = report("runs.sqlite")          # the last run in the database
+    print(rep.text())
+    rep.plots("plots/")                  # PNGs (needs matplotlib)
+    export("runs.sqlite", "found/", top=5)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..atomic import write_atomic
+from .hurdles import SCREEN_HURDLES, hurdle_names
+from .space import Settings, SpaceError
+from .store import Store
+
+
+@dataclass
+class Report:
+    run: dict
+    settings: Settings
+    hurdles: tuple[str, ...]
+    rules: list[dict]  # every rule, in index order (no text)
+    passed: list[int] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # total time per hurdle
+    hall: list[dict] = field(default_factory=list)  # the Pareto front, best score first
+
+    @property
+    def exact(self) -> int:
+        return sum(r["duplicate"] == "exact" for r in self.rules)
+
+    @property
+    def behaviour(self) -> int:
+        return sum(r["duplicate"] == "behaviour" for r in self.rules)
+
+    def throughput(self) -> float:
+        """Rules stored per second of worker time, over every session."""
+        work = sum(self.seconds.values())
+        return len(self.rules) / work if work > 0 else float("nan")
+
+    def wall_rate(self) -> float:
+        """Rules per wall-clock second from the first to the last rule stored."""
+        if len(self.rules) < 2:
+            return float("nan")
+        times = [r["created"] for r in self.rules]
+        span = max(times) - min(times)
+        return len(self.rules) / span if span > 0 else float("nan")
+
+    def text(self) -> str:
+        config = json.loads(self.run["config"])
+        s = self.settings
+        lines = [f"run {self.run['id']} ({config['strategy']}, seed {config['seed']}): "
+                 f"tasks {', '.join(s.screen.tasks)} on {s.screen.graph}, protocol "
+                 f"{s.space.protocol}; {len(self.rules)} rules",
+                 f"duplicates skipped: {self.exact} exact (same canonical text), "
+                 f"{self.behaviour} behaviour (same probe outputs)",
+                 f"throughput: {self.wall_rate():.1f} rules/s wall clock; "
+                 f"{self.throughput():.1f} rules/s per worker-second of evaluation",
+                 "", f"{'hurdle':<12} {'passed':>9} {'of all':>8} {'time/rule':>10}"]
+        total = max(len(self.rules), 1)
+        reached = [total] + self.passed[:-1]
+        for name, count, entered in zip(self.hurdles, self.passed, reached, strict=True):
+            per = self.seconds.get(name, 0.0) / max(entered, 1)
+            lines.append(f"{name:<12} {count:>9} {100 * count / total:>7.2f}% "
+                         f"{per * 1e3:>8.3f}ms")
+        lines += ["", "hall of fame (the best score for each size; best first):"]
+        if not self.hall:
+            lines.append("  (no rule passed screening yet)")
+        for r in self.hall:
+            fresh = f", {r['fresh']}/{s.screen.fresh_seeds} fresh seeds" \
+                if r.get("fresh") is not None else ""
+            lines.append(f"  rule {r['idx']}: score {r['score']:.3f}, size {r['size']}, "
+                         f"{r['passed']}/{len(self.hurdles)} hurdles{fresh}"
+                         + (f" ({r['mutation']} of {r['parent']})" if r["parent"] is not None
+                            else ""))
+            if r.get("text"):
+                lines += ["    " + line for line in r["text"].strip().splitlines()]
+        return "\n".join(lines)
+
+    def plots(self, directory: str | Path) -> list[Path]:
+        """Funnel, score histogram and best-so-far curve as PNGs in `directory`."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise SpaceError("--plot needs matplotlib: pip install 'rulec[plot]'") from None
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+
+        def save(figure, name):
+            path = directory / name
+            figure.tight_layout()
+            write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
+            plt.close(figure)
+            written.append(path)
+
+        figure, axes = plt.subplots(figsize=(7, 3.5))
+        axes.bar(range(len(self.hurdles)), self.passed, color="tab:blue")
+        axes.set_yscale("log")
+        axes.set_xticks(range(len(self.hurdles)), self.hurdles, rotation=30)
+        axes.set_ylabel("rules passing (log)")
+        axes.set_title(f"pass funnel, {len(self.rules)} rules")
+        for x, count in enumerate(self.passed):
+            axes.annotate(str(count), (x, max(count, 1)), ha="center", va="bottom", fontsize=8)
+        save(figure, "funnel.png")
+
+        screened = [r["score"] for r in self.rules if r["passed"] >= len(SCREEN_HURDLES)]
+        figure, axes = plt.subplots(figsize=(6, 3.5))
+        axes.hist(screened or [0.0], bins=20, range=(0, 1), color="tab:green")
+        axes.set_xlabel("score (mean accuracy over the task hurdles reached)")
+        axes.set_ylabel("rules")
+        axes.set_title(f"scores of the {len(screened)} rules that passed screening")
+        save(figure, "scores.png")
+
+        figure, axes = plt.subplots(figsize=(6, 3.5))
+        best, curve = -1.0, []
+        for r in self.rules:
+            best = max(best, r["passed"] + r["score"])
+            curve.append(best)
+        axes.plot(range(1, len(curve) + 1), curve, color="tab:red")
+        axes.set_xscale("log")
+        axes.set_xlabel("rules evaluated")
+        axes.set_ylabel("best hurdles passed + score")
+        axes.set_yticks(range(len(self.hurdles) + 1))
+        axes.grid(alpha=0.3)
+        axes.set_title("best so far")
+        save(figure, "best.png")
+
+        figure, axes = plt.subplots(figsize=(6, 3.5))
+        axes.hist([r["size"] for r in self.rules] or [0], bins=30, color="tab:gray")
+        axes.set_xlabel("rule size (statements + expression nodes)")
+        axes.set_ylabel("rules")
+        save(figure, "sizes.png")
+        return written
+
+
+def _pick_run(store: Store, run: int | None) -> dict:
+    runs = store.list_runs()
+    if not runs:
+        raise SpaceError(f"{store.url}: the database holds no search run yet")
+    if run is None:
+        return runs[-1]
+    for row in runs:
+        if row["id"] == run:
+            return row
+    raise SpaceError(f"no run {run} in the database; runs: "
+                     f"{', '.join(str(r['id']) for r in runs)}")
+
+
+def pareto(rules: list[dict]) -> list[dict]:
+    """The rules no other rule beats on both score (higher) and size (smaller)."""
+    front, best = [], -1.0
+    for r in sorted(rules, key=lambda r: (r["size"], -r["score"], r["idx"])):
+        if r["score"] > best:
+            front.append(r)
+            best = r["score"]
+    return sorted(front, key=lambda r: (-r["score"], r["size"]))
+
+
+def report(db: str, run: int | None = None, top: int = 10) -> Report:
+    store = Store(db, must_exist=True)
+    try:
+        row = _pick_run(store, run)
+        settings = Settings.from_dict(json.loads(row["settings"]))
+        hurdles = hurdle_names(settings)
+        rules = store.rules_of(row["id"], ("idx", "passed", "score", "fresh", "size", "duplicate",
+                                           "timings", "created", "parent", "mutation"))
+        rep = Report(row, settings, hurdles, rules)
+        rep.passed = [sum(r["passed"] > k for r in rules) for k in range(len(hurdles))]
+        for r in rules:
+            for name, seconds in json.loads(r.pop("timings")).items():
+                rep.seconds[name] = rep.seconds.get(name, 0.0) + seconds
+        candidates = [r for r in rules
+                      if r["duplicate"] is None and r["passed"] >= len(SCREEN_HURDLES)]
+        rep.hall = pareto(candidates)[:top]
+        texts = {r["idx"]: r["text"] for r in store.rules_of(
+            row["id"], ("idx", "text"),
+            where=lambda c: c.idx.in_([h["idx"] for h in rep.hall]))} if rep.hall else {}
+        for r in rep.hall:
+            r["text"] = texts.get(r["idx"])
+        return rep
+    finally:
+        store.close()
+
+
+def export(db: str, directory: str | Path, top: int = 5, run: int | None = None) -> list[Path]:
+    """The `top` best rules (score, then fresh seeds, then size) as .rule files,
+    each with the `rulec train` command that reproduces its evaluation."""
+    from .. import syntax as ast
+    from ..parser import parse_text
+    from ..printer import format_tree
+
+    store = Store(db, must_exist=True)
+    try:
+        row = _pick_run(store, run)
+        settings = Settings.from_dict(json.loads(row["settings"]))
+        rules = store.rules_of(row["id"], ("idx", "text", "score", "fresh", "size", "passed"),
+                               where=lambda c: c.duplicate.is_(None))
+    finally:
+        store.close()
+    rules.sort(key=lambda r: (-r["score"], -(r["fresh"] or 0), r["size"], r["idx"]))
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    space, screen = settings.space, settings.screen
+    protocol_options = f"--protocol {space.protocol}"
+    if space.protocol == "fixed":
+        protocol_options += f" --forward {space.forward} --learn {space.learn}"
+    elif space.protocol == "simultaneous":
+        protocol_options += f" --forward {space.forward}"
+    else:
+        protocol_options += f" --budget {space.budget}"
+    protocol_options += "".join(f" --map {role}={slot}" for role, slot in space.slots)
+    written = []
+    for rank, r in enumerate(rules[:top], 1):
+        tree = parse_text(r["text"], "found.rule")
+        name = f"found_{r['idx']}"
+        tree = ast.File(tuple(ast.RuleDecl(name) if isinstance(item, ast.RuleDecl) else item
+                              for item in tree.items))
+        fresh = f"; learned every task on {r['fresh']} of {screen.fresh_seeds} fresh seeds " \
+                f"(seeds 1000..{999 + screen.fresh_seeds})" if r["fresh"] is not None else ""
+        header = [f"# Found by rulec search (run {row['id']}, rule {r['idx']}): score "
+                  f"{r['score']:.3f} over tasks {', '.join(screen.tasks)}{fresh}.",
+                  "# Reproduce one evaluation (seed 0):"]
+        for task in screen.tasks:
+            header.append(f"#   rulec train {name}.rule --task {task} --graph {screen.graph} "
+                          f"{protocol_options} --epochs {screen.epochs} --seed 0")
+        path = directory / f"{rank:02d}_{name}.rule"
+        text = "\n".join(header) + "\n" + format_tree(tree)
+        write_atomic(path, text.encode())
+        written.append(path)
+    return written

@@ -1,0 +1,288 @@
+"""The coordinator of a search: ask the strategy, skip duplicates, send
+batches to workers, store what comes back, tell the strategy.
+
+A run is a sequence of generations of `generation` rules each (rule
+indices g*G ... g*G+G-1). For each generation:
+
+1. the strategy proposes its rules (`ask`);
+2. exact duplicates (same canonical text as an earlier rule) are not sent;
+3. the rest are screened in batches (parse, static, run, sensitive);
+4. in index order, a rule that behaves like an earlier one (the same
+   functional hash) copies that rule's results instead of learning again;
+5. the remaining survivors run the task hurdles in batches;
+6. every finished rule is stored (one transaction per batch), and the
+   strategy is told the whole generation.
+
+Everything a rule's record holds is a function of the settings, the
+strategy, the seed and its index, so the same command gives the same rules
+and results with any number of workers, and a run killed at any moment
+resumes from its database: generations already stored are replayed into
+the strategy without evaluating anything, and a generation stored in part
+evaluates only the rules it lacks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from .._version import __version__
+from .canon import canonical_text, size, text_hash
+from .execute import evaluate_batch, make_executor
+from .hurdles import SCREEN_HURDLES, hurdle_names, static_failure
+from .space import Settings, SpaceError
+from .store import Store
+from .strategy import STRATEGIES, Candidate, RandomSearch, RegularizedEvolution
+
+
+@dataclass(frozen=True)
+class Config:
+    """How rules are proposed (it decides the results, like Settings)."""
+
+    strategy: str = "random"
+    seed: int = 0
+    generation: int = 64  # rules per generation
+    population: int = 100  # evolution
+    tournament: int = 10  # evolution
+    start: tuple[str, ...] = ()  # rule texts to evaluate first (and evolve from)
+
+    def strategy_object(self, settings: Settings):
+        if self.strategy not in STRATEGIES:
+            raise SpaceError(f"unknown strategy {self.strategy!r}; strategies: "
+                             f"{', '.join(STRATEGIES)}")
+        if self.generation < 1:
+            raise SpaceError("a generation needs at least one rule")
+        if self.strategy == "evolve":
+            return RegularizedEvolution(settings.space, self.seed, self.start,
+                                        self.population, self.tournament)
+        return RandomSearch(settings.space, self.seed, self.start)
+
+
+@dataclass
+class Progress:
+    """What a run has done so far (passed to the progress callback)."""
+
+    hurdles: tuple[str, ...]
+    rules: int = 0  # rules with a stored record, this run in all sessions
+    new: int = 0  # rules evaluated by this session
+    passed: list[int] = field(default_factory=list)  # rules clearing each hurdle
+    exact_duplicates: int = 0
+    behaviour_duplicates: int = 0
+    best: dict | None = None
+    started: float = field(default_factory=time.monotonic)
+    generation: int = 0
+
+    def add(self, record: dict) -> None:
+        self.rules += 1
+        for k in range(min(record["passed"], len(self.passed))):
+            self.passed[k] += 1
+        if record.get("duplicate") == "exact":
+            self.exact_duplicates += 1
+        elif record.get("duplicate") == "behaviour":
+            self.behaviour_duplicates += 1
+        key = (record["passed"], record["score"], -record["size"])
+        if self.best is None or key > (self.best["passed"], self.best["score"],
+                                       -self.best["size"]):
+            self.best = record
+
+    @property
+    def rate(self) -> float:
+        return self.new / max(time.monotonic() - self.started, 1e-9)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class Search:
+    """One run of a search on a database; `run()` goes until a limit."""
+
+    def __init__(self, settings: Settings, config: Config, db: str, jobs: int = 1,
+                 scheduler=None, batch: int = 16,
+                 progress: Callable[[Progress], None] | None = None) -> None:
+        settings.screen.check()
+        settings.space.make_protocol()
+        self.settings, self.config = settings, config
+        self.keep = frozenset(settings.space.protocol_slots())
+        self.protocol = settings.space.make_protocol()
+        self.strategy = config.strategy_object(settings)
+        self.batch = max(1, batch)
+        self.store = Store(db)
+        key_data = {"settings": settings.to_dict(), "config": asdict(config)}
+        import hashlib
+        import json
+
+        self.key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
+        self.run_id, self.fresh_run = self.store.run(self.key, settings.to_dict(),
+                                                     asdict(config), __version__)
+        self.jobs, self.scheduler = jobs, scheduler
+        self.workers = 1
+        self.on_progress = progress
+        hurdles = hurdle_names(settings)
+        self.progress = Progress(hurdles, passed=[0] * len(hurdles))
+        self.canon: dict[str, int] = {}  # canonical hash -> first rule with it
+        self.func: dict[str, int] = {}  # functional hash -> first rule with it
+        self.final: dict[int, dict] = {}  # rule -> its outcome (for duplicates to copy)
+        self.stored: dict[int, dict[int, dict]] = {}  # generation -> idx -> stored record
+
+    # --------------------------------------------------------------- resume
+
+    def _load(self) -> None:
+        """Read what earlier sessions stored: the hash maps, the outcomes, the
+        records per generation (texts only for the rules a strategy may
+        still need)."""
+        columns = ("idx", "generation", "canon_hash", "func_hash", "passed", "score", "fresh",
+                   "size", "duplicate", "duplicate_of", "failure")
+        rows = self.store.rules_of(self.run_id, columns)
+        keep_text = self.config.population + self.config.generation \
+            if isinstance(self.strategy, RegularizedEvolution) else 0
+        texts = {}
+        if rows and keep_text:
+            last = rows[-1]["idx"]
+            for row in self.store.rules_of(self.run_id, ("idx", "text"),
+                                           where=lambda c: c.idx > last - keep_text):
+                texts[row["idx"]] = row["text"]
+        for row in rows:
+            row["text"] = texts.get(row["idx"])
+            self.stored.setdefault(row["generation"], {})[row["idx"]] = row
+            if row["duplicate"] is None:
+                self.canon.setdefault(row["canon_hash"], row["idx"])
+                if row["func_hash"] is not None and row["passed"] >= len(SCREEN_HURDLES):
+                    self.func.setdefault(row["func_hash"], row["idx"])
+            self.final[row["idx"]] = row
+            self.progress.add(row)
+
+    # ------------------------------------------------------------- running
+
+    def run(self, rules: int | None = None, minutes: float | None = None) -> Progress:
+        """Evaluate until `rules` rules are stored in this run or `minutes` pass
+        (one of them must be given); returns the progress."""
+        if rules is None and minutes is None:
+            raise SpaceError("say how long to search: a number of rules or minutes")
+        deadline = None if minutes is None else time.monotonic() + 60 * minutes
+        self._load()
+        size_g = self.config.generation
+        executor = make_executor(self.jobs, self.scheduler)
+        self.workers = executor.workers
+        try:
+            generation = 0
+            while True:
+                start = generation * size_g
+                if rules is not None and start >= rules:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                end = start + size_g if rules is None else min(start + size_g, rules)
+                indices = range(start, end)
+                stored = self.stored.get(generation, {})
+                self.progress.generation = generation
+                if len(stored) == len(indices):  # done in an earlier session: replay
+                    self.strategy.tell(generation, [stored[i] for i in indices])
+                else:
+                    candidates = [c for c in self.strategy.ask(generation, indices)
+                                  if c.index not in stored]
+                    records = self._evaluate(generation, candidates, executor)
+                    everything = {**stored, **{r["idx"]: r for r in records}}
+                    self.strategy.tell(generation, [everything[i] for i in indices])
+                self.stored.pop(generation, None)
+                generation += 1
+        finally:
+            executor.close()
+            self.store.close()
+        return self.progress
+
+    def _evaluate(self, generation: int, candidates: list[Candidate], executor) -> list[dict]:
+        settings = self.settings.to_dict()
+        records: dict[int, dict] = {}
+        waiting: dict[int, tuple[str, int]] = {}  # duplicate -> (kind, representative)
+        to_screen, static_failed = [], []
+        for c in candidates:
+            record = {"idx": c.index, "generation": generation, "text": c.text,
+                      "canon_hash": text_hash(canonical_text(c.tree, self.keep)),
+                      "parent": c.parent,
+                      "mutation": c.mutation, "size": size(c.tree), "score": 0.0}
+            records[c.index] = record
+            first = self.canon.setdefault(record["canon_hash"], c.index)
+            if first != c.index:
+                waiting[c.index] = ("exact", first)
+                continue
+            # the static hurdle needs no compile: it reads the syntax tree here
+            began = time.perf_counter()
+            failure = static_failure(c.tree, self.protocol)
+            if failure:
+                record.update(passed=0, failure=failure, func_hash=None, results=[],
+                              timings={"static": time.perf_counter() - began}, worker=None)
+                static_failed.append(record)
+            else:
+                to_screen.append((c.index, c.text))
+        payloads = [(settings, "screen", chunk) for chunk in _chunks(to_screen, self.batch)]
+        for _, results in executor.run(evaluate_batch, payloads):
+            for r in results:
+                records[r["index"]].update(r)
+        learners = []
+        done = static_failed
+        for index, _ in to_screen:
+            record = records[index]
+            if record["passed"] < len(SCREEN_HURDLES):
+                done.append(record)
+                continue
+            first = self.func.setdefault(record["func_hash"], index)
+            if first != index:
+                waiting[index] = ("behaviour", first)
+            else:
+                learners.append((index, record["text"], self._wire(record)))
+        self._finish(done, records, waiting)
+        payloads = [(settings, "learn", chunk) for chunk in _chunks(learners, self.batch)]
+        for _, results in executor.run(evaluate_batch, payloads):
+            for r in results:
+                records[r["index"]].update(r)
+            self._finish([records[r["index"]] for r in results], records, waiting)
+        if waiting:  # cannot happen: every representative is final by now
+            raise RuntimeError(f"duplicates left waiting: {sorted(waiting)[:5]}")
+        return [records[c.index] for c in candidates]
+
+    @staticmethod
+    def _wire(record: dict) -> dict:
+        return {k: record[k] for k in ("passed", "failure", "timings", "func_hash", "results",
+                                       "probe_accuracy")}
+
+    def _finish(self, finished: list[dict], records: dict[int, dict],
+                waiting: dict[int, tuple[str, int]]) -> None:
+        """Store finished rules and the duplicates whose representative is final."""
+        for record in finished:
+            record.pop("index", None)
+            self.final[record["idx"]] = record
+        resolved = []
+        progress = True
+        while progress:  # a duplicate of a duplicate resolves once that one has
+            progress = False
+            for index, (kind, first) in list(waiting.items()):
+                if first not in self.final:
+                    continue
+                progress = True
+                source = self.final[first]
+                record = records[index]
+                record.update(duplicate=kind, duplicate_of=first, timings={}, results=[],
+                              worker=None)
+                for key in ("passed", "failure", "score", "fresh", "func_hash"):
+                    record[key] = source.get(key)
+                record["score"] = record["score"] or 0.0
+                self.final[index] = record
+                resolved.append(record)
+                del waiting[index]
+        batch = finished + resolved
+        self.store.write(self.run_id, batch)
+        for record in batch:
+            self.progress.add(record)
+            self.progress.new += 1
+        if self.on_progress and batch:
+            self.on_progress(self.progress)
+
+
+def search(settings: Settings | None = None, config: Config | None = None,
+           db: str = "search.sqlite", rules: int | None = None, minutes: float | None = None,
+           jobs: int = 1, scheduler=None, batch: int = 16, progress=None) -> Progress:
+    """Run (or resume) a search; see rulec.search and docs/search.md."""
+    s = Search(settings or Settings(), config or Config(), db, jobs, scheduler, batch, progress)
+    return s.run(rules, minutes)

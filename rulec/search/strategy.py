@@ -1,0 +1,139 @@
+"""Search strategies behind an ask/tell interface.
+
+A strategy proposes the rules of a generation (`ask`) and learns from their
+evaluation (`tell`); it never evaluates anything itself, so any strategy
+runs on any executor, and a user can bring their own:
+
+    class MyStrategy:
+        def ask(self, generation: int, indices: range) -> list[Candidate]: ...
+        def tell(self, generation: int, records: list[dict]) -> None: ...
+
+`ask` must depend only on the seed and on what earlier generations were
+told: that is what makes a run resumable and independent of the number of
+workers. Each record told has the rule's `idx`, `text` (None for rules
+too old to matter on a resume), `passed` (hurdles cleared), `score`,
+`size`, `failure`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+
+from .. import syntax as ast
+from ..generate import SeededSource, rule_tree
+from ..printer import format_tree
+from .mutate import Mutator
+from .space import Space
+
+
+@dataclass
+class Candidate:
+    """A rule to evaluate: where it came from, and its tree and text."""
+
+    index: int
+    tree: ast.File
+    text: str
+    parent: int | None = None
+    mutation: str | None = None  # None: drawn at random; 'start': a given rule
+
+
+def random_candidate(space: Space, seed: int, index: int, options=None) -> Candidate:
+    """Rule `index` of a random stream: a function of (seed, index, space) alone."""
+    tree = rule_tree(SeededSource(f"{seed}:{index}"), options or space.options())
+    return Candidate(index, tree, format_tree(tree))
+
+
+def _parse(text: str) -> ast.File:
+    from ..parser import parse_text
+
+    return parse_text(text, "start.rule")
+
+
+class RandomSearch:
+    """Every rule drawn at random from the space (after the start rules)."""
+
+    name = "random"
+
+    def __init__(self, space: Space, seed: int, start: tuple[str, ...] = ()) -> None:
+        self.space, self.seed, self.start = space, seed, start
+        self.options = space.options()
+
+    def candidate(self, index: int) -> Candidate:
+        if index < len(self.start):
+            text = self.start[index]
+            return Candidate(index, _parse(text), text, mutation="start")
+        return random_candidate(self.space, self.seed, index, self.options)
+
+    def ask(self, generation: int, indices: range) -> list[Candidate]:
+        return [self.candidate(i) for i in indices]
+
+    def tell(self, generation: int, records: list[dict]) -> None:
+        pass
+
+
+def fitness(record: dict) -> tuple:
+    """Higher is better: hurdles passed plus score, then smaller rules."""
+    return (record["passed"] + record["score"] + (record.get("fresh") or 0) / 100,
+            -record["size"])
+
+
+class RegularizedEvolution(RandomSearch):
+    """Regularized evolution (Real et al., 2019): a population of the last
+    `population` rules evaluated; each child mutates the fittest of
+    `tournament` rules sampled from it; the oldest leave as children arrive.
+    Until the population is full, children are random (or the start rules)."""
+
+    name = "evolve"
+
+    def __init__(self, space: Space, seed: int, start: tuple[str, ...] = (),
+                 population: int = 100, tournament: int = 10) -> None:
+        super().__init__(space, seed, start)
+        if population < 2 or not 1 <= tournament <= population:
+            from .space import SpaceError
+
+            raise SpaceError("evolution needs population >= 2 and 1 <= tournament <= "
+                             f"population; got {population}, {tournament}")
+        self.population_size, self.tournament = population, tournament
+        self.population: deque[dict] = deque()
+        self.mutator = Mutator(space)
+        self.trees: dict[int, ast.File] = {}
+
+    def _tree(self, member: dict) -> ast.File:
+        tree = self.trees.get(member["idx"])
+        if tree is None:
+            tree = _parse(member["text"])
+            self.trees[member["idx"]] = tree
+        return tree
+
+    def ask(self, generation: int, indices: range) -> list[Candidate]:
+        if len(self.population) < self.population_size:
+            out = [self.candidate(i) for i in indices]
+        else:
+            rng = random.Random(f"{self.seed}:evolve:{generation}")
+            members = list(self.population)
+            out = []
+            for index in indices:
+                contestants = rng.sample(members, self.tournament)
+                parent = max(contestants, key=fitness)
+                child = self.mutator.mutate(self._tree(parent), rng)
+                if child is None:
+                    out.append(random_candidate(self.space, self.seed, index, self.options))
+                    continue
+                tree, how = child
+                out.append(Candidate(index, tree, format_tree(tree), parent["idx"], how))
+        for c in out:
+            self.trees[c.index] = c.tree
+        return out
+
+    def tell(self, generation: int, records: list[dict]) -> None:
+        for record in sorted(records, key=lambda r: r["idx"]):
+            self.population.append({k: record.get(k) for k in
+                                    ("idx", "text", "passed", "score", "size", "fresh")})
+            while len(self.population) > self.population_size:
+                gone = self.population.popleft()
+                self.trees.pop(gone["idx"], None)
+
+
+STRATEGIES = {"random": RandomSearch, "evolve": RegularizedEvolution}

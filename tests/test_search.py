@@ -1,0 +1,481 @@
+"""rulec.search: generation, hurdles, dedup, strategies, the store, resume,
+workers, Dask and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from rulec import search as S
+from rulec.checker import check
+from rulec.cli import main
+from rulec.generate import SeededSource, rule_tree
+from rulec.parser import parse_text
+from rulec.search.execute import InProcess, LocalPool
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A delta rule for the fixed-time protocol (learns OR on a bias layer).
+DELTA = """rule delta
+param lr = 1
+node inp, target, train, a
+edge w
+init { w = 0.5 * gauss() }
+update {
+    a = sigmoid(sum((w * nbr.inp)[incoming]))
+    w[incoming] -= train * lr * (a - target) * nbr.inp
+}
+"""
+
+# Learns OR within the small budgets below; screening hurdles are cheap.
+FAST = S.Settings(S.Space(forward=1, learn=1),
+                  S.Screen(tasks=("or",), graph="layered:2,1,bias", seeds=2, epochs=60,
+                           fresh_seeds=3))
+
+
+def evaluate(text: str, settings: S.Settings = FAST) -> dict:
+    ev = S.Evaluator(settings)
+    record = ev.screen(text)
+    if record["passed"] == len(S.hurdles.SCREEN_HURDLES):
+        record = ev.learn(text, record)
+    return record
+
+
+# ----------------------------------------------------------------- generation
+
+
+def test_every_rule_of_the_default_space_type_checks_and_has_the_protocol_slots():
+    space = S.Space()
+    options = space.options()
+    for seed in range(300):
+        tree = rule_tree(SeededSource(seed), options)
+        program = check(tree)
+        assert program.node_slots[:4] == ("inp", "target", "train", "a")
+
+
+def test_a_space_with_few_ops_generates_only_those():
+    data = {"ops": {"allow": ["add", "mul", "sum", "tanh"]}, "odds": {"filter": 0.0,
+                                                                      "conditional": 0.0}}
+    settings = S.settings_from_toml(data)
+    options = settings.space.options()
+    calls = Counter()
+    for seed in range(100):
+        text = S.canonical_text(rule_tree(SeededSource(seed), options))
+        assert "if " not in text and "[" not in text
+        for name in ("exp", "sigmoid", "max(", "min(", "relu", " - ", " / "):
+            calls[name] += name in text
+    assert sum(calls.values()) == 0, calls
+
+
+def test_space_files_are_checked_and_name_what_is_wrong(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text('[protocol]\nname = "fixed"\nforward = 3\n[params]\nlr = [0.01, 0.5]\n'
+                    '[screen]\ntasks = ["and"]\nseeds = 2\n')
+    settings = S.load_settings(path)
+    assert settings.space.forward == 3 and settings.space.params == (("lr", 0.01, 0.5),)
+    assert settings.screen.tasks == ("and",) and settings.screen.seeds == 2
+    for bad, words in [("[odds]\nfiltr = 0.1\n", "unknown key 'filtr' in [odds]"),
+                       ("[slotz]\n", "unknown section [slotz]"),
+                       ("[slots]\nnode = [3, 1]\n", "[slots] node must be [min, max]"),
+                       ("[protocol]\nname = 'clocked'\n", "name must be one of"),
+                       ("[ops]\nallow = ['add', 'fma']\n", "unknown: ['fma']"),
+                       ("[odds]\nfilter = 2\n", "filter must be in [0.0, 1.0]"),
+                       ("x = \n", "not valid TOML")]:
+        path.write_text(bad)
+        with pytest.raises(S.SpaceError, match=None) as info:
+            S.load_settings(path)
+        assert words in str(info.value) and str(path) in str(info.value)
+
+
+def test_settings_round_trip_through_plain_data_and_their_key_is_stable():
+    settings = S.Settings(S.Space(params=(("lr", 0.1, 1.0), ("k", -1.0, 1.0))))
+    again = S.Settings.from_dict(json.loads(json.dumps(settings.to_dict())))
+    assert again == settings and again.key() == settings.key()
+    assert S.Settings(S.Space(depth=2)).key() != settings.key()
+
+
+# -------------------------------------------------------------------- hurdles
+
+
+def test_the_static_hurdle_names_the_slot_a_rule_never_reads_or_writes():
+    base = "node inp, target, train, a\nupdate {{ {} }}"
+    for body, reason in [("a = target", "never reads the input slot 'inp'"),
+                         ("target = inp", "never writes the output slot 'a'"),
+                         ("a = inp", "never reads the target slot 'target'"),
+                         ("a = inp\ntarget += 1", "never reads the target slot 'target'")]:
+        record = evaluate(base.format(body))
+        assert record["passed"] == 0 and record["failure"] == reason, body
+
+
+def test_the_run_hurdle_stops_non_finite_rules_in_one_example():
+    record = evaluate("node inp, target, train, a\nupdate { a = target / (inp - inp) }")
+    assert record["passed"] == 2
+    assert record["failure"].startswith(("non-finite state", "outputs are not finite"))
+    assert set(record["timings"]) == {"compile", "static", "run"}
+
+
+def test_outputs_that_ignore_the_inputs_fail_the_sensitivity_hurdle():
+    # the output follows the clock, not the inputs: caught before any training
+    record = evaluate("node inp, target, train, a\n"
+                      "update { a = sin(time) + 0 * inp * target }")
+    assert record["passed"] == 3 and record["failure"] == "outputs do not depend on the inputs"
+
+
+def test_a_delta_rule_clears_every_hurdle_and_learns_on_fresh_seeds():
+    record = evaluate(DELTA)
+    assert record["failure"] is None, record["failure"]
+    assert record["passed"] == len(S.hurdle_names(FAST)) and record["score"] == 1.0
+    assert record["fresh"] == 3
+    seeds = {(r["task"], r["seed"]) for r in record["results"]}
+    assert seeds == {("or", 0), ("or", 1), ("or", 1000), ("or", 1001), ("or", 1002)}
+
+
+def test_a_task_it_cannot_learn_stops_the_later_hurdles():
+    settings = S.Settings(FAST.space, S.Screen(tasks=("xor", "or"), graph="layered:2,1,bias",
+                                               seeds=2, epochs=20, fresh_seeds=3))
+    record = evaluate(DELTA, settings)
+    assert record["passed"] == 4 and record["failure"].startswith("xor: mean accuracy")
+    assert {r["task"] for r in record["results"]} == {"xor"}
+    assert record["score"] < 0.5
+
+
+# ------------------------------------------------------------------- canonical
+
+
+def test_renaming_locals_slots_and_params_keeps_the_canonical_text():
+    renamed = (DELTA.replace("lr", "rate").replace(" w", " q").replace("(w", "(q")
+               .replace("rule delta", "rule other"))
+    assert renamed != DELTA
+    keep = frozenset({"inp", "target", "train", "a"})
+    one = S.canonical_text(parse_text(DELTA), keep)
+    assert one == S.canonical_text(parse_text(renamed), keep)
+    assert "param p0 = 1" in one and "edge w0" in one
+    assert one != S.canonical_text(parse_text(DELTA.replace("lr * (a", "lr * (inp")), keep)
+
+
+def test_locals_are_renamed_in_order_of_definition_and_scope():
+    text = ("node inp, target, train, a\nupdate {\n    let zz = inp\n    if zz {\n"
+            "        let yy = zz * 2\n        a = yy\n    }\n    let xx = target\n"
+            "    a += xx\n}\n")
+    canonical = S.canonical_text(parse_text(text), frozenset({"inp", "target", "train", "a"}))
+    assert "let t1 = inp" in canonical and "let t2 = t1 * 2" in canonical
+    assert "let t3 = target" in canonical and "a += t3" in canonical
+    check(parse_text(canonical))
+
+
+# ------------------------------------------------------------------ mutations
+
+
+def test_every_mutation_gives_a_well_typed_child_and_each_kind_happens():
+    space = S.Space()
+    mutator = S.Mutator(space)
+    rng = random.Random(5)
+    kinds = Counter()
+    parents = [rule_tree(SeededSource(seed), space.options()) for seed in range(40)]
+    parents.append(parse_text(DELTA))
+    for i in range(400):
+        parent = parents[i % len(parents)]
+        child = mutator.mutate(parent, rng)
+        if child is None:
+            continue
+        tree, how = child
+        kinds[how] += 1
+        check(tree)
+        assert tree != parent
+    assert set(kinds) == set(S.MUTATIONS), kinds
+
+
+def test_constant_tweaks_keep_params_in_their_range():
+    space = S.Space(params=(("lr", 0.5, 2.0),))
+    mutator = S.Mutator(space)
+    rng = random.Random(1)
+    tree = parse_text(DELTA)
+    for _ in range(50):
+        items = mutator.constant(tree, rng)
+        params = [item.value for item in items if type(item).__name__ == "ParamDecl"]
+        assert all(0.5 <= v <= 2.0 for v in params)
+
+
+# ------------------------------------------------------------------- searches
+
+
+def rows(db: str) -> list[tuple]:
+    """Every stored rule and result, without where and when it ran."""
+    connection = sqlite3.connect(db)
+    try:
+        rules = connection.execute(
+            "SELECT idx, generation, text, canon_hash, func_hash, parent, mutation, passed, "
+            "failure, score, fresh, size, duplicate, duplicate_of FROM rules ORDER BY idx"
+        ).fetchall()
+        results = connection.execute(
+            "SELECT idx, task, seed, accuracy, loss, epochs, steps, failure FROM results "
+            "ORDER BY idx, task, seed").fetchall()
+    finally:
+        connection.close()
+    return rules + results
+
+
+EVOLVE = S.Config(strategy="evolve", seed=3, generation=24, population=24, tournament=4,
+                  start=(DELTA,))
+
+
+def test_random_search_with_one_and_two_workers_stores_the_same_rules(tmp_path):
+    config = S.Config(seed=7, generation=32, start=(DELTA, DELTA.replace("lr", "rate")))
+    one = S.search(FAST, config, str(tmp_path / "one.sqlite"), rules=96, jobs=1)
+    two = S.search(FAST, config, str(tmp_path / "two.sqlite"), rules=96, jobs=2, batch=5)
+    assert one.rules == two.rules == 96 and one.exact_duplicates >= 1
+    assert rows(str(tmp_path / "one.sqlite")) == rows(str(tmp_path / "two.sqlite"))
+
+
+def test_evolution_is_deterministic_and_its_children_name_parent_and_mutation(tmp_path):
+    a = S.search(FAST, EVOLVE, str(tmp_path / "a.sqlite"), rules=96, jobs=1)
+    b = S.search(FAST, EVOLVE, str(tmp_path / "b.sqlite"), rules=96, jobs=2, batch=7)
+    assert rows(str(tmp_path / "a.sqlite")) == rows(str(tmp_path / "b.sqlite"))
+    connection = sqlite3.connect(tmp_path / "a.sqlite")
+    children = connection.execute("SELECT mutation, parent, idx FROM rules WHERE parent IS NOT "
+                                  "NULL").fetchall()
+    connection.close()
+    assert children and all(m in S.MUTATIONS and p < i for m, p, i in children)
+    assert a.best["score"] == 1.0 and b.best["idx"] == a.best["idx"]
+
+
+def test_duplicates_are_skipped_and_counted(tmp_path):
+    # the same rule renamed (exact), and one with an extra statement that changes
+    # nothing the probe sees (behaviour)
+    same_behaviour = DELTA.replace("update {", "update {\n    train *= 1")
+    config = S.Config(seed=1, generation=8, start=(DELTA, DELTA.replace("lr", "eta"),
+                                                   same_behaviour))
+    progress = S.search(FAST, config, str(tmp_path / "d.sqlite"), rules=3)
+    assert progress.exact_duplicates == 1 and progress.behaviour_duplicates == 1
+    connection = sqlite3.connect(tmp_path / "d.sqlite")
+    dups = connection.execute("SELECT idx, duplicate, duplicate_of, score FROM rules "
+                              "WHERE duplicate IS NOT NULL ORDER BY idx").fetchall()
+    trained = connection.execute("SELECT DISTINCT idx FROM results").fetchall()
+    connection.close()
+    assert dups == [(1, "exact", 0, 1.0), (2, "behaviour", 0, 1.0)]
+    assert trained == [(0,)]
+
+
+def test_a_finished_run_resumes_without_evaluating_and_extends(tmp_path):
+    db = str(tmp_path / "r.sqlite")
+    S.search(FAST, EVOLVE, db, rules=48)
+    again = S.search(FAST, EVOLVE, db, rules=48)
+    assert again.new == 0 and again.rules == 48
+    longer = S.search(FAST, EVOLVE, db, rules=96)
+    assert longer.new == 48
+    S.search(FAST, EVOLVE, str(tmp_path / "straight.sqlite"), rules=96)
+    assert rows(db) == rows(str(tmp_path / "straight.sqlite"))
+
+
+def _count(db: Path) -> int:
+    try:
+        connection = sqlite3.connect(db, timeout=5)
+        try:
+            return connection.execute("SELECT count(*) FROM rules").fetchone()[0]
+        finally:
+            connection.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_a_coordinator_killed_mid_run_resumes_with_the_same_results(tmp_path):
+    db = tmp_path / "killed.sqlite"
+    command = [sys.executable, "-m", "rulec", "search", "--task", "or", "--graph",
+               "layered:2,1,bias", "--strategy", "evolve", "--seed", "2", "--rules", "400",
+               "--generation", "16", "--population", "16", "--tournament", "4",
+               "--seeds", "1", "--epochs", "20", "--fresh-seeds", "2", "--jobs", "2",
+               "--batch", "4", "-q", "--db", str(db)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while _count(db) < 40 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read().decode()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stored = _count(db)
+    assert 0 < stored < 400
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    assert _count(db) == 400
+    straight = tmp_path / "straight.sqlite"
+    command[command.index(str(db))] = str(straight)
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    assert rows(str(db)) == rows(str(straight))
+
+
+def _dies_once(marker: str, stage: str, items: list) -> list:
+    if items[0][0] == 3 and not os.path.exists(marker):
+        Path(marker).write_text("died")
+        os._exit(9)  # a worker killed mid-batch
+    return [{"index": index * 10} for index, _ in items]
+
+
+def _always_dies(marker: str, stage: str, items: list) -> list:
+    if items[0][0] == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return [{"index": index} for index, _ in items]
+
+
+def test_a_killed_worker_process_costs_only_its_batch(tmp_path):
+    marker = str(tmp_path / "marker")
+    pool = LocalPool(2)
+    try:
+        out = dict(pool.run(_dies_once, [(marker, "screen", [(v, "")]) for v in range(6)]))
+        assert out == {v: [{"index": v * 10}] for v in range(6)} and os.path.exists(marker)
+        out = dict(pool.run(_always_dies, [(marker, "screen", [(v, "")]) for v in range(4)]))
+    finally:
+        pool.close()
+    assert [out[v] for v in (0, 1, 3)] == [[{"index": 0}], [{"index": 1}], [{"index": 3}]]
+    assert out[2][0]["index"] == 2 and "worker process died" in out[2][0]["failure"]
+
+
+def test_a_crashing_batch_reports_its_rules_as_failed():
+    from rulec.search.execute import _crashed
+
+    records = _crashed(({}, "screen", [(5, "rule text"), (6, "other")]))
+    assert [r["index"] for r in records] == [5, 6]
+    assert all("worker process died" in r["failure"] for r in records)
+
+
+def test_a_search_through_a_dask_local_cluster_gives_the_same_results(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        S.search(FAST, EVOLVE, str(tmp_path / "dask.sqlite"), rules=48,
+                 scheduler=cluster.scheduler_address, batch=6)
+    S.search(FAST, EVOLVE, str(tmp_path / "local.sqlite"), rules=48)
+    assert rows(str(tmp_path / "dask.sqlite")) == rows(str(tmp_path / "local.sqlite"))
+
+
+def test_in_process_executor_runs_payloads_in_order():
+    assert list(InProcess().run(lambda x: [x], [(1,), (2,)])) == [(0, [1]), (1, [2])]
+
+
+# -------------------------------------------------------------------- the CLI
+
+
+def test_search_report_and_export_from_the_command_line(tmp_path, capsys):
+    space = tmp_path / "space.toml"
+    space.write_text('[protocol]\nforward = 1\nlearn = 1\n[screen]\ngraph = '
+                     '"layered:2,1,bias"\nseeds = 2\nepochs = 60\nfresh_seeds = 3\n')
+    start = tmp_path / "delta.rule"
+    start.write_text(DELTA)
+    db = str(tmp_path / "cli.sqlite")
+    argv = ["search", "--task", "or", "--space", str(space), "--rules", "40", "--db", db,
+            "--start", str(start), "--jobs", "1", "-q"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "40 rules stored" in out and "best: rule 0, score 1.000" in out
+    assert main(argv) == 0
+    assert "(resumed)" in capsys.readouterr().out
+    plots = tmp_path / "plots"
+    assert main(["search", "report", db, "--plot", str(plots)]) == 0
+    out = capsys.readouterr().out
+    assert "hall of fame" in out and "rule 0: score 1.000" in out and "fresh" in out
+    assert sorted(p.name for p in plots.iterdir()) == ["best.png", "funnel.png", "scores.png",
+                                                       "sizes.png"]
+    found = tmp_path / "found"
+    assert main(["search", "export", db, "-o", str(found), "--top", "2"]) == 0
+    capsys.readouterr()
+    files = sorted(found.iterdir())
+    assert len(files) == 2 and files[0].name == "01_found_0.rule"
+    assert main(["check", str(files[0])]) == 0
+    header = files[0].read_text().splitlines()
+    command = next(line for line in header if "rulec train" in line).split("rulec ", 1)[1]
+    train = command.split()
+    train[1] = str(files[0])
+    assert main(train) == 0
+    assert "accuracy: 100.0%" in capsys.readouterr().out
+
+
+def test_search_errors_are_one_line(tmp_path, capsys):
+    assert main(["search", "--task", "nope", "--db", str(tmp_path / "x.sqlite")]) == 1
+    assert "unknown task 'nope'" in capsys.readouterr().err
+    assert main(["search", "report", str(tmp_path / "missing.sqlite")]) == 1
+    assert "no such database" in capsys.readouterr().err
+    assert main(["search", "--space", str(tmp_path / "none.toml")]) == 1
+    assert "no such space file" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- PostgreSQL
+
+
+def _postgres_bin() -> Path | None:
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return versions[-1].parent if versions else None
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL server on loopback, for this module's tests."""
+    pytest.importorskip("psycopg")
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; "
+                    ".ci/run installs it)")
+    import pwd
+    import socket
+
+    import shutil
+    import tempfile
+
+    # not under pytest's tmp_path: the server's user must be able to reach it
+    data = Path(tempfile.mkdtemp(prefix="rulec-pg-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        user = pwd.getpwnam("postgres")
+        os.chown(data, user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    made = subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data / "db"), "-A",
+                           "trust", "-U", "rulec"], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-o", options,
+                    "-l", str(data / "log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://rulec@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m",
+                        "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_postgresql_stores_the_same_results_as_sqlite_and_resumes(postgres, tmp_path):
+    S.search(FAST, EVOLVE, postgres, rules=48, jobs=2, batch=8)
+    again = S.search(FAST, EVOLVE, postgres, rules=72, jobs=2, batch=8)
+    assert again.new == 24 and again.rules == 72
+    S.search(FAST, EVOLVE, str(tmp_path / "lite.sqlite"), rules=72)
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(postgres.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as connection:
+        pg_rules = connection.execute(sa.text(
+            "SELECT idx, generation, text, canon_hash, func_hash, parent, mutation, passed, "
+            "failure, score, fresh, size, duplicate, duplicate_of FROM rules ORDER BY idx"
+        )).all()
+        pg_results = connection.execute(sa.text(
+            "SELECT idx, task, seed, accuracy, loss, epochs, steps, failure FROM results "
+            "ORDER BY idx, task, seed")).all()
+    engine.dispose()
+    assert [tuple(r) for r in pg_rules + pg_results] == rows(str(tmp_path / "lite.sqlite"))
+    from rulec.search.report import report
+
+    rep = report(postgres)
+    assert len(rep.rules) == 72 and rep.hall[0]["score"] == 1.0
