@@ -67,6 +67,10 @@ ALL_OPS = frozenset(INFIX + UNARY_CALLS + BINARY_CALLS + ("neg", "not", "clip", 
                     + REDUCERS)
 
 
+#: The numbers a leaf can be, as float32 values (simplest first).
+_NUMBERS = tuple(float(np.float32(v)) for v in (1.0, 0.5, 2.0, 0.0, 0.1, 3.0, 1e-3, 10.0))
+
+
 class Source(Protocol):
     """Where the generator's choices come from."""
 
@@ -82,7 +86,8 @@ class SeededSource:
         self.random = random.Random(seed)
 
     def integer(self, low: int, high: int) -> int:
-        return self.random.randint(low, high)
+        # random() is one C call; randint's rejection sampling costs ~10x more
+        return low + int(self.random.random() * (high - low + 1))
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class Options:
     # the five kinds of statement; a number sets that chance instead
     filter: float | None = None
     conditional: float | None = None
+    neighbour: float | None = None  # a vector leaf is `nbr.SLOT` (None: one kind of seven)
     # (name, low, high) of every param to declare, its value drawn in the range
     # (log-uniform when both bounds are > 0); None: `params` plain ones
     param_ranges: tuple[tuple[str, float, float], ...] | None = None
@@ -176,39 +182,52 @@ class _Generator:
     # ---------------------------------------------------------- expressions
 
     def number(self) -> ast.Number:
-        value = self.choice([1.0, 0.5, 2.0, 0.0, 0.1, 3.0, 1e-3, 10.0])
-        return ast.Number(float(np.float32(value)))
+        return ast.Number(self.choice(_NUMBERS))
 
     def float_leaf(self, ctx: str) -> ast.Expr:
         if self.base_float is not None and self.chance(self.o.reuse):
             return self.base_float
-        options = [self.number(), ast.Name(self.choice(self.nodes))]
-        if self.params:
-            options.append(ast.Name(self.choice(self.params)))
-        options += [ast.Name("degree"), ast.Name("nodes"), ast.Name("time")]
-        floats = self.visible("float")
-        if floats:
-            options.append(ast.Name(self.choice(floats)))
         if ctx == "float" and self.draw_ok():
             return ast.Call(self.choice(["uniform", "gauss"]), ())
-        return self.choice(options)
+        # the kinds of leaf, simplest first; only the chosen one is drawn
+        floats = self.visible("float")
+        kinds = ["number", "node"] + (["param"] if self.params else []) \
+            + ["degree", "nodes", "time"] + (["local"] if floats else [])
+        kind = self.choice(kinds)
+        if kind == "number":
+            return self.number()
+        if kind == "node":
+            return ast.Name(self.choice(self.nodes))
+        if kind == "param":
+            return ast.Name(self.choice(self.params))
+        if kind == "local":
+            return ast.Name(self.choice(floats))
+        return ast.Name(kind)
 
     def vector_leaf(self, ctx: str) -> ast.Expr:
         if self.base_vector is not None and self.chance(self.o.reuse):
             return self.base_vector
-        options: list[ast.Expr] = [ast.Name(self.choice(self.edges)),
-                                   ast.NbrRef(self.choice(self.nodes)),
-                                   ast.Name("incoming"), ast.Name("outgoing"),
-                                   ast.Name("parity"), ast.NbrRef("degree"),
-                                   ast.PeerRef(self.choice(self.edges))]
-        if self.shared:
-            options.append(ast.Name(self.choice(self.shared)))
-        vectors = self.visible("vector")
-        if vectors:
-            options.append(ast.Name(self.choice(vectors)))
+        if self.o.neighbour is not None and self.chance(self.o.neighbour):
+            return ast.NbrRef(self.choice(self.nodes))
         if ctx == "vector" and self.draw_ok():
             return ast.Call(self.choice(["uniform", "gauss"]), ())
-        return self.choice(options)
+        vectors = self.visible("vector")
+        kinds = ["edge", "nbr", "incoming", "outgoing", "parity", "nbr_degree", "peer"] \
+            + (["shared"] if self.shared else []) + (["local"] if vectors else [])
+        kind = self.choice(kinds)
+        if kind == "edge":
+            return ast.Name(self.choice(self.edges))
+        if kind == "nbr":
+            return ast.NbrRef(self.choice(self.nodes))
+        if kind == "nbr_degree":
+            return ast.NbrRef("degree")
+        if kind == "peer":
+            return ast.PeerRef(self.choice(self.edges))
+        if kind == "shared":
+            return ast.Name(self.choice(self.shared))
+        if kind == "local":
+            return ast.Name(self.choice(vectors))
+        return ast.Name(kind)
 
     def float_expr(self, depth: int, ctx: str = "float") -> ast.Expr:
         if depth <= 0 or self.integer(0, 5) == 0:

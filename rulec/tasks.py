@@ -452,10 +452,12 @@ def score(task: Task, outputs: np.ndarray, threshold: float) -> tuple[float, flo
 def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
              epochs: int = 100, seed: int = 0, budget: int = 100, params: dict | None = None,
              stop_at: float | None = 1.0, on_epoch: Callable | None = None,
-             engine: str = "auto") -> Result:
+             engine: str = "auto", hold: int = 1) -> Result:
     """Train `rule` on `task` for up to `epochs` (patterns in a seeded shuffled
     order each epoch) and score it after each epoch with a forward-only pass.
-    Stops early once accuracy reaches `stop_at`, and at the first failure.
+    Stops early once accuracy has been at least `stop_at` for `hold` epochs
+    in a row (a rule with random outputs is right by luck in some epoch;
+    `hold` > 1 asks it to stay right), and at the first failure.
 
     engine 'python' runs the protocol's schedule here, one foreign call per
     phase (the reference); 'c' runs whole epochs in one call of the C driver
@@ -464,6 +466,8 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
     protocol = protocol or Protocol()
     protocol.check(rule)
     check_topology(task, topology)
+    if isinstance(hold, bool) or not isinstance(hold, int) or hold < 1:
+        raise ValueError(f"hold must be a whole number >= 1, got {hold!r}")
     if engine not in ("auto", "python", "c"):
         raise ValueError(f"engine must be 'auto', 'python' or 'c', got {engine!r}")
     start = time.perf_counter()
@@ -475,7 +479,7 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
         from .backends.vm.driver import run_epochs
 
         result = run_epochs(rule, state, task, topology, protocol, epochs, seed, budget,
-                            params, stop_at, on_epoch)
+                            params, stop_at, on_epoch, hold)
         result.seconds = time.perf_counter() - start
         return result
     result = Result()
@@ -496,7 +500,8 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
             result.outputs = outputs
             if on_epoch:
                 on_epoch(epoch, result)
-            if stop_at is not None and result.accuracy[-1] >= stop_at:
+            if stop_at is not None and len(result.accuracy) >= hold \
+                    and min(result.accuracy[-hold:]) >= stop_at:
                 break
     except NonFiniteError as exc:
         result.failure = f"non-finite state: {exc}"

@@ -42,6 +42,8 @@ typedef struct rulec_evaluation {
     const int32_t *orders;                     /* epochs x n_patterns: training order */
     const int32_t *score_orders;               /* epochs x n_patterns: scoring order */
     float stop_at;                             /* > 1: run every epoch */
+    int32_t hold;                              /* stop after `hold` epochs in a row at stop_at */
+    int32_t streak;                            /* in/out: epochs in a row at stop_at so far */
     const rulec_vm_block *const *vm;           /* per block, or NULL: use kernels */
     const rulec_kernel *kernels;
     int32_t n_node_slots, n_edge_slots, n_shared_slots;

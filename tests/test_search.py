@@ -425,12 +425,13 @@ def postgres():
     pytest.importorskip("psycopg")
     bin_dir = _postgres_bin()
     if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test PostgreSQL: .ci/run installs Debian's postgresql")
         pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; "
                     ".ci/run installs it)")
     import pwd
-    import socket
-
     import shutil
+    import socket
     import tempfile
 
     # not under pytest's tmp_path: the server's user must be able to reach it
@@ -479,3 +480,29 @@ def test_postgresql_stores_the_same_results_as_sqlite_and_resumes(postgres, tmp_
 
     rep = report(postgres)
     assert len(rep.rules) == 72 and rep.hall[0]["score"] == 1.0
+
+
+def test_outputs_right_by_luck_do_not_pass_a_task():
+    # random outputs that barely depend on the inputs: right in some epochs by
+    # chance, never for `hold` epochs in a row
+    text = ("node inp, target, train, a\n"
+            "update { a = uniform() + 0.001 * sum(nbr.inp) + 0 * target * inp }")
+    record = evaluate(text)
+    assert record["passed"] == 4 and record["failure"].startswith("or: mean accuracy")
+    assert record["score"] < 0.9
+
+
+def test_hold_stops_only_after_that_many_epochs_at_the_goal_in_c_and_python():
+    import rulec
+    from rulec import tasks
+
+    rule = rulec.compile(DELTA, backend="vm")
+    args = (tasks.TASKS["or"], tasks.layered([2, 1], bias=True), tasks.FixedTime(forward=1,
+                                                                                 learn=1))
+    once = tasks.evaluate(rule, *args, epochs=100, seed=1)
+    held = tasks.evaluate(rule, *args, epochs=100, seed=1, hold=4)
+    python = tasks.evaluate(rule, *args, epochs=100, seed=1, hold=4, engine="python")
+    assert held.accuracy == python.accuracy and held.steps == python.steps
+    assert held.accuracy[-4:] == [1.0] * 4 and len(held.accuracy) >= len(once.accuracy) + 3
+    with pytest.raises(ValueError, match="hold"):
+        tasks.evaluate(rule, *args, hold=0)

@@ -13,8 +13,10 @@ screening (every rule):
              rounded, are the rule's functional hash (rules that behave
              alike share it)
 learning (the rules that pass screening and behave unlike any rule before):
-  TASK       for each task in order: `seeds` seeds of `epochs` epochs; the
-             mean final accuracy must reach `pass_accuracy`
+  TASK       for each task in order: `seeds` seeds of `epochs` epochs (each
+             stops once 100% accurate for `hold` epochs in a row); a seed's
+             accuracy is the mean of its last `hold` epochs, and their mean
+             over seeds must reach `pass_accuracy`
   fresh      every task again on `fresh_seeds` held-out seeds (1000, 1001,
              ...): how many seeds learn every task
 
@@ -126,7 +128,7 @@ class Evaluator:
             timings["static"] = time.perf_counter() - began
             record["passed"] = 2  # static, and compile before it
             began = time.perf_counter()
-            outputs = self._run(rule)
+            outputs, record["spread"] = self._run(rule)
             timings["run"] = time.perf_counter() - began
             record["passed"] = 3
             began = time.perf_counter()
@@ -159,26 +161,36 @@ class Evaluator:
         rule.init(state, seed=seed)
         return state
 
-    def _run(self, rule: Rule) -> list[np.ndarray]:
+    def _run(self, rule: Rule) -> tuple[list[np.ndarray], float]:
         """One forward example per input pattern of the first task, each from
-        the same freshly initialized state; returns their outputs."""
+        the same freshly initialized state: their outputs, and the spread:
+        the fraction of the nodes other than the inputs whose node slots
+        differ between patterns (how far the inputs reach; evolution's
+        gradient toward the sensitivity hurdle)."""
         task, topology = self.tasks[0], self.topologies[0]
         episode = tasks._Episode(rule, task, topology, self.protocol, self.budget, None)
-        outputs = []
+        outputs, states = [], []
         try:
             fresh = self._fresh_state(rule, topology, self.settings.screen.probe_seed)
             if not np.isfinite(fresh.node[self.protocol.output]).all():
                 raise _Stop("init leaves a non-finite output")
             for k in range(len(task.inputs)):
-                out = episode.example(fresh.copy(), k, train=False)
+                state = fresh.copy()
+                out = episode.example(state, k, train=False)
                 if out is None or not np.isfinite(out).all():
                     raise _Stop("outputs are not finite")
                 outputs.append(out)
+                states.append(np.array([state.node[n] for n in rule.program.node_slots
+                                        if n != self.protocol.input]))
         except NonFiniteError as exc:
             raise _Stop(f"non-finite state: {exc}") from None
         except tasks._Failed as exc:
             raise _Stop(str(exc)) from None
-        return outputs
+        others = np.setdiff1d(np.arange(topology.graph.n_nodes), topology.inputs)
+        with np.errstate(invalid="ignore"):
+            moved = (np.ptp(np.array(states), axis=0) > 1e-6).any(axis=0)
+        spread = float(moved[others].mean()) if len(others) else 0.0
+        return outputs, spread
 
     def _probe(self, rule: Rule, outputs: list[np.ndarray]) -> tuple[str, float]:
         """The outputs of the run hurdle must differ between input patterns;
@@ -209,7 +221,7 @@ class Evaluator:
             for seed in range(screen.seeds):
                 result = self._evaluate(rule, task, topology, seed)
                 record["results"].append(self._row(task.name, seed, result))
-                accuracies.append(result.final_accuracy)
+                accuracies.append(self._held(result))
             record["timings"][task.name] = time.perf_counter() - began
             mean = float(np.mean(accuracies))
             scores.append(mean)
@@ -227,17 +239,27 @@ class Evaluator:
                 for task, topology in zip(self.tasks, self.topologies, strict=True):
                     result = self._evaluate(rule, task, topology, seed)
                     record["results"].append(self._row(task.name, seed, result))
-                    ok = ok and result.final_accuracy >= 1.0
+                    ok = ok and self._held(result) >= 1.0
                 learned += ok
             record["fresh"] = learned
             record["timings"]["fresh"] = time.perf_counter() - began
             record["passed"] += 1
         return record
 
+    def _held(self, result: tasks.Result) -> float:
+        """A seed's accuracy: the mean of its last `hold` epochs (a rule whose
+        outputs are right by luck in one epoch does not pass)."""
+        if result.failure or not result.accuracy:
+            return 0.0
+        hold = self.settings.screen.hold
+        return float(np.mean(result.accuracy[-hold:])) if len(result.accuracy) >= hold else \
+            float(np.sum(result.accuracy)) / hold
+
     def _evaluate(self, rule, task, topology, seed) -> tasks.Result:
         return tasks.evaluate(rule, task, topology, self.protocol,
                               epochs=self.settings.screen.epochs, seed=seed,
-                              budget=self.budget, stop_at=1.0, engine="c")
+                              budget=self.budget, stop_at=1.0, engine="c",
+                              hold=self.settings.screen.hold)
 
     @staticmethod
     def _row(task: str, seed: int, result: tasks.Result) -> dict:

@@ -133,7 +133,7 @@ class Search:
         records per generation (texts only for the rules a strategy may
         still need)."""
         columns = ("idx", "generation", "canon_hash", "func_hash", "passed", "score", "fresh",
-                   "size", "duplicate", "duplicate_of", "failure")
+                   "spread", "size", "duplicate", "duplicate_of", "failure")
         rows = self.store.rules_of(self.run_id, columns)
         keep_text = self.config.population + self.config.generation \
             if isinstance(self.strategy, RegularizedEvolution) else 0
@@ -245,7 +245,7 @@ class Search:
     @staticmethod
     def _wire(record: dict) -> dict:
         return {k: record[k] for k in ("passed", "failure", "timings", "func_hash", "results",
-                                       "probe_accuracy")}
+                                       "probe_accuracy", "spread")}
 
     def _finish(self, finished: list[dict], records: dict[int, dict],
                 waiting: dict[int, tuple[str, int]]) -> None:
@@ -265,7 +265,7 @@ class Search:
                 record = records[index]
                 record.update(duplicate=kind, duplicate_of=first, timings={}, results=[],
                               worker=None)
-                for key in ("passed", "failure", "score", "fresh", "func_hash"):
+                for key in ("passed", "failure", "score", "fresh", "spread", "func_hash"):
                     record[key] = source.get(key)
                 record["score"] = record["score"] or 0.0
                 self.final[index] = record

@@ -36,6 +36,7 @@ optional, and what is left out keeps the built-in default:
     reuse = 0.2                # a leaf reuses the rule's base expression
     draw = 0.05                # a leaf of `update` is a random draw
     init = 0.5                 # a rule has an `init` block
+    neighbour = 0.3            # a vector leaf is a neighbour's node slot (nbr.x)
 
     [screen]                   # the hurdles (rulec.search.hurdles)
     tasks = ["and", "or"]
@@ -43,6 +44,8 @@ optional, and what is left out keeps the built-in default:
     seeds = 3                  # seeds per task hurdle
     epochs = 30                # epochs per seed
     pass_accuracy = 1.0        # the mean accuracy over seeds that passes a task
+    hold = 5                   # a seed's accuracy: the mean of its last `hold` epochs
+                               # (training stops once it is 100% for `hold` in a row)
     fresh_seeds = 10           # held-out seeds for the rules that pass every task
 """
 
@@ -96,6 +99,7 @@ class Space:
     reuse: float = 0.2
     draw: float = 0.05
     init: float = 0.5
+    neighbour: float = 0.3
 
     def make_protocol(self):
         """The rulec.tasks protocol object."""
@@ -131,7 +135,7 @@ class Space:
             named_blocks=(0, 0), init=self.init, ops=frozenset(self.ops),
             vector_ratio=self.vector_ratio, reuse=self.reuse, draws_in_update=self.draw,
             node_names=fixed + extra, filter=self.filter, conditional=self.conditional,
-            param_ranges=self.params)
+            neighbour=self.neighbour, param_ranges=self.params)
 
     def param_range(self, name: str) -> tuple[float, float] | None:
         for param, low, high in self.params:
@@ -149,6 +153,7 @@ class Screen:
     seeds: int = 3
     epochs: int = 30
     pass_accuracy: float = 1.0
+    hold: int = 5  # epochs in a row at 100% that count as learned
     fresh_seeds: int = 10
     probe_seed: int = 12345
 
@@ -162,7 +167,8 @@ class Screen:
                 raise SpaceError(f"unknown task {name!r}; tasks: "
                                  f"{', '.join(tasks_module.TASKS)}")
             tasks_module.topology_from_spec(self.graph, tasks_module.TASKS[name])
-        for what, value in (("seeds", self.seeds), ("epochs", self.epochs)):
+        for what, value in (("seeds", self.seeds), ("epochs", self.epochs),
+                            ("hold", self.hold)):
             if value < 1:
                 raise SpaceError(f"[screen] {what} must be at least 1, got {value}")
         if self.fresh_seeds < 0:
@@ -205,8 +211,8 @@ _SECTIONS = {
     "params": None,  # any names
     "ops": {"allow"},
     "limits": {"depth", "statements"},
-    "odds": {"vector_ratio", "filter", "conditional", "reuse", "draw", "init"},
-    "screen": {"tasks", "graph", "seeds", "epochs", "pass_accuracy", "fresh_seeds",
+    "odds": {"vector_ratio", "filter", "conditional", "reuse", "draw", "init", "neighbour"},
+    "screen": {"tasks", "graph", "seeds", "epochs", "pass_accuracy", "hold", "fresh_seeds",
                "probe_seed"},
 }
 

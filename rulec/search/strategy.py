@@ -74,9 +74,10 @@ class RandomSearch:
 
 
 def fitness(record: dict) -> tuple:
-    """Higher is better: hurdles passed plus score, then smaller rules."""
-    return (record["passed"] + record["score"] + (record.get("fresh") or 0) / 100,
-            -record["size"])
+    """Higher is better: hurdles passed, plus how far the inputs reach (the
+    spread, for rules that ran) and the score, then smaller rules."""
+    return (record["passed"] + 0.9 * (record.get("spread") or 0.0) + record["score"]
+            + (record.get("fresh") or 0) / 100, -record["size"])
 
 
 class RegularizedEvolution(RandomSearch):
@@ -130,7 +131,8 @@ class RegularizedEvolution(RandomSearch):
     def tell(self, generation: int, records: list[dict]) -> None:
         for record in sorted(records, key=lambda r: r["idx"]):
             self.population.append({k: record.get(k) for k in
-                                    ("idx", "text", "passed", "score", "size", "fresh")})
+                                    ("idx", "text", "passed", "score", "size", "fresh",
+                                     "spread")})
             while len(self.population) > self.population_size:
                 gone = self.population.popleft()
                 self.trees.pop(gone["idx"], None)

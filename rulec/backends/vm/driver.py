@@ -56,7 +56,7 @@ def _phases(ffi, rule: Rule, phases: list, labels: list[str]):
 
 def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: int,
                budget: int, params: dict | None, stop_at: float | None,
-               on_epoch=None) -> tasks.Result:
+               on_epoch=None, hold: int = 1) -> tasks.Result:
     """The epochs of rulec.tasks.evaluate, run in C on `state` (made, flagged
     and initialized by evaluate, which also checked the protocol and topology)."""
     if rule.backend not in ("vm", "c"):
@@ -85,6 +85,7 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
     phase_array = _phases(ffi, rule, phases, labels)
     e.phases, e.n_phases = phase_array, len(phases)
     e.stop_at = 2.0 if stop_at is None else stop_at
+    e.hold, e.streak = hold, 0
     p = rule.program
     e.n_node_slots, e.n_edge_slots = len(p.node_slots), len(p.edge_slots)
     e.n_shared_slots = len(p.shared_slots)
@@ -133,7 +134,7 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
             if failure:
                 result.failure = _failure(failure, e, phases, state, struct)
                 break
-            if e.epochs_done < n:  # reached stop_at
+            if e.epochs_done < n:  # held stop_at for `hold` epochs
                 break
             if time.perf_counter() - began < EPOCH_SECONDS:
                 chunk *= 2

@@ -1,0 +1,114 @@
+"""Search throughput: generation, screening through the hurdle stack, and
+where the time goes.
+
+    python bench/search.py [--rules 3000] [--jobs 2] [--space FILE]
+
+Measured in one run on this machine:
+- generation: random rules of the space per second on one core (tree and
+  canonical layout; with --check also type-checked from the tree);
+- the full hurdle stack: a random search of --rules rules on one worker in
+  this process (rules/s per core), and with --jobs worker processes;
+- where the time goes: per hurdle (from the store's timings), and the
+  coordinator's share (generation, canonical hashing, storing);
+- the projection for 16 cores from the per-core rate, with the coordinator's
+  own ceiling (it generates and stores for every worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rulec import search as S  # noqa: E402
+from rulec.checker import check  # noqa: E402
+from rulec.search.canon import canonical_text, text_hash  # noqa: E402
+from rulec.search.report import report  # noqa: E402
+from rulec.search.strategy import random_candidate  # noqa: E402
+
+
+def generation(space: S.Space, count: int) -> dict:
+    began = time.perf_counter()
+    candidates = [random_candidate(space, 0, i) for i in range(count)]
+    generate = time.perf_counter() - began
+    keep = frozenset(space.protocol_slots())
+    began = time.perf_counter()
+    for c in candidates:
+        text_hash(canonical_text(c.tree, keep))
+    canonical = time.perf_counter() - began
+    began = time.perf_counter()
+    for c in candidates:
+        check(c.tree)
+    checking = time.perf_counter() - began
+    return {"rules_per_s": count / generate, "canonical_per_s": count / canonical,
+            "check_per_s": count / checking}
+
+
+def stack(settings: S.Settings, rules: int, jobs: int, db: str) -> dict:
+    began = time.perf_counter()
+    progress = S.search(settings, S.Config(seed=11, generation=256), db, rules=rules, jobs=jobs,
+                        batch=32)
+    wall = time.perf_counter() - began
+    rep = report(db)
+    worker = sum(rep.seconds.values())
+    return {"jobs": jobs, "rules": progress.rules, "seconds": wall,
+            "rules_per_s": progress.rules / wall,
+            "per_core": progress.rules / wall / min(jobs, os.cpu_count() or 1),
+            "passed": dict(zip(rep.hurdles, rep.passed, strict=True)),
+            "hurdle_seconds": {k: round(v, 3) for k, v in rep.seconds.items()},
+            "worker_seconds": worker}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rules", type=int, default=3000)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--space", help="a space file (the default space otherwise)")
+    parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    args = parser.parse_args()
+    settings = S.load_settings(args.space) if args.space else S.Settings()
+    out = {"cores": os.cpu_count(), "generation": generation(settings.space, 2000)}
+    with tempfile.TemporaryDirectory() as tmp:
+        one = stack(settings, args.rules, 1, os.path.join(tmp, "one.sqlite"))
+        out["stack_1"] = one
+        if args.jobs > 1:
+            out["stack_n"] = stack(settings, args.rules, args.jobs,
+                                   os.path.join(tmp, "many.sqlite"))
+    coordinator = one["seconds"] - one["worker_seconds"]
+    out["coordinator_ms_per_rule"] = 1e3 * coordinator / one["rules"]
+    out["worker_ms_per_rule"] = 1e3 * one["worker_seconds"] / one["rules"]
+    per_worker = 1e3 / out["worker_ms_per_rule"]
+    ceiling = 1e3 / max(out["coordinator_ms_per_rule"], 1e-9)
+    out["projection_16_cores"] = min(15 * per_worker, ceiling)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    g = out["generation"]
+    print(f"machine: {out['cores']} cores")
+    print(f"generation: {g['rules_per_s']:.0f} rules/s per core (tree + layout); canonical "
+          f"hash {g['canonical_per_s']:.0f}/s; type-check from the tree {g['check_per_s']:.0f}/s")
+    for key in ("stack_1", "stack_n"):
+        if key not in out:
+            continue
+        s = out[key]
+        print(f"full hurdle stack, {s['jobs']} worker(s): {s['rules']} rules in "
+              f"{s['seconds']:.1f} s = {s['rules_per_s']:.0f} rules/s "
+              f"({s['per_core']:.0f} per core)")
+    print("funnel (1 worker): " + ", ".join(f"{k} {v}" for k, v in one["passed"].items()))
+    print("where the time goes (1 worker, s): "
+          + ", ".join(f"{k} {v}" for k, v in one["hurdle_seconds"].items())
+          + f"; coordinator {coordinator:.2f} ({out['coordinator_ms_per_rule']:.3f} ms/rule)")
+    print(f"projection, 16 cores (15 workers + a coordinator): "
+          f"{out['projection_16_cores']:.0f} rules/s = "
+          f"{out['projection_16_cores'] * 3600 / 1e6:.1f} M rules/hour "
+          f"(workers {15 * per_worker:.0f}/s, coordinator ceiling {ceiling:.0f}/s)")
+
+
+if __name__ == "__main__":
+    main()
