@@ -817,6 +817,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rulec: error: {exc}", file=sys.stderr)
     except KeyError as exc:
         print(f"rulec: error: {exc.args[0]}", file=sys.stderr)
+    except BrokenPipeError:  # the reader went away (`rulec ... | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"rulec: error: {where}{exc.strerror or exc}", file=sys.stderr)
@@ -828,10 +832,6 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("rulec: error: not enough memory: the graph or the state is too large for this "
               "machine; try a smaller --graph", file=sys.stderr)
-    except BrokenPipeError:  # the reader went away (`rulec ... | head`): stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
     except Exception:  # an internal error: say so without a wall of traceback
         if os.environ.get("RULEC_DEBUG"):
             traceback.print_exc()

@@ -135,8 +135,9 @@ class Search:
         columns = ("idx", "generation", "canon_hash", "func_hash", "passed", "score", "fresh",
                    "spread", "size", "duplicate", "duplicate_of", "failure")
         rows = self.store.rules_of(self.run_id, columns)
-        keep_text = self.config.population + self.config.generation \
-            if isinstance(self.strategy, RegularizedEvolution) else 0
+        # a strategy that keeps the last `memory` rules needs their texts again
+        memory = getattr(self.strategy, "memory", 0) or 0
+        keep_text = memory + self.config.generation if memory else 0
         texts = {}
         if rows and keep_text:
             last = rows[-1]["idx"]

@@ -10,9 +10,10 @@ runs on any executor, and a user can bring their own:
 
 `ask` must depend only on the seed and on what earlier generations were
 told: that is what makes a run resumable and independent of the number of
-workers. Each record told has the rule's `idx`, `text` (None for rules
-too old to matter on a resume), `passed` (hurdles cleared), `score`,
-`size`, `failure`.
+workers. Each record told has the rule's `idx`, `text`, `passed` (hurdles
+cleared), `score`, `size`, `spread`, `fresh`, `failure`. On a resume,
+stored generations are told again; `text` is then given only for the last
+`memory` rules (a strategy's attribute, 0 if missing), None before them.
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ class RegularizedEvolution(RandomSearch):
         self.population: deque[dict] = deque()
         self.mutator = Mutator(space)
         self.trees: dict[int, ast.File] = {}
+
+    @property
+    def memory(self) -> int:
+        """How many of the last rules told it keeps (their texts are needed)."""
+        return self.population_size
 
     def _tree(self, member: dict) -> ast.File:
         tree = self.trees.get(member["idx"])
