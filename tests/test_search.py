@@ -300,8 +300,12 @@ def test_a_coordinator_killed_mid_run_resumes_with_the_same_results(tmp_path):
     while _count(db) < 40 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     assert process.poll() is None, process.stderr.read().decode()
+    psutil = pytest.importorskip("psutil")
+    workers = psutil.Process(process.pid).children(recursive=True)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "worker processes outlived their killed coordinator"
     stored = _count(db)
     assert 0 < stored < 400
     assert subprocess.run(command, capture_output=True).returncode == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 
 from .. import syntax as ast
+from ..edit import statement_lists, subexpressions
 from ..printer import format_tree
 
 
@@ -111,41 +112,6 @@ def text_hash(text: str) -> str:
 def size(tree: ast.File) -> int:
     """A rule's size: its statements and expression nodes (the hall of fame's
     second objective; smaller is simpler)."""
-    count = 0
-
-    def expr(e) -> None:
-        nonlocal count
-        count += 1
-        if isinstance(e, ast.Call):
-            for a in e.args:
-                expr(a)
-        elif isinstance(e, ast.Unary):
-            expr(e.operand)
-        elif isinstance(e, ast.Binary):
-            expr(e.left)
-            expr(e.right)
-        elif isinstance(e, ast.Filter):
-            expr(e.value)
-            expr(e.predicate)
-
-    def body(b: ast.Body) -> None:
-        nonlocal count
-        for stmt in b.statements:
-            count += 1
-            if isinstance(stmt, ast.Let):
-                expr(stmt.value)
-            elif isinstance(stmt, ast.Assign):
-                expr(stmt.value)
-                if stmt.target.predicate is not None:
-                    expr(stmt.target.predicate)
-            else:
-                for c, inner in stmt.branches:
-                    expr(c)
-                    body(inner)
-                if stmt.orelse is not None:
-                    body(stmt.orelse)
-
-    for item in tree.items:
-        if isinstance(item, ast.Block):
-            body(item.body)
-    return count
+    blocks = tuple(item for item in tree.items if isinstance(item, ast.Block))
+    statements = sum(len(found) for _, found in statement_lists(blocks))
+    return statements + sum(1 for _ in subexpressions(blocks))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -46,6 +47,20 @@ def evaluate_batch(settings: dict, stage: str, items: list) -> list[dict]:
     return out
 
 
+def _follow_parent(parent: int) -> None:
+    """In a pool worker: exit when the coordinator is gone (killed with -9, a
+    pool's own clean-up never runs, and idle workers would live on)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="rulec-follow-parent").start()
+
+
 class InProcess:
     """Evaluate batches one after another in this process (jobs=1)."""
 
@@ -73,7 +88,8 @@ class LocalPool:
         import multiprocessing
 
         # spawn: no fork of a process that may hold threads and locks
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_follow_parent, initargs=(os.getpid(),))
 
     def run(self, fn: Callable, payloads: list) -> Iterator[tuple[int, list]]:
         breaks = dict.fromkeys(range(len(payloads)), 0)

@@ -231,6 +231,8 @@ class Evaluator:
                 break
             record["passed"] += 1
         record["score"] = float(sum(scores)) / len(self.tasks)
+        losses = [r["loss"] for r in record["results"]]
+        record["loss"] = float(np.mean(losses)) if losses and None not in losses else None
         if record["failure"] is None and screen.fresh_seeds:
             began = time.perf_counter()
             learned = 0

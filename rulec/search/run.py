@@ -133,7 +133,7 @@ class Search:
         records per generation (texts only for the rules a strategy may
         still need)."""
         columns = ("idx", "generation", "canon_hash", "func_hash", "passed", "score", "fresh",
-                   "spread", "size", "duplicate", "duplicate_of", "failure")
+                   "spread", "loss", "size", "duplicate", "duplicate_of", "failure")
         rows = self.store.rules_of(self.run_id, columns)
         # a strategy that keeps the last `memory` rules needs their texts again
         memory = getattr(self.strategy, "memory", 0) or 0
@@ -266,7 +266,8 @@ class Search:
                 record = records[index]
                 record.update(duplicate=kind, duplicate_of=first, timings={}, results=[],
                               worker=None)
-                for key in ("passed", "failure", "score", "fresh", "spread", "func_hash"):
+                for key in ("passed", "failure", "score", "fresh", "spread", "loss",
+                            "func_hash"):
                     record[key] = source.get(key)
                 record["score"] = record["score"] or 0.0
                 self.final[index] = record

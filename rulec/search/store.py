@@ -65,6 +65,7 @@ def _tables(sa):
         sa.Column("score", sa.Float, nullable=False),
         sa.Column("fresh", sa.Integer),
         sa.Column("spread", sa.Float),
+        sa.Column("loss", sa.Float),
         sa.Column("size", sa.Integer, nullable=False),
         sa.Column("duplicate", sa.String(16)),
         sa.Column("duplicate_of", sa.BigInteger),
@@ -90,7 +91,7 @@ def _tables(sa):
 
 
 RULE_COLUMNS = ("idx", "generation", "text", "canon_hash", "func_hash", "parent", "mutation",
-                "passed", "failure", "score", "fresh", "spread", "size", "duplicate",
+                "passed", "failure", "score", "fresh", "spread", "loss", "size", "duplicate",
                 "duplicate_of", "seconds", "timings", "worker", "created")
 
 
