@@ -80,14 +80,39 @@ def expression_edits(expr: ast.Expr) -> list[ast.Expr]:
     return out
 
 
+def _if_edits(stmt: ast.If) -> Iterator[tuple[ast.Stmt, ...]]:
+    """Smaller replacements of an `if`: a branch's statements in its place,
+    then the `if` without one of its branches or its `else`."""
+    bodies = [body for _, body in stmt.branches]
+    if stmt.orelse is not None:
+        bodies.append(stmt.orelse)
+    for body in bodies:
+        yield body.statements
+    if len(stmt.branches) > 1:
+        for index in range(len(stmt.branches)):
+            yield (dataclasses.replace(
+                stmt, branches=stmt.branches[:index] + stmt.branches[index + 1:]),)
+    if stmt.orelse is not None:
+        yield (dataclasses.replace(stmt, orelse=None),)
+
+
 def tree_edits(tree: ast.File) -> Iterator[ast.File]:
     """Every single edit of `tree`, lazily: statement deletions (the biggest
-    steps toward a small rule), then expression edits."""
-    for path, statements in statement_lists(tree.items):
+    steps toward a small rule), `if`s unwrapped or pruned, then expression
+    edits."""
+    lists = list(statement_lists(tree.items))
+    for path, statements in lists:
         if len(statements) > 1:
             for index in range(len(statements)):
                 shorter = statements[:index] + statements[index + 1:]
                 yield ast.File(replace(tree.items, path, shorter))
+    for path, statements in lists:
+        for index, stmt in enumerate(statements):
+            if isinstance(stmt, ast.If):
+                for new in _if_edits(stmt):
+                    if new:
+                        edited = statements[:index] + new + statements[index + 1:]
+                        yield ast.File(replace(tree.items, path, edited))
     for path, expr in subexpressions(tree.items):
         for new in expression_edits(expr):
             yield ast.File(replace(tree.items, path, new))

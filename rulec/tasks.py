@@ -350,6 +350,7 @@ class Result:
     failure: str | None = None
     outputs: np.ndarray | None = None  # the last evaluation's outputs per pattern
     seconds: float = 0.0
+    confirm: list[float] = field(default_factory=list)  # accuracy of each untrained pass
 
     @property
     def final_accuracy(self) -> float:
@@ -452,12 +453,17 @@ def score(task: Task, outputs: np.ndarray, threshold: float) -> tuple[float, flo
 def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
              epochs: int = 100, seed: int = 0, budget: int = 100, params: dict | None = None,
              stop_at: float | None = 1.0, on_epoch: Callable | None = None,
-             engine: str = "auto", hold: int = 1) -> Result:
+             engine: str = "auto", hold: int = 1, confirm: int = 0) -> Result:
     """Train `rule` on `task` for up to `epochs` (patterns in a seeded shuffled
     order each epoch) and score it after each epoch with a forward-only pass.
     Stops early once accuracy has been at least `stop_at` for `hold` epochs
     in a row (a rule with random outputs is right by luck in some epoch;
     `hold` > 1 asks it to stay right), and at the first failure.
+
+    `confirm` > 0: after training, that many more scoring passes with no
+    training between them (`result.confirm`, their accuracies): a rule that
+    learned keeps its answers; one whose outputs drift (chaotic or
+    clock-driven dynamics that were right by luck) does not.
 
     engine 'python' runs the protocol's schedule here, one foreign call per
     phase (the reference); 'c' runs whole epochs in one call of the C driver
@@ -480,6 +486,10 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
 
         result = run_epochs(rule, state, task, topology, protocol, epochs, seed, budget,
                             params, stop_at, on_epoch, hold)
+        episode = _Episode(rule, task, topology, protocol, budget, params)
+        if confirm and result.failure is None:
+            _confirm(episode, state, task, protocol, seed, confirm, result)
+            result.steps += episode.steps
         result.seconds = time.perf_counter() - start
         return result
     result = Result()
@@ -507,6 +517,26 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
         result.failure = f"non-finite state: {exc}"
     except _Failed as exc:
         result.failure = str(exc)
+    if confirm and result.failure is None:
+        _confirm(episode, state, task, protocol, seed, confirm, result)
     result.steps = episode.steps
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _confirm(episode: _Episode, state, task: Task, protocol, seed: int, passes: int,
+             result: Result) -> None:
+    """`passes` scoring passes with no training, in shuffled orders of their own."""
+    rng = np.random.default_rng([seed, 2])
+    try:
+        for _ in range(passes):
+            outputs = np.zeros((len(task.inputs), task.n_outputs), dtype=np.float32)
+            for k in rng.permutation(len(task.inputs)):
+                outputs[k] = episode.example(state, int(k), train=False)
+            if not np.isfinite(outputs).all():
+                raise _Failed("outputs are not finite")
+            result.confirm.append(score(task, outputs, protocol.threshold)[0])
+    except NonFiniteError as exc:
+        result.failure = f"non-finite state: {exc}"
+    except _Failed as exc:
+        result.failure = str(exc)

@@ -510,3 +510,27 @@ def test_hold_stops_only_after_that_many_epochs_at_the_goal_in_c_and_python():
     assert held.accuracy[-4:] == [1.0] * 4 and len(held.accuracy) >= len(once.accuracy) + 3
     with pytest.raises(ValueError, match="hold"):
         tasks.evaluate(rule, *args, hold=0)
+
+
+def test_a_rule_whose_outputs_drift_fails_the_untrained_passes():
+    """Found by an evolution run before `confirm` existed: the output follows a
+    fast map around the mean of the inputs, ignores the targets, and was right
+    on AND and OR for 5 epochs in a row by luck, on 10 of 10 fresh seeds."""
+    text = ("param lr = 0.0066076443\nnode inp, target, train, a\nedge w\n"
+            "init { a += nodes }\nupdate {\n    a *= nodes\n    if mean(nbr.inp) <= a {\n"
+            "        a *= sigmoid(-select(time, lr, target))\n    }\n}\n")
+    settings = S.Settings(S.Space(), S.Screen(graph="layered:2,1,bias"))
+    record = evaluate(text, settings)
+    assert record["passed"] == 4 and record["failure"].startswith("and: mean accuracy")
+
+
+def test_confirm_scores_without_training_in_c_and_python():
+    import rulec
+    from rulec import tasks
+
+    rule = rulec.compile(DELTA, backend="vm")
+    args = (tasks.TASKS["or"], tasks.layered([2, 1], bias=True), tasks.FixedTime(forward=1,
+                                                                                 learn=1))
+    c = tasks.evaluate(rule, *args, epochs=100, seed=2, confirm=3)
+    python = tasks.evaluate(rule, *args, epochs=100, seed=2, confirm=3, engine="python")
+    assert c.confirm == python.confirm == [1.0, 1.0, 1.0] and c.steps == python.steps

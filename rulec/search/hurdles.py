@@ -14,9 +14,10 @@ screening (every rule):
              alike share it)
 learning (the rules that pass screening and behave unlike any rule before):
   TASK       for each task in order: `seeds` seeds of `epochs` epochs (each
-             stops once 100% accurate for `hold` epochs in a row); a seed's
-             accuracy is the mean of its last `hold` epochs, and their mean
-             over seeds must reach `pass_accuracy`
+             stops once 100% accurate for `hold` epochs in a row, then is
+             scored `hold` more times without training); a seed's accuracy
+             is the lower of the means of those two, and the mean over
+             seeds must reach `pass_accuracy`
   fresh      every task again on `fresh_seeds` held-out seeds (1000, 1001,
              ...): how many seeds learn every task
 
@@ -249,19 +250,22 @@ class Evaluator:
         return record
 
     def _held(self, result: tasks.Result) -> float:
-        """A seed's accuracy: the mean of its last `hold` epochs (a rule whose
-        outputs are right by luck in one epoch does not pass)."""
+        """A seed's accuracy: the mean of its last `hold` epochs, or of `hold`
+        more scoring passes without training if that is lower (a rule whose
+        outputs are right by luck in some epochs does not pass)."""
         if result.failure or not result.accuracy:
             return 0.0
         hold = self.settings.screen.hold
-        return float(np.mean(result.accuracy[-hold:])) if len(result.accuracy) >= hold else \
+        held = float(np.mean(result.accuracy[-hold:])) if len(result.accuracy) >= hold else \
             float(np.sum(result.accuracy)) / hold
+        return min(held, float(np.mean(result.confirm))) if result.confirm else held
 
     def _evaluate(self, rule, task, topology, seed) -> tasks.Result:
         return tasks.evaluate(rule, task, topology, self.protocol,
                               epochs=self.settings.screen.epochs, seed=seed,
                               budget=self.budget, stop_at=1.0, engine="c",
-                              hold=self.settings.screen.hold)
+                              hold=self.settings.screen.hold,
+                              confirm=self.settings.screen.hold)
 
     @staticmethod
     def _row(task: str, seed: int, result: tasks.Result) -> dict:
