@@ -534,3 +534,19 @@ def test_confirm_scores_without_training_in_c_and_python():
     c = tasks.evaluate(rule, *args, epochs=100, seed=2, confirm=3)
     python = tasks.evaluate(rule, *args, epochs=100, seed=2, confirm=3, engine="python")
     assert c.confirm == python.confirm == [1.0, 1.0, 1.0] and c.steps == python.steps
+
+
+def test_the_c_driver_stops_at_the_goal_reached_on_a_chunks_last_epoch():
+    """Regression: the driver runs epochs in chunks of 1, 2, 4, ...; a goal
+    reached on the last epoch of a chunk used to be missed, and training went
+    on (the Python reference stopped)."""
+    import rulec
+    from rulec import tasks
+
+    rule = rulec.compile(DELTA, backend="vm")
+    args = (tasks.TASKS["or"], tasks.layered([2, 1], bias=True), tasks.FixedTime(forward=1,
+                                                                                 learn=1))
+    for seed in range(6):
+        c = tasks.evaluate(rule, *args, epochs=100, seed=seed)
+        python = tasks.evaluate(rule, *args, epochs=100, seed=seed, engine="python")
+        assert c.accuracy == python.accuracy and c.steps == python.steps, seed

@@ -134,7 +134,7 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
             if failure:
                 result.failure = _failure(failure, e, phases, state, struct)
                 break
-            if e.epochs_done < n:  # held stop_at for `hold` epochs
+            if e.streak >= e.hold:  # held stop_at for `hold` epochs (maybe at a chunk's end)
                 break
             if time.perf_counter() - began < EPOCH_SECONDS:
                 chunk *= 2
