@@ -473,7 +473,7 @@ def _search_settings(args: argparse.Namespace):
     return settings
 
 
-def _search_progress(total: int | None, minutes: float | None, quiet: bool):
+def _search_progress(total: int | None, quiet: bool):
     """A live progress line on stderr (tqdm): rules/s, the funnel, the best."""
     if quiet:
         return None, lambda: None
@@ -525,7 +525,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                     start=tuple(start))
     search = Search(settings, config, args.db, jobs=jobs, scheduler=args.scheduler,
                     batch=args.batch)
-    update, close = _search_progress(args.rules, args.minutes, args.quiet)
+    update, close = _search_progress(args.rules, args.quiet)
     search.on_progress = update
     began = time.monotonic()
     try:

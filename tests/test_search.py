@@ -550,3 +550,13 @@ def test_the_c_driver_stops_at_the_goal_reached_on_a_chunks_last_epoch():
         c = tasks.evaluate(rule, *args, epochs=100, seed=seed)
         python = tasks.evaluate(rule, *args, epochs=100, seed=seed, engine="python")
         assert c.accuracy == python.accuracy and c.steps == python.steps, seed
+
+
+def test_space_file_errors_name_the_line_and_column(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text("[protocol]\nforward = 3\n\n[odds]\n  filtr = 0.1\n")
+    with pytest.raises(S.SpaceError, match=f"^{path}:5:3: unknown key 'filtr'"):
+        S.load_settings(path)
+    path.write_text("x = \n")
+    with pytest.raises(S.SpaceError, match=f"^{path}:1:5: not valid TOML"):
+        S.load_settings(path)

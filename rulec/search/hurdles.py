@@ -41,6 +41,7 @@ from .space import Settings
 
 SCREEN_HURDLES = ("static", "compile", "run", "sensitive")
 FRESH_SEED0 = 1000
+COMPILED_KEPT = 512  # rules an Evaluator keeps compiled (a generation's survivors)
 
 
 def hurdle_names(settings: Settings) -> tuple[str, ...]:
@@ -101,16 +102,24 @@ class Evaluator:
         self.tasks = [tasks.TASKS[name] for name in screen.tasks]
         self.topologies = [tasks.topology_from_spec(screen.graph, t) for t in self.tasks]
         self.budget = settings.space.budget
+        self._compiled: dict[str, tuple[ast.File, Rule]] = {}
 
     def _rule(self, text: str) -> tuple[ast.File, Rule]:
+        """The rule's tree and VM translation; the last rules screened here
+        are kept, so one that goes on to learn in this process compiles once."""
         from ..frontend import load
 
+        if text in self._compiled:
+            return self._compiled[text]
         try:
             _, tree, program = load(text, "candidate.rule")
-            return tree, Rule(program, "vm")
         except RuleErrors as errors:
             first = errors.errors[0]
             raise _Stop(f"does not check: {first.code} {first.message}") from None
+        if len(self._compiled) >= COMPILED_KEPT:
+            del self._compiled[next(iter(self._compiled))]  # the oldest
+        self._compiled[text] = tree, Rule(program, "vm")
+        return self._compiled[text]
 
     # ------------------------------------------------------------ screening
 
@@ -133,7 +142,7 @@ class Evaluator:
             timings["run"] = time.perf_counter() - began
             record["passed"] = 3
             began = time.perf_counter()
-            record["func_hash"], record["probe_accuracy"] = self._probe(rule, outputs)
+            record["func_hash"] = self._probe(rule, outputs)
             timings["sensitive"] = time.perf_counter() - began
             record["passed"] = 4
         except _Stop as stop:
@@ -193,7 +202,7 @@ class Evaluator:
         spread = float(moved[others].mean()) if len(others) else 0.0
         return outputs, spread
 
-    def _probe(self, rule: Rule, outputs: list[np.ndarray]) -> tuple[str, float]:
+    def _probe(self, rule: Rule, outputs: list[np.ndarray]) -> str:
         """The outputs of the run hurdle must differ between input patterns;
         then one epoch of the first task at the probe seed: its outputs,
         rounded, are the functional hash."""
@@ -205,8 +214,7 @@ class Evaluator:
         if result.failure:
             raise _Stop(result.failure)
         rounded = np.round(result.outputs.astype(np.float64), 4) + 0.0  # no -0.0
-        digest = hashlib.sha256(rounded.tobytes()).hexdigest()[:32]
-        return digest, result.final_accuracy
+        return hashlib.sha256(rounded.tobytes()).hexdigest()[:32]
 
     # -------------------------------------------------------------- learning
 

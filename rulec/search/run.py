@@ -31,7 +31,7 @@ from .._version import __version__
 from .canon import canonical_text, size, text_hash
 from .execute import evaluate_batch, make_executor
 from .hurdles import SCREEN_HURDLES, hurdle_names, static_failure
-from .space import Settings, SpaceError
+from .space import Settings, SpaceError, digest
 from .store import Store
 from .strategy import STRATEGIES, Candidate, RandomSearch, RegularizedEvolution
 
@@ -109,11 +109,7 @@ class Search:
         self.strategy = config.strategy_object(settings)
         self.batch = max(1, batch)
         self.store = Store(db)
-        key_data = {"settings": settings.to_dict(), "config": asdict(config)}
-        import hashlib
-        import json
-
-        self.key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
+        self.key = digest({"settings": settings.to_dict(), "config": asdict(config)})
         self.run_id, self.fresh_run = self.store.run(self.key, settings.to_dict(),
                                                      asdict(config), __version__)
         self.jobs, self.scheduler = jobs, scheduler
@@ -246,7 +242,7 @@ class Search:
     @staticmethod
     def _wire(record: dict) -> dict:
         return {k: record[k] for k in ("passed", "failure", "timings", "func_hash", "results",
-                                       "probe_accuracy", "spread")}
+                                       "spread")}
 
     def _finish(self, finished: list[dict], records: dict[int, dict],
                 waiting: dict[int, tuple[str, int]]) -> None:

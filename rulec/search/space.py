@@ -64,6 +64,11 @@ from ..generate import ALL_OPS, Options
 PROTOCOL_NAMES = ("fixed", "simultaneous", "handshake")
 
 
+def digest(data: dict) -> str:
+    """A short, stable hash of plain data (JSON with sorted keys)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
 class SpaceError(RulecError, ValueError):
     """A search space file or option that cannot be used."""
 
@@ -200,9 +205,8 @@ class Settings:
         return cls(Space(**space), Screen(**screen))
 
     def key(self) -> str:
-        """A short hash of the settings: a run is found again by it."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """A short hash of the settings (a worker's Evaluator is found by it)."""
+        return digest(self.to_dict())
 
 
 _SECTIONS = {
@@ -232,44 +236,70 @@ def _whole(value, what: str, low: int = 1) -> int:
     return value
 
 
-def settings_from_toml(data: dict, where: str = "space file") -> Settings:
-    """Settings from a parsed TOML document (unknown keys are errors)."""
+def _locator(where: str, text: str | None):
+    """at(section, key): `where:LINE:COL` of a key (or a section's header) in
+    the TOML text, or just `where` when it cannot be found."""
+    lines = (text or "").splitlines()
+
+    def at(section: str, key: str | None = None) -> str:
+        current = None
+        for number, line in enumerate(lines, 1):
+            stripped = line.strip()
+            if stripped.startswith("["):
+                current = stripped.strip("[] \t").split("]")[0].strip()
+                if key is None and current == section:
+                    return f"{where}:{number}:{line.index('[') + 1}"
+                continue
+            name = stripped.split("=", 1)[0].strip().strip('"')
+            if key is not None and current == section and "=" in stripped and name == key:
+                return f"{where}:{number}:{line.index(stripped[0]) + 1}"
+        return where
+
+    return at
+
+
+def settings_from_toml(data: dict, where: str = "space file",
+                       text: str | None = None) -> Settings:
+    """Settings from a parsed TOML document (unknown keys are errors, placed
+    at their line and column when the document's `text` is given)."""
+    at = _locator(where, text)
     for section, value in data.items():
         if section not in _SECTIONS:
-            raise SpaceError(f"{where}: unknown section [{section}]; sections: "
+            raise SpaceError(f"{at(section)}: unknown section [{section}]; sections: "
                              f"{', '.join(f'[{s}]' for s in _SECTIONS)}")
         if not isinstance(value, dict):
-            raise SpaceError(f"{where}: {section} must be a [{section}] table")
+            raise SpaceError(f"{at(section)}: {section} must be a [{section}] table")
         keys = _SECTIONS[section]
         if keys is not None:
             for key in value:
                 if key not in keys:
-                    raise SpaceError(f"{where}: unknown key {key!r} in [{section}]; keys: "
-                                     f"{', '.join(sorted(keys))}")
+                    raise SpaceError(f"{at(section, key)}: unknown key {key!r} in "
+                                     f"[{section}]; keys: {', '.join(sorted(keys))}")
     space: dict = {}
     protocol = data.get("protocol", {})
     if "name" in protocol:
         if protocol["name"] not in PROTOCOL_NAMES:
-            raise SpaceError(f"{where}: [protocol] name must be one of "
+            raise SpaceError(f"{at('protocol', 'name')}: [protocol] name must be one of "
                              f"{', '.join(PROTOCOL_NAMES)}, got {protocol['name']!r}")
         space["protocol"] = protocol["name"]
     for key in ("forward", "learn", "budget"):
         if key in protocol:
-            space[key] = _whole(protocol[key], f"{where}: [protocol] {key}")
+            space[key] = _whole(protocol[key], f"{at('protocol', key)}: [protocol] {key}")
     if "slots" in protocol:
         slots = protocol["slots"]
         if not isinstance(slots, dict) or not all(isinstance(v, str) for v in slots.values()):
-            raise SpaceError(f"{where}: [protocol.slots] maps roles to slot names (strings)")
+            raise SpaceError(f"{at('protocol.slots')}: [protocol.slots] maps roles to slot "
+                             "names (strings)")
         space["slots"] = tuple(sorted(slots.items()))
     for key, value in data.get("slots", {}).items():
-        space[key] = _pair(value, f"{where}: [slots] {key}")
+        space[key] = _pair(value, f"{at('slots', key)}: [slots] {key}")
     if "params" in data:
         params = []
         for name, bounds in data["params"].items():
             if (not isinstance(bounds, list) or len(bounds) != 2
                     or not all(isinstance(b, int | float) and not isinstance(b, bool)
                                for b in bounds) or bounds[0] > bounds[1]):
-                raise SpaceError(f"{where}: [params] {name} must be [low, high] with "
+                raise SpaceError(f"{at('params', name)}: [params] {name} must be [low, high] with "
                                  f"low <= high, got {bounds!r}")
             params.append((name, float(bounds[0]), float(bounds[1])))
         space["params"] = tuple(params)
@@ -277,28 +307,28 @@ def settings_from_toml(data: dict, where: str = "space file") -> Settings:
         allow = data["ops"]["allow"]
         unknown = [op for op in allow if op not in ALL_OPS] if isinstance(allow, list) else allow
         if unknown or not allow:
-            raise SpaceError(f"{where}: [ops] allow lists op names from: "
+            raise SpaceError(f"{at('ops', 'allow')}: [ops] allow lists op names from: "
                              f"{', '.join(sorted(ALL_OPS))}; unknown: {unknown!r}")
         space["ops"] = tuple(sorted(set(allow)))
     limits = data.get("limits", {})
     for key in ("depth", "statements"):
         if key in limits:
-            space[key] = _whole(limits[key], f"{where}: [limits] {key}")
+            space[key] = _whole(limits[key], f"{at('limits', key)}: [limits] {key}")
     for key, value in data.get("odds", {}).items():
         high = None if key == "vector_ratio" else 1.0
-        space[key] = _number(value, f"{where}: [odds] {key}", 0.0, high)
+        space[key] = _number(value, f"{at('odds', key)}: [odds] {key}", 0.0, high)
     screen: dict = {}
     for key, value in data.get("screen", {}).items():
         if key == "tasks":
             if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-                raise SpaceError(f"{where}: [screen] tasks is a list of task names")
+                raise SpaceError(f"{at('screen', 'tasks')}: [screen] tasks is a list of task names")
             screen[key] = tuple(value)
         elif key == "graph":
             screen[key] = str(value)
         elif key == "pass_accuracy":
-            screen[key] = _number(value, f"{where}: [screen] pass_accuracy", 0.0, 1.0)
+            screen[key] = _number(value, f"{at('screen', key)}: [screen] pass_accuracy", 0.0, 1.0)
         else:
-            screen[key] = _whole(value, f"{where}: [screen] {key}",
+            screen[key] = _whole(value, f"{at('screen', key)}: [screen] {key}",
                                  0 if key in ("fresh_seeds", "probe_seed") else 1)
     settings = Settings(Space(**space), Screen(**screen))
     settings.space.make_protocol()
@@ -309,11 +339,18 @@ def load_settings(path: str | Path) -> Settings:
     """Settings from a space file (TOML)."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise SpaceError(f"{path}: no such space file") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SpaceError(f"{path}: not valid TOML: {exc}") from None
+        import re
+
+        # tomllib says "... (at line L, column C)": put the place first, as rule errors do
+        found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", str(exc))
+        place = f"{path}:{found[1]}:{found[2]}" if found else str(path)
+        message = str(exc)[:found.start()] if found else str(exc)
+        raise SpaceError(f"{place}: not valid TOML: {message}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpaceError(f"{path}: cannot read: {exc}") from None
-    return settings_from_toml(data, str(path))
+    return settings_from_toml(data, str(path), text)

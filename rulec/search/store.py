@@ -196,17 +196,3 @@ class Store:
             query = query.limit(limit)
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
-
-    def results_of(self, run: int, index: int) -> list[dict]:
-        sa = self.sa
-        t = self.results
-        with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(t).where(t.c.run == run, t.c.idx == index)
-                                      .order_by(t.c.task, t.c.seed)).all()
-        return [dict(row._mapping) for row in rows]
-
-    def count(self, run: int) -> int:
-        sa = self.sa
-        with self.engine.connect() as connection:
-            return connection.execute(sa.select(sa.func.count()).select_from(self.rules)
-                                      .where(self.rules.c.run == run)).scalar_one()
