@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from rulec.backends.c.render import Unit, render_module
 from rulec.frontend import load_program
-from rulec.render_c import Unit, render_module
 
 
 def rule_text(n: int) -> str:

@@ -31,7 +31,7 @@ def main() -> None:
           f"{graph.n_half_edges} half-edges")
     print(f"{'rule':<10} {'ms/step':>9} {'Mhalf-edges/s':>14}")
     for name in ["hebbian", "diffusion", "flow"]:
-        rule = rulec.compile_file(EXAMPLES / f"{name}.rule")
+        rule = rulec.compile_file(EXAMPLES / f"{name}.rule", backend="numpy")
         state = rule.state(graph)
         rule.init(state, seed=1)
         rule.step(state)  # warm-up: builds the interpreter's graph tables

@@ -42,8 +42,8 @@ from pathlib import Path
 import cffi
 
 from . import ir
+from .backends.c.render import Unit, gathers_mode, render_module, render_table
 from .errors import RulecError
-from .render_c import Unit, gathers_mode, render_module, render_table
 from .resources import resource_dir
 
 # -O3: at -O2 the benchmark's kernels ran up to 7% slower in a full run, for
@@ -52,7 +52,7 @@ from .resources import resource_dir
 # graphs), and wider vectors spend more time in loop prologues and remainders
 # than they save.
 # -fvect-cost-model=very-cheap: only loops marked `omp simd` are vectorized
-# (render_c.vectorize_loop decides which), others only where it costs nothing.
+# (backends.c.render.vectorize_loop decides which), others only where it costs nothing.
 DEFAULT_CFLAGS = ("-O3 -march=native -mprefer-vector-width=128 -fvect-cost-model=very-cheap "
                   "-fopenmp" if platform.machine() in ("x86_64", "AMD64")
                   else "-O3 -march=native -fvect-cost-model=very-cheap -fopenmp")
@@ -159,10 +159,11 @@ def cpu_features() -> str:
 
 
 #: rulec's modules whose code decides the generated C: the IR and its passes,
-#: the op table, lowering, scheduling, rendering, and the flags' defaults here.
-#: Editing any other module (the CLI, the VM, tasks, ...) keeps cached kernels.
-GENERATOR_MODULES = ("ir.py", "ops.py", "checker.py", "printer.py", "lower.py",
-                     "schedule.py", "render_c.py", "build.py", "passes/*.py")
+#: the op table, the C backend (lowering, loop passes, rendering), and the
+#: flags' defaults here. Editing any other module (the CLI, the VM, tasks,
+#: ...) keeps cached kernels.
+GENERATOR_MODULES = ("ir.py", "ops.py", "checker.py", "printer.py", "rng.py", "build.py",
+                     "passes/*.py", "backends/c/*.py")
 
 
 def generator_sources() -> list[Path]:

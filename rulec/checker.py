@@ -12,7 +12,6 @@ offending expression gets the type `error`, which silences follow-on errors.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 
 from . import ir
@@ -38,11 +37,6 @@ BUILTINS: dict[str, Type] = {
 RESERVED = KEYWORDS | set(BUILTINS) | set(FUNCTIONS)
 
 REDUCER_HINT = "reduce the vector first: sum(...), mean(...), max(...), min(...) or count(...)"
-
-
-def block_key(label: str) -> int:
-    """The 32-bit key of a block in the random counter: CRC-32 of its label."""
-    return zlib.crc32(label.encode("utf-8")) & 0xFFFFFFFF
 
 
 # ------------------------------------------------------------ filter identity

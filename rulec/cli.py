@@ -262,8 +262,8 @@ def _json_float(value: float):
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
+    from .backends.c.render import Unit, render_module
     from .frontend import load_program
-    from .render_c import Unit, render_module
 
     data = _read(args.file)
     program = load_program(data, args.file)

@@ -26,10 +26,10 @@ from pathlib import Path
 from . import ir
 from ._version import __version__
 from .atomic import write_atomic
+from .backends.c.lower import c_float
+from .backends.c.render import Unit, kernel_name, render_module
 from .errors import RulecError
-from .lower import c_float
-from .render_c import Unit, environment, kernel_name, render_module
-from .resources import resource_dir
+from .resources import resource_dir, templates
 
 
 def _abi_version() -> int:
@@ -117,7 +117,7 @@ def manifest(program: ir.Program, prefix: str) -> dict:
 def render(program: ir.Program, prefix: str, source: str | None = None) -> dict[str, str]:
     """The files of an export: name -> text."""
     check_prefix(prefix)
-    env = environment()
+    env = templates()
     blocks = []
     init_fn = None
     for index, label in enumerate(program.block_labels):

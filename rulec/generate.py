@@ -37,7 +37,7 @@ from . import syntax as ast
 from .checker import RESERVED
 from .frontend import load_program
 from .graph import Graph
-from .ops import CALLS
+from .ops import CALLS, REDUCERS, named
 from .printer import format_tree
 
 NODE_NAMES = ("x", "y", "z", "m")
@@ -57,14 +57,14 @@ ADVERSARIAL_NAMES = tuple(n for n in """
     main printf abs_ a_slot_name_long_enough_to_wrap_any_line_that_a_printer_might_want_xyz
 """.split() if n not in RESERVED)
 
-UNARY_CALLS = ("abs", "sign", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "sin", "cos",
-               "square", "floor", "atan")
-BINARY_CALLS = ("min", "max", "pow", "atan2")
-INFIX = ("add", "sub", "mul", "div", "lt", "le", "gt", "ge", "eq", "ne", "and", "or")
-REDUCERS = ("sum", "mean", "max", "min", "count")
+# The generator's op lists come from the op table (rulec.ops), in its order.
+UNARY_CALLS = named("call", 1)
+BINARY_CALLS = named("call", 2)
+TERNARY_CALLS = named("call", 3)
+INFIX = named("infix")
+PREFIX = named("prefix")
 #: Every op name the generator can use (the `ops` knob takes a subset).
-ALL_OPS = frozenset(INFIX + UNARY_CALLS + BINARY_CALLS + ("neg", "not", "clip", "select")
-                    + REDUCERS)
+ALL_OPS = frozenset(INFIX + PREFIX + UNARY_CALLS + BINARY_CALLS + TERNARY_CALLS + REDUCERS)
 
 
 #: The numbers a leaf can be, as float32 values (simplest first).
@@ -243,14 +243,14 @@ class _Generator:
             return ast.Binary(op, self.float_expr(depth - 1, ctx), self.float_expr(depth - 1, ctx))
         if kind == "call":
             return self.call(depth, ctx, lambda d: (self.float_expr(d, ctx), False))[0]
-        if kind == "unary" and self.allowed(["neg", "not"]):
-            return ast.Unary(self.choice(self.allowed(["neg", "not"])),
+        if kind == "unary" and self.allowed(PREFIX):
+            return ast.Unary(self.choice(self.allowed(PREFIX)),
                              self.float_expr(depth - 1, ctx))
         return self.float_leaf(ctx)
 
     def call(self, depth, ctx, child):
         """A function call whose arguments come from child(depth): (expr, filtered)."""
-        names = self.allowed(UNARY_CALLS + BINARY_CALLS + ("clip", "select"))
+        names = self.allowed(UNARY_CALLS + BINARY_CALLS + TERNARY_CALLS)
         if not names:
             return child(depth - 1)
         name = self.choice(names)
@@ -304,9 +304,9 @@ class _Generator:
             return ast.Binary(op, left, right), filtered or right_filtered
         if kind == "call":
             return self.call(depth, ctx, lambda d: self.vector_expr(d, ctx, allow_filter))
-        if kind == "unary" and self.allowed(["neg", "not"]):
+        if kind == "unary" and self.allowed(PREFIX):
             operand, filtered = self.vector_expr(depth - 1, ctx, allow_filter)
-            return ast.Unary(self.choice(self.allowed(["neg", "not"])), operand), filtered
+            return ast.Unary(self.choice(self.allowed(PREFIX)), operand), filtered
         return self.vector_leaf(ctx), False
 
     # ----------------------------------------------------------- statements

@@ -235,3 +235,69 @@ def expressions_in(statements):
         else:
             for condition, _ in stmt.branches:
                 yield condition
+
+
+# ------------------------------------------------------------------ printing
+
+
+def show_expr(expr: Expr) -> str:
+    """An expression as a typed s-expression: `(tanh (sum (mul edge.w nbr.x)))`;
+    leaves are `node.x`, `nbr.x`, `param.lr`, `$local`, builtins, numbers and
+    draws (`uniform#0`: the draw's ordinal in its block)."""
+    if isinstance(expr, Const):
+        return _number(expr.value)
+    if isinstance(expr, Slot):
+        return f"{expr.kind}.{expr.name}"
+    if isinstance(expr, Local):
+        return f"${expr.name}"
+    if isinstance(expr, Builtin):
+        return expr.name
+    if isinstance(expr, Random):
+        return f"{expr.dist}#{expr.ordinal}{'[h]' if expr.type.is_vector else ''}"
+    if isinstance(expr, Restrict):
+        return f"(where {show_expr(expr.value)} {show_expr(expr.predicate)})"
+    if isinstance(expr, Reduce):
+        return f"({expr.op} {show_expr(expr.arg)})"
+    assert isinstance(expr, Apply), expr
+    return f"({expr.op} {' '.join(show_expr(arg) for arg in expr.args)})"
+
+
+def _number(value: float) -> str:
+    import numpy as np
+
+    return str(np.float32(value))
+
+
+def _show_statements(statements, depth: int) -> list[str]:
+    pad = "    " * depth
+    out: list[str] = []
+    for stmt in statements:
+        if isinstance(stmt, LetStmt):
+            out.append(f"{pad}let ${stmt.name}: {stmt.value.type} = {show_expr(stmt.value)}")
+        elif isinstance(stmt, Write):
+            where = "" if stmt.predicate is None else f" where {show_expr(stmt.predicate)}"
+            out.append(f"{pad}{stmt.kind}.{stmt.name} = {show_expr(stmt.value)}"
+                       f"  : {stmt.value.type}{where}")
+        else:
+            for index, (condition, body) in enumerate(stmt.branches):
+                out.append(f"{pad}{'elif' if index else 'if'} {show_expr(condition)}")
+                out += _show_statements(body, depth + 1)
+            if stmt.orelse:
+                out.append(f"{pad}else")
+                out += _show_statements(stmt.orelse, depth + 1)
+    return out
+
+
+def show(program: Program) -> str:
+    """A checked program as readable text (what the IR passes see): slots in
+    their storage order, each block's statements with the type of every
+    written or bound value."""
+    out = [f"rule {program.name}"]
+    out += [f"param {name} = {_number(value)}" for name, value in program.params]
+    for kind, names in (("node", program.node_slots), ("edge", program.edge_slots),
+                        ("shared", program.shared_slots)):
+        out += [f"{kind} {index}: {name}" for index, name in enumerate(names)]
+    for block in program.blocks:
+        out.append(f"block {block.label} ({block.draws} draw{'s' * (block.draws != 1)})")
+        out += _show_statements(block.statements, 1)
+    return "\n".join(out) + "\n"

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ir, rng
-from .checker import block_key
 from .graph import Graph
 from .ops import OPS
+from .rng import block_key
 from .state import State
 
 F32 = np.float32

@@ -17,7 +17,15 @@ easy as 1, 2, 3" (SC'11); tests check the Random123 known answers.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
+
+
+def block_key(label: str) -> int:
+    """The 32-bit key of a block in the random counter: CRC-32 of its label."""
+    return zlib.crc32(label.encode("utf-8")) & 0xFFFFFFFF
+
 
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)

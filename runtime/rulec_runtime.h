@@ -48,33 +48,6 @@ static inline float rulec_reluf(float a)
     return a < 0.0f ? 0.0f : a;
 }
 
-/* fmaxf / fminf (NaN-ignoring), written so that loops vectorize. */
-static inline float rulec_fmaxf(float a, float b)
-{
-    return (a > b || b != b) ? a : b;
-}
-
-static inline float rulec_fminf(float a, float b)
-{
-    return (a < b || b != b) ? a : b;
-}
-
-/* NumPy's maximum / minimum: NaN-propagating. */
-static inline float rulec_maxnanf(float a, float b)
-{
-    return (a != a || a > b) ? a : b;
-}
-
-static inline float rulec_minnanf(float a, float b)
-{
-    return (a != a || a < b) ? a : b;
-}
-
-/* clip(x, lo, hi) = minimum(maximum(x, lo), hi): NaN in any argument gives NaN. */
-static inline float rulec_clipf(float x, float lo, float hi)
-{
-    return rulec_minnanf(rulec_maxnanf(x, lo), hi);
-}
 
 /* `keep ? a : b` and `keep ? a : 0` as bit operations: GCC if-converts a
  * conditional store or reduction term written with `?:` into a branch on
@@ -93,6 +66,35 @@ static inline float rulec_blendf(int keep, float a, float b)
 static inline float rulec_keepf(int keep, float a)
 {
     return rulec_blendf(keep, a, 0.0f);
+}
+
+/* fmaxf / fminf (NaN-ignoring) and NumPy's maximum / minimum (NaN-propagating),
+ * as blends so that loops vectorize whatever their arguments are (GCC
+ * if-converted `c ? a : b` with a shared argument into a conditional store). */
+static inline float rulec_fmaxf(float a, float b)
+{
+    return rulec_blendf((a > b) | (b != b), a, b);
+}
+
+static inline float rulec_fminf(float a, float b)
+{
+    return rulec_blendf((a < b) | (b != b), a, b);
+}
+
+static inline float rulec_maxnanf(float a, float b)
+{
+    return rulec_blendf((a != a) | (a > b), a, b);
+}
+
+static inline float rulec_minnanf(float a, float b)
+{
+    return rulec_blendf((a != a) | (a < b), a, b);
+}
+
+/* clip(x, lo, hi) = minimum(maximum(x, lo), hi): NaN in any argument gives NaN. */
+static inline float rulec_clipf(float x, float lo, float hi)
+{
+    return rulec_minnanf(rulec_maxnanf(x, lo), hi);
 }
 
 /* floorf, branch-free so that loops vectorize on any x86-64 (no SSE4.1):

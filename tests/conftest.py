@@ -12,6 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 TESTS = Path(__file__).resolve().parent
 
+# Check the C backend's loop-nest IR after every loop pass in every compile
+# the tests make (rulec.backends.c.pipeline); subprocesses inherit it.
+os.environ.setdefault("RULEC_VERIFY", "1")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def build_cache(tmp_path_factory):

@@ -98,8 +98,8 @@ def test_compile_many_builds_one_shared_object_for_all_rules(cache):
 def test_a_large_batch_compiles_in_parts_linked_into_one_shared_object(cache, monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     texts = [f"node x\nupdate {{ x = x * {k} + sum(nbr.x) }}\n" for k in range(20)]
+    from rulec.backends.c.render import Unit
     from rulec.frontend import load_program
-    from rulec.render_c import Unit
 
     units = [Unit(load_program(t, "t.rule"), f"p{i}") for i, t in enumerate(texts)]
     assert len(build._sources(units)) == 3  # two parts and the table
@@ -219,8 +219,8 @@ def test_cli_emit_prints_readable_c_naming_rule_lines(run_cli):
 
 
 def test_emitted_c_compiles_warning_free(tmp_path):
+    from rulec.backends.c.render import Unit, render_module
     from rulec.frontend import load_program
-    from rulec.render_c import Unit, render_module
     from rulec.resources import resource_dir
 
     units = [Unit(load_program(p.read_bytes(), str(p)), p.stem)
@@ -347,7 +347,7 @@ def test_the_cache_key_covers_the_code_generator_only():
     """Editing the CLI or the VM must not throw away every cached kernel;
     editing lowering, the op table or a template must."""
     names = {p.name for p in build.generator_sources()}
-    for needed in ("lower.py", "ops.py", "render_c.py", "schedule.py", "fold.py",
+    for needed in ("lower.py", "ops.py", "render.py", "passes.py", "loops.py", "fold.py",
                    "module.c.j2", "rulec_runtime.h"):
         assert needed in names, needed
     for unrelated in ("cli.py", "tasks.py", "fuzz.py", "translate.py", "generate.py"):

@@ -1,5 +1,5 @@
-"""Golden files: the canonical text and the typed IR of tests/valid/ and examples/,
-and the generated C of two examples.
+"""Golden files: the canonical text and the typed IR (printed by ir.show) of
+tests/valid/ and examples/, and the generated C of two examples.
 
 A change to the printer or the checker shows up as a diff here. After a change
 you mean, regenerate with:  RULEC_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py
@@ -8,10 +8,10 @@ you mean, regenerate with:  RULEC_UPDATE_GOLDEN=1 python -m pytest tests/test_go
 from __future__ import annotations
 
 import os
-import pprint
 
 import pytest
 
+from rulec import ir
 from rulec.frontend import load
 from rulec.printer import format_tree
 
@@ -32,14 +32,14 @@ def _compare(path, actual: str) -> None:
 def test_printer_and_ir_match_golden_files(source):
     _, tree, program = load(source.read_bytes(), source.name)
     _compare(GOLDEN / f"{source.stem}.printed.rule", format_tree(tree))
-    _compare(GOLDEN / f"{source.stem}.ir.txt", pprint.pformat(program, width=100) + "\n")
+    _compare(GOLDEN / f"{source.stem}.ir.txt", ir.show(program))
 
 
 @pytest.mark.parametrize("name", ["hebbian", "flow"])
 def test_generated_c_matches_golden_files(name):
     """The C of two examples (a conditional, a shared slot, peer reads): a change
     to lowering, scheduling or the templates shows up as a readable diff."""
-    from rulec.render_c import Unit, render_module
+    from rulec.backends.c.render import Unit, render_module
 
     source = EXAMPLES / f"{name}.rule"
     text = source.read_text()

@@ -7,7 +7,7 @@ import pytest
 
 import rulec
 from rulec import rng
-from rulec.checker import block_key
+from rulec.rng import block_key
 
 PATH = rulec.Graph.from_edges(3, [(0, 1), (1, 2)])  # 0 - 1 - 2
 

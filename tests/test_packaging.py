@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -30,9 +31,14 @@ def test_wheel_contains_the_grammar_templates_and_the_c_runtime(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "rulec/grammar/rule.lark" in names
     assert "rulec/templates/module.c.j2" in names
-    assert "rulec/runtime/rulec_rng.h" in names
-    assert "rulec/runtime/rulec_runtime.h" in names
+    assert "rulec/include/rulec_rng.h" in names
+    assert "rulec/include/rulec_runtime.h" in names
     assert "rulec/passes/fold.py" in names
+    # every Python package of the source tree is in the wheel
+    source = Path(__file__).resolve().parent.parent / "rulec"
+    for init in source.rglob("__init__.py"):
+        packaged = "rulec/" + init.relative_to(source).as_posix()
+        assert packaged in names, f"{packaged} is not in the wheel: list it in pyproject.toml"
 
 
 def test_installed_wheel_runs_without_the_source_tree(wheel, tmp_path):

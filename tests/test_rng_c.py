@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from rulec import rng
-from rulec.checker import block_key
 from rulec.resources import resource_dir
+from rulec.rng import block_key
 
 DRIVER = r"""
 #include <stdio.h>

@@ -1,16 +1,17 @@
-"""Scheduling (rulec.schedule): the work it does grows near-linearly with a
-block's size. Regression: code generation was quadratic in the slot count
-(200 slots 5.6 s, 1,000 did not finish in 15 minutes), because every item
-was compared with every item before it and re-read its C text each time.
-The test counts work instead of timing it (bench/codegen.py times it)."""
+"""Loop fusion (rulec.backends.c.passes.fuse): the work it does grows
+near-linearly with a block's size. Regression: code generation was quadratic
+in the slot count (200 slots 5.6 s, 1,000 did not finish in 15 minutes),
+because every item was compared with every item before it and re-read its C
+text each time. The test counts work instead of timing it (bench/codegen.py
+times it)."""
 
 from __future__ import annotations
 
 import importlib.util
 
-from rulec import lower
+from rulec.backends.c import passes
+from rulec.backends.c.render import Unit, render_module
 from rulec.frontend import load_program
-from rulec.render_c import Unit, render_module
 
 from .conftest import ROOT
 
@@ -22,23 +23,23 @@ def _rule_text(n: int) -> str:
     return module.rule_text(n)
 
 
-def _text_scans(n: int, monkeypatch) -> int:
-    """How many times scheduling reads an item's C text to find its names."""
+def _statement_scans(n: int, monkeypatch) -> int:
+    """How many times fusion walks a statement to find what it reads and writes."""
     calls = [0]
-    original = lower.Item._uses
+    original = passes.facts
 
-    def counting(self):
+    def counting(statement):
         calls[0] += 1
-        return original(self)
+        return original(statement)
 
-    monkeypatch.setattr(lower.Item, "_uses", counting)
+    monkeypatch.setattr(passes, "facts", counting)
     text = _rule_text(n)
     render_module([Unit(load_program(text, "big.rule"), "big", text)])
     return calls[0]
 
 
-def test_scheduling_reads_each_item_once(monkeypatch):
-    small, large = _text_scans(50, monkeypatch), _text_scans(400, monkeypatch)
+def test_fusion_reads_each_statement_once(monkeypatch):
+    small, large = _statement_scans(50, monkeypatch), _statement_scans(400, monkeypatch)
     assert large <= 8 * small * 1.1, (small, large)  # linear: 8x the statements
     assert large <= 10 * 400, large
 

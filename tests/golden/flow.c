@@ -228,8 +228,6 @@ static void flow_block1_nodes(const flow_block1_step *s, int64_t block_start)
     const int64_t block_n = n_nodes - block_start < RULEC_NODE_BLOCK
                           ? n_nodes - block_start : RULEC_NODE_BLOCK;
     float s2_b[RULEC_NODE_BLOCK];
-    float s6_b[RULEC_NODE_BLOCK];
-    float s7_b[RULEC_NODE_BLOCK];
     float a12_b[RULEC_NODE_BLOCK];
     float a25_b[RULEC_NODE_BLOCK];
     float nx_0_b[RULEC_NODE_BLOCK];
@@ -261,20 +259,12 @@ static void flow_block1_nodes(const flow_block1_step *s, int64_t block_start)
             const float v5 = (v1 * v4);
             edge_0_next[h] = v5;
             /* line 25: p -= rate * sum(flow) */
-            const float v8 = shared_0[eid[h]];
-            const float v9 = node_0[nbr[h]];
-            const float v10 = (s2_b[j] - v9);
-            const float v11 = (v8 * v10);
-            a12 += v11;
+            a12 += v5;
             /* line 26: c += adapt * (abs(flow) - c) */
-            const float v13 = shared_0[eid[h]];
-            const float v14 = node_0[nbr[h]];
-            const float v15 = (s2_b[j] - v14);
-            const float v16 = (v13 * v15);
-            const float v17 = rulec_fabsf(v16);
-            const float v18 = (v17 - v13);
+            const float v17 = rulec_fabsf(v5);
+            const float v18 = (v17 - v1);
             const float v19 = (param_1 * v18);
-            const float v20 = (v13 + v19);
+            const float v20 = (v1 + v19);
             shared_0_proposal[h] = v20;
             shared_0_proposed[h] = 1;
             /* line 27: imbalance = sum(abs(q + peer.q)) */
@@ -293,9 +283,9 @@ static void flow_block1_nodes(const flow_block1_step *s, int64_t block_start)
         const int32_t u32 = (int32_t)u;  /* node ids fit nbr[]'s int32 */
         const float degree_u = degree[u];
         (void)u32; (void)degree_u;
-        s7_b[j] = (param_0 * a12_b[j]);  /* line 25: p -= rate * sum(flow) */
-        s6_b[j] = (s2_b[j] - s7_b[j]);  /* line 25: p -= rate * sum(flow) */
-        nx_0_b[j] = s6_b[j];  /* line 25: p -= rate * sum(flow) */
+        const float s7 = (param_0 * a12_b[j]);  /* line 25: p -= rate * sum(flow) */
+        const float s6 = (s2_b[j] - s7);  /* line 25: p -= rate * sum(flow) */
+        nx_0_b[j] = s6;  /* line 25: p -= rate * sum(flow) */
         nx_1_b[j] = a25_b[j];  /* line 27: imbalance = sum(abs(q + peer.q)) */
         node_0_next[u] = nx_0_b[j];
         node_1[u] = nx_1_b[j];

@@ -162,8 +162,6 @@ static void hebbian_block1_nodes(const hebbian_block1_step *s, int64_t block_sta
                           ? n_nodes - block_start : RULEC_NODE_BLOCK;
     float a3_b[RULEC_NODE_BLOCK];
     float s1_b[RULEC_NODE_BLOCK];
-    float s5_b[RULEC_NODE_BLOCK];
-    float s11_b[RULEC_NODE_BLOCK];
     float s13_b[RULEC_NODE_BLOCK];
     float nx_0_b[RULEC_NODE_BLOCK];
     RULEC_OMP_SIMD()
@@ -215,11 +213,11 @@ static void hebbian_block1_nodes(const hebbian_block1_step *s, int64_t block_sta
                 const int m9 = (nbr[h] < u32);
                 a10 += rulec_keepf(m9, v8);
             }
-            s5_b[j] = rulec_tanhf(a10);  /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
-            nx_0_b[j] = s5_b[j];  /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
+            const float s5 = rulec_tanhf(a10);  /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
+            nx_0_b[j] = s5;  /* line 19: x = tanh(sum((w * nbr.x)[incoming])) */
         } else {
-            s11_b[j] = rulec_uniform(seed, 2552575352u, 0u, time, (uint32_t)u);  /* line 21: x = uniform() */
-            nx_0_b[j] = s11_b[j];  /* line 21: x = uniform() */
+            const float s11 = rulec_uniform(seed, 2552575352u, 0u, time, (uint32_t)u);  /* line 21: x = uniform() */
+            nx_0_b[j] = s11;  /* line 21: x = uniform() */
         }
         RULEC_OMP_SIMD()
         for (int64_t h = h0; h < h1; ++h) {

@@ -17,8 +17,7 @@ from ..._version import __version__
 from ...native import ParamArray, graph_view, run_chunked
 from ...ops import OPS
 from ...reference import builtin_arrays
-from ...render_c import environment
-from ...resources import resource_dir
+from ...resources import resource_dir, templates
 from ...state import State
 from .translate import CONTROL, EDGE, HALF, NODE, OPCODES, Program
 
@@ -37,7 +36,7 @@ def source() -> str:
     for name, op in OPS.items():
         c = op.c.format(*("A[i]", "B[i]", "C[i]")[: op.arity])
         elementwise.append({"name": name, "code": OPCODES[name], "arity": op.arity, "c": c})
-    return environment().get_template("vm.c.j2").render(
+    return templates().get_template("vm.c.j2").render(
         version=__version__, control=CONTROL, elementwise=elementwise, abi=ABI)
 
 

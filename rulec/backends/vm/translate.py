@@ -35,9 +35,9 @@ import struct
 from dataclasses import dataclass, field
 
 from ... import ir
-from ...checker import block_key
-from ...ops import OPS
+from ...ops import BOOLEAN, OPS
 from ...passes import pipeline
+from ...rng import block_key
 
 # Register domains.
 NODE, HALF, EDGE = 0, 1, 2
@@ -362,7 +362,7 @@ class _Translator:
                 mask = arg_mask
         out = self.r.new(domain)
         self.emit(self.code, expr.op, out, *args)
-        if expr.op in _MASK_OPS:  # 1.0 or 0.0 everywhere
+        if expr.op in BOOLEAN:  # 1.0 or 0.0 everywhere
             self.masks.add(out)
         return out, mask
 
@@ -411,7 +411,6 @@ def _without_dead_code(code: list, kept: set[int]) -> list:
 
 
 #: Ops whose every result is 1.0 or 0.0.
-_MASK_OPS = frozenset(("lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not"))
 
 
 def _uses_time(statements) -> bool:

@@ -1,30 +1,38 @@
-"""Lowering: one block of the typed IR to the loop nest of its C kernel.
+"""Lowering: one block of the typed IR to the node body of its C kernel.
 
 A step of a block is a loop over nodes. For each node `u` the block becomes
-a list of items, in the order the statements need them:
-
-    line     C lines computing float values for u (`const float s3 = tanhf(a2);`)
-    reduce   a pass over u's half-edges h0..h1 that computes reductions
-    write    a pass over u's half-edges that writes edge slots
-    if       node-level branches, each a list of items
+a node body in the loop-nest IR (rulec.backends.c.loops): node-level `Let`s
+for float values, a `Loop` over u's half-edges for each reduction and each
+edge write, `If`s for branches, in the order the statements need them.
 
 While lowering, common subexpressions are computed once (a structurally
 equal expression in a scope, or in a loop, reuses its temporary), and every
-float subexpression of a vector expression is hoisted out of the half-edge
-loop into a `line` item before it. Vector `let`s are inlined where they are
-used (draws are pure functions of their element, so recomputing is exact).
+float subexpression of a vector expression is lowered at node level, before
+the loop that needs it (loop-invariant code is hoisted by construction).
+Vector `let`s are inlined where they are used (draws are pure functions of
+their element, so recomputing is exact).
 
     update { x = tanh(sum((w * nbr.x)[incoming])); w += lr * x * nbr.x }
 
-lowers (before scheduling) to
+lowers (before the loop passes; x is node slot 0, w edge slot 0) to
 
-    line    float nx_0 = node_0[u];                               (x is node slot 0)
-    reduce  a1 += m1 ? (edge_0[h] * node_0[nbr[h]]) : 0    (m1: nbr[h] < u)
-    line    s2 = tanhf(a1); nx_0 = s2;
-    line    s3 = param_0 * node_0[u]
-    write   edge_0[h] = edge_0[h] + s3 * node_0[nbr[h]]
+    loop h in half-edges(u) [+ a1: float = 0.0f]
+        v2: float = edge_0[h]
+        v3: float = node_0[nbr[h]]
+        v4: float = (v2 * v3)
+        m5: int = (nbr[h] < u32)
+        a1 += rulec_keepf(m5, v4)
+    s6: float = rulec_tanhf(a1)
+    nx_0 := s6
+    s7: float = node_0[u]
+    s8: float = (param_0 * s7)
+    loop h in half-edges(u)
+        v9: float = edge_0[h]
+        ...
+        edge_0[h] = (v9 + v12)  (in place)
 
-and rulec.schedule then fuses passes that do not depend on each other.
+and the loop passes then fuse the loops, remove repeated and dead values,
+and lay the body out over blocks of nodes (rulec.backends.c.passes).
 
 How each written slot is stored is decided per block by `slot_modes`:
 a node slot is written in place unless the block reads it across an edge
@@ -37,77 +45,28 @@ collects each end's proposal and a pass over edges averages them.
 from __future__ import annotations
 
 import itertools
-import re
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import ir
-from .checker import block_key
-from .ops import OPS
-from .printer import format_number
-
-# ----------------------------------------------------------------- items
-
-
-@dataclass(eq=False)  # items are compared by identity (scheduling looks them up)
-class Item:
-    """One step of a node's work; see the module docstring."""
-
-    kind: str  # 'line' | 'reduce' | 'write' | 'if'
-    lines: list[str] = field(default_factory=list)
-    defines: set[str] = field(default_factory=set)
-    reads: set[str] = field(default_factory=set)  # edge slots read at half-edge h
-    writes: set[str] = field(default_factory=set)  # slots written (kind:name)
-    inplace: set[str] = field(default_factory=set)  # edge slots written in place
-    # reduction accumulators: (clause, name, initial value, C type)
-    accumulators: list[tuple[str, str, str, str]] = field(default_factory=list)
-    branches: list[tuple[str | None, list[Item]]] = field(default_factory=list)
-    memo: dict = field(default_factory=dict)  # loops: vector expr -> (value, mask)
-    known_uses: set[str] | None = None  # `uses`, once computed (scheduling keeps it current)
-
-    @property
-    def is_loop(self) -> bool:
-        return self.kind in ("reduce", "write")
-
-    @property
-    def uses(self) -> set[str]:
-        """Names of scalars and accumulators this item reads (computed once:
-        call it only when the item is complete)."""
-        if self.known_uses is None:
-            self.known_uses = self._uses()
-        return self.known_uses
-
-    def _uses(self) -> set[str]:
-        text = "\n".join(self.lines)
-        names = set(_SCALAR_NAME.findall(text))
-        for condition, items in self.branches:
-            if condition is not None:
-                names.update(_SCALAR_NAME.findall(condition))
-            for item in items:
-                names |= item.uses
-        return names - self.defines
-
-    def _gathered(self, attribute: str) -> set[str]:
-        """`attribute` of this item and of every item in its branches."""
-        found = set(getattr(self, attribute))
-        for _, items in self.branches:
-            for item in items:
-                found |= item._gathered(attribute)
-        return found
-
-    def all_writes(self) -> set[str]:
-        return self._gathered("writes")
-
-    def all_reads(self) -> set[str]:
-        return self._gathered("reads")
-
-    def all_inplace(self) -> set[str]:
-        return self._gathered("inplace")
-
-
-_SCALAR_NAME = re.compile(r"\b(?:s|a|c|k)\d+\b|\bnx_\w+")
-
+from ... import ir
+from ...ops import COMPARISONS, OPS
+from ...printer import format_number
+from ...rng import block_key
+from .loops import (
+    Accumulate,
+    Accumulator,
+    Atom,
+    Call,
+    Comment,
+    Expr,
+    If,
+    Let,
+    Load,
+    Loop,
+    Set,
+    Store,
+    Temp,
+)
 
 # ------------------------------------------------------------ slot modes
 
@@ -198,15 +157,15 @@ def c_float(value: float) -> str:
 
 
 class _Scope:
-    """A list of items with the values computed in it (a node body, or a branch)."""
+    """A list of statements with the values computed in it (a node body, or a branch)."""
 
     def __init__(self, parent: _Scope | None) -> None:
         self.parent = parent
-        self.items: list[Item] = []
-        self.memo: dict[ir.Expr, str] = {}
+        self.items: list = []
+        self.memo: dict[ir.Expr, Expr] = {}
         self.locals: dict[str, tuple[str, object]] = {}
 
-    def find_memo(self, expr: ir.Expr) -> str | None:
+    def find_memo(self, expr: ir.Expr) -> Expr | None:
         scope: _Scope | None = self
         while scope is not None:
             if expr in scope.memo:
@@ -256,7 +215,8 @@ class CNames:
 
 
 class BlockLowering:
-    """Lowers one block; `items` is the node body before scheduling."""
+    """Lowers one block: `body` is the node body (before the loop passes),
+    `prologue`/`epilogue` load and store the node slots it writes."""
 
     def __init__(self, block: ir.Block, names: CNames,
                  source_lines: list[str] | None = None) -> None:
@@ -267,25 +227,33 @@ class BlockLowering:
         self.source_lines = source_lines or []
         self.counter = itertools.count(1)
         self.top = _Scope(None)
+        self.loop_memo: dict[int, dict] = {}  # id(loop) -> vector expr -> (value, mask)
         # edge/shared slots whose buffer already holds this node's values
         self.initialized: set[str] = set()
         self.comment = ""
+        self.next_values: dict[str, Temp] = {}
+        self.prologue: list = []
+        self.epilogue: list = []
+        for (kind, name), mode in self.modes.items():
+            if kind != "node":
+                continue
+            var = Temp(names.next_value(name), mutable=True)
+            self.next_values[name] = var
+            array = names.slot("node", name)
+            self.prologue.append(Let(var, Load(array, "u", f"node:{name}")))
+            target = f"{array}_next" if mode == "double" else array
+            self.epilogue.append(Store(target, "u", var, f"node:{name}", inplace=True))
         self.statements(block.statements, self.top)
-        self.items = self.top.items
+        self.body = self.top.items
 
     # ------------------------------------------------------------ helpers
 
-    def fresh(self, prefix: str) -> str:
-        return f"{prefix}{next(self.counter)}"
+    def fresh(self, prefix: str, ctype: str = "float") -> Temp:
+        return Temp(f"{prefix}{next(self.counter)}", ctype)
 
-    def line(self, scope: _Scope, text: str, defines: str | None = None,
-             writes: set[str] | None = None) -> None:
-        if self.comment:
-            text = f"{text}  /* {self.comment} */"
-        item = Item("line", [text], writes=writes or set())
-        if defines:
-            item.defines.add(defines)
-        scope.items.append(item)
+    def let(self, scope: _Scope, temp: Temp, value: Expr) -> Temp:
+        scope.items.append(Let(temp, value, self.comment))
+        return temp
 
     def set_comment(self, stmt) -> None:
         line = stmt.span.line if stmt.span is not None else 0
@@ -296,6 +264,13 @@ class BlockLowering:
             self.comment = f"line {line}"
         else:
             self.comment = ""
+
+    def new_loop(self) -> Loop:
+        loop = Loop()
+        if self.comment:
+            loop.body.append(Comment(self.comment))
+        self.loop_memo[id(loop)] = {}
+        return loop
 
     # --------------------------------------------------------- statements
 
@@ -314,32 +289,29 @@ class BlockLowering:
 
     def if_stmt(self, stmt: ir.IfStmt, scope: _Scope) -> None:
         conditions = [self.scalar(condition, scope) for condition, _ in stmt.branches]
-        item = Item("if")
+        branch = If()
         for condition, (_, body) in zip(conditions, stmt.branches, strict=True):
             child = _Scope(scope)
             self.statements(body, child)
-            item.branches.append((condition, child.items))
+            branch.branches.append((condition, child.items))
         if stmt.orelse:
             child = _Scope(scope)
             self.statements(stmt.orelse, child)
-            item.branches.append((None, child.items))
+            branch.branches.append((None, child.items))
         self.set_comment(stmt)
-        scope.items.append(item)
+        scope.items.append(branch)
 
     def write(self, stmt: ir.Write, scope: _Scope) -> None:
         slot = f"{stmt.kind}:{stmt.name}"
         if stmt.kind == "node":
             value = self.scalar(stmt.value, scope)
-            self.line(scope, f"{self.names.next_value(stmt.name)} = {value};", writes={slot})
+            scope.items.append(Set(self.next_values[stmt.name], value, slot, self.comment))
             return
         mode = self.modes[stmt.kind, stmt.name]
         nested = scope is not self.top
         if mode != "inplace" and slot not in self.initialized and nested:
             self.initialize(stmt.kind, stmt.name, mode)
-        loop = Item("write", writes={slot})
-        if mode == "inplace":
-            loop.inplace.add(stmt.name)
-        loop.lines.append(f"/* {self.comment} */")
+        loop = self.new_loop()
         if stmt.value.type.is_vector:
             value, mask = self.vector(stmt.value, loop, scope)
         else:
@@ -347,27 +319,34 @@ class BlockLowering:
         masks = [mask] if mask else []
         if stmt.predicate is not None:
             masks.append(self.mask(stmt.predicate, loop, scope))
-        select = " & ".join(masks) if masks else None
+        select = None
+        for part in masks:
+            select = part if select is None else Call("{0} & {1}", (select, part))
         array = self.names.slot(stmt.kind, stmt.name)
         first = slot not in self.initialized
+        body = loop.body
+
+        def blend(previous: Expr) -> Expr:
+            return Call("rulec_blendf({0}, {1}, {2})", (select, value, previous))
+
         if mode == "inplace":
-            target = f"{array}[h]"
-            loop.lines.append(f"{target} = {value};" if select is None
-                              else f"{target} = rulec_blendf({select}, {value}, {target});")
+            target = Load(array, "h", slot)
+            body.append(Store(array, "h", value if select is None else blend(target), slot,
+                              inplace=True))
         elif mode == "double":
-            target = f"{array}_next[h]"
-            previous = f"{array}[h]" if first else target
-            loop.lines.append(f"{target} = {value};" if select is None
-                              else f"{target} = rulec_blendf({select}, {value}, {previous});")
+            previous = Load(array, "h", slot) if first else Load(f"{array}_next", "h", slot)
+            body.append(Store(f"{array}_next", "h", value if select is None else blend(previous),
+                              slot))
         else:
-            proposal, proposed = f"{array}_proposal[h]", f"{array}_proposed[h]"
+            proposal, proposed = f"{array}_proposal", f"{array}_proposed"
             if select is None:
-                loop.lines += [f"{proposal} = {value};", f"{proposed} = 1;"]
+                body += [Store(proposal, "h", value, slot), Store(proposed, "h", Atom("1"), slot)]
             elif first:
-                loop.lines += [f"{proposal} = {value};", f"{proposed} = (uint8_t)({select});"]
+                body += [Store(proposal, "h", value, slot),
+                         Store(proposed, "h", Call("(uint8_t)({0})", (select,)), slot)]
             else:
-                loop.lines += [f"{proposal} = rulec_blendf({select}, {value}, {proposal});",
-                               f"{proposed} |= (uint8_t)({select});"]
+                body += [Store(proposal, "h", blend(Load(proposal, "h", slot)), slot),
+                         Store(proposed, "h", Call("(uint8_t)({0})", (select,)), slot, op="|=")]
         self.initialized.add(slot)
         scope.items.append(loop)
 
@@ -376,95 +355,97 @@ class BlockLowering:
         node's part of the slot's buffer at node level, so that nodes which
         skip the branch keep their values."""
         array = self.names.slot(kind, name)
-        loop = Item("write", writes={f"{kind}:{name}"})
-        loop.lines.append(f"/* keep {kind} slot {name!r} where the branches below do not write */")
+        slot = f"{kind}:{name}"
+        loop = Loop([Comment(f"keep {kind} slot {name!r} where the branches below do not write")])
         if mode == "double":
-            loop.lines.append(f"{array}_next[h] = {array}[h];")
-            loop.reads.add(name)
+            loop.body.append(Store(f"{array}_next", "h", Load(array, "h", slot), slot))
         else:
-            loop.lines.append(f"{array}_proposed[h] = 0;")
+            loop.body.append(Store(f"{array}_proposed", "h", Atom("0"), slot))
         self.top.items.append(loop)
-        self.initialized.add(f"{kind}:{name}")
+        self.initialized.add(slot)
 
     # -------------------------------------------------------- expressions
 
-    def scalar(self, expr: ir.Expr, scope: _Scope) -> str:
-        """A C expression (a name or a literal) with `expr`'s value for node u."""
+    def scalar(self, expr: ir.Expr, scope: _Scope) -> Expr:
+        """The value of `expr` for node u: an Atom or a node-level Temp."""
         if isinstance(expr, ir.Const):
-            return c_float(expr.value)
+            return Atom(c_float(expr.value))
         if isinstance(expr, ir.Slot) and expr.kind == "param":
-            return self.names.param(expr.name)
+            return Atom(self.names.param(expr.name))
         if isinstance(expr, ir.Builtin):
-            return {"degree": "degree_u", "nodes": "nodes_f", "time": "time_f"}[expr.name]
+            return Atom({"degree": "degree_u", "nodes": "nodes_f", "time": "time_f"}[expr.name])
         if isinstance(expr, ir.Local):
             kind, value = scope.local(expr.name)
             assert kind == "float", expr.name
-            return str(value)
+            return value
         known = scope.find_memo(expr)
         if known is not None:
             return known
         if isinstance(expr, ir.Reduce):
-            name = self.reduce(expr, scope)
+            value = self.reduce(expr, scope)
         else:
-            name = self.fresh("s")
-            self.line(scope, f"const float {name} = {self.scalar_text(expr, scope)};", name)
-        scope.memo[expr] = name
-        return name
+            value = self.let(scope, self.fresh("s"), self.scalar_value(expr, scope))
+        scope.memo[expr] = value
+        return value
 
-    def scalar_text(self, expr: ir.Expr, scope: _Scope) -> str:
+    def scalar_value(self, expr: ir.Expr, scope: _Scope) -> Expr:
         if isinstance(expr, ir.Slot):  # a node slot; params are handled by scalar()
-            return f"{self.names.slot('node', expr.name)}[u]"
+            return Load(self.names.slot("node", expr.name), "u", f"node:{expr.name}")
         if isinstance(expr, ir.Random):
             return self.draw(expr, "u")
         assert isinstance(expr, ir.Apply), expr
-        args = [self.scalar(arg, scope) for arg in expr.args]
-        return OPS[expr.op].c.format(*args)
+        op = OPS[expr.op]
+        return Call(op.c, tuple(self.scalar(arg, scope) for arg in expr.args), op.heavy)
 
-    def draw(self, expr: ir.Random, element: str) -> str:
-        return (f"rulec_{expr.dist}(seed, {self.key}u, {expr.ordinal}u, time, "
-                f"(uint32_t){element})")
+    def draw(self, expr: ir.Random, element: str) -> Call:
+        return Call(f"rulec_{expr.dist}(seed, {self.key}u, {expr.ordinal}u, time, "
+                    f"(uint32_t){element})", (), heavy=True)
 
-    def vtemp(self, loop: Item, ctype: str, text: str, prefix: str = "v") -> str:
-        name = self.fresh(prefix)
-        loop.lines.append(f"const {ctype} {name} = {text};")
-        return name
+    def vtemp(self, loop: Loop, ctype: str, form: str, args: tuple = (), prefix: str = "v",
+              heavy: bool = False) -> Temp:
+        """A half-edge level temporary in `loop`."""
+        temp = self.fresh(prefix, ctype)
+        loop.body.append(Let(temp, Call(form, args, heavy)))
+        return temp
 
-    def vector(self, expr: ir.Expr, loop: Item, scope: _Scope) -> tuple[str, str | None]:
+    def vector(self, expr: ir.Expr, loop: Loop, scope: _Scope) -> tuple[Expr, Expr | None]:
         """(value, mask) of `expr` at half-edge h inside `loop`; mask is an int
-        temporary for a filtered vector, else None. Float parts are hoisted."""
+        temporary for a filtered vector, else None. Float parts are lowered
+        at node level."""
         if not expr.type.is_vector:
             return self.scalar(expr, scope), None
-        if expr in loop.memo:
-            return loop.memo[expr]
-        result = self.vector_text(expr, loop, scope)
-        loop.memo[expr] = result
-        return result
+        memo = self.loop_memo[id(loop)]
+        if expr not in memo:
+            memo[expr] = self.vector_value(expr, loop, scope)
+        return memo[expr]
 
-    def vector_text(self, expr: ir.Expr, loop: Item, scope: _Scope) -> tuple[str, str | None]:
+    _INDEX = {"edge": "h", "shared": "eid[h]", "nbr": "nbr[h]", "peer": "rev[h]"}
+    _BUILTINS = {
+        "parity": "({0} > u32 ? 1.0f : -1.0f)",
+        "incoming": "(float)({0} < u32)",
+        "outgoing": "(float)({0} > u32)",
+    }
+
+    def vector_value(self, expr: ir.Expr, loop: Loop, scope: _Scope) -> tuple[Expr, Expr | None]:
         if isinstance(expr, ir.Local):
             _, value = scope.local(expr.name)
             return self.vector(value, loop, scope)
         if isinstance(expr, ir.Slot):
             array = self.names.slot(expr.kind, expr.name)
-            index = {"edge": "h", "shared": "eid[h]", "nbr": "nbr[h]", "peer": "rev[h]"}
-            if expr.kind == "edge":
-                loop.reads.add(expr.name)
-            return self.vtemp(loop, "float", f"{array}[{index[expr.kind]}]"), None
+            kind = {"nbr": "node", "peer": "edge"}.get(expr.kind, expr.kind)
+            load = Load(array, self._INDEX[expr.kind], f"{kind}:{expr.name}")
+            return self._let_loop(loop, load), None
         if isinstance(expr, ir.Builtin):
-            text = {
-                "parity": "(nbr[h] > u32 ? 1.0f : -1.0f)",
-                "incoming": "(float)(nbr[h] < u32)",
-                "outgoing": "(float)(nbr[h] > u32)",
-                "nbr_degree": "degree[nbr[h]]",
-            }[expr.name]
-            return self.vtemp(loop, "float", text), None
+            if expr.name == "nbr_degree":
+                return self._let_loop(loop, Load("degree", "nbr[h]")), None
+            return self.vtemp(loop, "float", self._BUILTINS[expr.name], (_NBR,)), None
         if isinstance(expr, ir.Random):
-            return self.vtemp(loop, "float", self.draw(expr, "h")), None
+            return self._let_loop(loop, self.draw(expr, "h")), None
         if isinstance(expr, ir.Restrict):
             value, mask = self.vector(expr.value, loop, scope)
             selected = self.mask(expr.predicate, loop, scope)
             if mask:
-                selected = self.vtemp(loop, "int", f"{selected} & {mask}", "m")
+                selected = self.vtemp(loop, "int", "{0} & {1}", (selected, mask), "m")
             return value, selected
         assert isinstance(expr, ir.Apply), expr
         mask = None
@@ -473,90 +454,92 @@ class BlockLowering:
             value, arg_mask = self.vector(arg, loop, scope)
             args.append(value)
             mask = mask or arg_mask
-        return self.vtemp(loop, "float", OPS[expr.op].c.format(*args)), mask
+        op = OPS[expr.op]
+        return self.vtemp(loop, "float", op.c, tuple(args), heavy=op.heavy), mask
 
-    def mask(self, predicate: ir.Expr, loop: Item, scope: _Scope) -> str:
+    def _let_loop(self, loop: Loop, value: Expr) -> Temp:
+        temp = self.fresh("v")
+        loop.body.append(Let(temp, value))
+        return temp
+
+    def mask(self, predicate: ir.Expr, loop: Loop, scope: _Scope) -> Temp:
         """An int temporary, 1 where the vector `predicate` > 0. Comparisons and
         logic are tested directly, not through their 1.0/0.0 value (GCC
         vectorizes `(float)(a < b) > 0` into a branch on AVX2)."""
+        memo = self.loop_memo[id(loop)]
         key = ("mask", predicate)
-        if key in loop.memo:
-            return loop.memo[key]
-        text = self.mask_text(predicate, loop, scope)
-        name = self.vtemp(loop, "int", text, "m")
-        loop.memo[key] = name
-        return name
+        if key not in memo:
+            form, args = self.mask_form(predicate, loop, scope)
+            memo[key] = self.vtemp(loop, "int", form, args, "m")
+        return memo[key]
 
-    _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
-
-    def mask_text(self, predicate: ir.Expr, loop: Item, scope: _Scope) -> str:
+    def mask_form(self, predicate: ir.Expr, loop: Loop, scope: _Scope) -> tuple[str, tuple]:
         if isinstance(predicate, ir.Builtin) and predicate.name in ("incoming", "outgoing",
                                                                     "parity"):
-            return "(nbr[h] < u32)" if predicate.name == "incoming" else "(nbr[h] > u32)"
+            return ("({0} < u32)" if predicate.name == "incoming" else "({0} > u32)"), (_NBR,)
         if isinstance(predicate, ir.Apply) and predicate.type.is_vector:
             op = predicate.op
-            if op in self._COMPARE:
+            if op in COMPARISONS:
                 a, b = (self.vector(arg, loop, scope)[0] for arg in predicate.args)
-                return f"({a} {self._COMPARE[op]} {b})"
+                return f"({{0}} {COMPARISONS[op]} {{1}})", (a, b)
             if op in ("and", "or") and all(arg.type.is_vector for arg in predicate.args):
                 a, b = (self.mask(arg, loop, scope) for arg in predicate.args)
-                return f"({a} {'&' if op == 'and' else '|'} {b})"
+                return f"({{0}} {'&' if op == 'and' else '|'} {{1}})", (a, b)
             if op == "not" and predicate.args[0].type.is_vector:
-                return f"({self.mask(predicate.args[0], loop, scope)} ^ 1)"
+                return "({0} ^ 1)", (self.mask(predicate.args[0], loop, scope),)
         value, _ = self.vector(predicate, loop, scope)
-        return f"({value} > 0.0f)"
+        return "({0} > 0.0f)", (value,)
 
-    def reduce(self, expr: ir.Reduce, scope: _Scope) -> str:
-        """Emit a reduction loop and the line that finishes it; return the result."""
-        loop = Item("reduce")
-        loop.lines.append(f"/* {self.comment} */")
+    def reduce(self, expr: ir.Reduce, scope: _Scope) -> Expr:
+        """Add a reduction loop and what finishes it; return the result."""
+        loop = self.new_loop()
         value, mask = self.vector(expr.arg, loop, scope)
         op = expr.op
-        acc = self.fresh("a")
-        loop.defines.add(acc)
+        body = loop.body
         count = None
         if mask and op in ("mean", "max", "min"):
             count = self.fresh("c")
-            loop.defines.add(count)
-            loop.accumulators.append(("+", count, "0.0f", "float"))
-            loop.lines.append(f"{count} += (float){mask};")
-        if op == "sum":
-            loop.accumulators.append(("+", acc, "0.0f", "float"))
-            loop.lines.append(f"{acc} += {value};" if mask is None
-                              else f"{acc} += rulec_keepf({mask}, {value});")
-            result = acc
-        elif op == "count":
-            loop.accumulators.append(("+", acc, "0.0f", "float"))
-            selected = self.mask(expr.arg, loop, scope) + (f" & {mask}" if mask else "")
-            loop.lines.append(f"{acc} += (float)({selected});")
-            result = acc
-        elif op == "mean":
-            loop.accumulators.append(("+", acc, "0.0f", "float"))
-            loop.lines.append(f"{acc} += {value};" if mask is None
-                              else f"{acc} += rulec_keepf({mask}, {value});")
-            n = count or "degree_u"
-            result = self.fresh("s")
+            loop.accumulators.append(Accumulator(count, "+", Atom("0.0f")))
+            body.append(Accumulate(count, "+", Call("(float){0}", (mask,))))
+        if op in ("sum", "mean"):
+            acc = self.fresh("a")
+            loop.accumulators.append(Accumulator(acc, "+", Atom("0.0f")))
+            body.append(Accumulate(acc, "+", value if mask is None
+                                   else Call("rulec_keepf({0}, {1})", (mask, value))))
             scope.items.append(loop)
-            self.line(scope, f"const float {result} = {n} > 0.0f ? {acc} / {n} : 0.0f;", result)
-            return result
-        else:  # max / min, ignoring NaN like fmaxf/fminf: an all-NaN selection gives NaN
-            # reduced as order-preserving int32 keys (rulec_orderf), NaN left out
-            seen = self.fresh("k")
-            loop.defines.add(seen)
-            worst = "(-RULEC_INFINITY)" if op == "max" else "RULEC_INFINITY"
-            loop.accumulators += [(op, acc, f"rulec_orderf({worst})", "int32_t"),
-                                  ("+", seen, "0.0f", "float")]
-            usable = f"({value} == {value})" + (f" & {mask}" if mask else "")
-            key = self.vtemp(loop, "int32_t",
-                             f"rulec_orderf(rulec_blendf({usable}, {value}, {worst}))", "v")
-            better = ">" if op == "max" else "<"
-            loop.lines.append(f"{acc} = {key} {better} {acc} ? {key} : {acc};")
-            loop.lines.append(f"{seen} += (float)({usable});")
-            n = count or "degree_u"
-            result = self.fresh("s")
+            if op == "sum":
+                return acc
+            n = count or Atom("degree_u")
+            return self.let(scope, self.fresh("s"),
+                            Call("{0} > 0.0f ? {1} / {0} : 0.0f", (n, acc)))
+        if op == "count":
+            acc = self.fresh("a")
+            loop.accumulators.append(Accumulator(acc, "+", Atom("0.0f")))
+            selected = self.mask(expr.arg, loop, scope)
+            if mask:
+                selected = Call("{0} & {1}", (selected, mask))
+            body.append(Accumulate(acc, "+", Call("(float)({0})", (selected,))))
             scope.items.append(loop)
-            self.line(scope, f"const float {result} = {seen} > 0.0f ? rulec_unorderf({acc})"
-                             f" : ({n} > 0.0f ? RULEC_NAN : 0.0f);", result)
-            return result
+            return acc
+        # max / min, ignoring NaN like fmaxf/fminf: an all-NaN selection gives NaN,
+        # reduced as order-preserving int32 keys (rulec_orderf), NaN left out
+        acc = self.fresh("a", "int32_t")
+        seen = self.fresh("k")
+        worst = Atom("(-RULEC_INFINITY)" if op == "max" else "RULEC_INFINITY")
+        loop.accumulators += [Accumulator(acc, op, Call("rulec_orderf({0})", (worst,))),
+                              Accumulator(seen, "+", Atom("0.0f"))]
+        usable = Call("({0} == {0})", (value,))
+        if mask:
+            usable = Call("{0} & {1}", (usable, mask))
+        key = self.vtemp(loop, "int32_t", "rulec_orderf(rulec_blendf({0}, {1}, {2}))",
+                         (usable, value, worst))
+        body.append(Accumulate(acc, op, key))
+        body.append(Accumulate(seen, "+", Call("(float)({0})", (usable,))))
+        n = count or Atom("degree_u")
         scope.items.append(loop)
-        return result
+        return self.let(scope, self.fresh("s"), Call(
+            "{0} > 0.0f ? rulec_unorderf({1}) : ({2} > 0.0f ? RULEC_NAN : 0.0f)", (seen, acc, n)))
+
+
+#: the neighbour across half-edge h
+_NBR = Load("nbr", "h")

@@ -1,0 +1,377 @@
+"""The loop-nest IR of the C backend: one node's work in one step.
+
+Lowering (rulec.backends.c.lower) turns a block of the typed IR into a
+*node body*: the statements that compute node `u`'s part of one step. The
+loop passes (rulec.backends.c.passes) rewrite it, and the renderer
+(rulec.backends.c.render) only spells it in C.
+
+Values are objects, not names in strings:
+
+    Temp      a value: node level (`s3`, computed once per node), half-edge
+              level (`v5`, `m6`: inside a loop), an accumulator (`a2`) or
+              a node slot's next value (`nx_0`, mutable)
+
+Expressions (immutable, compared by structure; a Temp by identity):
+
+    Temp
+    Atom(text)                 a literal or a name the kernel frame defines
+                               (`0.5f`, `param_0`, `degree_u`, `u32`)
+    Load(array, index, slot)   `array[index]`; index is one of INDEXES
+    Call(form, args, heavy)    a C expression with `{0}`, `{1}`, ... for its
+                               arguments; `heavy`: much faster in vector form
+                               (libmvec math, Philox draws)
+
+Statements:
+
+    Let(temp, value)                        define a temporary
+    Set(var, value, slot)                   a node slot's next value
+    Store(array, index, value, slot, op)    `array[index] = value` (or `|=`)
+    Accumulate(acc, op, value)              `acc += value`, or keep the max/min
+    Comment(text)
+    Loop(body, accumulators)                over node u's half-edges h0 .. h1
+    If(branches)                            [(condition, body), ..., (None, else)]
+
+A Loop's accumulators are defined by the loop and read after it. A Let in a
+Loop or a branch is visible only there; Lets at node level are visible to
+everything after them. `verify` checks these rules; `show` prints a body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+#: Where a load or store is: this node, this half-edge, or across it.
+INDEXES = ("u", "h", "nbr[h]", "rev[h]", "eid[h]")
+#: Indexes that gather (a different element for each half-edge of u).
+GATHERS = ("nbr[h]", "rev[h]", "eid[h]")
+
+
+class Temp:
+    """A value of the node body; compared by identity. `name` is its C name
+    (unique within a block); `ctype` its C type; `mutable` for a node slot's
+    next value, set more than once."""
+
+    __slots__ = ("name", "ctype", "mutable")
+
+    def __init__(self, name: str, ctype: str = "float", mutable: bool = False) -> None:
+        self.name, self.ctype, self.mutable = name, ctype, mutable
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Atom:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    array: str
+    index: str
+    #: the rule slot whose buffer `array` is, as 'kind:name' (None: graph data)
+    slot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    form: str
+    args: tuple = ()
+    heavy: bool = False
+
+
+Expr = Temp | Atom | Load | Call
+
+
+@dataclass(eq=False)
+class Let:
+    temp: Temp
+    value: Expr
+    comment: str = ""
+
+
+@dataclass(eq=False)
+class Set:
+    var: Temp
+    value: Expr
+    slot: str
+    comment: str = ""
+
+
+@dataclass(eq=False)
+class Store:
+    array: str
+    index: str
+    value: Expr
+    slot: str
+    op: str = "="  # '=' or '|='
+    inplace: bool = False  # an edge slot written in its own buffer
+    comment: str = ""
+
+
+@dataclass(eq=False)
+class Accumulate:
+    acc: Temp
+    op: str  # '+', 'max', 'min'
+    value: Expr
+
+
+@dataclass(eq=False)
+class Comment:
+    text: str
+
+
+@dataclass(eq=False)
+class Accumulator:
+    temp: Temp
+    op: str  # the OpenMP reduction clause: '+', 'max', 'min'
+    init: Expr
+
+
+@dataclass(eq=False)
+class Loop:
+    body: list = field(default_factory=list)
+    accumulators: list[Accumulator] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class If:
+    branches: list = field(default_factory=list)  # [(Expr | None, [stmt])]
+
+
+Stmt = Let | Set | Store | Accumulate | Comment | Loop | If
+
+
+# ------------------------------------------------------------- walking
+
+
+def temps_in(expr: Expr) -> Iterator[Temp]:
+    """Every Temp `expr` reads."""
+    if isinstance(expr, Temp):
+        yield expr
+    elif isinstance(expr, Call):
+        for arg in expr.args:
+            yield from temps_in(arg)
+
+
+def loads_in(expr: Expr) -> Iterator[Load]:
+    if isinstance(expr, Load):
+        yield expr
+    elif isinstance(expr, Call):
+        for arg in expr.args:
+            yield from loads_in(arg)
+
+
+def is_heavy(expr: Expr) -> bool:
+    return isinstance(expr, Call) and (expr.heavy or any(is_heavy(a) for a in expr.args))
+
+
+def substitute(expr: Expr, mapping: dict[Temp, Expr]) -> Expr:
+    """`expr` with every Temp in `mapping` replaced."""
+    if isinstance(expr, Temp):
+        return mapping.get(expr, expr)
+    if isinstance(expr, Call) and expr.args:
+        args = tuple(substitute(a, mapping) for a in expr.args)
+        return expr if args == expr.args else Call(expr.form, args, expr.heavy)
+    return expr
+
+
+def expressions(stmt: Stmt) -> list[Expr]:
+    """The expressions a statement reads itself (not those of nested bodies)."""
+    if isinstance(stmt, (Let, Set, Store, Accumulate)):
+        return [stmt.value]
+    if isinstance(stmt, If):
+        return [c for c, _ in stmt.branches if c is not None]
+    if isinstance(stmt, Loop):
+        return [a.init for a in stmt.accumulators]
+    return []
+
+
+def bodies(stmt: Stmt) -> list[list]:
+    if isinstance(stmt, Loop):
+        return [stmt.body]
+    if isinstance(stmt, If):
+        return [body for _, body in stmt.branches]
+    return []
+
+
+def walk(statements: list) -> Iterator[Stmt]:
+    """Every statement, nested ones after the statement holding them."""
+    for stmt in statements:
+        yield stmt
+        for body in bodies(stmt):
+            yield from walk(body)
+
+
+def rewrite(statements: list, mapping: dict[Temp, Expr]) -> None:
+    """Replace Temps in `mapping` in every expression, in place."""
+    if not mapping:
+        return
+    for stmt in walk(statements):
+        if isinstance(stmt, (Let, Set, Store, Accumulate)):
+            stmt.value = substitute(stmt.value, mapping)
+        elif isinstance(stmt, If):
+            stmt.branches = [(None if c is None else substitute(c, mapping), b)
+                             for c, b in stmt.branches]
+        elif isinstance(stmt, Loop):
+            for acc in stmt.accumulators:
+                acc.init = substitute(acc.init, mapping)
+
+
+@dataclass
+class Facts:
+    """What a statement does, as seen from outside it (nested bodies
+    included): the scheduler orders statements by these."""
+
+    defines: set = field(default_factory=set)  # Temps visible after it
+    uses: set = field(default_factory=set)  # Temps it reads, defined elsewhere
+    writes: set = field(default_factory=set)  # slots written ('kind:name')
+    reads: set = field(default_factory=set)  # edge slots read at half-edge h
+    inplace: set = field(default_factory=set)  # edge slots written in place
+
+
+def facts(stmt: Stmt) -> Facts:
+    out = Facts()
+    inner: set = set()
+    for node in walk([stmt]):
+        for expr in expressions(node):
+            out.uses.update(temps_in(expr))
+            out.reads.update(load.slot for load in loads_in(expr)
+                             if load.index == "h" and load.slot)
+        if isinstance(node, Let):
+            inner.add(node.temp)
+        elif isinstance(node, (Set, Store)):
+            out.writes.add(node.slot)
+            if isinstance(node, Store) and node.inplace:
+                out.inplace.add(node.slot)
+        elif isinstance(node, Accumulate):
+            out.uses.add(node.acc)
+        elif isinstance(node, Loop):
+            inner.update(a.temp for a in node.accumulators)
+    if isinstance(stmt, Let):
+        out.defines.add(stmt.temp)
+    elif isinstance(stmt, Loop):
+        out.defines.update(a.temp for a in stmt.accumulators)
+    out.uses -= inner
+    return out
+
+
+# ------------------------------------------------------------- printing
+
+
+def show_expr(expr: Expr) -> str:
+    if isinstance(expr, Temp):
+        return expr.name
+    if isinstance(expr, Atom):
+        return expr.text
+    if isinstance(expr, Load):
+        return f"{expr.array}[{expr.index}]"
+    return expr.form.format(*(show_expr(a) for a in expr.args))
+
+
+def show(statements: list, depth: int = 0) -> str:
+    """A node body as readable text, one statement a line, for example:
+
+        s1: float = rulec_uniform(seed, 3329549428u, 0u, time, (uint32_t)u)
+        loop h in half-edges(u) [+ a2: float = 0.0f]
+            v3: float = edge_0[h]
+            a2 += v3
+        if s1 > 0
+            nx_0 := a2                       (':=' sets a node slot's next value)
+    """
+    pad = "    " * depth
+    out: list[str] = []
+    for stmt in statements:
+        note = f"    # {stmt.comment}" if getattr(stmt, "comment", "") else ""
+        if isinstance(stmt, Let):
+            out.append(f"{pad}{stmt.temp.name}: {stmt.temp.ctype} = {show_expr(stmt.value)}{note}")
+        elif isinstance(stmt, Set):
+            out.append(f"{pad}{stmt.var.name} := {show_expr(stmt.value)}{note}")
+        elif isinstance(stmt, Store):
+            mode = "  (in place)" if stmt.inplace else ""
+            out.append(f"{pad}{stmt.array}[{stmt.index}] {stmt.op} {show_expr(stmt.value)}"
+                       f"{mode}{note}")
+        elif isinstance(stmt, Accumulate):
+            sign = "+=" if stmt.op == "+" else f"{stmt.op}="
+            out.append(f"{pad}{stmt.acc.name} {sign} {show_expr(stmt.value)}")
+        elif isinstance(stmt, Comment):
+            out.append(f"{pad}-- {stmt.text}")
+        elif isinstance(stmt, Loop):
+            accs = ", ".join(f"{a.op} {a.temp.name}: {a.temp.ctype} = {show_expr(a.init)}"
+                             for a in stmt.accumulators)
+            out.append(f"{pad}loop h in half-edges(u){f' [{accs}]' if accs else ''}")
+            out.append(show(stmt.body, depth + 1))
+        elif isinstance(stmt, If):
+            for index, (condition, body) in enumerate(stmt.branches):
+                if condition is None:
+                    out.append(f"{pad}else")
+                else:
+                    out.append(f"{pad}{'elif' if index else 'if'} {show_expr(condition)} > 0")
+                out.append(show(body, depth + 1))
+    return "\n".join(line for line in out if line)
+
+
+# ------------------------------------------------------------ verifying
+
+
+class LoopIRError(AssertionError):
+    """The loop-nest IR broke one of its rules: a bug in a pass."""
+
+
+def verify(statements: list, known: tuple = ()) -> None:
+    """Check a node body: every Temp is defined once, before it is read, and
+    read only where it is visible; half-edge loads and stores only inside a
+    loop; accumulators updated only inside their own loop; indexes known.
+    `known` are Temps defined outside the body. Raises LoopIRError."""
+    defined: set[Temp] = set()
+    visible = list(known)
+    _verify(statements, set(visible), defined, in_loop=None)
+
+
+def _fail(message: str, stmt) -> None:
+    raise LoopIRError(f"{message}\n  at: {show([stmt]).splitlines()[0].strip()}")
+
+
+def _verify(statements: list, visible: set, defined: set, in_loop: Loop | None) -> None:
+    visible = set(visible)
+    for stmt in statements:
+        for expr in expressions(stmt):
+            for temp in temps_in(expr):
+                if temp not in visible:
+                    _fail(f"{temp.name} is read where it is not defined", stmt)
+            for load in loads_in(expr):
+                if load.index not in INDEXES:
+                    _fail(f"unknown index {load.index!r}", stmt)
+                if load.index != "u" and in_loop is None:
+                    _fail(f"a half-edge load {load.array}[{load.index}] outside a loop", stmt)
+        if isinstance(stmt, Let):
+            if stmt.temp in defined:
+                _fail(f"{stmt.temp.name} is defined twice", stmt)
+            defined.add(stmt.temp)
+            visible.add(stmt.temp)
+        elif isinstance(stmt, Set):
+            if not stmt.var.mutable or stmt.var not in visible:
+                _fail(f"{stmt.var.name} is set but is not a visible next value", stmt)
+        elif isinstance(stmt, Store):
+            if stmt.index not in INDEXES or (stmt.index != "u") != (in_loop is not None):
+                _fail(f"a store at [{stmt.index}] {'inside' if in_loop else 'outside'} a loop",
+                      stmt)
+        elif isinstance(stmt, Accumulate):
+            if in_loop is None or stmt.acc not in {a.temp for a in in_loop.accumulators}:
+                _fail(f"{stmt.acc.name} is accumulated outside its loop", stmt)
+        elif isinstance(stmt, Loop):
+            if in_loop is not None:
+                _fail("a loop inside a loop", stmt)
+            temps = [a.temp for a in stmt.accumulators]
+            for temp in temps:
+                if temp in defined:
+                    _fail(f"{temp.name} is defined twice", stmt)
+                defined.add(temp)
+            _verify(stmt.body, visible, defined, stmt)
+            visible.update(temps)
+        elif isinstance(stmt, If):
+            if in_loop is not None:
+                _fail("a branch inside a loop", stmt)
+            for _, body in stmt.branches:
+                _verify(body, visible, defined, None)
