@@ -42,7 +42,7 @@ def main() -> None:
     base = " ".join(build.cflags()[: -len(build.REQUIRED_CFLAGS)])
     rules = {}
     for variant, (gathers, extra) in VARIANTS.items():
-        os.environ["RULEC_CFLAGS"] = f"{base} {extra}".strip()
+        os.environ["RULEC_CFLAGS"] = extra  # added after the default flags
         os.environ["RULEC_GATHERS"] = gathers
         rules[variant] = {"fused": rulec.compile(FUSED), "reduce": rulec.compile(REDUCE)}
     os.environ.pop("RULEC_CFLAGS")

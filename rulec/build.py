@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,9 +125,22 @@ def compiler() -> list[str]:
 
 
 def cflags() -> list[str]:
-    """The optimisation flags ($RULEC_CFLAGS replaces the default) and the required ones."""
-    text = os.environ.get("RULEC_CFLAGS")
-    return shlex.split(DEFAULT_CFLAGS if text is None else text) + list(REQUIRED_CFLAGS)
+    """The compiler flags: the defaults (or $RULEC_CFLAGS_BASE, which replaces
+    them), then $RULEC_CFLAGS, which adds to them (a later flag wins: `-O2`
+    overrides `-O3`, `-march=x86-64-v3` overrides `-march=native`, and
+    -fopenmp and the vectorization flags stay), then the required flags."""
+    base = os.environ.get("RULEC_CFLAGS_BASE")
+    flags = shlex.split(DEFAULT_CFLAGS if base is None else base)
+    flags += shlex.split(os.environ.get("RULEC_CFLAGS", ""))
+    if "-fopenmp" not in flags and not _warned_openmp:
+        _warned_openmp.append(True)
+        warnings.warn("the compiler flags have no -fopenmp: kernels run on one thread "
+                      "whatever threads= says (RULEC_CFLAGS_BASE replaced the defaults)",
+                      RuntimeWarning, stacklevel=2)
+    return flags + list(REQUIRED_CFLAGS)
+
+
+_warned_openmp: list[bool] = []
 
 
 @functools.cache
@@ -394,7 +408,8 @@ def _run(commands: list[list[str]], target: Path, c_files: list[Path],
     if _toolchain_works(command, cflags(), directory):
         cause = "this is a bug in rulec; please report it with the log"
     else:
-        settings = "CC and RULEC_CFLAGS" if "RULEC_CFLAGS" in os.environ else "CC"
+        settings = ("CC and RULEC_CFLAGS" if {"RULEC_CFLAGS", "RULEC_CFLAGS_BASE"} & set(os.environ)
+                    else "CC")
         cause = (f"the compiler {' '.join(command)!r} cannot build even an empty kernel with "
                  f"these flags: check {settings} (rulec cache info shows both)")
     raise BuildError(

@@ -594,7 +594,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     print(f"size:      {info['bytes'] / 2**20:.1f} MB of {info['limit_bytes'] / 2**20:.0f} MB"
           " (RULEC_CACHE_SIZE_MB)")
     print(f"compiler:  {info['compiler']} (CC)")
-    print(f"flags:     {info['cflags']} (RULEC_CFLAGS replaces the optimisation flags)")
+    print(f"flags:     {info['cflags']}")
+    print("           (RULEC_CFLAGS adds flags after these; RULEC_CFLAGS_BASE replaces them)")
     return 0
 
 

@@ -60,6 +60,22 @@ def test_the_key_changes_with_the_flags(cache, monkeypatch):
     assert len(list(cache.glob("*.so"))) == 2
 
 
+def test_rulec_cflags_adds_to_the_defaults_and_base_replaces_them(monkeypatch):
+    """RULEC_CFLAGS=-O2 used to replace every default flag, silently dropping
+    -march=native and -fopenmp (threads then ran on one core)."""
+    monkeypatch.delenv("RULEC_CFLAGS_BASE", raising=False)
+    monkeypatch.setenv("RULEC_CFLAGS", "-O2")
+    flags = build.cflags()
+    assert "-fopenmp" in flags and flags.index("-O2") > flags.index("-O3")
+    assert any(f.startswith("-march=") for f in flags) or os.uname().machine != "x86_64"
+    monkeypatch.setenv("RULEC_CFLAGS_BASE", "-O1")
+    monkeypatch.setattr(build, "_warned_openmp", [])
+    with pytest.warns(RuntimeWarning, match="no -fopenmp"):
+        flags = build.cflags()
+    assert flags[:2] == ["-O1", "-O2"] and "-O3" not in flags
+    assert flags[2:] == list(build.REQUIRED_CFLAGS)
+
+
 def test_kernels_built_for_the_sse2_baseline_match_the_default_build(cache, monkeypatch):
     if os.uname().machine != "x86_64":
         pytest.skip("x86-64 flags")
