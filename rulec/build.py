@@ -28,6 +28,7 @@ import dataclasses
 import fcntl
 import functools
 import hashlib
+import logging
 import os
 import platform
 import shlex
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,8 @@ from . import ir
 from .backends.c.render import Unit, gathers_mode, render_module, render_table
 from .errors import RulecError
 from .resources import resource_dir
+
+log = logging.getLogger("rulec")
 
 # -O3: at -O2 the benchmark's kernels ran up to 7% slower in a full run, for
 # compiles only 8% shorter on its batch (docs/performance.md). 128-bit vectors
@@ -292,6 +296,7 @@ def _from_cache(key: str, sources, command, flags: list[str], load):
                          " set RULEC_CACHE_DIR to a writable directory") from None
     target = directory / f"{key}.so"
     built = False
+    start = time.perf_counter()
     with _locked(_lock_path(directory, key)):
         if _verified(target):
             _touch(target)
@@ -301,8 +306,13 @@ def _from_cache(key: str, sources, command, flags: list[str], load):
             _compile(sources(), target, command(), flags)
             built = True
         loaded = load(target)
+    elapsed = (time.perf_counter() - start) * 1e3
     if built:
         _evict(directory, keep=target)
+        log.info("built %s in %.0f ms (%s %s)", target, elapsed, " ".join(command()),
+                 " ".join(flags))
+    else:
+        log.info("cache hit %s (loaded in %.1f ms)", target, elapsed)
     return loaded
 
 

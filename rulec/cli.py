@@ -8,10 +8,12 @@ traceback of an internal error.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -320,8 +322,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     protocol = _protocol(args.map, args.protocol, args.forward, args.learn)
     result = tasks.evaluate(rule, task, topology, protocol=protocol, epochs=args.epochs,
                             seed=args.seed, budget=args.budget, params=params,
-                            stop_at=None if args.all_epochs else 1.0, on_epoch=progress)
-    print(file=sys.stderr)
+                            stop_at=None if args.all_epochs else 1.0,
+                            on_epoch=None if args.quiet else progress)
+    if not args.quiet:
+        print(file=sys.stderr)
     print(f"rule {rule.name}, task {task.name}, {topology.name}: {len(result.accuracy)} epochs, "
           f"{result.steps} steps, {result.seconds:.2f} s")
     if result.failure:
@@ -436,7 +440,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise UserError("--jobs must be at least 1")
     if not 1 <= args.depth <= 12 or not 1 <= args.statements <= 50:
         raise UserError("--depth takes 1..12 and --statements 1..50")
-    report = fuzz.fuzz_parallel(args.count, args.seed, args.depth, out, args.jobs, progress,
+    report = fuzz.fuzz_parallel(args.count, args.seed, args.depth, out, args.jobs,
+                                None if args.quiet else progress,
                                 statements=args.statements,
                                 backends=_fuzz_backends(args.backend))
     print(f"rules: {report.rules}; mismatches: {report.mismatches}; crashes: {report.crashes}; "
@@ -801,7 +806,63 @@ def build_parser() -> argparse.ArgumentParser:
     cache = commands.add_parser("cache", help="show or clear the build cache")
     cache.add_argument("action", choices=("info", "clear"))
     cache.set_defaults(func=cmd_cache)
+    for command in commands.choices.values():
+        _common_flags(command)
     return parser
+
+
+def _common_flags(command: argparse.ArgumentParser) -> None:
+    """-q and -v on every command (a command may define its own -q first)."""
+    if not any(action.dest == "quiet" for action in command._actions):
+        command.add_argument("-q", "--quiet", action="store_true",
+                             help="print only results and errors: no progress, no warnings")
+    command.add_argument("-v", "--verbose", action="store_true",
+                         help="also say on stderr what rulec does: each rule's backend and "
+                         "build time, kernel cache hits and compiler calls")
+
+
+def reference() -> str:
+    """docs/cli.md: every command and every flag, from the parser itself
+    (tests/test_cli.py checks the file is current)."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {action.dest: action.help for action in commands._choices_actions}
+    out = ["# Command-line reference", "",
+           "Every command and flag of `rulec` (generated from the parser: "
+           "`python -c 'import rulec.cli as c; print(c.reference(), end=\"\")' > docs/cli.md`).",
+           "", "Exit codes: 0 success; 1 the inputs are wrong (a rule error, a bad value, a "
+           "failed check); 2 the command line cannot be parsed; 3 an internal error (a bug); "
+           "130 interrupted; 141 the reader of the output went away.", "",
+           "Every command takes `-h` (help), `-q` (print only results and errors) and `-v` "
+           "(say on stderr what rulec does: backends, build times, cache hits, compiler "
+           "calls).", ""]
+    for name, command in commands.choices.items():
+        title = command.prog.replace("rulec ", "", 1)
+        out += [f"## `rulec {title}`", ""]
+        text = helps.get(name) or command.description or ""
+        if text:
+            out += [text[0].upper() + text[1:] + ("" if text.endswith(".") else "."), ""]
+        usage = command.format_usage().replace("usage: ", "", 1).strip()
+        out += ["```", " ".join(usage.split()), "```", ""]
+        rows = []
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            flags = ", ".join(f"`{f}`" for f in action.option_strings) or \
+                f"`{action.metavar or action.dest}`"
+            value = "" if action.nargs == 0 or not action.option_strings else (
+                action.metavar or action.dest.upper())
+            if action.choices and not action.metavar:
+                value = "{" + ",".join(map(str, action.choices)) + "}"
+                if not action.option_strings:
+                    flags, value = f"`{value}`", ""
+            described = (action.help or ("the input" + (
+                "s" if action.nargs in ("+", "*") else "") if not action.option_strings
+                else "")).replace("|", "\\|")
+            described = described.replace("%(default)s", str(action.default))
+            rows.append(f"| {flags} | {f'`{value}`' if value else ''} | {described} |")
+        out += ["| flag | value | what it does |", "|---|---|---|", *rows, ""]
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -810,6 +871,14 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) >= 2 and argv[0] == "search" and argv[1] in ("report", "export"):
         argv = [f"search-{argv[1]}", *argv[2:]]  # `rulec search report DB`
     args = parser.parse_args(argv)
+    if args.verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("rulec: %(message)s"))
+        log = logging.getLogger("rulec")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    if args.quiet:
+        warnings.simplefilter("ignore")
     try:
         return args.func(args)
     except RuleErrors as errors:

@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,9 @@ class NonFiniteError(RulecError, FloatingPointError):
         )
 
 
+log = logging.getLogger("rulec")
+
+
 class Rule:
     """A compiled rule: its IR, its params' defaults, and a backend that runs it."""
 
@@ -47,8 +52,12 @@ class Rule:
         prepared (compile_many). `source` only feeds comments in generated C."""
         self.program = program
         self.backend = backend
+        start = time.perf_counter()
         self._runner = native if native is not None else \
             backend_class(backend)(program, source)
+        if native is None:
+            log.info("rule %s: %s backend ready in %.1f ms", program.name, backend,
+                     (time.perf_counter() - start) * 1e3)
 
     @property
     def name(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import EXAMPLES, TESTS
+from .conftest import EXAMPLES, ROOT, TESTS
 
 HEBBIAN = EXAMPLES / "hebbian.rule"
 
@@ -299,3 +299,36 @@ def test_a_graph_too_large_for_memory_is_a_user_error(run_cli):
                      preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2 << 30,) * 2))
     assert result.returncode == 1, result.stderr
     assert "not enough memory" in result.stderr and "bug in rulec" not in result.stderr
+
+
+def test_the_cli_reference_lists_every_command_and_flag():
+    """docs/cli.md is generated from the parser: regenerate it after changing a
+    flag (RULEC_UPDATE_GOLDEN=1, or the command at the top of the file)."""
+    import os
+
+    from rulec.cli import build_parser, reference
+
+    path = ROOT / "docs" / "cli.md"
+    text = reference()
+    if os.environ.get("RULEC_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.read_text() == text, "docs/cli.md is stale: RULEC_UPDATE_GOLDEN=1 to regenerate"
+    parser = build_parser()
+    for name, command in parser._subparsers._group_actions[0].choices.items():
+        flags = [f for action in command._actions for f in action.option_strings]
+        assert "-q" in flags and "-v" in flags, name
+        for flag in set(flags) - {"-h", "--help"}:
+            assert f"`{flag}`" in text, (name, flag)
+
+
+def test_verbose_says_what_rulec_does_and_quiet_keeps_to_results(run_cli):
+    rule = str(EXAMPLES / "diffusion.rule")
+    loud = run_cli("run", rule, "--graph", "ring:5", "--steps", "2", "-v")
+    assert loud.returncode == 0, loud.stderr
+    assert "rule diffusion: c backend ready in" in loud.stderr
+    assert "cache hit" in loud.stderr or "built " in loud.stderr
+    quiet = run_cli("run", rule, "--graph", "ring:5", "--steps", "2", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    trained = run_cli("train", str(EXAMPLES / "delta.rule"), "--task", "and",
+                      "--graph", "layered:2,1,bias", "--epochs", "3", "-q")
+    assert "epoch" not in trained.stderr and "accuracy" in trained.stdout
