@@ -136,15 +136,11 @@ def cflags() -> list[str]:
     base = os.environ.get("RULEC_CFLAGS_BASE")
     flags = shlex.split(DEFAULT_CFLAGS if base is None else base)
     flags += shlex.split(os.environ.get("RULEC_CFLAGS", ""))
-    if "-fopenmp" not in flags and not _warned_openmp:
-        _warned_openmp.append(True)
+    if "-fopenmp" not in flags:  # Python shows a warning once per place by default
         warnings.warn("the compiler flags have no -fopenmp: kernels run on one thread "
                       "whatever threads= says (RULEC_CFLAGS_BASE replaced the defaults)",
                       RuntimeWarning, stacklevel=2)
     return flags + list(REQUIRED_CFLAGS)
-
-
-_warned_openmp: list[bool] = []
 
 
 @functools.cache

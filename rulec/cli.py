@@ -624,6 +624,10 @@ def _integer(text: str) -> int:
     return int(value)
 
 
+BACKEND_HELP = ("c (SIMD C kernels; the default), vm (bytecode VM, no compiler call) or "
+                "numpy (the reference interpreter)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rulec", description="Compile and run local rules on graphs.")
@@ -653,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="set a param (repeatable)")
     run.add_argument("--block", default="update", metavar="NAME",
                      help="the update block to step (update)")
-    run.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
+    run.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help=BACKEND_HELP)
     run.add_argument("--load", metavar="STATE.npz", help="start from a saved state (skips init)")
     run.add_argument("--save", metavar="STATE.npz", help="save the final state")
     run.add_argument("--check-finite", action="store_true",
@@ -680,11 +684,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_integer, default=1000, metavar="N",
                        help="at most N epochs (1000); stops at 100%% unless --all-epochs")
     train.add_argument("--all-epochs", action="store_true", help="run every epoch")
-    train.add_argument("--seed", type=_integer, default=0, metavar="S")
+    train.add_argument("--seed", type=_integer, default=0, metavar="S",
+                       help="seed for init and the task's orders (0)")
     train.add_argument("--budget", type=_integer, default=100, metavar="STEPS",
                        help="steps allowed per forward or backward phase (100)")
-    train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    train.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
+    train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="set a param (repeatable)")
+    train.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help=BACKEND_HELP)
     train.add_argument("--plot", metavar="CURVE.png", help="write the learning curve")
     train.add_argument("--protocol", choices=("handshake", "fixed", "simultaneous"),
                        default="handshake",
@@ -793,7 +799,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        ".rule files.")
     export_found.prog = "rulec search export"
     export_found.add_argument("db", metavar="DB")
-    export_found.add_argument("-o", "--output", required=True, metavar="DIR")
+    export_found.add_argument("-o", "--output", required=True, metavar="DIR",
+                              help="the directory to write the .rule files to")
     export_found.add_argument("--top", type=_integer, default=5, metavar="K",
                               help="how many rules (5)")
     export_found.add_argument("--run", type=_integer, metavar="ID", help="the run (the last one)")
@@ -865,6 +872,17 @@ def reference() -> str:
     return "\n".join(out)
 
 
+def _log_to_stderr() -> None:
+    """Send rulec's log (what -v shows) to stderr, once per process."""
+    log = logging.getLogger("rulec")
+    log.setLevel(logging.INFO)
+    if not any(getattr(h, "rulec_cli", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("rulec: %(message)s"))
+        handler.rulec_cli = True
+        log.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -872,11 +890,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = [f"search-{argv[1]}", *argv[2:]]  # `rulec search report DB`
     args = parser.parse_args(argv)
     if args.verbose:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("rulec: %(message)s"))
-        log = logging.getLogger("rulec")
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
+        _log_to_stderr()
     if args.quiet:
         warnings.simplefilter("ignore")
     try:

@@ -4,7 +4,7 @@
     lower.py     typed IR block -> node body (slot modes, C names)
     passes.py    fuse, cse, dce, block
     render.py    node body -> C lines -> templates/module.c.j2
-    pipeline.py  the stages in order (compile_c, generate, lower_block)
+    pipeline.py  the stages in order (compile_c, lower_block)
 
 The compiler call, cache and loader are rulec.build; kernel calls rulec.native.
 """

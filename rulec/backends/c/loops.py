@@ -324,9 +324,7 @@ def verify(statements: list, known: tuple = ()) -> None:
     read only where it is visible; half-edge loads and stores only inside a
     loop; accumulators updated only inside their own loop; indexes known.
     `known` are Temps defined outside the body. Raises LoopIRError."""
-    defined: set[Temp] = set()
-    visible = list(known)
-    _verify(statements, set(visible), defined, in_loop=None)
+    _verify(statements, set(known), set(), in_loop=None)
 
 
 def _fail(message: str, stmt) -> None:

@@ -401,11 +401,10 @@ class BlockLowering:
         return Call(f"rulec_{expr.dist}(seed, {self.key}u, {expr.ordinal}u, time, "
                     f"(uint32_t){element})", (), heavy=True)
 
-    def vtemp(self, loop: Loop, ctype: str, form: str, args: tuple = (), prefix: str = "v",
-              heavy: bool = False) -> Temp:
-        """A half-edge level temporary in `loop`."""
+    def vtemp(self, loop: Loop, value: Expr, ctype: str = "float", prefix: str = "v") -> Temp:
+        """A half-edge level temporary in `loop` holding `value`."""
         temp = self.fresh(prefix, ctype)
-        loop.body.append(Let(temp, Call(form, args, heavy)))
+        loop.body.append(Let(temp, value))
         return temp
 
     def vector(self, expr: ir.Expr, loop: Loop, scope: _Scope) -> tuple[Expr, Expr | None]:
@@ -434,18 +433,18 @@ class BlockLowering:
             array = self.names.slot(expr.kind, expr.name)
             kind = {"nbr": "node", "peer": "edge"}.get(expr.kind, expr.kind)
             load = Load(array, self._INDEX[expr.kind], f"{kind}:{expr.name}")
-            return self._let_loop(loop, load), None
+            return self.vtemp(loop, load), None
         if isinstance(expr, ir.Builtin):
             if expr.name == "nbr_degree":
-                return self._let_loop(loop, Load("degree", "nbr[h]")), None
-            return self.vtemp(loop, "float", self._BUILTINS[expr.name], (_NBR,)), None
+                return self.vtemp(loop, Load("degree", "nbr[h]")), None
+            return self.vtemp(loop, Call(self._BUILTINS[expr.name], (_NBR,))), None
         if isinstance(expr, ir.Random):
-            return self._let_loop(loop, self.draw(expr, "h")), None
+            return self.vtemp(loop, self.draw(expr, "h")), None
         if isinstance(expr, ir.Restrict):
             value, mask = self.vector(expr.value, loop, scope)
             selected = self.mask(expr.predicate, loop, scope)
             if mask:
-                selected = self.vtemp(loop, "int", "{0} & {1}", (selected, mask), "m")
+                selected = self.vtemp(loop, Call("{0} & {1}", (selected, mask)), "int", "m")
             return value, selected
         assert isinstance(expr, ir.Apply), expr
         mask = None
@@ -455,12 +454,7 @@ class BlockLowering:
             args.append(value)
             mask = mask or arg_mask
         op = OPS[expr.op]
-        return self.vtemp(loop, "float", op.c, tuple(args), heavy=op.heavy), mask
-
-    def _let_loop(self, loop: Loop, value: Expr) -> Temp:
-        temp = self.fresh("v")
-        loop.body.append(Let(temp, value))
-        return temp
+        return self.vtemp(loop, Call(op.c, tuple(args), op.heavy)), mask
 
     def mask(self, predicate: ir.Expr, loop: Loop, scope: _Scope) -> Temp:
         """An int temporary, 1 where the vector `predicate` > 0. Comparisons and
@@ -470,7 +464,7 @@ class BlockLowering:
         key = ("mask", predicate)
         if key not in memo:
             form, args = self.mask_form(predicate, loop, scope)
-            memo[key] = self.vtemp(loop, "int", form, args, "m")
+            memo[key] = self.vtemp(loop, Call(form, args), "int", "m")
         return memo[key]
 
     def mask_form(self, predicate: ir.Expr, loop: Loop, scope: _Scope) -> tuple[str, tuple]:
@@ -531,8 +525,8 @@ class BlockLowering:
         usable = Call("({0} == {0})", (value,))
         if mask:
             usable = Call("{0} & {1}", (usable, mask))
-        key = self.vtemp(loop, "int32_t", "rulec_orderf(rulec_blendf({0}, {1}, {2}))",
-                         (usable, value, worst))
+        key = self.vtemp(loop, Call("rulec_orderf(rulec_blendf({0}, {1}, {2}))",
+                                    (usable, value, worst)), "int32_t")
         body.append(Accumulate(acc, op, key))
         body.append(Accumulate(seen, "+", Call("(float)({0})", (usable,))))
         n = count or Atom("degree_u")

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 from .loops import (
     Accumulate,
-    Comment,
     Expr,
     Facts,
     If,
@@ -303,7 +302,3 @@ def block(prologue: list, statements: list, epilogue: list) -> Blocked:
                 where[temp].add(number)
     arrays = [temp for temp in order if len(where[temp]) > 1]
     return Blocked(phases, arrays)
-
-
-#: Comment statements are kept by every pass (they document the C).
-__all__ = ["Blocked", "Comment", "Phase", "block", "cse", "dce", "fuse"]

@@ -15,7 +15,7 @@ runs when.
 
 `compile_c` runs all of them for one rule. The kernels' own path is the
 same: `rulec.build` looks the rule up in its cache after `check`, and on a
-miss runs `generate` (IR passes to render) and the compiler.
+miss runs `render.render_module` (IR passes to render) and the compiler.
 
 Every stage can be watched: `trace(stage, value)` is called after each with
 what it produced (tests print the loop passes' output with `loops.show`
@@ -45,6 +45,7 @@ LOOP_PASSES = (("fuse", fuse), ("cse", cse), ("dce", dce))
 class Lowered:
     """One block after the loop passes."""
 
+    names: object  # lower.CNames: the C names of the program's slots and params
     modes: dict  # (kind, slot) -> 'inplace' | 'double' | 'proposal'
     prologue: list
     body: list
@@ -62,7 +63,8 @@ def lower_block(program: ir.Program, block_ir: ir.Block, source_lines: list[str]
     from .lower import BlockLowering, CNames
 
     check = verifying() if verify_ir is None else verify_ir
-    lowering = BlockLowering(block_ir, CNames(program), source_lines)
+    names = CNames(program)
+    lowering = BlockLowering(block_ir, names, source_lines)
     known = tuple(stmt.temp for stmt in lowering.prologue)
     body = lowering.body
 
@@ -84,15 +86,7 @@ def lower_block(program: ir.Program, block_ir: ir.Block, source_lines: list[str]
         verify(lowering.prologue + body + lowering.epilogue)
     if trace is not None:
         trace("block", blocked)
-    return Lowered(lowering.modes, lowering.prologue, body, lowering.epilogue, blocked)
-
-
-def generate(units: list, trace: Trace | None = None, **options) -> str:
-    """IR passes, lowering, loop passes and rendering: C for `units`
-    (render.Unit); `options` go to render.render_module."""
-    from .render import render_module
-
-    return render_module(units, trace=trace, **options)
+    return Lowered(names, lowering.modes, lowering.prologue, body, lowering.epilogue, blocked)
 
 
 def compile_c(source: str | bytes, filename: str = "<string>", trace: Trace | None = None):
@@ -100,7 +94,7 @@ def compile_c(source: str | bytes, filename: str = "<string>", trace: Trace | No
     from ...checker import check
     from ...frontend import parse_source
     from ...native import compile_native
-    from .render import Unit
+    from .render import Unit, render_module
 
     text, tree = parse_source(source, filename)
     if trace is not None:
@@ -108,6 +102,6 @@ def compile_c(source: str | bytes, filename: str = "<string>", trace: Trace | No
     program = check(tree, filename, text)
     if trace is not None:
         trace("check", program)
-        # what the cache would build on a miss, stage by stage
-        generate([Unit(program, "rule", text)], trace=trace)
+        # what the cache builds on a miss, stage by stage (a hit runs none of it)
+        render_module([Unit(program, "rule", text)], trace=trace)
     return compile_native([program], [text])[0]

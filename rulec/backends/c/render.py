@@ -173,11 +173,10 @@ def blocked_lines(blocked: Blocked) -> tuple[list[str], list[str]]:
 
 def block_context(program: ir.Program, block: ir.Block, fn: str,
                   source_lines: list[str] | None, trace=None) -> dict:
-    from .lower import CNames
     from .pipeline import lower_block
 
-    names = CNames(program)
     lowered = lower_block(program, block, source_lines, trace)
+    names = lowered.names
     declarations, body = blocked_lines(lowered.blocked)
     modes = lowered.modes
     slots = []
