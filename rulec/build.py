@@ -112,6 +112,27 @@ def cache_limit_bytes() -> int:
     return int(megabytes * 1024 * 1024)
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one,
+    so `taskset` and container CPU sets are respected)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def build_jobs() -> int:
+    """How many compiler processes one batch build runs at once:
+    $RULEC_BUILD_JOBS, else every core this process may use."""
+    text = os.environ.get("RULEC_BUILD_JOBS", "")
+    if not text:
+        return available_cores()
+    if not text.isdigit() or int(text) < 1:
+        raise BuildError(f"RULEC_BUILD_JOBS must be a whole number of compiler processes "
+                         f"(1 or more), got {text!r}; unset it to use every core")
+    return int(text)
+
+
 def compiler() -> list[str]:
     """The C compiler command: $CC, else cc, else gcc."""
     configured = os.environ.get("CC")
@@ -343,14 +364,14 @@ def _locked(path: Path):
 
 
 # A batch of more rules than this is compiled in parts, one compiler process
-# per core at once, and linked into one shared object.
+# per core (build_jobs()) at once, and linked into one shared object.
 RULES_PER_PART = 8
 
 
 def _sources(units: list[Unit]) -> list[str]:
     """The module's C: one file, or for a large batch one file per core and a
     file with the loader's table."""
-    parts = min(os.cpu_count() or 1, len(units) // RULES_PER_PART)
+    parts = min(build_jobs(), len(units) // RULES_PER_PART)
     if parts <= 1:
         return [render_module(units)]
     chunks = [units[i::parts] for i in range(parts)]

@@ -436,11 +436,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"fuzz: {report.rules}/{total} rules, {report.mismatches} mismatches, "
               f"{report.rate:.1f} rules/s", file=sys.stderr, flush=True)
 
-    if args.jobs < 1:
+    jobs = fuzz.default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
         raise UserError("--jobs must be at least 1")
     if not 1 <= args.depth <= 12 or not 1 <= args.statements <= 50:
         raise UserError("--depth takes 1..12 and --statements 1..50")
-    report = fuzz.fuzz_parallel(args.count, args.seed, args.depth, out, args.jobs,
+    report = fuzz.fuzz_parallel(args.count, args.seed, args.depth, out, jobs,
                                 None if args.quiet else progress,
                                 statements=args.statements,
                                 backends=_fuzz_backends(args.backend))
@@ -506,6 +507,7 @@ def _search_progress(total: int | None, quiet: bool):
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from .build import available_cores
     from .search.hurdles import SCREEN_HURDLES
     from .search.run import Config, Search
 
@@ -522,7 +524,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UserError("--rules must be at least 1")
     if args.minutes is not None and args.minutes <= 0:
         raise UserError("--minutes must be more than 0")
-    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    jobs = args.jobs if args.jobs is not None else available_cores()
     if jobs < 1:
         raise UserError("--jobs must be at least 1")
     config = Config(strategy=args.strategy, seed=args.seed, generation=args.generation,
@@ -730,8 +732,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="maximum expression depth (3)")
     fuzz.add_argument("--statements", type=_integer, default=5, metavar="S",
                       help="most statements per block (5)")
-    fuzz.add_argument("--jobs", type=_integer, default=1, metavar="J",
-                      help="processes, each fuzzing its own slice of rules (1)")
+    fuzz.add_argument("--jobs", type=_integer, metavar="J",
+                      help="worker processes (default: one per core); each builds its "
+                      "rules with cores/J compiler processes while the others check theirs")
     fuzz.add_argument("--out", metavar="DIR",
                       help="write each failure's shrunk rule, graph and state here")
     fuzz.add_argument("--backend", choices=("all", "c", "vm"), default="all",

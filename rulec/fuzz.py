@@ -23,6 +23,7 @@ with its text; the run goes on.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,7 +289,7 @@ def fuzz(count: int, seed: int, depth: int = 3, out: Path | None = None, batch: 
                 continue
             if found:
                 report.mismatches += 1
-                report.failures.append(_record(case, found, out, len(report.failures) + 1))
+                report.failures.append(_record(case, found, out))
         report.seconds = time.perf_counter() - start
         if progress:
             progress(report, len(indices))
@@ -311,43 +312,70 @@ def _crash(case: Case, exc: BaseException) -> dict:
 
 
 def fuzz_parallel(count: int, seed: int, depth: int, out: Path | None, jobs: int,
-                  progress=None, statements: int = 5, backends=BACKENDS) -> Report:
-    """fuzz() in `jobs` processes, each on every jobs-th case; the cases are
-    the same whatever `jobs` is. A worker that dies is reported with the
-    cases it held, and the others' results are kept."""
+                  progress=None, statements: int = 5, backends=BACKENDS,
+                  chunk: int = 25) -> Report:
+    """fuzz() in `jobs` processes. The cases are dealt out in chunks, a chunk
+    to whichever worker is free, and are the same whatever `jobs` is. Each
+    worker's batch build runs cores/jobs compiler processes (RULEC_BUILD_JOBS),
+    so while one worker compiles, another checks rules on the other cores
+    instead of every worker's compilers competing for them. A worker that
+    dies is reported with the cases it held, and the others' results are
+    kept. A chunk of cases is one batch build and one progress report."""
+    chunks = [range(first, min(first + chunk, count)) for first in range(0, count, chunk)]
+    jobs = min(jobs, len(chunks))  # a worker without a chunk would only cost its start
     if jobs <= 1:
         return fuzz(count, seed, depth, out, progress=progress, statements=statements,
                     backends=backends)
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from .pool import process_pool
 
     start = time.perf_counter()
     total = Report()
-    slices = [list(range(i, count, jobs)) for i in range(jobs)]
-    with ProcessPoolExecutor(jobs) as pool:
-        futures = [(indices, pool.submit(fuzz, len(indices), seed, depth,
-                                         out / f"job{i}" if out else None,
-                                         statements=statements, indices=indices,
-                                         backends=backends))
-                   for i, indices in enumerate(slices) if indices]
-        for indices, future in futures:
-            try:
-                part = future.result()
-            except (BrokenProcessPool, Exception) as exc:
-                part = Report(crashes=len(indices), failures=[{
-                    "kind": "crash", "case": indices[0], "rule": "",
-                    "mismatch": f"a fuzz worker failed ({type(exc).__name__}: {exc}) on cases "
-                                f"{indices[0]}, {indices[0] + jobs}, ...; rerun them with "
-                                f"--jobs 1 to see which rule"}])
-            total.add(part)
+    with process_pool(jobs, _worker_setup, (worker_build_jobs(jobs),)) as pool:
+        running = {pool.submit(fuzz, len(cases), seed, depth, out, statements=statements,
+                               indices=cases, backends=backends): cases for cases in chunks}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: running[f].start):
+                cases = running.pop(future)
+                try:
+                    part = future.result()
+                except Exception as exc:  # also BrokenProcessPool: the worker died
+                    part = Report(crashes=len(cases), failures=[{
+                        "kind": "crash", "case": cases.start, "rule": "",
+                        "mismatch": f"a fuzz worker failed ({type(exc).__name__}: {exc}) on "
+                                    f"cases {cases.start}..{cases.stop - 1}; rerun with "
+                                    f"--jobs 1 to see which rule"}])
+                total.add(part)
             total.seconds = time.perf_counter() - start
             if progress:
                 progress(total, count)
+    total.failures.sort(key=lambda failure: failure["case"])
     total.seconds = time.perf_counter() - start
     return total
 
 
-def _record(case: Case, found: list[Mismatch], out: Path | None, number: int) -> dict:
+def worker_build_jobs(jobs: int) -> str:
+    """RULEC_BUILD_JOBS for each of `jobs` workers: the user's, else a share of
+    the cores."""
+    from . import build
+
+    return os.environ.get("RULEC_BUILD_JOBS") or str(max(1, build.available_cores() // jobs))
+
+
+def _worker_setup(build_jobs: str) -> None:
+    os.environ["RULEC_BUILD_JOBS"] = build_jobs
+
+
+def default_jobs() -> int:
+    """`rulec fuzz`'s default --jobs: one worker per core."""
+    from .build import available_cores
+
+    return available_cores()
+
+
+def _record(case: Case, found: list[Mismatch], out: Path | None) -> dict:
     """Shrink a failing case and write the files that reproduce it."""
     from .runtime import Rule
 
@@ -372,7 +400,7 @@ def _record(case: Case, found: list[Mismatch], out: Path | None, number: int) ->
         from .graphs import write_edge_list
 
         out.mkdir(parents=True, exist_ok=True)
-        stem = out / f"mismatch-{number}"
+        stem = out / f"mismatch-{case.index}"
         stem.with_suffix(".rule").write_text(small.text)
         write_edge_list(case.graph, stem.with_suffix(".edges"))
         state.save(stem.with_suffix(".npz"))

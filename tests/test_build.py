@@ -111,7 +111,7 @@ def test_compile_many_builds_one_shared_object_for_all_rules(cache):
 
 
 def test_a_large_batch_compiles_in_parts_linked_into_one_shared_object(cache, monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("RULEC_BUILD_JOBS", "2")
     texts = [f"node x\nupdate {{ x = x * {k} + sum(nbr.x) }}\n" for k in range(20)]
     from rulec.backends.c.render import Unit
     from rulec.frontend import load_program
@@ -126,6 +126,24 @@ def test_a_large_batch_compiles_in_parts_linked_into_one_shared_object(cache, mo
         state.node["x"] = 1
         rule.step(state)
         np.testing.assert_array_equal(state.node["x"], np.full(4, k + 2.0, dtype=np.float32))
+
+
+def test_rulec_build_jobs_bounds_the_compiler_processes_of_a_batch(monkeypatch):
+    from rulec.backends.c.render import Unit
+    from rulec.frontend import load_program
+
+    program = load_program("node x\nupdate { x = sum(nbr.x) }\n", "t.rule")
+    units = [Unit(program, f"p{i}") for i in range(40)]
+    monkeypatch.setenv("RULEC_BUILD_JOBS", "1")
+    assert len(build._sources(units)) == 1  # one file, no table of its own
+    monkeypatch.setenv("RULEC_BUILD_JOBS", "3")
+    assert len(build._sources(units)) == 4  # three parts and the table
+    monkeypatch.delenv("RULEC_BUILD_JOBS")
+    assert build.build_jobs() == build.available_cores() >= 1
+    for bad in ("0", "two", "-1", "1.5"):
+        monkeypatch.setenv("RULEC_BUILD_JOBS", bad)
+        with pytest.raises(build.BuildError, match=f"RULEC_BUILD_JOBS must be .*got '{bad}'"):
+            build.build_jobs()
 
 
 def test_compile_many_takes_paths_and_programs_and_reports_bad_rules(cache):

@@ -4,6 +4,7 @@ A long run is `rulec fuzz --count 2000 --seed 1` (docs/fuzzing.md)."""
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rulec
-from rulec import fuzz, graphs, strategies
+from rulec import build, fuzz, graphs, strategies
 from rulec.errors import RuleErrors
 from rulec.frontend import load_program, parse_source
 from rulec.ops import OPS
@@ -103,7 +104,7 @@ def test_check_finds_a_broken_op_and_shrinking_keeps_the_failure_small(tmp_path,
     """A C backend with `a - b` compiled as `b - a` is caught, and the failing
     rule shrinks to a few lines that still show it."""
     monkeypatch.setenv("RULEC_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(rulec.build, "_loaded", {})
+    monkeypatch.setattr(build, "_loaded", {})
     monkeypatch.setitem(OPS, "sub", dataclasses.replace(OPS["sub"], c="({1} - {0})"))
     text = ("node x, y\nedge w\nupdate {\n    let t1 = sum(w * nbr.x)\n"
             "    y = exp(x) * 2\n    x = t1 - degree\n    w = w * 2\n}\n")
@@ -133,15 +134,15 @@ def test_rulec_fuzz_writes_replayable_failures(tmp_path, monkeypatch, capsys):
     from rulec.cli import main
 
     monkeypatch.setenv("RULEC_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(rulec.build, "_loaded", {})
+    monkeypatch.setattr(build, "_loaded", {})
     monkeypatch.setitem(OPS, "mul", dataclasses.replace(OPS["mul"], c="({0} + {1})"))
     out = tmp_path / "out"
     code = main(["fuzz", "--count", "2", "--seed", "1", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 1
     assert "mismatch 1 (case" in printed and "replay: rulec fuzz --replay" in printed
-    rule_file = out / "mismatch-1.rule"
-    assert rule_file.exists() and (out / "mismatch-1.npz").exists()
+    rule_file = out / f"mismatch-{printed.split('(case ', 1)[1].split(')')[0]}.rule"
+    assert rule_file.exists() and rule_file.with_suffix(".npz").exists()
     replay = printed.split("replay: rulec ", 1)[1].splitlines()[0].split()
     assert main(replay) == 1
     assert "element" in capsys.readouterr().out
@@ -280,6 +281,37 @@ def test_rulec_fuzz_with_two_jobs_checks_every_rule(run_cli):
     result = run_cli("fuzz", "--count", "6", "--seed", "424242", "--jobs", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rules: 6; mismatches: 0; crashes: 0; rejected: 0" in result.stdout
+
+
+def test_two_workers_check_every_chunk_and_report_failures_in_case_order(monkeypatch):
+    """Chunks go to whichever worker is free; the report is the same as one
+    process's. Regression: workers were forked, and a fork of a process that
+    had run a kernel on two threads hung in its first parallel kernel (libgomp
+    is not fork-safe); they are spawned now."""
+    monkeypatch.delenv("RULEC_BUILD_JOBS", raising=False)
+    rule = rulec.compile("node x\nupdate { x = sum(nbr.x) }\n")
+    rule.step(rule.state(graphs.ring(500)), threads=2)  # the OpenMP pool exists now
+    reports = []
+    faulthandler.dump_traceback_later(600, exit=True)  # a hang fails the run, loudly
+    try:
+        report = fuzz.fuzz_parallel(7, 11, 2, None, 2, statements=2, chunk=2,
+                                    progress=lambda r, n: reports.append(r.rules))
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert (report.rules + report.rejected, report.mismatches, report.crashes) == (7, 0, 0)
+    assert len(reports) >= 2 and reports[-1] == report.rules  # progress as chunks finish
+    alone = fuzz.fuzz(7, 11, 2, statements=2)
+    assert (alone.rules, alone.rejected) == (report.rules, report.rejected)
+
+
+def test_a_fuzz_worker_builds_with_its_share_of_the_cores(monkeypatch):
+    monkeypatch.setattr(rulec.build, "available_cores", lambda: 16)
+    monkeypatch.delenv("RULEC_BUILD_JOBS", raising=False)
+    assert [fuzz.worker_build_jobs(jobs) for jobs in (2, 4, 16, 32)] == ["8", "4", "1", "1"]
+    monkeypatch.setenv("RULEC_BUILD_JOBS", "3")  # the user's choice stands
+    assert fuzz.worker_build_jobs(2) == "3"
+    fuzz._worker_setup("5")
+    assert rulec.build.build_jobs() == 5
 
 
 def test_a_huge_argument_to_sin_is_ill_conditioned_not_a_mismatch():

@@ -139,5 +139,5 @@ def test_a_vm_mismatch_is_shrunk_and_replayable(tmp_path, monkeypatch, capsys):
     replay = printed.split("replay: rulec ", 1)[1].splitlines()[0].split()
     assert replay[-2:] == ["--backend", "vm"]
     assert main(replay) == 1
-    shrunk = (out / "mismatch-1.rule").read_text()
+    shrunk = next(out.glob("mismatch-*.rule")).read_text()
     assert "*" in shrunk and shrunk.count("=") <= 4  # a few statements left

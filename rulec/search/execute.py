@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
+from ..pool import process_pool
 from .hurdles import evaluator
 from .space import Settings
 
@@ -47,20 +47,6 @@ def evaluate_batch(settings: dict, stage: str, items: list) -> list[dict]:
     return out
 
 
-def _follow_parent(parent: int) -> None:
-    """In a pool worker: exit when the coordinator is gone (killed with -9, a
-    pool's own clean-up never runs, and idle workers would live on)."""
-    import threading
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="rulec-follow-parent").start()
-
-
 class InProcess:
     """Evaluate batches one after another in this process (jobs=1)."""
 
@@ -85,11 +71,7 @@ class LocalPool:
         self.pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
-        import multiprocessing
-
-        # spawn: no fork of a process that may hold threads and locks
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_follow_parent, initargs=(os.getpid(),))
+        return process_pool(workers)
 
     def run(self, fn: Callable, payloads: list) -> Iterator[tuple[int, list]]:
         breaks = dict.fromkeys(range(len(payloads)), 0)

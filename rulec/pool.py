@@ -1,0 +1,38 @@
+"""Worker processes for `rulec fuzz` and `rulec search`.
+
+Workers are spawned, never forked: a process that has run an OpenMP kernel
+(libgomp keeps a thread pool) or holds a lock in another thread would hand
+the child a lock no thread will release, and the child's first parallel
+kernel would hang. Each worker exits when its parent is gone, as a pool's own
+clean-up never runs when the parent is killed with -9.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+
+
+def process_pool(workers: int, setup: Callable | None = None,
+                 args: tuple = ()) -> ProcessPoolExecutor:
+    """A pool of `workers` spawned processes, each running setup(*args) first."""
+    import multiprocessing
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start, initargs=(os.getpid(), setup, args))
+
+
+def _start(parent: int, setup: Callable | None, args: tuple) -> None:
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="rulec-follow-parent").start()
+    if setup is not None:
+        setup(*args)
