@@ -75,3 +75,30 @@ void triad(int64_t n, float *restrict a, const float *restrict b, const float *r
         __asm__ volatile("" : : "r"(a) : "memory"); /* keep every pass */
     }
 }
+
+/* The triad on `threads` threads, each on a static share of the arrays (as
+ * STREAM measures it). The arrays should have been first touched the same
+ * way (triad_threads once before timing). */
+void triad_threads(int64_t n, float *restrict a, const float *restrict b,
+                   const float *restrict c, float s, int64_t times, int threads)
+{
+    for (int64_t t = 0; t < times; ++t) {
+#pragma omp parallel for simd schedule(static) num_threads(threads)
+        for (int64_t i = 0; i < n; ++i)
+            a[i] = b[i] + s * c[i];
+        __asm__ volatile("" : : "r"(a) : "memory");
+    }
+}
+
+/* `calls` calls of a rulec kernel with steps=1, from C: the cost of a call
+ * beside the cost of a step (one call with steps=calls). */
+typedef int64_t (*kernel_fn)(const void *graph, void *state, const float *params,
+                             int64_t steps, int threads, int check_finite);
+
+void call_kernel(void *kernel, const void *graph, void *state, const float *params,
+                 int64_t calls, int64_t steps, int threads)
+{
+    kernel_fn fn = (kernel_fn)kernel;
+    for (int64_t i = 0; i < calls; ++i)
+        fn(graph, state, params, steps, threads, 0);
+}

@@ -18,8 +18,11 @@ the same process gives the bandwidth that bounds a memory-bound step.
 
 Reported: ms per step (median of runs), half-edges per second, the modeled
 bytes a step must move and the fraction of triad bandwidth that gives, and
-each alternative's time over rulec's. Then compile latency (cold, cache hit,
-per rule in a batch of 100) and Python overhead per step() call.
+each alternative's time over rulec's. Then thread scaling on the largest
+graph (1, 2, 4, ... all cores, each beside the triad on as many threads),
+compile latency (cold, cache hit, per rule in a batch of 100), Python
+overhead per step() call, and a kernel's own cost per call from C with
+threads=1 beyond the step itself.
 Needs numba and scipy (pip install -e '.[bench]').
 """
 
@@ -112,6 +115,10 @@ def build_handwritten():
                          const float *w, int64_t steps);
         void triad(int64_t n, float *a, const float *b, const float *c, float s,
                    int64_t times);
+        void triad_threads(int64_t n, float *a, const float *b, const float *c, float s,
+                           int64_t times, int threads);
+        void call_kernel(void *kernel, const void *graph, void *state, const float *params,
+                         int64_t calls, int64_t steps, int threads);
     """)
     work = Path(tempfile.mkdtemp(prefix="rulec-bench-"))
     output = work / "handwritten.so"
@@ -335,6 +342,80 @@ def call_overhead(args) -> str:
             f"{statistics.median(times) * 1e6:.1f} us")
 
 
+def kernel_call_overhead(hand, args) -> list[str]:
+    """A kernel's own per-call cost with threads=1: `calls` calls with steps=1
+    made from C, against one call running `calls` steps, on a 7-node ring (the
+    step itself is a few dozen nanoseconds). Python's share is call_overhead's."""
+    import rulec
+    from rulec import graphs
+    from rulec.native import graph_view
+
+    ffi, lib = hand
+    lines = []
+    calls = 200000
+    for name, text in (("reduce", REDUCE), ("fused", FUSED)):
+        rule = rulec.compile(text)
+        native = rule._runner.native
+        state = rule.state(graphs.ring(7))
+        state.node["x"] = np.linspace(-1, 1, 7)
+        view = native._state_view(state)
+        values = native._params(dict(rule.params))
+        rffi = rulec.build.ffi()
+        kernel = ffi.cast("void *", int(rffi.cast("intptr_t", native.kernels["update"])))
+        graph = ffi.cast("void *", int(rffi.cast("intptr_t", graph_view(state.graph).struct)))
+        struct = ffi.cast("void *", int(rffi.cast("intptr_t", view.struct)))
+        params = ffi.cast("float *", int(rffi.cast("intptr_t", values)))
+        per_call, per_step = [], []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            lib.call_kernel(kernel, graph, struct, params, calls, 1, 1)
+            per_call.append((time.perf_counter() - start) / calls)
+            start = time.perf_counter()
+            lib.call_kernel(kernel, graph, struct, params, 1, calls, 1)
+            per_step.append((time.perf_counter() - start) / calls)
+        call, step = statistics.median(per_call), statistics.median(per_step)
+        lines.append(f"kernel call from C, {name}, ring:7, threads=1: {call * 1e9:6.1f} ns per "
+                     f"call with steps=1, {step * 1e9:6.1f} ns per step in one call: "
+                     f"{(call - step) * 1e9:6.1f} ns per call beyond the step")
+    return lines
+
+
+def thread_scaling(graph, label, rules, hand, args) -> list[str]:
+    """Each step on 1, 2, ... all cores, beside the triad on as many threads."""
+    ffi, lib = hand
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = 1 << 25
+    a, b, c = (np.full(n, v, dtype=np.float32) for v in (0.0, 1.0, 2.0))
+    pa, pb, pc = (pointer(ffi, "float *", arr) for arr in (a, b, c))
+    h, nodes = graph.n_half_edges, graph.n_nodes
+    rng = np.random.default_rng(0)
+    x0 = rng.uniform(-1, 1, nodes).astype(np.float32)
+    w0 = rng.normal(0, 0.1, h).astype(np.float32)
+    lines = [f"{'graph':<16} {'step':<7} {'threads':>7} {'ms/step':>9} {'Mhalf-edges/s':>13} "
+             f"{'GB/s':>6} {'triad GB/s':>10} {'%triad':>7} {'speedup':>8}"]
+    ones = {}
+    counts = sorted({1, cores, *[t for t in (2, 4, 8, 16, 32, 64) if t < cores]})
+    for threads in counts:
+        lib.triad_threads(n, pa, pb, pc, 3.0, 1, threads)
+        triad = 12 * n / per_step(lambda k, t=threads: lib.triad_threads(n, pa, pb, pc, 3.0, k, t),
+                                  5, args.runs)
+        for kind in ("fused", "reduce"):
+            rule = rules[kind]
+            state = rule.state(graph)
+            state.node["x"], state.edge["w"] = x0, w0
+            steps = max(1, steps_for(h, fast=True) * threads)
+            rule.step(state, steps=1, threads=threads)
+            seconds = per_step(lambda k, s=state, r=rule, t=threads: r.step(s, steps=k, threads=t),
+                               steps, args.runs)
+            model = h * (16 if kind == "fused" else 12) + nodes * 16
+            ones.setdefault(kind, seconds)
+            lines.append(f"{label:<16} {kind:<7} {threads:>7} {seconds * 1e3:>9.3f} "
+                         f"{h / seconds / 1e6:>13.1f} {model / seconds / 1e9:>6.1f} "
+                         f"{triad / 1e9:>10.1f} {model / seconds / triad * 100:>6.1f}% "
+                         f"{ones[kind] / seconds:>7.2f}x")
+    return lines
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -393,9 +474,17 @@ def main() -> None:
                       f"{rate / 1e6:>13.1f} {bytes_rate / 1e9:>6.1f} {fraction * 100:>6.1f}% "
                       f"{ratio:>9.2f}x", flush=True)
     print()
+    power = powers[-1]
+    print(f"Thread scaling (2^{power} half-edges, rcm order; the triad on as many threads):")
+    for line in thread_scaling(rcm_order(local_graph(1 << power, seed=power)), f"2^{power} rcm",
+                               rules, (ffi, lib), args):
+        print(line, flush=True)
+    print()
     for line in compile_latency(args):
         print(line)
     print(call_overhead(args))
+    for line in kernel_call_overhead((ffi, lib), args):
+        print(line)
 
 
 if __name__ == "__main__":

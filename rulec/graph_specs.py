@@ -2,4 +2,4 @@
 here, with no imports, so that `rulec --help` stays fast."""
 
 SPECS = ("ring:N", "grid:WxH", "moore:WxH", "layered:A,B,C", "er:N,P[,SEED]",
-         "waxman:N[,SEED]", "complete:N", "file:PATH")
+         "waxman:N[,SEED]", "powerlaw:N,D[,SEED]", "complete:N", "file:PATH")

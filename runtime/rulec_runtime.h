@@ -9,6 +9,10 @@
 #include "rulec_math.h"
 #include "rulec_rng.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 /* `restrict` in C99; the compilers' spelling in C++, which has none. */
 #ifdef __cplusplus
 #if defined(__GNUC__) || defined(__clang__) || defined(_MSC_VER)
@@ -125,6 +129,43 @@ static inline float rulec_unorderf(int32_t key)
     float a;
     rulec_memcpy(&a, &bits, sizeof a);
     return a;
+}
+
+/* How much work a node is worth beside one half-edge when threads share a
+ * step: its loop setup, the sum of vector lanes, node math such as tanhf.
+ * Measured on a power-law graph (2 threads, fused and reduce steps of
+ * bench/kernels.py): 32 split the time better than 4 or 16, and than a split
+ * by node count. Override with -DRULEC_NODE_WORK=n in RULEC_CFLAGS. */
+#ifndef RULEC_NODE_WORK
+#define RULEC_NODE_WORK 32
+#endif
+
+/* Where share `part` of `parts` starts when threads split nodes 0..n_nodes-1
+ * into node blocks of `block`: shares start on a block boundary and are
+ * balanced by work, counted as one unit per half-edge and RULEC_NODE_WORK per
+ * node, so a thread whose nodes have many half-edges gets fewer nodes (a
+ * static split by node count leaves the threads of a power-law graph waiting
+ * for the one with the hubs). Each node block is computed the same way
+ * whichever thread runs it, so results do not depend on the split. A binary
+ * search over the blocks: a few dozen loads per thread per step. */
+static inline int64_t rulec_share_start(const int64_t *row_ptr, int64_t n_nodes,
+                                        int64_t block, int part, int parts)
+{
+    if (part <= 0)
+        return 0;
+    if (part >= parts)
+        return n_nodes;
+    const int64_t target = (row_ptr[n_nodes] + RULEC_NODE_WORK * n_nodes) * part / parts;
+    int64_t lo = 0, hi = (n_nodes + block - 1) / block;
+    while (lo < hi) {  /* the first block that starts at or past the target */
+        const int64_t mid = lo + (hi - lo) / 2;
+        const int64_t u = mid * block;
+        if (row_ptr[u] + RULEC_NODE_WORK * u < target)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo * block < n_nodes ? lo * block : n_nodes;
 }
 
 /* Not inlined: one copy per module, called once per slot per checked step. */

@@ -134,19 +134,25 @@ def test_uniform_draws_are_bit_identical(compiled):
     np.testing.assert_allclose(c_state.edge["u"], ref_state.edge["u"], rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("rule_name", ["everything", "branches", "flow"])
-def test_two_threads_give_bit_identical_results(programs, rule_name):
+@pytest.mark.parametrize("rule_name, graph_name, threads", [
+    ("everything", "er", 2), ("branches", "er", 2), ("flow", "er", 2),
+    ("everything", "powerlaw", 3), ("flow", "powerlaw", 7),
+])
+def test_threads_give_bit_identical_results(programs, rule_name, graph_name, threads):
+    """Also where the shares (balanced by half-edges) split a power-law graph
+    unevenly by node count, and with more threads than cores."""
     c_rule = rulec.Rule(programs[[p.stem for p in RULES].index(rule_name)], "c")
-    graph = graphs.erdos_renyi(3000, 0.003, seed=1)
+    graph = (graphs.erdos_renyi(3000, 0.003, seed=1) if graph_name == "er"
+             else graphs.power_law(3000, 6, seed=1, exponent=2.2))
     one = random_state(c_rule, graph, seed=5, specials=True)
     two = one.copy()
     for label in c_rule.blocks:
         if label == "init":
             c_rule.init(one, seed=1, threads=1)
-            c_rule.init(two, seed=1, threads=2)
+            c_rule.init(two, seed=1, threads=threads)
         else:
             c_rule.step(one, steps=3, block=label, threads=1)
-            c_rule.step(two, steps=3, block=label, threads=2)
+            c_rule.step(two, steps=3, block=label, threads=threads)
     for (_, name, a), (_, _, b) in zip(one.slots(), two.slots(), strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
 

@@ -95,10 +95,21 @@ def test_erdos_renyi_and_waxman_are_seeded_and_plausible():
     assert graphs.waxman(100, seed=1) == graphs.waxman(100, seed=1)
 
 
+def test_power_law_graphs_have_hubs_and_are_seeded():
+    g = graphs.from_spec("powerlaw:4000,8,2")
+    assert g == graphs.power_law(4000, 8, seed=2) != graphs.power_law(4000, 8, seed=3)
+    degree = np.asarray(g.degree)
+    assert 6 < degree.mean() <= 8  # repeated edges dropped: somewhat below D
+    assert degree.max() > 20 * np.median(degree) and degree.argmax() == 0  # node 0 the hub
+    heavy = graphs.power_law(4000, 8, exponent=2.2).degree.max()
+    assert heavy > graphs.power_law(4000, 8, exponent=3.5).degree.max()
+
+
 @pytest.mark.parametrize("spec, message", [
     ("hex:3", "unknown graph kind"), ("ring", "expected one of"), ("ring:x", "integers"),
     ("ring:2", "at least 3"), ("er:10", "er:N,P"), ("grid:3", "grid:WxH"),
-    ("file:/nonexistent/edges.txt", "no such file"),
+    ("file:/nonexistent/edges.txt", "no such file"), ("powerlaw:100", "powerlaw:N,D"),
+    ("powerlaw:100,x", "D must be a number"), ("powerlaw:100,200", "0 < D < N - 1"),
 ])
 def test_bad_graph_specs(spec, message):
     with pytest.raises(graphs.GraphSpecError, match=message):

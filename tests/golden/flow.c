@@ -132,12 +132,20 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
         step.shared_0 = shared_0;
         step.shared_0_proposal = shared_0_proposal;
         step.shared_0_proposed = shared_0_proposed;
-        /* one thread: a plain loop, no OpenMP region (it costs more than a small step) */
+        /* threads: shares of node blocks balanced by half-edges; one thread: a
+         * plain loop, no OpenMP region (it costs more than a small step) */
 #ifdef _OPENMP
         if (threads > 1) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
-                flow_block0_nodes(&step, block_start);
+#pragma omp parallel num_threads(threads)
+            {
+                const int part = omp_get_thread_num(), parts = omp_get_num_threads();
+                const int64_t last = rulec_share_start(row_ptr, n_nodes, RULEC_NODE_BLOCK,
+                                                       part + 1, parts);
+                for (int64_t block_start = rulec_share_start(row_ptr, n_nodes, RULEC_NODE_BLOCK,
+                                                             part, parts);
+                     block_start < last; block_start += RULEC_NODE_BLOCK)
+                    flow_block0_nodes(&step, block_start);
+            }
         } else
 #endif
         {
@@ -347,12 +355,20 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
         step.shared_0 = shared_0;
         step.shared_0_proposal = shared_0_proposal;
         step.shared_0_proposed = shared_0_proposed;
-        /* one thread: a plain loop, no OpenMP region (it costs more than a small step) */
+        /* threads: shares of node blocks balanced by half-edges; one thread: a
+         * plain loop, no OpenMP region (it costs more than a small step) */
 #ifdef _OPENMP
         if (threads > 1) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
-                flow_block1_nodes(&step, block_start);
+#pragma omp parallel num_threads(threads)
+            {
+                const int part = omp_get_thread_num(), parts = omp_get_num_threads();
+                const int64_t last = rulec_share_start(row_ptr, n_nodes, RULEC_NODE_BLOCK,
+                                                       part + 1, parts);
+                for (int64_t block_start = rulec_share_start(row_ptr, n_nodes, RULEC_NODE_BLOCK,
+                                                             part, parts);
+                     block_start < last; block_start += RULEC_NODE_BLOCK)
+                    flow_block1_nodes(&step, block_start);
+            }
         } else
 #endif
         {
