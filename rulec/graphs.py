@@ -178,6 +178,21 @@ def _ints(text: str, spec: str) -> list[int]:
         raise GraphSpecError(f"bad graph spec {spec!r}: expected integers") from None
 
 
+def _n_number_seed(kind: str, args: str, spec: str) -> tuple[int, float, int]:
+    """N, a number and an optional SEED: `er:N,P[,SEED]`, `powerlaw:N,D[,SEED]`."""
+    letter = "P" if kind == "er" else "D"
+    parts = args.split(",")
+    if len(parts) not in (2, 3):
+        raise GraphSpecError(f"bad graph spec {spec!r}: expected {kind}:N,{letter}[,SEED]")
+    n = _ints(parts[0], spec)[0]
+    try:
+        number = float(parts[1])
+    except ValueError:
+        raise GraphSpecError(f"bad graph spec {spec!r}: {letter} must be a number") from None
+    seed = _ints(parts[2], spec)[0] if len(parts) == 3 else 0
+    return n, number, seed
+
+
 def from_spec(spec: str) -> Graph:
     """A graph from a spec such as `ring:100` or `layered:2,4,1` (see SPECS)."""
     kind, colon, args = spec.partition(":")
@@ -200,28 +215,9 @@ def from_spec(spec: str) -> Graph:
         if kind == "complete":
             (n,) = _ints(args, spec)
             return complete(n)
-        if kind == "er":
-            parts = args.split(",")
-            if len(parts) not in (2, 3):
-                raise GraphSpecError(f"bad graph spec {spec!r}: expected er:N,P[,SEED]")
-            n = _ints(parts[0], spec)[0]
-            try:
-                p = float(parts[1])
-            except ValueError:
-                raise GraphSpecError(f"bad graph spec {spec!r}: P must be a number") from None
-            seed = _ints(parts[2], spec)[0] if len(parts) == 3 else 0
-            return erdos_renyi(n, p, seed)
-        if kind == "powerlaw":
-            parts = args.split(",")
-            if len(parts) not in (2, 3):
-                raise GraphSpecError(f"bad graph spec {spec!r}: expected powerlaw:N,D[,SEED]")
-            n = _ints(parts[0], spec)[0]
-            try:
-                degree = float(parts[1])
-            except ValueError:
-                raise GraphSpecError(f"bad graph spec {spec!r}: D must be a number") from None
-            seed = _ints(parts[2], spec)[0] if len(parts) == 3 else 0
-            return power_law(n, degree, seed)
+        if kind in ("er", "powerlaw"):
+            n, number, seed = _n_number_seed(kind, args, spec)
+            return erdos_renyi(n, number, seed) if kind == "er" else power_law(n, number, seed)
         if kind == "waxman":
             values = _ints(args, spec)
             if len(values) not in (1, 2):

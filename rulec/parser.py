@@ -278,12 +278,11 @@ def _syntax_error(err: UnexpectedInput, source: str) -> RuleError:
         lines = source.splitlines() or [""]
         last = len(lines)
         span = Span.point(last, len(lines[-1]) + 1)
-        return RuleError(
-            "E004",
-            span,
-            "unexpected end of file",
-            f"expected {_expected_text(err.expected)}; is a block missing its '}}'?",
-        )
+        opened = _unclosed_brace(source, len(source))
+        hint = (f"the block opened on line {opened[0]} ({opened[1]}) is not closed: add '}}'"
+                if opened is not None else
+                f"expected {_expected_text(err.expected)}")
+        return RuleError("E004", span, "unexpected end of file", hint)
     assert isinstance(err, UnexpectedToken)
     token = err.token
     if token.type == "_SEP":

@@ -39,3 +39,22 @@ def run_cli(tmp_path):
         )
 
     return run
+
+
+def build_c_driver(tmp_path_factory, name: str, source: str) -> Path:
+    """A test program including rulec's C runtime headers, built with the
+    system compiler (the test is skipped without one)."""
+    import shutil
+    import subprocess
+
+    from rulec.resources import resource_dir
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    directory = tmp_path_factory.mktemp(name)
+    (directory / "driver.c").write_text(source)
+    exe = directory / "driver"
+    subprocess.run([compiler, "-std=c99", "-O2", "-I", str(resource_dir("runtime")),
+                    str(directory / "driver.c"), "-o", str(exe), "-lm"], check=True)
+    return exe

@@ -172,6 +172,21 @@ def test_a_missing_brace_is_blamed_on_the_block_it_leaves_open():
                f"{line - 1}" in message
 
 
+@pytest.mark.parametrize("text, hint", [
+    ("node x\nupdate {\n  if x > 0 {\n    x = 1\n}\n",
+     "the block opened on line 2 (update {) is not closed: add '}'"),
+    ("node x\nupdate {\n  if x > 0 {\n    x = 1\n", "the block opened on line 3 (if x > 0 {)"),
+    ("node x\nupdate ", "hint: expected '{', a name\n"),  # no block open: none blamed
+])
+def test_a_file_that_ends_inside_a_block_names_the_block(text, hint):
+    from rulec.errors import RuleErrors
+    from rulec.frontend import load_program
+
+    with pytest.raises(RuleErrors) as caught:
+        load_program(text, "eof.rule")
+    assert caught.value.codes == ["E004"] and hint in str(caught.value) + "\n"
+
+
 def test_rulec_format_is_the_formatter_as_a_function():
     text = "node x # the slot\nupdate{x=mean(nbr.x)}\n"
     assert rulec.format(text) == "node x  # the slot\n\nupdate {\n    x = mean(nbr.x)\n}\n"

@@ -3,15 +3,15 @@ numbers as rulec.rng: uniform() bit for bit, gauss() within float tolerance."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
 from rulec import rng
-from rulec.resources import resource_dir
 from rulec.rng import block_key
+
+from .conftest import build_c_driver
 
 DRIVER = r"""
 #include <stdio.h>
@@ -33,15 +33,7 @@ int main(int argc, char **argv) {
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        pytest.skip("no C compiler")
-    directory = tmp_path_factory.mktemp("rng")
-    (directory / "driver.c").write_text(DRIVER)
-    exe = directory / "driver"
-    subprocess.run([compiler, "-std=c99", "-O2", "-I", str(resource_dir("runtime")),
-                    str(directory / "driver.c"), "-o", str(exe), "-lm"], check=True)
-    return exe
+    return build_c_driver(tmp_path_factory, "rng", DRIVER)
 
 
 @pytest.mark.parametrize("seed, label, ordinal, time", [

@@ -5,14 +5,14 @@ node), not by node count."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
 from rulec import graphs
-from rulec.resources import resource_dir
+
+from .conftest import build_c_driver
 
 DRIVER = r"""
 #include <stdio.h>
@@ -39,15 +39,7 @@ int main(int argc, char **argv) {
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        pytest.skip("no C compiler")
-    directory = tmp_path_factory.mktemp("shares")
-    (directory / "driver.c").write_text(DRIVER)
-    exe = directory / "driver"
-    subprocess.run([compiler, "-std=c99", "-O2", "-I", str(resource_dir("runtime")),
-                    str(directory / "driver.c"), "-o", str(exe), "-lm"], check=True)
-    return exe
+    return build_c_driver(tmp_path_factory, "shares", DRIVER)
 
 
 def shares(driver, row_ptr, parts, block):
