@@ -383,7 +383,9 @@ def kernel_call_overhead(hand, args) -> list[str]:
 def thread_scaling(graph, label, rules, hand, args) -> list[str]:
     """Each step on 1, 2, ... all cores, beside the triad on as many threads."""
     ffi, lib = hand
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from rulec.build import available_cores
+
+    cores = available_cores()
     n = 1 << 25
     a, b, c = (np.full(n, v, dtype=np.float32) for v in (0.0, 1.0, 2.0))
     pa, pb, pc = (pointer(ffi, "float *", arr) for arr in (a, b, c))

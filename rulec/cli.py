@@ -415,6 +415,7 @@ def _plot(result, path: str, title: str) -> None:
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from . import fuzz
+    from .build import available_cores
     from .graphs import from_spec
     from .state import State
 
@@ -436,7 +437,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"fuzz: {report.rules}/{total} rules, {report.mismatches} mismatches, "
               f"{report.rate:.1f} rules/s", file=sys.stderr, flush=True)
 
-    jobs = fuzz.default_jobs() if args.jobs is None else args.jobs
+    jobs = args.jobs if args.jobs is not None else available_cores()
     if jobs < 1:
         raise UserError("--jobs must be at least 1")
     if not 1 <= args.depth <= 12 or not 1 <= args.statements <= 50:

@@ -368,13 +368,6 @@ def _worker_setup(build_jobs: str) -> None:
     os.environ["RULEC_BUILD_JOBS"] = build_jobs
 
 
-def default_jobs() -> int:
-    """`rulec fuzz`'s default --jobs: one worker per core."""
-    from .build import available_cores
-
-    return available_cores()
-
-
 def _record(case: Case, found: list[Mismatch], out: Path | None) -> dict:
     """Shrink a failing case and write the files that reproduce it."""
     from .runtime import Rule

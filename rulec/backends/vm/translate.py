@@ -410,9 +410,6 @@ def _without_dead_code(code: list, kept: set[int]) -> list:
     return out
 
 
-#: Ops whose every result is 1.0 or 0.0.
-
-
 def _uses_time(statements) -> bool:
     return any(isinstance(e, ir.Builtin) and e.name == "time"
                for top in ir.expressions_in(statements) for e in ir.walk(top))
