@@ -74,6 +74,11 @@ def local_graph(half_edges: int, seed: int):
     degree 16. Returned with its nodes in random order (the locality hidden)."""
     import rulec
 
+    return rulec.Graph.from_edges(*local_pairs(half_edges, seed))
+
+
+def local_pairs(half_edges: int, seed: int) -> tuple[int, np.ndarray]:
+    """local_graph's node count and edges, as an (M, 2) int64 array."""
     rng = np.random.default_rng(seed)
     n = max(half_edges // 16, 128)
     u = np.repeat(np.arange(n, dtype=np.int64), 8)
@@ -82,7 +87,7 @@ def local_graph(half_edges: int, seed: int):
     pairs = np.stack([perm[u], perm[v]], axis=1)
     pairs.sort(axis=1)
     pairs = np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
-    return rulec.Graph.from_edges(n, pairs)
+    return n, pairs
 
 
 def rcm_order(graph):
@@ -418,6 +423,43 @@ def thread_scaling(graph, label, rules, hand, args) -> list[str]:
     return lines
 
 
+def memory_report(half_edges: int, rule) -> list[str]:
+    """Bytes per half-edge, counted by tracemalloc (NumPy reports its arrays to
+    it): Graph.from_edges at its peak beyond the edge list it is given, and
+    the graph, its C view and a state of `rule` held after one step (steady),
+    beside the least they could be: the rule's slots and the CSR."""
+    import tracemalloc
+
+    import rulec
+
+    n, pairs = local_pairs(half_edges, seed=1)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        graph = rulec.Graph.from_edges(n, pairs)
+        built, peak = tracemalloc.get_traced_memory()
+        del pairs
+        tracemalloc.reset_peak()
+        base_after = tracemalloc.get_traced_memory()[0]
+        state = rule.state(graph)
+        rule.step(state, steps=1, threads=1)
+        held, step_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    h = graph.n_half_edges
+    slots = (len(rule.program.node_slots) * n + len(rule.program.edge_slots) * h) * 4
+    minimum = slots + graph.row_ptr.nbytes + graph.nbr.nbytes
+    steady = built - base + held - base_after
+    return [
+        f"memory, fused rule, {h} half-edges ({n} nodes), counted by tracemalloc:",
+        f"  Graph.from_edges: peak {(peak - base) / h:.1f} bytes per half-edge beyond its "
+        f"(M, 2) int64 input, {(built - base) / h:.1f} kept",
+        f"  graph, C view and state after a step: {steady / h:.1f} bytes per half-edge "
+        f"(the slots and the CSR alone: {minimum / h:.1f}); peak during the state and "
+        f"step {(built - base + step_peak - base_after) / h:.1f}",
+    ]
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -480,6 +522,9 @@ def main() -> None:
     print(f"Thread scaling (2^{power} half-edges, rcm order; the triad on as many threads):")
     for line in thread_scaling(rcm_order(local_graph(1 << power, seed=power)), f"2^{power} rcm",
                                rules, (ffi, lib), args):
+        print(line, flush=True)
+    print()
+    for line in memory_report(1 << power, rules["fused"]):
         print(line, flush=True)
     print()
     for line in compile_latency(args):

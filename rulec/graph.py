@@ -11,6 +11,12 @@ with vectorized NumPy (no Python loop over edges):
     rev[2M]       int32  the opposite half-edge (v->u for u->v)
     eid[2M]       int32  the undirected edge of each half-edge
     edges[M, 2]   int32  the undirected edges (min, max), in order
+    edge_halves[M, 2] int32  each edge's half-edges (min->max, max->min)
+
+A graph holds only row_ptr and nbr (about 4 bytes per half-edge); the other
+arrays are made from them the first time they are read and kept from then
+on, so a kernel that never reads across a reverse half-edge or a shared
+slot never pays for rev, eid or edge_halves.
 """
 
 from __future__ import annotations
@@ -32,62 +38,96 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
+# Graph construction works through the edges this many at a time, so its
+# temporaries stay small beside the arrays it builds.
+_CHUNK = 1 << 16
+
+
+def _exclusive_cumsum(counts: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=out[1:])
+    return out
+
+
+def _csr_from_sorted(n: int, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """row_ptr and nbr of the edges (lo[i], hi[i]): int32, lo < hi, sorted by
+    (lo, hi) and unique. Node u's row holds first its smaller neighbours (the
+    edges with hi == u, whose lo ascend in a stable order by hi), then its
+    larger ones (the edges with lo == u, already in order); neither half
+    needs a sort of all 2M half-edges."""
+    m = len(lo)
+    below = np.bincount(hi, minlength=n)[:n] if m else np.zeros(n, dtype=np.int64)
+    above = np.bincount(lo, minlength=n)[:n] if m else np.zeros(n, dtype=np.int64)
+    row_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(below + above, out=row_ptr[1:])
+    starts = row_ptr[:-1]
+    # edge i (lo = u) is u's half-edge starts[u] + below[u] + (i - first edge of u)
+    forward_shift = starts + below - _exclusive_cumsum(above)
+    # the j-th edge in stable order by hi (hi = v) is v's half-edge
+    # starts[v] + (j - first such edge of v)
+    backward_shift = starts - _exclusive_cumsum(below)
+    del below, above, starts
+    by_hi = np.argsort(hi, kind="stable")
+    nbr = np.empty(2 * m, dtype=np.int32)
+    for c0 in range(0, m, _CHUNK):
+        c1 = min(m, c0 + _CHUNK)
+        ids = np.arange(c0, c1, dtype=np.int64)
+        nbr[forward_shift[lo[c0:c1]] + ids] = hi[c0:c1]
+        edge = by_hi[c0:c1]
+        nbr[backward_shift[hi[edge]] + ids] = lo[edge]
+    return row_ptr, nbr
+
+
+def _reverse(nbr: np.ndarray) -> np.ndarray:
+    """rev of a symmetric CSR: sorting the half-edges stably by neighbour
+    lists them by (neighbour, owner), which is the order of their reverses."""
+    order = np.argsort(nbr, kind="stable")
+    rev = np.empty(len(nbr), dtype=np.int32)
+    rev[order] = np.arange(len(nbr), dtype=np.int32)
+    return rev
+
+
+def _check_size(n: int, m: int) -> None:
+    if n >= 2**31 or 2 * m >= 2**31:
+        raise GraphError(f"{n} nodes and {2 * m} half-edges: rulec graphs hold node ids "
+                         "and half-edge numbers as int32, so both must be below 2**31")
+
+
+def _duplicate_error(array: np.ndarray, n: int, key: int) -> GraphError:
+    """The error for the edge {u, v} (key u * n + v) given twice in `array`."""
+    u, v = divmod(key, max(n, 1))
+    first, second = np.flatnonzero(((array[:, 0] == u) & (array[:, 1] == v))
+                                   | ((array[:, 0] == v) & (array[:, 1] == u)))[:2]
+    return GraphError(f"edges {first} and {second} are both {{{u}, {v}}};"
+                      " duplicate edges are not allowed")
+
+
 class Graph:
     """An undirected graph without self-loops or duplicate edges."""
 
     def __init__(self, n_nodes: int, edges: np.ndarray, labels: list | None = None) -> None:
         """Build from canonical edges: (M, 2) int, each row (min, max), rows sorted
         and unique. Use the from_* constructors; they validate and canonicalise."""
-        n = int(n_nodes)
-        m = len(edges)
-        if n >= 2**31 or 2 * m >= 2**31:
-            raise GraphError(f"{n} nodes and {2 * m} half-edges: rulec graphs hold node ids "
-                             "and half-edge numbers as int32, so both must be below 2**31")
+        n, m = int(n_nodes), len(edges)
+        _check_size(n, m)
         lo = np.ascontiguousarray(edges[:, 0], dtype=np.int32)
         hi = np.ascontiguousarray(edges[:, 1], dtype=np.int32)
-        # Half-edges without sorting all 2M of them: node u's row holds first
-        # its smaller neighbours (edges with hi == u, whose lo ascend in a
-        # stable order by hi, since edges are sorted by (lo, hi)), then its
-        # larger ones (edges with lo == u, already in order).
-        below = np.bincount(hi, minlength=n) if m else np.zeros(n, dtype=np.int64)
-        above = np.bincount(lo, minlength=n) if m else np.zeros(n, dtype=np.int64)
-        row_ptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(below + above, out=row_ptr[1:])
-        starts = row_ptr[:-1]
-        ids = np.arange(m, dtype=np.int32)
-        # u -> v (u = lo): after u's smaller neighbours, by rank among u's edges
-        first_of_lo = np.zeros(n, dtype=np.int64)
-        np.cumsum(above[:-1], out=first_of_lo[1:])
-        forward = (starts[lo] + below[lo] + (ids - first_of_lo[lo])).astype(np.int32)
-        # v -> u (v = hi): by rank among v's edges in order of lo
-        by_hi = np.argsort(hi, kind="stable").astype(np.int32)
-        first_of_hi = np.zeros(n, dtype=np.int64)
-        np.cumsum(below[:-1], out=first_of_hi[1:])
-        hi_sorted = hi[by_hi]
-        backward = np.empty(m, dtype=np.int32)
-        backward[by_hi] = starts[hi_sorted] + (ids - first_of_hi[hi_sorted])
-        del by_hi, hi_sorted, first_of_lo, first_of_hi
-        nbr = np.empty(2 * m, dtype=np.int32)
-        nbr[forward], nbr[backward] = hi, lo
-        owner = np.empty(2 * m, dtype=np.int32)
-        owner[forward], owner[backward] = lo, hi
-        rev = np.empty(2 * m, dtype=np.int32)
-        rev[forward], rev[backward] = backward, forward
-        eid = np.empty(2 * m, dtype=np.int32)
-        eid[forward] = ids
-        eid[backward] = ids
+        self._set_csr(n, *_csr_from_sorted(n, lo, hi), labels)
 
+    @classmethod
+    def _from_parts(cls, n: int, row_ptr: np.ndarray, nbr: np.ndarray,
+                    labels: list | None = None) -> Graph:
+        """A graph of a valid CSR (row_ptr int64, nbr int32, owned by the graph)."""
+        graph = cls.__new__(cls)
+        graph._set_csr(n, row_ptr, nbr, labels)
+        return graph
+
+    def _set_csr(self, n: int, row_ptr: np.ndarray, nbr: np.ndarray, labels) -> None:
         self.n_nodes = n
-        self.n_edges = m
+        self.n_edges = len(nbr) // 2
         self.labels = labels
-        self.edges = _readonly(np.ascontiguousarray(edges, dtype=np.int32))
-        self.owner = _readonly(owner)
-        self.nbr = _readonly(nbr)
-        self.rev = _readonly(rev)
-        self.eid = _readonly(eid)
         self.row_ptr = _readonly(row_ptr)
-        # The two half-edges of each undirected edge: (min->max, max->min).
-        self.edge_halves = _readonly(np.stack([forward, backward], axis=1))
+        self.nbr = _readonly(nbr)
         self._frozen = True
 
     def __setattr__(self, name: str, value) -> None:
@@ -112,15 +152,77 @@ class Graph:
         """Degree of each node (int64)."""
         return _readonly(np.diff(self.row_ptr))
 
+    def _owners(self) -> np.ndarray:
+        return np.repeat(np.arange(self.n_nodes, dtype=np.int32), self.degree)
+
+    @functools.cached_property
+    def owner(self) -> np.ndarray:
+        """The node that owns each half-edge (int32)."""
+        return _readonly(self._owners())
+
+    @functools.cached_property
+    def rev(self) -> np.ndarray:
+        """The opposite half-edge of each half-edge (int32)."""
+        return _readonly(_reverse(self.nbr))
+
+    @functools.cached_property
+    def edge_halves(self) -> np.ndarray:
+        """The two half-edges of each undirected edge: (min->max, max->min), int32."""
+        owner = self.__dict__.get("owner")
+        owner = self._owners() if owner is None else owner
+        forward = np.flatnonzero(self.nbr > owner)
+        del owner
+        halves = np.empty((self.n_edges, 2), dtype=np.int32)
+        halves[:, 0] = forward
+        halves[:, 1] = self.rev[forward]
+        return _readonly(halves)
+
+    @functools.cached_property
+    def eid(self) -> np.ndarray:
+        """The undirected edge of each half-edge (int32)."""
+        eid = np.empty(self.n_half_edges, dtype=np.int32)
+        ids = np.arange(self.n_edges, dtype=np.int32)
+        eid[self.edge_halves[:, 0]] = ids
+        eid[self.edge_halves[:, 1]] = ids
+        return _readonly(eid)
+
+    @functools.cached_property
+    def edges(self) -> np.ndarray:
+        """The undirected edges (min, max), sorted (M, 2 int32)."""
+        return _readonly(np.concatenate(list(self._edge_chunks()))
+                         if self.n_edges else np.zeros((0, 2), dtype=np.int32))
+
+    def _edge_chunks(self):
+        """`edges` in row order, a few hundred thousand at a time."""
+        n, row_ptr = self.n_nodes, self.row_ptr
+        if n == 0:
+            return
+        bounds = np.unique(np.searchsorted(row_ptr, np.arange(0, row_ptr[-1], _CHUNK),
+                                           side="right") - 1)
+        bounds = np.append(bounds[bounds < n], n)
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            nbr = self.nbr[row_ptr[a]:row_ptr[b]]
+            owner = np.repeat(np.arange(a, b, dtype=np.int32), self.degree[a:b])
+            upper = nbr > owner
+            yield np.stack([owner[upper], nbr[upper]], axis=1)
+
     @functools.cached_property
     def parity(self) -> np.ndarray:
         """+1 for a half-edge whose neighbour has a larger id, else -1 (float32)."""
-        return _readonly(np.where(self.nbr > self.owner, 1.0, -1.0).astype(np.float32))
+        owner = self.__dict__.get("owner")
+        owner = self._owners() if owner is None else owner
+        return _readonly(np.where(self.nbr > owner, 1.0, -1.0).astype(np.float32))
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """A short identity of the graph, stored with saved states."""
-        crc = zlib.crc32(self.edges.tobytes())
+        """A short identity of the graph, stored with saved states: a CRC of
+        `edges` (computed a chunk at a time when they are not kept)."""
+        crc = 0
+        if "edges" in self.__dict__:
+            crc = zlib.crc32(self.edges.tobytes())
+        else:
+            for chunk in self._edge_chunks():
+                crc = zlib.crc32(chunk.tobytes(), crc)
         return f"{self.n_nodes}:{self.n_edges}:{crc:08x}"
 
     def __repr__(self) -> str:
@@ -128,7 +230,8 @@ class Graph:
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Graph) and self.n_nodes == other.n_nodes
-                and np.array_equal(self.edges, other.edges))
+                and np.array_equal(self.row_ptr, other.row_ptr)
+                and np.array_equal(self.nbr, other.nbr))
 
     def __hash__(self) -> int:
         return hash(self.fingerprint)
@@ -154,10 +257,12 @@ class Graph:
             raise GraphError(f"edges must be pairs, an (M, 2) array; got shape {array.shape}")
         if not np.issubdtype(array.dtype, np.integer):
             raise GraphError(f"edge ids must be integers, got dtype {array.dtype}")
-        array = array.astype(np.int64)
-        if len(array):
-            bad = np.flatnonzero((array < 0).any(axis=1) | (array >= n).any(axis=1))
-            if len(bad):
+        m = len(array)
+        _check_size(n, m)
+        if m:
+            low, high = array.min(), array.max()
+            if low < 0 or high >= n:
+                bad = np.flatnonzero((array < 0).any(axis=1) | (array >= n).any(axis=1))
                 u, v = array[bad[0]]
                 raise GraphError(
                     f"edge {bad[0]} ({u}, {v}) has a node id outside 0..{n - 1}"
@@ -169,20 +274,22 @@ class Graph:
                     f"edge {loops[0]} ({array[loops[0], 0]}, {array[loops[0], 1]}) is a"
                     f" self-loop ({len(loops)} in all); rulec graphs have none"
                 )
-        lo = array.min(axis=1) if len(array) else array[:, 0]
-        hi = array.max(axis=1) if len(array) else array[:, 1]
-        key = lo * max(n, 1) + hi
-        order = np.argsort(key, kind="stable")
-        sorted_key = key[order]
-        dup = np.flatnonzero(sorted_key[1:] == sorted_key[:-1])
+        if array.dtype == np.uint64:  # ids are in range, so int64 holds them
+            array = array.astype(np.int64)
+        # Each edge as one int64 key min * n + max, sorted in place: the
+        # canonical order without an argsort or a copy of the pairs.
+        key = np.minimum(array[:, 0], array[:, 1]).astype(np.int64, copy=False)
+        key *= max(n, 1)
+        key += np.maximum(array[:, 0], array[:, 1])
+        key.sort()
+        dup = np.flatnonzero(key[1:] == key[:-1])
         if len(dup):
-            first, second = sorted(order[dup[0] : dup[0] + 2])
-            raise GraphError(
-                f"edges {first} and {second} are both {{{lo[first]}, {hi[first]}}};"
-                " duplicate edges are not allowed"
-            )
-        canonical = np.stack([lo[order], hi[order]], axis=1)
-        return cls(n, canonical)
+            raise _duplicate_error(array, n, int(key[dup[0]]))
+        hi = (key % max(n, 1)).astype(np.int32)
+        key //= max(n, 1)
+        lo = key.astype(np.int32)
+        del key
+        return cls._from_parts(n, *_csr_from_sorted(n, lo, hi))
 
     @classmethod
     def from_csr(cls, row_ptr, nbr) -> Graph:
@@ -209,28 +316,38 @@ class Graph:
             node = int(np.argmax(counts < 0))
             raise GraphError(f"row_ptr decreases at node {node}")
         n = len(row_ptr) - 1
-        owner = np.repeat(np.arange(n, dtype=np.int64), counts)
-        neighbour = nbr.astype(np.int64)
-        bad = np.flatnonzero((neighbour < 0) | (neighbour >= n) | (neighbour == owner))
+        _check_size(n, len(nbr) // 2)
+        owner = np.repeat(np.arange(n, dtype=np.int32), counts)
+        bad = np.flatnonzero((nbr < 0) | (nbr >= n) | (nbr == owner))
         if len(bad):
             h = int(bad[0])
-            what = "is a self-loop" if neighbour[h] == owner[h] else "is outside 0..N-1"
-            raise GraphError(f"nbr[{h}] = {neighbour[h]} (a neighbour of node {owner[h]}) {what}")
-        same_row = owner[1:] == owner[:-1]
-        unsorted = np.flatnonzero(same_row & (neighbour[1:] <= neighbour[:-1]))
+            what = "is a self-loop" if nbr[h] == owner[h] else "is outside 0..N-1"
+            raise GraphError(f"nbr[{h}] = {nbr[h]} (a neighbour of node {owner[h]}) {what}")
+        neighbour = nbr.astype(np.int32)
+        unsorted = np.flatnonzero((owner[1:] == owner[:-1]) & (neighbour[1:] <= neighbour[:-1]))
         if len(unsorted):
             h = int(unsorted[0]) + 1
             raise GraphError(f"node {owner[h]}'s neighbours are not strictly increasing at "
                              f"nbr[{h}] = {neighbour[h]} (sort each row, without duplicates)")
-        forward = owner * max(n, 1) + neighbour
-        backward = np.sort(neighbour * max(n, 1) + owner)
-        if not np.array_equal(forward, backward):
-            missing = np.setdiff1d(forward, backward)
-            u, v = divmod(int(missing[0]), max(n, 1)) if len(missing) else (0, 0)
+        # Symmetric exactly when the half-edges sorted by (neighbour, owner),
+        # read reversed, are the half-edges in order: (owner, neighbour).
+        order = np.argsort(neighbour, kind="stable")
+        wrong = np.flatnonzero((neighbour[order] != owner) | (owner[order] != neighbour))
+        if len(wrong):
+            j = int(wrong[0])  # the lists agree before j: the smaller pair has no partner
+            h = int(order[j])
+            u, v = int(owner[j]), int(neighbour[j])
+            if (int(neighbour[h]), int(owner[h])) < (u, v):
+                u, v = int(owner[h]), int(neighbour[h])
             raise GraphError(f"the adjacency is not symmetric: {v} is a neighbour of {u} "
                              f"but {u} is not a neighbour of {v}")
-        upper = neighbour > owner
-        return cls(n, np.stack([owner[upper], neighbour[upper]], axis=1))
+        rev = np.empty(len(order), dtype=np.int32)
+        rev[order] = np.arange(len(order), dtype=np.int32)
+        del order
+        graph = cls._from_parts(n, row_ptr.astype(np.int64), neighbour)
+        graph.__dict__["owner"] = _readonly(owner)
+        graph.__dict__["rev"] = _readonly(rev)
+        return graph
 
     @classmethod
     def from_networkx(cls, graph) -> Graph:

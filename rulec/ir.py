@@ -194,6 +194,25 @@ class Program:
 
 
 
+def graph_arrays(program: Program) -> frozenset[str]:
+    """The graph arrays beyond row_ptr, nbr and degree that running `program`
+    reads: 'rev' for a peer read or a shared write (whose two ends' proposals
+    meet), 'eid' for a shared read, 'edge_half' for a shared write. A graph
+    makes these on first use, so a rule that needs none never pays for them."""
+    needs = set()
+    for block in program.blocks:
+        for stmt in statements_in(block.statements):
+            if isinstance(stmt, Write) and stmt.kind == "shared":
+                needs |= {"rev", "edge_half"}
+        for top in expressions_in(block.statements):
+            for expr in walk(top):
+                if isinstance(expr, Slot) and expr.kind == "peer":
+                    needs.add("rev")
+                elif isinstance(expr, Slot) and expr.kind == "shared":
+                    needs.add("eid")
+    return frozenset(needs)
+
+
 def children(expr: Expr) -> tuple[Expr, ...]:
     """The direct sub-expressions of `expr`."""
     if isinstance(expr, Apply):

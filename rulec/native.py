@@ -19,25 +19,38 @@ from .state import State
 
 
 class _GraphView:
-    """A rulec_graph struct and the arrays it points into (kept alive here)."""
+    """A rulec_graph struct and the arrays it points into (kept alive here).
+    row_ptr, nbr and degree are always set; rev, eid and edge_half only once
+    a rule that reads them runs (`require`), and NULL until then."""
+
+    # each array: how to read it from the graph, and its C type
+    _ARRAYS = {
+        "row_ptr": (lambda g: g.row_ptr, np.int64),
+        "nbr": (lambda g: g.nbr, np.int32),
+        "rev": (lambda g: g.rev, np.int32),
+        "eid": (lambda g: g.eid, np.int32),
+        "edge_half": (lambda g: g.edge_halves[:, 0], np.int32),
+        "degree": (lambda g: g.degree, np.float32),
+    }
+    _CTYPE = {np.int64: "int64_t *", np.int32: "int32_t *", np.float32: "float *"}
 
     def __init__(self, graph: Graph) -> None:
-        f = ffi()
-        self.arrays = {
-            "row_ptr": np.ascontiguousarray(graph.row_ptr, dtype=np.int64),
-            "nbr": np.ascontiguousarray(graph.nbr, dtype=np.int32),
-            "rev": np.ascontiguousarray(graph.rev, dtype=np.int32),
-            "eid": np.ascontiguousarray(graph.eid, dtype=np.int32),
-            "edge_half": np.ascontiguousarray(graph.edge_halves[:, 0], dtype=np.int32),
-            "degree": np.ascontiguousarray(graph.degree, dtype=np.float32),
-        }
-        struct = f.new("rulec_graph *")
+        self.graph = graph
+        self.ffi = ffi()
+        self.arrays: dict[str, np.ndarray] = {}
+        struct = self.ffi.new("rulec_graph *")
         struct.n_nodes = graph.n_nodes
         struct.n_edges = graph.n_edges
-        for name, array in self.arrays.items():
-            ctype = {np.int64: "int64_t *", np.int32: "int32_t *", np.float32: "float *"}
-            setattr(struct, name, f.cast(ctype[array.dtype.type], array.ctypes.data))
         self.struct = struct
+        self.require(("row_ptr", "nbr", "degree"))
+
+    def require(self, names) -> _GraphView:
+        for name in names:
+            if name not in self.arrays:
+                read, dtype = self._ARRAYS[name]
+                array = self.arrays[name] = np.ascontiguousarray(read(self.graph), dtype=dtype)
+                setattr(self.struct, name, self.ffi.cast(self._CTYPE[dtype], array.ctypes.data))
+        return self
 
 
 class _StateView:
@@ -60,11 +73,13 @@ class _StateView:
         self.struct = struct
 
 
-def graph_view(graph: Graph) -> _GraphView:
+def graph_view(graph: Graph, needs=()) -> _GraphView:
+    """The C view of `graph`, made once per graph, with the arrays `needs`
+    names set too (a rule's ir.graph_arrays)."""
     view = graph.__dict__.get("_rulec_c_view")
     if view is None:
         view = graph.__dict__["_rulec_c_view"] = _GraphView(graph)
-    return view
+    return view.require(needs)
 
 
 class ParamArray:
@@ -91,6 +106,7 @@ class NativeBlocks:
         self.module = module
         self.kernels = {label: module.kernel(prefix, label) for label in program.block_labels}
         self._params = ParamArray(ffi(), program)
+        self.graph_needs = ir.graph_arrays(program)
 
     def _state_view(self, state: State) -> _StateView:
         view = state.__dict__.get("_rulec_c_view")
@@ -109,7 +125,7 @@ class NativeBlocks:
         struct.time = state.time
         struct.seed = state.seed
         kernel = self.kernels[label]
-        graph = graph_view(state.graph).struct
+        graph = graph_view(state.graph, self.graph_needs).struct
         values = self._params(params)
         finite = 1 if check_finite else 0
 

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ... import tasks
+from ... import ir, tasks
 from ...native import ParamArray, _StateView, graph_view
 from ...runtime import NonFiniteError, Rule, _raise_if_non_finite
 from .native import library
@@ -102,7 +102,7 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
     view = _StateView(state, p)
     struct = view.struct
     struct.time, struct.seed = state.time, state.seed
-    graph = graph_view(state.graph).struct
+    graph = graph_view(state.graph, ir.graph_arrays(p)).struct
     param_array = ParamArray(ffi, p)(values)
     order = tasks.orders(task, epochs, seed)
     score_order = tasks.score_orders(task, epochs, seed)

@@ -12,7 +12,7 @@ import threading
 import cffi
 import numpy as np
 
-from ... import build
+from ... import build, ir
 from ..._version import __version__
 from ...native import ParamArray, graph_view, run_chunked
 from ...ops import OPS
@@ -144,6 +144,7 @@ class VMBlocks:
         self.ffi, self.lib = library()  # built (or found) now, not at the first step
         self.last_status = "budget"
         self._params = ParamArray(self.ffi, self.program)
+        self.graph_needs = ir.graph_arrays(self.program)
 
     def _registers(self, state: State) -> _StateRegisters:
         views = state.__dict__.setdefault("_rulec_vm_views", {})
@@ -170,7 +171,7 @@ class VMBlocks:
         struct = ffi.new("rulec_state *")  # only time and seed are read by the VM
         struct.time = state.time
         struct.seed = state.seed
-        graph = graph_view(state.graph).struct
+        graph = graph_view(state.graph, self.graph_needs).struct
         block = registers.blocks[label]
         finite = 1 if check_finite else 0
         if slot is None:
