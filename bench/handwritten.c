@@ -64,6 +64,101 @@ void hand_reduce(int64_t n, const int64_t *restrict row_ptr, const int32_t *rest
     finish(x, cur, next, n);
 }
 
+/* The long-loop designs (bench/degrees.py): a block of LONG_NODES nodes at a
+ * time, whose half-edges are contiguous in CSR. Edge work runs as one long
+ * loop over the block's half-edges into a tile (in L1), and the sums as a
+ * segmented reduction over the tile: no per-node loop setup, lane sum or
+ * remainder in the loop that gathers. A block with more half-edges than the
+ * tile holds goes node by node, as above. */
+#define LONG_NODES 64
+#define LONG_TILE 4096
+
+void hand_reduce_long(int64_t n, const int64_t *restrict row_ptr, const int32_t *restrict nbr,
+                      float *x, const float *restrict w, int64_t steps)
+{
+    float *spare = malloc(sizeof(float) * (size_t)n + 1);
+    float *cur = x, *next = spare;
+    float tile[LONG_TILE];
+    for (int64_t step = 0; step < steps; ++step) {
+        for (int64_t b0 = 0; b0 < n; b0 += LONG_NODES) {
+            const int64_t b1 = b0 + LONG_NODES < n ? b0 + LONG_NODES : n;
+            const int64_t h0 = row_ptr[b0], h1 = row_ptr[b1];
+            if (h1 - h0 <= LONG_TILE) {
+                float *restrict p = tile - h0;
+#pragma omp simd
+                for (int64_t h = h0; h < h1; ++h)
+                    p[h] = w[h] * cur[nbr[h]];
+                for (int64_t u = b0; u < b1; ++u) {
+                    float acc = 0.0f;
+                    for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h)
+                        acc += p[h];
+                    next[u] = tanhf(acc);
+                }
+            } else {
+                for (int64_t u = b0; u < b1; ++u) {
+                    float acc = 0.0f;
+#pragma omp simd reduction(+:acc)
+                    for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h)
+                        acc += w[h] * cur[nbr[h]];
+                    next[u] = tanhf(acc);
+                }
+            }
+        }
+        float *t = cur;
+        cur = next;
+        next = t;
+    }
+    finish(x, cur, next, n);
+}
+
+void hand_fused_long(int64_t n, const int64_t *restrict row_ptr, const int32_t *restrict nbr,
+                     float *x, float *restrict w, float lr, float decay, int64_t steps)
+{
+    float *spare = malloc(sizeof(float) * (size_t)n + 1);
+    float *cur = x, *next = spare;
+    float tile[LONG_TILE], own[LONG_TILE];
+    for (int64_t step = 0; step < steps; ++step) {
+        for (int64_t b0 = 0; b0 < n; b0 += LONG_NODES) {
+            const int64_t b1 = b0 + LONG_NODES < n ? b0 + LONG_NODES : n;
+            const int64_t h0 = row_ptr[b0], h1 = row_ptr[b1];
+            if (h1 - h0 <= LONG_TILE) {
+                float *restrict p = tile - h0, *restrict xo = own - h0;
+                for (int64_t u = b0; u < b1; ++u)  /* each half-edge's owner value */
+                    for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h)
+                        xo[h] = cur[u];
+#pragma omp simd
+                for (int64_t h = h0; h < h1; ++h) {
+                    const float wh = w[h], xv = cur[nbr[h]];
+                    p[h] = wh * xv;
+                    w[h] = wh + lr * (xo[h] * xv - decay * wh);
+                }
+                for (int64_t u = b0; u < b1; ++u) {
+                    float acc = 0.0f;
+                    for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h)
+                        acc += p[h];
+                    next[u] = tanhf(acc);
+                }
+            } else {
+                for (int64_t u = b0; u < b1; ++u) {
+                    const float xu = cur[u];
+                    float acc = 0.0f;
+#pragma omp simd reduction(+:acc)
+                    for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h) {
+                        const float wh = w[h], xv = cur[nbr[h]];
+                        acc += wh * xv;
+                        w[h] = wh + lr * (xu * xv - decay * wh);
+                    }
+                    next[u] = tanhf(acc);
+                }
+            }
+        }
+        float *t = cur;
+        cur = next;
+        next = t;
+    }
+    finish(x, cur, next, n);
+}
+
 /* STREAM triad: a = b + s * c, `times` times. */
 void triad(int64_t n, float *restrict a, const float *restrict b, const float *restrict c,
            float s, int64_t times)

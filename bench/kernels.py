@@ -118,6 +118,10 @@ def build_handwritten():
                         float *w, float lr, float decay, int64_t steps);
         void hand_reduce(int64_t n, const int64_t *row_ptr, const int32_t *nbr, float *x,
                          const float *w, int64_t steps);
+        void hand_fused_long(int64_t n, const int64_t *row_ptr, const int32_t *nbr, float *x,
+                             float *w, float lr, float decay, int64_t steps);
+        void hand_reduce_long(int64_t n, const int64_t *row_ptr, const int32_t *nbr, float *x,
+                              const float *w, int64_t steps);
         void triad(int64_t n, float *a, const float *b, const float *c, float s,
                    int64_t times);
         void triad_threads(int64_t n, float *a, const float *b, const float *c, float s,

@@ -39,13 +39,14 @@ import tempfile
 import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import cffi
 
 from . import ir
-from .backends.c.render import Unit, gathers_mode, render_module, render_table
+from .backends.c.render import Unit, gathers_mode, render_module, render_parts, render_table
 from .errors import RulecError
 from .resources import resource_dir
 
@@ -363,19 +364,24 @@ def _locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-# A batch of more rules than this is compiled in parts, one compiler process
-# per core (build_jobs()) at once, and linked into one shared object.
+# A batch of more rules than this is compiled in parts of about equal size
+# (render_parts), PARTS_PER_JOB per compiler process that may run at once
+# (build_jobs()), and linked into one shared object.
 RULES_PER_PART = 8
+PARTS_PER_JOB = 1
+
+# What the last build's compiler processes took (seconds each; for benchmarks).
+last_build: dict[str, list[float]] = {}
 
 
 def _sources(units: list[Unit]) -> list[str]:
-    """The module's C: one file, or for a large batch one file per core and a
+    """The module's C: one file, or for a large batch one file per part and a
     file with the loader's table."""
-    parts = min(build_jobs(), len(units) // RULES_PER_PART)
+    jobs = build_jobs()
+    parts = min(jobs * PARTS_PER_JOB, len(units) // RULES_PER_PART) if jobs > 1 else 1
     if parts <= 1:
         return [render_module(units)]
-    chunks = [units[i::parts] for i in range(parts)]
-    return [render_module(chunk, with_table=False) for chunk in chunks] + [render_table(units)]
+    return render_parts(units, parts) + [render_table(units)]
 
 
 def _compile(sources: list[str], target: Path, command: list[str], flags: list[str]) -> None:
@@ -390,13 +396,15 @@ def _compile(sources: list[str], target: Path, command: list[str], flags: list[s
             c_files.append(c_file)
         output = Path(work) / target.name
         if len(c_files) == 1:
-            _run([[*command, *flags, include, str(c_files[0]), "-o", str(output), "-lm"]],
-                 target, c_files, command)
-        else:  # compile the parts at once, then link them
+            last_build["parts"] = _run(
+                [[*command, *flags, include, str(c_files[0]), "-o", str(output), "-lm"]],
+                target, c_files, command)
+        else:  # compile the parts, largest first, build_jobs() at once; then link
             objects = [c.with_suffix(".o") for c in c_files]
             compile_flags = [f for f in flags if f != "-shared"]
-            _run([[*command, *compile_flags, include, "-c", str(c), "-o", str(o)]
-                  for c, o in zip(c_files, objects, strict=True)], target, c_files, command)
+            last_build["parts"] = _run(
+                [[*command, *compile_flags, include, "-c", str(c), "-o", str(o)]
+                 for c, o in zip(c_files, objects, strict=True)], target, c_files, command)
             _run([[*command, *flags, *map(str, objects), "-o", str(output), "-lm"]],
                  target, c_files, command)
         # the checksum first, then the entry: a reader that finds the entry finds
@@ -408,22 +416,25 @@ def _compile(sources: list[str], target: Path, command: list[str], flags: list[s
 
 
 def _run(commands: list[list[str]], target: Path, c_files: list[Path],
-         command: list[str]) -> None:
-    """Run compiler commands concurrently; on a failure, keep the sources and a
-    log beside the cache entry and raise BuildError."""
-    try:
-        processes = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True) for argv in commands]
+         command: list[str]) -> list[float]:
+    """Run compiler commands concurrently, returning the seconds each took; on
+    a failure, keep the sources and a log beside the cache entry and raise
+    BuildError."""
+    def run(argv: list[str]) -> tuple[list[str], int, str, float]:
+        start = time.perf_counter()
+        process = subprocess.run(argv, capture_output=True, text=True)
+        return argv, process.returncode, process.stderr, time.perf_counter() - start
+
+    try:  # at most build_jobs() at once, in order (render_parts puts the largest first)
+        with ThreadPoolExecutor(min(len(commands), build_jobs())) as pool:
+            results = list(pool.map(run, commands))
     except OSError as exc:
         raise BuildError(f"cannot run the C compiler {command[0]!r}: {exc.strerror}; "
                          "install gcc or set CC, or use backend='numpy'") from None
-    failures = []
-    for argv, process in zip(commands, processes, strict=True):
-        _, stderr = process.communicate()
-        if process.returncode != 0:
-            failures.append((argv, stderr or f"(exit status {process.returncode}, no output)"))
+    failures = [(argv, stderr or f"(exit status {code}, no output)")
+                for argv, code, stderr, _ in results if code != 0]
     if not failures:
-        return
+        return [seconds for *_, seconds in results]
     directory = target.parent
     log = directory / f"{target.stem}.log"
     log.write_text("\n\n".join(" ".join(argv) + "\n\n" + err for argv, err in failures),

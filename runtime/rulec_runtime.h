@@ -27,8 +27,10 @@
 /* Loops that should vectorize are marked RULEC_OMP_SIMD(clauses): an OpenMP
  * `simd` pragma when OpenMP is on (-fopenmp), or with -fopenmp-simd when
  * RULEC_OPENMP_SIMD is defined; otherwise nothing, so the code builds
- * warning-free with -Wall -Wextra -Werror -pedantic (no unknown pragmas). */
-#if defined(_OPENMP) || defined(RULEC_OPENMP_SIMD)
+ * warning-free with -Wall -Wextra -Werror -pedantic (no unknown pragmas).
+ * RULEC_NO_SIMD drops the pragmas (batches of random rules: vectorizing
+ * their many short loops is most of their compile time). */
+#if (defined(_OPENMP) || defined(RULEC_OPENMP_SIMD)) && !defined(RULEC_NO_SIMD)
 #define RULEC_PRAGMA_(text) _Pragma(#text)
 #define RULEC_OMP_SIMD(clauses) RULEC_PRAGMA_(omp simd clauses)
 #else
@@ -166,6 +168,65 @@ static inline int64_t rulec_share_start(const int64_t *row_ptr, int64_t n_nodes,
             hi = mid;
     }
     return lo * block < n_nodes ? lo * block : n_nodes;
+}
+
+#if defined(__GNUC__)
+#define RULEC_UNUSED __attribute__((__unused__))
+#else
+#define RULEC_UNUSED
+#endif
+
+/* One step's node blocks, as the kernels' `nodes` functions compute them. */
+typedef void (*rulec_nodes_fn)(const void *step, int64_t block_start);
+
+/* Run nodes(step, b) for every node block b = 0, block, 2 * block, ... of
+ * nodes 0..n_nodes-1. With threads > 1 each thread runs one contiguous share
+ * (rulec_share_start); with one thread a plain loop: no OpenMP region, which
+ * costs more than a small step. One copy per module, not one per kernel: the
+ * threading code compiled once keeps a batch of rules quick to compile, for
+ * an indirect call per node block. */
+RULEC_NOINLINE RULEC_UNUSED static void rulec_run_blocks(rulec_nodes_fn nodes, const void *step,
+                                                         const int64_t *row_ptr, int64_t n_nodes,
+                                                         int64_t block, int threads)
+{
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+            const int part = omp_get_thread_num(), parts = omp_get_num_threads();
+            const int64_t last = rulec_share_start(row_ptr, n_nodes, block, part + 1, parts);
+            for (int64_t b = rulec_share_start(row_ptr, n_nodes, block, part, parts); b < last;
+                 b += block)
+                nodes(step, b);
+        }
+        return;
+    }
+#else
+    (void)threads; (void)row_ptr;
+#endif
+    for (int64_t b = 0; b < n_nodes; b += block)
+        nodes(step, b);
+}
+
+/* A shared slot after a step that wrote it: each edge takes the mean of the
+ * proposals of the ends that wrote it (and keeps its value if neither did). */
+RULEC_NOINLINE RULEC_UNUSED static void rulec_settle_shared(
+    float *slot, const float *proposal, const uint8_t *proposed, const int32_t *edge_half,
+    const int32_t *rev, int64_t n_edges, int threads)
+{
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
+#else
+    (void)threads;
+#endif
+    for (int64_t e = 0; e < n_edges; ++e) {
+        const int32_t ha = edge_half[e], hb = rev[ha];
+        const int fa = proposed[ha], fb = proposed[hb];
+        if (fa | fb) {
+            const float total = (fa ? proposal[ha] : 0.0f) + (fb ? proposal[hb] : 0.0f);
+            slot[e] = total / (float)(fa + fb);
+        }
+    }
 }
 
 /* Not inlined: one copy per module, called once per slot per checked step. */

@@ -24,8 +24,9 @@ typedef struct flow_block0_step {
 
 /* rule flow, block init: nodes block_start .. block_start +
  * RULEC_NODE_BLOCK - 1 of one step (called per node block, from one thread or many). */
-static void flow_block0_nodes(const flow_block0_step *s, int64_t block_start)
+static void flow_block0_nodes(const void *step, int64_t block_start)
 {
+    const flow_block0_step *s = (const flow_block0_step *)step;
     const int64_t n_nodes = s->n_nodes;
     const int64_t *RULEC_RESTRICT row_ptr = s->row_ptr;
     const int32_t *RULEC_RESTRICT nbr = s->nbr;
@@ -132,39 +133,9 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
         step.shared_0 = shared_0;
         step.shared_0_proposal = shared_0_proposal;
         step.shared_0_proposed = shared_0_proposed;
-        /* threads: shares of node blocks balanced by half-edges; one thread: a
-         * plain loop, no OpenMP region (it costs more than a small step) */
-#ifdef _OPENMP
-        if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-            {
-                const int part = omp_get_thread_num(), parts = omp_get_num_threads();
-                const int64_t last = rulec_share_start(row_ptr, n_nodes, RULEC_NODE_BLOCK,
-                                                       part + 1, parts);
-                for (int64_t block_start = rulec_share_start(row_ptr, n_nodes, RULEC_NODE_BLOCK,
-                                                             part, parts);
-                     block_start < last; block_start += RULEC_NODE_BLOCK)
-                    flow_block0_nodes(&step, block_start);
-            }
-        } else
-#endif
-        {
-            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
-                flow_block0_nodes(&step, block_start);
-        }
-        /* shared slot c: the mean of the proposals of the ends that wrote it */
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
-#endif
-        for (int64_t e = 0; e < n_edges; ++e) {
-            const int32_t ha = edge_half[e], hb = rev[ha];
-            const int fa = shared_0_proposed[ha], fb = shared_0_proposed[hb];
-            if (fa | fb) {
-                const float total = (fa ? shared_0_proposal[ha] : 0.0f)
-                                  + (fb ? shared_0_proposal[hb] : 0.0f);
-                shared_0[e] = total / (float)(fa + fb);
-            }
-        }
+        rulec_run_blocks(flow_block0_nodes, &step, row_ptr, n_nodes, RULEC_NODE_BLOCK, threads);
+        rulec_settle_shared(shared_0, shared_0_proposal, shared_0_proposed, edge_half, rev,
+                            n_edges, threads);  /* shared slot c */
         if (check_finite) {
             int finite = 1;
             finite &= rulec_all_finite(node_0, n_nodes);
@@ -205,8 +176,9 @@ typedef struct flow_block1_step {
 
 /* rule flow, block update: nodes block_start .. block_start +
  * RULEC_NODE_BLOCK - 1 of one step (called per node block, from one thread or many). */
-static void flow_block1_nodes(const flow_block1_step *s, int64_t block_start)
+static void flow_block1_nodes(const void *step, int64_t block_start)
 {
+    const flow_block1_step *s = (const flow_block1_step *)step;
     const int64_t n_nodes = s->n_nodes;
     const int64_t *RULEC_RESTRICT row_ptr = s->row_ptr;
     const int32_t *RULEC_RESTRICT nbr = s->nbr;
@@ -355,39 +327,9 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
         step.shared_0 = shared_0;
         step.shared_0_proposal = shared_0_proposal;
         step.shared_0_proposed = shared_0_proposed;
-        /* threads: shares of node blocks balanced by half-edges; one thread: a
-         * plain loop, no OpenMP region (it costs more than a small step) */
-#ifdef _OPENMP
-        if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-            {
-                const int part = omp_get_thread_num(), parts = omp_get_num_threads();
-                const int64_t last = rulec_share_start(row_ptr, n_nodes, RULEC_NODE_BLOCK,
-                                                       part + 1, parts);
-                for (int64_t block_start = rulec_share_start(row_ptr, n_nodes, RULEC_NODE_BLOCK,
-                                                             part, parts);
-                     block_start < last; block_start += RULEC_NODE_BLOCK)
-                    flow_block1_nodes(&step, block_start);
-            }
-        } else
-#endif
-        {
-            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
-                flow_block1_nodes(&step, block_start);
-        }
-        /* shared slot c: the mean of the proposals of the ends that wrote it */
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
-#endif
-        for (int64_t e = 0; e < n_edges; ++e) {
-            const int32_t ha = edge_half[e], hb = rev[ha];
-            const int fa = shared_0_proposed[ha], fb = shared_0_proposed[hb];
-            if (fa | fb) {
-                const float total = (fa ? shared_0_proposal[ha] : 0.0f)
-                                  + (fb ? shared_0_proposal[hb] : 0.0f);
-                shared_0[e] = total / (float)(fa + fb);
-            }
-        }
+        rulec_run_blocks(flow_block1_nodes, &step, row_ptr, n_nodes, RULEC_NODE_BLOCK, threads);
+        rulec_settle_shared(shared_0, shared_0_proposal, shared_0_proposed, edge_half, rev,
+                            n_edges, threads);  /* shared slot c */
         node_0_spare = node_0_cur;  /* the step wrote node_0_next into the spare */
         node_0_cur = step.node_0_next;
         edge_0_spare = edge_0_cur;  /* the step wrote edge_0_next into the spare */

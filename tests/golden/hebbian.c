@@ -20,8 +20,9 @@ typedef struct hebbian_block0_step {
 
 /* rule hebbian, block init: nodes block_start .. block_start +
  * RULEC_NODE_BLOCK - 1 of one step (called per node block, from one thread or many). */
-static void hebbian_block0_nodes(const hebbian_block0_step *s, int64_t block_start)
+static void hebbian_block0_nodes(const void *step, int64_t block_start)
 {
+    const hebbian_block0_step *s = (const hebbian_block0_step *)step;
     const int64_t n_nodes = s->n_nodes;
     const int64_t *RULEC_RESTRICT row_ptr = s->row_ptr;
     const int32_t *RULEC_RESTRICT nbr = s->nbr;
@@ -94,26 +95,7 @@ int64_t hebbian_block0(const rulec_graph *graph, rulec_state *state, const float
         step.param_1 = param_1;
         step.node_0 = node_0;
         step.edge_0 = edge_0;
-        /* threads: shares of node blocks balanced by half-edges; one thread: a
-         * plain loop, no OpenMP region (it costs more than a small step) */
-#ifdef _OPENMP
-        if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-            {
-                const int part = omp_get_thread_num(), parts = omp_get_num_threads();
-                const int64_t last = rulec_share_start(row_ptr, n_nodes, RULEC_NODE_BLOCK,
-                                                       part + 1, parts);
-                for (int64_t block_start = rulec_share_start(row_ptr, n_nodes, RULEC_NODE_BLOCK,
-                                                             part, parts);
-                     block_start < last; block_start += RULEC_NODE_BLOCK)
-                    hebbian_block0_nodes(&step, block_start);
-            }
-        } else
-#endif
-        {
-            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
-                hebbian_block0_nodes(&step, block_start);
-        }
+        rulec_run_blocks(hebbian_block0_nodes, &step, row_ptr, n_nodes, RULEC_NODE_BLOCK, threads);
         if (check_finite) {
             int finite = 1;
             finite &= rulec_all_finite(node_0, n_nodes);
@@ -145,8 +127,9 @@ typedef struct hebbian_block1_step {
 
 /* rule hebbian, block update: nodes block_start .. block_start +
  * RULEC_NODE_BLOCK - 1 of one step (called per node block, from one thread or many). */
-static void hebbian_block1_nodes(const hebbian_block1_step *s, int64_t block_start)
+static void hebbian_block1_nodes(const void *step, int64_t block_start)
 {
+    const hebbian_block1_step *s = (const hebbian_block1_step *)step;
     const int64_t n_nodes = s->n_nodes;
     const int64_t *RULEC_RESTRICT row_ptr = s->row_ptr;
     const int32_t *RULEC_RESTRICT nbr = s->nbr;
@@ -291,26 +274,7 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
         step.node_0 = node_0;
         step.node_0_next = node_0_spare;
         step.edge_0 = edge_0;
-        /* threads: shares of node blocks balanced by half-edges; one thread: a
-         * plain loop, no OpenMP region (it costs more than a small step) */
-#ifdef _OPENMP
-        if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-            {
-                const int part = omp_get_thread_num(), parts = omp_get_num_threads();
-                const int64_t last = rulec_share_start(row_ptr, n_nodes, RULEC_NODE_BLOCK,
-                                                       part + 1, parts);
-                for (int64_t block_start = rulec_share_start(row_ptr, n_nodes, RULEC_NODE_BLOCK,
-                                                             part, parts);
-                     block_start < last; block_start += RULEC_NODE_BLOCK)
-                    hebbian_block1_nodes(&step, block_start);
-            }
-        } else
-#endif
-        {
-            for (int64_t block_start = 0; block_start < n_nodes; block_start += RULEC_NODE_BLOCK)
-                hebbian_block1_nodes(&step, block_start);
-        }
+        rulec_run_blocks(hebbian_block1_nodes, &step, row_ptr, n_nodes, RULEC_NODE_BLOCK, threads);
         node_0_spare = node_0_cur;  /* the step wrote node_0_next into the spare */
         node_0_cur = step.node_0_next;
         state->time = time + 1;

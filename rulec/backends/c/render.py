@@ -9,6 +9,7 @@ inputs: the same programs give the same text, which the build cache keys on.
 
 from __future__ import annotations
 
+import heapq
 import os
 from dataclasses import dataclass
 
@@ -210,6 +211,26 @@ def render_module(units: list[Unit], with_table: bool = True, linkage: str = "",
     if trace is not None:
         trace("render", text)
     return text
+
+
+def render_parts(units: list[Unit], parts: int) -> list[str]:
+    """The kernels of `units` as `parts` translation units of about equal
+    size, largest first (compile them at once and link them with
+    render_table's unit). A unit's cost is its kernels' lines of C: each goes,
+    largest first, to the part with the fewest lines so far, so no part holds
+    many more than the others (rules in a batch differ in size by 10x and
+    more); within a part the rules keep their batch order."""
+    rules, _ = _contexts(units)
+    weight = [sum(len(line) for block in rule["blocks"] for line in block["body"]) + 200
+              for rule in rules]
+    loads = [(0, part) for part in range(parts)]
+    members: list[list[int]] = [[] for _ in range(parts)]
+    for index in sorted(range(len(rules)), key=lambda i: -weight[i]):
+        load, part = heapq.heappop(loads)
+        members[part].append(index)
+        heapq.heappush(loads, (load + weight[index], part))
+    members.sort(key=lambda m: -sum(weight[i] for i in m))
+    return [_render([rules[i] for i in sorted(m)], [], False) for m in members if m]
 
 
 def render_table(units: list[Unit]) -> str:
