@@ -10,7 +10,7 @@ half-edges. For the fused and the reduce step of bench/kernels.py, single
 thread, ms per step (best of --runs, each timing a few steps):
 
 - rulec C: rulec's kernel (one loop per node over its half-edges, in blocks
-  of 32 nodes);
+  of 64 nodes);
 - hand C: bench/handwritten.c's per-node loops, the same design by hand;
 - hand long: the long-loop design by hand (a block of 64 nodes at a time:
   one loop over the block's half-edges into a tile, then a segmented sum);
