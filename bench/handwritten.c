@@ -16,6 +16,35 @@ static void finish(float *x, float *cur, float *next, int64_t n)
     free(cur != x ? cur : next);
 }
 
+/* Node u's part of the fused step: its sum, and its half-edges' w updated. */
+static inline float fused_node(int64_t u, const int64_t *restrict row_ptr,
+                               const int32_t *restrict nbr, const float *restrict cur,
+                               float *restrict w, float lr, float decay)
+{
+    const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
+    const float xu = cur[u];
+    float acc = 0.0f;
+#pragma omp simd reduction(+:acc)
+    for (int64_t h = h0; h < h1; ++h) {
+        const float wh = w[h], xv = cur[nbr[h]];
+        acc += wh * xv;
+        w[h] = wh + lr * (xu * xv - decay * wh);
+    }
+    return acc;
+}
+
+/* Node u's sum of w * nbr.x. */
+static inline float reduce_node(int64_t u, const int64_t *restrict row_ptr,
+                                const int32_t *restrict nbr, const float *restrict cur,
+                                const float *restrict w)
+{
+    float acc = 0.0f;
+#pragma omp simd reduction(+:acc)
+    for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h)
+        acc += w[h] * cur[nbr[h]];
+    return acc;
+}
+
 /* x = tanh(sum(w * nbr.x)); w += lr * (x * nbr.x - decay * w), where x on the
  * right is the value before the step (double-buffered). */
 void hand_fused(int64_t n, const int64_t *restrict row_ptr, const int32_t *restrict nbr,
@@ -24,18 +53,8 @@ void hand_fused(int64_t n, const int64_t *restrict row_ptr, const int32_t *restr
     float *spare = malloc(sizeof(float) * (size_t)n + 1);
     float *cur = x, *next = spare;
     for (int64_t step = 0; step < steps; ++step) {
-        for (int64_t u = 0; u < n; ++u) {
-            const int64_t h0 = row_ptr[u], h1 = row_ptr[u + 1];
-            const float xu = cur[u];
-            float acc = 0.0f;
-#pragma omp simd reduction(+:acc)
-            for (int64_t h = h0; h < h1; ++h) {
-                const float wh = w[h], xv = cur[nbr[h]];
-                acc += wh * xv;
-                w[h] = wh + lr * (xu * xv - decay * wh);
-            }
-            next[u] = tanhf(acc);
-        }
+        for (int64_t u = 0; u < n; ++u)
+            next[u] = tanhf(fused_node(u, row_ptr, nbr, cur, w, lr, decay));
         float *t = cur;
         cur = next;
         next = t;
@@ -50,13 +69,8 @@ void hand_reduce(int64_t n, const int64_t *restrict row_ptr, const int32_t *rest
     float *spare = malloc(sizeof(float) * (size_t)n + 1);
     float *cur = x, *next = spare;
     for (int64_t step = 0; step < steps; ++step) {
-        for (int64_t u = 0; u < n; ++u) {
-            float acc = 0.0f;
-#pragma omp simd reduction(+:acc)
-            for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h)
-                acc += w[h] * cur[nbr[h]];
-            next[u] = tanhf(acc);
-        }
+        for (int64_t u = 0; u < n; ++u)
+            next[u] = tanhf(reduce_node(u, row_ptr, nbr, cur, w));
         float *t = cur;
         cur = next;
         next = t;
@@ -73,6 +87,18 @@ void hand_reduce(int64_t n, const int64_t *restrict row_ptr, const int32_t *rest
 #define LONG_NODES 64
 #define LONG_TILE 4096
 
+/* The segmented reduction: next[u] = tanh of the sum of u's products in p. */
+static inline void segmented_tanh(int64_t b0, int64_t b1, const int64_t *restrict row_ptr,
+                                  const float *restrict p, float *restrict next)
+{
+    for (int64_t u = b0; u < b1; ++u) {
+        float acc = 0.0f;
+        for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h)
+            acc += p[h];
+        next[u] = tanhf(acc);
+    }
+}
+
 void hand_reduce_long(int64_t n, const int64_t *restrict row_ptr, const int32_t *restrict nbr,
                       float *x, const float *restrict w, int64_t steps)
 {
@@ -88,20 +114,10 @@ void hand_reduce_long(int64_t n, const int64_t *restrict row_ptr, const int32_t 
 #pragma omp simd
                 for (int64_t h = h0; h < h1; ++h)
                     p[h] = w[h] * cur[nbr[h]];
-                for (int64_t u = b0; u < b1; ++u) {
-                    float acc = 0.0f;
-                    for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h)
-                        acc += p[h];
-                    next[u] = tanhf(acc);
-                }
+                segmented_tanh(b0, b1, row_ptr, p, next);
             } else {
-                for (int64_t u = b0; u < b1; ++u) {
-                    float acc = 0.0f;
-#pragma omp simd reduction(+:acc)
-                    for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h)
-                        acc += w[h] * cur[nbr[h]];
-                    next[u] = tanhf(acc);
-                }
+                for (int64_t u = b0; u < b1; ++u)
+                    next[u] = tanhf(reduce_node(u, row_ptr, nbr, cur, w));
             }
         }
         float *t = cur;
@@ -132,24 +148,10 @@ void hand_fused_long(int64_t n, const int64_t *restrict row_ptr, const int32_t *
                     p[h] = wh * xv;
                     w[h] = wh + lr * (xo[h] * xv - decay * wh);
                 }
-                for (int64_t u = b0; u < b1; ++u) {
-                    float acc = 0.0f;
-                    for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h)
-                        acc += p[h];
-                    next[u] = tanhf(acc);
-                }
+                segmented_tanh(b0, b1, row_ptr, p, next);
             } else {
-                for (int64_t u = b0; u < b1; ++u) {
-                    const float xu = cur[u];
-                    float acc = 0.0f;
-#pragma omp simd reduction(+:acc)
-                    for (int64_t h = row_ptr[u]; h < row_ptr[u + 1]; ++h) {
-                        const float wh = w[h], xv = cur[nbr[h]];
-                        acc += wh * xv;
-                        w[h] = wh + lr * (xu * xv - decay * wh);
-                    }
-                    next[u] = tanhf(acc);
-                }
+                for (int64_t u = b0; u < b1; ++u)
+                    next[u] = tanhf(fused_node(u, row_ptr, nbr, cur, w, lr, decay));
             }
         }
         float *t = cur;
