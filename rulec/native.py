@@ -8,6 +8,7 @@ time loop is in C) and reads the time back.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -16,6 +17,8 @@ from . import ir
 from .build import build_module, ffi
 from .graph import Graph
 from .state import State
+
+_view_lock = threading.Lock()
 
 
 class _GraphView:
@@ -45,11 +48,18 @@ class _GraphView:
         self.require(("row_ptr", "nbr", "degree"))
 
     def require(self, names) -> _GraphView:
-        for name in names:
-            if name not in self.arrays:
-                read, dtype = self._ARRAYS[name]
-                array = self.arrays[name] = np.ascontiguousarray(read(self.graph), dtype=dtype)
-                setattr(self.struct, name, self.ffi.cast(self._CTYPE[dtype], array.ctypes.data))
+        missing = [name for name in names if name not in self.arrays]
+        if missing:
+            # under a lock: an array set once is never replaced (a kernel
+            # running in another thread may be reading it)
+            with _view_lock:
+                for name in missing:
+                    if name not in self.arrays:
+                        read, dtype = self._ARRAYS[name]
+                        array = np.ascontiguousarray(read(self.graph), dtype=dtype)
+                        setattr(self.struct, name,
+                                self.ffi.cast(self._CTYPE[dtype], array.ctypes.data))
+                        self.arrays[name] = array
         return self
 
 
