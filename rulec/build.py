@@ -365,10 +365,9 @@ def _locked(path: Path):
 
 
 # A batch of more rules than this is compiled in parts of about equal size
-# (render_parts), PARTS_PER_JOB per compiler process that may run at once
+# (render_parts), one per compiler process that may run at once
 # (build_jobs()), and linked into one shared object.
 RULES_PER_PART = 8
-PARTS_PER_JOB = 1
 
 # What the last build's compiler processes took (seconds each; for benchmarks).
 last_build: dict[str, list[float]] = {}
@@ -378,7 +377,7 @@ def _sources(units: list[Unit]) -> list[str]:
     """The module's C: one file, or for a large batch one file per part and a
     file with the loader's table."""
     jobs = build_jobs()
-    parts = min(jobs * PARTS_PER_JOB, len(units) // RULES_PER_PART) if jobs > 1 else 1
+    parts = min(jobs, len(units) // RULES_PER_PART) if jobs > 1 else 1
     if parts <= 1:
         return [render_module(units)]
     return render_parts(units, parts) + [render_table(units)]

@@ -78,12 +78,16 @@ def _csr_from_sorted(n: int, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray
     return row_ptr, nbr
 
 
-def _reverse(nbr: np.ndarray) -> np.ndarray:
-    """rev of a symmetric CSR: sorting the half-edges stably by neighbour
-    lists them by (neighbour, owner), which is the order of their reverses."""
-    order = np.argsort(nbr, kind="stable")
-    rev = np.empty(len(nbr), dtype=np.int32)
-    rev[order] = np.arange(len(nbr), dtype=np.int32)
+def _by_neighbour(nbr: np.ndarray) -> np.ndarray:
+    """The half-edges sorted stably by neighbour, i.e. by (neighbour, owner):
+    in a symmetric CSR, the order of their reverses."""
+    return np.argsort(nbr, kind="stable")
+
+
+def _inverse(order: np.ndarray) -> np.ndarray:
+    """rev from _by_neighbour's order: the j-th half-edge in it is the reverse of half-edge j."""
+    rev = np.empty(len(order), dtype=np.int32)
+    rev[order] = np.arange(len(order), dtype=np.int32)
     return rev
 
 
@@ -153,7 +157,11 @@ class Graph:
         return _readonly(np.diff(self.row_ptr))
 
     def _owners(self) -> np.ndarray:
-        return np.repeat(np.arange(self.n_nodes, dtype=np.int32), self.degree)
+        """`owner` if it is kept, else made for the caller alone (not kept)."""
+        owner = self.__dict__.get("owner")
+        if owner is None:
+            owner = np.repeat(np.arange(self.n_nodes, dtype=np.int32), self.degree)
+        return owner
 
     @functools.cached_property
     def owner(self) -> np.ndarray:
@@ -163,15 +171,12 @@ class Graph:
     @functools.cached_property
     def rev(self) -> np.ndarray:
         """The opposite half-edge of each half-edge (int32)."""
-        return _readonly(_reverse(self.nbr))
+        return _readonly(_inverse(_by_neighbour(self.nbr)))
 
     @functools.cached_property
     def edge_halves(self) -> np.ndarray:
         """The two half-edges of each undirected edge: (min->max, max->min), int32."""
-        owner = self.__dict__.get("owner")
-        owner = self._owners() if owner is None else owner
-        forward = np.flatnonzero(self.nbr > owner)
-        del owner
+        forward = np.flatnonzero(self.nbr > self._owners())
         halves = np.empty((self.n_edges, 2), dtype=np.int32)
         halves[:, 0] = forward
         halves[:, 1] = self.rev[forward]
@@ -193,7 +198,7 @@ class Graph:
                          if self.n_edges else np.zeros((0, 2), dtype=np.int32))
 
     def _edge_chunks(self):
-        """`edges` in row order, a few hundred thousand at a time."""
+        """`edges` in row order, from about _CHUNK half-edges at a time."""
         n, row_ptr = self.n_nodes, self.row_ptr
         if n == 0:
             return
@@ -209,9 +214,7 @@ class Graph:
     @functools.cached_property
     def parity(self) -> np.ndarray:
         """+1 for a half-edge whose neighbour has a larger id, else -1 (float32)."""
-        owner = self.__dict__.get("owner")
-        owner = self._owners() if owner is None else owner
-        return _readonly(np.where(self.nbr > owner, 1.0, -1.0).astype(np.float32))
+        return _readonly(np.where(self.nbr > self._owners(), 1.0, -1.0).astype(np.float32))
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -331,7 +334,7 @@ class Graph:
                              f"nbr[{h}] = {neighbour[h]} (sort each row, without duplicates)")
         # Symmetric exactly when the half-edges sorted by (neighbour, owner),
         # read reversed, are the half-edges in order: (owner, neighbour).
-        order = np.argsort(neighbour, kind="stable")
+        order = _by_neighbour(neighbour)
         wrong = np.flatnonzero((neighbour[order] != owner) | (owner[order] != neighbour))
         if len(wrong):
             j = int(wrong[0])  # the lists agree before j: the smaller pair has no partner
@@ -341,13 +344,9 @@ class Graph:
                 u, v = int(owner[h]), int(neighbour[h])
             raise GraphError(f"the adjacency is not symmetric: {v} is a neighbour of {u} "
                              f"but {u} is not a neighbour of {v}")
-        rev = np.empty(len(order), dtype=np.int32)
-        rev[order] = np.arange(len(order), dtype=np.int32)
-        del order
-        graph = cls._from_parts(n, row_ptr.astype(np.int64), neighbour)
-        graph.__dict__["owner"] = _readonly(owner)
-        graph.__dict__["rev"] = _readonly(rev)
-        return graph
+        # owner and rev are not kept: like any graph, this one holds its CSR
+        # and makes the rest when something reads it
+        return cls._from_parts(n, row_ptr.astype(np.int64), neighbour)
 
     @classmethod
     def from_networkx(cls, graph) -> Graph:

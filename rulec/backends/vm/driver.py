@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ... import ir, tasks
+from ... import tasks
 from ...native import ParamArray, _StateView, graph_view
 from ...runtime import NonFiniteError, Rule, _raise_if_non_finite
 from .native import library
@@ -91,18 +91,20 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
     e.n_shared_slots = len(p.shared_slots)
     runner = rule._runner
     if rule.backend == "vm":
+        needs = runner.blocks.graph_needs
         registers = runner.blocks._registers(state)
         vm = ffi.new("rulec_vm_block *[]", [registers.blocks[label] for label in labels])
         e.vm = vm
         e.kernels = ffi.NULL
     else:
+        needs = runner.native.graph_needs
         kernels = ffi.new("rulec_kernel[]", [runner.native.kernels[label] for label in labels])
         e.vm = ffi.NULL
         e.kernels = kernels
     view = _StateView(state, p)
     struct = view.struct
     struct.time, struct.seed = state.time, state.seed
-    graph = graph_view(state.graph, ir.graph_arrays(p)).struct
+    graph = graph_view(state.graph, needs).struct
     param_array = ParamArray(ffi, p)(values)
     order = tasks.orders(task, epochs, seed)
     score_order = tasks.score_orders(task, epochs, seed)
