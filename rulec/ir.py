@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import NOWHERE, Span
+from .syntax import float_key
 
 
 def _span() -> Span:
@@ -55,11 +56,22 @@ VECTOR = Type("vector")
 ERROR = Type("error")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Const:
+    """A constant; equal to another only when the bits of the values are
+    (`0` and `-0` are two values: value numbering must not merge them)."""
+
     value: float
     type: Type = FLOAT
     span: Span = _span()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Const):
+            return NotImplemented
+        return float_key(self.value) == float_key(other.value) and self.type == other.type
+
+    def __hash__(self) -> int:
+        return hash((float_key(self.value), self.type))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,11 @@ _ATOM = 100
 
 
 def format_number(value: float) -> str:
-    """The shortest decimal text that parses back to the same float32."""
+    """The shortest decimal text that parses back to the same float32
+    (`-0` keeps its sign)."""
     v = np.float32(value)
     if v == 0:
-        return "0"
+        return "-0" if np.signbit(v) else "0"
     if 1e-4 <= abs(v) < 1e16:
         return np.format_float_positional(v, unique=True, trim="-")
     return np.format_float_scientific(v, unique=True, trim="-")
@@ -36,6 +37,8 @@ def _precedence(expr: ast.Expr) -> int:
         return OPS[expr.op].precedence
     if isinstance(expr, ast.Unary):
         return NEG if expr.op == "neg" else NOT
+    if isinstance(expr, ast.Number) and np.signbit(expr.value):
+        return NEG  # printed as `-` and its magnitude, as ast.number builds it
     return _ATOM
 
 
@@ -177,7 +180,7 @@ class _Printer:
         if isinstance(item, ast.RuleDecl):
             return f"rule {item.name}"
         if isinstance(item, ast.ParamDecl):
-            sign = "-" if np.signbit(np.float32(item.value)) and item.value != 0 else ""
+            sign = "-" if np.signbit(np.float32(item.value)) else ""
             return f"param {item.name} = {sign}{format_number(abs(item.value))}"
         keyword = {"node": "node", "edge": "edge", "shared": "shared edge"}[item.kind]
         return f"{keyword} {', '.join(item.names)}"

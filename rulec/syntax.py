@@ -8,9 +8,19 @@ the same thing. Names are not resolved here (that is the checker's job), so
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass, field
 
 from .errors import NOWHERE, Span
+
+
+def float_key(value: float) -> bytes:
+    """The bits of a float: the key under which a constant is compared and
+    hashed. `0.0 == -0.0` in Python, but `1 / -0` is -inf and
+    `atan2(0, -0)` is pi, so constants are one value only when their bits
+    are (NaNs compare equal to themselves by their bits, too)."""
+    return struct.pack("<d", value)
 
 
 def _span() -> Span:
@@ -20,10 +30,22 @@ def _span() -> Span:
 # ---------------------------------------------------------------- expressions
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Number:
+    """A literal: never negative (its sign bit is clear); `-1.5` is
+    `Unary('neg', Number(1.5))`, as the parser reads it. Build numbers of
+    any sign with :func:`number`. Equal when the bits are (`0` is not `-0`)."""
+
     value: float  # already rounded to float32
     span: Span = _span()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Number):
+            return NotImplemented
+        return float_key(self.value) == float_key(other.value)
+
+    def __hash__(self) -> int:
+        return hash(float_key(self.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +103,16 @@ class Filter:
 
 
 Expr = Number | Name | NbrRef | PeerRef | Call | Unary | Binary | Filter
+
+
+def number(value: float) -> Expr:
+    """The tree the parser builds for the value `value` (a float32): a
+    :class:`Number`, or `neg` of one when the sign bit is set (`-0` too),
+    so that printing and parsing it gives back the same tree."""
+    value = float(value)
+    if math.copysign(1.0, value) < 0:
+        return Unary("neg", Number(-value))
+    return Number(value)
 
 
 # ----------------------------------------------------------------- statements

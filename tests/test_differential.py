@@ -5,7 +5,7 @@ cases (isolated nodes, a degree-1000 hub, no edges at all, layers), from the
 same random state with NaN, ±inf, zeros and denormals in it: after one step
 of each block, C and the reference agree
 
-- exactly on where NaN and ±inf are, and on every `uniform()` draw;
+- exactly on where NaN, ±inf and -0 are, and on every `uniform()` draw;
 - elsewhere within RTOL/ATOL (docs/performance.md, "Accuracy"): reductions
   may sum in another order, and libmvec's exp/log/tanh/sin/cos are within
   4 ulp of the reference's.
@@ -44,7 +44,7 @@ GRAPHS = _graphs()
 
 
 def random_state(rule: rulec.Rule, graph: rulec.Graph, seed: int, specials: bool) -> rulec.State:
-    """A state of N(0, 1) values; with `specials`, some are 0, ±inf, NaN or denormal."""
+    """A state of N(0, 1) values; with `specials`, some are ±0, ±inf, NaN or denormal."""
     rng = np.random.default_rng(seed)
     state = rule.state(graph)
     for _, _, array in state.slots():
@@ -56,6 +56,7 @@ def random_state(rule: rulec.Rule, graph: rulec.Graph, seed: int, specials: bool
             values[kinds == 2] = -np.inf
             values[kinds == 3] = np.nan
             values[kinds == 4] = np.float32(1e-40) * np.sign(values[kinds == 4])
+            values[kinds == 5] = -0.0
         array[...] = values
     state.time, state.seed = 7, 1234
     return state
@@ -65,10 +66,14 @@ def assert_same(c_state: rulec.State, ref_state: rulec.State, context: str) -> N
     assert c_state.time == ref_state.time
     for (kind, name, got), (_, _, want) in zip(c_state.slots(), ref_state.slots(), strict=True):
         where = f"{context}: {kind} slot {name}"
-        for test in (np.isnan, np.isposinf, np.isneginf):
+        for test in (np.isnan, np.isposinf, np.isneginf, _negative_zero):
             np.testing.assert_array_equal(test(got), test(want),
                                           err_msg=f"{where} ({test.__name__})")
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=where)
+
+
+def _negative_zero(values: np.ndarray) -> np.ndarray:
+    return (values == 0) & np.signbit(values)
 
 
 NATIVE = ("c", "vm")

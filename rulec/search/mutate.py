@@ -190,7 +190,9 @@ class Mutator:
             return tree.items[:index] + (new,) + tree.items[index + 1:]
         path, e = rng.choice(numbers)
         value = e.value * factor if e.value != 0 else rng.choice([0.1, 1.0, -1.0])
-        return replace(tree.items, path, ast.Number(float(np.float32(value))))
+        # a negative value is `-` of a number, as the parser reads it back
+        # (a Number(-1.5) would come back from its text as neg(1.5))
+        return replace(tree.items, path, ast.number(float(np.float32(value))))
 
     def insert(self, tree, rng):
         path, statements = rng.choice(list(statement_lists(tree.items)))
