@@ -143,8 +143,11 @@ class Search:
         for row in rows:
             row["text"] = texts.get(row["idx"])
             self.stored.setdefault(row["generation"], {})[row["idx"]] = row
+            # as in _evaluate: every rule's canonical hash is known from the
+            # moment it is drawn (a behaviour duplicate's too: a later rule
+            # with its text is an exact duplicate of it)
+            self.canon.setdefault(row["canon_hash"], row["idx"])
             if row["duplicate"] is None:
-                self.canon.setdefault(row["canon_hash"], row["idx"])
                 if row["func_hash"] is not None and row["passed"] >= len(SCREEN_HURDLES):
                     self.func.setdefault(row["func_hash"], row["idx"])
             self.final[row["idx"]] = row
@@ -174,7 +177,7 @@ class Search:
                 indices = range(start, end)
                 stored = self.stored.get(generation, {})
                 self.progress.generation = generation
-                if len(stored) == len(indices):  # done in an earlier session: replay
+                if all(i in stored for i in indices):  # done in an earlier session: replay
                     self.strategy.tell(generation, [stored[i] for i in indices])
                 else:
                     candidates = [c for c in self.strategy.ask(generation, indices)
