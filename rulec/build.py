@@ -33,6 +33,7 @@ import os
 import platform
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -134,12 +135,22 @@ def build_jobs() -> int:
     return int(text)
 
 
+def _words(variable: str, text: str) -> list[str]:
+    """An environment variable's value split as a shell would, or a BuildError
+    that names the variable (an unbalanced quote, say)."""
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise BuildError(f"${variable} cannot be split into words ({exc}): {text!r}; fix "
+                         f"its quotes or unset it") from None
+
+
 def compiler() -> list[str]:
     """The C compiler command: $CC, else cc, else gcc."""
     configured = os.environ.get("CC")
     candidates = [configured] if configured else ["cc", "gcc"]
     for candidate in candidates:
-        words = shlex.split(candidate)
+        words = _words("CC", candidate) if configured else [candidate]
         if words and shutil.which(words[0]):
             return words
     looked = f"$CC ({configured})" if configured else "cc and gcc"
@@ -156,8 +167,8 @@ def cflags() -> list[str]:
     overrides `-O3`, `-march=x86-64-v3` overrides `-march=native`, and
     -fopenmp and the vectorization flags stay), then the required flags."""
     base = os.environ.get("RULEC_CFLAGS_BASE")
-    flags = shlex.split(DEFAULT_CFLAGS if base is None else base)
-    flags += shlex.split(os.environ.get("RULEC_CFLAGS", ""))
+    flags = shlex.split(DEFAULT_CFLAGS) if base is None else _words("RULEC_CFLAGS_BASE", base)
+    flags += _words("RULEC_CFLAGS", os.environ.get("RULEC_CFLAGS", ""))
     if "-fopenmp" not in flags:  # Python shows a warning once per place by default
         warnings.warn("the compiler flags have no -fopenmp: kernels run on one thread "
                       "whatever threads= says (RULEC_CFLAGS_BASE replaced the defaults)",
@@ -253,6 +264,32 @@ _loaded: dict[str, Module] = {}
 _loaded_lock = threading.Lock()
 
 
+#: Compile time grows faster than the C of a rule (gcc at -O3 took 42 s for a
+#: rule of size 4,000, 60 s for 8,000, and did not finish 16,000 in 600 s;
+#: docs/c-backend.md, "Very large rules"). Past C_O1_SIZE (ir.size) a module
+#: is built at -O1; past max_c_size() a rule runs on the VM instead.
+C_O1_SIZE = 1_500
+C_MAX_SIZE = 4_000
+
+
+def max_c_size() -> int:
+    """The largest rule (ir.size) the C backend compiles: $RULEC_C_MAX_SIZE or
+    C_MAX_SIZE. Larger rules run on the VM (runtime.Rule says so)."""
+    text = os.environ.get("RULEC_C_MAX_SIZE", "").strip()
+    if not text:
+        return C_MAX_SIZE
+    if not text.isdigit():
+        raise BuildError(f"RULEC_C_MAX_SIZE must be a whole number (the largest rule size "
+                         f"the C backend compiles), got {text!r}; unset it for "
+                         f"{C_MAX_SIZE:,}")
+    return int(text)
+
+
+def size_flags(programs: list[ir.Program]) -> list[str]:
+    """Flags added for large rules: -O1 past C_O1_SIZE (a later flag wins)."""
+    return ["-O1"] if programs and max(map(ir.size, programs)) > C_O1_SIZE else []
+
+
 def build_module(programs: list[ir.Program], sources: list[str | None] | None = None
                  ) -> tuple[Module, list[str]]:
     """Build (or find in the cache) one module holding every program's kernels.
@@ -261,7 +298,7 @@ def build_module(programs: list[ir.Program], sources: list[str | None] | None = 
     digests = [program_digest(p) for p in programs]
     prefixes = ["r" + d[:20] for d in digests]
     command = compiler()
-    flags = cflags()
+    flags = cflags() + size_flags(programs)
     from ._version import __version__
 
     identity = "\n".join([
@@ -387,7 +424,7 @@ def _compile(sources: list[str], target: Path, command: list[str], flags: list[s
     """Compile `sources` into the shared object `target`, atomically."""
     directory = target.parent
     include = f"-I{resource_dir('runtime')}"
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as work:
+    with tempfile.TemporaryDirectory(dir=directory, prefix=_build_prefix()) as work:
         c_files = []
         for index, source in enumerate(sources):
             c_file = Path(work) / f"{target.stem}-{index}.c"
@@ -564,15 +601,35 @@ def cache_clear() -> int:
     return removed
 
 
-def _stale_build_dirs(directory: Path, age_seconds: float = 3600) -> None:
-    """Remove build directories left by killed builds (older than an hour:
-    no build takes that long)."""
-    import time
+def _build_prefix() -> str:
+    """A build directory's name says who builds in it: `.build-PID@HOST-`."""
+    return f".build-{os.getpid()}@{socket.gethostname()}-"
 
+
+def _builder_gone(name: str) -> bool:
+    """Whether the process that made build directory `name` is known to be
+    gone (it ran on this host and no longer does)."""
+    who = name[len(".build-"):].rpartition("-")[0]
+    pid, _, host = who.partition("@")
+    if not pid.isdigit() or host != socket.gethostname() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _stale_build_dirs(directory: Path, age_seconds: float = 3600) -> None:
+    """Remove build directories left by killed builds: at once when their
+    builder is gone from this host, else once older than an hour (no build
+    takes that long)."""
     now = time.time()
     for path in directory.glob(".build-*"):
         with contextlib.suppress(OSError):
-            if now - path.stat().st_mtime > age_seconds:
+            if _builder_gone(path.name) or now - path.stat().st_mtime > age_seconds:
                 shutil.rmtree(path)
 
 

@@ -96,6 +96,7 @@ class Checker:
         self.edge_slots: dict[str, Span] = {}
         self.shared_slots: dict[str, Span] = {}
         self.params: dict[str, tuple[float, Span]] = {}
+        self.names: dict[str, Span] = {}  # every slot and param: where it was declared
         self.scope = _Scope()
         self.draws = 0
 
@@ -106,11 +107,9 @@ class Checker:
     # ------------------------------------------------------------ declarations
 
     def declared(self) -> dict[str, Span]:
-        names: dict[str, Span] = {}
-        for table in (self.node_slots, self.edge_slots, self.shared_slots):
-            names.update(table)
-        names.update({name: span for name, (_, span) in self.params.items()})
-        return names
+        """Every slot and param, with where it was declared (kept as they are
+        declared: a look-up per name, not a rebuild, keeps checking linear)."""
+        return self.names
 
     def declare(self, table: dict, name: str, span: Span, value=None) -> None:
         if name in RESERVED:
@@ -124,6 +123,7 @@ class Checker:
                        f"first declared on line {first.line}")
             return
         table[name] = span if value is None else (value, span)
+        self.names[name] = span
 
     def check_file(self, tree: ast.File, default_name: str) -> ir.Program | None:
         rule_name: str | None = None

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -468,8 +471,11 @@ def _search_settings(args: argparse.Namespace):
     settings = load_settings(args.space) if args.space else Settings()
     screen = settings.screen
     changes: dict = {}
-    if args.task:
+    if args.task is not None:
         changes["tasks"] = tuple(t.strip() for t in args.task.split(",") if t.strip())
+        if not changes["tasks"]:
+            raise UserError(f"--task {args.task!r} names no task; give one or more, "
+                            "comma-separated (e.g. --task and,or)")
     for option in ("graph", "seeds", "epochs"):
         if getattr(args, option) is not None:
             changes[option] = getattr(args, option)
@@ -523,11 +529,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         args.rules = 1000
     if args.rules is not None and args.rules < 1:
         raise UserError("--rules must be at least 1")
-    if args.minutes is not None and args.minutes <= 0:
-        raise UserError("--minutes must be more than 0")
+    if args.minutes is not None and not 0 < args.minutes < math.inf:
+        raise UserError(f"--minutes must be a number of minutes above 0, got {args.minutes}; "
+                        "for a run without a time limit give --rules N instead")
     jobs = args.jobs if args.jobs is not None else available_cores()
     if jobs < 1:
         raise UserError("--jobs must be at least 1")
+    if args.batch < 1:
+        raise UserError(f"--batch must be at least 1 (rules per batch sent to a worker), "
+                        f"got {args.batch}")
     config = Config(strategy=args.strategy, seed=args.seed, generation=args.generation,
                     population=args.population, tournament=args.tournament,
                     start=tuple(start))
@@ -843,7 +853,8 @@ def reference() -> str:
            "`python -c 'import rulec.cli as c; print(c.reference(), end=\"\")' > docs/cli.md`).",
            "", "Exit codes: 0 success; 1 the inputs are wrong (a rule error, a bad value, a "
            "failed check); 2 the command line cannot be parsed; 3 an internal error (a bug); "
-           "130 interrupted; 141 the reader of the output went away.", "",
+           "130 interrupted; 141 the reader of the output went away; 143 terminated (SIGTERM).",
+           "",
            "Every command takes `-h` (help), `-q` (print only results and errors) and `-v` "
            "(say on stderr what rulec does: backends, build times, cache hits, compiler "
            "calls).", ""]
@@ -887,6 +898,16 @@ def _log_to_stderr() -> None:
         log.addHandler(handler)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the CLI says everything: one line, no source path."""
+    print(f"rulec: warning: {message}", file=file or sys.stderr)
+
+
+def _terminated(signum, frame) -> None:
+    print("rulec: terminated", file=sys.stderr)
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -897,6 +918,23 @@ def main(argv: list[str] | None = None) -> int:
         _log_to_stderr()
     if args.quiet:
         warnings.simplefilter("ignore")
+    previous, warnings.showwarning = warnings.showwarning, _show_warning
+    on_term = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM unwinds like an exit: builds remove their directories and
+        # kill their compilers, stores close (kill -9 cannot; the next build
+        # sweeps what a killed one left)
+        on_term = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run(args)
+    finally:
+        warnings.showwarning = previous
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; every error a user causes becomes one line and an exit code."""
     try:
         return args.func(args)
     except RuleErrors as errors:

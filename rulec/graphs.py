@@ -14,6 +14,7 @@ All generators are vectorized NumPy.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -172,10 +173,12 @@ def power_law(n: int, mean_degree: float, seed: int = 0, exponent: float = 2.5) 
 
 
 def _ints(text: str, spec: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise GraphSpecError(f"bad graph spec {spec!r}: expected integers") from None
+    """Comma-separated whole numbers, read strictly (no spaces, `+` or `_`)."""
+    parts = text.split(",")
+    bad = [part for part in parts if not re.fullmatch(r"-?[0-9]+", part)]
+    if bad:
+        raise GraphSpecError(f"bad graph spec {spec!r}: expected whole numbers, got {bad[0]!r}")
+    return [int(part) for part in parts]
 
 
 def _n_number_seed(kind: str, args: str, spec: str) -> tuple[int, float, int]:

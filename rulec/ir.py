@@ -332,3 +332,13 @@ def show(program: Program) -> str:
         out.append(f"block {block.label} ({block.draws} draw{'s' * (block.draws != 1)})")
         out += _show_statements(block.statements, 1)
     return "\n".join(out) + "\n"
+
+
+def size(program: Program) -> int:
+    """The statements and expression nodes of every block: what the work of
+    code generation and the size of the generated C grow with."""
+    total = 0
+    for block in program.blocks:
+        total += sum(1 for _ in statements_in(block.statements))
+        total += sum(1 for expr in expressions_in(block.statements) for _ in walk(expr))
+    return total

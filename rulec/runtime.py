@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,8 @@ class Rule:
         bytecode, 'numpy' interprets. `native` passes a backend object already
         prepared (compile_many). `source` only feeds comments in generated C."""
         self.program = program
+        if backend == "c" and native is None and _too_large_for_c(program):
+            backend = "vm"
         self.backend = backend
         start = time.perf_counter()
         self._runner = native if native is not None else \
@@ -256,5 +259,26 @@ def compile_many(rules, backend: str = DEFAULT_BACKEND) -> list[Rule]:
     kind = backend_class(backend)
     if not hasattr(kind, "many"):
         return [Rule(p, backend, s) for p, s in zip(programs, sources, strict=True)]
-    runners = kind.many(programs, sources)
-    return [Rule(p, backend, native=r) for p, r in zip(programs, runners, strict=True)]
+    # rules too large for the C backend's compile bound run on the VM (Rule says so)
+    small = [i for i, p in enumerate(programs) if not _too_large_for_c(p, warn=False)]
+    runners = dict(zip(small, kind.many([programs[i] for i in small],
+                                        [sources[i] for i in small]), strict=True))
+    return [Rule(p, backend, native=runners[i]) if i in runners else Rule(p, backend, s)
+            for i, (p, s) in enumerate(zip(programs, sources, strict=True))]
+
+
+def _too_large_for_c(program: ir.Program, warn: bool = True) -> bool:
+    """Whether `program` is past the C backend's compile bound (build.max_c_size:
+    gcc's time grows faster than the rule); with `warn`, say it runs on the VM."""
+    from .build import max_c_size
+
+    size, limit = ir.size(program), max_c_size()
+    if size <= limit:
+        return False
+    if warn:
+        warnings.warn(f"rule {program.name!r} has size {size:,} (statements and expression "
+                      f"nodes), past what the C backend compiles in bounded time ({limit:,}): "
+                      "it runs on the VM, which needs no compile per rule. Set "
+                      "RULEC_C_MAX_SIZE to compile it anyway (minutes of gcc time)",
+                      RuntimeWarning, stacklevel=4)
+    return True

@@ -18,6 +18,7 @@ and an exhausted budget each end the evaluation with a reason.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,23 +154,61 @@ def waxman(n_inputs: int, n_outputs: int, n_hidden: int, seed: int = 0,
                     f"waxman:{n_inputs},{n_hidden},{n_outputs},{seed}")
 
 
+#: The largest learning topology a spec may ask for: the protocol steps it
+#: seeds x epochs x examples times, so a larger one would not finish anyway.
+TOPOLOGY_MAX_NODES = 100_000
+TOPOLOGY_MAX_EDGES = 1_000_000
+#: Waxman topologies draw every pair of nodes (networkx): quadratic.
+WAXMAN_MAX_HIDDEN = 2_000
+
+
+def _spec_error(spec: str, message: str) -> GraphSpecError:
+    return GraphSpecError(f"bad topology {spec!r}: {message}")
+
+
+def _spec_int(part: str, spec: str, what: str, low: int, high: int) -> int:
+    if not re.fullmatch(r"[0-9]+", part):
+        raise _spec_error(spec, f"{what} must be a whole number, got {part!r}")
+    value = int(part)
+    if not low <= value <= high:
+        raise _spec_error(spec, f"{what} must be in [{low}, {high:,}], got {value}")
+    return value
+
+
 def topology_from_spec(spec: str, task: Task) -> Topology:
-    """`layered:2,4,1[,bias]` or `waxman:HIDDEN[,SEED]` (inputs and outputs from the task)."""
-    kind, _, rest = spec.partition(":")
-    parts = [p for p in rest.split(",") if p]
-    if kind == "layered":
-        bias = "bias" in parts
-        sizes = [int(p) for p in parts if p != "bias"]
+    """`layered:2,4,1[,bias]` or `waxman:HIDDEN[,SEED]` (inputs and outputs
+    from the task). Read strictly: every part is a whole number in range (a
+    trailing `bias` aside), and nothing follows the last one."""
+    if not isinstance(spec, str):
+        raise _spec_error(str(spec), "expected text such as layered:2,4,1")
+    kind, colon, rest = spec.partition(":")
+    parts = rest.split(",") if rest else []
+    if kind == "layered" and colon:
+        bias = bool(parts) and parts[-1] == "bias"
+        if bias:
+            parts = parts[:-1]
+        sizes = [_spec_int(p, spec, f"layer {i + 1}'s size", 1, TOPOLOGY_MAX_NODES)
+                 for i, p in enumerate(parts)]
         if len(sizes) < 2 or sizes[0] != task.n_inputs or sizes[-1] != task.n_outputs:
-            raise ValueError(f"{spec}: task {task.name!r} needs {task.n_inputs} inputs and "
-                             f"{task.n_outputs} outputs (e.g. layered:{task.n_inputs},4,"
-                             f"{task.n_outputs})")
+            raise _spec_error(spec, f"task {task.name!r} needs {task.n_inputs} inputs and "
+                              f"{task.n_outputs} outputs (e.g. layered:{task.n_inputs},4,"
+                              f"{task.n_outputs})")
+        edges = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+        if bias:
+            edges += sum(sizes[1:])
+        if sum(sizes) + bias > TOPOLOGY_MAX_NODES or edges > TOPOLOGY_MAX_EDGES:
+            raise _spec_error(spec, f"{sum(sizes) + bias:,} nodes and {edges:,} edges; a "
+                              f"learning topology has at most {TOPOLOGY_MAX_NODES:,} nodes "
+                              f"and {TOPOLOGY_MAX_EDGES:,} edges")
         return layered(sizes, bias)
-    if kind == "waxman":
-        hidden = int(parts[0]) if parts else 6
-        seed = int(parts[1]) if len(parts) > 1 else 0
+    if kind == "waxman" and colon:
+        if len(parts) not in (1, 2):
+            raise _spec_error(spec, "expected waxman:HIDDEN[,SEED]")
+        hidden = _spec_int(parts[0], spec, "HIDDEN", 0, WAXMAN_MAX_HIDDEN)  # 0: waxman() says why
+        seed = _spec_int(parts[1], spec, "SEED", 0, 2**32 - 1) if len(parts) > 1 else 0
         return waxman(task.n_inputs, task.n_outputs, hidden, seed)
-    raise ValueError(f"unknown topology {spec!r}: use layered:A,B,C[,bias] or waxman:H[,SEED]")
+    raise GraphSpecError(f"unknown topology {spec!r}: use layered:A,B,C[,bias] or "
+                         "waxman:HIDDEN[,SEED]")
 
 
 # --------------------------------------------------------------- protocol

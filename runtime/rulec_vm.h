@@ -50,7 +50,8 @@ typedef struct rulec_evaluation {
     /* results */
     double *accuracy;                          /* per epoch */
     double *loss;
-    float *outputs;                            /* n_patterns x n_out, of the last epoch */
+    float *outputs;                            /* 2 x n_patterns x n_out: the last complete
+                                                  epoch's outputs, then working rows */
     int32_t epochs_done;
     int64_t steps;
     int32_t failure;        /* 0 none, 1 non-finite state, 2 budget exhausted, 3 outputs not finite */

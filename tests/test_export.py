@@ -298,3 +298,23 @@ def test_exported_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert {oct(path.stat().st_mode & 0o777) for path in written} == {oct(0o644)}
+
+
+def test_rule_comments_of_any_text_keep_the_export_warning_free(tmp_path):
+    """Rule lines are copied into C comments: `/*`, `*/`, U+2028 (a line
+    break to Python) and control characters stay inside the comment."""
+    source = ("rule odd\nnode x\nupdate {\n"
+              "    x = x + 1  # a /* nested */ comment */ and /*\n"
+              "    x *= 2  # a line\u2028separator, a tab\tand a \\ backslash\n"
+              "}\n")
+    program = rulec.compile(source, backend="numpy").program
+    export(program, tmp_path, "pkg", source=source)
+    text = (tmp_path / "pkg.c").read_text()
+    assert "line 4: x = x + 1" in text and "line 5: x *= 2" in text
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    argv = [compiler, "-x", "c", "-std=c99", "-pedantic", "-O1", "-Wall", "-Wextra", "-Werror",
+            "-c", "pkg.c", "-o", "pkg.o"]
+    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[:3000]

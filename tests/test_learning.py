@@ -125,3 +125,29 @@ def test_rulec_train_rejects_an_unknown_task(run_cli):
     result = run_cli("train", EXAMPLES / "backprop.rule", "--task", "xnor", "--graph",
                      "layered:2,4,1")
     assert result.returncode == 1 and "unknown task 'xnor'" in result.stderr
+
+
+# Outputs that grow until the state overflows, after some complete epochs.
+BLOWS_UP = """rule blow
+node inp, target, train, a
+edge w
+update {
+    a = sum(nbr.inp[incoming]) + a * 3 + 1
+}
+"""
+
+
+@pytest.mark.parametrize("backend", ["vm", "c"])
+def test_a_failed_evaluation_keeps_the_last_complete_epochs_outputs_as_the_reference(backend):
+    """The C driver scores an epoch in working rows: a failure part-way through
+    an epoch leaves the last complete epoch's outputs, as the reference does."""
+    protocol = tasks.FixedTime(forward=3, learn=1)
+    topology = tasks.layered([2, 1])
+    got = tasks.evaluate(rulec.compile(BLOWS_UP, backend=backend), tasks.TASKS["and"], topology,
+                         protocol, epochs=40, stop_at=None)
+    with np.errstate(over="ignore"):
+        want = tasks.evaluate(rulec.compile(BLOWS_UP, backend="numpy"), tasks.TASKS["and"],
+                              topology, protocol, epochs=40, stop_at=None)
+    assert got.failure is not None and got.failure == want.failure
+    assert len(got.accuracy) == len(want.accuracy) > 1
+    np.testing.assert_array_equal(got.outputs, want.outputs)

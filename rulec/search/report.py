@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,8 +164,19 @@ def pareto(rules: list[dict]) -> list[dict]:
     return sorted(front, key=lambda r: (-r["score"], r["size"]))
 
 
+def _printable(text: str) -> str:
+    """`text` on one line: a character that is not printable (a newline, a
+    line separator) becomes `?`, so a stored value cannot end a comment."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
+
+
+def _word(text: str) -> str:
+    """`text` as one shell word, quoted where needed, on one line."""
+    return shlex.quote(_printable(text))
+
+
 def report(db: str, run: int | None = None, top: int = 10) -> Report:
-    store = Store(db, must_exist=True)
+    store = Store(db, readonly=True)
     try:
         row = _pick_run(store, run)
         settings = Settings.from_dict(json.loads(row["settings"]))
@@ -196,7 +208,7 @@ def export(db: str, directory: str | Path, top: int = 5, run: int | None = None)
     from ..parser import parse_text
     from ..printer import format_tree
 
-    store = Store(db, must_exist=True)
+    store = Store(db, readonly=True)
     try:
         row = _pick_run(store, run)
         settings = Settings.from_dict(json.loads(row["settings"]))
@@ -215,7 +227,8 @@ def export(db: str, directory: str | Path, top: int = 5, run: int | None = None)
         protocol_options += f" --forward {space.forward}"
     else:
         protocol_options += f" --budget {space.budget}"
-    protocol_options += "".join(f" --map {role}={slot}" for role, slot in space.slots)
+    protocol_options += "".join(f" --map {_word(f'{role}={slot or str()}')}"
+                                for role, slot in space.slots)
     written = []
     for rank, r in enumerate(rules[:top], 1):
         tree = parse_text(r["text"], "found.rule")
@@ -224,13 +237,15 @@ def export(db: str, directory: str | Path, top: int = 5, run: int | None = None)
                               for item in tree.items))
         fresh = f"; learned every task on {r['fresh']} of {screen.fresh_seeds} fresh seeds " \
                 f"(seeds 1000..{999 + screen.fresh_seeds})" if r["fresh"] is not None else ""
+        path = directory / f"{rank:02d}_{name}.rule"
+        tasks = ", ".join(_printable(t) for t in screen.tasks)
         header = [f"# Found by rulec search (run {row['id']}, rule {r['idx']}): score "
-                  f"{r['score']:.3f} over tasks {', '.join(screen.tasks)}{fresh}.",
+                  f"{r['score']:.3f} over tasks {tasks}{fresh}.",
                   "# Reproduce one evaluation (seed 0):"]
         for task in screen.tasks:
-            header.append(f"#   rulec train {name}.rule --task {task} --graph {screen.graph} "
-                          f"{protocol_options} --epochs {screen.epochs} --seed 0")
-        path = directory / f"{rank:02d}_{name}.rule"
+            header.append(f"#   rulec train {_word(path.name)} --task {_word(task)} "
+                          f"--graph {_word(screen.graph)} {protocol_options} "
+                          f"--epochs {screen.epochs} --seed 0")
         text = "\n".join(header) + "\n" + format_tree(tree)
         write_atomic(path, text.encode())
         written.append(path)

@@ -23,6 +23,7 @@ evaluates only the rules it lacks.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -107,11 +108,16 @@ class Search:
         self.keep = frozenset(settings.space.protocol_slots())
         self.protocol = settings.space.make_protocol()
         self.strategy = config.strategy_object(settings)
-        self.batch = max(1, batch)
-        self.store = Store(db)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise SpaceError(f"a batch holds at least one rule, got {batch!r}")
+        if jobs < 1:
+            raise SpaceError(f"a search needs at least one worker, got jobs={jobs}")
+        self.batch = batch
+        self.db = db
         self.key = digest({"settings": settings.to_dict(), "config": asdict(config)})
-        self.run_id, self.fresh_run = self.store.run(self.key, settings.to_dict(),
-                                                     asdict(config), __version__)
+        self.store: Store | None = None
+        self.run_id: int | None = None
+        self.fresh_run = True
         self.jobs, self.scheduler = jobs, scheduler
         self.workers = 1
         self.on_progress = progress
@@ -160,12 +166,19 @@ class Search:
         (one of them must be given); returns the progress."""
         if rules is None and minutes is None:
             raise SpaceError("say how long to search: a number of rules or minutes")
+        if minutes is not None and not 0 < minutes < math.inf:
+            raise SpaceError(f"minutes must be a number above 0, got {minutes}")
+        if rules is not None and rules < 1:
+            raise SpaceError(f"rules must be at least 1, got {rules}")
         deadline = None if minutes is None else time.monotonic() + 60 * minutes
-        self._load()
         size_g = self.config.generation
+        # the workers (or the cluster) first: a scheduler that cannot be
+        # reached leaves no run behind in the database
         executor = make_executor(self.jobs, self.scheduler)
         self.workers = executor.workers
         try:
+            self.open()
+            self._load()
             generation = 0
             while True:
                 start = generation * size_g
@@ -189,8 +202,18 @@ class Search:
                 generation += 1
         finally:
             executor.close()
-            self.store.close()
+            if self.store is not None:
+                self.store.close()
+                self.store = None
         return self.progress
+
+    def open(self) -> None:
+        """Open the store and find (or make) this run in it."""
+        if self.store is None:
+            self.store = Store(self.db)
+            self.run_id, self.fresh_run = self.store.run(
+                self.key, self.settings.to_dict(), asdict(self.config), __version__)
+            self.store.lease(self.run_id)  # one coordinator per run
 
     def _evaluate(self, generation: int, candidates: list[Candidate], executor) -> list[dict]:
         settings = self.settings.to_dict()

@@ -54,6 +54,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,13 +75,77 @@ class SpaceError(RulecError, ValueError):
     """A search space file or option that cannot be used."""
 
 
+#: The whole numbers a space file or the command line may set, with their
+#: bounds: sizes that fit in memory and in time (a screen runs seeds x
+#: epochs x steps per example; a rule has at most SLOTS_MAX slots of a kind).
+WHOLE = {
+    ("protocol", "forward"): (1, 10_000),
+    ("protocol", "learn"): (1, 10_000),
+    ("protocol", "budget"): (1, 100_000),
+    ("limits", "depth"): (1, 12),
+    ("limits", "statements"): (1, 64),
+    ("screen", "seeds"): (1, 1_000),
+    ("screen", "epochs"): (1, 1_000_000),
+    ("screen", "hold"): (1, 1_000_000),
+    ("screen", "fresh_seeds"): (0, 1_000),
+    ("screen", "probe_seed"): (0, 2**32 - 1),
+}
+SLOTS_MAX = 32
+VECTOR_RATIO_MAX = 1_000.0
+#: The largest magnitude of a param's bound (float32's range).
+PARAM_MAX = 3.4e38
+#: Which protocols read each [protocol] number (a number no protocol of the
+#: file reads is refused, not silently ignored).
+PROTOCOL_NUMBERS = {"forward": ("fixed", "simultaneous"), "learn": ("fixed",),
+                    "budget": ("handshake",)}
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: Names the generator gives to a space's own slots and locals.
+_GENERATED = re.compile(r"(h|t)[0-9]+\Z")
+
+
+def check_name(name, what: str) -> str:
+    """`name` if it can stand in rule text as a slot or param name: an
+    identifier that is no keyword, built-in or function, and none of the
+    names the generator makes (w v q g k edge slots, h0... node slots,
+    t1... locals). Anything else would be spliced into rule text verbatim."""
+    from ..checker import RESERVED
+    from ..generate import EDGE_NAMES, SHARED_NAMES
+
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise SpaceError(f"{what} must be a name (letters, digits and _, not starting with a "
+                         f"digit), got {name!r}")
+    if name in RESERVED:
+        raise SpaceError(f"{what}: {name!r} is a keyword or built-in name of the rule "
+                         "language; choose another")
+    if name in EDGE_NAMES or name in SHARED_NAMES or _GENERATED.match(name):
+        raise SpaceError(f"{what}: {name!r} is a name the generator gives to its own slots "
+                         f"and locals ({', '.join(EDGE_NAMES + SHARED_NAMES)}, h0..., t1...); "
+                         "choose another")
+    return name
+
+
+def _shown(key: str) -> str:
+    """A TOML key as an error shows it: bare when it is a name, else quoted."""
+    return key if _IDENTIFIER.match(key) else repr(key)
+
+
 def _pair(value, what: str) -> tuple[int, int]:
     if (not isinstance(value, list | tuple) or len(value) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
             or not 0 <= value[0] <= value[1]):
         raise SpaceError(f"{what} must be [min, max], two whole numbers with 0 <= min <= max; "
                          f"got {value!r}")
+    if value[1] > SLOTS_MAX:
+        raise SpaceError(f"{what}: at most {SLOTS_MAX} slots of a kind, got {value[1]}")
     return int(value[0]), int(value[1])
+
+
+def _bounded(value, section: str, key: str, what: str) -> int:
+    low, high = WHOLE[(section, key)]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpaceError(f"{what} must be a whole number in [{low}, {high:,}], got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -116,10 +182,12 @@ class Space:
             changes.update(forward=self.forward, learn=self.learn)
         elif kind is tasks.Simultaneous:
             changes.update(steps=self.forward)
-        try:
-            return dataclasses.replace(kind(), **changes)
-        except TypeError as exc:
-            raise SpaceError(f"[protocol.slots]: {exc}") from None
+        roles = kind.ROLES
+        unknown = [role for role, _ in self.slots if role not in roles]
+        if unknown:
+            raise SpaceError(f"[protocol.slots]: unknown role {unknown[0]!r} for the "
+                             f"{self.protocol} protocol; its roles: {', '.join(roles)}")
+        return dataclasses.replace(kind(), **changes)
 
     def protocol_slots(self) -> tuple[str, ...]:
         """The node slots every rule of the space has, in role order."""
@@ -172,13 +240,13 @@ class Screen:
                 raise SpaceError(f"unknown task {name!r}; tasks: "
                                  f"{', '.join(tasks_module.TASKS)}")
             tasks_module.topology_from_spec(self.graph, tasks_module.TASKS[name])
-        for what, value in (("seeds", self.seeds), ("epochs", self.epochs),
-                            ("hold", self.hold)):
-            if value < 1:
-                raise SpaceError(f"[screen] {what} must be at least 1, got {value}")
-        if self.fresh_seeds < 0:
-            raise SpaceError("[screen] fresh_seeds must be 0 or more")
-        if not 0 < self.pass_accuracy <= 1:
+        for key in ("seeds", "epochs", "hold", "fresh_seeds", "probe_seed"):
+            _bounded(getattr(self, key), "screen", key, f"[screen] {key}")
+        if self.hold > self.epochs:
+            raise SpaceError(f"[screen] hold ({self.hold}) must be at most epochs "
+                             f"({self.epochs}): a seed counts as learned after `hold` epochs "
+                             "in a row at the goal")
+        if not (isinstance(self.pass_accuracy, int | float) and 0 < self.pass_accuracy <= 1):
             raise SpaceError("[screen] pass_accuracy must be in (0, 1]")
 
 
@@ -224,7 +292,7 @@ _SECTIONS = {
 def _number(value, what: str, low: float = 0.0, high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpaceError(f"{what} must be a number, got {value!r}")
-    if value < low or (high is not None and value > high):
+    if not math.isfinite(value) or value < low or (high is not None and value > high):
         bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
         raise SpaceError(f"{what} must be {bound}, got {value!r}")
     return float(value)
@@ -241,7 +309,7 @@ def _locator(where: str, text: str | None):
     the TOML text, or just `where` when it cannot be found."""
     lines = (text or "").splitlines()
 
-    def at(section: str, key: str | None = None) -> str:
+    def find(section: str, key: str | None) -> str | None:
         current = None
         for number, line in enumerate(lines, 1):
             stripped = line.strip()
@@ -253,7 +321,16 @@ def _locator(where: str, text: str | None):
             name = stripped.split("=", 1)[0].strip().strip('"')
             if key is not None and current == section and "=" in stripped and name == key:
                 return f"{where}:{number}:{line.index(stripped[0]) + 1}"
-        return where
+        return None
+
+    def at(section: str, key: str | None = None) -> str:
+        """The key's place; else its section's header; else the enclosing
+        section's (a key of an inline table, `slots = {...}`, is there)."""
+        while True:
+            found = find(section, key) or (find(section, None) if key is not None else None)
+            if found or "." not in section:
+                return found or where
+            section, _, key = section.rpartition(".")
 
     return at
 
@@ -282,30 +359,40 @@ def settings_from_toml(data: dict, where: str = "space file",
             raise SpaceError(f"{at('protocol', 'name')}: [protocol] name must be one of "
                              f"{', '.join(PROTOCOL_NAMES)}, got {protocol['name']!r}")
         space["protocol"] = protocol["name"]
+    name = space.get("protocol", Space.protocol)
     for key in ("forward", "learn", "budget"):
         if key in protocol:
-            space[key] = _whole(protocol[key], f"{at('protocol', key)}: [protocol] {key}")
+            place = at('protocol', key)
+            if name not in PROTOCOL_NUMBERS[key]:
+                raise SpaceError(f"{place}: [protocol] {key} is not read by the {name} "
+                                 f"protocol (only by {' and '.join(PROTOCOL_NUMBERS[key])}); "
+                                 "remove it")
+            space[key] = _bounded(protocol[key], "protocol", key, f"{place}: [protocol] {key}")
     if "slots" in protocol:
-        slots = protocol["slots"]
-        if not isinstance(slots, dict) or not all(isinstance(v, str) for v in slots.values()):
-            raise SpaceError(f"{at('protocol.slots')}: [protocol.slots] maps roles to slot "
-                             "names (strings)")
-        space["slots"] = tuple(sorted(slots.items()))
+        space["slots"] = _role_slots(protocol["slots"], name, at)
     for key, value in data.get("slots", {}).items():
         space[key] = _pair(value, f"{at('slots', key)}: [slots] {key}")
+    roles = dict(Space(protocol=name, slots=space.get("slots", ())).make_protocol().roles())
     if "params" in data:
         params = []
-        for name, bounds in data["params"].items():
+        for param, bounds in data["params"].items():
+            place = f"{at('params', param)}: [params] {_shown(param)}"
+            check_name(param, place)
+            if param in roles.values():
+                raise SpaceError(f"{place}: a param cannot share its name with the protocol's "
+                                 "slot of that name")
             if (not isinstance(bounds, list) or len(bounds) != 2
                     or not all(isinstance(b, int | float) and not isinstance(b, bool)
-                               for b in bounds) or bounds[0] > bounds[1]):
-                raise SpaceError(f"{at('params', name)}: [params] {name} must be [low, high] with "
-                                 f"low <= high, got {bounds!r}")
-            params.append((name, float(bounds[0]), float(bounds[1])))
+                               and math.isfinite(b) and abs(b) <= PARAM_MAX for b in bounds)
+                    or bounds[0] > bounds[1]):
+                raise SpaceError(f"{place} must be [low, high], two finite numbers (float32) "
+                                 f"with low <= high, got {bounds!r}")
+            params.append((param, float(bounds[0]), float(bounds[1])))
         space["params"] = tuple(params)
     if "allow" in data.get("ops", {}):
         allow = data["ops"]["allow"]
-        unknown = [op for op in allow if op not in ALL_OPS] if isinstance(allow, list) else allow
+        unknown = ([op for op in allow if not isinstance(op, str) or op not in ALL_OPS]
+                   if isinstance(allow, list) else allow)
         if unknown or not allow:
             raise SpaceError(f"{at('ops', 'allow')}: [ops] allow lists op names from: "
                              f"{', '.join(sorted(ALL_OPS))}; unknown: {unknown!r}")
@@ -313,26 +400,70 @@ def settings_from_toml(data: dict, where: str = "space file",
     limits = data.get("limits", {})
     for key in ("depth", "statements"):
         if key in limits:
-            space[key] = _whole(limits[key], f"{at('limits', key)}: [limits] {key}")
+            space[key] = _bounded(limits[key], "limits", key,
+                                  f"{at('limits', key)}: [limits] {key}")
     for key, value in data.get("odds", {}).items():
-        high = None if key == "vector_ratio" else 1.0
+        high = VECTOR_RATIO_MAX if key == "vector_ratio" else 1.0
         space[key] = _number(value, f"{at('odds', key)}: [odds] {key}", 0.0, high)
     screen: dict = {}
     for key, value in data.get("screen", {}).items():
+        place = f"{at('screen', key)}: [screen] {key}"
         if key == "tasks":
-            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-                raise SpaceError(f"{at('screen', 'tasks')}: [screen] tasks is a list of task names")
+            if (not isinstance(value, list) or not value
+                    or not all(isinstance(t, str) for t in value)):
+                raise SpaceError(f"{place} is a list of task names, at least one")
             screen[key] = tuple(value)
         elif key == "graph":
-            screen[key] = str(value)
+            if not isinstance(value, str):
+                raise SpaceError(f"{place} is a graph spec (a string such as "
+                                 f"\"layered:2,4,1\"), got {value!r}")
+            screen[key] = value
         elif key == "pass_accuracy":
-            screen[key] = _number(value, f"{at('screen', key)}: [screen] pass_accuracy", 0.0, 1.0)
+            screen[key] = _number(value, place, 0.0, 1.0)
         else:
-            screen[key] = _whole(value, f"{at('screen', key)}: [screen] {key}",
-                                 0 if key in ("fresh_seeds", "probe_seed") else 1)
+            screen[key] = _bounded(value, "screen", key, place)
     settings = Settings(Space(**space), Screen(**screen))
-    settings.space.make_protocol()
+    try:  # what depends on several keys: placed at the key it names
+        settings.screen.check()
+    except RulecError as exc:  # a SpaceError, or the graph's GraphSpecError
+        given = data.get("screen", {})
+        culprit = next((k for k in ("hold", "graph", "tasks", "seeds", "epochs")
+                        if k in given and f" {k}" in f" {exc}"), None)
+        if culprit is None:
+            culprit = next((k for k in ("graph", "tasks") if k in given), None)
+        place = at("screen", culprit) if culprit else where
+        raise SpaceError(f"{place}: {exc}") from None
     return settings
+
+
+def _role_slots(slots, protocol: str, at) -> tuple[tuple[str, str], ...]:
+    """[protocol.slots]: known roles of the protocol, each mapped to a slot
+    name (or "" to drop an optional role), no two roles on one slot."""
+    from .. import tasks
+
+    kind = tasks.PROTOCOLS[protocol]
+    if not isinstance(slots, dict):
+        raise SpaceError(f"{at('protocol.slots')}: [protocol.slots] maps roles to slot names")
+    optional = {f.name for f in dataclasses.fields(kind) if "None" in str(f.type)}
+    for role, slot in slots.items():
+        where = f"{at('protocol.slots', role)}: [protocol.slots] {_shown(role)}"
+        if role not in kind.ROLES:
+            raise SpaceError(f"{where}: unknown role for the {protocol} protocol; its roles: "
+                             f"{', '.join(kind.ROLES)}")
+        if slot == "" and role in optional:
+            continue
+        check_name(slot, where)
+    merged = dict(dataclasses.replace(kind(), **{r: (s or None) for r, s in slots.items()})
+                  .roles())
+    owners: dict[str, str] = {}
+    for role, slot in merged.items():
+        if slot in owners:
+            culprit = role if role in slots else owners[slot]
+            raise SpaceError(f"{at('protocol.slots', culprit)}: [protocol.slots] roles "
+                             f"{owners[slot]!r} and {role!r} both name slot {slot!r}; each role "
+                             "needs a slot of its own")
+        owners[slot] = role
+    return tuple(sorted((role, slot or None) for role, slot in slots.items()))
 
 
 def load_settings(path: str | Path) -> Settings:

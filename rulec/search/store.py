@@ -13,11 +13,33 @@ transaction, so a run killed at any moment keeps every batch written before.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import parse_qs
 
+from ..errors import RulecError
 from .space import SpaceError
+
+#: A coordinator's lease on its run is renewed at every batch it writes; one
+#: not renewed for this long is stale (its coordinator died on another host).
+LEASE_SECONDS = 300.0
+
+
+class StoreError(RulecError):
+    """The database failed under a running search (a full disk, a lost
+    connection, a corrupted file, another coordinator on the same run).
+    Every batch written before is kept."""
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
 
 
 def _sqlalchemy():
@@ -37,6 +59,36 @@ def database_url(db: str) -> str:
     if "://" in db:
         return db
     return "sqlite:///" + str(Path(db))
+
+
+def _sqlite_path(url: str) -> tuple[Path, dict]:
+    """The file of a sqlite:/// URL and its query (`?mode=ro`)."""
+    rest = url[len("sqlite:///"):]
+    path, _, query = rest.partition("?")
+    if path.startswith("file:"):
+        path = path[len("file:"):]
+    return Path(path), {k: v[-1] for k, v in parse_qs(query).items()}
+
+
+def _holder() -> str:
+    """Who holds a lease: host, process and a token of its own (two Stores in
+    one process are two holders)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _alive(holder: str) -> bool:
+    """Whether a lease's holder still runs (known only on this host; a holder
+    on another host counts as alive until its lease goes stale)."""
+    host, pid = (holder.rsplit(":", 2) + ["", ""])[:2]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _tables(sa):
@@ -87,7 +139,13 @@ def _tables(sa):
         sa.Column("steps", sa.BigInteger, nullable=False),
         sa.Column("failure", sa.Text),
     )
-    return meta, runs, rules, results
+    leases = sa.Table(
+        "leases", meta,
+        sa.Column("run", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("holder", sa.String(300), nullable=False),
+        sa.Column("renewed", sa.Float, nullable=False),
+    )
+    return meta, runs, rules, results, leases
 
 
 RULE_COLUMNS = ("idx", "generation", "text", "canon_hash", "func_hash", "parent", "mutation",
@@ -96,16 +154,26 @@ RULE_COLUMNS = ("idx", "generation", "text", "canon_hash", "func_hash", "parent"
 
 
 class Store:
-    """A search's database (see the module docstring)."""
+    """A search's database (see the module docstring). `readonly` opens it
+    for reading only (report, export): nothing is created or changed, so a
+    database on read-only storage can be read."""
 
-    def __init__(self, db: str, must_exist: bool = False) -> None:
+    def __init__(self, db: str, must_exist: bool = False, readonly: bool = False) -> None:
         sa = _sqlalchemy()
-        self.sa = sa
+        self.sa, self.db, self.readonly = sa, db, readonly
         self.url = database_url(db)
-        if self.url.startswith("sqlite:///") and must_exist:
-            path = Path(self.url[len("sqlite:///"):])
-            if not path.exists():
+        self.leased: int | None = None
+        self.holder = _holder()
+        sqlite = self.url.startswith("sqlite:///")
+        if sqlite:
+            path, query = _sqlite_path(self.url)
+            if (must_exist or readonly) and str(path) not in ("", ":memory:") \
+                    and not path.exists():
                 raise SpaceError(f"{db}: no such database")
+            if readonly or query.get("mode") == "ro":
+                self.readonly = readonly = True
+                # a URI connection: sqlite3 then honours mode=ro (and immutable)
+                self.url = f"sqlite:///file:{path}?mode=ro&uri=true"
         if self.url.startswith("postgresql"):
             try:
                 import psycopg  # noqa: F401
@@ -120,19 +188,63 @@ class Store:
             @sa.event.listens_for(self.engine, "connect")
             def _sqlite_pragmas(connection, _record):
                 cursor = connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-                cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps commits atomic
+                if not readonly:
+                    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+                    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps commits atomic
                 cursor.execute("PRAGMA busy_timeout=10000")
                 cursor.close()
-        self.meta, self.runs, self.rules, self.results = _tables(sa)
+        self.meta, self.runs, self.rules, self.results, self.leases = _tables(sa)
+        if readonly:
+            try:
+                names = set(sa.inspect(self.engine).get_table_names())
+            except sa.exc.OperationalError:
+                if not sqlite:
+                    raise
+                # a WAL database on storage where SQLite cannot make its -shm
+                # file: read it as immutable (no writer can be running there)
+                self.engine.dispose()
+                self.engine = sa.create_engine(f"sqlite:///file:{path}?immutable=1&uri=true")
+                with self.guard("read"):
+                    names = set(sa.inspect(self.engine).get_table_names())
+            if not {"runs", "rules", "results"} <= names:
+                raise SpaceError(f"{db}: not a rulec search database (no runs and rules tables)")
+            return
+        for attempt in range(3):  # two coordinators starting at once race to create
+            try:
+                self.meta.create_all(self.engine)
+                break
+            except sa.exc.OperationalError as exc:
+                if "already exists" in str(exc) and attempt < 2:
+                    continue
+                raise SpaceError(f"cannot open the database {db}: {_first_line(exc)}") \
+                    from None
+            except sa.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+            except sa.exc.DatabaseError as exc:
+                raise SpaceError(f"{db}: not a rulec search database ({_first_line(exc)})") \
+                    from None
+
+    @contextlib.contextmanager
+    def guard(self, action: str):
+        """Database failures as one-line StoreErrors that say nothing is lost."""
+        sa = self.sa
         try:
-            self.meta.create_all(self.engine)
-        except sa.exc.OperationalError as exc:
-            raise SpaceError(f"cannot open the database {db}: {exc.orig}") from None
-        except sa.exc.DatabaseError as exc:
-            raise SpaceError(f"{db}: not a rulec search database ({exc.orig})") from None
+            yield
+        except sa.exc.SQLAlchemyError as exc:
+            if (isinstance(exc, sa.exc.IntegrityError) and action == "write"
+                    and "unique" in str(exc.orig).lower()):
+                cause = ("another coordinator is writing the same run (a rule it wrote "
+                         "is already stored)")
+            else:
+                cause = _first_line(exc)
+            raise StoreError(f"the database {self.db} failed to {action}: {cause}. Every batch "
+                             "written before is kept: run the same command to resume") from None
 
     def close(self) -> None:
+        if self.leased is not None:
+            with contextlib.suppress(Exception):
+                self.release(self.leased)
         self.engine.dispose()
 
     # ----------------------------------------------------------------- runs
@@ -140,7 +252,7 @@ class Store:
     def run(self, key: str, settings: dict, config: dict, version: str) -> tuple[int, bool]:
         """(run id, whether it is new) of the run with `key`, made if missing."""
         sa = self.sa
-        with self.engine.begin() as connection:
+        with self.guard("find the run"), self.engine.begin() as connection:
             row = connection.execute(sa.select(self.runs.c.id).where(
                 self.runs.c.key == key)).first()
             if row is not None:
@@ -151,16 +263,54 @@ class Store:
                 version=version))
             return result.inserted_primary_key[0], True
 
+    def lease(self, run: int) -> None:
+        """Take run `run` for this process, or refuse (StoreError) when another
+        live coordinator holds it: one writer per run. A lease whose holder
+        died on this host, or that was not renewed for LEASE_SECONDS, is taken
+        over."""
+        sa, me, now = self.sa, self.holder, time.time()
+        table = self.leases
+        with self.guard("take the run"), self.engine.begin() as connection:
+            row = connection.execute(sa.select(table.c.holder, table.c.renewed)
+                                     .where(table.c.run == run)).first()
+            if row is None:
+                try:
+                    with connection.begin_nested():
+                        connection.execute(table.insert().values(run=run, holder=me,
+                                                                 renewed=now))
+                except sa.exc.IntegrityError:
+                    row = connection.execute(sa.select(table.c.holder, table.c.renewed)
+                                             .where(table.c.run == run)).first()
+            if row is not None:
+                holder, renewed = row
+                if holder != me and _alive(holder) and now - renewed < LEASE_SECONDS:
+                    raise StoreError(
+                        f"run {run} in {self.db} is being searched by another coordinator "
+                        f"({holder}, last seen {now - renewed:.0f} s ago); wait for it to "
+                        "finish or stop it, or search another run (other settings or --seed) "
+                        "in the same database")
+                connection.execute(table.update().where(table.c.run == run)
+                                   .values(holder=me, renewed=now))
+        self.leased = run
+
+    def release(self, run: int) -> None:
+        table = self.leases
+        with self.engine.begin() as connection:
+            connection.execute(table.delete().where((table.c.run == run)
+                                                    & (table.c.holder == self.holder)))
+        self.leased = None
+
     def list_runs(self) -> list[dict]:
         sa = self.sa
-        with self.engine.connect() as connection:
+        with self.guard("read"), self.engine.connect() as connection:
             rows = connection.execute(sa.select(self.runs).order_by(self.runs.c.id)).all()
         return [dict(row._mapping) for row in rows]
 
     # ---------------------------------------------------------------- rules
 
     def write(self, run: int, records: list[dict]) -> None:
-        """Store finished rules and their results in one transaction."""
+        """Store finished rules and their results in one transaction (and renew
+        this coordinator's lease on the run)."""
         if not records:
             return
         now = time.time()
@@ -176,10 +326,13 @@ class Store:
             if not r.get("duplicate"):
                 for result in r.get("results") or ():
                     result_rows.append({"run": run, "idx": r["idx"], **result})
-        with self.engine.begin() as connection:
+        with self.guard("write"), self.engine.begin() as connection:
             connection.execute(self.rules.insert(), rule_rows)
             if result_rows:
                 connection.execute(self.results.insert(), result_rows)
+            if self.leased == run:
+                connection.execute(self.leases.update().where(self.leases.c.run == run)
+                                   .values(renewed=now))
 
     def rules_of(self, run: int, columns=RULE_COLUMNS, order: str = "idx",
                  limit: int | None = None, where=None) -> list[dict]:
@@ -194,5 +347,5 @@ class Store:
             query = query.order_by(table.c.score.desc(), table.c.size, table.c.idx)
         if limit is not None:
             query = query.limit(limit)
-        with self.engine.connect() as connection:
+        with self.guard("read"), self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]

@@ -142,6 +142,16 @@ def slot_modes(block: ir.Block) -> dict[tuple[str, str], str]:
 # -------------------------------------------------------------- lowering
 
 
+def c_comment(text: str) -> str:
+    """`text` safe inside a C block comment, whatever the rule's comment held:
+    no `*/` to end it, no `/*` for -Wcomment, no line break or other
+    unprintable character (U+2028 too)."""
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    while "/*" in text or "*/" in text:
+        text = text.replace("/*", "/ *").replace("*/", "* /")
+    return text
+
+
 def c_float(value: float) -> str:
     """A float32 constant as a C literal that reads back exactly."""
     v = np.float32(value)
@@ -258,8 +268,7 @@ class BlockLowering:
     def set_comment(self, stmt) -> None:
         line = stmt.span.line if stmt.span is not None else 0
         if line and line <= len(self.source_lines):
-            text = self.source_lines[line - 1].strip().replace("*/", "* /")
-            self.comment = f"line {line}: {text}"
+            self.comment = f"line {line}: {c_comment(self.source_lines[line - 1].strip())}"
         elif line:
             self.comment = f"line {line}"
         else:

@@ -258,7 +258,9 @@ def _contexts(units: list[Unit], trace=None) -> tuple[list[dict], list[dict]]:
         program = pipeline(unit.program)
         if trace is not None:
             trace("IR passes", program)
-        lines = unit.source.splitlines() if unit.source else None
+        # lines as the parser counts them (str.splitlines also splits at
+        # U+2028, form feeds and others, which would shift every line after)
+        lines = unit.source.split("\n") if unit.source else None
         blocks = []
         for index, block in enumerate(program.blocks):
             fn = kernel_name(unit.prefix, index)

@@ -110,8 +110,10 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
     score_order = tasks.score_orders(task, epochs, seed)
     accuracy = np.zeros(max(epochs, 1), dtype=np.float64)
     loss = np.zeros(max(epochs, 1), dtype=np.float64)
-    outputs = np.zeros((P, n_out), dtype=np.float32)
-    e.outputs = pointer("float *", outputs)
+    # the last complete epoch's outputs, then the C driver's working rows
+    buffer = np.zeros((2, P, n_out), dtype=np.float32)
+    outputs = buffer[0]
+    e.outputs = pointer("float *", buffer)
     steps, epoch, chunk = 0, 0, 1
     try:
         while epoch < epochs:
