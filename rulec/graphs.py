@@ -177,7 +177,7 @@ def _ints(text: str, spec: str) -> list[int]:
     parts = text.split(",")
     bad = [part for part in parts if not re.fullmatch(r"-?[0-9]+", part)]
     if bad:
-        raise GraphSpecError(f"bad graph spec {spec!r}: expected whole numbers, got {bad[0]!r}")
+        raise GraphSpecError(f"bad graph spec {spec!r}: expected integers, got {bad[0]!r}")
     return [int(part) for part in parts]
 
 
