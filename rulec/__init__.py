@@ -12,7 +12,7 @@ start) costs little until a rule is compiled.
 """
 
 from ._version import __version__
-from .errors import RulecError, RuleError, RuleErrors, Span
+from .errors import RulecError, RuleError, RuleErrors, RuleWarning, Span
 
 _LAZY = {
     "BuildError": "build",
@@ -38,6 +38,7 @@ __all__ = [
     "RuleError",
     "RulecError",
     "RuleErrors",
+    "RuleWarning",
     "Span",
     "State",
     "StateError",

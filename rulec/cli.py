@@ -51,12 +51,21 @@ def _read(path: str) -> bytes:
 # ------------------------------------------------------------------ commands
 
 
+#: -q of the command being run: no progress lines, no warnings
+_quiet = False
+
+
 def _checked(path: str) -> tuple | None:
     """(text, tree, program) of a rule file, or None after printing its errors."""
+    from .dataflow import lint
     from .frontend import load
 
     try:
-        return load(_read(path), path)
+        text, tree, program = load(_read(path), path)
+        for warning in lint(tree):
+            if not _quiet:
+                print(warning.render(path, text), file=sys.stderr)
+        return text, tree, program
     except RuleErrors as errors:
         print(errors, file=sys.stderr)
     except UserError as exc:
@@ -574,6 +583,49 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search_score(args: argparse.Namespace) -> int:
+    """Rules through exactly the evaluator a search with these settings uses."""
+    import dataclasses
+    import json
+
+    from .search.hurdles import FRESH_SEED0, score_rule
+
+    settings = _search_settings(args)
+    if args.protocol:
+        settings = dataclasses.replace(
+            settings, space=dataclasses.replace(settings.space, protocol=args.protocol))
+        settings.space.make_protocol()
+    loaded = []
+    for path in args.rules:
+        found = _checked(path)
+        if found is None:
+            return 1
+        loaded.append((path, found[0]))
+    out = []
+    for path, text in loaded:
+        record = score_rule(text, settings)
+        fresh = record.get("fresh")
+        entry = {"rule": path, "passed": record["failure"] is None,
+                 "failed_hurdle": record["failed_hurdle"], "reason": record["failure"],
+                 "hurdles_passed": record["passed"], "hurdles": list(record["hurdles"]),
+                 "score": record.get("score", 0.0),
+                 "fresh": None if fresh is None else f"{fresh}/{record['fresh_of']}"}
+        out.append(entry)
+        if args.json:
+            continue
+        if entry["passed"]:
+            seeds = settings.screen.fresh_seeds
+            untouched = (f"; learned every task on {entry['fresh']} untouched seeds "
+                         f"({FRESH_SEED0}..{FRESH_SEED0 + seeds - 1})" if seeds else "")
+            print(f"{path}: passed every hurdle ({', '.join(entry['hurdles'])}){untouched}")
+        else:
+            print(f"{path}: failed at {entry['failed_hurdle']} ({entry['hurdles_passed']} of "
+                  f"{len(entry['hurdles'])} hurdles passed): {entry['reason']}")
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
 def cmd_search_report(args: argparse.Namespace) -> int:
     from .search.report import report
 
@@ -796,6 +848,28 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     search.set_defaults(func=cmd_search)
 
+    score = commands.add_parser("search-score",
+                                description="Score rules with exactly the evaluator a "
+                                "search with these settings uses: which hurdles each "
+                                "passes, why it fails, and on how many untouched seeds it "
+                                "learns. Exit 0 once every rule is scored, whatever the "
+                                "verdicts.")
+    score.prog = "rulec search score"
+    score.add_argument("rules", nargs="+", metavar="RULE", help=".rule files")
+    score.add_argument("--space", metavar="FILE", help="a search space file (TOML)")
+    score.add_argument("--task", metavar="T1,T2", help="tasks (the space's, else and,or)")
+    score.add_argument("--graph", metavar="SPEC", help="the task topology (the space's)")
+    score.add_argument("--protocol", choices=("handshake", "fixed", "simultaneous"),
+                       help="the protocol (the space's, else fixed)")
+    score.add_argument("--seeds", type=_integer, metavar="K", help="seeds per task hurdle")
+    score.add_argument("--epochs", type=_integer, metavar="E", help="epochs per seed")
+    score.add_argument("--fresh-seeds", type=_integer, metavar="K",
+                       help="untouched seeds to report learning on")
+    score.add_argument("--json", action="store_true",
+                       help="a JSON list, one object per rule: rule, passed, failed_hurdle, "
+                            "reason, fresh (k/n), hurdles_passed, hurdles, score")
+    score.set_defaults(func=cmd_search_score)
+
     report = commands.add_parser("search-report",
                                  description="What a search found: funnel, throughput, hall "
                                  "of fame, plots.")
@@ -819,10 +893,11 @@ def build_parser() -> argparse.ArgumentParser:
                               help="how many rules (5)")
     export_found.add_argument("--run", type=_integer, metavar="ID", help="the run (the last one)")
     export_found.set_defaults(func=cmd_search_export)
-    # `search report` and `search export` are spelled as two words: keep their
+    # `search report`, `export` and `score` are spelled as two words: keep their
     # internal names out of the command list
     commands._choices_actions = [action for action in commands._choices_actions
-                                 if action.dest not in ("search-report", "search-export")]
+                                 if action.dest not in ("search-report", "search-export",
+                                                        "search-score")]
 
     cache = commands.add_parser("cache", help="show or clear the build cache")
     cache.add_argument("action", choices=("info", "clear"))
@@ -911,11 +986,13 @@ def _terminated(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) >= 2 and argv[0] == "search" and argv[1] in ("report", "export"):
+    if len(argv) >= 2 and argv[0] == "search" and argv[1] in ("report", "export", "score"):
         argv = [f"search-{argv[1]}", *argv[2:]]  # `rulec search report DB`
     args = parser.parse_args(argv)
     if args.verbose:
         _log_to_stderr()
+    global _quiet
+    _quiet = bool(args.quiet)
     if args.quiet:
         warnings.simplefilter("ignore")
     previous, warnings.showwarning = warnings.showwarning, _show_warning

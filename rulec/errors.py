@@ -52,11 +52,13 @@ class RuleError:
     span: Span
     message: str
     hint: str | None = None
+    severity: str = "error"  # or "warning" (codes W...): the rule still compiles
 
     def render(self, filename: str, source: str) -> str:
         """Format as `file:line:col: error[CODE]: message`, the line, a caret and the hint."""
         span = self.span
-        out = [f"{filename}:{span.line}:{span.column}: error[{self.code}]: {self.message}"]
+        out = [f"{filename}:{span.line}:{span.column}: {self.severity}[{self.code}]: "
+               f"{self.message}"]
         lines = source.splitlines()
         if 1 <= span.line <= len(lines):
             text = "".join(c if c.isprintable() else " " for c in lines[span.line - 1])
@@ -112,3 +114,9 @@ def did_you_mean(name: str, candidates: list[str] | set[str]) -> str | None:
 
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+class RuleWarning(UserWarning):
+    """A rule that compiles but probably does not do what its text says (a
+    write that never lands, ...): the rendered warnings, as `rulec check`
+    prints them."""

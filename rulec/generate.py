@@ -116,6 +116,10 @@ class Options:
     # (name, low, high) of every param to declare, its value drawn in the range
     # (log-uniform when both bounds are > 0); None: `params` plain ones
     param_ranges: tuple[tuple[str, float, float], ...] | None = None
+    # no dead writes (a write a later one replaces; rulec.dataflow): a search
+    # wants rules whose every statement acts; a fuzzer keeps them, to test
+    # that backends let the last write win
+    live_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -431,7 +435,12 @@ def rule_tree(source: Source, options: Options = Options()) -> ast.File:  # noqa
     items.append(ast.Block("update", None, gen.body(options.max_statements)))
     for name in BLOCK_NAMES[: source.integer(*options.named_blocks)]:
         items.append(ast.Block("update", name, gen.body(max(1, options.max_statements // 2))))
-    return ast.File(tuple(items))
+    tree = ast.File(tuple(items))
+    if options.live_only:
+        from .dataflow import without_dead_writes
+
+        tree = without_dead_writes(tree)
+    return tree
 
 
 def rule(source: Source, options: Options = Options()) -> GeneratedRule:  # noqa: B008

@@ -18,8 +18,8 @@ import numpy as np
 
 from . import ir
 from .backends import DEFAULT_BACKEND, backend_class
-from .errors import RulecError, did_you_mean
-from .frontend import load_program
+from .errors import RulecError, RuleWarning, did_you_mean
+from .frontend import load, load_program
 from .graph import Graph
 from .rng import check_seed
 from .state import State, StateError
@@ -225,15 +225,27 @@ def compile(text: str, name: str | None = None, backend: str = DEFAULT_BACKEND, 
             filename: str = "<string>") -> Rule:
     """Compile rule source text. Raises RuleErrors (every error, positioned) if it is
     invalid, and rulec.BuildError if the C backend cannot build."""
-    return Rule(load_program(text, filename, name), backend,
-                text if isinstance(text, str) else None)
+    source, tree, program = load(text, filename, name)
+    _warn_lint(tree, filename, source)
+    return Rule(program, backend, text if isinstance(text, str) else None)
 
 
 def compile_file(path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> Rule:
     """Compile a .rule file; the rule is named by its `rule` line or the file's stem."""
     path = Path(path)
-    data = path.read_bytes()
-    return Rule(load_program(data, str(path)), backend, data.decode("utf-8", "replace"))
+    source, tree, program = load(path.read_bytes(), str(path))
+    _warn_lint(tree, str(path), source)
+    return Rule(program, backend, source)
+
+
+def _warn_lint(tree, filename: str, source: str) -> None:
+    """A RuleWarning with the rule's lint warnings (dead writes), if any."""
+    from .dataflow import lint
+
+    found = lint(tree)
+    if found:
+        warnings.warn(RuleWarning("\n".join(w.render(filename, source) for w in found)),
+                      stacklevel=3)
 
 
 def compile_many(rules, backend: str = DEFAULT_BACKEND) -> list[Rule]:

@@ -48,6 +48,17 @@ class Task:
     def n_outputs(self) -> int:
         return self.targets.shape[1]
 
+    def counterfactuals(self) -> list[Task]:
+        """The same inputs with other targets: the complement of every bit,
+        and the rows' targets moved one row on (left out when that changes
+        nothing). A rule that learns from its targets answers them
+        differently; one that ignores them cannot."""
+        out = [Task(f"{self.name}~complement", self.inputs, 1.0 - self.targets)]
+        shifted = np.roll(self.targets, 1, axis=0)
+        if not np.array_equal(shifted, self.targets):
+            out.append(Task(f"{self.name}~shifted", self.inputs, shifted))
+        return out
+
     @classmethod
     def from_table(cls, name: str, table: dict) -> Task:
         """From {input bits: output bits}, e.g. {(0, 1): (1,), ...}."""
@@ -390,6 +401,8 @@ class Result:
     outputs: np.ndarray | None = None  # the last evaluation's outputs per pattern
     seconds: float = 0.0
     confirm: list[float] = field(default_factory=list)  # accuracy of each untrained pass
+    goal_epoch: int | None = None  # with retain: the epochs it took to reach the goal
+    retained: list[float] = field(default_factory=list)  # with retain: accuracy after the goal
 
     @property
     def final_accuracy(self) -> float:
@@ -486,18 +499,26 @@ def score(task: Task, outputs: np.ndarray, threshold: float) -> tuple[float, flo
     """(accuracy, mean squared error) of one forward pass over every pattern."""
     predicted = outputs > threshold
     correct = (predicted == (task.targets > 0.5)).all(axis=1)
-    return float(correct.mean()), float(np.mean((outputs - task.targets) ** 2))
+    error = outputs.astype(np.float64) - task.targets  # finite outputs: no overflow
+    return float(correct.mean()), float(np.mean(error * error))
 
 
 def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
              epochs: int = 100, seed: int = 0, budget: int = 100, params: dict | None = None,
              stop_at: float | None = 1.0, on_epoch: Callable | None = None,
-             engine: str = "auto", hold: int = 1, confirm: int = 0) -> Result:
+             engine: str = "auto", hold: int = 1, confirm: int = 0,
+             retain: int = 0) -> Result:
     """Train `rule` on `task` for up to `epochs` (patterns in a seeded shuffled
     order each epoch) and score it after each epoch with a forward-only pass.
     Stops early once accuracy has been at least `stop_at` for `hold` epochs
     in a row (a rule with random outputs is right by luck in some epoch;
     `hold` > 1 asks it to stay right), and at the first failure.
+
+    `retain` > 0: once the goal is reached after E epochs, training goes on
+    for max(E, retain) more epochs without stopping (the epoch orders go on
+    as in one run); their accuracies are `result.retained` and E is
+    `result.goal_epoch`. A rule that learned keeps what it learned; one that
+    oscillates (right for some epochs, then wrong) does not.
 
     `confirm` > 0: after training, that many more scoring passes with no
     training between them (`result.confirm`, their accuracies): a rule that
@@ -511,8 +532,9 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
     protocol = protocol or Protocol()
     protocol.check(rule)
     check_topology(task, topology)
-    if isinstance(hold, bool) or not isinstance(hold, int) or hold < 1:
-        raise ValueError(f"hold must be a whole number >= 1, got {hold!r}")
+    for what, value, low in (("hold", hold, 1), ("retain", retain, 0), ("confirm", confirm, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{what} must be a whole number >= {low}, got {value!r}")
     if engine not in ("auto", "python", "c"):
         raise ValueError(f"engine must be 'auto', 'python' or 'c', got {engine!r}")
     start = time.perf_counter()
@@ -520,22 +542,49 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
     if protocol.input_flag:
         state.node[protocol.input_flag][topology.inputs] = 1.0
     rule.init(state, seed=seed, params=params)
-    if engine == "c" or (engine == "auto" and rule.backend in ("vm", "c")):
-        from .backends.vm.driver import run_epochs
-
-        result = run_epochs(rule, state, task, topology, protocol, epochs, seed, budget,
-                            params, stop_at, on_epoch, hold)
-        episode = _Episode(rule, task, topology, protocol, budget, params)
-        if confirm and result.failure is None:
-            _confirm(episode, state, task, protocol, seed, confirm, result)
-            result.steps += episode.steps
-        result.seconds = time.perf_counter() - start
-        return result
-    result = Result()
+    in_c = engine == "c" or (engine == "auto" and rule.backend in ("vm", "c"))
     episode = _Episode(rule, task, topology, protocol, budget, params)
+
+    def train(first: int, count: int, stop: float | None, callback) -> Result:
+        if in_c:
+            from .backends.vm.driver import run_epochs
+
+            return run_epochs(rule, state, task, topology, protocol, count, seed, budget,
+                              params, stop, callback, hold, first_epoch=first)
+        return _python_epochs(episode, state, task, protocol, seed, first, count, stop,
+                              callback, hold)
+
+    result = train(0, epochs, stop_at, on_epoch)
+    if retain and result.failure is None and _reached(result.accuracy, stop_at, hold):
+        goal = len(result.accuracy)
+        after = train(goal, max(goal, retain), None, None)
+        result.goal_epoch, result.retained = goal, after.accuracy
+        result.steps += after.steps
+        result.failure = after.failure
+        if after.outputs is not None:
+            result.outputs = after.outputs
+    if confirm and result.failure is None:
+        steps = episode.steps
+        _confirm(episode, state, task, protocol, seed, confirm, result)
+        result.steps += episode.steps - steps
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _reached(accuracy: list[float], stop_at: float | None, hold: int) -> bool:
+    """Whether the last `hold` epochs are all at `stop_at` (the goal)."""
+    return stop_at is not None and len(accuracy) >= hold and min(accuracy[-hold:]) >= stop_at
+
+
+def _python_epochs(episode: _Episode, state, task: Task, protocol, seed: int, first: int,
+                   count: int, stop_at: float | None, on_epoch, hold: int) -> Result:
+    """Epochs first .. first+count-1 of an evaluation, by the reference."""
+    result = Result()
+    steps = episode.steps
     try:
-        scoring = score_orders(task, epochs, seed)
-        for epoch, order in enumerate(orders(task, epochs, seed)):
+        training = orders(task, first + count, seed)[first:]
+        scoring = score_orders(task, first + count, seed)[first:]
+        for epoch, order in enumerate(training):
             for k in order:
                 episode.example(state, int(k), train=True)
             outputs = np.zeros((len(task.inputs), task.n_outputs), dtype=np.float32)
@@ -548,18 +597,14 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
             result.loss.append(loss)
             result.outputs = outputs
             if on_epoch:
-                on_epoch(epoch, result)
-            if stop_at is not None and len(result.accuracy) >= hold \
-                    and min(result.accuracy[-hold:]) >= stop_at:
+                on_epoch(first + epoch, result)
+            if _reached(result.accuracy, stop_at, hold):
                 break
     except NonFiniteError as exc:
         result.failure = f"non-finite state: {exc}"
     except _Failed as exc:
         result.failure = str(exc)
-    if confirm and result.failure is None:
-        _confirm(episode, state, task, protocol, seed, confirm, result)
-    result.steps = episode.steps
-    result.seconds = time.perf_counter() - start
+    result.steps = episode.steps - steps
     return result
 
 

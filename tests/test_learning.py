@@ -151,3 +151,27 @@ def test_a_failed_evaluation_keeps_the_last_complete_epochs_outputs_as_the_refer
     assert got.failure is not None and got.failure == want.failure
     assert len(got.accuracy) == len(want.accuracy) > 1
     np.testing.assert_array_equal(got.outputs, want.outputs)
+
+
+DELTA_FIXED = (EXAMPLES.parent / "tests" / "calibration" / "delta_fixed.rule").read_text()
+
+
+def test_retention_trains_on_after_the_goal_alike_in_c_and_python():
+    """retain=R: after the goal at epoch E, max(E, R) more epochs with the
+    epoch orders going on as in one run (so a split run equals a straight one)."""
+    protocol = tasks.FixedTime(forward=1, learn=1)
+    topology = tasks.topology_from_spec("layered:2,1,bias", tasks.TASKS["or"])
+    runs = {}
+    for engine, backend in (("c", "vm"), ("python", "numpy")):
+        rule = rulec.compile(DELTA_FIXED, backend=backend)
+        runs[engine] = tasks.evaluate(rule, tasks.TASKS["or"], topology, protocol, epochs=200,
+                                      seed=3, hold=5, retain=40, engine=engine)
+    c, ref = runs["c"], runs["python"]
+    assert c.goal_epoch == ref.goal_epoch and c.goal_epoch is not None
+    assert len(c.retained) == max(c.goal_epoch, 40) and c.retained == ref.retained
+    assert c.steps == ref.steps
+    straight = tasks.evaluate(rulec.compile(DELTA_FIXED, backend="vm"), tasks.TASKS["or"],
+                              topology, protocol, epochs=c.goal_epoch + len(c.retained),
+                              seed=3, stop_at=None)
+    assert straight.accuracy == c.accuracy + c.retained
+    np.testing.assert_array_equal(straight.outputs, c.outputs)

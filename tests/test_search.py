@@ -107,14 +107,30 @@ def test_settings_round_trip_through_plain_data_and_their_key_is_stable():
 # -------------------------------------------------------------------- hurdles
 
 
-def test_the_static_hurdle_names_the_slot_a_rule_never_reads_or_writes():
-    base = "node inp, target, train, a\nupdate {{ {} }}"
-    for body, reason in [("a = target", "never reads the input slot 'inp'"),
-                         ("target = inp", "never writes the output slot 'a'"),
-                         ("a = inp", "never reads the target slot 'target'"),
-                         ("a = inp\ntarget += 1", "never reads the target slot 'target'")]:
-        record = evaluate(base.format(body))
-        assert record["passed"] == 0 and record["failure"] == reason, body
+def test_the_static_hurdle_reads_data_flow_not_text():
+    base = "node inp, target, train, a, h\nupdate {{ {} }}"
+    no_input = "the input slot 'inp' never reaches the output slot 'a'"
+    blind = ("target-blind: the target slot 'target' never reaches the output slot 'a' "
+             "(no write that lands carries it there)")
+    for body, reason in [
+            ("a = target", no_input),
+            ("target = inp", "never writes the output slot 'a' (with a write that lands)"),
+            ("a = inp", blind),
+            ("a = inp\ntarget += 1", blind),
+            # rule 9729's shape: `a -= target` is replaced by the write after it
+            ("a -= target\na *= mean(nbr.inp)", blind),
+            ("let t2 = nbr.target\na = sum(nbr.inp)", blind),  # an unused let reads nothing
+            ("h = target\nw = h\na = sum(nbr.inp)", blind),  # it reaches h and w, never a
+            # over two steps: target -> h -> a, and inp -> a
+            ("h = target * 2\na = sum(nbr.inp) + h", None),
+            ("if target > 0 { a = sum(nbr.inp) }", None)]:  # a condition carries it
+        text = base.format(body).replace("node inp", "edge w\nnode inp") \
+            if "w = " in body else base.format(body)
+        record = evaluate(text)
+        if reason is None:
+            assert record["passed"] >= 2, (body, record["failure"])
+        else:
+            assert record["passed"] == 0 and record["failure"] == reason, body
 
 
 def test_the_run_hurdle_stops_non_finite_rules_in_one_example():

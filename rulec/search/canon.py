@@ -1,5 +1,6 @@
 """Canonical forms of rules: one text, and one hash, for rules that differ
-only in the names of their locals, slots, params and the rule itself.
+only in the names of their locals, slots, params and the rule itself, and
+in writes that never land (a later write replaces them).
 
     canonical_text(tree, keep={"inp", "target", "train", "a"})
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 
 from .. import syntax as ast
+from ..dataflow import without_dead_writes
 from ..edit import statement_lists, subexpressions
 from ..printer import format_tree
 
@@ -83,7 +85,9 @@ class _Renamer:
 
 
 def canonical_tree(tree: ast.File, keep=frozenset()) -> ast.File:
-    """`tree` with every name not in `keep` renamed by kind and place."""
+    """`tree` without its dead writes (rulec.dataflow: they do nothing), and
+    with every name not in `keep` renamed by kind and place."""
+    tree = without_dead_writes(tree)
     renamer = _Renamer(_prefix_names(tree, keep))
     items: list[ast.Item] = []
     for item in tree.items:

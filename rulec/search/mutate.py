@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import syntax as ast
 from ..checker import check
+from ..dataflow import without_dead_writes
 from ..edit import replace, statement_lists, subexpressions
 from ..errors import RuleErrors
 from ..generate import BINARY_CALLS, INFIX, REDUCERS, UNARY_CALLS, _Generator
@@ -228,6 +229,8 @@ class Mutator:
             except (IndexError, ValueError):  # no place for this move in this rule
                 continue
             child = ast.File(items)
+            if self.options.live_only:  # a write a later one replaces does nothing: drop it
+                child = without_dead_writes(child)
             if child == tree:
                 continue
             try:

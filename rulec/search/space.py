@@ -46,6 +46,7 @@ optional, and what is left out keeps the built-in default:
     pass_accuracy = 1.0        # the mean accuracy over seeds that passes a task
     hold = 5                   # a seed's accuracy: the mean of its last `hold` epochs
                                # (training stops once it is 100% for `hold` in a row)
+    retain = 50                # then trains max(epochs taken, retain) more: it must hold
     fresh_seeds = 10           # held-out seeds for the rules that pass every task
 """
 
@@ -87,6 +88,7 @@ WHOLE = {
     ("screen", "seeds"): (1, 1_000),
     ("screen", "epochs"): (1, 1_000_000),
     ("screen", "hold"): (1, 1_000_000),
+    ("screen", "retain"): (0, 1_000_000),
     ("screen", "fresh_seeds"): (0, 1_000),
     ("screen", "probe_seed"): (0, 2**32 - 1),
 }
@@ -208,7 +210,7 @@ class Space:
             named_blocks=(0, 0), init=self.init, ops=frozenset(self.ops),
             vector_ratio=self.vector_ratio, reuse=self.reuse, draws_in_update=self.draw,
             node_names=fixed + extra, filter=self.filter, conditional=self.conditional,
-            neighbour=self.neighbour, param_ranges=self.params)
+            neighbour=self.neighbour, param_ranges=self.params, live_only=True)
 
     def param_range(self, name: str) -> tuple[float, float] | None:
         for param, low, high in self.params:
@@ -227,6 +229,7 @@ class Screen:
     epochs: int = 30
     pass_accuracy: float = 1.0
     hold: int = 5  # epochs in a row at 100% that count as learned
+    retain: int = 50  # after the goal at epoch E, train max(E, retain) more: it must hold
     fresh_seeds: int = 10
     probe_seed: int = 12345
 
@@ -240,7 +243,7 @@ class Screen:
                 raise SpaceError(f"unknown task {name!r}; tasks: "
                                  f"{', '.join(tasks_module.TASKS)}")
             tasks_module.topology_from_spec(self.graph, tasks_module.TASKS[name])
-        for key in ("seeds", "epochs", "hold", "fresh_seeds", "probe_seed"):
+        for key in ("seeds", "epochs", "hold", "retain", "fresh_seeds", "probe_seed"):
             _bounded(getattr(self, key), "screen", key, f"[screen] {key}")
         if self.hold > self.epochs:
             raise SpaceError(f"[screen] hold ({self.hold}) must be at most epochs "
@@ -284,8 +287,8 @@ _SECTIONS = {
     "ops": {"allow"},
     "limits": {"depth", "statements"},
     "odds": {"vector_ratio", "filter", "conditional", "reuse", "draw", "init", "neighbour"},
-    "screen": {"tasks", "graph", "seeds", "epochs", "pass_accuracy", "hold", "fresh_seeds",
-               "probe_seed"},
+    "screen": {"tasks", "graph", "seeds", "epochs", "pass_accuracy", "hold", "retain",
+               "fresh_seeds", "probe_seed"},
 }
 
 

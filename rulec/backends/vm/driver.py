@@ -56,9 +56,10 @@ def _phases(ffi, rule: Rule, phases: list, labels: list[str]):
 
 def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: int,
                budget: int, params: dict | None, stop_at: float | None,
-               on_epoch=None, hold: int = 1) -> tasks.Result:
+               on_epoch=None, hold: int = 1, first_epoch: int = 0) -> tasks.Result:
     """The epochs of rulec.tasks.evaluate, run in C on `state` (made, flagged
-    and initialized by evaluate, which also checked the protocol and topology)."""
+    and initialized by evaluate, which also checked the protocol and topology):
+    epochs first_epoch .. first_epoch+epochs-1 of the seed's orders."""
     if rule.backend not in ("vm", "c"):
         raise ValueError(f"the C driver runs the 'vm' and 'c' backends, not {rule.backend!r}")
     ffi, lib = library()
@@ -106,8 +107,8 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
     struct.time, struct.seed = state.time, state.seed
     graph = graph_view(state.graph, needs).struct
     param_array = ParamArray(ffi, p)(values)
-    order = tasks.orders(task, epochs, seed)
-    score_order = tasks.score_orders(task, epochs, seed)
+    order = tasks.orders(task, first_epoch + epochs, seed)[first_epoch:]
+    score_order = tasks.score_orders(task, first_epoch + epochs, seed)[first_epoch:]
     accuracy = np.zeros(max(epochs, 1), dtype=np.float64)
     loss = np.zeros(max(epochs, 1), dtype=np.float64)
     # the last complete epoch's outputs, then the C driver's working rows
@@ -133,7 +134,7 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
                 result.loss.append(float(loss[epoch + i]))
                 result.outputs = outputs.copy()
                 if on_epoch:
-                    on_epoch(epoch + i, result)
+                    on_epoch(first_epoch + epoch + i, result)
             epoch += e.epochs_done
             if failure:
                 result.failure = _failure(failure, e, phases, state, struct)

@@ -1,0 +1,244 @@
+"""What a rule's statements do to the state, read from its syntax tree: the
+writes that are overwritten before they land (dead writes), and which slots
+can influence which across steps.
+
+A block is synchronous (docs/language.md): every read sees the state at the
+block's start, and writes land at its end in statement order, the last write
+to an element winning. So in
+
+    update {
+        a -= target          # dead: the write below replaces it
+        a *= mean(nbr.inp)
+    }
+
+the first statement does nothing: `a` ends as `a * mean(nbr.inp)` whatever
+the target is. A write is **dead** when a later write to the same slot
+replaces it wherever it applies: the later one has no filter (on its
+target or its value) and sits in the same branch or one that encloses it.
+
+The **influence graph** has an edge from slot `s` to slot `t` when a live
+write to `t` reads `s` (in its value, its filters, the conditions of the
+`if`s around it, or the `let`s those read). A slot can affect another, over
+any number of steps, only along its paths: a rule whose target slot has no
+path to its output slot cannot learn from the targets, whatever its text
+says.
+
+Everything here works on syntax trees with or without source positions
+(generated trees have none), and is linear in the rule's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import syntax as ast
+from .errors import RuleError
+from .ops import REDUCERS
+
+#: Where a statement sits: the (if statement's id, branch index) pairs of the
+#: branches around it, outermost first; an `else` is branch -1.
+Path = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One assignment of a block, where it sits and whether it is full."""
+
+    assign: ast.Assign
+    block: str  # the block's label
+    order: int  # its place among the block's statements, in source order
+    path: Path
+    full: bool  # no filter on its target or its value: it writes every element
+
+
+def _restricted(expr: ast.Expr, locals_: dict[str, bool]) -> bool:
+    """Whether an expression's value may be a filtered vector (a write of it
+    changes only some half-edges). Conservative: a filter anywhere outside a
+    reducer counts."""
+    if isinstance(expr, ast.Filter):
+        return True
+    if isinstance(expr, ast.Name):
+        return locals_.get(expr.name, False)
+    if isinstance(expr, ast.Call):
+        if expr.func in REDUCERS:
+            return False
+        return any(_restricted(arg, locals_) for arg in expr.args)
+    if isinstance(expr, ast.Unary):
+        return _restricted(expr.operand, locals_)
+    if isinstance(expr, ast.Binary):
+        return _restricted(expr.left, locals_) or _restricted(expr.right, locals_)
+    return False
+
+
+def writes(tree: ast.File) -> Iterator[Write]:
+    """Every assignment of every block, in source order."""
+    for item in tree.items:
+        if isinstance(item, ast.Block):
+            yield from _writes(item.body.statements, item.label, (), [0], [{}])
+
+
+def _writes(statements, block: str, path: Path, counter: list[int],
+            scopes: list[dict[str, bool]]) -> Iterator[Write]:
+    scopes = [*scopes, {}]
+    for stmt in statements:
+        counter[0] += 1
+        if isinstance(stmt, ast.Let):
+            merged = {k: v for scope in scopes for k, v in scope.items()}
+            scopes[-1][stmt.name] = _restricted(stmt.value, merged)
+        elif isinstance(stmt, ast.Assign):
+            merged = {k: v for scope in scopes for k, v in scope.items()}
+            full = stmt.target.predicate is None and not _restricted(stmt.value, merged)
+            yield Write(stmt, block, counter[0], path, full)
+        else:
+            for index, (_, body) in enumerate(stmt.branches):
+                yield from _writes(body.statements, block, (*path, (id(stmt), index)),
+                                   counter, scopes)
+            if stmt.orelse is not None:
+                yield from _writes(stmt.orelse.statements, block, (*path, (id(stmt), -1)),
+                                   counter, scopes)
+
+
+def dead_writes(tree: ast.File) -> list[tuple[ast.Assign, ast.Assign]]:
+    """(dead write, the later write that replaces it) for every write that
+    never lands, in source order."""
+    found = []
+    by_block: dict[str, list[Write]] = {}
+    for write in writes(tree):
+        by_block.setdefault(write.block, []).append(write)
+    for block_writes in by_block.values():
+        # later full writes per slot, walking backward
+        later: dict[str, list[Write]] = {}
+        for write in reversed(block_writes):
+            name = write.assign.target.name
+            killer = next((w for w in later.get(name, ())
+                           if write.path[:len(w.path)] == w.path), None)
+            if killer is not None:
+                found.append((write.order, write.assign, killer.assign))
+            if write.full:
+                later.setdefault(name, []).append(write)
+    return [(dead, killer) for _, dead, killer in sorted(found, key=lambda f: f[0])]
+
+
+def without_dead_writes(tree: ast.File) -> ast.File:
+    """`tree` with its dead writes removed (and an `if` left with no
+    statement at all removed too): the same rule, as it behaves."""
+    dead = {id(assign) for assign, _ in dead_writes(tree)}
+    if not dead:
+        return tree
+
+    def body(b: ast.Body) -> ast.Body:
+        return ast.Body(statements(b.statements), b.span)
+
+    def statements(items) -> tuple:
+        out = []
+        for stmt in items:
+            if isinstance(stmt, ast.Assign):
+                if id(stmt) not in dead:
+                    out.append(stmt)
+            elif isinstance(stmt, ast.If):
+                branches = tuple((c, body(b)) for c, b in stmt.branches)
+                orelse = None if stmt.orelse is None else body(stmt.orelse)
+                if any(b.statements for _, b in branches) or (orelse and orelse.statements):
+                    out.append(ast.If(branches, orelse, stmt.span))
+            else:
+                out.append(stmt)
+        return tuple(out)
+
+    items = tuple(ast.Block(item.kind, item.name, body(item.body), item.span)
+                  if isinstance(item, ast.Block) else item for item in tree.items)
+    return ast.File(items)
+
+
+# ------------------------------------------------------------ influence
+
+
+def names_in(expr: ast.Expr, env: dict[str, frozenset[str]]) -> frozenset[str]:
+    """The slot, param and built-in names `expr` reads, through the locals of
+    `env` (a local stands for what its value reads)."""
+    if isinstance(expr, ast.Name):
+        return env.get(expr.name, frozenset((expr.name,)))
+    if isinstance(expr, ast.NbrRef | ast.PeerRef):
+        return frozenset((expr.name,))
+    if isinstance(expr, ast.Number):
+        return frozenset()
+    if isinstance(expr, ast.Call):
+        return frozenset().union(*(names_in(a, env) for a in expr.args))
+    if isinstance(expr, ast.Unary):
+        return names_in(expr.operand, env)
+    if isinstance(expr, ast.Binary):
+        return names_in(expr.left, env) | names_in(expr.right, env)
+    assert isinstance(expr, ast.Filter), expr
+    return names_in(expr.value, env) | names_in(expr.predicate, env)
+
+
+def influence(tree: ast.File, blocks: tuple[str, ...] | None = None) -> dict[str, set[str]]:
+    """slot -> the names a live write to it reads, over the blocks labelled in
+    `blocks` (all by default). A write whose target is a slot `s` depends on
+    what its value, its target filter and the conditions around it read."""
+    live = without_dead_writes(tree)
+    graph: dict[str, set[str]] = {}
+    for item in live.items:
+        if isinstance(item, ast.Block) and (blocks is None or item.label in blocks):
+            _influence(item.body.statements, {}, frozenset(), graph)
+    return graph
+
+
+def _influence(statements, env: dict[str, frozenset[str]], conditions: frozenset[str],
+               graph: dict[str, set[str]]) -> None:
+    env = dict(env)  # a block's locals end with it
+    for stmt in statements:
+        if isinstance(stmt, ast.Let):
+            env[stmt.name] = names_in(stmt.value, env)
+        elif isinstance(stmt, ast.Assign):
+            read = names_in(stmt.value, env) | conditions
+            if stmt.target.predicate is not None:
+                read |= names_in(stmt.target.predicate, env)
+            if stmt.op != "=":
+                read |= {stmt.target.name}
+            graph.setdefault(stmt.target.name, set()).update(read)
+        else:
+            seen = conditions
+            for condition, body in stmt.branches:
+                # a branch applies where its condition holds and no earlier one did
+                seen = seen | names_in(condition, env)
+                _influence(body.statements, env, seen, graph)
+            if stmt.orelse is not None:
+                _influence(stmt.orelse.statements, env, seen, graph)
+
+
+def reaches(graph: dict[str, set[str]], source: str, target: str) -> bool:
+    """Whether slot `source` can influence slot `target` over any number of
+    steps (a path in the influence graph from `source` to `target`)."""
+    readers: dict[str, set[str]] = {}
+    for written, read in graph.items():
+        for name in read:
+            readers.setdefault(name, set()).add(written)
+    seen, todo = {source}, [source]
+    while todo:
+        name = todo.pop()
+        if name == target:
+            return True
+        for nxt in readers.get(name, ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return False
+
+
+# -------------------------------------------------------------- warnings
+
+
+def lint(tree: ast.File) -> list[RuleError]:
+    """Warnings about a rule that checks: W101 for each dead write."""
+    out = []
+    for dead, killer in dead_writes(tree):
+        name = dead.target.name
+        where = f"line {killer.span.line}" if killer.span.line else "later"
+        out.append(RuleError(
+            "W101", dead.span,
+            f"this write to '{name}' never lands: the write to '{name}' on {where} replaces it",
+            "writes land when the block ends and the last one wins (reads see the block's "
+            f"start): fold both into one statement, e.g. {name} = ..., or use let first",
+            severity="warning"))
+    return out
