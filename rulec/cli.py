@@ -547,9 +547,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise UserError(f"--batch must be at least 1 (rules per batch sent to a worker), "
                         f"got {args.batch}")
+    if args.start_mutants < 0 or (args.start_mutants and not start):
+        raise UserError("--start-mutants needs --start rules and a count of 0 or more")
     config = Config(strategy=args.strategy, seed=args.seed, generation=args.generation,
                     population=args.population, tournament=args.tournament,
-                    start=tuple(start))
+                    start=tuple(start), start_mutants=args.start_mutants)
     search = Search(settings, config, args.db, jobs=jobs, scheduler=args.scheduler,
                     batch=args.batch)
     update, close = _search_progress(args.rules, args.quiet)
@@ -827,6 +829,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="random search or regularized evolution (random)")
     search.add_argument("--start", action="append", default=[], metavar="RULE",
                         help="a .rule file to evaluate first and evolve from; repeatable")
+    search.add_argument("--start-mutants", type=_integer, default=0, metavar="K",
+                        help="evolution: K mutants of each --start rule join the first "
+                             "population (0)")
     search.add_argument("--seed", type=_integer, default=0, metavar="S",
                         help="the run's seed (0)")
     search.add_argument("--jobs", type=_integer, metavar="J",

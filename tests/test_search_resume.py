@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -107,3 +108,39 @@ def test_an_evolution_killed_at_several_moments_resumes_to_the_uninterrupted_res
     assert subprocess.run(command, capture_output=True).returncode == 0
     assert _count(db) == 480
     assert rows(str(db)) == rows(str(straight))
+
+
+def test_start_rules_stay_in_the_population_and_have_offspring(tmp_path):
+    """Regression: with population 100 and generation 64 the start rules were
+    evicted before the first child was drawn (20,096 rules, no descendant)."""
+    from .test_search import DELTA
+
+    db = tmp_path / "start.sqlite"
+    config = S.Config(strategy="evolve", seed=1, generation=64, population=100,
+                      start=(DELTA,), start_mutants=5)
+    S.search(SETTINGS, config, str(db), rules=640)
+    connection = sqlite3.connect(db)
+    first = connection.execute("SELECT idx, parent, mutation FROM rules WHERE idx <= 5 "
+                               "ORDER BY idx").fetchall()
+    parents = dict(connection.execute("SELECT idx, parent FROM rules").fetchall())
+    connection.close()
+    assert first[0] == (0, None, "start")
+    assert all(parent == 0 and mutation for _, parent, mutation in first[1:])  # the mutants
+
+    def descends_from_start(idx: int) -> bool:
+        while idx is not None:
+            if idx == 0:
+                return True
+            idx = parents[idx]
+        return False
+
+    late = [idx for idx in parents if idx >= 400 and descends_from_start(idx)]
+    assert late, "no rule drawn after the population turned over descends from the start rule"
+
+
+def test_duplicates_do_not_join_the_population():
+    strategy = S.RegularizedEvolution(SETTINGS.space, 0, population=3, tournament=2)
+    base = {"passed": 4, "score": 0.0, "size": 5, "text": "x"}
+    strategy.tell(0, [{**base, "idx": 0}, {**base, "idx": 1, "duplicate": "behaviour"},
+                      {**base, "idx": 2, "duplicate": "exact"}, {**base, "idx": 3}])
+    assert [m["idx"] for m in strategy.population] == [0, 3]

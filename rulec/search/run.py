@@ -47,6 +47,7 @@ class Config:
     population: int = 100  # evolution
     tournament: int = 10  # evolution
     start: tuple[str, ...] = ()  # rule texts to evaluate first (and evolve from)
+    start_mutants: int = 0  # evolution: K mutants of each start rule join the first population
 
     def strategy_object(self, settings: Settings):
         if self.strategy not in STRATEGIES:
@@ -56,7 +57,7 @@ class Config:
             raise SpaceError("a generation needs at least one rule")
         if self.strategy == "evolve":
             return RegularizedEvolution(settings.space, self.seed, self.start,
-                                        self.population, self.tournament)
+                                        self.population, self.tournament, self.start_mutants)
         return RandomSearch(settings.space, self.seed, self.start)
 
 
@@ -138,14 +139,21 @@ class Search:
                    "spread", "loss", "size", "duplicate", "duplicate_of", "failure")
         rows = self.store.rules_of(self.run_id, columns)
         # a strategy that keeps the last `memory` rules needs their texts again
+        # (of the last `memory` that are not duplicates, if it skips those;
+        # and of the start rules)
         memory = getattr(self.strategy, "memory", 0) or 0
         keep_text = memory + self.config.generation if memory else 0
         texts = {}
         if rows and keep_text:
-            last = rows[-1]["idx"]
-            for row in self.store.rules_of(self.run_id, ("idx", "text"),
-                                           where=lambda c: c.idx > last - keep_text):
-                texts[row["idx"]] = row["text"]
+            eligible = [row["idx"] for row in rows if row["duplicate"] is None] \
+                if getattr(self.strategy, "skips_duplicates", False) \
+                else [row["idx"] for row in rows]
+            wanted = sorted(set(eligible[-keep_text:]) | set(range(len(self.config.start))))
+            for chunk in range(0, len(wanted), 500):
+                part = wanted[chunk:chunk + 500]
+                for row in self.store.rules_of(self.run_id, ("idx", "text"),
+                                               where=lambda c, part=part: c.idx.in_(part)):
+                    texts[row["idx"]] = row["text"]
         for row in rows:
             row["text"] = texts.get(row["idx"])
             self.stored.setdefault(row["generation"], {})[row["idx"]] = row

@@ -86,14 +86,17 @@ def fitness(record: dict) -> tuple:
 
 class RegularizedEvolution(RandomSearch):
     """Regularized evolution (Real et al., 2019): a population of the last
-    `population` rules evaluated; each child mutates the fittest of
-    `tournament` rules sampled from it; the oldest leave as children arrive.
-    Until the population is full, children are random (or the start rules)."""
+    `population` rules evaluated that are not duplicates of earlier ones;
+    each child mutates the fittest of `tournament` rules sampled from it;
+    the oldest leave as children arrive, except the start rules, which stay
+    (and can always be chosen as parents). Until the population is full, the
+    rules are the start rules, `start_mutants` mutants of each, then random
+    rules."""
 
     name = "evolve"
 
     def __init__(self, space: Space, seed: int, start: tuple[str, ...] = (),
-                 population: int = 100, tournament: int = 10) -> None:
+                 population: int = 100, tournament: int = 10, start_mutants: int = 0) -> None:
         super().__init__(space, seed, start)
         if population < 2 or not 1 <= tournament <= population:
             from .space import SpaceError
@@ -101,14 +104,33 @@ class RegularizedEvolution(RandomSearch):
             raise SpaceError("evolution needs population >= 2 and 1 <= tournament <= "
                              f"population; got {population}, {tournament}")
         self.population_size, self.tournament = population, tournament
+        self.start_mutants = start_mutants
         self.population: deque[dict] = deque()
+        self.kept: list[dict] = []  # the start rules: never leave the population
         self.mutator = Mutator(space)
         self.trees: dict[int, ast.File] = {}
 
+    #: duplicates (exact or behaviour) never join the population: a clone
+    #: adds no new behaviour, and clones of one plateau crowd out the rest
+    skips_duplicates = True
+
     @property
     def memory(self) -> int:
-        """How many of the last rules told it keeps (their texts are needed)."""
+        """How many of the last rules told it keeps (their texts are needed):
+        the last `memory` rules that are not duplicates, and the start rules."""
         return self.population_size
+
+    def candidate(self, index: int) -> Candidate:
+        """The start rules, then `start_mutants` mutants of each, then random rules."""
+        first = len(self.start)
+        if first <= index < first * (1 + self.start_mutants):
+            which = (index - first) % first
+            rng = random.Random(f"{self.seed}:start-mutant:{index}")
+            child = self.mutator.mutate(_parse(self.start[which]), rng)
+            if child is not None:
+                tree, how = child
+                return Candidate(index, tree, format_tree(tree), which, how)
+        return super().candidate(index)
 
     def _tree(self, member: dict) -> ast.File:
         tree = self.trees.get(member["idx"])
@@ -122,7 +144,7 @@ class RegularizedEvolution(RandomSearch):
             out = [self.candidate(i) for i in indices]
         else:
             rng = random.Random(f"{self.seed}:evolve:{generation}")
-            members = list(self.population)
+            members = list(self.population) + self.kept
             out = []
             for index in indices:
                 contestants = rng.sample(members, self.tournament)
@@ -139,12 +161,18 @@ class RegularizedEvolution(RandomSearch):
 
     def tell(self, generation: int, records: list[dict]) -> None:
         for record in sorted(records, key=lambda r: r["idx"]):
+            if record.get("duplicate"):
+                self.trees.pop(record["idx"], None)
+                continue
             self.population.append({k: record.get(k) for k in
                                     ("idx", "text", "passed", "score", "size", "fresh",
                                      "spread", "loss")})
             while len(self.population) > self.population_size:
                 gone = self.population.popleft()
-                self.trees.pop(gone["idx"], None)
+                if gone["idx"] < len(self.start):  # a start rule stays, out of the age queue
+                    self.kept.append(gone)
+                else:
+                    self.trees.pop(gone["idx"], None)
 
 
 STRATEGIES = {"random": RandomSearch, "evolve": RegularizedEvolution}
