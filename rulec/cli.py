@@ -590,7 +590,7 @@ def cmd_search_score(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from .search.hurdles import FRESH_SEED0, score_rule
+    from .search.hurdles import FRESH_SEED0, ablations, score_rule
 
     settings = _search_settings(args)
     if args.protocol:
@@ -612,6 +612,8 @@ def cmd_search_score(args: argparse.Namespace) -> int:
                  "hurdles_passed": record["passed"], "hurdles": list(record["hurdles"]),
                  "score": record.get("score", 0.0),
                  "fresh": None if fresh is None else f"{fresh}/{record['fresh_of']}"}
+        if args.ablate:
+            entry["ablations"] = ablations(text, settings)
         out.append(entry)
         if args.json:
             continue
@@ -623,6 +625,10 @@ def cmd_search_score(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: failed at {entry['failed_hurdle']} ({entry['hurdles_passed']} of "
                   f"{len(entry['hurdles'])} hurdles passed): {entry['reason']}")
+        for cut in entry.get("ablations", ()):
+            verdict = "still passes every hurdle" if cut["passed"] else \
+                f"fails at {cut['failed_hurdle']}: {cut['reason']}"
+            print(f"  without line {cut['line']} ({cut['statement']}): {verdict}")
     if args.json:
         print(json.dumps(out, indent=2))
     return 0
@@ -817,7 +823,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and `rulec search export DB -o DIR`.")
     search.add_argument("--task", metavar="T1,T2",
                         help="tasks in order of difficulty, comma-separated (and,or)")
-    search.add_argument("--graph", metavar="SPEC", help="the task topology (layered:2,4,1)")
+    search.add_argument("--graph", metavar="SPEC",
+                        help="the task topology (layered:2,1,bias)")
     search.add_argument("--rules", type=_integer, metavar="N",
                         help="stop once the run holds N rules (1000 if --minutes is not given)")
     search.add_argument("--minutes", type=float, metavar="M", help="stop after M minutes")
@@ -870,6 +877,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--epochs", type=_integer, metavar="E", help="epochs per seed")
     score.add_argument("--fresh-seeds", type=_integer, metavar="K",
                        help="untouched seeds to report learning on")
+    score.add_argument("--ablate", action="store_true",
+                       help="also score each rule without each statement of its update "
+                            "blocks in turn: which statements its learning needs")
     score.add_argument("--json", action="store_true",
                        help="a JSON list, one object per rule: rule, passed, failed_hurdle, "
                             "reason, fresh (k/n), hurdles_passed, hurdles, score")

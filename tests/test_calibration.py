@@ -87,3 +87,32 @@ def test_known_non_learners_fail_for_their_reason(rule, space, tasks, graph, rea
     assert record["failure"] is not None, f"{rule} passed every hurdle"
     assert record["failure"].startswith(reason), record["failure"]
     assert record["failed_hurdle"] != "fresh"
+
+
+def test_search_score_prints_verdicts_as_json_and_ablates(tmp_path, capsys):
+    import json
+
+    from rulec.cli import main
+
+    learner, wired = CALIBRATION / "delta_fixed.rule", CALIBRATION / "wired_and.rule"
+    argv = ["search", "score", str(learner), str(wired), "--space",
+            str(EXAMPLES / "search" / "logic.toml"), "--graph", "layered:2,1,bias",
+            "--task", "and", "--fresh-seeds", "4"]
+    assert main([*argv, "--json", "--ablate"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [o["rule"] for o in out] == [str(learner), str(wired)]
+    assert out[0]["passed"] is True and out[0]["failed_hurdle"] is None
+    assert out[0]["fresh"] == "4/4" and out[0]["reason"] is None
+    assert out[1]["passed"] is False and out[1]["failed_hurdle"] == "targets"
+    assert out[1]["reason"].startswith("target-blind: and:")
+    # the learning statement is needed: without it the target reaches nothing
+    cuts = {cut["statement"].split()[0]: cut for cut in out[0]["ablations"]}
+    assert not cuts["w[incoming]"]["passed"]
+    assert cuts["w[incoming]"]["reason"].startswith("target-blind")
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert f"{learner}: passed every hurdle" in text and f"{wired}: failed at targets" in text
+    bad = tmp_path / "bad.rule"
+    bad.write_text("rule bad\nnode x\nupdate { x = y }\n")
+    assert main(["search", "score", str(bad)]) == 1
+    assert "unknown name 'y'" in capsys.readouterr().err

@@ -377,3 +377,43 @@ def score_rule(text: str, settings: Settings) -> dict:
     record["failed_hurdle"] = names[record["passed"]] if record["failure"] else None
     record["fresh_of"] = settings.screen.fresh_seeds
     return record
+
+
+def ablations(text: str, settings: Settings) -> list[dict]:
+    """Each top-level statement of the rule's update blocks removed in turn,
+    and the rule scored again (score_rule): which statements its learning
+    needs. A rule that learns stops learning without the statement that
+    learns. Each entry: `line`, `statement` (its source line), `passed`
+    (the rule without it still clears every hurdle), `failed_hurdle`,
+    `reason`."""
+    from ..errors import RuleErrors
+    from ..frontend import load
+    from ..printer import format_tree
+
+    _, tree, _ = load(text, "ablated.rule")
+    lines = text.split("\n")
+    out = []
+    for index, item in enumerate(tree.items):
+        if not (isinstance(item, ast.Block) and item.kind == "update"):
+            continue
+        for position, stmt in enumerate(item.body.statements):
+            kept = item.body.statements[:position] + item.body.statements[position + 1:]
+            block = ast.Block(item.kind, item.name, ast.Body(kept, item.body.span), item.span)
+            ablated = format_tree(ast.File(tree.items[:index] + (block,)
+                                           + tree.items[index + 1:]))
+            line = stmt.span.line
+            entry = {"line": line, "statement": lines[line - 1].strip() if line else "",
+                     "block": item.label}
+            try:
+                load(ablated, "ablated.rule")
+            except RuleErrors as errors:
+                first = errors.errors[0]
+                entry.update(passed=False, failed_hurdle="compile",
+                             reason=f"does not check: {first.code} {first.message}")
+                out.append(entry)
+                continue
+            record = score_rule(ablated, settings)
+            entry.update(passed=record["failure"] is None,
+                         failed_hurdle=record["failed_hurdle"], reason=record["failure"])
+            out.append(entry)
+    return out
