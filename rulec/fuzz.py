@@ -328,11 +328,12 @@ def fuzz_parallel(count: int, seed: int, depth: int, out: Path | None, jobs: int
                     backends=backends)
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    from .pool import process_pool
+    from .pool import abort, process_pool
 
     start = time.perf_counter()
     total = Report()
-    with process_pool(jobs, _worker_setup, (worker_build_jobs(jobs),)) as pool:
+    pool = process_pool(jobs, _worker_setup, (worker_build_jobs(jobs),))
+    try:
         running = {pool.submit(fuzz, len(cases), seed, depth, out, statements=statements,
                                indices=cases, backends=backends): cases for cases in chunks}
         while running:
@@ -351,6 +352,10 @@ def fuzz_parallel(count: int, seed: int, depth: int, out: Path | None, jobs: int
             total.seconds = time.perf_counter() - start
             if progress:
                 progress(total, count)
+    except BaseException:  # Ctrl-C: the workers stop now
+        abort(pool)
+        raise
+    pool.shutdown(wait=True)
     total.failures.sort(key=lambda failure: failure["case"])
     total.seconds = time.perf_counter() - start
     return total

@@ -9,6 +9,7 @@ clean-up never runs when the parent is killed with -9.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -24,8 +25,23 @@ def process_pool(workers: int, setup: Callable | None = None,
                                initializer=_start, initargs=(os.getpid(), setup, args))
 
 
+def abort(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now (after Ctrl-C): its workers are terminated, not waited
+    for, and nothing queued runs. Results already returned are the caller's."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _start(parent: int, setup: Callable | None, args: tuple) -> None:
+    import signal
     import threading
+
+    # Ctrl-C reaches the whole process group: the coordinator decides what
+    # stops (and terminates the workers); a worker ignores it, so no worker
+    # prints a KeyboardInterrupt traceback or dies holding a batch
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while True:

@@ -144,3 +144,32 @@ def test_duplicates_do_not_join_the_population():
     strategy.tell(0, [{**base, "idx": 0}, {**base, "idx": 1, "duplicate": "behaviour"},
                       {**base, "idx": 2, "duplicate": "exact"}, {**base, "idx": 3}])
     assert [m["idx"] for m in strategy.population] == [0, 3]
+
+
+def test_ctrl_c_stops_a_search_at_once_and_the_same_command_resumes(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: the coordinator
+    stops its workers (they ignore SIGINT) and says how to resume, in one line."""
+    import os
+
+    db = tmp_path / "int.sqlite"
+    command = [sys.executable, "-m", "rulec", "search", "--space", str(LOGIC), "--strategy",
+               "evolve", "--rules", "4000", "--seeds", "1", "--epochs", "20", "--jobs", "2",
+               "-q", "--db", str(db)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while _count(db) < 100 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read()
+    began = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and time.monotonic() - began < 10
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert "run the same command to resume" in err
+    stored = _count(db)
+    assert 0 < stored < 4000
+    command[command.index("4000")] = str(stored + 64)
+    finish = subprocess.run(command, capture_output=True, text=True)
+    assert finish.returncode == 0, finish.stderr
+    assert _count(db) == stored + 64

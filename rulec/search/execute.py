@@ -56,7 +56,7 @@ class InProcess:
         for i, payload in enumerate(payloads):
             yield i, fn(*payload)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
 
@@ -107,9 +107,15 @@ class LocalPool:
                 self.pool.shutdown(wait=False, cancel_futures=True)
                 self.pool = None
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Shut the workers down; with `abort` (Ctrl-C), terminate them now."""
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            if abort:
+                from ..pool import abort as abort_pool
+
+                abort_pool(self.pool)
+            else:
+                self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
 
 
@@ -154,7 +160,7 @@ class DaskCluster:
         for future in as_completed(futures):
             yield futures[future], future.result()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         if self.own:
             self.client.close()
 

@@ -208,8 +208,12 @@ class Search:
                     self.strategy.tell(generation, [everything[i] for i in indices])
                 self.stored.pop(generation, None)
                 generation += 1
-        finally:
+        except BaseException:  # Ctrl-C, a store failure: workers stop now
+            executor.close(abort=True)
+            raise
+        else:
             executor.close()
+        finally:
             if self.store is not None:
                 self.store.close()
                 self.store = None
