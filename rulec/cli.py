@@ -306,11 +306,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .frontend import load_program
     from .runtime import Rule
 
-    if args.task not in tasks.TASKS:
-        raise UserError(f"unknown task {args.task!r}; tasks: {', '.join(tasks.TASKS)}")
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")
-    task = tasks.TASKS[args.task]
+    task = tasks.task_named(args.task)
     data = _read(args.file)
     rule = Rule(load_program(data, args.file), args.backend, data.decode("utf-8", "replace"))
     topology = tasks.topology_from_spec(args.graph, task)
@@ -751,7 +749,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a rule on a learning task and score it")
     train.add_argument("file", metavar="RULE")
-    train.add_argument("--task", required=True, help="and, or, nand, xor, add2, sub2")
+    train.add_argument("--task", required=True,
+                       help="and, or, nand, xor, add2, sub2, parityN (e.g. parity3) or "
+                            "table:BITS (a truth table, e.g. table:0110)")
     train.add_argument("--graph", required=True, metavar="SPEC",
                        help="layered:A,B,C[,bias] or waxman:HIDDEN[,SEED]")
     train.add_argument("--epochs", type=_integer, default=1000, metavar="N",

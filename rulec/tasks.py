@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import RulecError
 from .graph import Graph
 from .graphs import GraphSpecError
 from .runtime import NonFiniteError, Rule
@@ -102,6 +103,46 @@ TASKS: dict[str, Task] = {
     "sub2": Task.from_function("sub2", 4, _sub2),
 }
 
+#: The widest parityN and table: task (2^N patterns each).
+TASK_MAX_INPUTS = 8
+
+
+class TaskError(RulecError, KeyError):
+    """A task name that names no task."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def task_named(name: str) -> Task:
+    """A task by name: one of TASKS (and, or, nand, xor, add2, sub2);
+    `parityN` (N-bit parity, N from 2 to 8: 1 when an odd number of inputs
+    are on); or `table:BITS`, a truth table with one output: BITS holds the
+    output for each input pattern in counting order (00, 01, 10, 11, ...),
+    so `table:0110` is XOR and `table:0001` is AND."""
+    if name in TASKS:
+        return TASKS[name]
+    found = re.fullmatch(r"parity([0-9]+)", name)
+    if found:
+        n = int(found[1])
+        if not 2 <= n <= TASK_MAX_INPUTS:
+            raise TaskError(f"parity{n}: parity takes 2 to {TASK_MAX_INPUTS} inputs")
+        return Task.from_function(name, n, lambda bits: sum(bits) % 2)
+    if name.startswith("table:"):
+        bits = name[len("table:"):]
+        n = len(bits).bit_length() - 1
+        if not re.fullmatch(r"[01]+", bits) or len(bits) != 2 ** n or not \
+                1 <= n <= TASK_MAX_INPUTS:
+            raise TaskError(f"{name}: a table lists one output bit (0 or 1) for each of the "
+                            f"2^N input patterns in counting order, N from 1 to "
+                            f"{TASK_MAX_INPUTS}: e.g. table:0110 is XOR")
+        rows = itertools.product((0, 1), repeat=n)
+        return Task.from_table(name, {row: (int(bit),) for row, bit in zip(rows, bits,
+                                                                           strict=True)})
+    raise TaskError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}, parityN (N-bit "
+                    f"parity, e.g. parity3) and table:BITS (a truth table, e.g. table:0110)")
+
+
 # ------------------------------------------------------------- topologies
 
 
@@ -139,7 +180,11 @@ def waxman(n_inputs: int, n_outputs: int, n_hidden: int, seed: int = 0,
     """A Waxman random graph (networkx) on n_inputs + n_hidden + n_outputs nodes,
     nodes numbered so that inputs are lowest and outputs highest; inputs link
     to no input and outputs to no output, and every node is connected."""
-    import networkx as nx
+    try:
+        import networkx as nx
+    except ImportError:
+        raise GraphSpecError("waxman topologies are drawn with networkx: pip install networkx "
+                             "(or rulec's extra: pip install '.[search]')") from None
 
     if n_hidden < 1:
         raise GraphSpecError(f"waxman:{n_hidden}: a Waxman topology needs at least one hidden "

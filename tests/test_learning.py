@@ -175,3 +175,25 @@ def test_retention_trains_on_after_the_goal_alike_in_c_and_python():
                               seed=3, stop_at=None)
     assert straight.accuracy == c.accuracy + c.retained
     np.testing.assert_array_equal(straight.outputs, c.outputs)
+
+
+def test_tasks_by_name_include_parity_and_truth_tables():
+    parity = tasks.task_named("parity3")
+    assert parity.inputs.shape == (8, 3)
+    assert parity.targets.ravel().tolist() == [0, 1, 1, 0, 1, 0, 0, 1]
+    np.testing.assert_array_equal(tasks.task_named("table:0110").targets,
+                                  tasks.TASKS["xor"].targets)
+    np.testing.assert_array_equal(tasks.task_named("table:0001").targets,
+                                  tasks.TASKS["and"].targets)
+    for bad, words in [("table:011", r"2\^N input patterns"), ("table:01x0", r"2\^N input"),
+                       ("parity1", "2 to 8 inputs"), ("parity12", "2 to 8 inputs"),
+                       ("nope", "parityN")]:
+        with pytest.raises(tasks.TaskError, match=words):
+            tasks.task_named(bad)
+
+
+def test_train_learns_three_bit_parity_from_the_command_line(run_cli):
+    result = run_cli("train", EXAMPLES / "backprop.rule", "--task", "parity3", "--graph",
+                     "layered:3,6,1", "--epochs", "3000", "--seed", "0", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "accuracy: 100.0%" in result.stdout

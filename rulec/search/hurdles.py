@@ -101,7 +101,7 @@ class Evaluator:
         self.settings = settings
         self.protocol = settings.space.make_protocol()
         screen = settings.screen
-        self.tasks = [tasks.TASKS[name] for name in screen.tasks]
+        self.tasks = [tasks.task_named(name) for name in screen.tasks]
         self.topologies = [tasks.topology_from_spec(screen.graph, t) for t in self.tasks]
         self.budget = settings.space.budget
         self._compiled: dict[str, tuple[ast.File, Rule]] = {}

@@ -242,10 +242,11 @@ class Screen:
         if not self.tasks:
             raise SpaceError("a search needs at least one task (--task and,or)")
         for name in self.tasks:
-            if name not in tasks_module.TASKS:
-                raise SpaceError(f"unknown task {name!r}; tasks: "
-                                 f"{', '.join(tasks_module.TASKS)}")
-            tasks_module.topology_from_spec(self.graph, tasks_module.TASKS[name])
+            try:
+                task = tasks_module.task_named(name)
+            except tasks_module.TaskError as exc:
+                raise SpaceError(str(exc)) from None
+            tasks_module.topology_from_spec(self.graph, task)
         for key in ("seeds", "epochs", "hold", "retain", "fresh_seeds", "probe_seed"):
             _bounded(getattr(self, key), "screen", key, f"[screen] {key}")
         if self.hold > self.epochs:
