@@ -406,7 +406,7 @@ def test_search_report_and_export_from_the_command_line(tmp_path, capsys):
     found = tmp_path / "found"
     assert main(["search", "export", db, "-o", str(found), "--top", "2"]) == 0
     capsys.readouterr()
-    files = sorted(found.iterdir())
+    files = sorted(found.glob("*.rule"))
     assert len(files) == 2 and files[0].name == "01_found_0.rule"
     assert main(["check", str(files[0])]) == 0
     header = files[0].read_text().splitlines()

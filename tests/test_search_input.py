@@ -16,6 +16,7 @@ from rulec import search as S
 from rulec.cli import main
 from rulec.search.store import Store, StoreError
 
+from .conftest import EXAMPLES
 from .test_search import DELTA, FAST
 
 # (space file text, words of the error, line:col of the error)
@@ -207,7 +208,8 @@ def test_export_headers_quote_what_they_copy_and_name_the_file_they_write(tmp_pa
     found = tmp_path / "found"
     assert main(["search", "export", str(db), "-o", str(found), "--top", "1"]) == 0
     capsys.readouterr()
-    (path,) = found.iterdir()
+    (path,) = found.glob("*.rule")
+    assert (found / "space.toml").exists()
     header = [line for line in path.read_text().splitlines() if line.startswith("#")]
     command = next(line for line in header if "rulec train" in line).split("rulec ", 1)[1]
     argv = shlex.split(command)
@@ -215,6 +217,23 @@ def test_export_headers_quote_what_they_copy_and_name_the_file_they_write(tmp_pa
     monkeypatch.chdir(found)
     assert main(argv) == 0
     assert "accuracy: 100.0%" in capsys.readouterr().out
+    # and the search's own scoring, with the run's settings written beside it
+    score = next(line for line in header if "rulec search score" in line).split("rulec ", 1)[1]
+    assert main(shlex.split(score)) == 0
+    assert f"{path.name}: passed every hurdle" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("settings", [
+    S.Settings(), S.load_settings(EXAMPLES / "search" / "logic.toml"),
+    S.Settings(S.Space(protocol="handshake", slots=(("done", None), ("output", "y")),
+                       params=(("eta", 0.5, 2.0),), ops=("add", "mul", "sum")),
+               S.Screen(tasks=("parity3",), graph="layered:3,6,1", retain=0, hold=2))])
+def test_settings_written_as_a_space_file_read_back_the_same(tmp_path, settings):
+    from rulec.search.space import settings_to_toml
+
+    path = tmp_path / "space.toml"
+    path.write_text(settings_to_toml(settings))
+    assert S.load_settings(path) == settings
 
 
 def test_export_header_words_are_quoted_and_on_one_line():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..atomic import write_atomic
 from .hurdles import SCREEN_HURDLES, hurdle_names
-from .space import Settings, SpaceError
+from .space import Settings, SpaceError, settings_to_toml
 from .store import Store
 
 
@@ -230,6 +230,8 @@ def export(db: str, directory: str | Path, top: int = 5, run: int | None = None)
     protocol_options += "".join(f" --map {_word(f'{role}={slot or str()}')}"
                                 for role, slot in space.slots)
     written = []
+    space_file = directory / "space.toml"
+    write_atomic(space_file, settings_to_toml(settings).encode())
     for rank, r in enumerate(rules[:top], 1):
         tree = parse_text(r["text"], "found.rule")
         name = f"found_{r['idx']}"
@@ -241,6 +243,8 @@ def export(db: str, directory: str | Path, top: int = 5, run: int | None = None)
         tasks = ", ".join(_printable(t) for t in screen.tasks)
         header = [f"# Found by rulec search (run {row['id']}, rule {r['idx']}): score "
                   f"{r['score']:.3f} over tasks {tasks}{fresh}.",
+                  "# Score it as the search did (every hurdle, the run's settings):",
+                  f"#   rulec search score {_word(path.name)} --space space.toml --ablate",
                   "# Reproduce one evaluation (seed 0):"]
         for task in screen.tasks:
             header.append(f"#   rulec train {_word(path.name)} --task {_word(task)} "

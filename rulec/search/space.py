@@ -473,6 +473,46 @@ def _role_slots(slots, protocol: str, at) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((role, slot or None) for role, slot in slots.items()))
 
 
+def settings_to_toml(settings: Settings) -> str:
+    """A space file that load_settings reads back as `settings` (what `rulec
+    search export` writes beside the rules it exports)."""
+    space, screen = settings.space, settings.screen
+
+    def value(v) -> str:
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, float):
+            return repr(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return str(v)
+
+    numbers = [key for key, kinds in PROTOCOL_NUMBERS.items() if space.protocol in kinds]
+    lines = ["# The settings of a rulec search run (rulec search score RULE --space FILE)",
+             "", "[protocol]", f"name = {value(space.protocol)}"]
+    lines += [f"{key} = {getattr(space, key)}" for key in numbers]
+    if space.slots:
+        lines += ["", "[protocol.slots]"]
+        lines += [f"{role} = {value(slot or '')}" for role, slot in space.slots]
+    lines += ["", "[slots]"] + [f"{key} = {value(list(getattr(space, key)))}"
+                                for key in ("node", "edge", "shared")]
+    lines += ["", "[params]"] + [f"{name} = {value([low, high])}"
+                                 for name, low, high in space.params]
+    lines += ["", "[ops]", f"allow = {value(list(space.ops))}",
+              "", "[limits]", f"depth = {space.depth}", f"statements = {space.statements}",
+              "", "[odds]"]
+    lines += [f"{key} = {value(float(getattr(space, key)))}" for key in
+              ("vector_ratio", "filter", "conditional", "reuse", "draw", "init", "neighbour")]
+    lines += ["", "[screen]", f"tasks = {value(list(screen.tasks))}",
+              f"graph = {value(screen.graph)}"]
+    lines += [f"{key} = {value(getattr(screen, key))}" for key in
+              ("seeds", "epochs", "pass_accuracy", "hold", "retain", "fresh_seeds",
+               "probe_seed")]
+    return "\n".join(lines) + "\n"
+
+
 def load_settings(path: str | Path) -> Settings:
     """Settings from a space file (TOML)."""
     path = Path(path)
