@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from . import syntax as ast
 from .errors import RuleError
-from .ops import REDUCERS
+from .ops import DRAWS, REDUCERS
 
 #: Where a statement sits: the (if statement's id, branch index) pairs of the
 #: branches around it, outermost first; an `else` is branch -1.
@@ -120,10 +120,30 @@ def dead_writes(tree: ast.File) -> list[tuple[ast.Assign, ast.Assign]]:
     return [(dead, killer) for _, dead, killer in sorted(found, key=lambda f: f[0])]
 
 
-def without_dead_writes(tree: ast.File) -> ast.File:
+def _draws(expr: ast.Expr | None) -> bool:
+    """Whether an expression makes a random draw (its place numbers the
+    block's later draws, so removing it would change their values)."""
+    if expr is None:
+        return False
+    if isinstance(expr, ast.Call):
+        return expr.func in DRAWS or any(_draws(arg) for arg in expr.args)
+    if isinstance(expr, ast.Unary):
+        return _draws(expr.operand)
+    if isinstance(expr, ast.Binary):
+        return _draws(expr.left) or _draws(expr.right)
+    if isinstance(expr, ast.Filter):
+        return _draws(expr.value) or _draws(expr.predicate)
+    return False
+
+
+def without_dead_writes(tree: ast.File, exact: bool = True) -> ast.File:
     """`tree` with its dead writes removed (and an `if` left with no
-    statement at all removed too): the same rule, as it behaves."""
-    dead = {id(assign) for assign, _ in dead_writes(tree)}
+    statement at all removed too). With `exact` (canonical text), the rule
+    behaves exactly the same: a dead write that makes a random draw stays,
+    as each draw's place in its block decides the values of the draws after
+    it. Without (the search's generator), every dead write goes."""
+    dead = {id(assign) for assign, _ in dead_writes(tree)
+            if not (exact and (_draws(assign.value) or _draws(assign.target.predicate)))}
     if not dead:
         return tree
 
@@ -139,7 +159,9 @@ def without_dead_writes(tree: ast.File) -> ast.File:
             elif isinstance(stmt, ast.If):
                 branches = tuple((c, body(b)) for c, b in stmt.branches)
                 orelse = None if stmt.orelse is None else body(stmt.orelse)
-                if any(b.statements for _, b in branches) or (orelse and orelse.statements):
+                if orelse is not None and not orelse.statements:
+                    orelse = None  # an empty else does nothing
+                if any(b.statements for _, b in branches) or orelse is not None:
                     out.append(ast.If(branches, orelse, stmt.span))
             else:
                 out.append(stmt)
@@ -147,7 +169,9 @@ def without_dead_writes(tree: ast.File) -> ast.File:
 
     items = tuple(ast.Block(item.kind, item.name, body(item.body), item.span)
                   if isinstance(item, ast.Block) else item for item in tree.items)
-    return ast.File(items)
+    # an init block left empty does nothing (update blocks stay: one is required)
+    return ast.File(tuple(item for item in items if not (
+        isinstance(item, ast.Block) and item.kind == "init" and not item.body.statements)))
 
 
 # ------------------------------------------------------------ influence
@@ -176,7 +200,7 @@ def influence(tree: ast.File, blocks: tuple[str, ...] | None = None) -> dict[str
     """slot -> the names a live write to it reads, over the blocks labelled in
     `blocks` (all by default). A write whose target is a slot `s` depends on
     what its value, its target filter and the conditions around it read."""
-    live = without_dead_writes(tree)
+    live = without_dead_writes(tree, exact=False)
     graph: dict[str, set[str]] = {}
     for item in live.items:
         if isinstance(item, ast.Block) and (blocks is None or item.label in blocks):

@@ -439,7 +439,7 @@ def rule_tree(source: Source, options: Options = Options()) -> ast.File:  # noqa
     if options.live_only:
         from .dataflow import without_dead_writes
 
-        tree = without_dead_writes(tree)
+        tree = without_dead_writes(tree, exact=False)
     return tree
 
 

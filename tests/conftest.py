@@ -58,3 +58,14 @@ def build_c_driver(tmp_path_factory, name: str, source: str) -> Path:
     subprocess.run([compiler, "-std=c99", "-O2", "-I", str(resource_dir("runtime")),
                     str(directory / "driver.c"), "-o", str(exe), "-lm"], check=True)
     return exe
+
+
+def stepped(rules, graph, seed: int, steps: int) -> list:
+    """Each rule's state on `graph` after init with `seed` and `steps` steps."""
+    states = []
+    for rule in rules:
+        state = rule.state(graph)
+        rule.init(state, seed=seed)
+        rule.step(state, steps=steps)
+        states.append(state)
+    return states

@@ -15,7 +15,7 @@ import pytest
 import rulec
 from rulec import build, graphs
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, stepped
 
 RULE = "node x\nedge w\nupdate { x = tanh(sum(w * nbr.x)) }\n"
 
@@ -84,12 +84,7 @@ def test_kernels_built_for_the_sse2_baseline_match_the_default_build(cache, monk
     monkeypatch.setenv("RULEC_CFLAGS", "-O2 -march=x86-64")
     baseline = rulec.compile(text)
     assert native._runner.native.module.path != baseline._runner.native.module.path
-    states = []
-    for rule in (native, baseline):
-        state = rule.state(graph)
-        rule.init(state, seed=4)
-        rule.step(state, steps=20)
-        states.append(state)
+    states = stepped((native, baseline), graph, seed=4, steps=20)
     for (_, name, a), (_, _, b) in zip(states[0].slots(), states[1].slots(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
 

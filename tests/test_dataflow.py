@@ -88,3 +88,10 @@ def test_the_influence_graph_follows_lets_conditions_and_filters():
     graph = dataflow.influence(tree)
     assert graph["w"] == {"y", "lr", "x"} and graph["x"] == {"w"}
     assert dataflow.reaches(graph, "y", "x") and not dataflow.reaches(graph, "x", "y")
+
+
+def test_a_dead_write_that_draws_stays_so_later_draws_keep_their_values():
+    tree = parse_text(HEAD + "update {\n x = gauss()\n y = uniform()\n x = 2 * y\n}\n", "r.rule")
+    assert len(dataflow.dead_writes(tree)) == 1  # still warned about
+    assert dataflow.without_dead_writes(tree) == tree  # but kept: y's draw is the second
+    assert dataflow.dead_writes(dataflow.without_dead_writes(tree, exact=False)) == []

@@ -21,6 +21,8 @@ from rulec.checker import Checker
 from rulec.frontend import load_program
 from rulec.parser import parse_text
 
+from .conftest import stepped
+
 
 def many_slots(n: int) -> str:
     names = ", ".join(f"x{i}" for i in range(n))
@@ -56,12 +58,7 @@ def test_a_rule_past_the_c_bound_runs_on_the_vm_with_a_warning(monkeypatch):
     assert [r.backend for r in both] == ["vm", "c"]
     reference = rulec.compile(text, backend="numpy")
     graph = graphs.ring(9)
-    states = []
-    for r in (rule, reference):
-        state = r.state(graph)
-        r.init(state, seed=4)
-        r.step(state, steps=3)
-        states.append(state)
+    states = stepped((rule, reference), graph, seed=4, steps=3)
     for name in ("x0", "x19"):
         np.testing.assert_allclose(states[0].node[name], states[1].node[name], rtol=1e-5)
 

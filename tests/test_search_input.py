@@ -242,3 +242,21 @@ def test_export_header_words_are_quoted_and_on_one_line():
     assert _word("layered:2,4,1") == "layered:2,4,1"
     assert _word("a b") == "'a b'"
     assert _word("x\nrule evil\u2028$(touch y)") == "'x?rule evil?$(touch y)'"
+
+
+def test_a_report_of_a_tiny_run_says_it_cannot_time_it_instead_of_nan(tmp_path):
+    from rulec.search.report import report
+
+    db = tmp_path / "one.sqlite"
+    S.search(FAST, S.Config(seed=1, generation=1, start=(DELTA,)), str(db), rules=1)
+    text = report(str(db)).text()
+    assert "nan" not in text and "too few rules to time wall clock" in text
+
+
+def test_learn_refuses_a_rule_that_did_not_pass_screening():
+    evaluator = S.Evaluator(FAST)
+    record = evaluator.screen("rule r\nnode inp, target, train, a\nupdate { a = target }\n")
+    assert record["failure"]
+    with pytest.raises(ValueError, match="passed screening"):
+        evaluator.learn("rule r\nnode inp, target, train, a\nupdate { a = target }\n", record)
+    assert record["failure"].startswith("the input slot")  # the reason is kept

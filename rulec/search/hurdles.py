@@ -55,7 +55,7 @@ FRESH_SEED0 = 1000
 #: A seed keeps what it learned if its mean accuracy over the epochs trained
 #: after the goal is at least this fraction of pass_accuracy (and it ends at
 #: the goal): feedback alignment on XOR averaged 0.995 (one wrong epoch in
-#: 196), rules that oscillate 0.50-0.82 (docs/search.md, "Calibration").
+#: 196), rules that oscillate 0.34-0.82 (docs/search.md, "Calibration").
 RETAIN_FRACTION = 0.9
 COMPILED_KEPT = 512  # rules an Evaluator keeps compiled (a generation's survivors)
 

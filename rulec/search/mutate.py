@@ -230,7 +230,7 @@ class Mutator:
                 continue
             child = ast.File(items)
             if self.options.live_only:  # a write a later one replaces does nothing: drop it
-                child = without_dead_writes(child)
+                child = without_dead_writes(child, exact=False)
             if child == tree:
                 continue
             try:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,8 +59,7 @@ class Report:
                  f"{s.space.protocol}; {len(self.rules)} rules",
                  f"duplicates skipped: {self.exact} exact (same canonical text), "
                  f"{self.behaviour} behaviour (same probe outputs)",
-                 f"throughput: {self.wall_rate():.1f} rules/s wall clock; "
-                 f"{self.throughput():.1f} rules/s per worker-second of evaluation",
+                 _throughput_line(self.wall_rate(), self.throughput()),
                  "", f"{'hurdle':<12} {'passed':>9} {'of all':>8} {'time/rule':>10}"]
         total = max(len(self.rules), 1)
         reached = [total] + self.passed[:-1]
@@ -152,6 +152,17 @@ def _pick_run(store: Store, run: int | None) -> dict:
             return row
     raise SpaceError(f"no run {run} in the database; runs: "
                      f"{', '.join(str(r['id']) for r in runs)}")
+
+
+def _throughput_line(wall: float, per_worker: float) -> str:
+    """The report's throughput line; a rate that cannot be measured (one
+    rule, or all stored in the same instant) is said so, not printed as nan."""
+    def rate(value: float, what: str) -> str:
+        return f"{value:.1f} rules/s {what}" if math.isfinite(value) else \
+            f"too few rules to time {what}"
+
+    return (f"throughput: {rate(wall, 'wall clock')}; "
+            f"{rate(per_worker, 'per worker-second of evaluation')}")
 
 
 def pareto(rules: list[dict]) -> list[dict]:

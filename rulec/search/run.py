@@ -83,9 +83,10 @@ class Progress:
             self.exact_duplicates += 1
         elif record.get("duplicate") == "behaviour":
             self.behaviour_duplicates += 1
-        key = (record["passed"], record["score"], -record["size"])
-        if self.best is None or key > (self.best["passed"], self.best["score"],
-                                       -self.best["size"]):
+        def key(r: dict) -> tuple:  # reporting: fresh seeds rank equals (never selection)
+            return (r["passed"], r["score"], r.get("fresh") or 0, -r["size"])
+
+        if self.best is None or key(record) > key(self.best):
             self.best = record
 
     @property
