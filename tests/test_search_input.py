@@ -260,3 +260,24 @@ def test_learn_refuses_a_rule_that_did_not_pass_screening():
     with pytest.raises(ValueError, match="passed screening"):
         evaluator.learn("rule r\nnode inp, target, train, a\nupdate { a = target }\n", record)
     assert record["failure"].startswith("the input slot")  # the reason is kept
+
+
+def test_best_is_one_rule_everywhere_and_top_k_shows_k(tmp_path, capsys):
+    """The summary's best, the report's first and export's first are the same
+    rule (never a duplicate), and --top K lists K rules when there are K."""
+    db = tmp_path / "best.sqlite"
+    config = S.Config(strategy="evolve", seed=2, generation=16, population=16, tournament=4,
+                      start=(DELTA,), start_mutants=8)
+    progress = S.search(FAST, config, str(db), rules=64)
+    from rulec.search.report import export, report
+
+    rep = report(str(db), top=5)
+    assert len(rep.hall) == 5 and progress.best.get("duplicate") is None
+    assert rep.hall[0]["idx"] == progress.best["idx"]
+    (first, *_) = export(str(db), tmp_path / "found", top=5)
+    assert first.name == f"01_found_{progress.best['idx']}.rule"
+    assert main(["search", "report", str(db), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    import re
+
+    assert len(re.findall(r"^[* ] rule \d+: score", out, re.MULTILINE)) == 3

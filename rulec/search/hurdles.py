@@ -60,6 +60,15 @@ RETAIN_FRACTION = 0.9
 COMPILED_KEPT = 512  # rules an Evaluator keeps compiled (a generation's survivors)
 
 
+def rank_key(record: dict) -> tuple:
+    """How reports rank rules, best first when sorted (the summary's best,
+    the report's list, export): hurdles passed, score, untouched seeds
+    learned, then smaller and earlier. Reporting only: the untouched seeds
+    never take part in selection (strategy.fitness)."""
+    return (-record["passed"], -record["score"], -(record.get("fresh") or 0), record["size"],
+            record["idx"])
+
+
 def hurdle_names(settings: Settings) -> tuple[str, ...]:
     """Every hurdle of a run, in order."""
     fresh = ("fresh",) if settings.screen.fresh_seeds else ()

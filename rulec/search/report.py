@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import write_atomic
-from .hurdles import SCREEN_HURDLES, hurdle_names
+from .hurdles import SCREEN_HURDLES, hurdle_names, rank_key
 from .space import Settings, SpaceError, settings_to_toml
 from .store import Store
 
@@ -28,7 +28,7 @@ class Report:
     rules: list[dict]  # every rule, in index order (no text)
     passed: list[int] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # total time per hurdle
-    hall: list[dict] = field(default_factory=list)  # the Pareto front, best score first
+    hall: list[dict] = field(default_factory=list)  # the best rules (rank_key), `pareto` marked
 
     @property
     def exact(self) -> int:
@@ -67,13 +67,15 @@ class Report:
             per = self.seconds.get(name, 0.0) / max(entered, 1)
             lines.append(f"{name:<12} {count:>9} {100 * count / total:>7.2f}% "
                          f"{per * 1e3:>8.3f}ms")
-        lines += ["", "hall of fame (the best score for each size; best first):"]
+        lines += ["", "hall of fame (best first: hurdles, score, untouched seeds, size; "
+                      "* on the Pareto front of score and size):"]
         if not self.hall:
             lines.append("  (no rule passed screening yet)")
         for r in self.hall:
             fresh = f", {r['fresh']}/{s.screen.fresh_seeds} fresh seeds" \
                 if r.get("fresh") is not None else ""
-            lines.append(f"  rule {r['idx']}: score {r['score']:.3f}, size {r['size']}, "
+            lines.append(f"{'*' if r.get('pareto') else ' '} rule {r['idx']}: score "
+                         f"{r['score']:.3f}, size {r['size']}, "
                          f"{r['passed']}/{len(self.hurdles)} hurdles{fresh}"
                          + (f" ({r['mutation']} of {r['parent']})" if r["parent"] is not None
                             else ""))
@@ -201,7 +203,13 @@ def report(db: str, run: int | None = None, top: int = 10) -> Report:
                 rep.seconds[name] = rep.seconds.get(name, 0.0) + seconds
         candidates = [r for r in rules
                       if r["duplicate"] is None and r["passed"] >= len(SCREEN_HURDLES)]
-        rep.hall = pareto(candidates)[:top]
+        front = pareto(candidates)
+        on_front = {r["idx"] for r in front}
+        for r in candidates:
+            r["pareto"] = r["idx"] in on_front
+        # best first by one key (the summary's best and export's first are this
+        # list's first); those on the Pareto front of score and size are marked
+        rep.hall = sorted(candidates, key=rank_key)[:top]
         texts = {r["idx"]: r["text"] for r in store.rules_of(
             row["id"], ("idx", "text"),
             where=lambda c: c.idx.in_([h["idx"] for h in rep.hall]))} if rep.hall else {}
@@ -227,7 +235,7 @@ def export(db: str, directory: str | Path, top: int = 5, run: int | None = None)
                                where=lambda c: c.duplicate.is_(None))
     finally:
         store.close()
-    rules.sort(key=lambda r: (-r["score"], -(r["fresh"] or 0), r["size"], r["idx"]))
+    rules.sort(key=rank_key)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     space, screen = settings.space, settings.screen

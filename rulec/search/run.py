@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from .._version import __version__
 from .canon import canonical_text, size, text_hash
 from .execute import evaluate_batch, make_executor
-from .hurdles import SCREEN_HURDLES, hurdle_names, static_failure
+from .hurdles import SCREEN_HURDLES, hurdle_names, rank_key, static_failure
 from .space import Settings, SpaceError, digest
 from .store import Store
 from .strategy import STRATEGIES, Candidate, RandomSearch, RegularizedEvolution
@@ -83,11 +83,9 @@ class Progress:
             self.exact_duplicates += 1
         elif record.get("duplicate") == "behaviour":
             self.behaviour_duplicates += 1
-        def key(r: dict) -> tuple:  # reporting: fresh seeds rank equals (never selection)
-            return (r["passed"], r["score"], r.get("fresh") or 0, -r["size"])
-
-        if self.best is None or key(record) > key(self.best):
-            self.best = record
+        if record.get("duplicate") is None and (
+                self.best is None or rank_key(record) < rank_key(self.best)):
+            self.best = record  # a duplicate's results are its original's
 
     @property
     def rate(self) -> float:
