@@ -30,7 +30,7 @@ learning (the rules that pass screening and behave unlike any rule before):
              `target-blind`
   fresh      every task again on `fresh_seeds` held-out seeds (1000, 1001,
              ...): how many seeds learn every task; reported apart, never
-             used to select or rank rules
+             used to select rules (reports rank equals by it: rank_key)
 
 The evaluation runs in whatever process holds the texts (a worker); the
 record it returns is plain data (see rulec.search.store).
