@@ -52,22 +52,23 @@ class Write:
     full: bool  # no filter on its target or its value: it writes every element
 
 
-def _restricted(expr: ast.Expr, locals_: dict[str, bool]) -> bool:
+def _restricted(expr: ast.Expr, scopes: list[dict[str, bool]]) -> bool:
     """Whether an expression's value may be a filtered vector (a write of it
     changes only some half-edges). Conservative: a filter anywhere outside a
-    reducer counts."""
+    reducer counts. `scopes`: the locals in reach, innermost last."""
     if isinstance(expr, ast.Filter):
         return True
     if isinstance(expr, ast.Name):
-        return locals_.get(expr.name, False)
+        return next((scope[expr.name] for scope in reversed(scopes) if expr.name in scope),
+                    False)
     if isinstance(expr, ast.Call):
         if expr.func in REDUCERS:
             return False
-        return any(_restricted(arg, locals_) for arg in expr.args)
+        return any(_restricted(arg, scopes) for arg in expr.args)
     if isinstance(expr, ast.Unary):
-        return _restricted(expr.operand, locals_)
+        return _restricted(expr.operand, scopes)
     if isinstance(expr, ast.Binary):
-        return _restricted(expr.left, locals_) or _restricted(expr.right, locals_)
+        return _restricted(expr.left, scopes) or _restricted(expr.right, scopes)
     return False
 
 
@@ -84,11 +85,9 @@ def _writes(statements, block: str, path: Path, counter: list[int],
     for stmt in statements:
         counter[0] += 1
         if isinstance(stmt, ast.Let):
-            merged = {k: v for scope in scopes for k, v in scope.items()}
-            scopes[-1][stmt.name] = _restricted(stmt.value, merged)
+            scopes[-1][stmt.name] = _restricted(stmt.value, scopes)
         elif isinstance(stmt, ast.Assign):
-            merged = {k: v for scope in scopes for k, v in scope.items()}
-            full = stmt.target.predicate is None and not _restricted(stmt.value, merged)
+            full = stmt.target.predicate is None and not _restricted(stmt.value, scopes)
             yield Write(stmt, block, counter[0], path, full)
         else:
             for index, (_, body) in enumerate(stmt.branches):
@@ -107,16 +106,18 @@ def dead_writes(tree: ast.File) -> list[tuple[ast.Assign, ast.Assign]]:
     for write in writes(tree):
         by_block.setdefault(write.block, []).append(write)
     for block_writes in by_block.values():
-        # later full writes per slot, walking backward
-        later: dict[str, list[Write]] = {}
+        # walking backward: the nearest later full write per (slot, branch
+        # path); a write is dead if one sits on its path or a prefix of it
+        later: dict[tuple[str, Path], Write] = {}
         for write in reversed(block_writes):
             name = write.assign.target.name
-            killer = next((w for w in later.get(name, ())
-                           if write.path[:len(w.path)] == w.path), None)
+            killer = next((later[(name, write.path[:depth])]
+                           for depth in range(len(write.path), -1, -1)
+                           if (name, write.path[:depth]) in later), None)
             if killer is not None:
                 found.append((write.order, write.assign, killer.assign))
             if write.full:
-                later.setdefault(name, []).append(write)
+                later[(name, write.path)] = write
     return [(dead, killer) for _, dead, killer in sorted(found, key=lambda f: f[0])]
 
 
