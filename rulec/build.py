@@ -609,17 +609,10 @@ def _build_prefix() -> str:
 def _builder_gone(name: str) -> bool:
     """Whether the process that made build directory `name` is known to be
     gone (it ran on this host and no longer does)."""
-    who = name[len(".build-"):].rpartition("-")[0]
-    pid, _, host = who.partition("@")
-    if not pid.isdigit() or host != socket.gethostname() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
+    from .pool import known_gone
+
+    pid, _, host = name[len(".build-"):].rpartition("-")[0].partition("@")
+    return known_gone(host, pid)
 
 
 def _stale_build_dirs(directory: Path, age_seconds: float = 3600) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 # Each command imports what it needs (numpy, the compiler, cffi, jinja2).
 from ._version import __version__
 from .backends import BACKENDS, DEFAULT_BACKEND
-from .errors import RulecError, RuleErrors
+from .errors import RulecError, RuleErrors, RuleWarning
 from .graph_specs import SPECS
 
 if TYPE_CHECKING:
@@ -51,21 +51,22 @@ def _read(path: str) -> bytes:
 # ------------------------------------------------------------------ commands
 
 
-#: -q of the command being run: no progress lines, no warnings
-_quiet = False
+def _loaded(path: str) -> tuple:
+    """(text, tree, program) of a rule file; its lint warnings (W101) are
+    issued as a RuleWarning, which the CLI prints as rendered (not with -q).
+    Raises RuleErrors for a rule with errors."""
+    from .dataflow import warn_lint
+    from .frontend import load
+
+    text, tree, program = load(_read(path), path)
+    warn_lint(tree, path, text)
+    return text, tree, program
 
 
 def _checked(path: str) -> tuple | None:
     """(text, tree, program) of a rule file, or None after printing its errors."""
-    from .dataflow import lint
-    from .frontend import load
-
     try:
-        text, tree, program = load(_read(path), path)
-        for warning in lint(tree):
-            if not _quiet:
-                print(warning.render(path, text), file=sys.stderr)
-        return text, tree, program
+        return _loaded(path)
     except RuleErrors as errors:
         print(errors, file=sys.stderr)
     except UserError as exc:
@@ -196,14 +197,12 @@ def _shown(state: State, names: list[str]) -> dict[str, np.ndarray]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .frontend import load_program
     from .graphs import from_spec
     from .runtime import Rule
     from .state import State
 
-    data = _read(args.file)
-    program = load_program(data, args.file)
-    rule = Rule(program, args.backend, data.decode("utf-8", "replace"))
+    text, _, program = _loaded(args.file)
+    rule = Rule(program, args.backend, text)
     graph = from_spec(args.graph)
     params = _parse_params(args.param)
     if args.load:
@@ -277,25 +276,19 @@ def _json_float(value: float):
 
 def cmd_emit(args: argparse.Namespace) -> int:
     from .backends.c.render import Unit, render_module
-    from .frontend import load_program
-
-    data = _read(args.file)
-    program = load_program(data, args.file)
     from .export import check_prefix
 
+    text, _, program = _loaded(args.file)
     prefix = check_prefix(args.prefix or program.name)
-    text = data.decode("utf-8", "replace")
     sys.stdout.write(render_module([Unit(program, prefix, text)]))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
-    from .frontend import load_program
 
-    data = _read(args.file)
-    program = load_program(data, args.file)
-    written = export(program, args.output, args.prefix, data.decode("utf-8", "replace"))
+    text, _, program = _loaded(args.file)
+    written = export(program, args.output, args.prefix, text)
     for path in written:
         print(path)
     return 0
@@ -303,14 +296,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import tasks
-    from .frontend import load_program
     from .runtime import Rule
 
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")
     task = tasks.task_named(args.task)
-    data = _read(args.file)
-    rule = Rule(load_program(data, args.file), args.backend, data.decode("utf-8", "replace"))
+    text, _, program = _loaded(args.file)
+    rule = Rule(program, args.backend, text)
     topology = tasks.topology_from_spec(args.graph, task)
     params = _parse_params(args.param)
     if args.plot:
@@ -879,7 +871,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="untouched seeds to report learning on")
     score.add_argument("--ablate", action="store_true",
                        help="also score each rule without each statement of its update "
-                            "blocks in turn: which statements its learning needs")
+                            "blocks in turn (in if bodies too): which statements its "
+                            "learning needs")
     score.add_argument("--json", action="store_true",
                        help="a JSON list, one object per rule: rule, passed, failed_hurdle, "
                             "reason, fresh (k/n), hurdles_passed, hurdles, score")
@@ -989,8 +982,10 @@ def _log_to_stderr() -> None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning as the CLI says everything: one line, no source path."""
-    print(f"rulec: warning: {message}", file=file or sys.stderr)
+    """A warning as the CLI says everything: one line, no source path (a
+    rule's warnings come rendered already: file:line:col, the line, a caret)."""
+    text = str(message) if issubclass(category, RuleWarning) else f"rulec: warning: {message}"
+    print(text, file=file or sys.stderr)
 
 
 def _terminated(signum, frame) -> None:
@@ -1006,11 +1001,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.verbose:
         _log_to_stderr()
-    global _quiet
-    _quiet = bool(args.quiet)
-    if args.quiet:
-        warnings.simplefilter("ignore")
-    previous, warnings.showwarning = warnings.showwarning, _show_warning
     on_term = None
     if threading.current_thread() is threading.main_thread():
         # SIGTERM unwinds like an exit: builds remove their directories and
@@ -1018,9 +1008,13 @@ def main(argv: list[str] | None = None) -> int:
         # sweeps what a killed one left)
         on_term = signal.signal(signal.SIGTERM, _terminated)
     try:
-        return _run(args)
+        with warnings.catch_warnings():  # the caller's filters come back after
+            warnings.simplefilter("ignore" if args.quiet else "always", RuleWarning)
+            if args.quiet:
+                warnings.simplefilter("ignore")
+            warnings.showwarning = _show_warning
+            return _run(args)
     finally:
-        warnings.showwarning = previous
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
 

@@ -29,11 +29,12 @@ Everything here works on syntax trees with or without source positions
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import syntax as ast
-from .errors import RuleError
+from .errors import RuleError, RuleWarning
 from .ops import DRAWS, REDUCERS
 
 #: Where a statement sits: the (if statement's id, branch index) pairs of the
@@ -267,3 +268,12 @@ def lint(tree: ast.File) -> list[RuleError]:
             f"start): fold both into one statement, e.g. {name} = ..., or use let first",
             severity="warning"))
     return out
+
+
+def warn_lint(tree: ast.File, filename: str, source: str, stacklevel: int = 2) -> None:
+    """Issue the rule's lint warnings (lint) as one rulec.RuleWarning, each
+    rendered with file:line:col and a caret (rulec.compile and the CLI)."""
+    found = lint(tree)
+    if found:
+        warnings.warn(RuleWarning("\n".join(w.render(filename, source) for w in found)),
+                      stacklevel=stacklevel + 1)

@@ -25,6 +25,24 @@ def process_pool(workers: int, setup: Callable | None = None,
                                initializer=_start, initargs=(os.getpid(), setup, args))
 
 
+def known_gone(host: str, pid: str) -> bool:
+    """Whether process `pid` of machine `host` is known to have ended: only a
+    process of this machine can be looked up; one elsewhere (or a pid that is
+    not a number) is taken to run (a lease or a build directory of another
+    host waits for its own timeout)."""
+    import socket
+
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, but is not ours to signal
+        return False
+    return False
+
+
 def abort(pool: ProcessPoolExecutor) -> None:
     """Stop a pool now (after Ctrl-C): its workers are terminated, not waited
     for, and nothing queued runs. Results already returned are the caller's."""

@@ -244,16 +244,17 @@ class Interpreter:
         if op == "count":
             positive = data > 0 if mask is None else mask & (data > 0)
             return _Value(self.segment(np.add, positive.astype(F32), 0))
-        if op == "sum":
+        if op in ("sum", "mean"):
             # a sum starts at +0, as C's `acc = 0.0f`: a sum of -0s is +0
-            return _Value(self.segment(np.add, self.select(data, mask, 0), 0) + F32(0))
+            total = self.segment(np.add, self.select(data, mask, 0), 0) + F32(0)
+            if op == "sum":
+                return _Value(total)
         # How many half-edges each node selects: its degree when nothing is filtered.
         if mask is None:
             count = self.builtins["degree"]
         else:
             count = self.segment(np.add, mask.astype(F32), 0)
         if op == "mean":
-            total = self.segment(np.add, self.select(data, mask, 0), 0) + F32(0)
             return _Value(np.where(count > 0, total / np.maximum(count, F32(1)), F32(0)))
         ufunc = np.fmax if op == "max" else np.fmin
         extreme = self.segment(ufunc, self.select(data, mask, np.nan), np.nan)

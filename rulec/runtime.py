@@ -18,7 +18,8 @@ import numpy as np
 
 from . import ir
 from .backends import DEFAULT_BACKEND, backend_class
-from .errors import RulecError, RuleWarning, did_you_mean
+from .dataflow import warn_lint
+from .errors import RulecError, did_you_mean
 from .frontend import load, load_program
 from .graph import Graph
 from .rng import check_seed
@@ -52,8 +53,8 @@ class Rule:
         bytecode, 'numpy' interprets. `native` passes a backend object already
         prepared (compile_many). `source` only feeds comments in generated C."""
         self.program = program
-        if backend == "c" and native is None and _too_large_for_c(program):
-            backend = "vm"
+        if native is None:
+            backend = _backend_for(program, backend)
         self.backend = backend
         start = time.perf_counter()
         self._runner = native if native is not None else \
@@ -226,7 +227,7 @@ def compile(text: str, name: str | None = None, backend: str = DEFAULT_BACKEND, 
     """Compile rule source text. Raises RuleErrors (every error, positioned) if it is
     invalid, and rulec.BuildError if the C backend cannot build."""
     source, tree, program = load(text, filename, name)
-    _warn_lint(tree, filename, source)
+    warn_lint(tree, filename, source, stacklevel=2)
     return Rule(program, backend, text if isinstance(text, str) else None)
 
 
@@ -234,18 +235,8 @@ def compile_file(path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> Rul
     """Compile a .rule file; the rule is named by its `rule` line or the file's stem."""
     path = Path(path)
     source, tree, program = load(path.read_bytes(), str(path))
-    _warn_lint(tree, str(path), source)
+    warn_lint(tree, str(path), source, stacklevel=2)
     return Rule(program, backend, source)
-
-
-def _warn_lint(tree, filename: str, source: str) -> None:
-    """A RuleWarning with the rule's lint warnings (dead writes), if any."""
-    from .dataflow import lint
-
-    found = lint(tree)
-    if found:
-        warnings.warn(RuleWarning("\n".join(w.render(filename, source) for w in found)),
-                      stacklevel=3)
 
 
 def compile_many(rules, backend: str = DEFAULT_BACKEND) -> list[Rule]:
@@ -271,26 +262,28 @@ def compile_many(rules, backend: str = DEFAULT_BACKEND) -> list[Rule]:
     kind = backend_class(backend)
     if not hasattr(kind, "many"):
         return [Rule(p, backend, s) for p, s in zip(programs, sources, strict=True)]
-    # rules too large for the C backend's compile bound run on the VM (Rule says so)
-    small = [i for i, p in enumerate(programs) if not _too_large_for_c(p, warn=False)]
-    runners = dict(zip(small, kind.many([programs[i] for i in small],
-                                        [sources[i] for i in small]), strict=True))
-    return [Rule(p, backend, native=runners[i]) if i in runners else Rule(p, backend, s)
-            for i, (p, s) in enumerate(zip(programs, sources, strict=True))]
+    chosen = [_backend_for(p, backend) for p in programs]
+    batch = [i for i, name in enumerate(chosen) if name == backend]
+    runners = dict(zip(batch, kind.many([programs[i] for i in batch],
+                                        [sources[i] for i in batch]), strict=True))
+    return [Rule(p, name, native=runners[i]) if i in runners else Rule(p, name, s)
+            for i, (p, s, name) in enumerate(zip(programs, sources, chosen, strict=True))]
 
 
-def _too_large_for_c(program: ir.Program, warn: bool = True) -> bool:
-    """Whether `program` is past the C backend's compile bound (build.max_c_size:
-    gcc's time grows faster than the rule); with `warn`, say it runs on the VM."""
+def _backend_for(program: ir.Program, backend: str) -> str:
+    """The backend that runs `program`: `backend`, except that a rule past the
+    C backend's compile bound (build.max_c_size: gcc's time grows faster than
+    the rule) runs on the VM, with a warning that says so."""
+    if backend != "c":
+        return backend
     from .build import max_c_size
 
     size, limit = ir.size(program), max_c_size()
     if size <= limit:
-        return False
-    if warn:
-        warnings.warn(f"rule {program.name!r} has size {size:,} (statements and expression "
-                      f"nodes), past what the C backend compiles in bounded time ({limit:,}): "
-                      "it runs on the VM, which needs no compile per rule. Set "
-                      "RULEC_C_MAX_SIZE to compile it anyway (minutes of gcc time)",
-                      RuntimeWarning, stacklevel=4)
-    return True
+        return backend
+    warnings.warn(f"rule {program.name!r} has size {size:,} (statements and expression "
+                  f"nodes), past what the C backend compiles in bounded time ({limit:,}): "
+                  "it runs on the VM, which needs no compile per rule. Set "
+                  "RULEC_C_MAX_SIZE to compile it anyway (minutes of gcc time)",
+                  RuntimeWarning, stacklevel=4)
+    return "vm"

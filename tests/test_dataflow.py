@@ -57,6 +57,8 @@ def test_the_checker_warns_with_place_and_hint_and_the_rule_still_runs(tmp_path,
     assert " 7 |     x -= y" in result.stderr and "hint: writes land when the block ends" \
         in result.stderr
     assert "W101" not in run_cli("check", "-q", path).stderr
+    ran = run_cli("run", path, "--graph", "ring:3", "--backend", "numpy")
+    assert ran.returncode == 0 and f"{path}:7:5: warning[W101]" in ran.stderr
     with pytest.warns(rulec.RuleWarning, match=r"warning\[W101\]"):
         rulec.compile_file(path, backend="numpy")
     with warnings.catch_warnings():
@@ -95,3 +97,15 @@ def test_a_dead_write_that_draws_stays_so_later_draws_keep_their_values():
     assert len(dataflow.dead_writes(tree)) == 1  # still warned about
     assert dataflow.without_dead_writes(tree) == tree  # but kept: y's draw is the second
     assert dataflow.dead_writes(dataflow.without_dead_writes(tree, exact=False)) == []
+
+
+def test_the_cli_leaves_the_callers_warning_filters_as_they_were(tmp_path, capsys):
+    from rulec.cli import main
+
+    path = tmp_path / "dead.rule"
+    path.write_text(HEAD + "update {\n    x -= y\n    x *= y\n}\n")
+    before = list(warnings.filters)
+    assert main(["check", "-q", str(path)]) == 0
+    assert main(["check", str(path)]) == 0
+    assert "warning[W101]" in capsys.readouterr().err
+    assert warnings.filters == before

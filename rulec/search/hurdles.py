@@ -161,6 +161,7 @@ class Evaluator:
                 "static" if "static" not in timings else SCREEN_HURDLES[record["passed"]]
             timings[hurdle] = time.perf_counter() - began
             record["failure"] = stop.reason
+            record["failed_hurdle"] = hurdle
             if hurdle == "compile":  # a rule that does not compile cannot be read
                 record["passed"] = 0
         return record
@@ -256,12 +257,14 @@ class Evaluator:
             if mean < screen.pass_accuracy:
                 if forgot is not None:
                     seed, result = forgot
+                    last = " ".join(f"{a:.2f}" for a in result.retained[-screen.hold:])
                     record["failure"] = (
                         f"does-not-retain: {task.name}: reached the goal at epoch "
                         f"{result.goal_epoch} (seed {seed}), then averaged "
                         f"{float(np.mean(result.retained)):.3f} over the next "
-                        f"{len(result.retained)} epochs of training, ending at "
-                        f"{result.retained[-1]:.2f}")
+                        f"{len(result.retained)} epochs of training (at least "
+                        f"{RETAIN_FRACTION * screen.pass_accuracy:.2f} needed) and ended at "
+                        f"{last} (the last {screen.hold} all at the goal needed)")
                 else:
                     record["failure"] = (f"{task.name}: mean accuracy {mean:.3f} over "
                                          f"{screen.seeds} seeds < {screen.pass_accuracy}")
@@ -383,46 +386,38 @@ def score_rule(text: str, settings: Settings) -> dict:
         record = ev.learn(text, record)
     names = hurdle_names(settings)
     record["hurdles"] = names
-    record["failed_hurdle"] = names[record["passed"]] if record["failure"] else None
+    if not record["failure"]:
+        record["failed_hurdle"] = None
+    elif "failed_hurdle" not in record:  # screening names its own (compile comes first)
+        record["failed_hurdle"] = names[record["passed"]]
     record["fresh_of"] = settings.screen.fresh_seeds
     return record
 
 
 def ablations(text: str, settings: Settings) -> list[dict]:
-    """Each top-level statement of the rule's update blocks removed in turn,
-    and the rule scored again (score_rule): which statements its learning
-    needs. A rule that learns stops learning without the statement that
-    learns. Each entry: `line`, `statement` (its source line), `passed`
-    (the rule without it still clears every hurdle), `failed_hurdle`,
-    `reason`."""
-    from ..errors import RuleErrors
+    """Each statement of the rule's update blocks (in `if` bodies too)
+    removed in turn, and the rule scored again (score_rule): which statements
+    its learning needs. A rule that learns stops learning without the
+    statement that learns. Each entry: `line`, `statement` (its source line),
+    `block`, `passed` (the rule without it still clears every hurdle),
+    `failed_hurdle`, `reason`."""
+    from ..edit import replace, statement_lists
     from ..frontend import load
     from ..printer import format_tree
 
     _, tree, _ = load(text, "ablated.rule")
     lines = text.split("\n")
     out = []
-    for index, item in enumerate(tree.items):
-        if not (isinstance(item, ast.Block) and item.kind == "update"):
+    for path, statements in statement_lists(tree.items):
+        block = tree.items[path[0]]
+        if block.kind != "update":
             continue
-        for position, stmt in enumerate(item.body.statements):
-            kept = item.body.statements[:position] + item.body.statements[position + 1:]
-            block = ast.Block(item.kind, item.name, ast.Body(kept, item.body.span), item.span)
-            ablated = format_tree(ast.File(tree.items[:index] + (block,)
-                                           + tree.items[index + 1:]))
+        for position, stmt in enumerate(statements):
+            kept = statements[:position] + statements[position + 1:]
+            ablated = format_tree(ast.File(replace(tree.items, path, kept)))
+            record = score_rule(ablated, settings)  # one that does not check fails `compile`
             line = stmt.span.line
-            entry = {"line": line, "statement": lines[line - 1].strip() if line else "",
-                     "block": item.label}
-            try:
-                load(ablated, "ablated.rule")
-            except RuleErrors as errors:
-                first = errors.errors[0]
-                entry.update(passed=False, failed_hurdle="compile",
-                             reason=f"does not check: {first.code} {first.message}")
-                out.append(entry)
-                continue
-            record = score_rule(ablated, settings)
-            entry.update(passed=record["failure"] is None,
-                         failed_hurdle=record["failed_hurdle"], reason=record["failure"])
-            out.append(entry)
-    return out
+            out.append({"line": line, "statement": lines[line - 1].strip() if line else "",
+                        "block": block.label, "passed": record["failure"] is None,
+                        "failed_hurdle": record["failed_hurdle"], "reason": record["failure"]})
+    return sorted(out, key=lambda entry: entry["line"])

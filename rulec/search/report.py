@@ -246,7 +246,7 @@ def export(db: str, directory: str | Path, top: int = 5, run: int | None = None)
         protocol_options += f" --forward {space.forward}"
     else:
         protocol_options += f" --budget {space.budget}"
-    protocol_options += "".join(f" --map {_word(f'{role}={slot or str()}')}"
+    protocol_options += "".join(" --map " + _word(role + "=" + (slot or ""))
                                 for role, slot in space.slots)
     written = []
     space_file = directory / "space.toml"

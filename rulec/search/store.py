@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from ..errors import RulecError
+from ..pool import known_gone
 from .space import SpaceError
 
 #: A coordinator's lease on its run is renewed at every batch it writes; one
@@ -77,18 +78,11 @@ def _holder() -> str:
 
 
 def _alive(holder: str) -> bool:
-    """Whether a lease's holder still runs (known only on this host; a holder
-    on another host counts as alive until its lease goes stale)."""
+    """Whether a lease's holder (`host:pid:token`) still runs (known only on
+    this host; a holder on another host counts as alive until its lease goes
+    stale)."""
     host, pid = (holder.rsplit(":", 2) + ["", ""])[:2]
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not known_gone(host, pid)
 
 
 def _tables(sa):
@@ -158,7 +152,7 @@ class Store:
     for reading only (report, export): nothing is created or changed, so a
     database on read-only storage can be read."""
 
-    def __init__(self, db: str, must_exist: bool = False, readonly: bool = False) -> None:
+    def __init__(self, db: str, readonly: bool = False) -> None:
         sa = _sqlalchemy()
         self.sa, self.db, self.readonly = sa, db, readonly
         self.url = database_url(db)
@@ -167,7 +161,7 @@ class Store:
         sqlite = self.url.startswith("sqlite:///")
         if sqlite:
             path, query = _sqlite_path(self.url)
-            if (must_exist or readonly) and str(path) not in ("", ":memory:") \
+            if readonly and str(path) not in ("", ":memory:") \
                     and not path.exists():
                 raise SpaceError(f"{db}: no such database")
             if readonly or query.get("mode") == "ro":
