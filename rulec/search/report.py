@@ -105,9 +105,11 @@ class Report:
 
         figure, axes = plt.subplots(figsize=(7, 3.5))
         axes.bar(range(len(self.hurdles)), self.passed, color="tab:blue")
-        axes.set_yscale("log")
+        # linear from 0 with counts on the bars: on a log axis that starts near
+        # the smallest bar, a 65% hurdle looked like a sliver and 0 vanished
+        axes.set_ylim(0, max(len(self.rules), 1) * 1.12)
         axes.set_xticks(range(len(self.hurdles)), self.hurdles, rotation=30)
-        axes.set_ylabel("rules passing (log)")
+        axes.set_ylabel("rules passing")
         axes.set_title(f"pass funnel, {len(self.rules)} rules")
         for x, count in enumerate(self.passed):
             axes.annotate(str(count), (x, max(count, 1)), ha="center", va="bottom", fontsize=8)
