@@ -26,8 +26,8 @@ from pathlib import Path
 from . import ir
 from ._version import __version__
 from .atomic import write_atomic
-from .backends.c.lower import c_float
 from .backends.c.render import Unit, kernel_name, render_module
+from .backends.c.spelling import c_float
 from .errors import RulecError
 from .resources import resource_dir, templates
 

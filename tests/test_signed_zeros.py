@@ -12,7 +12,7 @@ import numpy as np
 import rulec
 from rulec import ir
 from rulec import syntax as ast
-from rulec.backends.c.lower import c_float
+from rulec.backends.c.spelling import c_float
 from rulec.frontend import load_program
 from rulec.parser import parse_text
 from rulec.passes.fold import fold_constants

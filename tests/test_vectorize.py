@@ -151,7 +151,7 @@ def test_transcendental_functions_call_vector_math_in_the_loops(tmp_path, march,
 
 
 def test_gather_only_loops_run_with_scalar_loads_by_default(monkeypatch):
-    from rulec.backends.c.loops import Accumulate, Call, Let, Load, Loop, Store, Temp
+    from rulec.backends.c.loops import Accumulate, Call, Const, Let, Load, Loop, Store, Temp
     from rulec.backends.c.render import vectorize_loop
 
     def loop(*statements) -> Loop:
@@ -159,13 +159,13 @@ def test_gather_only_loops_run_with_scalar_loads_by_default(monkeypatch):
 
     a1, v2 = Temp("a1"), Temp("v2")
     w, x = Load("edge_0", "h", "edge:w"), Load("node_0", "nbr[h]", "node:x")
-    product = Call("({0} * {1})", (w, x))
+    product = Call("mul", (w, x))
     gather_sum = loop(Let(v2, product), Accumulate(a1, "+", v2))
     monkeypatch.delenv("RULEC_GATHERS", raising=False)
     assert not vectorize_loop(gather_sum)
-    assert vectorize_loop(loop(Let(v2, Call("rulec_tanhf({0})", (product,), heavy=True)),
+    assert vectorize_loop(loop(Let(v2, Call("tanh", (product,), heavy=True)),
                                Accumulate(a1, "+", v2)))
-    assert vectorize_loop(loop(Store("edge_0", "h", Call("({0} * 0.5f)", (w,)), "edge:w")))
+    assert vectorize_loop(loop(Store("edge_0", "h", Call("mul", (w, Const(0.5))), "edge:w")))
     assert vectorize_loop(loop(Let(v2, product), Accumulate(a1, "+", v2),
                                Store("edge_0", "h", x, "edge:w")))
     assert vectorize_loop(loop(Accumulate(a1, "+", w)))  # no gather

@@ -3,7 +3,9 @@
 Lowering (rulec.backends.c.lower) turns a block of the typed IR into a
 *node body*: the statements that compute node `u`'s part of one step. The
 loop passes (rulec.backends.c.passes) rewrite it, and the renderer
-(rulec.backends.c.render) only spells it in C.
+(rulec.backends.c.render) only spells it, through rulec.backends.c.spelling:
+the IR holds op names, numbers and names, never C text, so another
+renderer (CUDA) can spell the same IR.
 
 Values are objects, not names in strings:
 
@@ -14,12 +16,19 @@ Values are objects, not names in strings:
 Expressions (immutable, compared by structure; a Temp by identity):
 
     Temp
-    Atom(text)                 a literal or a name the kernel frame defines
-                               (`0.5f`, `param_0`, `degree_u`, `u32`)
+    Const(value, ctype)        a number (float32, or an int flag); compared
+                               by its bits, so 0 and -0 stay apart
+    Name(name)                 a value the kernel frame defines (FRAME_NAMES:
+                               `degree_u`, `u32`, `time_f`, ...) or a param's
+                               variable (`param_0`)
     Load(array, index, slot)   `array[index]`; index is one of INDEXES
-    Call(form, args, heavy)    a C expression with `{0}`, `{1}`, ... for its
-                               arguments; `heavy`: much faster in vector form
-                               (libmvec math, Philox draws)
+    Call(op, args, heavy)      op applied to args: an op of the language
+                               (rulec.ops.OPS) or of the loop IR itself
+                               (INTRINSICS); `heavy`: much faster in vector
+                               form (libmvec math)
+    Draw(dist, stream, ordinal, index)
+                               a counter-based random draw (rulec.rng) for
+                               the element `index` ('u' or 'h'); heavy
 
 Statements:
 
@@ -38,6 +47,7 @@ everything after them. `verify` checks these rules; `show` prints a body.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -61,9 +71,35 @@ class Temp:
         return self.name
 
 
+class Const:
+    """A number. Compared and hashed by its bits (and type): -0.0 and 0.0 are
+    two constants, as in the typed IR."""
+
+    __slots__ = ("value", "ctype")
+
+    def __init__(self, value: float, ctype: str = "float") -> None:
+        self.value, self.ctype = float(value), ctype
+
+    def _key(self) -> tuple:
+        return (struct.pack("<d", self.value), self.ctype)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Const) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Const({self.value!r}{'' if self.ctype == 'float' else ', ' + repr(self.ctype)})"
+
+
+#: The values a kernel frame defines for node u (besides param_N variables).
+FRAME_NAMES = ("u32", "degree_u", "nodes_f", "time_f")
+
+
 @dataclass(frozen=True, slots=True)
-class Atom:
-    text: str
+class Name:
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +112,47 @@ class Load:
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    form: str
+    op: str
     args: tuple = ()
     heavy: bool = False
 
 
-Expr = Temp | Atom | Load | Call
+@dataclass(frozen=True, slots=True)
+class Draw:
+    dist: str  # 'uniform' | 'gauss'
+    stream: int  # the block's key (rulec.rng.block_key)
+    ordinal: int  # which draw of the block
+    index: str  # 'u' (node level) or 'h' (half-edge level)
+
+
+#: The loop IR's own operations (beside the language's ops, rulec.ops.OPS):
+#: name -> what it computes. Their C spelling is rulec.backends.c.spelling's.
+INTRINSICS = {
+    "mask_and": "int: a & b (masks are int 0/1): two selections at once",
+    "mask_both": "int: a & b: the predicate `a and b`",
+    "mask_or": "int: a | b",
+    "mask_not": "int: a ^ 1",
+    "mask_positive": "int: a > 0",
+    "mask_below": "int: a < b (ids)",
+    "mask_above": "int: a > b (ids)",
+    "mask_to_float": "float: a mask as 1.0 / 0.0 (a Temp)",
+    "mask_value": "float: a mask expression as 1.0 / 0.0",
+    "blend": "float: a mask picks b (1) or c (0), NaN-safe",
+    "keep": "float: b where the mask a is 1, else 0",
+    "flag": "uint8: a mask as a proposal flag",
+    "mean_of": "float: b / a where a > 0, else 0",
+    "is_number": "int: a is not NaN",
+    "order_key": "int32: a float as an order-preserving int",
+    "order_blend": "int32: order_key(blend(a, b, c))",
+    "extreme": "float: from_key(b) if a > 0 else (NaN if c > 0 else 0)",
+    "parity": "float: 1 where a > b else -1",
+    "incoming": "float: 1.0 where a < b (ids)",
+    "outgoing": "float: 1.0 where a > b (ids)",
+    **{f"mask_{name}": f"int: comparison {name}" for name in ("lt", "le", "gt", "ge", "eq", "ne")},
+}
+
+
+Expr = Temp | Const | Name | Load | Call | Draw
 
 
 @dataclass(eq=False)
@@ -164,7 +235,8 @@ def loads_in(expr: Expr) -> Iterator[Load]:
 
 
 def is_heavy(expr: Expr) -> bool:
-    return isinstance(expr, Call) and (expr.heavy or any(is_heavy(a) for a in expr.args))
+    return isinstance(expr, Draw) or (
+        isinstance(expr, Call) and (expr.heavy or any(is_heavy(a) for a in expr.args)))
 
 
 def substitute(expr: Expr, mapping: dict[Temp, Expr]) -> Expr:
@@ -173,7 +245,7 @@ def substitute(expr: Expr, mapping: dict[Temp, Expr]) -> Expr:
         return mapping.get(expr, expr)
     if isinstance(expr, Call) and expr.args:
         args = tuple(substitute(a, mapping) for a in expr.args)
-        return expr if args == expr.args else Call(expr.form, args, expr.heavy)
+        return expr if args == expr.args else Call(expr.op, args, expr.heavy)
     return expr
 
 
@@ -261,13 +333,10 @@ def facts(stmt: Stmt) -> Facts:
 
 
 def show_expr(expr: Expr) -> str:
-    if isinstance(expr, Temp):
-        return expr.name
-    if isinstance(expr, Atom):
-        return expr.text
-    if isinstance(expr, Load):
-        return f"{expr.array}[{expr.index}]"
-    return expr.form.format(*(show_expr(a) for a in expr.args))
+    """An expression in C's spelling (the easiest to read next to the C)."""
+    from .spelling import spell
+
+    return spell(expr, lambda temp: temp.name)
 
 
 def show(statements: list, depth: int = 0) -> str:

@@ -45,24 +45,24 @@ collects each end's proposal and a pass over edges averages them.
 from __future__ import annotations
 
 import itertools
-
-import numpy as np
+import math
 
 from ... import ir
 from ...ops import COMPARISONS, OPS
-from ...printer import format_number
 from ...rng import block_key
 from .loops import (
     Accumulate,
     Accumulator,
-    Atom,
     Call,
     Comment,
+    Const,
+    Draw,
     Expr,
     If,
     Let,
     Load,
     Loop,
+    Name,
     Set,
     Store,
     Temp,
@@ -150,20 +150,6 @@ def c_comment(text: str) -> str:
     while "/*" in text or "*/" in text:
         text = text.replace("/*", "/ *").replace("*/", "* /")
     return text
-
-
-def c_float(value: float) -> str:
-    """A float32 constant as a C literal that reads back exactly."""
-    v = np.float32(value)
-    if np.isnan(v):
-        return "RULEC_NAN"
-    if np.isinf(v):
-        return "RULEC_INFINITY" if v > 0 else "(-RULEC_INFINITY)"
-    text = format_number(float(v))
-    if not any(ch in text for ch in ".e"):
-        text += ".0"
-    literal = text + "f"
-    return f"({literal})" if literal.startswith("-") else literal
 
 
 class _Scope:
@@ -330,13 +316,13 @@ class BlockLowering:
             masks.append(self.mask(stmt.predicate, loop, scope))
         select = None
         for part in masks:
-            select = part if select is None else Call("{0} & {1}", (select, part))
+            select = part if select is None else Call("mask_and", (select, part))
         array = self.names.slot(stmt.kind, stmt.name)
         first = slot not in self.initialized
         body = loop.body
 
         def blend(previous: Expr) -> Expr:
-            return Call("rulec_blendf({0}, {1}, {2})", (select, value, previous))
+            return Call("blend", (select, value, previous))
 
         if mode == "inplace":
             target = Load(array, "h", slot)
@@ -349,13 +335,14 @@ class BlockLowering:
         else:
             proposal, proposed = f"{array}_proposal", f"{array}_proposed"
             if select is None:
-                body += [Store(proposal, "h", value, slot), Store(proposed, "h", Atom("1"), slot)]
+                body += [Store(proposal, "h", value, slot),
+                         Store(proposed, "h", Const(1, "int"), slot)]
             elif first:
                 body += [Store(proposal, "h", value, slot),
-                         Store(proposed, "h", Call("(uint8_t)({0})", (select,)), slot)]
+                         Store(proposed, "h", Call("flag", (select,)), slot)]
             else:
                 body += [Store(proposal, "h", blend(Load(proposal, "h", slot)), slot),
-                         Store(proposed, "h", Call("(uint8_t)({0})", (select,)), slot, op="|=")]
+                         Store(proposed, "h", Call("flag", (select,)), slot, op="|=")]
         self.initialized.add(slot)
         scope.items.append(loop)
 
@@ -369,20 +356,20 @@ class BlockLowering:
         if mode == "double":
             loop.body.append(Store(f"{array}_next", "h", Load(array, "h", slot), slot))
         else:
-            loop.body.append(Store(f"{array}_proposed", "h", Atom("0"), slot))
+            loop.body.append(Store(f"{array}_proposed", "h", Const(0, "int"), slot))
         self.top.items.append(loop)
         self.initialized.add(slot)
 
     # -------------------------------------------------------- expressions
 
     def scalar(self, expr: ir.Expr, scope: _Scope) -> Expr:
-        """The value of `expr` for node u: an Atom or a node-level Temp."""
+        """The value of `expr` for node u: a Const, a Name or a node-level Temp."""
         if isinstance(expr, ir.Const):
-            return Atom(c_float(expr.value))
+            return Const(expr.value)
         if isinstance(expr, ir.Slot) and expr.kind == "param":
-            return Atom(self.names.param(expr.name))
+            return Name(self.names.param(expr.name))
         if isinstance(expr, ir.Builtin):
-            return Atom({"degree": "degree_u", "nodes": "nodes_f", "time": "time_f"}[expr.name])
+            return Name({"degree": "degree_u", "nodes": "nodes_f", "time": "time_f"}[expr.name])
         if isinstance(expr, ir.Local):
             kind, value = scope.local(expr.name)
             assert kind == "float", expr.name
@@ -404,11 +391,10 @@ class BlockLowering:
             return self.draw(expr, "u")
         assert isinstance(expr, ir.Apply), expr
         op = OPS[expr.op]
-        return Call(op.c, tuple(self.scalar(arg, scope) for arg in expr.args), op.heavy)
+        return Call(op.name, tuple(self.scalar(arg, scope) for arg in expr.args), op.heavy)
 
-    def draw(self, expr: ir.Random, element: str) -> Call:
-        return Call(f"rulec_{expr.dist}(seed, {self.key}u, {expr.ordinal}u, time, "
-                    f"(uint32_t){element})", (), heavy=True)
+    def draw(self, expr: ir.Random, element: str) -> Draw:
+        return Draw(expr.dist, self.key, expr.ordinal, element)
 
     def vtemp(self, loop: Loop, value: Expr, ctype: str = "float", prefix: str = "v") -> Temp:
         """A half-edge level temporary in `loop` holding `value`."""
@@ -428,11 +414,7 @@ class BlockLowering:
         return memo[expr]
 
     _INDEX = {"edge": "h", "shared": "eid[h]", "nbr": "nbr[h]", "peer": "rev[h]"}
-    _BUILTINS = {
-        "parity": "({0} > u32 ? 1.0f : -1.0f)",
-        "incoming": "(float)({0} < u32)",
-        "outgoing": "(float)({0} > u32)",
-    }
+
 
     def vector_value(self, expr: ir.Expr, loop: Loop, scope: _Scope) -> tuple[Expr, Expr | None]:
         if isinstance(expr, ir.Local):
@@ -446,14 +428,14 @@ class BlockLowering:
         if isinstance(expr, ir.Builtin):
             if expr.name == "nbr_degree":
                 return self.vtemp(loop, Load("degree", "nbr[h]")), None
-            return self.vtemp(loop, Call(self._BUILTINS[expr.name], (_NBR,))), None
+            return self.vtemp(loop, Call(expr.name, (_NBR, _U32))), None
         if isinstance(expr, ir.Random):
             return self.vtemp(loop, self.draw(expr, "h")), None
         if isinstance(expr, ir.Restrict):
             value, mask = self.vector(expr.value, loop, scope)
             selected = self.mask(expr.predicate, loop, scope)
             if mask:
-                selected = self.vtemp(loop, Call("{0} & {1}", (selected, mask)), "int", "m")
+                selected = self.vtemp(loop, Call("mask_and", (selected, mask)), "int", "m")
             return value, selected
         assert isinstance(expr, ir.Apply), expr
         mask = None
@@ -463,7 +445,7 @@ class BlockLowering:
             args.append(value)
             mask = mask or arg_mask
         op = OPS[expr.op]
-        return self.vtemp(loop, Call(op.c, tuple(args), op.heavy)), mask
+        return self.vtemp(loop, Call(op.name, tuple(args), op.heavy)), mask
 
     def mask(self, predicate: ir.Expr, loop: Loop, scope: _Scope) -> Temp:
         """An int temporary, 1 where the vector `predicate` > 0. Comparisons and
@@ -472,26 +454,27 @@ class BlockLowering:
         memo = self.loop_memo[id(loop)]
         key = ("mask", predicate)
         if key not in memo:
-            form, args = self.mask_form(predicate, loop, scope)
-            memo[key] = self.vtemp(loop, Call(form, args), "int", "m")
+            op, args = self.mask_op(predicate, loop, scope)
+            memo[key] = self.vtemp(loop, Call(op, args), "int", "m")
         return memo[key]
 
-    def mask_form(self, predicate: ir.Expr, loop: Loop, scope: _Scope) -> tuple[str, tuple]:
+    def mask_op(self, predicate: ir.Expr, loop: Loop, scope: _Scope) -> tuple[str, tuple]:
+        """The intrinsic (loops.INTRINSICS) and arguments of a predicate's mask."""
         if isinstance(predicate, ir.Builtin) and predicate.name in ("incoming", "outgoing",
                                                                     "parity"):
-            return ("({0} < u32)" if predicate.name == "incoming" else "({0} > u32)"), (_NBR,)
+            return ("mask_below" if predicate.name == "incoming" else "mask_above"), (_NBR, _U32)
         if isinstance(predicate, ir.Apply) and predicate.type.is_vector:
             op = predicate.op
             if op in COMPARISONS:
                 a, b = (self.vector(arg, loop, scope)[0] for arg in predicate.args)
-                return f"({{0}} {COMPARISONS[op]} {{1}})", (a, b)
+                return f"mask_{op}", (a, b)
             if op in ("and", "or") and all(arg.type.is_vector for arg in predicate.args):
                 a, b = (self.mask(arg, loop, scope) for arg in predicate.args)
-                return f"({{0}} {'&' if op == 'and' else '|'} {{1}})", (a, b)
+                return ("mask_both" if op == "and" else "mask_or"), (a, b)
             if op == "not" and predicate.args[0].type.is_vector:
-                return "({0} ^ 1)", (self.mask(predicate.args[0], loop, scope),)
+                return "mask_not", (self.mask(predicate.args[0], loop, scope),)
         value, _ = self.vector(predicate, loop, scope)
-        return "({0} > 0.0f)", (value,)
+        return "mask_positive", (value,)
 
     def reduce(self, expr: ir.Reduce, scope: _Scope) -> Expr:
         """Add a reduction loop and what finishes it; return the result."""
@@ -502,47 +485,47 @@ class BlockLowering:
         count = None
         if mask and op in ("mean", "max", "min"):
             count = self.fresh("c")
-            loop.accumulators.append(Accumulator(count, "+", Atom("0.0f")))
-            body.append(Accumulate(count, "+", Call("(float){0}", (mask,))))
+            loop.accumulators.append(Accumulator(count, "+", Const(0.0)))
+            body.append(Accumulate(count, "+", Call("mask_to_float", (mask,))))
         if op in ("sum", "mean"):
             acc = self.fresh("a")
-            loop.accumulators.append(Accumulator(acc, "+", Atom("0.0f")))
+            loop.accumulators.append(Accumulator(acc, "+", Const(0.0)))
             body.append(Accumulate(acc, "+", value if mask is None
-                                   else Call("rulec_keepf({0}, {1})", (mask, value))))
+                                   else Call("keep", (mask, value))))
             scope.items.append(loop)
             if op == "sum":
                 return acc
-            n = count or Atom("degree_u")
+            n = count or Name("degree_u")
             return self.let(scope, self.fresh("s"),
-                            Call("{0} > 0.0f ? {1} / {0} : 0.0f", (n, acc)))
+                            Call("mean_of", (n, acc)))
         if op == "count":
             acc = self.fresh("a")
-            loop.accumulators.append(Accumulator(acc, "+", Atom("0.0f")))
+            loop.accumulators.append(Accumulator(acc, "+", Const(0.0)))
             selected = self.mask(expr.arg, loop, scope)
             if mask:
-                selected = Call("{0} & {1}", (selected, mask))
-            body.append(Accumulate(acc, "+", Call("(float)({0})", (selected,))))
+                selected = Call("mask_and", (selected, mask))
+            body.append(Accumulate(acc, "+", Call("mask_value", (selected,))))
             scope.items.append(loop)
             return acc
         # max / min, ignoring NaN like fmaxf/fminf: an all-NaN selection gives NaN,
         # reduced as order-preserving int32 keys (rulec_orderf), NaN left out
         acc = self.fresh("a", "int32_t")
         seen = self.fresh("k")
-        worst = Atom("(-RULEC_INFINITY)" if op == "max" else "RULEC_INFINITY")
-        loop.accumulators += [Accumulator(acc, op, Call("rulec_orderf({0})", (worst,))),
-                              Accumulator(seen, "+", Atom("0.0f"))]
-        usable = Call("({0} == {0})", (value,))
+        worst = Const(-math.inf if op == "max" else math.inf)
+        loop.accumulators += [Accumulator(acc, op, Call("order_key", (worst,))),
+                              Accumulator(seen, "+", Const(0.0))]
+        usable = Call("is_number", (value,))
         if mask:
-            usable = Call("{0} & {1}", (usable, mask))
-        key = self.vtemp(loop, Call("rulec_orderf(rulec_blendf({0}, {1}, {2}))",
-                                    (usable, value, worst)), "int32_t")
+            usable = Call("mask_and", (usable, mask))
+        key = self.vtemp(loop, Call("order_blend", (usable, value, worst)), "int32_t")
         body.append(Accumulate(acc, op, key))
-        body.append(Accumulate(seen, "+", Call("(float)({0})", (usable,))))
-        n = count or Atom("degree_u")
+        body.append(Accumulate(seen, "+", Call("mask_value", (usable,))))
+        n = count or Name("degree_u")
         scope.items.append(loop)
-        return self.let(scope, self.fresh("s"), Call(
-            "{0} > 0.0f ? rulec_unorderf({1}) : ({2} > 0.0f ? RULEC_NAN : 0.0f)", (seen, acc, n)))
+        return self.let(scope, self.fresh("s"), Call("extreme", (seen, acc, n)))
 
 
 #: the neighbour across half-edge h
 _NBR = Load("nbr", "h")
+#: node u's id as int32 (the kernel frame's u32)
+_U32 = Name("u32")

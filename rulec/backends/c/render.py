@@ -18,12 +18,10 @@ from ...resources import templates
 from .loops import (
     GATHERS,
     Accumulate,
-    Atom,
     Comment,
     Expr,
     If,
     Let,
-    Load,
     Loop,
     Set,
     Store,
@@ -32,6 +30,7 @@ from .loops import (
     loads_in,
 )
 from .passes import Blocked
+from .spelling import spell
 
 INDENT = "    "
 NODE_BLOCK = 64  # nodes per block: node-level math vectorizes across a block
@@ -81,13 +80,7 @@ class Speller:
         return f"{temp.name}_b[j]" if temp in self.arrays else temp.name
 
     def expr(self, expr: Expr) -> str:
-        if isinstance(expr, Temp):
-            return self.name(expr)
-        if isinstance(expr, Atom):
-            return expr.text
-        if isinstance(expr, Load):
-            return f"{expr.array}[{expr.index}]"
-        return expr.form.format(*(self.expr(arg) for arg in expr.args))
+        return spell(expr, self.name)
 
     def statements(self, statements: list, depth: int) -> list[str]:
         pad = INDENT * depth
