@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from rulec.backends.c.render import Unit, render_module
+from rulec.backends.c.module import Unit
+from rulec.backends.c.pipeline import c_source
 from rulec.frontend import load_program
 
 
@@ -38,7 +39,7 @@ def main() -> None:
         start = time.perf_counter()
         program = load_program(text, "big.rule")
         checked = time.perf_counter()
-        source = render_module([Unit(program, "big", text)])
+        source = c_source([Unit(program, "big", text)])
         rendered = time.perf_counter()
         print(f"{n:>6} {checked - start:>9.2f} {rendered - checked:>9.2f} "
               f"{(rendered - checked) / n * 1e6:>15.0f} {source.count(chr(10)):>8}")

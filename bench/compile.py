@@ -35,7 +35,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import rulec  # noqa: E402
-from rulec import build, graphs  # noqa: E402
+from rulec import graphs  # noqa: E402
+from rulec.backends import toolchain
+from rulec.backends.c import pipeline as c_pipeline
 from rulec.generate import Options, SeededSource, rule  # noqa: E402
 
 LEVELS = ("-O3", "-O2", "-O1", "-O2 -DRULEC_NO_SIMD", "-O1 -DRULEC_NO_SIMD")
@@ -77,7 +79,7 @@ def main() -> None:
     graph = graphs.erdos_renyi(4096, 16 / 4096, seed=1)
     saved = os.environ.get("RULEC_CFLAGS")
     print(f"{len(texts)} random rules (default generator, seed {args.seed}); "
-          f"{build.available_cores()} cores, RULEC_BUILD_JOBS={build.build_jobs()}; "
+          f"{toolchain.available_cores()} cores, RULEC_BUILD_JOBS={toolchain.build_jobs()}; "
           f"kernels timed on er:4096 ({graph.n_half_edges} half-edges), one thread")
     print(f"{'flags':<20} {'batch ms/rule':>13} {'parts':>6} {'busiest':>8} {'idlest':>7} "
           f"{'fused ms':>9} {'random ms':>10} {'kernels s':>10} {'vs -O3':>7}")
@@ -87,12 +89,12 @@ def main() -> None:
             os.environ["RULEC_CFLAGS"] = level
             with tempfile.TemporaryDirectory() as cache:
                 os.environ["RULEC_CACHE_DIR"] = cache
-                build._loaded.clear()
-                build.last_build.clear()
+                c_pipeline._loaded.clear()
+                toolchain.last_build.clear()
                 start = time.perf_counter()
                 compiled = rulec.compile_many(texts)
                 batch = time.perf_counter() - start
-                parts = build.last_build.get("parts", [])
+                parts = toolchain.last_build.get("parts", [])
                 parts = parts[:-1] if len(parts) > 1 else parts  # not the loader's table
                 busiest = max(parts, default=0.0) / batch
                 idlest = min(parts, default=0.0) / batch

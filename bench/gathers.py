@@ -37,9 +37,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import rulec
-    from rulec import build
+    from rulec.backends import toolchain
 
-    base = " ".join(build.cflags()[: -len(build.REQUIRED_CFLAGS)])
+    base = " ".join(toolchain.cflags()[: -len(toolchain.REQUIRED_CFLAGS)])
     rules = {}
     for variant, (gathers, extra) in VARIANTS.items():
         os.environ["RULEC_CFLAGS"] = extra  # added after the default flags

@@ -110,7 +110,7 @@ def rcm_order(graph):
 
 def build_handwritten():
     """bench/handwritten.c through rulec's compiler and flags, loaded by cffi."""
-    from rulec import build
+    from rulec.backends import toolchain
 
     ffi = cffi.FFI()
     ffi.cdef("""
@@ -131,7 +131,7 @@ def build_handwritten():
     """)
     work = Path(tempfile.mkdtemp(prefix="rulec-bench-"))
     output = work / "handwritten.so"
-    argv = [*build.compiler(), *build.cflags(), str(HERE / "handwritten.c"), "-o",
+    argv = [*toolchain.compiler(), *toolchain.cflags(), str(HERE / "handwritten.c"), "-o",
             str(output), "-lm"]
     subprocess.run(argv, check=True)
     return ffi, ffi.dlopen(str(output)), argv
@@ -243,7 +243,7 @@ def time_step(kind, graph, g, rule, hand, numba_sets, x0, w0, args) -> dict[str,
     """Seconds per step of `kind` for each implementation."""
     import scipy.sparse
 
-    from rulec.reference import Interpreter
+    from rulec.backends.reference import Interpreter
 
     ffi, lib = hand
     n, h = graph.n_nodes, graph.n_half_edges
@@ -300,14 +300,14 @@ def time_step(kind, graph, g, rule, hand, numba_sets, x0, w0, args) -> dict[str,
 
 def compile_latency(args) -> list[str]:
     import rulec
-    from rulec import build
+    from rulec.backends.c import pipeline as c_pipeline
 
     lines = []
     with tempfile.TemporaryDirectory() as cache:
         os.environ["RULEC_CACHE_DIR"] = cache
         cold = []
         for i in range(args.runs):
-            build._loaded.clear()
+            c_pipeline._loaded.clear()
             text = FUSED.replace("0.01 * w", f"0.0{i + 1} * w").replace("decay * w",
                                                                          f"{i + 2} * w")
             start = time.perf_counter()
@@ -315,12 +315,12 @@ def compile_latency(args) -> list[str]:
             cold.append(time.perf_counter() - start)
         hits = []
         for _ in range(args.runs):
-            build._loaded.clear()  # a hit on disk, as in a new process
+            c_pipeline._loaded.clear()  # a hit on disk, as in a new process
             start = time.perf_counter()
             rulec.compile(FUSED.replace("decay * w", "2 * w"))
             hits.append(time.perf_counter() - start)
         texts = [FUSED.replace("decay * w", f"{k + 100} * w") for k in range(100)]
-        build._loaded.clear()
+        c_pipeline._loaded.clear()
         start = time.perf_counter()
         rulec.compile_many(texts)
         batch = time.perf_counter() - start
@@ -357,19 +357,20 @@ def kernel_call_overhead(hand, args) -> list[str]:
     step itself is a few dozen nanoseconds). Python's share is call_overhead's."""
     import rulec
     from rulec import graphs
-    from rulec.native import graph_view
+    from rulec.backends import toolchain
+    from rulec.backends.views import graph_view, state_view
 
     ffi, lib = hand
     lines = []
     calls = 200000
     for name, text in (("reduce", REDUCE), ("fused", FUSED)):
         rule = rulec.compile(text)
-        native = rule._runner.native
+        native = rule.runner.native
         state = rule.state(graphs.ring(7))
         state.node["x"] = np.linspace(-1, 1, 7)
-        view = native._state_view(state)
+        view = state_view(state, rule.program)
         values = native._params(dict(rule.params))
-        rffi = rulec.build.ffi()
+        rffi = toolchain.ffi()
         kernel = ffi.cast("void *", int(rffi.cast("intptr_t", native.kernels["update"])))
         graph = ffi.cast("void *", int(rffi.cast("intptr_t", graph_view(state.graph).struct)))
         struct = ffi.cast("void *", int(rffi.cast("intptr_t", view.struct)))
@@ -392,7 +393,7 @@ def kernel_call_overhead(hand, args) -> list[str]:
 def thread_scaling(graph, label, rules, hand, args) -> list[str]:
     """Each step on 1, 2, ... all cores, beside the triad on as many threads."""
     ffi, lib = hand
-    from rulec.build import available_cores
+    from rulec.backends.toolchain import available_cores
 
     cores = available_cores()
     n = 1 << 25
@@ -473,9 +474,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    from rulec import build
+    from rulec.backends import toolchain
 
-    cc = subprocess.run([*build.compiler(), "--version"], capture_output=True,
+    cc = subprocess.run([*toolchain.compiler(), "--version"], capture_output=True,
                         text=True).stdout.splitlines()[0]
     return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
             f"NumPy {np.__version__}; {cc}")
@@ -490,11 +491,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import rulec
-    from rulec import build
+    from rulec.backends import toolchain
 
     print(f"machine: {machine()}")
     hand = build_handwritten()
-    print(f"flags (rulec and hand C): {' '.join(build.cflags())}")
+    print(f"flags (rulec and hand C): {' '.join(toolchain.cflags())}")
     ffi, lib, _ = hand
     bandwidth = triad_bandwidth(ffi, lib, args.runs)
     print(f"STREAM triad, same process and build path: {bandwidth / 1e9:.1f} GB/s")

@@ -9,7 +9,7 @@
    half-edges, for the example rules and for random rules.
 2. Getting a new rule ready to run: VM translation against a gcc compile
    (cold cache), per rule.
-3. Random rules evaluated on XOR with rulec.tasks.evaluate (20 epochs):
+3. Random rules evaluated on XOR with rulec.learning.evaluate (20 epochs):
    rules per second with the VM and with gcc, the compile included.
 4. Full-budget XOR evaluations per second (100 epochs, no early stop): the
    C protocol driver on the VM and on gcc kernels, against the Python
@@ -27,7 +27,8 @@ import time
 import numpy as np
 
 import rulec
-from rulec import graphs, tasks
+from rulec import graphs
+from rulec import learning as tasks
 from rulec.backends.vm.translate import translate
 from rulec.generate import Options, SeededSource, rule
 
@@ -114,7 +115,7 @@ def main() -> None:
     print(f"  VM translation {per_translate * 1e3:.2f}; gcc one rule {per_compile * 1e3:.1f}; "
           f"gcc batch of 100 {per_batch * 1e3:.1f}")
 
-    print("\n3. Random rules on XOR (layered:2,4,1, 20 epochs, rulec.tasks.evaluate)")
+    print("\n3. Random rules on XOR (layered:2,4,1, 20 epochs, rulec.learning.evaluate)")
     task, topology = tasks.TASKS["xor"], tasks.layered([2, 4, 1])
     names = ("inp", "is_in", "target", "train", "a", "ready", "dready", "h")
     options = Options(node_names=names, node_slots=(7, 8))

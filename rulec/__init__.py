@@ -15,14 +15,14 @@ from ._version import __version__
 from .errors import RulecError, RuleError, RuleErrors, RuleWarning, Span
 
 _LAZY = {
-    "BuildError": "build",
+    "BuildError": "backends.toolchain",
     "Graph": "graph",
     "GraphError": "graph",
-    "NonFiniteError": "runtime",
-    "Rule": "runtime",
-    "compile": "runtime",
-    "compile_file": "runtime",
-    "compile_many": "runtime",
+    "NonFiniteError": "api",
+    "Rule": "api",
+    "compile": "api",
+    "compile_file": "api",
+    "compile_many": "api",
     "State": "state",
     "StateError": "state",
     "format": "frontend",

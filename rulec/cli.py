@@ -26,6 +26,7 @@ from ._version import __version__
 from .backends import BACKENDS, DEFAULT_BACKEND
 from .errors import RulecError, RuleErrors, RuleWarning
 from .graph_specs import SPECS
+from .learning.protocols import PROTOCOLS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -197,8 +198,8 @@ def _shown(state: State, names: list[str]) -> dict[str, np.ndarray]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .api import Rule
     from .graphs import from_spec
-    from .runtime import Rule
     from .state import State
 
     text, _, program = _loaded(args.file)
@@ -275,17 +276,18 @@ def _json_float(value: float):
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
-    from .backends.c.render import Unit, render_module
-    from .export import check_prefix
+    from .backends.c import pipeline
+    from .backends.c.export import check_prefix
+    from .backends.c.module import Unit
 
     text, _, program = _loaded(args.file)
     prefix = check_prefix(args.prefix or program.name)
-    sys.stdout.write(render_module([Unit(program, prefix, text)]))
+    sys.stdout.write(pipeline.c_source([Unit(program, prefix, text)]))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
+    from .backends.c.export import export
 
     text, _, program = _loaded(args.file)
     written = export(program, args.output, args.prefix, text)
@@ -295,8 +297,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import tasks
-    from .runtime import Rule
+    from . import learning as tasks
+    from .api import Rule
 
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")
@@ -352,37 +354,21 @@ def _protocol(pairs: list[str], name: str = "handshake", forward: int | None = N
               learn: int | None = None):
     """The protocol `name` with `--map ROLE=SLOT` applied (ROLE= drops an optional
     role) and, for the timed protocols, their step counts."""
-    import dataclasses
+    from .learning import protocols
 
-    from . import tasks
-
-    kind = tasks.PROTOCOLS[name]
-    changes: dict = {}
-    # the protocol's step-count field behind each option
-    fields = {"forward": "forward", "learn": "learn"} if kind is tasks.FixedTime else \
-        {"forward": "steps"} if kind is tasks.Simultaneous else {}
-    for option, value in (("forward", forward), ("learn", learn)):
-        if value is None:
-            continue
-        if option not in fields:
-            raise UserError(f"--{option} goes with --protocol "
-                            f"{'fixed' if option == 'learn' else 'fixed or simultaneous'}")
-        if value < 1:
-            raise UserError(f"--{option} must be at least 1")
-        changes[fields[option]] = value
-    roles = {f.name for f in dataclasses.fields(kind)} - {"threshold", "forward", "learn",
-                                                           "steps"}
-    optional = {"input_flag", "train_flag", "done", "reset_block"}
+    roles = protocols.mappable_roles(name)
+    slots = []
     for pair in pairs:
         role, eq, slot = pair.partition("=")
         role, slot = role.strip(), slot.strip()
         if not eq or role not in roles:
             raise UserError(f"--map {pair!r}: expected ROLE=SLOT with ROLE one of "
                             f"{', '.join(sorted(roles))}")
-        if not slot and role not in optional:
-            raise UserError(f"--map {pair!r}: the {role} role cannot be dropped")
-        changes[role] = slot or None
-    return dataclasses.replace(kind(), **changes)
+        slots.append((role, slot or None))
+    try:
+        return protocols.protocol_named(name, slots, forward=forward, learn=learn)
+    except protocols.ProtocolError as exc:
+        raise UserError(f"--protocol {name}: {exc}") from None
 
 
 def _matplotlib():
@@ -417,7 +403,7 @@ def _plot(result, path: str, title: str) -> None:
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from . import fuzz
-    from .build import available_cores
+    from .backends.toolchain import available_cores
     from .graphs import from_spec
     from .state import State
 
@@ -513,7 +499,7 @@ def _search_progress(total: int | None, quiet: bool):
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .build import available_cores
+    from .backends.toolchain import available_cores
     from .search.hurdles import SCREEN_HURDLES
     from .search.run import Config, Search
 
@@ -650,13 +636,14 @@ def cmd_search_export(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from . import build
+    from .backends import toolchain
 
     if args.action == "clear":
-        removed = build.cache_clear()
-        print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {build.cache_dir()}")
+        removed = toolchain.cache_clear()
+        entries = f"entr{'y' if removed == 1 else 'ies'}"
+        print(f"removed {removed} {entries} from {toolchain.cache_dir()}")
         return 0
-    info = build.cache_info()
+    info = toolchain.cache_info()
     print(f"directory: {info['directory']}")
     print(f"entries:   {info['entries']}")
     print(f"size:      {info['bytes'] / 2**20:.1f} MB of {info['limit_bytes'] / 2**20:.0f} MB"
@@ -757,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="set a param (repeatable)")
     train.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help=BACKEND_HELP)
     train.add_argument("--plot", metavar="CURVE.png", help="write the learning curve")
-    train.add_argument("--protocol", choices=("handshake", "fixed", "simultaneous"),
+    train.add_argument("--protocol", choices=tuple(PROTOCOLS),
                        default="handshake",
                        help="how the harness talks to the rule: handshake (ready/done flags, "
                             "backprop.rule's), fixed (clamp inputs, --forward steps, read; "
@@ -863,7 +850,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--space", metavar="FILE", help="a search space file (TOML)")
     score.add_argument("--task", metavar="T1,T2", help="tasks (the space's, else and,or)")
     score.add_argument("--graph", metavar="SPEC", help="the task topology (the space's)")
-    score.add_argument("--protocol", choices=("handshake", "fixed", "simultaneous"),
+    score.add_argument("--protocol", choices=tuple(PROTOCOLS),
                        help="the protocol (the space's, else fixed)")
     score.add_argument("--seeds", type=_integer, metavar="K", help="seeds per task hurdle")
     score.add_argument("--epochs", type=_integer, metavar="E", help="epochs per seed")
@@ -1027,8 +1014,6 @@ def _run(args: argparse.Namespace) -> int:
         print(errors, file=sys.stderr)
     except RulecError as exc:  # every other error rulec reports to users
         print(f"rulec: error: {exc}", file=sys.stderr)
-    except KeyError as exc:
-        print(f"rulec: error: {exc.args[0]}", file=sys.stderr)
     except BrokenPipeError:  # the reader went away (`rulec ... | head`): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -1036,8 +1021,6 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"rulec: error: {where}{exc.strerror or exc}", file=sys.stderr)
-    except ValueError as exc:
-        print(f"rulec: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("rulec: interrupted", file=sys.stderr)
         return 130

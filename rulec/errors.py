@@ -23,6 +23,25 @@ class RulecError(Exception):
     escaping rulec is a bug."""
 
 
+class RulecKeyError(RulecError, KeyError):
+    """A name that is not there (a param, a slot, a block, a task): still a
+    KeyError for callers that catch one, and printed as its message (a plain
+    KeyError quotes it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class RulecValueError(RulecError, ValueError):
+    """A value out of range or of the wrong kind (steps, threads, a param's
+    value, a seed, a protocol): still a ValueError for callers that catch one."""
+
+
+class RulecTypeError(RulecError, TypeError):
+    """An argument of the wrong type (a graph, a state, a seed): still a
+    TypeError for callers that catch one."""
+
+
 @dataclass(frozen=True, slots=True)
 class Span:
     """A region of source text: 1-based line and column, end exclusive."""

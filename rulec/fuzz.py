@@ -250,7 +250,7 @@ def fuzz(count: int, seed: int, depth: int = 3, out: Path | None = None, batch: 
     the cases numbered `indices`) on `backends` against the reference. A rule
     the checker refuses is counted as rejected, one whose check raises as a
     crash, each with its text; the run goes on either way."""
-    from .runtime import Rule, compile_many
+    from .api import Rule, compile_many
 
     start = time.perf_counter()
     report = Report()
@@ -364,9 +364,9 @@ def fuzz_parallel(count: int, seed: int, depth: int, out: Path | None, jobs: int
 def worker_build_jobs(jobs: int) -> str:
     """RULEC_BUILD_JOBS for each of `jobs` workers: the user's, else a share of
     the cores."""
-    from . import build
+    from .backends import toolchain
 
-    return os.environ.get("RULEC_BUILD_JOBS") or str(max(1, build.available_cores() // jobs))
+    return os.environ.get("RULEC_BUILD_JOBS") or str(max(1, toolchain.available_cores() // jobs))
 
 
 def _worker_setup(build_jobs: str) -> None:
@@ -375,7 +375,7 @@ def _worker_setup(build_jobs: str) -> None:
 
 def _record(case: Case, found: list[Mismatch], out: Path | None) -> dict:
     """Shrink a failing case and write the files that reproduce it."""
-    from .runtime import Rule
+    from .api import Rule
 
     backend = found[0].backend  # shrink against the backend that failed
 
@@ -411,8 +411,8 @@ def _record(case: Case, found: list[Mismatch], out: Path | None) -> dict:
 
 def replay(rule_path: str, graph: Graph, state: State, backends=BACKENDS) -> list[Mismatch]:
     """The check of a written-out failure, again."""
+    from .api import Rule
     from .frontend import load_program
-    from .runtime import Rule
 
     program = load_program(Path(rule_path).read_bytes(), rule_path)
     return check([Rule(program, b) for b in backends], Rule(program, "numpy"), graph, state)

@@ -131,7 +131,7 @@ class GeneratedRule:
     program: ir.Program
 
     def compile(self, backend: str = "c"):
-        from .runtime import Rule
+        from .api import Rule
 
         return Rule(self.program, backend, self.text)
 

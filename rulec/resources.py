@@ -15,7 +15,7 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 #: where each resource directory is installed inside the package (the C
-#: headers of runtime/ as rulec/include: rulec.runtime is a Python module)
+#: headers of runtime/ as rulec/include, beside the Python modules)
 _INSTALLED = {"grammar": "grammar", "templates": "templates", "runtime": "include"}
 
 

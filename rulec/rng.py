@@ -21,6 +21,8 @@ import zlib
 
 import numpy as np
 
+from .errors import RulecTypeError, RulecValueError
+
 
 def block_key(label: str) -> int:
     """The 32-bit key of a block in the random counter: CRC-32 of its label."""
@@ -62,10 +64,10 @@ def philox4x32(counter, key: tuple[int, int], rounds: int = ROUNDS):
 def check_seed(seed: int) -> int:
     """Seeds are integers in [0, 2**64)."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+        raise RulecTypeError(f"seed must be an integer, got {type(seed).__name__}")
     seed = int(seed)
     if not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        raise RulecValueError(f"seed must be in [0, 2**64), got {seed}")
     return seed
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from .atomic import write_atomic
-from .errors import RulecError
+from .errors import RulecError, RulecKeyError
 from .graph import Graph
 
 FORMAT_VERSION = 1
@@ -38,7 +38,7 @@ class SlotArrays(Mapping):
             return self._arrays[name]
         except KeyError:
             known = ", ".join(self._arrays) or "none"
-            raise KeyError(f"no {self._what} slot {name!r} (slots: {known})") from None
+            raise RulecKeyError(f"no {self._what} slot {name!r} (slots: {known})") from None
 
     def __setitem__(self, name: str, values) -> None:
         target = self[name]

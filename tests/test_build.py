@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 import rulec
-from rulec import build, graphs
+from rulec import graphs
+from rulec.backends import toolchain
+from rulec.backends.c import module as c_module
+from rulec.backends.c import pipeline as c_pipeline
 
 from .conftest import EXAMPLES, stepped
 
@@ -25,7 +28,7 @@ def cache(tmp_path, monkeypatch):
     """An empty cache of this test's own, with nothing loaded in the process."""
     directory = tmp_path / "cache"
     monkeypatch.setenv("RULEC_CACHE_DIR", str(directory))
-    monkeypatch.setattr(build, "_loaded", {})
+    monkeypatch.setattr(c_pipeline, "_loaded", {})
     return directory
 
 
@@ -33,7 +36,7 @@ def test_a_build_is_cached_and_a_second_compile_hits_it(cache):
     rulec.compile(RULE)
     (entry,) = cache.glob("*.so")
     stamp = entry.stat().st_mtime_ns
-    build._loaded.clear()
+    c_pipeline._loaded.clear()
     rule = rulec.compile(RULE)
     assert list(cache.glob("*.so")) == [entry]
     assert entry.stat().st_mtime_ns >= stamp
@@ -55,7 +58,7 @@ def test_the_key_ignores_names_spans_and_param_defaults_but_not_code(cache):
 def test_the_key_changes_with_the_flags(cache, monkeypatch):
     rulec.compile(RULE)
     monkeypatch.setenv("RULEC_CFLAGS", "-O1")
-    build._loaded.clear()
+    c_pipeline._loaded.clear()
     rulec.compile(RULE)
     assert len(list(cache.glob("*.so"))) == 2
 
@@ -65,14 +68,14 @@ def test_rulec_cflags_adds_to_the_defaults_and_base_replaces_them(monkeypatch):
     -march=native and -fopenmp (threads then ran on one core)."""
     monkeypatch.delenv("RULEC_CFLAGS_BASE", raising=False)
     monkeypatch.setenv("RULEC_CFLAGS", "-O2")
-    flags = build.cflags()
+    flags = toolchain.cflags()
     assert "-fopenmp" in flags and flags.index("-O2") > flags.index("-O3")
     assert any(f.startswith("-march=") for f in flags) or os.uname().machine != "x86_64"
     monkeypatch.setenv("RULEC_CFLAGS_BASE", "-O1")
     with pytest.warns(RuntimeWarning, match="no -fopenmp"):
-        flags = build.cflags()
+        flags = toolchain.cflags()
     assert flags[:2] == ["-O1", "-O2"] and "-O3" not in flags
-    assert flags[2:] == list(build.REQUIRED_CFLAGS)
+    assert flags[2:] == list(toolchain.REQUIRED_CFLAGS)
 
 
 def test_kernels_built_for_the_sse2_baseline_match_the_default_build(cache, monkeypatch):
@@ -83,7 +86,7 @@ def test_kernels_built_for_the_sse2_baseline_match_the_default_build(cache, monk
     native = rulec.compile(text)
     monkeypatch.setenv("RULEC_CFLAGS", "-O2 -march=x86-64")
     baseline = rulec.compile(text)
-    assert native._runner.native.module.path != baseline._runner.native.module.path
+    assert native.runner.native.module.path != baseline.runner.native.module.path
     states = stepped((native, baseline), graph, seed=4, steps=20)
     for (_, name, a), (_, _, b) in zip(states[0].slots(), states[1].slots(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
@@ -93,7 +96,7 @@ def test_compile_many_builds_one_shared_object_for_all_rules(cache):
     texts = [RULE.replace("tanh", f) for f in ("tanh", "sigmoid", "relu", "abs")]
     rules = rulec.compile_many(texts + [texts[0]])  # a duplicate is built once
     assert len(list(cache.glob("*.so"))) == 1
-    assert len({id(r._runner.native.module) for r in rules}) == 1
+    assert len({id(r.runner.native.module) for r in rules}) == 1
     graph = graphs.ring(5)
     for rule, f in zip(rules, (np.tanh, lambda v: 1 / (1 + np.exp(-v)),
                                lambda v: np.maximum(v, 0), np.abs), strict=False):
@@ -105,14 +108,20 @@ def test_compile_many_builds_one_shared_object_for_all_rules(cache):
         np.testing.assert_allclose(state.node["x"], f(ring_sum), rtol=1e-6)
 
 
+
+def len_sources(units) -> int:
+    """How many C files a module of `units` is compiled from."""
+    return len(c_pipeline.c_sources(units, c_module.parts_for(units)))
+
+
 def test_a_large_batch_compiles_in_parts_linked_into_one_shared_object(cache, monkeypatch):
     monkeypatch.setenv("RULEC_BUILD_JOBS", "2")
     texts = [f"node x\nupdate {{ x = x * {k} + sum(nbr.x) }}\n" for k in range(20)]
-    from rulec.backends.c.render import Unit
+    from rulec.backends.c.module import Unit
     from rulec.frontend import load_program
 
     units = [Unit(load_program(t, "t.rule"), f"p{i}") for i, t in enumerate(texts)]
-    assert len(build._sources(units)) == 3  # two parts and the table
+    assert len_sources(units) == 3  # two parts and the table
     rules = rulec.compile_many(texts)
     assert len(list(cache.glob("*.so"))) == 1
     graph = graphs.ring(4)
@@ -124,21 +133,21 @@ def test_a_large_batch_compiles_in_parts_linked_into_one_shared_object(cache, mo
 
 
 def test_rulec_build_jobs_bounds_the_compiler_processes_of_a_batch(monkeypatch):
-    from rulec.backends.c.render import Unit
+    from rulec.backends.c.module import Unit
     from rulec.frontend import load_program
 
     program = load_program("node x\nupdate { x = sum(nbr.x) }\n", "t.rule")
     units = [Unit(program, f"p{i}") for i in range(40)]
     monkeypatch.setenv("RULEC_BUILD_JOBS", "1")
-    assert len(build._sources(units)) == 1  # one file, no table of its own
+    assert len_sources(units) == 1  # one file, no table of its own
     monkeypatch.setenv("RULEC_BUILD_JOBS", "3")
-    assert len(build._sources(units)) == 4  # three parts and the table
+    assert len_sources(units) == 4  # three parts and the table
     monkeypatch.delenv("RULEC_BUILD_JOBS")
-    assert build.build_jobs() == build.available_cores() >= 1
+    assert toolchain.build_jobs() == toolchain.available_cores() >= 1
     for bad in ("0", "two", "-1", "1.5"):
         monkeypatch.setenv("RULEC_BUILD_JOBS", bad)
-        with pytest.raises(build.BuildError, match=f"RULEC_BUILD_JOBS must be .*got '{bad}'"):
-            build.build_jobs()
+        with pytest.raises(toolchain.BuildError, match=f"RULEC_BUILD_JOBS must be .*got '{bad}'"):
+            toolchain.build_jobs()
 
 
 def test_compile_many_takes_paths_and_programs_and_reports_bad_rules(cache):
@@ -247,16 +256,18 @@ def test_cli_emit_prints_readable_c_naming_rule_lines(run_cli):
 
 
 def test_emitted_c_compiles_warning_free(tmp_path):
-    from rulec.backends.c.render import Unit, render_module
+    from rulec.backends.c.module import Unit
+    from rulec.backends.c.pipeline import c_source
     from rulec.frontend import load_program
     from rulec.resources import resource_dir
 
     units = [Unit(load_program(p.read_bytes(), str(p)), p.stem)
              for p in sorted(EXAMPLES.glob("*.rule"))]
     source = tmp_path / "all.c"
-    source.write_text(render_module(units))
+    source.write_text(c_source(units))
     result = subprocess.run(
-        [*build.compiler(), "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-fopenmp-simd", "-c",
+        [*toolchain.compiler(), "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1",
+         "-fopenmp-simd", "-c",
          f"-I{resource_dir('runtime')}", str(source), "-o", str(tmp_path / "all.o")],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -293,7 +304,7 @@ def test_eviction_skips_an_entry_another_process_is_loading(cache, monkeypatch):
 
     rulec.compile(RULE)
     (entry,) = cache.glob("*.so")
-    with open(build._lock_path(cache, entry.stem), "a+b") as held:
+    with open(toolchain._lock_path(cache, entry.stem), "a+b") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # as a process between build and load does
         monkeypatch.setenv("RULEC_CACHE_SIZE_MB", "0")
         rulec.compile(RULE.replace("tanh", "exp"))
@@ -323,7 +334,7 @@ def test_a_damaged_entry_is_rebuilt_not_loaded(cache, damage, capfd):
     else:
         entry.with_suffix(".sum").unlink()
     rule = rulec.compile(RULE)
-    assert build._verified(entry)
+    assert toolchain._verified(entry)
     assert "rebuilding damaged cache entry" in capfd.readouterr().err
     state = rule.state(graphs.ring(3))
     state.node["x"][:] = 1
@@ -337,7 +348,7 @@ def test_cache_clear_removes_leftovers_of_killed_builds(cache):
     leftover = cache / ".build-abc123"
     leftover.mkdir()
     (leftover / "x.c").write_text("int x;")
-    assert build.cache_clear() == 1
+    assert toolchain.cache_clear() == 1
     assert not leftover.exists() and not list(cache.glob("*.so"))
 
 
@@ -352,14 +363,14 @@ def test_cache_clear_says_what_it_could_not_remove(cache, monkeypatch):
 
     monkeypatch.setattr(pathlib.Path, "unlink", refuse)
     with pytest.raises(rulec.BuildError, match="could not remove .* Permission denied"):
-        build.cache_clear()
+        toolchain.cache_clear()
 
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-1", "lots"])
 def test_a_bad_cache_size_is_a_clear_error(cache, monkeypatch, value):
     monkeypatch.setenv("RULEC_CACHE_SIZE_MB", value)
     with pytest.raises(rulec.BuildError, match="RULEC_CACHE_SIZE_MB must be a number"):
-        build.cache_limit_bytes()
+        toolchain.cache_limit_bytes()
 
 
 def test_a_broken_compiler_is_blamed_not_rulec(cache, monkeypatch):
@@ -373,17 +384,37 @@ def test_a_broken_compiler_is_blamed_not_rulec(cache, monkeypatch):
 
 def test_the_cache_key_covers_the_code_generator_only():
     """Editing the CLI or the VM must not throw away every cached kernel;
-    editing lowering, the op table or a template must."""
-    names = {p.name for p in build.generator_sources()}
-    for needed in ("lower.py", "ops.py", "render.py", "passes.py", "loops.py", "fold.py",
-                   "module.c.j2", "rulec_runtime.h"):
+    editing lowering, the op table or a template must. The files are named one
+    by one (a glob would take in any file that lands beside them), so each
+    must exist, and every header the module template includes must be one."""
+    import re
+
+    from rulec.resources import resource_dir
+
+    paths = c_module.generator_sources()
+    assert all(p.is_file() for p in paths), [str(p) for p in paths if not p.is_file()]
+    names = {p.name for p in paths}
+    for needed in ("lower.py", "ops.py", "render.py", "spelling.py", "passes.py", "loops.py",
+                   "fold.py", "pipeline.py", "module.py", "toolchain.py", "module.c.j2",
+                   "rulec_runtime.h"):
         assert needed in names, needed
-    for unrelated in ("cli.py", "tasks.py", "fuzz.py", "translate.py", "generate.py"):
+    for unrelated in ("cli.py", "tasks.py", "fuzz.py", "translate.py", "generate.py",
+                      "export.py", "rulec_vm.h", "vm.c.j2", "rulec_driver.c"):
         assert unrelated not in names, unrelated
+    runtime = resource_dir("runtime")
+    template = (resource_dir("templates") / "module.c.j2").read_text()
+    included = set(re.findall(r'#include "([^"]+)"', template))
+    while True:  # and what those headers include
+        more = {name for header in included
+                for name in re.findall(r'#include "([^"]+)"', (runtime / header).read_text())}
+        if more <= included:
+            break
+        included |= more
+    assert included <= names, included - names
 
 
 def test_every_user_facing_error_has_one_root():
-    from rulec.export import ExportError
+    from rulec.backends.c.export import ExportError
     from rulec.graphs import GraphSpecError
 
     for kind in (rulec.RuleErrors, rulec.BuildError, rulec.GraphError, GraphSpecError,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import EXAMPLES, ROOT, TESTS
 
 HEBBIAN = EXAMPLES / "hebbian.rule"
@@ -332,3 +334,33 @@ def test_verbose_says_what_rulec_does_and_quiet_keeps_to_results(run_cli):
     trained = run_cli("train", str(EXAMPLES / "delta.rule"), "--task", "and",
                       "--graph", "layered:2,1,bias", "--epochs", "3", "-q")
     assert "epoch" not in trained.stderr and "accuracy" in trained.stdout
+
+
+def test_only_rulec_errors_are_user_errors_and_a_plain_one_is_reported_as_a_bug(
+        monkeypatch, capsys):
+    """The CLI catches RulecError (exit 1, one line); a plain ValueError or
+    KeyError from inside rulec is a bug (exit 3, "internal error"), not a
+    user error. The API's errors that were KeyError/ValueError still are."""
+    import rulec
+    from rulec import cli
+    from rulec.errors import RulecKeyError, RulecValueError
+
+    rule = rulec.compile("node x\nparam lr = 0.1\nupdate { x += lr }", backend="numpy")
+    state = rule.state(rulec.Graph.from_edges(2, [(0, 1)]))
+    with pytest.raises(KeyError) as caught:  # old callers keep catching KeyError
+        rule.step(state, params={"lx": 1.0})
+    assert isinstance(caught.value, RulecKeyError) and isinstance(caught.value, rulec.RulecError)
+    assert str(caught.value) == "rule 'rule' has no param 'lx' (params: lr)"  # not quoted
+    with pytest.raises(ValueError) as caught:
+        rule.step(state, steps=-1)
+    assert isinstance(caught.value, RulecValueError)
+
+    for error, code in ((ValueError("internal"), 3), (KeyError("internal"), 3),
+                        (RulecValueError("bad input"), 1)):
+        def broken(args, error=error):
+            raise error
+
+        monkeypatch.setattr(cli, "cmd_check", broken)
+        assert cli.main(["check", str(DIFFUSION)]) == code
+        err = capsys.readouterr().err
+        assert ("internal error" in err) == (code == 3), err

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import rulec
-from rulec import build, graphs
-from rulec.export import ExportError, export, manifest
+from rulec import graphs
+from rulec.backends import toolchain
+from rulec.backends.c.export import ExportError, export, manifest
 
 from .conftest import EXAMPLES, ROOT
 
@@ -246,7 +247,7 @@ def test_export_uses_the_jit_c(tmp_path):
     export(program, tmp_path)
     text = (tmp_path / "hebbian.c").read_text()
     assert "static int64_t hebbian_block1(" in text
-    assert build.REQUIRED_CFLAGS  # the Makefile carries the same required flags:
+    assert toolchain.REQUIRED_CFLAGS  # the Makefile carries the same required flags:
     makefile = (tmp_path / "Makefile").read_text()
     assert "-fno-math-errno -ffp-contract=off" in makefile
 

@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rulec
-from rulec import build, fuzz, graphs, strategies
+from rulec import fuzz, graphs, strategies
+from rulec.backends import toolchain
+from rulec.backends.c import pipeline as c_pipeline
 from rulec.errors import RuleErrors
 from rulec.frontend import load_program, parse_source
 from rulec.ops import OPS
@@ -104,7 +106,7 @@ def test_check_finds_a_broken_op_and_shrinking_keeps_the_failure_small(tmp_path,
     """A C backend with `a - b` compiled as `b - a` is caught, and the failing
     rule shrinks to a few lines that still show it."""
     monkeypatch.setenv("RULEC_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(build, "_loaded", {})
+    monkeypatch.setattr(c_pipeline, "_loaded", {})
     monkeypatch.setitem(OPS, "sub", dataclasses.replace(OPS["sub"], c="({1} - {0})"))
     text = ("node x, y\nedge w\nupdate {\n    let t1 = sum(w * nbr.x)\n"
             "    y = exp(x) * 2\n    x = t1 - degree\n    w = w * 2\n}\n")
@@ -134,7 +136,7 @@ def test_rulec_fuzz_writes_replayable_failures(tmp_path, monkeypatch, capsys):
     from rulec.cli import main
 
     monkeypatch.setenv("RULEC_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(build, "_loaded", {})
+    monkeypatch.setattr(c_pipeline, "_loaded", {})
     monkeypatch.setitem(OPS, "mul", dataclasses.replace(OPS["mul"], c="({0} + {1})"))
     out = tmp_path / "out"
     code = main(["fuzz", "--count", "2", "--seed", "1", "--out", str(out)])
@@ -305,13 +307,13 @@ def test_two_workers_check_every_chunk_and_report_failures_in_case_order(monkeyp
 
 
 def test_a_fuzz_worker_builds_with_its_share_of_the_cores(monkeypatch):
-    monkeypatch.setattr(rulec.build, "available_cores", lambda: 16)
+    monkeypatch.setattr(toolchain, "available_cores", lambda: 16)
     monkeypatch.delenv("RULEC_BUILD_JOBS", raising=False)
     assert [fuzz.worker_build_jobs(jobs) for jobs in (2, 4, 16, 32)] == ["8", "4", "1", "1"]
     monkeypatch.setenv("RULEC_BUILD_JOBS", "3")  # the user's choice stands
     assert fuzz.worker_build_jobs(2) == "3"
     fuzz._worker_setup("5")
-    assert rulec.build.build_jobs() == 5
+    assert toolchain.build_jobs() == 5
 
 
 def test_a_huge_argument_to_sin_is_ill_conditioned_not_a_mismatch():

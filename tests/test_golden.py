@@ -39,9 +39,10 @@ def test_printer_and_ir_match_golden_files(source):
 def test_generated_c_matches_golden_files(name):
     """The C of two examples (a conditional, a shared slot, peer reads): a change
     to lowering, scheduling or the templates shows up as a readable diff."""
-    from rulec.backends.c.render import Unit, render_module
+    from rulec.backends.c.module import Unit
+    from rulec.backends.c.pipeline import c_source
 
     source = EXAMPLES / f"{name}.rule"
     text = source.read_text()
     _, _, program = load(text, source.name)
-    _compare(GOLDEN / f"{name}.c", render_module([Unit(program, name, text)]))
+    _compare(GOLDEN / f"{name}.c", c_source([Unit(program, name, text)]))

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 import rulec
-from rulec import build, graphs, ir
+from rulec import graphs, ir
+from rulec.backends import toolchain
+from rulec.backends.c import module as c_module
 from rulec.checker import Checker
 from rulec.frontend import load_program
 from rulec.parser import parse_text
@@ -38,9 +40,9 @@ def test_size_counts_statements_and_expression_nodes():
 
 def test_large_rules_are_built_at_o1():
     small, large = (load_program(many_slots(n), "b.rule") for n in (10, 300))
-    assert ir.size(large) > build.C_O1_SIZE >= ir.size(small)
-    assert build.size_flags([small]) == []
-    assert build.size_flags([small, large]) == ["-O1"]
+    assert ir.size(large) > c_module.C_O1_SIZE >= ir.size(small)
+    assert c_module.size_flags([small]) == []
+    assert c_module.size_flags([small, large]) == ["-O1"]
 
 
 def test_a_rule_past_the_c_bound_runs_on_the_vm_with_a_warning(monkeypatch):
@@ -66,7 +68,7 @@ def test_a_rule_past_the_c_bound_runs_on_the_vm_with_a_warning(monkeypatch):
 def test_a_bad_size_bound_names_the_variable(monkeypatch):
     monkeypatch.setenv("RULEC_C_MAX_SIZE", "lots")
     with pytest.raises(rulec.BuildError, match="RULEC_C_MAX_SIZE must be a whole number"):
-        build.max_c_size()
+        c_module.max_c_size()
 
 
 def test_build_directories_of_gone_builders_are_swept(tmp_path):
@@ -77,7 +79,7 @@ def test_build_directories_of_gone_builders_are_swept(tmp_path):
     for path in (gone, mine, elsewhere):
         path.mkdir()
         (path / "kernel.c").write_text("int x;\n")
-    build._stale_build_dirs(tmp_path)
+    toolchain._stale_build_dirs(tmp_path)
     assert not gone.exists() and mine.exists() and elsewhere.exists()
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rulec
-from rulec import tasks
+from rulec import learning as tasks
 
 from .conftest import EXAMPLES
 

@@ -1,7 +1,7 @@
 """The C backend's loop-nest IR and its passes (rulec.backends.c).
 
 Per-pass golden files (tests/golden/*.loops.txt) show each block of two
-examples after lowering and after every loop pass, printed by `loops.show`:
+examples after lowering and after every loop pass, printed by `spelling.show`:
 a change to lowering or a pass shows up as a readable diff. Regenerate after
 a change you mean with RULEC_UPDATE_GOLDEN=1 python -m pytest tests/test_loops.py
 """
@@ -25,11 +25,11 @@ from rulec.backends.c.loops import (
     Set,
     Store,
     Temp,
-    show,
     verify,
 )
 from rulec.backends.c.passes import block, cse, dce, fuse
 from rulec.backends.c.pipeline import LOOP_PASSES, compile_c, lower_block
+from rulec.backends.c.spelling import show
 from rulec.frontend import load_program
 from rulec.passes import pipeline
 
@@ -78,7 +78,7 @@ def test_the_pipeline_runs_every_stage_in_order():
     kernels = compile_c((EXAMPLES / "hebbian.rule").read_text(), "hebbian.rule",
                         trace=lambda stage, _: stages.append(stage))
     per_block = ["lower", "fuse", "cse", "dce", "block"]
-    assert stages == ["parse", "check", "IR passes", *per_block, *per_block, "render"]
+    assert stages == ["parse", "check", "IR passes", *per_block, *per_block, "render", "build"]
     assert kernels.program.name == "hebbian"
 
 

@@ -1,5 +1,5 @@
 """Protocols as data: the schedules, and the C driver against the Python
-reference (rulec.tasks.evaluate with engine='python'): the same accuracy per
+reference (rulec.learning.evaluate with engine='python'): the same accuracy per
 epoch, steps and failure, on the VM and on the C backend."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import rulec
-from rulec import tasks
-from rulec.backends.vm.driver import evaluate_many
+from rulec import learning as tasks
 from rulec.generate import Options, SeededSource, rule
+from rulec.learning import evaluate_many
 
 from .conftest import EXAMPLES
 

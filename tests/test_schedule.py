@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib.util
 
 from rulec.backends.c import passes
-from rulec.backends.c.render import Unit, render_module
+from rulec.backends.c.module import Unit
+from rulec.backends.c.pipeline import c_source
 from rulec.frontend import load_program
 
 from .conftest import ROOT
@@ -34,7 +35,7 @@ def _statement_scans(n: int, monkeypatch) -> int:
 
     monkeypatch.setattr(passes, "facts", counting)
     text = _rule_text(n)
-    render_module([Unit(load_program(text, "big.rule"), "big", text)])
+    c_source([Unit(load_program(text, "big.rule"), "big", text)])
     return calls[0]
 
 
@@ -46,5 +47,5 @@ def test_fusion_reads_each_statement_once(monkeypatch):
 
 def test_a_thousand_slots_render(monkeypatch):
     text = _rule_text(1000)
-    source = render_module([Unit(load_program(text, "big.rule"), "big", text)])
+    source = c_source([Unit(load_program(text, "big.rule"), "big", text)])
     assert source.count("tanh") >= 1000

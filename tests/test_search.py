@@ -514,7 +514,7 @@ def test_outputs_right_by_luck_do_not_pass_a_task():
 
 def test_hold_stops_only_after_that_many_epochs_at_the_goal_in_c_and_python():
     import rulec
-    from rulec import tasks
+    from rulec import learning as tasks
 
     rule = rulec.compile(DELTA, backend="vm")
     args = (tasks.TASKS["or"], tasks.layered([2, 1], bias=True), tasks.FixedTime(forward=1,
@@ -542,7 +542,7 @@ def test_a_rule_whose_outputs_drift_fails_the_untrained_passes():
 
 def test_confirm_scores_without_training_in_c_and_python():
     import rulec
-    from rulec import tasks
+    from rulec import learning as tasks
 
     rule = rulec.compile(DELTA, backend="vm")
     args = (tasks.TASKS["or"], tasks.layered([2, 1], bias=True), tasks.FixedTime(forward=1,
@@ -557,7 +557,7 @@ def test_the_c_driver_stops_at_the_goal_reached_on_a_chunks_last_epoch():
     reached on the last epoch of a chunk used to be missed, and training went
     on (the Python reference stopped)."""
     import rulec
-    from rulec import tasks
+    from rulec import learning as tasks
 
     rule = rulec.compile(DELTA, backend="vm")
     args = (tasks.TASKS["or"], tasks.layered([2, 1], bias=True), tasks.FixedTime(forward=1,

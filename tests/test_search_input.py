@@ -95,7 +95,7 @@ def test_bad_search_options_are_one_line_errors_and_leave_no_run(tmp_path, capsy
 
 @pytest.mark.parametrize("variable", ["CC", "RULEC_CFLAGS"])
 def test_an_unbalanced_quote_in_a_compiler_variable_names_the_variable(variable, monkeypatch):
-    from rulec.build import BuildError, cflags, compiler
+    from rulec.backends.toolchain import BuildError, cflags, compiler
 
     monkeypatch.setenv(variable, "gcc -DX='1" if variable == "CC" else "-O2 '-DX=1")
     with pytest.raises(BuildError, match=rf"^\${variable} cannot be split into words"):

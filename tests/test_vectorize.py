@@ -10,8 +10,9 @@ import subprocess
 
 import pytest
 
-from rulec import build
-from rulec.backends.c.render import Unit, render_module
+from rulec.backends import toolchain
+from rulec.backends.c.module import Unit
+from rulec.backends.c.pipeline import c_source as c_text
 from rulec.frontend import load_program
 from rulec.resources import resource_dir
 
@@ -38,8 +39,8 @@ update {
 
 def _is_gcc() -> bool:
     try:
-        command = build.compiler()
-    except build.BuildError:
+        command = toolchain.compiler()
+    except toolchain.BuildError:
         return False
     version = subprocess.run([*command, "--version"], capture_output=True, text=True).stdout
     return "gcc" in version.lower() or "free software foundation" in version.lower()
@@ -51,15 +52,15 @@ needs_gcc = pytest.mark.skipif(not _is_gcc(), reason="reads GCC's -fopt-info rep
 def compile_with_report(tmp_path, source_text: str, march: str):
     """Compile a rule's module for `march`; return (C lines, report, shared object)."""
     program = load_program(source_text, "t.rule")
-    c_source = render_module([Unit(program, "t")])
+    c_source = c_text([Unit(program, "t")])
     c_file = tmp_path / f"t-{march}.c"
     c_file.write_text(c_source)
     output = tmp_path / f"t-{march}.so"
     report = tmp_path / f"t-{march}.txt"
-    level = [f for f in build.DEFAULT_CFLAGS.split() if f.startswith("-O")]
+    level = [f for f in toolchain.DEFAULT_CFLAGS.split() if f.startswith("-O")]
     flags = [*level, f"-march={march}", "-fvect-cost-model=very-cheap", "-fopenmp",
-             *build.REQUIRED_CFLAGS]
-    argv = [*build.compiler(), *flags, f"-I{resource_dir('runtime')}", str(c_file),
+             *toolchain.REQUIRED_CFLAGS]
+    argv = [*toolchain.compiler(), *flags, f"-I{resource_dir('runtime')}", str(c_file),
             "-o", str(output), "-lm", f"-fopt-info-vec-optimized={report}"]
     subprocess.run(argv, check=True, capture_output=True)
     return c_source.splitlines(), report.read_text(), output

@@ -96,7 +96,7 @@ def test_a_rule_compiled_for_the_vm_runs_the_same_on_the_c_backend():
 def test_learning_on_the_vm_equals_the_c_backend_and_the_reference(rule_file, task, shape):
     """The VM runs a protocol's "step until ready" in C; accuracy per epoch,
     steps and failure must equal the other backends'."""
-    from rulec import tasks
+    from rulec import learning as tasks
 
     results = {}
     for backend in ("vm", "c", "numpy"):

@@ -43,11 +43,12 @@ import time
 
 import numpy as np
 
+from .. import learning as tasks
 from .. import syntax as ast
-from .. import tasks
+from ..api import NonFiniteError, Rule
 from ..dataflow import influence, reaches
-from ..errors import RuleErrors
-from ..runtime import NonFiniteError, Rule
+from ..errors import RulecValueError, RuleErrors
+from ..learning.evaluation import Episode, EpisodeFailed
 from .space import Settings
 
 SCREEN_HURDLES = ("static", "compile", "run", "sensitive")
@@ -190,7 +191,7 @@ class Evaluator:
         differ between patterns (how far the inputs reach; evolution's
         gradient toward the sensitivity hurdle)."""
         task, topology = self.tasks[0], self.topologies[0]
-        episode = tasks._Episode(rule, task, topology, self.protocol, self.budget, None)
+        episode = Episode(rule, task, topology, self.protocol, self.budget, None)
         outputs, states = [], []
         try:
             fresh = self._fresh_state(rule, topology, self.settings.screen.probe_seed)
@@ -206,7 +207,7 @@ class Evaluator:
                                         if n != self.protocol.input]))
         except NonFiniteError as exc:
             raise _Stop(f"non-finite state: {exc}") from None
-        except tasks._Failed as exc:
+        except EpisodeFailed as exc:
             raise _Stop(str(exc)) from None
         others = np.setdiff1d(np.arange(topology.graph.n_nodes), topology.inputs)
         with np.errstate(invalid="ignore"):
@@ -235,7 +236,7 @@ class Evaluator:
         passed screening; adds to `record` its results, `passed`, `failure`
         and `score`. A rule that did not pass screening is refused."""
         if record.get("passed", 0) < len(SCREEN_HURDLES) or record.get("failure"):
-            raise ValueError(f"learn() takes a rule that passed screening; this one stopped "
+            raise RulecValueError(f"learn() takes a rule that passed screening; this one stopped "
                              f"at {record.get('failure')!r}")
         _, rule = self._rule(text)
         screen = self.settings.screen

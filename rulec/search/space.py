@@ -3,7 +3,7 @@
 A search space file is TOML (docs/search.md); every section and key is
 optional, and what is left out keeps the built-in default:
 
-    [protocol]                 # how the harness talks to a rule (rulec.tasks)
+    [protocol]                 # how the harness talks to a rule (rulec.learning)
     name = "fixed"             # fixed | simultaneous | handshake
     forward = 10               # steps with the inputs presented
     learn = 10                 # steps with the targets presented (fixed)
@@ -63,8 +63,9 @@ from pathlib import Path
 
 from ..errors import RulecError
 from ..generate import ALL_OPS, Options
+from ..learning.protocols import PROTOCOLS, STEP_SETTINGS
 
-PROTOCOL_NAMES = ("fixed", "simultaneous", "handshake")
+PROTOCOL_NAMES = tuple(PROTOCOLS)
 
 
 def digest(data: dict) -> str:
@@ -100,6 +101,8 @@ PARAM_MAX = 3.4e38
 #: file reads is refused, not silently ignored).
 PROTOCOL_NUMBERS = {"forward": ("fixed", "simultaneous"), "learn": ("fixed",),
                     "budget": ("handshake",)}
+assert all(set(kinds) >= {k for k, known in STEP_SETTINGS.items() if key in known}
+           for key, kinds in PROTOCOL_NUMBERS.items())
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Names the generator gives to a space's own slots and locals.
@@ -175,21 +178,18 @@ class Space:
     neighbour: float = 0.3
 
     def make_protocol(self):
-        """The rulec.tasks protocol object."""
-        from .. import tasks
+        """The rulec.learning protocol object."""
+        from ..learning import protocols
 
-        kind = tasks.PROTOCOLS[self.protocol]
-        changes = dict(self.slots)
-        if kind is tasks.FixedTime:
-            changes.update(forward=self.forward, learn=self.learn)
-        elif kind is tasks.Simultaneous:
-            changes.update(steps=self.forward)
-        roles = kind.ROLES
+        roles = protocols.PROTOCOLS[self.protocol].ROLES
         unknown = [role for role, _ in self.slots if role not in roles]
         if unknown:
             raise SpaceError(f"[protocol.slots]: unknown role {unknown[0]!r} for the "
                              f"{self.protocol} protocol; its roles: {', '.join(roles)}")
-        return dataclasses.replace(kind(), **changes)
+        steps = protocols.STEP_SETTINGS[self.protocol]
+        return protocols.protocol_named(
+            self.protocol, self.slots, forward=self.forward if "forward" in steps else None,
+            learn=self.learn if "learn" in steps else None)
 
     def protocol_slots(self) -> tuple[str, ...]:
         """The node slots every rule of the space has, in role order."""
@@ -237,7 +237,7 @@ class Screen:
     probe_seed: int = 12345
 
     def check(self) -> None:
-        from .. import tasks as tasks_module
+        from .. import learning as tasks_module
 
         if not self.tasks:
             raise SpaceError("a search needs at least one task (--task and,or)")
@@ -446,7 +446,7 @@ def settings_from_toml(data: dict, where: str = "space file",
 def _role_slots(slots, protocol: str, at) -> tuple[tuple[str, str], ...]:
     """[protocol.slots]: known roles of the protocol, each mapped to a slot
     name (or "" to drop an optional role), no two roles on one slot."""
-    from .. import tasks
+    from .. import learning as tasks
 
     kind = tasks.PROTOCOLS[protocol]
     if not isinstance(slots, dict):

@@ -42,7 +42,7 @@ Statements:
 
 A Loop's accumulators are defined by the loop and read after it. A Let in a
 Loop or a branch is visible only there; Lets at node level are visible to
-everything after them. `verify` checks these rules; `show` prints a body.
+everything after them. `verify` checks these rules; rulec.backends.c.spelling.show prints a body.
 """
 
 from __future__ import annotations
@@ -329,61 +329,6 @@ def facts(stmt: Stmt) -> Facts:
     return out
 
 
-# ------------------------------------------------------------- printing
-
-
-def show_expr(expr: Expr) -> str:
-    """An expression in C's spelling (the easiest to read next to the C)."""
-    from .spelling import spell
-
-    return spell(expr, lambda temp: temp.name)
-
-
-def show(statements: list, depth: int = 0) -> str:
-    """A node body as readable text, one statement a line, for example:
-
-        s1: float = rulec_uniform(seed, 3329549428u, 0u, time, (uint32_t)u)
-        loop h in half-edges(u) [+ a2: float = 0.0f]
-            v3: float = edge_0[h]
-            a2 += v3
-        if s1 > 0
-            nx_0 := a2                       (':=' sets a node slot's next value)
-    """
-    pad = "    " * depth
-    out: list[str] = []
-    for stmt in statements:
-        note = f"    # {stmt.comment}" if getattr(stmt, "comment", "") else ""
-        if isinstance(stmt, Let):
-            out.append(f"{pad}{stmt.temp.name}: {stmt.temp.ctype} = {show_expr(stmt.value)}{note}")
-        elif isinstance(stmt, Set):
-            out.append(f"{pad}{stmt.var.name} := {show_expr(stmt.value)}{note}")
-        elif isinstance(stmt, Store):
-            mode = "  (in place)" if stmt.inplace else ""
-            out.append(f"{pad}{stmt.array}[{stmt.index}] {stmt.op} {show_expr(stmt.value)}"
-                       f"{mode}{note}")
-        elif isinstance(stmt, Accumulate):
-            sign = "+=" if stmt.op == "+" else f"{stmt.op}="
-            out.append(f"{pad}{stmt.acc.name} {sign} {show_expr(stmt.value)}")
-        elif isinstance(stmt, Comment):
-            out.append(f"{pad}-- {stmt.text}")
-        elif isinstance(stmt, Loop):
-            accs = ", ".join(f"{a.op} {a.temp.name}: {a.temp.ctype} = {show_expr(a.init)}"
-                             for a in stmt.accumulators)
-            out.append(f"{pad}loop h in half-edges(u){f' [{accs}]' if accs else ''}")
-            out.append(show(stmt.body, depth + 1))
-        elif isinstance(stmt, If):
-            for index, (condition, body) in enumerate(stmt.branches):
-                if condition is None:
-                    out.append(f"{pad}else")
-                else:
-                    out.append(f"{pad}{'elif' if index else 'if'} {show_expr(condition)} > 0")
-                out.append(show(body, depth + 1))
-    return "\n".join(line for line in out if line)
-
-
-# ------------------------------------------------------------ verifying
-
-
 class LoopIRError(AssertionError):
     """The loop-nest IR broke one of its rules: a bug in a pass."""
 
@@ -396,8 +341,34 @@ def verify(statements: list, known: tuple = ()) -> None:
     _verify(statements, set(known), set(), in_loop=None)
 
 
+def _describe(stmt) -> str:
+    """A statement in a few words, for the verifier's messages."""
+    if isinstance(stmt, (Let, Set)):
+        target = stmt.temp if isinstance(stmt, Let) else stmt.var
+        return f"{type(stmt).__name__} {target.name} = {_brief(stmt.value)}"
+    if isinstance(stmt, Store):
+        return f"Store {stmt.array}[{stmt.index}] {stmt.op} {_brief(stmt.value)}"
+    if isinstance(stmt, Accumulate):
+        return f"Accumulate {stmt.acc.name} {stmt.op} {_brief(stmt.value)}"
+    return type(stmt).__name__
+
+
+def _brief(expr) -> str:
+    if isinstance(expr, Temp):
+        return expr.name
+    if isinstance(expr, Call):
+        return f"{expr.op}({', '.join(_brief(arg) for arg in expr.args)})"
+    if isinstance(expr, Load):
+        return f"{expr.array}[{expr.index}]"
+    if isinstance(expr, Const):
+        return repr(expr.value)
+    if isinstance(expr, Name):
+        return expr.name
+    return repr(expr)
+
+
 def _fail(message: str, stmt) -> None:
-    raise LoopIRError(f"{message}\n  at: {show([stmt]).splitlines()[0].strip()}")
+    raise LoopIRError(f"{message}\n  at: {_describe(stmt)}")
 
 
 def _verify(statements: list, visible: set, defined: set, in_loop: Loop | None) -> None:

@@ -269,7 +269,7 @@ class Blocked:
     arrays: list[Temp]
 
     def show(self) -> str:
-        from .loops import show
+        from .spelling import show
 
         out = [f"arrays: {', '.join(t.name for t in self.arrays) or '-'}"]
         for phase in self.phases:

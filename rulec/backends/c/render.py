@@ -1,19 +1,20 @@
-"""Rendering: the C spelling of the loop-nest IR, through templates/module.c.j2.
+"""Rendering: the C spelling of lowered rules, through templates/module.c.j2.
 
-Python prepares everything the template needs (each block's node body,
-already laid out in phases by the loop passes, spelt as C lines; the slots
-and how each is stored); the template only frames it. Rendering reads IR
-objects only: it never re-reads C text. It is a pure function of its
-inputs: the same programs give the same text, which the build cache keys on.
+Rendering only spells: the pipeline (rulec.backends.c.pipeline) has run the
+IR passes, lowering and loop passes, and hands each rule's blocks here as
+Lowered (node bodies laid out in phases). Python spells them as C lines
+(expressions through rulec.backends.c.spelling) and lists the slots and how
+each is stored; the template only frames it. It is a pure function of its
+inputs: the same lowered rules give the same text.
 """
 
 from __future__ import annotations
 
 import heapq
-import os
 from dataclasses import dataclass
 
 from ... import ir
+from ..._version import __version__
 from ...resources import templates
 from .loops import (
     GATHERS,
@@ -29,6 +30,7 @@ from .loops import (
     is_heavy,
     loads_in,
 )
+from .module import Unit, gathers_mode
 from .passes import Blocked
 from .spelling import spell
 
@@ -36,22 +38,26 @@ INDENT = "    "
 NODE_BLOCK = 64  # nodes per block: node-level math vectorizes across a block
 
 
-@dataclass(frozen=True)
-class Unit:
-    """One rule in a module: its IR, the prefix of its kernels' names, and
-    (optionally) its source text, for comments in the generated C."""
+@dataclass
+class Lowered:
+    """One block after the loop passes."""
 
+    names: object  # lower.CNames: the C names of the program's slots and params
+    modes: dict  # (kind, slot) -> 'inplace' | 'double' | 'proposal'
+    prologue: list
+    body: list
+    epilogue: list
+    blocked: Blocked
+
+
+@dataclass
+class RenderedRule:
+    """A rule ready to spell: its unit, its program after the IR passes, and
+    each block lowered (in the program's block order)."""
+
+    unit: Unit
     program: ir.Program
-    prefix: str
-    source: str | None = None
-
-
-def gathers_mode() -> str:
-    """RULEC_GATHERS: 'scalar' (the default) or 'vector'; see vectorize_loop."""
-    mode = os.environ.get("RULEC_GATHERS", "scalar")
-    if mode not in ("scalar", "vector"):
-        raise ValueError(f"RULEC_GATHERS must be 'scalar' or 'vector', got {mode!r}")
-    return mode
+    blocks: list[Lowered]
 
 
 def vectorize_loop(loop: Loop) -> bool:
@@ -165,11 +171,7 @@ def blocked_lines(blocked: Blocked) -> tuple[list[str], list[str]]:
     return declarations, lines
 
 
-def block_context(program: ir.Program, block: ir.Block, fn: str,
-                  source_lines: list[str] | None, trace=None) -> dict:
-    from .pipeline import lower_block
-
-    lowered = lower_block(program, block, source_lines, trace)
+def block_context(program: ir.Program, block: ir.Block, lowered: Lowered, fn: str) -> dict:
     names = lowered.names
     declarations, body = blocked_lines(lowered.blocked)
     modes = lowered.modes
@@ -187,33 +189,29 @@ def block_context(program: ir.Program, block: ir.Block, fn: str,
     params = [{"var": names.param(name), "index": index, "name": name}
               for index, (name, _) in enumerate(program.params)]
     return {"fn": fn, "label": block.label, "advance": block.label != "init",
-            "params": params, "slots": slots, "declarations": declarations, "body": body,
-            "node_block": NODE_BLOCK}
+            "params": params, "slots": slots, "declarations": declarations, "body": body}
 
 
 def kernel_name(prefix: str, index: int) -> str:
     return f"{prefix}_block{index}"
 
 
-def render_module(units: list[Unit], with_table: bool = True, linkage: str = "",
-                  trace=None) -> str:
-    """The C source of a module holding every block of every unit (and, with
-    `with_table`, the table the loader reads). `trace`: see pipeline."""
-    rules, table = _contexts(units, trace)
-    text = _render(rules, table, with_table, linkage=linkage)
-    if trace is not None:
-        trace("render", text)
-    return text
+def render_module(lowered: list[RenderedRule], with_table: bool = True,
+                  linkage: str = "") -> str:
+    """The C source of a module holding every block of every rule (and, with
+    `with_table`, the table the loader reads)."""
+    rules, table = _contexts(lowered)
+    return _render(rules, table, with_table, linkage=linkage)
 
 
-def render_parts(units: list[Unit], parts: int) -> list[str]:
+def render_parts(lowered: list[RenderedRule], parts: int) -> list[str]:
     """The kernels of `units` as `parts` translation units of about equal
     size, largest first (compile them at once and link them with
     render_table's unit). A unit's cost is its kernels' lines of C: each goes,
     largest first, to the part with the fewest lines so far, so no part holds
     many more than the others (rules in a batch differ in size by 10x and
     more); within a part the rules keep their batch order."""
-    rules, _ = _contexts(units)
+    rules, _ = _contexts(lowered)
     weight = [sum(len(line) for block in rule["blocks"] for line in block["body"]) + 200
               for rule in rules]
     loads = [(0, part) for part in range(parts)]
@@ -236,28 +234,19 @@ def render_table(units: list[Unit]) -> str:
 
 def _render(rules: list[dict], table: list[dict], with_table: bool, declare: bool = False,
             linkage: str = "") -> str:
-    from ..._version import __version__
-
     template = templates().get_template("module.c.j2")
     return template.render(rules=rules, table=table, with_table=with_table, declare=declare,
                            version=__version__, node_block=NODE_BLOCK, linkage=linkage)
 
 
-def _contexts(units: list[Unit], trace=None) -> tuple[list[dict], list[dict]]:
-    from ...passes import pipeline
-
+def _contexts(lowered: list[RenderedRule]) -> tuple[list[dict], list[dict]]:
     rules, table = [], []
-    for unit in units:
-        program = pipeline(unit.program)
-        if trace is not None:
-            trace("IR passes", program)
-        # lines as the parser counts them (str.splitlines also splits at
-        # U+2028, form feeds and others, which would shift every line after)
-        lines = unit.source.split("\n") if unit.source else None
+    for rule in lowered:
         blocks = []
-        for index, block in enumerate(program.blocks):
-            fn = kernel_name(unit.prefix, index)
-            blocks.append(block_context(program, block, fn, lines, trace))
-            table.append({"key": f"{unit.prefix}:{block.label}", "fn": fn})
-        rules.append({"name": program.name, "blocks": blocks})
+        for index, (block, lowered_block) in enumerate(zip(rule.program.blocks, rule.blocks,
+                                                           strict=True)):
+            fn = kernel_name(rule.unit.prefix, index)
+            blocks.append(block_context(rule.program, block, lowered_block, fn))
+            table.append({"key": f"{rule.unit.prefix}:{block.label}", "fn": fn})
+        rules.append({"name": rule.program.name, "blocks": blocks})
     return rules, table

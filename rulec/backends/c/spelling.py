@@ -14,7 +14,22 @@ import numpy as np
 
 from ...ops import COMPARISONS, OPS
 from ...printer import format_number
-from .loops import INTRINSICS, Call, Const, Draw, Load, Name, Temp
+from .loops import (
+    INTRINSICS,
+    Accumulate,
+    Call,
+    Comment,
+    Const,
+    Draw,
+    If,
+    Let,
+    Load,
+    Loop,
+    Name,
+    Set,
+    Store,
+    Temp,
+)
 
 #: C forms of the intrinsics: `{0}`, `{1}`, ... are the arguments.
 INTRINSIC_C = {
@@ -81,3 +96,56 @@ def spell(expr, name: Callable[[Temp], str]) -> str:
                 f"(uint32_t){expr.index})")
     assert isinstance(expr, Call), expr
     return form(expr.op).format(*(spell(arg, name) for arg in expr.args))
+
+
+# ------------------------------------------------------------- printing
+
+
+def show_expr(expr) -> str:
+    """An expression in C's spelling (the easiest to read next to the C)."""
+    return spell(expr, lambda temp: temp.name)
+
+
+def show(statements: list, depth: int = 0) -> str:
+    """A node body as readable text, one statement a line, for example:
+
+        s1: float = rulec_uniform(seed, 3329549428u, 0u, time, (uint32_t)u)
+        loop h in half-edges(u) [+ a2: float = 0.0f]
+            v3: float = edge_0[h]
+            a2 += v3
+        if s1 > 0
+            nx_0 := a2                       (':=' sets a node slot's next value)
+    """
+    pad = "    " * depth
+    out: list[str] = []
+    for stmt in statements:
+        note = f"    # {stmt.comment}" if getattr(stmt, "comment", "") else ""
+        if isinstance(stmt, Let):
+            out.append(f"{pad}{stmt.temp.name}: {stmt.temp.ctype} = {show_expr(stmt.value)}{note}")
+        elif isinstance(stmt, Set):
+            out.append(f"{pad}{stmt.var.name} := {show_expr(stmt.value)}{note}")
+        elif isinstance(stmt, Store):
+            mode = "  (in place)" if stmt.inplace else ""
+            out.append(f"{pad}{stmt.array}[{stmt.index}] {stmt.op} {show_expr(stmt.value)}"
+                       f"{mode}{note}")
+        elif isinstance(stmt, Accumulate):
+            sign = "+=" if stmt.op == "+" else f"{stmt.op}="
+            out.append(f"{pad}{stmt.acc.name} {sign} {show_expr(stmt.value)}")
+        elif isinstance(stmt, Comment):
+            out.append(f"{pad}-- {stmt.text}")
+        elif isinstance(stmt, Loop):
+            accs = ", ".join(f"{a.op} {a.temp.name}: {a.temp.ctype} = {show_expr(a.init)}"
+                             for a in stmt.accumulators)
+            out.append(f"{pad}loop h in half-edges(u){f' [{accs}]' if accs else ''}")
+            out.append(show(stmt.body, depth + 1))
+        elif isinstance(stmt, If):
+            for index, (condition, body) in enumerate(stmt.branches):
+                if condition is None:
+                    out.append(f"{pad}else")
+                else:
+                    out.append(f"{pad}{'elif' if index else 'if'} {show_expr(condition)} > 0")
+                out.append(show(body, depth + 1))
+    return "\n".join(line for line in out if line)
+
+
+# ------------------------------------------------------------ verifying

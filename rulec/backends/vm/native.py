@@ -12,22 +12,37 @@ import threading
 import cffi
 import numpy as np
 
-from ... import build, ir
+from ... import ir
 from ..._version import __version__
-from ...native import ParamArray, graph_view, run_chunked
 from ...ops import OPS
-from ...reference import builtin_arrays
 from ...resources import resource_dir, templates
 from ...state import State
+from .. import toolchain
+from ..reference import builtin_arrays
+from ..views import ParamArray, graph_view, run_chunked
 from .translate import CONTROL, EDGE, HALF, NODE, OPCODES, Program
 
 ABI = 4  # the VM's own layout (rulec_vm_block); part of its cache identity
 
-def _cdef() -> str:
-    """cffi's declarations: runtime/rulec_vm.h itself (one definition of the
-    VM's layouts for C and Python), without its preprocessor lines."""
-    header = (resource_dir("runtime") / "rulec_vm.h").read_text(encoding="utf-8")
+def header_cdef(name: str) -> str:
+    """cffi's declarations from a header of runtime/ (one definition of a
+    layout for C and Python), without its preprocessor lines."""
+    header = (resource_dir("runtime") / name).read_text(encoding="utf-8")
     return "\n".join(line for line in header.splitlines() if not line.startswith("#"))
+
+
+#: The C runtime's headers the VM's source includes (part of its cache identity).
+HEADERS = ("rulec_abi.h", "rulec_graph.h", "rulec_math.h", "rulec_rng.h", "rulec_runtime.h",
+           "rulec_vm.h")
+
+
+@functools.cache
+def vm_ffi() -> cffi.FFI:
+    """The FFI that knows the VM's layouts (rulec_vm.h) besides the ABI's."""
+    result = cffi.FFI()
+    result.include(toolchain.ffi())
+    result.cdef(header_cdef("rulec_vm.h"))
+    return result
 
 
 def source() -> str:
@@ -46,28 +61,25 @@ _lock = threading.Lock()
 @functools.cache
 def _library_unlocked(fingerprint):
     text = source()
-    runtime = sorted((resource_dir("runtime")).glob("*.h"))
+    runtime = resource_dir("runtime")
     identity = ["rulec-vm", str(ABI), __version__, text,
-                *(p.read_text(encoding="utf-8") for p in runtime)]
-    ffi = build.ffi()
-    ffi_vm = cffi.FFI()
-    ffi_vm.include(ffi)
-    ffi_vm.cdef(_cdef())
+                *((runtime / name).read_text(encoding="utf-8") for name in HEADERS)]
+    ffi_vm = vm_ffi()
 
     def load(path):
         try:
             return ffi_vm.dlopen(str(path))
         except OSError as exc:
-            raise build.BuildError(f"cannot load the VM ({path}): {exc}") from None
+            raise toolchain.BuildError(f"cannot load the VM ({path}): {exc}") from None
 
-    return ffi_vm, build.cached_library(identity, [text], load, stem="vm-")
+    return ffi_vm, toolchain.cached_library(identity, [text], load, stem="vm-", by_compiler=False)
 
 
 def library():
     """(ffi, lib) of the VM, built on first use and cached across processes
     (in this process, per op table, cache directory and flags)."""
-    fingerprint = (tuple(op.c for op in OPS.values()), str(build.cache_dir()),
-                   " ".join(build.cflags()))
+    fingerprint = (tuple(op.c for op in OPS.values()), str(toolchain.cache_dir()),
+                   " ".join(toolchain.cflags()))
     with _lock:
         return _library_unlocked(fingerprint)
 
@@ -146,7 +158,8 @@ class VMBlocks:
         self._params = ParamArray(self.ffi, self.program)
         self.graph_needs = ir.graph_arrays(self.program)
 
-    def _registers(self, state: State) -> _StateRegisters:
+    def registers(self, state: State) -> _StateRegisters:
+        """The register arrays of this rule on `state` (made once per state)."""
         views = state.__dict__.setdefault("_rulec_vm_views", {})
         view = views.get(id(self))
         if view is None or view[0] is not self:
@@ -166,7 +179,7 @@ class VMBlocks:
         is > 0 at every one of `nodes` (one C call per chunk, not per step).
         Returns (steps run, why it stopped: 'budget', 'reached' or 'non-finite')."""
         ffi, lib = self.ffi, self.lib
-        registers = self._registers(state)
+        registers = self.registers(state)
         values = self._params(params)
         struct = ffi.new("rulec_state *")  # only time and seed are read by the VM
         struct.time = state.time

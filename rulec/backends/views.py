@@ -1,9 +1,9 @@
-"""The C backend at run time: C views of graphs and states, and kernel calls.
+"""C views of graphs, states and params, shared by every backend that runs C
+(the C kernels, the VM, the protocol driver), and chunked calls.
 
-A graph's C struct points into its NumPy arrays and is made once per graph;
-a state's struct points into its slot arrays (which never move) and is made
-once per state. A call sets the state's time and seed, runs the kernel (the
-time loop is in C) and reads the time back.
+A graph's C struct (rulec_graph, runtime/rulec_abi.h) points into its NumPy
+arrays and is made once per graph; a state's struct points into its slot
+arrays (which never move) and is made once per state and rule layout.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
-from . import ir
-from .build import build_module, ffi
-from .graph import Graph
-from .state import State
+from .. import ir
+from ..graph import Graph
+from ..state import State
+from .toolchain import ffi
 
 _view_lock = threading.Lock()
 
@@ -63,7 +63,7 @@ class _GraphView:
         return self
 
 
-class _StateView:
+class StateView:
     """A rulec_state struct pointing into a state's slot arrays, in the rule's order."""
 
     def __init__(self, state: State, program: ir.Program) -> None:
@@ -81,6 +81,16 @@ class _StateView:
         struct = f.new("rulec_state *")
         struct.node, struct.edge, struct.shared = self.node, self.edge, self.shared
         self.struct = struct
+
+
+def state_view(state: State, program: ir.Program) -> StateView:
+    """The C view of `state` in `program`'s slot order, kept with the state
+    (made again only for a rule whose layout differs)."""
+    view = state.__dict__.get("_rulec_c_view")
+    if view is None or view.layout != (program.node_slots, program.edge_slots,
+                                       program.shared_slots):
+        view = state.__dict__["_rulec_c_view"] = StateView(state, program)
+    return view
 
 
 def graph_view(graph: Graph, needs=()) -> _GraphView:
@@ -108,50 +118,6 @@ class ParamArray:
         return self.cached[1]
 
 
-class NativeBlocks:
-    """The kernels of one rule, loaded from a (possibly shared) module."""
-
-    def __init__(self, program: ir.Program, module, prefix: str) -> None:
-        self.program = program
-        self.module = module
-        self.kernels = {label: module.kernel(prefix, label) for label in program.block_labels}
-        self._params = ParamArray(ffi(), program)
-        self.graph_needs = ir.graph_arrays(program)
-
-    def _state_view(self, state: State) -> _StateView:
-        view = state.__dict__.get("_rulec_c_view")
-        if view is None or view.layout != (self.program.node_slots, self.program.edge_slots,
-                                           self.program.shared_slots):
-            view = state.__dict__["_rulec_c_view"] = _StateView(state, self.program)
-        return view
-
-    def run(self, label: str, state: State, params: dict[str, float], steps: int,
-            threads: int = 1, check_finite: bool = False) -> int:
-        """Run a block `steps` times; returns the steps run (fewer if check_finite
-        stopped at a non-finite step). Long runs go in chunks (run_chunked),
-        so Ctrl-C stops them promptly."""
-        view = self._state_view(state)
-        struct = view.struct
-        struct.time = state.time
-        struct.seed = state.seed
-        kernel = self.kernels[label]
-        graph = graph_view(state.graph, self.graph_needs).struct
-        values = self._params(params)
-        finite = 1 if check_finite else 0
-
-        def call(n: int) -> int:
-            done = kernel(graph, struct, values, n, threads, finite)
-            if done < 0:
-                raise MemoryError(f"out of memory running block {label!r} of rule "
-                                  f"{self.program.name!r}")
-            return done
-
-        try:
-            return run_chunked(call, steps)
-        finally:
-            state.time = int(struct.time)
-
-
 FIRST_CHUNK = 64
 CHUNK_SECONDS = 0.05
 
@@ -174,10 +140,3 @@ def run_chunked(call, steps: int, stopped=None) -> int:
         if time.perf_counter() - start < CHUNK_SECONDS:
             chunk *= 2
     return total
-
-
-def compile_native(programs: list[ir.Program], sources: list[str | None] | None = None
-                   ) -> list[NativeBlocks]:
-    """Build one module for all programs and return each program's kernels."""
-    module, prefixes = build_module(programs, sources)
-    return [NativeBlocks(p, module, prefix) for p, prefix in zip(programs, prefixes, strict=True)]

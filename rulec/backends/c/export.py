@@ -23,13 +23,15 @@ import re
 import zlib
 from pathlib import Path
 
-from . import ir
-from ._version import __version__
-from .atomic import write_atomic
-from .backends.c.render import Unit, kernel_name, render_module
-from .backends.c.spelling import c_float
-from .errors import RulecError
-from .resources import resource_dir, templates
+from ... import ir
+from ..._version import __version__
+from ...atomic import write_atomic
+from ...errors import RulecError
+from ...resources import resource_dir, templates
+from .module import Unit
+from .pipeline import c_source
+from .render import kernel_name
+from .spelling import c_float
 
 
 def _abi_version() -> int:
@@ -134,7 +136,7 @@ def render(program: ir.Program, prefix: str, source: str | None = None) -> dict[
         "params": [{"name": n, "default": v, "c_default": c_float(v)} for n, v in program.params],
         "blocks": blocks, "has_init": init_fn is not None, "init_fn": init_fn,
     }
-    kernels = render_module([Unit(program, prefix, source)], with_table=False, linkage="static ")
+    kernels = c_source([Unit(program, prefix, source)], with_table=False, linkage="static ")
     files = {
         f"{prefix}.c": kernels + env.get_template("export_api.c.j2").render(**values),
         f"{prefix}.h": env.get_template("export.h.j2").render(**values),

@@ -1,30 +1,29 @@
-"""Building C modules: the compiler call, the content-addressed cache, loading.
+"""The C toolchain: the compiler call, the content-addressed cache, loading.
 
-A module is one shared object holding the kernels of one or more rules. Its
-cache key is a hash of everything that decides the machine code: the
-canonical IR of each rule (spans and the rule's name left out), rulec's
-version and the text of its templates and C runtime, the compiler's
-identity, the flags, and the CPU's features (the default flags use
--march=native).
+It knows no generator: a backend hands it C sources (or a function that
+makes them, called only on a miss) and an identity (the text that decides
+those sources: a C module's canonical IR and generator digest, the VM's
+source text), and gets back a loaded library. The cache key is a hash of
+that identity with the compiler's identity, the flags and the CPU's
+features (the default flags use -march=native).
 
 The cache lives in $RULEC_CACHE_DIR, else $XDG_CACHE_HOME/rulec, else
 ~/.cache/rulec. An entry `KEY.so` is built in a temporary directory and
 renamed into place, after its checksum file `KEY.sum` (size and SHA-256),
 all under the entry's lock (`locks/KEY.lock`), so any number of processes
-may compile the same or different rules at once: each entry is built once,
-and a reader never sees a partial file. A process holds the entry's lock
-from finding the entry to loading it, and eviction skips locked entries, so
-an entry a process asked for stays loadable until it is loaded (once
-loaded, removing the file does not affect the process). An entry whose size
-or checksum does not match (a truncated or damaged file) is rebuilt, never
-loaded. The cache is bounded ($RULEC_CACHE_SIZE_MB, default 512): after a
-build, the least recently used entries are removed.
+may compile the same or different sources at once: each entry is built
+once, and a reader never sees a partial file. A process holds the entry's
+lock from finding the entry to loading it, and eviction skips locked
+entries, so an entry a process asked for stays loadable until it is loaded
+(once loaded, removing the file does not affect the process). An entry
+whose size or checksum does not match (a truncated or damaged file) is
+rebuilt, never loaded. The cache is bounded ($RULEC_CACHE_SIZE_MB, default
+512): after a build, the least recently used entries are removed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -37,19 +36,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import cffi
 
-from . import ir
-from .backends.c.render import Unit, gathers_mode, render_module, render_parts, render_table
-from .errors import RulecError
-from .resources import resource_dir
+from ..errors import RulecError
+from ..resources import resource_dir
 
 log = logging.getLogger("rulec")
 
@@ -59,7 +54,7 @@ log = logging.getLogger("rulec")
 # graphs), and wider vectors spend more time in loop prologues and remainders
 # than they save.
 # -fvect-cost-model=very-cheap: only loops marked `omp simd` are vectorized
-# (backends.c.render.vectorize_loop decides which), others only where it costs nothing.
+# (rulec.backends.c.render.vectorize_loop decides which), others only where it costs nothing.
 DEFAULT_CFLAGS = ("-O3 -march=native -mprefer-vector-width=128 -fvect-cost-model=very-cheap "
                   "-fopenmp" if platform.machine() in ("x86_64", "AMD64")
                   else "-O3 -march=native -fvect-cost-model=very-cheap -fopenmp")
@@ -205,137 +200,30 @@ def cpu_features() -> str:
     return f"{model}|{flags}"
 
 
-#: rulec's modules whose code decides the generated C: the IR and its passes,
-#: the op table, the C backend (lowering, loop passes, rendering), and the
-#: flags' defaults here. Editing any other module (the CLI, the VM, tasks,
-#: ...) keeps cached kernels.
-GENERATOR_MODULES = ("ir.py", "ops.py", "checker.py", "printer.py", "rng.py", "build.py",
-                     "passes/*.py", "backends/c/*.py")
+def cache_key(identity: list[str], flags: list[str], stem: str = "",
+              by_compiler: bool = True) -> str:
+    """The cache entry of what `identity` describes, built with `flags`: it
+    changes with the flags and the CPU's features, and with `by_compiler`
+    with the compiler too (its path, size and date; finding it needs one)."""
+    words = [*identity, " ".join(flags), cpu_features()]
+    if by_compiler:
+        command = compiler()
+        words += [_compiler_identity(shutil.which(command[0]) or ""), " ".join(command)]
+    return stem + hashlib.sha256("\n".join(words).encode()).hexdigest()[:40]
 
 
-def generator_sources() -> list[Path]:
-    """The files whose text is part of every kernel's cache key."""
-    package = Path(__file__).resolve().parent
-    paths = [p for pattern in GENERATOR_MODULES for p in sorted(package.glob(pattern))]
-    for directory in ("templates", "runtime"):
-        paths += sorted(p for p in resource_dir(directory).iterdir()
-                        if p.suffix in (".j2", ".h", ".c"))
-    return paths
-
-
-@functools.cache
-def _sources_digest() -> str:
-    """A hash of everything that generates C (generator_sources): any change to
-    them, released or not, makes new cache entries."""
-    digest = hashlib.sha256()
-    for path in generator_sources():
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def canonical(program: ir.Program) -> str:
-    """The program's identity for the cache: its IR without spans, name or param
-    defaults (kernels take params at run time)."""
-    params = tuple((name, 0.0) for name, _ in program.params)
-    return repr(dataclasses.replace(program, name="", params=params))
-
-
-def program_digest(program: ir.Program) -> str:
-    return hashlib.sha256(canonical(program).encode()).hexdigest()
-
-
-# ------------------------------------------------------------------ modules
-
-
-@dataclass
-class Module:
-    """A loaded shared object: kernels by (prefix, block label)."""
-
-    path: Path
-    library: object
-    kernels: dict[str, object]
-
-    def kernel(self, prefix: str, label: str):
-        return self.kernels[f"{prefix}:{label}"]
-
-
-_loaded: dict[str, Module] = {}
-_loaded_lock = threading.Lock()
-
-
-#: Compile time grows faster than the C of a rule (gcc at -O3 took 42 s for a
-#: rule of size 4,000, 60 s for 8,000, and did not finish 16,000 in 600 s;
-#: docs/c-backend.md, "Very large rules"). Past C_O1_SIZE (ir.size) a module
-#: is built at -O1; past max_c_size() a rule runs on the VM instead.
-C_O1_SIZE = 1_500
-C_MAX_SIZE = 4_000
-
-
-def max_c_size() -> int:
-    """The largest rule (ir.size) the C backend compiles: $RULEC_C_MAX_SIZE or
-    C_MAX_SIZE. Larger rules run on the VM (runtime.Rule says so)."""
-    text = os.environ.get("RULEC_C_MAX_SIZE", "").strip()
-    if not text:
-        return C_MAX_SIZE
-    if not text.isdigit():
-        raise BuildError(f"RULEC_C_MAX_SIZE must be a whole number (the largest rule size "
-                         f"the C backend compiles), got {text!r}; unset it for "
-                         f"{C_MAX_SIZE:,}")
-    return int(text)
-
-
-def size_flags(programs: list[ir.Program]) -> list[str]:
-    """Flags added for large rules: -O1 past C_O1_SIZE (a later flag wins)."""
-    return ["-O1"] if programs and max(map(ir.size, programs)) > C_O1_SIZE else []
-
-
-def build_module(programs: list[ir.Program], sources: list[str | None] | None = None
-                 ) -> tuple[Module, list[str]]:
-    """Build (or find in the cache) one module holding every program's kernels.
-    Returns the module and each program's kernel prefix."""
-    sources = sources or [None] * len(programs)
-    digests = [program_digest(p) for p in programs]
-    prefixes = ["r" + d[:20] for d in digests]
-    command = compiler()
-    flags = cflags() + size_flags(programs)
-    from ._version import __version__
-
-    identity = "\n".join([
-        __version__, _sources_digest(), _compiler_identity(shutil.which(command[0]) or ""),
-        gathers_mode(),
-        " ".join(command), " ".join(flags), cpu_features(), *sorted(set(digests)),
-    ])
-    key = hashlib.sha256(identity.encode()).hexdigest()[:40]
-    with _loaded_lock:
-        module = _loaded.get(key)
-    if module is None:
-        units, seen = [], set()
-        for program, prefix, source in zip(programs, prefixes, sources, strict=True):
-            if prefix not in seen:
-                seen.add(prefix)
-                units.append(Unit(program, prefix, source))
-        module = _cached_module(key, units, command, flags)
-        with _loaded_lock:
-            _loaded[key] = module
-    return module, prefixes
-
-
-def _cached_module(key: str, units: list[Unit], command: list[str], flags: list[str]
-                   ) -> Module:
-    """The module `key` loaded from the cache, built first if it is missing or
-    damaged."""
-    return _from_cache(key, lambda: _sources(units), lambda: command, flags, _load)
-
-
-def cached_library(identity: list[str], sources: list[str], load, stem: str = ""):
-    """`load(path)` of a shared object built from `sources` (C), found in the
-    cache by `identity` (what decides its code) or built now. A cached library
-    needs no compiler: only a miss calls one."""
-    flags = cflags()
-    key = stem + hashlib.sha256("\n".join([*identity, " ".join(flags), cpu_features(),
-                                            gathers_mode()]).encode()).hexdigest()[:40]
-    return _from_cache(key, lambda: sources, compiler, flags, load)
+def cached_library(identity: list[str], sources, load, stem: str = "",
+                   flags: list[str] | None = None, by_compiler: bool = True):
+    """`load(path)` of a shared object built from `sources` (C texts, or a
+    function that returns them, called only on a miss), found in the cache
+    by `identity` (what decides the sources) or built now with `flags`
+    (default: cflags()). With by_compiler=False the key leaves the compiler
+    out, so a cached library loads with no compiler installed (the VM's
+    promise); only a miss calls one."""
+    flags = cflags() if flags is None else flags
+    key = cache_key(identity, flags, stem, by_compiler)
+    make = sources if callable(sources) else (lambda: sources)
+    return _from_cache(key, make, compiler, flags, load)
 
 
 def _from_cache(key: str, sources, command, flags: list[str], load):
@@ -401,23 +289,8 @@ def _locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-# A batch of more rules than this is compiled in parts of about equal size
-# (render_parts), one per compiler process that may run at once
-# (build_jobs()), and linked into one shared object.
-RULES_PER_PART = 8
-
 # What the last build's compiler processes took (seconds each; for benchmarks).
 last_build: dict[str, list[float]] = {}
-
-
-def _sources(units: list[Unit]) -> list[str]:
-    """The module's C: one file, or for a large batch one file per part and a
-    file with the loader's table."""
-    jobs = build_jobs()
-    parts = min(jobs, len(units) // RULES_PER_PART) if jobs > 1 else 1
-    if parts <= 1:
-        return [render_module(units)]
-    return render_parts(units, parts) + [render_table(units)]
 
 
 def _compile(sources: list[str], target: Path, command: list[str], flags: list[str]) -> None:
@@ -506,23 +379,6 @@ def _toolchain_works(command: list[str], flags: list[str], directory: Path) -> b
         return result.returncode == 0 and (Path(work) / "probe.so").exists()
 
 
-def _load(path: Path) -> Module:
-    try:
-        library = ffi().dlopen(str(path))
-    except OSError as exc:
-        raise BuildError(
-            f"cannot load the kernels the compiler built ({path}): {exc}\n  the compiler or "
-            "its flags (CC, RULEC_CFLAGS) made a library this Python cannot load, e.g. for "
-            "another architecture; backend='numpy' runs without a compiler") from None
-    size = ffi().new("int *")
-    table = library.rulec_module_table(size)
-    kernels = {}
-    for index in range(size[0]):
-        entry = table[index]
-        kernels[ffi().string(entry.name).decode()] = entry.kernel
-    return Module(path, library, kernels)
-
-
 def _touch(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.utime(path)
@@ -609,7 +465,7 @@ def _build_prefix() -> str:
 def _builder_gone(name: str) -> bool:
     """Whether the process that made build directory `name` is known to be
     gone (it ran on this host and no longer does)."""
-    from .pool import known_gone
+    from ..pool import known_gone
 
     pid, _, host = name[len(".build-"):].rpartition("-")[0].partition("@")
     return known_gone(host, pid)

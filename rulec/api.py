@@ -1,4 +1,6 @@
-"""The public runtime: compile a rule, make states, run blocks.
+"""The public API: compile a rule, make states, run blocks (rulec.Rule,
+rulec.compile, ...). The C runtime the kernels include is another thing:
+the headers in runtime/.
 
     rule = rulec.compile_file("examples/hebbian.rule")
     state = rule.state(rulec.Graph.from_edges(3, [(0, 2), (1, 2)]))
@@ -19,7 +21,7 @@ import numpy as np
 from . import ir
 from .backends import DEFAULT_BACKEND, backend_class
 from .dataflow import warn_lint
-from .errors import RulecError, did_you_mean
+from .errors import RulecError, RulecKeyError, RulecTypeError, RulecValueError, did_you_mean
 from .frontend import load, load_program
 from .graph import Graph
 from .rng import check_seed
@@ -68,6 +70,17 @@ class Rule:
         return self.program.name
 
     @property
+    def runner(self):
+        """The backend object that runs this rule's blocks (a
+        rulec.backends.base.Backend; the protocol driver asks it for them)."""
+        return self._runner
+
+    def param_values(self, params: dict | None = None) -> dict[str, float]:
+        """Every param's value as a step uses it: the defaults, overridden by
+        `params` (checked: a known name, a number within float32's range)."""
+        return self._params(params)
+
+    @property
     def params(self) -> dict[str, float]:
         """The params and their default values."""
         return dict(self.program.params)
@@ -86,13 +99,13 @@ class Rule:
         (slot name -> float32 array) uses the caller's arrays as those slots,
         without copying: steps write into them (see docs/embedding.md)."""
         if not isinstance(graph, Graph):
-            raise TypeError(f"rule.state() takes a rulec.Graph, got {type(graph).__name__}")
+            raise RulecTypeError(f"rule.state() takes a rulec.Graph, got {type(graph).__name__}")
         p = self.program
         return State(graph, p.node_slots, p.edge_slots, p.shared_slots, arrays)
 
     def _check_state(self, state: State) -> None:
         if not isinstance(state, State):
-            raise TypeError(f"expected a rulec.State, got {type(state).__name__}")
+            raise RulecTypeError(f"expected a rulec.State, got {type(state).__name__}")
         p = self.program
         want = (p.node_slots, p.edge_slots, p.shared_slots)
         if tuple(map(set, state.layout)) != tuple(map(set, want)):
@@ -106,7 +119,7 @@ class Rule:
             if name not in values:
                 hint = did_you_mean(name, set(values))
                 known = ", ".join(values) or "none"
-                raise KeyError(f"rule {self.name!r} has no param {name!r}"
+                raise RulecKeyError(f"rule {self.name!r} has no param {name!r}"
                                f" ({hint or 'params: ' + known})")
             values[name] = _param_value(name, value)
         return values
@@ -138,17 +151,16 @@ class Rule:
         if block == "init" or self.program.block(block) is None:
             runnable = [b for b in self.blocks if b != "init"]
             hint = did_you_mean(block, set(runnable))
-            raise KeyError(f"rule {self.name!r} has no update block {block!r}"
+            raise RulecKeyError(f"rule {self.name!r} has no update block {block!r}"
                            f" ({hint or 'blocks: ' + ', '.join(runnable)})")
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer) \
                 or not 0 <= steps < 2**63:
-            raise ValueError(f"steps must be an integer in 0..2**63-1, got {steps!r}")
+            raise RulecValueError(f"steps must be an integer in 0..2**63-1, got {steps!r}")
         values = self._params(params)
         threads = _threads(threads)
         runner = self._runner
         done = runner.run(block, state, values, int(steps), threads, check_finite)
-        if check_finite and not (getattr(runner, "reports_finite", False)
-                                 and runner.last_status != "non-finite"):
+        if check_finite and not (runner.reports_finite and runner.last_status != "non-finite"):
             _raise_if_non_finite(state, done)
 
     def step_until(self, state: State, slot: str, nodes, budget: int, block: str = "update",
@@ -160,26 +172,15 @@ class Rule:
         raises NonFiniteError at the first non-finite step."""
         self._check_state(state)
         if slot not in self.program.node_slots:
-            raise KeyError(f"rule {self.name!r} has no node slot {slot!r}")
+            raise RulecKeyError(f"rule {self.name!r} has no node slot {slot!r}")
         nodes = np.asarray(nodes, dtype=np.int64)
-        runner = self._runner
-        if hasattr(runner, "run_until"):  # a backend that loops in C (the VM)
-            if block == "init" or self.program.block(block) is None:
-                raise KeyError(f"rule {self.name!r} has no update block {block!r}")
-            done, why = runner.run_until(block, state, self._params(params), budget, slot,
-                                         nodes, check_finite)
-            if why == "non-finite":
-                _raise_if_non_finite(state, done)
-            return done, why == "reached"
-        values = state.node[slot]
-        for done in range(budget):
-            if (values[nodes] > 0).all():
-                return done, True
-            try:
-                self.step(state, block=block, params=params, check_finite=check_finite)
-            except NonFiniteError:
-                _raise_if_non_finite(state, done + 1)  # counted from the start of this call
-        return budget, bool((values[nodes] > 0).all())
+        if block == "init" or self.program.block(block) is None:
+            raise RulecKeyError(f"rule {self.name!r} has no update block {block!r}")
+        done, why = self._runner.run_until(block, state, self._params(params), budget, slot,
+                                           nodes, check_finite)
+        if why == "non-finite":
+            _raise_if_non_finite(state, done)
+        return done, why == "reached"
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -190,10 +191,10 @@ def _param_value(name: str, value) -> float:
     """A param's value as float32: a real number within float32's range (NaN and
     ±inf are allowed only when asked for by name: float('nan'), float('inf'))."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"param {name!r} must be a number, got {value!r}")
+        raise RulecValueError(f"param {name!r} must be a number, got {value!r}")
     value = float(value)
     if np.isfinite(value) and abs(value) > FLOAT32_MAX:
-        raise ValueError(f"param {name!r} = {value!r} is outside float32's range "
+        raise RulecValueError(f"param {name!r} = {value!r} is outside float32's range "
                          f"(±{FLOAT32_MAX:.4g}); params are float32")
     return float(np.float32(value))
 
@@ -201,11 +202,19 @@ def _param_value(name: str, value) -> float:
 def _threads(threads: int) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int | np.integer) \
             or not 1 <= threads <= MAX_THREADS:
-        raise ValueError(f"threads must be an integer in 1..{MAX_THREADS}, got {threads!r}")
+        raise RulecValueError(f"threads must be an integer in 1..{MAX_THREADS}, got {threads!r}")
     return int(threads)
 
 
 def _raise_if_non_finite(state: State, step: int) -> None:
+    error = non_finite_error(state, step)
+    if error is not None:
+        raise error
+
+
+def non_finite_error(state: State, step: int) -> NonFiniteError | None:
+    """The NonFiniteError that names the first non-finite element of `state`
+    (after `step` steps of a call), or None if every slot is finite."""
     for kind, name, array in state.slots():
         bad = ~np.isfinite(array)
         if bad.any():
@@ -219,7 +228,8 @@ def _raise_if_non_finite(state: State, step: int) -> None:
             else:
                 u, v = graph.edges[element]
                 where = f"edge {element} ({u}, {v})"
-            raise NonFiniteError(step, state.time, kind, name, element, where, int(bad.sum()))
+            return NonFiniteError(step, state.time, kind, name, element, where, int(bad.sum()))
+    return None
 
 
 def compile(text: str, name: str | None = None, backend: str = DEFAULT_BACKEND,  # noqa: A001
@@ -257,11 +267,9 @@ def compile_many(rules, backend: str = DEFAULT_BACKEND) -> list[Rule]:
             programs.append(load_program(item, f"<rule {index}>", f"rule{index}"))
             sources.append(item if isinstance(item, str) else None)
         else:
-            raise TypeError("compile_many takes source texts, paths or ir.Programs, "
+            raise RulecTypeError("compile_many takes source texts, paths or ir.Programs, "
                             f"got {type(item).__name__}")
     kind = backend_class(backend)
-    if not hasattr(kind, "many"):
-        return [Rule(p, backend, s) for p, s in zip(programs, sources, strict=True)]
     chosen = [_backend_for(p, backend) for p in programs]
     batch = [i for i, name in enumerate(chosen) if name == backend]
     runners = dict(zip(batch, kind.many([programs[i] for i in batch],
@@ -276,7 +284,7 @@ def _backend_for(program: ir.Program, backend: str) -> str:
     the rule) runs on the VM, with a warning that says so."""
     if backend != "c":
         return backend
-    from .build import max_c_size
+    from .backends.c.module import max_c_size
 
     size, limit = ir.size(program), max_c_size()
     if size <= limit:

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import ir, rng
-from .graph import Graph
-from .ops import OPS
-from .rng import block_key
-from .state import State
+from .. import ir, rng
+from ..graph import Graph
+from ..ops import OPS
+from ..rng import block_key
+from ..state import State
+from .base import Backend
 
 F32 = np.float32
 
@@ -271,3 +272,31 @@ class Interpreter:
         if self.h:
             out[self.has_edges] = ufunc.reduceat(data.astype(F32), self.starts)
         return out
+
+
+class ReferenceBackend(Backend):
+    """The NumPy reference interpreter as a backend, one Interpreter per graph
+    (the last used is kept)."""
+
+    name = "numpy"
+
+    def __init__(self, program, source: str | None = None) -> None:
+        super().__init__(program, source)
+        self._for: tuple = (None, None)
+
+    def _interpreter(self, graph) -> Interpreter:
+        if self._for[0] is not graph:
+            self._for = (graph, Interpreter(self.program, graph))
+        return self._for[1]
+
+    def run(self, label, state, params, steps, threads=1, check_finite=False) -> int:
+        interpreter = self._interpreter(state.graph)
+        advance = label != "init"
+        if not check_finite:
+            interpreter.run(label, state, params, steps, advance_time=advance)
+            return steps
+        for step in range(1, steps + 1):
+            interpreter.run(label, state, params, 1, advance_time=advance)
+            if self.left_non_finite(state):
+                return step
+        return steps

@@ -1,0 +1,32 @@
+"""The C backend as the runtime sees it: SIMD C kernels built with the
+system compiler (through rulec.backends.c.pipeline) and cached."""
+
+from __future__ import annotations
+
+from ..base import Backend, DriverBlocks
+from . import pipeline
+
+
+class CBackend(Backend):
+    """SIMD C kernels; `prebuilt` passes kernels built by `many`."""
+
+    name = "c"
+    batched = True
+    drives_protocol = True
+
+    def __init__(self, program, source: str | None = None, prebuilt=None) -> None:
+        super().__init__(program, source)
+        self.native = prebuilt or pipeline.build([program], [source])[0]
+
+    @classmethod
+    def many(cls, programs, sources) -> list[CBackend]:
+        """One shared object for every program: one compiler call."""
+        natives = pipeline.build(programs, sources)
+        return [cls(p, None, prebuilt=n) for p, n in zip(programs, natives, strict=True)]
+
+    def run(self, label, state, params, steps, threads=1, check_finite=False) -> int:
+        return self.native.run(label, state, params, steps, threads, check_finite)
+
+    def driver_blocks(self, state, labels) -> DriverBlocks:
+        return DriverBlocks(kernels=[self.native.kernels[label] for label in labels],
+                            graph_needs=self.native.graph_needs)

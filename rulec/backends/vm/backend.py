@@ -1,0 +1,37 @@
+"""The VM as the runtime sees it: translation only, no compiler call per rule."""
+
+from __future__ import annotations
+
+from ..base import Backend, DriverBlocks
+from .native import VMBlocks
+from .translate import translate
+
+
+class VMBackend(Backend):
+    """The bytecode VM (rulec.backends.vm)."""
+
+    name = "vm"
+    reports_finite = True
+    runs_until = True
+    drives_protocol = True
+
+    def __init__(self, program, source: str | None = None) -> None:
+        super().__init__(program, source)
+        self.blocks = VMBlocks(translate(program))
+
+    @property
+    def last_status(self) -> str:
+        return self.blocks.last_status
+
+    def run(self, label, state, params, steps, threads=1, check_finite=False) -> int:
+        return self.blocks.run(label, state, params, steps, threads, check_finite)
+
+    def run_until(self, label, state, params, budget, slot, nodes, check_finite=False):
+        """Step until node slot `slot` > 0 on `nodes`, in C."""
+        return self.blocks.run_until(label, state, params, budget, slot, nodes, check_finite)
+
+    def driver_blocks(self, state, labels) -> DriverBlocks:
+        registers = self.blocks.registers(state)
+        vm_run = self.blocks.ffi.addressof(self.blocks.lib, "rulec_vm_run")
+        return DriverBlocks(vm=[registers.blocks[label] for label in labels], vm_run=vm_run,
+                            graph_needs=self.blocks.graph_needs, keep=[registers])

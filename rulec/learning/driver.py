@@ -1,0 +1,207 @@
+"""The protocol driver: the epochs of an evaluation in C.
+
+`rulec.learning.evaluate` is the definition (it interprets a protocol's
+schedule in Python, one foreign call per phase); for a backend that
+`drives_protocol` (the VM and the C kernels) it hands the epochs to
+`run_epochs`, which runs the same schedule in C (runtime/rulec_driver.c,
+`rulec_evaluate`): all epochs, the shuffled orders (training and scoring,
+drawn in Python as numpy draws them, passed as data), early exit on a
+non-finite state, an exhausted budget or a reached goal, in one call per
+chunk of epochs. The backend hands over its blocks through
+`Backend.driver_blocks`; the phase and failure codes are rulec_driver.h's,
+read from the library.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+
+import cffi
+import numpy as np
+
+from .._version import __version__
+from ..api import NonFiniteError, Rule, non_finite_error
+from ..backends import toolchain
+from ..backends.views import ParamArray, graph_view, state_view
+from ..backends.vm.native import header_cdef, vm_ffi
+from ..errors import RulecValueError
+from ..resources import resource_dir
+from .results import Result, orders, score_orders
+
+EPOCH_SECONDS = 0.1  # a chunk of epochs per call grows until a call takes this long
+
+#: The driver's C and the headers it includes (its cache identity).
+SOURCES = ("rulec_driver.c", "rulec_driver.h", "rulec_vm.h", "rulec_abi.h", "rulec_graph.h",
+           "rulec_math.h", "rulec_rng.h", "rulec_runtime.h")
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _library_unlocked(fingerprint):
+    runtime = resource_dir("runtime")
+    texts = [(runtime / name).read_text(encoding="utf-8") for name in SOURCES]
+    ffi = cffi.FFI()
+    ffi.include(vm_ffi())
+    ffi.cdef(header_cdef("rulec_driver.h"))
+
+    def load(path):
+        try:
+            return ffi.dlopen(str(path))
+        except OSError as exc:
+            raise toolchain.BuildError(f"cannot load the protocol driver ({path}): {exc}") \
+                from None
+
+    return ffi, toolchain.cached_library(["rulec-driver", __version__, *texts], [texts[0]],
+                                         load, stem="driver-", by_compiler=False)
+
+
+def library():
+    """(ffi, lib) of the driver, built on first use and cached across
+    processes (in this process, per cache directory and flags)."""
+    fingerprint = (str(toolchain.cache_dir()), " ".join(toolchain.cflags()))
+    with _lock:
+        return _library_unlocked(fingerprint)
+
+
+def _codes(lib) -> dict[str, dict]:
+    """The phase codes of rulec_driver.h, by the names protocols use."""
+    return {
+        "op": {"write": lib.RULEC_PHASE_WRITE, "run": lib.RULEC_PHASE_RUN,
+               "read": lib.RULEC_PHASE_READ},
+        "when": {"always": lib.RULEC_WHEN_ALWAYS, "train": lib.RULEC_WHEN_TRAIN,
+                 "test": lib.RULEC_WHEN_TEST},
+        "nodes": {"inputs": lib.RULEC_NODES_INPUTS, "outputs": lib.RULEC_NODES_OUTPUTS,
+                  "all": lib.RULEC_NODES_ALL},
+        "source": {"input": lib.RULEC_SOURCE_INPUT, "target": lib.RULEC_SOURCE_TARGET},
+    }
+
+
+def _phases(ffi, lib, rule: Rule, phases: list, labels: list[str]):
+    codes = _codes(lib)
+    slots = rule.program.node_slots
+    array = ffi.new("rulec_phase[]", max(len(phases), 1))
+    for i, phase in enumerate(phases):
+        row = array[i]
+        row.op = codes["op"][phase.op]
+        row.when = codes["when"][phase.when]
+        slot = phase.until if phase.op == "run" else phase.slot
+        row.slot = slots.index(slot) if slot is not None else -1
+        row.nodes = codes["nodes"][phase.nodes]
+        row.source = codes["source"].get(phase.value, lib.RULEC_SOURCE_VALUE) \
+            if isinstance(phase.value, str) else lib.RULEC_SOURCE_VALUE
+        row.value = 0.0 if isinstance(phase.value, str) else float(phase.value)
+        row.block = labels.index(phase.block) if phase.block in labels else -1
+        if phase.op == "run" and row.block < 0 and not phase.optional:
+            raise RulecValueError(f"rule {rule.name!r} has no block {phase.block!r}, which "
+                                  "the protocol runs")
+        row.steps = phase.steps
+    return array
+
+
+def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: int,
+               budget: int, params: dict | None, stop_at: float | None,
+               on_epoch=None, hold: int = 1, first_epoch: int = 0) -> Result:
+    """The epochs of rulec.learning.evaluate, run in C on `state` (made,
+    flagged and initialized by evaluate, which also checked the protocol and
+    topology): epochs first_epoch .. first_epoch+epochs-1 of the seed's orders."""
+    runner = rule.runner
+    if not runner.drives_protocol:
+        raise RulecValueError(f"the C driver cannot run the {rule.backend!r} backend's "
+                              "blocks; use engine='python'")
+    ffi, lib = library()
+    result = Result()
+    values = rule.param_values(params)
+    labels = list(rule.program.block_labels)
+    phases = protocol.schedule(budget)
+    keep = []  # arrays the C structs point into
+
+    def pointer(ctype: str, array: np.ndarray):
+        keep.append(array)
+        return ffi.cast(ctype, array.ctypes.data)
+
+    e = ffi.new("rulec_evaluation *")
+    P, n_in, n_out = len(task.inputs), task.n_inputs, task.n_outputs
+    e.n_patterns, e.n_in, e.n_out = P, n_in, n_out
+    e.inputs = pointer("float *", np.ascontiguousarray(task.inputs, dtype=np.float32))
+    e.targets = pointer("float *", np.ascontiguousarray(task.targets, dtype=np.float32))
+    e.input_nodes = pointer("int32_t *", np.ascontiguousarray(topology.inputs, dtype=np.int32))
+    e.output_nodes = pointer("int32_t *",
+                             np.ascontiguousarray(topology.outputs, dtype=np.int32))
+    e.n_input_nodes = len(topology.inputs)
+    e.threshold = protocol.threshold
+    phase_array = _phases(ffi, lib, rule, phases, labels)
+    e.phases, e.n_phases = phase_array, len(phases)
+    e.stop_at = 2.0 if stop_at is None else stop_at
+    e.hold, e.streak = hold, 0
+    p = rule.program
+    e.n_node_slots, e.n_edge_slots = len(p.node_slots), len(p.edge_slots)
+    e.n_shared_slots = len(p.shared_slots)
+    blocks = runner.driver_blocks(state, labels)
+    keep.append(blocks)
+    if blocks.vm is not None:
+        vm = ffi.new("rulec_vm_block *[]", blocks.vm)
+        e.vm, e.vm_run = vm, ffi.cast("rulec_vm_run_fn", blocks.vm_run)
+        e.kernels = ffi.NULL
+    else:
+        kernels = ffi.new("rulec_kernel[]", blocks.kernels)
+        e.vm, e.kernels = ffi.NULL, kernels
+    view = state_view(state, p)
+    struct = view.struct
+    struct.time, struct.seed = state.time, state.seed
+    graph = graph_view(state.graph, blocks.graph_needs).struct
+    param_array = ParamArray(ffi, p)(values)
+    order = orders(task, first_epoch + epochs, seed)[first_epoch:]
+    score_order = score_orders(task, first_epoch + epochs, seed)[first_epoch:]
+    accuracy = np.zeros(max(epochs, 1), dtype=np.float64)
+    loss = np.zeros(max(epochs, 1), dtype=np.float64)
+    # the last complete epoch's outputs, then the C driver's working rows
+    buffer = np.zeros((2, P, n_out), dtype=np.float32)
+    outputs = buffer[0]
+    e.outputs = pointer("float *", buffer)
+    steps, epoch, chunk = 0, 0, 1
+    try:
+        while epoch < epochs:
+            n = min(chunk, epochs - epoch)
+            e.epochs = n
+            e.orders = pointer("int32_t *", np.ascontiguousarray(order[epoch:epoch + n]))
+            e.score_orders = pointer("int32_t *",
+                                     np.ascontiguousarray(score_order[epoch:epoch + n]))
+            e.accuracy = pointer("double *", accuracy[epoch:])
+            e.loss = pointer("double *", loss[epoch:])
+            e.epochs_done, e.steps = 0, 0
+            began = time.perf_counter()
+            failure = lib.rulec_evaluate(graph, struct, param_array, e)
+            steps += e.steps
+            for i in range(e.epochs_done):
+                result.accuracy.append(float(accuracy[epoch + i]))
+                result.loss.append(float(loss[epoch + i]))
+                result.outputs = outputs.copy()
+                if on_epoch:
+                    on_epoch(first_epoch + epoch + i, result)
+            epoch += e.epochs_done
+            if failure:
+                result.failure = _failure(lib, failure, e, phases, state, struct)
+                break
+            if e.streak >= e.hold:  # held stop_at for `hold` epochs (maybe at a chunk's end)
+                break
+            if time.perf_counter() - began < EPOCH_SECONDS:
+                chunk *= 2
+    finally:
+        state.time = int(struct.time)
+    result.steps = steps
+    return result
+
+
+def _failure(lib, code: int, e, phases, state, struct) -> str:
+    if code == lib.RULEC_FAILED_OUTPUTS:
+        return "outputs are not finite"
+    phase = phases[e.failed_phase]
+    if code == lib.RULEC_FAILED_BUDGET:
+        return f"budget of {phase.steps} steps exhausted waiting for {phase.until!r}"
+    state.time = int(struct.time)
+    error = non_finite_error(state, int(e.phase_steps))
+    return f"non-finite state: {error}" if isinstance(error, NonFiniteError) \
+        else "non-finite state"

@@ -1,0 +1,234 @@
+"""Evaluation: train a rule on a task over epochs and score it after each
+one, with the Python reference of a protocol's schedule (one foreign call
+per phase) or the C driver (rulec.learning.driver, whole epochs per call).
+
+Bad rules fail fast: a non-finite state, an output that never becomes ready
+and an exhausted budget each end the evaluation with a reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..api import NonFiniteError, Rule
+from ..errors import RulecValueError
+from .driver import run_epochs
+from .protocols import Phase, Protocol
+from .results import Result, orders, score, score_orders
+from .tasks import Task
+from .topologies import Topology, check_topology
+
+
+class EpisodeFailed(Exception):
+    """A phase of an example failed (the message says how)."""
+
+
+class Episode:
+    """The Python reference interpreter of a protocol's schedule."""
+
+    def __init__(self, rule: Rule, task: Task, topology: Topology, protocol,
+                 budget: int, params: dict | None) -> None:
+        self.rule, self.task, self.top = rule, task, topology
+        self.params = params
+        self.phases = protocol.schedule(budget)
+        self.steps = 0
+
+    def nodes(self, which: str):
+        return {"inputs": self.top.inputs, "outputs": self.top.outputs,
+                "all": np.arange(self.top.graph.n_nodes)}[which]
+
+    def example(self, state, k: int, train: bool) -> np.ndarray:
+        outputs = None
+        for phase in self.phases:
+            if (phase.when == "train" and not train) or (phase.when == "test" and train):
+                continue
+            if phase.op == "write":
+                values = state.node[phase.slot]
+                if phase.value == "input":
+                    n_in = self.task.n_inputs
+                    values[self.top.inputs[:n_in]] = self.task.inputs[k]
+                    values[self.top.inputs[n_in:]] = 1.0  # bias inputs
+                elif phase.value == "target":
+                    values[self.top.outputs] = self.task.targets[k]
+                else:
+                    values[self.nodes(phase.nodes)] = phase.value
+            elif phase.op == "read":
+                outputs = state.node[phase.slot][self.top.outputs].copy()
+            else:
+                self.run(state, phase)
+        return outputs
+
+    def run(self, state, phase: Phase) -> None:
+        if phase.optional and phase.block not in self.rule.blocks:
+            return
+        try:
+            if phase.until is None:
+                self.rule.step(state, steps=phase.steps, block=phase.block, params=self.params,
+                               check_finite=True)
+                self.steps += phase.steps
+                return
+            done, reached = self.rule.step_until(state, phase.until, self.nodes(phase.nodes),
+                                                 phase.steps, block=phase.block,
+                                                 params=self.params, check_finite=True)
+        except NonFiniteError as exc:
+            self.steps += exc.step  # the steps of this phase, the failing one included
+            raise
+        self.steps += done
+        if not reached:
+            raise EpisodeFailed(f"budget of {phase.steps} steps exhausted waiting for "
+                          f"{phase.until!r}")
+
+
+def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
+             epochs: int = 100, seed: int = 0, budget: int = 100, params: dict | None = None,
+             stop_at: float | None = 1.0, on_epoch: Callable | None = None,
+             engine: str = "auto", hold: int = 1, confirm: int = 0,
+             retain: int = 0) -> Result:
+    """Train `rule` on `task` for up to `epochs` (patterns in a seeded shuffled
+    order each epoch) and score it after each epoch with a forward-only pass.
+    Stops early once accuracy has been at least `stop_at` for `hold` epochs
+    in a row (a rule with random outputs is right by luck in some epoch;
+    `hold` > 1 asks it to stay right), and at the first failure.
+
+    `retain` > 0: once the goal is reached after E epochs, training goes on
+    for max(E, retain) more epochs without stopping (the epoch orders go on
+    as in one run); their accuracies are `result.retained` and E is
+    `result.goal_epoch`. A rule that learned keeps what it learned; one that
+    oscillates (right for some epochs, then wrong) does not.
+
+    `confirm` > 0: after training, that many more scoring passes with no
+    training between them (`result.confirm`, their accuracies): a rule that
+    learned keeps its answers; one whose outputs drift (chaotic or
+    clock-driven dynamics that were right by luck) does not.
+
+    engine 'python' runs the protocol's schedule here, one foreign call per
+    phase (the reference); 'c' runs whole epochs in one call of the C driver
+    (rulec.learning.driver; the VM and the C backend); 'auto' takes 'c' for
+    backends that drive protocols. Both give the same accuracies, steps and failures."""
+    protocol = protocol or Protocol()
+    protocol.check(rule)
+    check_topology(task, topology)
+    for what, value, low in (("hold", hold, 1), ("retain", retain, 0), ("confirm", confirm, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise RulecValueError(f"{what} must be a whole number >= {low}, got {value!r}")
+    if engine not in ("auto", "python", "c"):
+        raise RulecValueError(f"engine must be 'auto', 'python' or 'c', got {engine!r}")
+    start = time.perf_counter()
+    state = rule.state(topology.graph)
+    if protocol.input_flag:
+        state.node[protocol.input_flag][topology.inputs] = 1.0
+    rule.init(state, seed=seed, params=params)
+    in_c = engine == "c" or (engine == "auto" and rule.runner.drives_protocol)
+    episode = Episode(rule, task, topology, protocol, budget, params)
+
+    def train(first: int, count: int, stop: float | None, callback) -> Result:
+        if in_c:
+            return run_epochs(rule, state, task, topology, protocol, count, seed, budget,
+                              params, stop, callback, hold, first_epoch=first)
+        return _python_epochs(episode, state, task, protocol, seed, first, count, stop,
+                              callback, hold)
+
+    result = train(0, epochs, stop_at, on_epoch)
+    if retain and result.failure is None and _reached(result.accuracy, stop_at, hold):
+        goal = len(result.accuracy)
+        after = train(goal, max(goal, retain), None, None)
+        result.goal_epoch, result.retained = goal, after.accuracy
+        result.steps += after.steps
+        result.failure = after.failure
+        if after.outputs is not None:
+            result.outputs = after.outputs
+    if confirm and result.failure is None:
+        steps = episode.steps
+        _confirm(episode, state, task, protocol, seed, confirm, result)
+        result.steps += episode.steps - steps
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _reached(accuracy: list[float], stop_at: float | None, hold: int) -> bool:
+    """Whether the last `hold` epochs are all at `stop_at` (the goal)."""
+    return stop_at is not None and len(accuracy) >= hold and min(accuracy[-hold:]) >= stop_at
+
+
+def _python_epochs(episode: Episode, state, task: Task, protocol, seed: int, first: int,
+                   count: int, stop_at: float | None, on_epoch, hold: int) -> Result:
+    """Epochs first .. first+count-1 of an evaluation, by the reference."""
+    result = Result()
+    steps = episode.steps
+    try:
+        training = orders(task, first + count, seed)[first:]
+        scoring = score_orders(task, first + count, seed)[first:]
+        for epoch, order in enumerate(training):
+            for k in order:
+                episode.example(state, int(k), train=True)
+            outputs = np.zeros((len(task.inputs), task.n_outputs), dtype=np.float32)
+            for k in scoring[epoch]:
+                outputs[k] = episode.example(state, int(k), train=False)
+            if not np.isfinite(outputs).all():
+                raise EpisodeFailed("outputs are not finite")
+            accuracy, loss = score(task, outputs, protocol.threshold)
+            result.accuracy.append(accuracy)
+            result.loss.append(loss)
+            result.outputs = outputs
+            if on_epoch:
+                on_epoch(first + epoch, result)
+            if _reached(result.accuracy, stop_at, hold):
+                break
+    except NonFiniteError as exc:
+        result.failure = f"non-finite state: {exc}"
+    except EpisodeFailed as exc:
+        result.failure = str(exc)
+    result.steps = episode.steps - steps
+    return result
+
+
+def _confirm(episode: Episode, state, task: Task, protocol, seed: int, passes: int,
+             result: Result) -> None:
+    """`passes` scoring passes with no training, in shuffled orders of their own."""
+    rng = np.random.default_rng([seed, 2])
+    try:
+        for _ in range(passes):
+            outputs = np.zeros((len(task.inputs), task.n_outputs), dtype=np.float32)
+            for k in rng.permutation(len(task.inputs)):
+                outputs[k] = episode.example(state, int(k), train=False)
+            if not np.isfinite(outputs).all():
+                raise EpisodeFailed("outputs are not finite")
+            result.confirm.append(score(task, outputs, protocol.threshold)[0])
+    except NonFiniteError as exc:
+        result.failure = f"non-finite state: {exc}"
+    except EpisodeFailed as exc:
+        result.failure = str(exc)
+
+
+def evaluate_many(rules, task: Task, topology: Topology, protocol=None, epochs: int = 50,
+                  seeds=(0,), budget: int = 100, stop_at: float | None = 1.0,
+                  threads: int = 1, backend: str = "vm") -> list[list[Result]]:
+    """Evaluate every rule (texts, ir.Programs or Rules) on every seed, each on
+    its own state; result[i][j] is rule i on seed j. With threads > 1 the
+    rules run in parallel (the C driver releases the GIL); no rule is
+    compiled unless backend='c'."""
+    from ..api import compile as compile_text
+
+    protocol = protocol or Protocol()
+    prepared = [item if isinstance(item, Rule) else
+                compile_text(item, backend=backend) if isinstance(item, str) else
+                Rule(item, backend) for item in rules]
+
+    def one(rule: Rule) -> list[Result]:
+        out = []
+        for seed in seeds:
+            try:
+                out.append(evaluate(rule, task, topology, protocol, epochs, seed, budget,
+                                    stop_at=stop_at, engine="c"))
+            except RulecValueError as exc:  # a rule the protocol cannot talk to
+                out.append(Result(failure=str(exc)))
+        return out
+
+    if threads <= 1:
+        return [one(rule) for rule in prepared]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, prepared))

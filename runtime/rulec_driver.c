@@ -1,0 +1,164 @@
+/* rulec's protocol driver: a whole evaluation of a rule on a learning task
+ * in one call (rulec.learning.driver; the Python reference is
+ * rulec.learning.evaluate). A protocol is data: a list of phases
+ * (rulec_driver.h) run for every example. Blocks run on the VM (vm[b],
+ * through the VM's rulec_vm_run, handed in as e->vm_run) or as a C module's
+ * kernels (kernels[b]). Built on its own and cached (docs/vm.md). */
+#include <string.h>
+
+#include "rulec_runtime.h"
+#include "rulec_driver.h"
+
+/* Whether every slot of the state is finite (the kernels' own check, for the
+ * kernel path of a fixed number of steps). */
+static int rulec_state_finite(const rulec_graph *g, const rulec_state *state,
+                              const rulec_evaluation *e)
+{
+    int finite = 1;
+    for (int32_t i = 0; i < e->n_node_slots; ++i)
+        finite &= rulec_all_finite(state->node[i], g->n_nodes);
+    for (int32_t i = 0; i < e->n_edge_slots; ++i)
+        finite &= rulec_all_finite(state->edge[i], 2 * g->n_edges);
+    for (int32_t i = 0; i < e->n_shared_slots; ++i)
+        finite &= rulec_all_finite(state->shared[i], g->n_edges);
+    return finite;
+}
+
+/* Run block b up to `steps` times (until node slot `until` > 0 on `nodes`, if
+ * until >= 0); returns the steps run; *status 0 all ran, 1 reached, 2 non-finite. */
+static int64_t rulec_driver_run(const rulec_graph *g, rulec_state *state, const float *params,
+                                const rulec_evaluation *e, int32_t b, int64_t steps,
+                                int32_t until, const int32_t *nodes, int32_t n_nodes,
+                                int32_t *status)
+{
+    if (e->vm != 0)
+        return e->vm_run(g, state, params, e->vm[b], steps, 1, until, nodes,
+                            until >= 0 ? n_nodes : 0, status);
+    *status = 0;
+    if (until < 0) {
+        const int64_t done = e->kernels[b](g, state, params, steps, 1, 1);
+        if (done < steps || !rulec_state_finite(g, state, e))
+            *status = 2;
+        return done;
+    }
+    int64_t done = 0;
+    for (;;) {
+        const float *values = state->node[until];
+        int reached = 1;
+        for (int32_t i = 0; i < n_nodes && reached; ++i)
+            reached = values[nodes[i]] > 0.0f;
+        if (reached) {
+            *status = 1;
+            return done;
+        }
+        if (done == steps)
+            return done;
+        const int64_t ran = e->kernels[b](g, state, params, 1, 1, 1);
+        done += ran > 0 ? ran : 0;
+        if (ran < 1 || !rulec_state_finite(g, state, e)) {
+            *status = 2;
+            return done;
+        }
+    }
+}
+
+/* One example: the phases in order; returns 0, or a failure code. */
+static int32_t rulec_driver_example(const rulec_graph *g, rulec_state *state,
+                                    const float *params, rulec_evaluation *e, int32_t k,
+                                    int train, float *outputs)
+{
+    for (int32_t i = 0; i < e->n_phases; ++i) {
+        const rulec_phase *ph = e->phases + i;
+        if ((ph->when == RULEC_WHEN_TRAIN && !train) || (ph->when == RULEC_WHEN_TEST && train))
+            continue;
+        if (ph->op == RULEC_PHASE_WRITE) {
+            float *values = state->node[ph->slot];
+            if (ph->source == RULEC_SOURCE_INPUT) {
+                for (int32_t j = 0; j < e->n_input_nodes; ++j)
+                    values[e->input_nodes[j]] = j < e->n_in ? e->inputs[k * e->n_in + j] : 1.0f;
+            } else if (ph->source == RULEC_SOURCE_TARGET) {
+                for (int32_t j = 0; j < e->n_out; ++j)
+                    values[e->output_nodes[j]] = e->targets[k * e->n_out + j];
+            } else if (ph->nodes == RULEC_NODES_INPUTS) {
+                for (int32_t j = 0; j < e->n_input_nodes; ++j) values[e->input_nodes[j]] = ph->value;
+            } else if (ph->nodes == RULEC_NODES_OUTPUTS) {
+                for (int32_t j = 0; j < e->n_out; ++j) values[e->output_nodes[j]] = ph->value;
+            } else {
+                for (int64_t j = 0; j < g->n_nodes; ++j) values[j] = ph->value;
+            }
+        } else if (ph->op == RULEC_PHASE_READ) {
+            const float *values = state->node[ph->slot];
+            for (int32_t j = 0; j < e->n_out; ++j)
+                outputs[j] = values[e->output_nodes[j]];
+        } else if (ph->block >= 0) {
+            const int32_t *nodes = ph->nodes == RULEC_NODES_INPUTS ? e->input_nodes : e->output_nodes;
+            const int32_t n_nodes = ph->nodes == RULEC_NODES_INPUTS ? e->n_input_nodes : e->n_out;
+            int32_t status = 0;
+            const int64_t done = rulec_driver_run(g, state, params, e, ph->block, ph->steps,
+                                                  ph->slot, nodes, n_nodes, &status);
+            e->steps += done;
+            if (status == 2 || (ph->slot >= 0 && status != 1)) {
+                e->failed_phase = i;
+                e->phase_steps = done;
+                return status == 2 ? RULEC_FAILED_NON_FINITE : RULEC_FAILED_BUDGET;
+            }
+        }
+    }
+    return 0;
+}
+
+int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *params,
+                       rulec_evaluation *e)
+{
+    const int32_t P = e->n_patterns, O = e->n_out;
+    /* an epoch's outputs go to the working rows; a complete epoch's are kept
+       in the first rows, so a failure leaves the last complete epoch's there
+       (as the Python reference does) */
+    float *const work = e->outputs + P * O;
+    e->failure = 0;
+    for (int32_t epoch = 0; epoch < e->epochs; ++epoch) {
+        for (int32_t p = 0; p < P; ++p) {
+            const int32_t k = e->orders[epoch * P + p];
+            /* a training example's outputs are not scored: the row is overwritten below */
+            const int32_t failure = rulec_driver_example(g, state, params, e, k, 1,
+                                                         work + k * O);
+            if (failure) {
+                e->failure = failure;
+                return failure;
+            }
+        }
+        for (int32_t p = 0; p < P; ++p) {
+            const int32_t k = e->score_orders[epoch * P + p];
+            const int32_t failure = rulec_driver_example(g, state, params, e, k, 0,
+                                                         work + k * O);
+            if (failure) {
+                e->failure = failure;
+                return failure;
+            }
+        }
+        int correct = 0;
+        double loss = 0.0;
+        for (int32_t k = 0; k < P; ++k) {
+            int ok = 1;
+            for (int32_t j = 0; j < O; ++j) {
+                const float out = work[k * O + j], want = e->targets[k * O + j];
+                if (!(out - out == 0.0f)) {  /* NaN or inf */
+                    e->failure = RULEC_FAILED_OUTPUTS;
+                    return RULEC_FAILED_OUTPUTS;
+                }
+                ok &= (out > e->threshold) == (want > 0.5f);
+                const float diff = out - want;
+                loss += (double)(diff * diff);
+            }
+            correct += ok;
+        }
+        memcpy(e->outputs, work, sizeof(float) * (size_t)(P * O));
+        e->accuracy[epoch] = (double)correct / (double)P;
+        e->loss[epoch] = loss / (double)(P * O);
+        e->epochs_done = epoch + 1;
+        e->streak = e->accuracy[epoch] >= e->stop_at ? e->streak + 1 : 0;
+        if (e->streak >= e->hold)
+            break;
+    }
+    return 0;
+}

@@ -1,0 +1,75 @@
+/* rulec's protocol driver: the phases of a protocol and an evaluation's
+ * layout, as Python fills them (through cffi, which reads this file: the
+ * codes below are defined here only, and rulec.learning.driver reads them
+ * from the library). See docs/vm.md. */
+#ifndef RULEC_DRIVER_H
+#define RULEC_DRIVER_H
+
+#include "rulec_vm.h"
+
+enum rulec_phase_op { RULEC_PHASE_WRITE = 0, RULEC_PHASE_RUN = 1, RULEC_PHASE_READ = 2 };
+/* which examples a phase runs for: all, training ones, scoring ones */
+enum rulec_phase_when { RULEC_WHEN_ALWAYS = 0, RULEC_WHEN_TRAIN = 1, RULEC_WHEN_TEST = 2 };
+enum rulec_phase_nodes { RULEC_NODES_INPUTS = 0, RULEC_NODES_OUTPUTS = 1, RULEC_NODES_ALL = 2 };
+/* what a write phase writes: its value, the example's input bits, its target bits */
+enum rulec_phase_source { RULEC_SOURCE_VALUE = 0, RULEC_SOURCE_INPUT = 1,
+                          RULEC_SOURCE_TARGET = 2 };
+enum rulec_failure { RULEC_FAILED_NONE = 0, RULEC_FAILED_NON_FINITE = 1, RULEC_FAILED_BUDGET = 2,
+                     RULEC_FAILED_OUTPUTS = 3 };
+
+/* The VM's rulec_vm_run (rulec_vm.h), handed in by the VM backend: the driver
+ * is built without the VM and calls it through this pointer. */
+typedef int64_t (*rulec_vm_run_fn)(const rulec_graph *g, rulec_state *state, const float *params,
+                                   const rulec_vm_block *p, int64_t steps, int check_finite,
+                                   int32_t until_reg, const int32_t *until, int32_t n_until,
+                                   int32_t *status);
+
+typedef struct rulec_phase {
+    int32_t op;       /* rulec_phase_op */
+    int32_t when;     /* rulec_phase_when */
+    int32_t slot;     /* write/read: node slot; run: the `until` slot, or -1 */
+    int32_t nodes;    /* rulec_phase_nodes */
+    int32_t source;   /* write: rulec_phase_source */
+    float value;
+    int32_t block;    /* run: block index, or -1 (an optional block the rule lacks) */
+    int64_t steps;    /* run: steps, or the budget with `until` */
+} rulec_phase;
+
+typedef struct rulec_evaluation {
+    /* the task and topology */
+    int32_t n_patterns, n_in, n_out;
+    const float *inputs, *targets;             /* n_patterns x n_in, n_patterns x n_out */
+    const int32_t *input_nodes, *output_nodes; /* n_input_nodes, n_out */
+    int32_t n_input_nodes;
+    float threshold;
+    /* the protocol */
+    const rulec_phase *phases;
+    int32_t n_phases;
+    /* the run */
+    int32_t epochs;
+    const int32_t *orders;                     /* epochs x n_patterns: training order */
+    const int32_t *score_orders;               /* epochs x n_patterns: scoring order */
+    float stop_at;                             /* > 1: run every epoch */
+    int32_t hold;                              /* stop after `hold` epochs in a row at stop_at */
+    int32_t streak;                            /* in/out: epochs in a row at stop_at so far */
+    const rulec_vm_block *const *vm;           /* per block, or NULL: use kernels */
+    rulec_vm_run_fn vm_run;                    /* runs vm[b] (with vm) */
+    const rulec_kernel *kernels;
+    int32_t n_node_slots, n_edge_slots, n_shared_slots;
+    /* results */
+    double *accuracy;                          /* per epoch */
+    double *loss;
+    float *outputs;                            /* 2 x n_patterns x n_out: the last complete
+                                                  epoch's outputs, then working rows */
+    int32_t epochs_done;
+    int64_t steps;
+    int32_t failure;        /* rulec_failure */
+    int32_t failed_phase;   /* the phase that failed */
+    int64_t phase_steps;    /* steps that phase ran, the failing one included */
+} rulec_evaluation;
+
+/* A whole evaluation of a rule on a task; see rulec_driver.c. */
+int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *params,
+                       rulec_evaluation *e);
+
+#endif /* RULEC_DRIVER_H */
