@@ -373,7 +373,9 @@ class Graph:
     @classmethod
     def from_scipy(cls, matrix) -> Graph:
         """From a square scipy.sparse adjacency matrix: an edge wherever A[i, j] or
-        A[j, i] is non-zero. A non-zero diagonal entry is a self-loop and an error."""
+        A[j, i] is non-zero. A non-zero diagonal entry is a self-loop and an error.
+        A graph holds no values: the matrix's weights go into a state with
+        `graph.half_edge_values(A)` (an edge slot, e.g. state.edge["w"][:] = ...)."""
         import scipy.sparse as sp
 
         coo = sp.coo_array(matrix)
@@ -391,6 +393,23 @@ class Graph:
         key = np.unique(np.minimum(rows, cols) * max(n, 1) + np.maximum(rows, cols))
         edges = np.stack([key // max(n, 1), key % max(n, 1)], axis=1)
         return cls(n, edges)
+
+    def half_edge_values(self, matrix) -> np.ndarray:
+        """A matrix's entries in half-edge order, float32, for an edge slot:
+        half-edge u->v gets A[u, v] (0 where only A[v, u] is set), so a
+        weighted adjacency's weights survive Graph.from_scipy:
+
+            graph = Graph.from_scipy(A)
+            state.edge["w"][:] = graph.half_edge_values(A)
+        """
+        import scipy.sparse as sp
+
+        csr = sp.csr_array(matrix)
+        if csr.shape != (self.n_nodes, self.n_nodes):
+            raise GraphError(f"the matrix has shape {csr.shape}; this graph needs "
+                             f"({self.n_nodes}, {self.n_nodes})")
+        values = csr[self.owner, self.nbr]
+        return np.asarray(values, dtype=np.float32).ravel()
 
     def to_networkx(self):
         """This graph as a networkx.Graph on nodes 0..N-1."""

@@ -59,11 +59,37 @@ class SlotArrays(Mapping):
         return f"{{{', '.join(self._arrays)}}}"
 
 
+#: DLPack's device type of main memory (kDLCPU, and kDLCUDAHost: pinned host memory)
+_DLPACK_HOST = (1, 3)
+
+
+def _shared_array(name: str, array):
+    """A NumPy view of a caller's array: a NumPy array itself, or any array
+    that speaks DLPack (a PyTorch tensor, a CuPy host array, JAX, ...) on the
+    CPU, without a copy: steps then write into the caller's tensor."""
+    if isinstance(array, np.ndarray) or not hasattr(array, "__dlpack__"):
+        return array
+    try:
+        device = array.__dlpack_device__()[0]
+    except (AttributeError, TypeError):
+        device = None
+    if device is not None and device not in _DLPACK_HOST:
+        raise StateError(f"slot {name!r}: the {type(array).__name__} lives on a device "
+                         f"(DLPack device type {device}), not in main memory; pass a CPU "
+                         "array (for a PyTorch tensor: tensor.cpu(), then use that tensor)")
+    try:
+        return np.from_dlpack(array)
+    except (BufferError, TypeError, ValueError, RuntimeError) as exc:
+        raise StateError(f"slot {name!r}: NumPy cannot share this {type(array).__name__}'s "
+                         f"memory through DLPack ({exc}); pass a NumPy array") from None
+
+
 def _check_owned(name: str, array, length: int, kind: str, symbol: str) -> None:
     """A caller's array can be a slot only as it is: float32, 1-d, of the slot's
     length, C-contiguous and writable (a copy would not be the caller's array)."""
     if not isinstance(array, np.ndarray):
-        raise StateError(f"slot {name!r}: expected a NumPy array, got {type(array).__name__}")
+        raise StateError(f"slot {name!r}: expected a NumPy array or an array that speaks "
+                         f"DLPack (a PyTorch tensor on the CPU), got {type(array).__name__}")
     problems = []
     if array.dtype != np.float32:
         problems.append(f"dtype {array.dtype}, not float32 (use .astype(np.float32) once, "
@@ -108,7 +134,8 @@ class State:
         if unknown:
             raise StateError(f"no slot {sorted(unknown)[0]!r} in this rule "
                              f"(slots: {', '.join(lengths) or 'none'})")
-        for name, array in arrays.items():
+        for name, array in list(arrays.items()):
+            arrays[name] = array = _shared_array(name, array)
             _check_owned(name, array, *lengths[name])
 
         def slot(name: str) -> np.ndarray:

@@ -320,3 +320,66 @@ def test_a_graph_beyond_int32_ids_is_refused_not_wrapped():
     are a clear error rather than silently wrapped numbers."""
     with pytest.raises(GraphError, match="below 2\\*\\*31"):
         rulec.Graph.from_edges(2**31, [(0, 1)])
+
+
+class _DLPackArray:
+    """A minimal DLPack producer (as a PyTorch tensor or a JAX array is one):
+    only __dlpack__ and __dlpack_device__, no NumPy interface."""
+
+    def __init__(self, array, device=(1, 0)):
+        self._array, self._device = array, device
+
+    def __dlpack__(self, **kwargs):
+        return self._array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._device
+
+
+def test_a_dlpack_array_is_used_as_a_slot_without_a_copy():
+    """rule.state(graph, arrays=...) takes any array that speaks DLPack in main
+    memory, as the caller's memory: a step writes into it. One on a device is
+    refused with a message that says how to fix it."""
+    import rulec
+
+    rule = rulec.compile("node x\nupdate { x = x + 1 }", backend="vm")
+    graph = graphs.ring(4)
+    memory = np.zeros(4, dtype=np.float32)
+    state = rule.state(graph, arrays={"x": _DLPackArray(memory)})
+    rule.step(state, steps=3)
+    np.testing.assert_array_equal(memory, np.full(4, 3.0, dtype=np.float32))
+    with pytest.raises(rulec.StateError, match="lives on a device .*cpu"):
+        rule.state(graph, arrays={"x": _DLPackArray(memory, device=(2, 0))})
+    with pytest.raises(rulec.StateError, match="dtype float64, not float32"):
+        rule.state(graph, arrays={"x": _DLPackArray(np.zeros(4))})
+
+
+def test_a_pytorch_tensor_is_a_slot_and_a_slot_is_a_pytorch_tensor():
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    import rulec
+
+    rule = rulec.compile("node x\nupdate { x = x + 1 }", backend="vm")
+    tensor = torch.zeros(5, dtype=torch.float32)
+    state = rule.state(graphs.ring(5), arrays={"x": tensor})
+    rule.step(state, steps=2)
+    assert tensor.tolist() == [2.0] * 5
+    shared = torch.from_numpy(state.node["x"])
+    rule.step(state)
+    assert shared.tolist() == [3.0] * 5
+
+
+def test_a_weighted_scipy_matrix_keeps_its_weights_in_half_edge_order():
+    """from_scipy makes the graph; half_edge_values gives each half-edge u->v
+    its A[u, v], so a weighted adjacency's weights are not lost."""
+    import rulec
+
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    dense = np.array([[0, 2.5, 0, 0], [2.5, 0, -1, 0], [0, 4, 0, 0.5], [0, 0, 0.5, 0]])
+    graph = rulec.Graph.from_scipy(scipy_sparse.csr_array(dense))
+    values = graph.half_edge_values(scipy_sparse.csr_array(dense))
+    assert values.dtype == np.float32 and values.shape == (2 * graph.n_edges,)
+    for h in range(2 * graph.n_edges):
+        assert values[h] == np.float32(dense[graph.owner[h], graph.nbr[h]])
+    assert values.tolist().count(4.0) == 1 and values.tolist().count(-1.0) == 1  # asymmetric
+    with pytest.raises(rulec.GraphError, match="shape"):
+        graph.half_edge_values(np.zeros((3, 3)))
