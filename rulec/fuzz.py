@@ -99,7 +99,7 @@ def check(rules, ref_rule, graph: Graph, state: State, wobbles: int = 3,
     2 threads, the VM with 1) and the reference, one step of each block."""
     rules = rules if isinstance(rules, list | tuple) else [rules]
     runs = [(rule, threads) for rule in rules
-            for threads in ((1, 2) if rule.backend == "c" else (1,))]
+            for threads in ((1, 2) if rule.runner.threaded else (1,))]
     rng = np.random.default_rng(seed)
     found: list[Mismatch] = []
     for label in ref_rule.blocks:
@@ -136,7 +136,7 @@ def stability(ref_rule, state: State, reference: State, label: str, wobbles: int
     """Per slot, where the reference's result after `label` stays within the
     tolerance of `reference` (its result from `state`) when the inputs are nudged."""
     stable = {name: np.ones(array.size, dtype=bool) for _, name, array in reference.slots()}
-    interpreter = ref_rule._runner._interpreter(state.graph)
+    interpreter = ref_rule.runner.interpreter(state.graph)
     for _ in range(wobbles):
         moved = nudged(state, rng)
         interpreter.jitter = rng  # and each approximate op's result, within its ulps

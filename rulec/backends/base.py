@@ -35,6 +35,7 @@ class Backend:
                        stopped it), so the runtime need not scan the state
       runs_until       `run_until` loops in C (the default steps from Python)
       drives_protocol  `driver_blocks` hands the C protocol driver the blocks
+      threaded         `run` splits a step's nodes over `threads` (others run one)
     """
 
     name = ""
@@ -42,6 +43,7 @@ class Backend:
     reports_finite = False
     runs_until = False
     drives_protocol = False
+    threaded = False
     #: after run(): 'budget' (ran every step), 'reached' or 'non-finite'
     last_status = "budget"
 

@@ -284,13 +284,14 @@ class ReferenceBackend(Backend):
         super().__init__(program, source)
         self._for: tuple = (None, None)
 
-    def _interpreter(self, graph) -> Interpreter:
+    def interpreter(self, graph) -> Interpreter:
+        """The interpreter of this rule on `graph` (kept for the last graph used)."""
         if self._for[0] is not graph:
             self._for = (graph, Interpreter(self.program, graph))
         return self._for[1]
 
     def run(self, label, state, params, steps, threads=1, check_finite=False) -> int:
-        interpreter = self._interpreter(state.graph)
+        interpreter = self.interpreter(state.graph)
         advance = label != "init"
         if not check_finite:
             interpreter.run(label, state, params, steps, advance_time=advance)

@@ -13,6 +13,7 @@ class CBackend(Backend):
     name = "c"
     batched = True
     drives_protocol = True
+    threaded = True
 
     def __init__(self, program, source: str | None = None, prebuilt=None) -> None:
         super().__init__(program, source)
