@@ -120,7 +120,7 @@ class Rule:
                 hint = did_you_mean(name, set(values))
                 known = ", ".join(values) or "none"
                 raise RulecKeyError(f"rule {self.name!r} has no param {name!r}"
-                               f" ({hint or 'params: ' + known})")
+                                    f" ({hint or 'params: ' + known})")
             values[name] = _param_value(name, value)
         return values
 
@@ -148,20 +148,20 @@ class Rule:
         step's nodes over OpenMP threads (results are identical to one thread).
         """
         self._check_state(state)
+        self._check_update_block(block)
+        steps = _count("steps", steps)
+        values = self._params(params)
+        threads = _threads(threads)
+        done = self._runner.run(block, state, values, steps, threads, check_finite)
+        if check_finite and self._runner.left_non_finite(state):
+            _raise_if_non_finite(state, done)
+
+    def _check_update_block(self, block: str) -> None:
         if block == "init" or self.program.block(block) is None:
             runnable = [b for b in self.blocks if b != "init"]
             hint = did_you_mean(block, set(runnable))
             raise RulecKeyError(f"rule {self.name!r} has no update block {block!r}"
-                           f" ({hint or 'blocks: ' + ', '.join(runnable)})")
-        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) \
-                or not 0 <= steps < 2**63:
-            raise RulecValueError(f"steps must be an integer in 0..2**63-1, got {steps!r}")
-        values = self._params(params)
-        threads = _threads(threads)
-        runner = self._runner
-        done = runner.run(block, state, values, int(steps), threads, check_finite)
-        if check_finite and not (runner.reports_finite and runner.last_status != "non-finite"):
-            _raise_if_non_finite(state, done)
+                                f" ({hint or 'blocks: ' + ', '.join(runnable)})")
 
     def step_until(self, state: State, slot: str, nodes, budget: int, block: str = "update",
                    params: dict | None = None, check_finite: bool = False) -> tuple[int, bool]:
@@ -174,8 +174,8 @@ class Rule:
         if slot not in self.program.node_slots:
             raise RulecKeyError(f"rule {self.name!r} has no node slot {slot!r}")
         nodes = np.asarray(nodes, dtype=np.int64)
-        if block == "init" or self.program.block(block) is None:
-            raise RulecKeyError(f"rule {self.name!r} has no update block {block!r}")
+        self._check_update_block(block)
+        budget = _count("budget", budget)
         done, why = self._runner.run_until(block, state, self._params(params), budget, slot,
                                            nodes, check_finite)
         if why == "non-finite":
@@ -195,8 +195,16 @@ def _param_value(name: str, value) -> float:
     value = float(value)
     if np.isfinite(value) and abs(value) > FLOAT32_MAX:
         raise RulecValueError(f"param {name!r} = {value!r} is outside float32's range "
-                         f"(±{FLOAT32_MAX:.4g}); params are float32")
+                              f"(±{FLOAT32_MAX:.4g}); params are float32")
     return float(np.float32(value))
+
+
+def _count(what: str, value) -> int:
+    """A number of steps: a whole number in 0..2**63-1."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) \
+            or not 0 <= value < 2**63:
+        raise RulecValueError(f"{what} must be an integer in 0..2**63-1, got {value!r}")
+    return int(value)
 
 
 def _threads(threads: int) -> int:
@@ -268,7 +276,7 @@ def compile_many(rules, backend: str = DEFAULT_BACKEND) -> list[Rule]:
             sources.append(item if isinstance(item, str) else None)
         else:
             raise RulecTypeError("compile_many takes source texts, paths or ir.Programs, "
-                            f"got {type(item).__name__}")
+                                 f"got {type(item).__name__}")
     kind = backend_class(backend)
     chosen = [_backend_for(p, backend) for p in programs]
     batch = [i for i, name in enumerate(chosen) if name == backend]

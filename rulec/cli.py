@@ -297,15 +297,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import learning as tasks
+    from . import learning
     from .api import Rule
 
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")
-    task = tasks.task_named(args.task)
+    task = learning.task_named(args.task)
     text, _, program = _loaded(args.file)
     rule = Rule(program, args.backend, text)
-    topology = tasks.topology_from_spec(args.graph, task)
+    topology = learning.topology_from_spec(args.graph, task)
     params = _parse_params(args.param)
     if args.plot:
         _matplotlib()  # fail before training, not after
@@ -324,7 +324,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     protocol = _protocol(args.map, args.protocol, args.forward, args.learn)
-    result = tasks.evaluate(rule, task, topology, protocol=protocol, epochs=args.epochs,
+    result = learning.evaluate(rule, task, topology, protocol=protocol, epochs=args.epochs,
                             seed=args.seed, budget=args.budget, params=params,
                             stop_at=None if args.all_epochs else 1.0,
                             on_epoch=None if args.quiet else progress)
@@ -368,7 +368,8 @@ def _protocol(pairs: list[str], name: str = "handshake", forward: int | None = N
     try:
         return protocols.protocol_named(name, slots, forward=forward, learn=learn)
     except protocols.ProtocolError as exc:
-        raise UserError(f"--protocol {name}: {exc}") from None
+        option = f"--{exc.setting}" if exc.setting in ("forward", "learn") else f"--protocol {name}"
+        raise UserError(f"{option}: {exc}") from None
 
 
 def _matplotlib():

@@ -107,6 +107,22 @@ static int32_t rulec_driver_example(const rulec_graph *g, rulec_state *state,
     return 0;
 }
 
+/* One pass over the patterns in `order` (training or scoring), each
+ * example's outputs into its row of `work`; returns 0, or a failure code. */
+static int32_t rulec_driver_pass(const rulec_graph *g, rulec_state *state, const float *params,
+                                 rulec_evaluation *e, const int32_t *order, int train,
+                                 float *work)
+{
+    for (int32_t p = 0; p < e->n_patterns; ++p) {
+        const int32_t k = order[p];
+        const int32_t failure = rulec_driver_example(g, state, params, e, k, train,
+                                                     work + k * e->n_out);
+        if (failure)
+            return failure;
+    }
+    return 0;
+}
+
 int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *params,
                        rulec_evaluation *e)
 {
@@ -117,24 +133,15 @@ int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *pa
     float *const work = e->outputs + P * O;
     e->failure = 0;
     for (int32_t epoch = 0; epoch < e->epochs; ++epoch) {
-        for (int32_t p = 0; p < P; ++p) {
-            const int32_t k = e->orders[epoch * P + p];
-            /* a training example's outputs are not scored: the row is overwritten below */
-            const int32_t failure = rulec_driver_example(g, state, params, e, k, 1,
-                                                         work + k * O);
-            if (failure) {
-                e->failure = failure;
-                return failure;
-            }
-        }
-        for (int32_t p = 0; p < P; ++p) {
-            const int32_t k = e->score_orders[epoch * P + p];
-            const int32_t failure = rulec_driver_example(g, state, params, e, k, 0,
-                                                         work + k * O);
-            if (failure) {
-                e->failure = failure;
-                return failure;
-            }
+        /* a training example's outputs are not scored: the scoring pass
+           overwrites every row */
+        int32_t failure = rulec_driver_pass(g, state, params, e, e->orders + epoch * P, 1, work);
+        if (!failure)
+            failure = rulec_driver_pass(g, state, params, e, e->score_orders + epoch * P, 0,
+                                        work);
+        if (failure) {
+            e->failure = failure;
+            return failure;
         }
         int correct = 0;
         double loss = 0.0;

@@ -89,6 +89,19 @@ def ffi() -> cffi.FFI:
 # ------------------------------------------------------------- environment
 
 
+#: The environment variables that decide where the cache is, which compiler
+#: runs and with which flags.
+ENVIRONMENT = ("CC", "RULEC_CFLAGS", "RULEC_CFLAGS_BASE", "RULEC_CACHE_DIR", "XDG_CACHE_HOME",
+               "HOME")
+
+
+def environment_key() -> tuple:
+    """Those variables as they are now: a cheap key (no flag parsing, no
+    compiler lookup) under which a process keeps a library it loaded, so a
+    call per evaluation costs a tuple, not a fingerprint of the flags."""
+    return tuple(map(os.environ.get, ENVIRONMENT))
+
+
 def cache_dir() -> Path:
     configured = os.environ.get("RULEC_CACHE_DIR")
     if configured:
@@ -221,7 +234,11 @@ def cached_library(identity: list[str], sources, load, stem: str = "",
     out, so a cached library loads with no compiler installed (the VM's
     promise); only a miss calls one."""
     flags = cflags() if flags is None else flags
-    key = cache_key(identity, flags, stem, by_compiler)
+    return cached(cache_key(identity, flags, stem, by_compiler), sources, load, flags)
+
+
+def cached(key: str, sources, load, flags: list[str]):
+    """cached_library for a key already made with cache_key."""
     make = sources if callable(sources) else (lambda: sources)
     return _from_cache(key, make, compiler, flags, load)
 

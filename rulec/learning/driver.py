@@ -60,8 +60,8 @@ def _library_unlocked(fingerprint):
 
 def library():
     """(ffi, lib) of the driver, built on first use and cached across
-    processes (in this process, per cache directory and flags)."""
-    fingerprint = (str(toolchain.cache_dir()), " ".join(toolchain.cflags()))
+    processes (in this process, per toolchain.environment_key)."""
+    fingerprint = toolchain.environment_key()
     with _lock:
         return _library_unlocked(fingerprint)
 

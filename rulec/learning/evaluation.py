@@ -80,7 +80,19 @@ class Episode:
         self.steps += done
         if not reached:
             raise EpisodeFailed(f"budget of {phase.steps} steps exhausted waiting for "
-                          f"{phase.until!r}")
+                                f"{phase.until!r}")
+
+
+def fresh_state(rule: Rule, topology: Topology, protocol, seed: int,
+                params: dict | None = None):
+    """A state of `rule` on the topology's graph as an evaluation starts it:
+    the protocol's input flag raised on the input nodes, then `init` run
+    with `seed`."""
+    state = rule.state(topology.graph)
+    if protocol.input_flag:
+        state.node[protocol.input_flag][topology.inputs] = 1.0
+    rule.init(state, seed=seed, params=params)
+    return state
 
 
 def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
@@ -118,10 +130,7 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
     if engine not in ("auto", "python", "c"):
         raise RulecValueError(f"engine must be 'auto', 'python' or 'c', got {engine!r}")
     start = time.perf_counter()
-    state = rule.state(topology.graph)
-    if protocol.input_flag:
-        state.node[protocol.input_flag][topology.inputs] = 1.0
-    rule.init(state, seed=seed, params=params)
+    state = fresh_state(rule, topology, protocol, seed, params)
     in_c = engine == "c" or (engine == "auto" and rule.runner.drives_protocol)
     episode = Episode(rule, task, topology, protocol, budget, params)
 

@@ -45,10 +45,10 @@ class Phase:
         if self.op not in ("write", "run", "read") or self.when not in ("always", "train",
                                                                         "test"):
             raise RulecValueError(f"a phase's op is write, run or read and its when always, train "
-                             f"or test; got {self.op!r}, {self.when!r}")
+                                  f"or test; got {self.op!r}, {self.when!r}")
         if self.until is not None and self.nodes not in ("inputs", "outputs"):
             raise RulecValueError("a run phase waits on the input or the output nodes "
-                             f"(nodes='inputs' or 'outputs'), not {self.nodes!r}")
+                                  f"(nodes='inputs' or 'outputs'), not {self.nodes!r}")
 
 
 class _Schedule:
@@ -188,7 +188,12 @@ OPTIONAL_ROLES = ("input_flag", "train_flag", "done", "reset_block")
 
 
 class ProtocolError(RulecValueError):
-    """A protocol asked for by name with settings it does not have."""
+    """A protocol asked for by name with settings it does not have;
+    `setting` names the step count or role at fault (None: the name)."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 def mappable_roles(name: str) -> tuple[str, ...]:
@@ -212,10 +217,10 @@ def protocol_named(name: str, slots=(), **steps):
         if field is None:
             readers = [n for n, known in STEP_SETTINGS.items() if setting in known]
             raise ProtocolError(f"the {name} protocol has no {setting} step count (only "
-                                f"{' and '.join(readers)} read one)")
+                                f"{' and '.join(readers)} read one)", setting)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ProtocolError(f"{setting} must be a whole number of steps, at least 1, "
-                                f"got {value!r}")
+                                f"got {value!r}", setting)
         changes[field] = value
     roles = mappable_roles(name)
     for role, slot in slots:

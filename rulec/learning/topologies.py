@@ -139,5 +139,5 @@ def topology_from_spec(spec: str, task: Task) -> Topology:
 def check_topology(task: Task, topology: Topology) -> None:
     if len(topology.outputs) != task.n_outputs or len(topology.inputs) < task.n_inputs:
         raise RulecValueError(f"topology {topology.name!r} has {len(topology.inputs)} inputs and "
-                         f"{len(topology.outputs)} outputs; task {task.name!r} needs "
-                         f"{task.n_inputs} and {task.n_outputs}")
+                              f"{len(topology.outputs)} outputs; task {task.name!r} needs "
+                              f"{task.n_inputs} and {task.n_outputs}")

@@ -43,12 +43,12 @@ import time
 
 import numpy as np
 
-from .. import learning as tasks
+from .. import learning
 from .. import syntax as ast
 from ..api import NonFiniteError, Rule
 from ..dataflow import influence, reaches
 from ..errors import RulecValueError, RuleErrors
-from ..learning.evaluation import Episode, EpisodeFailed
+from ..learning.evaluation import Episode, EpisodeFailed, fresh_state
 from .space import Settings
 
 SCREEN_HURDLES = ("static", "compile", "run", "sensitive")
@@ -111,8 +111,8 @@ class Evaluator:
         self.settings = settings
         self.protocol = settings.space.make_protocol()
         screen = settings.screen
-        self.tasks = [tasks.task_named(name) for name in screen.tasks]
-        self.topologies = [tasks.topology_from_spec(screen.graph, t) for t in self.tasks]
+        self.tasks = [learning.task_named(name) for name in screen.tasks]
+        self.topologies = [learning.topology_from_spec(screen.graph, t) for t in self.tasks]
         self.budget = settings.space.budget
         self._compiled: dict[str, tuple[ast.File, Rule]] = {}
 
@@ -177,13 +177,6 @@ class Evaluator:
         if failure:
             raise _Stop(failure)
 
-    def _fresh_state(self, rule: Rule, topology, seed: int):
-        state = rule.state(topology.graph)
-        if self.protocol.input_flag:
-            state.node[self.protocol.input_flag][topology.inputs] = 1.0
-        rule.init(state, seed=seed)
-        return state
-
     def _run(self, rule: Rule) -> tuple[list[np.ndarray], float]:
         """One forward example per input pattern of the first task, each from
         the same freshly initialized state: their outputs, and the spread:
@@ -194,7 +187,7 @@ class Evaluator:
         episode = Episode(rule, task, topology, self.protocol, self.budget, None)
         outputs, states = [], []
         try:
-            fresh = self._fresh_state(rule, topology, self.settings.screen.probe_seed)
+            fresh = fresh_state(rule, topology, self.protocol, self.settings.screen.probe_seed)
             if not np.isfinite(fresh.node[self.protocol.output]).all():
                 raise _Stop("init leaves a non-finite output")
             for k in range(len(task.inputs)):
@@ -221,7 +214,7 @@ class Evaluator:
         rounded, are the functional hash."""
         if float(np.ptp(np.array(outputs), axis=0).max()) <= 1e-6:
             raise _Stop("outputs do not depend on the inputs")
-        result = tasks.evaluate(rule, self.tasks[0], self.topologies[0], self.protocol,
+        result = learning.evaluate(rule, self.tasks[0], self.topologies[0], self.protocol,
                                 epochs=1, seed=self.settings.screen.probe_seed,
                                 budget=self.budget, stop_at=None, engine="c")
         if result.failure:
@@ -237,7 +230,7 @@ class Evaluator:
         and `score`. A rule that did not pass screening is refused."""
         if record.get("passed", 0) < len(SCREEN_HURDLES) or record.get("failure"):
             raise RulecValueError(f"learn() takes a rule that passed screening; this one stopped "
-                             f"at {record.get('failure')!r}")
+                                  f"at {record.get('failure')!r}")
         _, rule = self._rule(text)
         screen = self.settings.screen
         scores, first_seed = [], {}
@@ -298,7 +291,7 @@ class Evaluator:
             record["passed"] += 1
         return record
 
-    def _target_blind(self, rule: Rule, first_seed: dict[str, tasks.Result]) -> str | None:
+    def _target_blind(self, rule: Rule, first_seed: dict[str, learning.Result]) -> str | None:
         """Why the rule's answers do not depend on its targets (None if they
         do): trained on seed 0 for as many epochs as on the task, but on
         counterfactual targets (the complement; the targets moved one row
@@ -313,7 +306,7 @@ class Evaluator:
             epochs = len(real.accuracy) + len(real.retained)
             answers = real.outputs > threshold
             for other in task.counterfactuals():
-                result = tasks.evaluate(rule, other, topology, self.protocol, epochs=epochs,
+                result = learning.evaluate(rule, other, topology, self.protocol, epochs=epochs,
                                         seed=0, budget=self.budget, stop_at=None, engine="c")
                 if result.failure or result.outputs is None:
                     continue  # it reacted to the targets (or cannot run on them)
@@ -324,7 +317,7 @@ class Evaluator:
                             f"{task.name}")
         return None
 
-    def _held(self, result: tasks.Result) -> float:
+    def _held(self, result: learning.Result) -> float:
         """A seed's accuracy: the mean of its last `hold` epochs, or of `hold`
         more scoring passes without training if that is lower (a rule whose
         outputs are right by luck in some epochs does not pass), or of the
@@ -339,7 +332,7 @@ class Evaluator:
             held = min(held, float(np.mean(result.retained)))
         return min(held, float(np.mean(result.confirm))) if result.confirm else held
 
-    def _retained(self, result: tasks.Result) -> bool:
+    def _retained(self, result: learning.Result) -> bool:
         """Whether a seed kept what it learned while training went on after the
         goal: its last `hold` epochs are at the goal and it was right in at
         least RETAIN_FRACTION of the epochs since (one wrong epoch among
@@ -349,8 +342,8 @@ class Evaluator:
         return (min(window[-hold:]) >= 1.0
                 and float(np.mean(window)) >= RETAIN_FRACTION * self.settings.screen.pass_accuracy)
 
-    def _evaluate(self, rule, task, topology, seed) -> tasks.Result:
-        return tasks.evaluate(rule, task, topology, self.protocol,
+    def _evaluate(self, rule, task, topology, seed) -> learning.Result:
+        return learning.evaluate(rule, task, topology, self.protocol,
                               epochs=self.settings.screen.epochs, seed=seed,
                               budget=self.budget, stop_at=1.0, engine="c",
                               hold=self.settings.screen.hold,
@@ -358,7 +351,7 @@ class Evaluator:
                               retain=self.settings.screen.retain)
 
     @staticmethod
-    def _row(task: str, seed: int, result: tasks.Result) -> dict:
+    def _row(task: str, seed: int, result: learning.Result) -> dict:
         return {"task": task, "seed": seed, "accuracy": result.final_accuracy,
                 "loss": result.loss[-1] if result.loss else None,
                 "epochs": len(result.accuracy), "steps": result.steps,

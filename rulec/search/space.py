@@ -63,7 +63,7 @@ from pathlib import Path
 
 from ..errors import RulecError
 from ..generate import ALL_OPS, Options
-from ..learning.protocols import PROTOCOLS, STEP_SETTINGS
+from ..learning.protocols import OPTIONAL_ROLES, PROTOCOLS, STEP_SETTINGS
 
 PROTOCOL_NAMES = tuple(PROTOCOLS)
 
@@ -237,16 +237,16 @@ class Screen:
     probe_seed: int = 12345
 
     def check(self) -> None:
-        from .. import learning as tasks_module
+        from .. import learning
 
         if not self.tasks:
             raise SpaceError("a search needs at least one task (--task and,or)")
         for name in self.tasks:
             try:
-                task = tasks_module.task_named(name)
-            except tasks_module.TaskError as exc:
+                task = learning.task_named(name)
+            except learning.TaskError as exc:
                 raise SpaceError(str(exc)) from None
-            tasks_module.topology_from_spec(self.graph, task)
+            learning.topology_from_spec(self.graph, task)
         for key in ("seeds", "epochs", "hold", "retain", "fresh_seeds", "probe_seed"):
             _bounded(getattr(self, key), "screen", key, f"[screen] {key}")
         if self.hold > self.epochs:
@@ -446,18 +446,15 @@ def settings_from_toml(data: dict, where: str = "space file",
 def _role_slots(slots, protocol: str, at) -> tuple[tuple[str, str], ...]:
     """[protocol.slots]: known roles of the protocol, each mapped to a slot
     name (or "" to drop an optional role), no two roles on one slot."""
-    from .. import learning as tasks
-
-    kind = tasks.PROTOCOLS[protocol]
+    kind = PROTOCOLS[protocol]
     if not isinstance(slots, dict):
         raise SpaceError(f"{at('protocol.slots')}: [protocol.slots] maps roles to slot names")
-    optional = {f.name for f in dataclasses.fields(kind) if "None" in str(f.type)}
     for role, slot in slots.items():
         where = f"{at('protocol.slots', role)}: [protocol.slots] {_shown(role)}"
         if role not in kind.ROLES:
             raise SpaceError(f"{where}: unknown role for the {protocol} protocol; its roles: "
                              f"{', '.join(kind.ROLES)}")
-        if slot == "" and role in optional:
+        if slot == "" and role in OPTIONAL_ROLES:
             continue
         check_name(slot, where)
     merged = dict(dataclasses.replace(kind(), **{r: (s or None) for r, s in slots.items()})

@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ... import ir
@@ -86,6 +86,8 @@ class Unit:
     program: ir.Program
     prefix: str
     source: str | None = None
+    #: program_digest(program), when the caller has it (units_of does)
+    digest: str | None = field(default=None, compare=False)
 
 
 def units_of(programs: list[ir.Program], sources: list[str | None] | None = None
@@ -93,19 +95,22 @@ def units_of(programs: list[ir.Program], sources: list[str | None] | None = None
     """The units of a module holding `programs` (one per distinct program)
     and each program's kernel prefix."""
     sources = sources or [None] * len(programs)
-    prefixes = ["r" + program_digest(p)[:20] for p in programs]
+    digests = [program_digest(p) for p in programs]
+    prefixes = ["r" + d[:20] for d in digests]
     units, seen = [], set()
-    for program, prefix, source in zip(programs, prefixes, sources, strict=True):
+    for program, digest, prefix, source in zip(programs, digests, prefixes, sources,
+                                               strict=True):
         if prefix not in seen:
             seen.add(prefix)
-            units.append(Unit(program, prefix, source))
+            units.append(Unit(program, prefix, source, digest))
     return units, prefixes
 
 
 def identity(units: list[Unit]) -> list[str]:
     """What decides a module's C (the toolchain adds compiler, flags, CPU)."""
     return ["rulec-module", __version__, _sources_digest(), gathers_mode(),
-            *sorted(unit.prefix + program_digest(unit.program) for unit in units)]
+            *sorted(unit.prefix + (unit.digest or program_digest(unit.program))
+                    for unit in units)]
 
 
 #: Compile time grows faster than the C of a rule (gcc at -O3 took 42 s for a

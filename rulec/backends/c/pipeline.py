@@ -137,7 +137,7 @@ def build(programs: list[ir.Program], sources: list[str | None] | None = None,
         def sources_now() -> list[str]:
             return c_sources(units, modules.parts_for(units))
 
-        found = toolchain.cached_library(identity, sources_now, modules.load, flags=flags)
+        found = toolchain.cached(key, sources_now, modules.load, flags)
         with _loaded_lock:
             _loaded[key] = found
     if trace is not None:

@@ -77,9 +77,8 @@ def _library_unlocked(fingerprint):
 
 def library():
     """(ffi, lib) of the VM, built on first use and cached across processes
-    (in this process, per op table, cache directory and flags)."""
-    fingerprint = (tuple(op.c for op in OPS.values()), str(toolchain.cache_dir()),
-                   " ".join(toolchain.cflags()))
+    (in this process, per op table and toolchain.environment_key)."""
+    fingerprint = (tuple(op.c for op in OPS.values()), toolchain.environment_key())
     with _lock:
         return _library_unlocked(fingerprint)
 
