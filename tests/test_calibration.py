@@ -40,7 +40,8 @@ def text(name: str) -> str:
 
 LEARNERS = [
     # (rule, settings): fixed-time protocol with the shipped spaces' budgets
-    *[("delta_fixed.rule", space, settings(space, ("and", "or"), "layered:2,1,bias"))
+    *[(rule, space, settings(space, ("and", "or"), "layered:2,1,bias"))
+      for rule in ("delta_fixed.rule", "delta_zero_fixed.rule")
       for space in ("default", "logic")],
     *[(rule, space, settings(space, ("and", "or"), "layered:2,4,1,bias"))
       for rule in ("backprop_fixed.rule", "feedback_alignment_fixed.rule")

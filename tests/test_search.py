@@ -144,7 +144,8 @@ def test_outputs_that_ignore_the_inputs_fail_the_sensitivity_hurdle():
     # the output follows the clock, not the inputs: caught before any training
     record = evaluate("node inp, target, train, a\n"
                       "update { a = sin(time) + 0 * inp * target }")
-    assert record["passed"] == 3 and record["failure"] == "outputs do not depend on the inputs"
+    assert record["passed"] == 3
+    assert record["failure"].startswith("outputs do not depend on the inputs")
 
 
 def test_a_delta_rule_clears_every_hurdle_and_learns_on_fresh_seeds():

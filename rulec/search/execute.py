@@ -86,8 +86,16 @@ class LocalPool:
                 if self.pool is None:
                     self.pool = self._new_pool(self.workers)
                 pool = self.pool
-            futures = {pool.submit(fn, *payloads[i]): i for i in batch}
-            broken = False
+            futures, broken = {}, False
+            for i in batch:
+                try:
+                    futures[pool.submit(fn, *payloads[i])] = i
+                except BrokenProcessPool:  # a worker died while batches were handed out
+                    broken = True
+                    if suspects:
+                        yield i, _crashed(payloads[i])
+                    else:
+                        todo.append(i)  # not counted: it never reached a worker
             for future in as_completed(futures):
                 i = futures[future]
                 try:

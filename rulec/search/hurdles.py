@@ -10,7 +10,9 @@ screening (every rule):
   run        from one freshly initialized state, one forward example of each
              input pattern of the first task: no NaN or inf, no wait that
              exhausts its budget
-  sensitive  those outputs differ between input patterns; then one epoch of
+  sensitive  those outputs differ between input patterns (or, for weights
+             that start at 0, they do after one training pass over the
+             patterns from that state); then one epoch of
              the first task (the probe) must not fail, and its outputs,
              rounded, are the rule's functional hash (rules that behave
              alike share it)
@@ -182,22 +184,21 @@ class Evaluator:
         the same freshly initialized state: their outputs, and the spread:
         the fraction of the nodes other than the inputs whose node slots
         differ between patterns (how far the inputs reach; evolution's
-        gradient toward the sensitivity hurdle)."""
+        gradient toward the sensitivity hurdle). If the outputs do not yet
+        depend on the inputs (weights that start at 0), the outputs are those
+        of the same patterns after one training pass over them."""
         task, topology = self.tasks[0], self.topologies[0]
         episode = Episode(rule, task, topology, self.protocol, self.budget, None)
-        outputs, states = [], []
         try:
             fresh = fresh_state(rule, topology, self.protocol, self.settings.screen.probe_seed)
             if not np.isfinite(fresh.node[self.protocol.output]).all():
                 raise _Stop("init leaves a non-finite output")
-            for k in range(len(task.inputs)):
-                state = fresh.copy()
-                out = episode.example(state, k, train=False)
-                if out is None or not np.isfinite(out).all():
-                    raise _Stop("outputs are not finite")
-                outputs.append(out)
-                states.append(np.array([state.node[n] for n in rule.program.node_slots
-                                        if n != self.protocol.input]))
+            outputs, states = self._patterns(rule, episode, fresh)
+            if float(np.ptp(np.array(outputs), axis=0).max()) <= 1e-6:
+                trained = fresh.copy()
+                for k in range(len(task.inputs)):
+                    episode.example(trained, k, train=True)
+                outputs = self._patterns(rule, episode, trained)[0]
         except NonFiniteError as exc:
             raise _Stop(f"non-finite state: {exc}") from None
         except EpisodeFailed as exc:
@@ -208,12 +209,28 @@ class Evaluator:
         spread = float(moved[others].mean()) if len(others) else 0.0
         return outputs, spread
 
+    def _patterns(self, rule: Rule, episode: Episode, start) -> tuple[list, list]:
+        """One forward example of each input pattern, each from a copy of
+        `start`: the outputs, and the node slots other than the input's."""
+        outputs, states = [], []
+        for k in range(len(episode.task.inputs)):
+            state = start.copy()
+            out = episode.example(state, k, train=False)
+            if out is None or not np.isfinite(out).all():
+                raise _Stop("outputs are not finite")
+            outputs.append(out)
+            states.append(np.array([state.node[n] for n in rule.program.node_slots
+                                    if n != self.protocol.input]))
+        return outputs, states
+
     def _probe(self, rule: Rule, outputs: list[np.ndarray]) -> str:
-        """The outputs of the run hurdle must differ between input patterns;
-        then one epoch of the first task at the probe seed: its outputs,
-        rounded, are the functional hash."""
+        """The outputs of the run hurdle must differ between input patterns
+        (before training, or after one pass of it); then one epoch of the
+        first task at the probe seed: its outputs, rounded, are the
+        functional hash."""
         if float(np.ptp(np.array(outputs), axis=0).max()) <= 1e-6:
-            raise _Stop("outputs do not depend on the inputs")
+            raise _Stop("outputs do not depend on the inputs, before training or after one "
+                        "pass over the patterns")
         result = learning.evaluate(rule, self.tasks[0], self.topologies[0], self.protocol,
                                 epochs=1, seed=self.settings.screen.probe_seed,
                                 budget=self.budget, stop_at=None, engine="c")
