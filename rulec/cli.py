@@ -462,13 +462,16 @@ def _search_settings(args: argparse.Namespace):
         if not changes["tasks"]:
             raise UserError(f"--task {args.task!r} names no task; give one or more, "
                             "comma-separated (e.g. --task and,or)")
-    for option in ("graph", "seeds", "epochs"):
+    for option in ("seeds", "epochs"):
         if getattr(args, option) is not None:
             changes[option] = getattr(args, option)
+    if args.graph:  # repeatable: every task is learned on each graph
+        changes["graph"] = args.graph[0] if len(args.graph) == 1 else tuple(args.graph)
     if args.fresh_seeds is not None:
         changes["fresh_seeds"] = args.fresh_seeds
     settings = dataclasses.replace(settings, screen=dataclasses.replace(screen, **changes))
-    settings.screen.check()
+    settings.space.make_protocol()
+    settings.check()
     return settings
 
 
@@ -803,8 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and `rulec search export DB -o DIR`.")
     search.add_argument("--task", metavar="T1,T2",
                         help="tasks in order of difficulty, comma-separated (and,or)")
-    search.add_argument("--graph", metavar="SPEC",
-                        help="the task topology (layered:2,1,bias)")
+    search.add_argument("--graph", metavar="SPEC", action="append",
+                        help="the task topology (layered:2,1,bias); repeat it to screen every "
+                        "rule on several graphs")
     search.add_argument("--rules", type=_integer, metavar="N",
                         help="stop once the run holds N rules (1000 if --minutes is not given)")
     search.add_argument("--minutes", type=float, metavar="M", help="stop after M minutes")
@@ -850,7 +854,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("rules", nargs="+", metavar="RULE", help=".rule files")
     score.add_argument("--space", metavar="FILE", help="a search space file (TOML)")
     score.add_argument("--task", metavar="T1,T2", help="tasks (the space's, else and,or)")
-    score.add_argument("--graph", metavar="SPEC", help="the task topology (the space's)")
+    score.add_argument("--graph", metavar="SPEC", action="append",
+                       help="the task topology (the space's); repeatable")
     score.add_argument("--protocol", choices=tuple(PROTOCOLS),
                        help="the protocol (the space's, else fixed)")
     score.add_argument("--seeds", type=_integer, metavar="K", help="seeds per task hurdle")

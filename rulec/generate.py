@@ -120,6 +120,13 @@ class Options:
     # wants rules whose every statement acts; a fuzzer keeps them, to test
     # that backends let the last write win
     live_only: bool = False
+    # a learning rule's shape (a search's protocol): (input, output, target)
+    # train flag slot names; with chance `shaped`, `update` ends with a forward statement
+    # (the output from a reduction over an edge slot and a neighbour's input
+    # or output) and a learning statement (that edge slot from the target):
+    # the target reaches the output through a weight (docs/search.md)
+    roles: tuple[str, str, str | None, str | None] | None = None
+    shaped: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,9 @@ class _Generator:
         self.in_init = False
         self.base_float: ast.Expr | None = None
         self.base_vector: ast.Expr | None = None
+        # leaves a shaped statement must contain: the next leaf of the kind
+        # drawn takes one with chance 1/2 (shaped_expr places what is left)
+        self.wanted: dict[str, list[ast.Expr]] = {"float": [], "vector": []}
 
     # ------------------------------------------------------------- helpers
 
@@ -189,6 +199,8 @@ class _Generator:
         return ast.Number(self.choice(_NUMBERS))
 
     def float_leaf(self, ctx: str) -> ast.Expr:
+        if self.wanted["float"] and self.chance(0.5):
+            return self.wanted["float"].pop()
         if self.base_float is not None and self.chance(self.o.reuse):
             return self.base_float
         if ctx == "float" and self.draw_ok():
@@ -209,6 +221,8 @@ class _Generator:
         return ast.Name(kind)
 
     def vector_leaf(self, ctx: str) -> ast.Expr:
+        if self.wanted["vector"] and ctx != "let" and self.chance(0.5):
+            return self.wanted["vector"].pop()
         if self.base_vector is not None and self.chance(self.o.reuse):
             return self.base_vector
         if self.o.neighbour is not None and self.chance(self.o.neighbour):
@@ -359,6 +373,53 @@ class _Generator:
         return ast.Assign(ast.Target("slot", self.choice(self.nodes)), self.assign_op(),
                           self.float_expr(d, "float"))
 
+    def shaped_expr(self, make, floats=(), vectors=()) -> ast.Expr:
+        """make() with the leaves `floats` and `vectors` among its own (those
+        its leaves did not take are multiplied in)."""
+        self.wanted = {"float": list(floats), "vector": list(vectors)}
+        expr = make()
+        left = self.wanted["vector"] + self.wanted["float"]
+        self.wanted = {"float": [], "vector": []}
+        for leaf in left:
+            expr = ast.Binary("mul", expr, leaf)
+        return expr
+
+    def shaped_statements(self, roles) -> list[ast.Stmt]:
+        """The forward and the learning statement of a shaped rule, in random
+        order: `out = F(reduce(... w ... nbr.s ...))` and
+        `w[incoming] op= G(... target ... nbr.s' ...)`: the target reaches the
+        output through the edge slot `w`, the input (or the output, for more
+        than one layer) through the neighbours. Each is as deep as the space
+        allows."""
+        input_, output, target, train = roles
+        reducers = self.allowed(REDUCERS)
+        d = self.o.max_depth
+        edge = self.choice(self.edges)
+        source = ast.NbrRef(self.choice([input_, output]))
+        reduced = ast.Call(self.choice(reducers), (self.shaped_expr(
+            lambda: self.vector_expr(max(1, d - 2), "vector", allow_filter=False)[0],
+            vectors=(ast.Name(edge), source)),))
+        filtered = 0.5 if self.o.filter is None else self.o.filter
+        if self.chance(filtered):
+            reduced = ast.Call(reduced.func, (ast.Filter(reduced.args[0], ast.Name("incoming")),))
+        forward = ast.Assign(ast.Target("slot", output), "=", self.shaped_expr(
+            lambda: self.float_expr(1, "float"), floats=(reduced,)))
+        wanted: tuple[ast.Expr, ...] = ()
+        if target:  # the target, the target and the output, or the error between them
+            kind = self.integer(0, 2 if self.allowed(["sub"]) else 1)
+            wanted = (ast.Name(target),) if kind == 0 else \
+                (ast.Name(target), ast.Name(output)) if kind == 1 else \
+                (ast.Binary("sub", *(ast.Name(target), ast.Name(output))[::self.choice([1, -1])]),)
+        if train and self.chance(0.75):  # learn only while the train flag is up
+            wanted += (ast.Name(train),)
+        learning = ast.Assign(
+            ast.Target("slot", edge, ast.Name("incoming") if self.chance(filtered) else None),
+            self.choice(["+=", "-="]),
+            self.shaped_expr(lambda: self.vector_expr(d, "vector", allow_filter=False)[0],
+                             floats=wanted,
+                             vectors=(ast.NbrRef(self.choice([input_, output])),)))
+        return [forward, learning] if self.chance(0.5) else [learning, forward]
+
     def body(self, count_max: int, nesting: int = 0) -> ast.Body:
         self.locals.append([])
         count = 1 + self.integer(0, max(0, count_max - 1))
@@ -432,7 +493,16 @@ def rule_tree(source: Source, options: Options = Options()) -> ast.File:  # noqa
         gen.in_init = True
         items.append(ast.Block("init", None, gen.body(options.max_statements)))
         gen.in_init = False
-    items.append(ast.Block("update", None, gen.body(options.max_statements)))
+    update = gen.body(options.max_statements)
+    if options.roles and options.shaped and gen.allowed(REDUCERS) and edges \
+            and source.integer(0, 999) < 1000 * options.shaped:
+        # a shaped rule: random statements, then the forward and learning ones
+        # (last, so that no random write replaces them)
+        kept = update.statements[:max(0, options.max_statements - 2)]
+        gen.locals.append([])  # the random statements' lets are not read
+        update = ast.Body(kept + tuple(gen.shaped_statements(options.roles)))
+        gen.locals.pop()
+    items.append(ast.Block("update", None, update))
     for name in BLOCK_NAMES[: source.integer(*options.named_blocks)]:
         items.append(ast.Block("update", name, gen.body(max(1, options.max_statements // 2))))
     tree = ast.File(tuple(items))

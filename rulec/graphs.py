@@ -99,16 +99,24 @@ def erdos_renyi(n: int, p: float, seed: int = 0) -> Graph:
     return Graph.from_edges(n, np.stack([u, v], axis=1))
 
 
-def waxman(n: int, seed: int = 0, alpha: float = 0.1, beta: float = 0.4) -> Graph:
-    """Waxman graph: nodes uniform in the unit square, edge (u, v) with probability
-    beta * exp(-d(u, v) / (alpha * L)), L the largest distance between nodes."""
+def waxman_pairs(n: int, seed: int = 0, alpha: float = 0.1,
+                 beta: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """The node pairs (u < v) of a Waxman graph: nodes uniform in the unit
+    square, pair (u, v) with probability beta * exp(-d(u, v) / (alpha * L)),
+    L the largest distance between nodes."""
     rng = np.random.default_rng(seed)
     points = rng.random((n, 2))
     u, v = np.triu_indices(n, k=1)
     distance = np.hypot(*(points[u] - points[v]).T)
     longest = distance.max() if len(distance) else 1.0
     keep = rng.random(len(distance)) < beta * np.exp(-distance / (alpha * longest))
-    return Graph.from_edges(n, np.stack([u[keep], v[keep]], axis=1))
+    return u[keep], v[keep]
+
+
+def waxman(n: int, seed: int = 0, alpha: float = 0.1, beta: float = 0.4) -> Graph:
+    """Waxman graph (waxman_pairs) on n nodes."""
+    u, v = waxman_pairs(n, seed, alpha, beta)
+    return Graph.from_edges(n, np.stack([u, v], axis=1))
 
 
 def read_edge_list(path: str | Path) -> Graph:

@@ -17,12 +17,54 @@ from .tasks import Task
 
 @dataclass(frozen=True)
 class Topology:
-    """A graph with designated input and output nodes."""
+    """A graph with designated input and output nodes. Its edges run from
+    lower to higher ids (a layered net, a Waxman topology), so `reach` is
+    the number of steps until every input can have reached an output (the
+    longest of the shortest input-to-output paths, in edges) and `depth` the
+    longest input-to-output path; None when some input reaches no output."""
 
     graph: Graph
     inputs: np.ndarray
     outputs: np.ndarray
     name: str = ""
+
+    @property
+    def reach(self) -> int | None:
+        return _paths(self)[0]
+
+    @property
+    def depth(self) -> int | None:
+        return _paths(self)[1]
+
+    def unreached(self) -> list[int]:
+        """The inputs with no path (lower to higher ids) to any output."""
+        shortest = _distances(self)[0]
+        return [int(i) for i in self.inputs if shortest[i] < 0]
+
+
+def _distances(top: Topology) -> tuple[np.ndarray, np.ndarray]:
+    """Per node, the shortest and the longest path (in edges, lower to higher
+    ids) to an output; -1 where none."""
+    g = top.graph
+    n = g.n_nodes
+    shortest = np.full(n, -1, dtype=np.int64)
+    longest = np.full(n, -1, dtype=np.int64)
+    shortest[top.outputs] = longest[top.outputs] = 0
+    for node in range(n - 1, -1, -1):  # higher ids first: a node's successors are done
+        nbrs = g.nbr[g.row_ptr[node]:g.row_ptr[node + 1]]
+        ahead = nbrs[nbrs > node]
+        ahead = ahead[shortest[ahead] >= 0]
+        if len(ahead) and shortest[node] != 0:
+            shortest[node] = 1 + int(shortest[ahead].min())
+            longest[node] = 1 + int(longest[ahead].max())
+    return shortest, longest
+
+
+def _paths(top: Topology) -> tuple[int | None, int | None]:
+    shortest, longest = _distances(top)
+    if (shortest[top.inputs] < 0).any():
+        return None, None
+    return int(shortest[top.inputs].max()), int(longest[top.inputs].max())
 
 
 def layered(sizes: list[int], bias: bool = False) -> Topology:
@@ -46,21 +88,21 @@ def layered(sizes: list[int], bias: bool = False) -> Topology:
 
 def waxman(n_inputs: int, n_outputs: int, n_hidden: int, seed: int = 0,
            alpha: float = 0.6, beta: float = 0.4) -> Topology:
-    """A Waxman random graph (networkx) on n_inputs + n_hidden + n_outputs nodes,
-    nodes numbered so that inputs are lowest and outputs highest; inputs link
-    to no input and outputs to no output, and every node is connected."""
-    try:
-        import networkx as nx
-    except ImportError:
-        raise GraphSpecError("waxman topologies are drawn with networkx: pip install networkx "
-                             "(or rulec's extra: pip install '.[search]')") from None
+    """A Waxman random graph (rulec.graphs.waxman_pairs) on n_inputs +
+    n_hidden + n_outputs nodes, numbered so that inputs are lowest and
+    outputs highest; inputs link to no input and outputs to no output, and
+    every node is connected. Repaired so that every input has a path (lower
+    to higher ids) to an output: an input without one gets an edge to a
+    hidden node that has one. Its `reach` and `depth` say how many steps a
+    signal needs (docs/learning.md)."""
+    from ..graphs import waxman_pairs
 
     if n_hidden < 1:
         raise GraphSpecError(f"waxman:{n_hidden}: a Waxman topology needs at least one hidden "
                              "node (inputs connect only through hidden nodes); try waxman:6")
     n = n_inputs + n_hidden + n_outputs
-    graph = nx.waxman_graph(n, alpha=alpha, beta=beta, seed=seed)
-    edges = {(min(u, v), max(u, v)) for u, v in graph.edges()}
+    us, vs = waxman_pairs(n, seed, alpha, beta)
+    edges = {(int(u), int(v)) for u, v in zip(us, vs, strict=True)}
     rng = np.random.default_rng(seed)
     for node in range(n):  # keep every node reachable from the layers around it
         if not any(node in e for e in edges):
@@ -75,8 +117,16 @@ def waxman(n_inputs: int, n_outputs: int, n_hidden: int, seed: int = 0,
         edges.add((int(i), int(n_inputs + rng.integers(0, max(n_hidden, 1)))))
     for o in outputs:
         edges.add((int(n_inputs + rng.integers(0, max(n_hidden, 1))), int(o)))
-    return Topology(Graph.from_edges(n, sorted(edges)), inputs, outputs,
-                    f"waxman:{n_inputs},{n_hidden},{n_outputs},{seed}")
+    name = f"waxman:{n_inputs},{n_hidden},{n_outputs},{seed}"
+    top = Topology(Graph.from_edges(n, sorted(edges)), inputs, outputs, name)
+    unreached = top.unreached()
+    if unreached:  # an input whose hidden nodes lead nowhere: link it to one that leads on
+        shortest = _distances(top)[0]
+        leading = [h for h in range(n_inputs, n - n_outputs) if shortest[h] > 0]
+        for i in unreached:
+            edges.add((i, int(leading[int(rng.integers(0, len(leading)))])))
+        top = Topology(Graph.from_edges(n, sorted(edges)), inputs, outputs, name)
+    return top
 
 
 #: The largest learning topology a spec may ask for: the protocol steps it

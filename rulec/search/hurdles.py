@@ -17,7 +17,8 @@ screening (every rule):
              rounded, are the rule's functional hash (rules that behave
              alike share it)
 learning (the rules that pass screening and behave unlike any rule before):
-  TASK       for each task in order: `seeds` seeds of `epochs` epochs (each
+  TASK       for each task in order: `seeds` seeds of `epochs` epochs on
+             each graph of the run (each
              stops once 100% accurate for `hold` epochs in a row, then is
              scored `hold` more times without training); a seed's accuracy
              is the lower of the means of those two, and the mean over
@@ -51,7 +52,7 @@ from ..api import NonFiniteError, Rule
 from ..dataflow import influence, reaches
 from ..errors import RulecValueError, RuleErrors
 from ..learning.evaluation import Episode, EpisodeFailed, fresh_state
-from .space import Settings
+from .space import Settings, graph_label
 
 SCREEN_HURDLES = ("static", "compile", "run", "sensitive")
 FRESH_SEED0 = 1000
@@ -114,7 +115,9 @@ class Evaluator:
         self.protocol = settings.space.make_protocol()
         screen = settings.screen
         self.tasks = [learning.task_named(name) for name in screen.tasks]
-        self.topologies = [learning.topology_from_spec(screen.graph, t) for t in self.tasks]
+        # per task, one topology per graph of the run
+        self.topologies = [[learning.topology_from_spec(spec, t) for spec in screen.graphs]
+                           for t in self.tasks]
         self.budget = settings.space.budget
         self._compiled: dict[str, tuple[ast.File, Rule]] = {}
 
@@ -187,7 +190,7 @@ class Evaluator:
         gradient toward the sensitivity hurdle). If the outputs do not yet
         depend on the inputs (weights that start at 0), the outputs are those
         of the same patterns after one training pass over them."""
-        task, topology = self.tasks[0], self.topologies[0]
+        task, topology = self.tasks[0], self.topologies[0][0]
         episode = Episode(rule, task, topology, self.protocol, self.budget, None)
         try:
             fresh = fresh_state(rule, topology, self.protocol, self.settings.screen.probe_seed)
@@ -231,7 +234,7 @@ class Evaluator:
         if float(np.ptp(np.array(outputs), axis=0).max()) <= 1e-6:
             raise _Stop("outputs do not depend on the inputs, before training or after one "
                         "pass over the patterns")
-        result = learning.evaluate(rule, self.tasks[0], self.topologies[0], self.protocol,
+        result = learning.evaluate(rule, self.tasks[0], self.topologies[0][0], self.protocol,
                                 epochs=1, seed=self.settings.screen.probe_seed,
                                 budget=self.budget, stop_at=None, engine="c")
         if result.failure:
@@ -251,34 +254,37 @@ class Evaluator:
         _, rule = self._rule(text)
         screen = self.settings.screen
         scores, first_seed = [], {}
-        for task, topology in zip(self.tasks, self.topologies, strict=True):
+        for task, topologies in zip(self.tasks, self.topologies, strict=True):
             began = time.perf_counter()
             accuracies, forgot = [], None
-            for seed in range(screen.seeds):
-                result = self._evaluate(rule, task, topology, seed)
-                record["results"].append(self._row(task.name, seed, result))
-                accuracies.append(self._held(result))
-                if seed == 0:
-                    first_seed[task.name] = result
-                if forgot is None and result.retained and not self._retained(result):
-                    forgot = (seed, result)
+            for g, topology in enumerate(topologies):
+                for seed in range(screen.seeds):
+                    result = self._evaluate(rule, task, topology, seed)
+                    record["results"].append(self._row(graph_label(task.name, g), seed, result))
+                    accuracies.append(self._held(result))
+                    if seed == 0 and g == 0:
+                        first_seed[task.name] = result
+                    if forgot is None and result.retained and not self._retained(result):
+                        forgot = (seed, g, result)
             record["timings"][task.name] = time.perf_counter() - began
             mean = float(np.mean(accuracies))
             scores.append(mean)
             if mean < screen.pass_accuracy:
                 if forgot is not None:
-                    seed, result = forgot
+                    seed, g, result = forgot
                     last = " ".join(f"{a:.2f}" for a in result.retained[-screen.hold:])
                     record["failure"] = (
                         f"does-not-retain: {task.name}: reached the goal at epoch "
-                        f"{result.goal_epoch} (seed {seed}), then averaged "
+                        f"{result.goal_epoch} (seed {seed}{self._on(g)}), then averaged "
                         f"{float(np.mean(result.retained)):.3f} over the next "
                         f"{len(result.retained)} epochs of training (at least "
                         f"{RETAIN_FRACTION * screen.pass_accuracy:.2f} needed) and ended at "
                         f"{last} (the last {screen.hold} all at the goal needed)")
                 else:
+                    graphs = f" on {len(screen.graphs)} graphs" if len(screen.graphs) > 1 else ""
                     record["failure"] = (f"{task.name}: mean accuracy {mean:.3f} over "
-                                         f"{screen.seeds} seeds < {screen.pass_accuracy}")
+                                         f"{screen.seeds} seeds{graphs} < "
+                                         f"{screen.pass_accuracy}")
                 break
             record["passed"] += 1
         record["score"] = float(sum(scores)) / len(self.tasks)
@@ -298,15 +304,22 @@ class Evaluator:
             learned = 0
             for seed in range(FRESH_SEED0, FRESH_SEED0 + screen.fresh_seeds):
                 ok = True
-                for task, topology in zip(self.tasks, self.topologies, strict=True):
-                    result = self._evaluate(rule, task, topology, seed)
-                    record["results"].append(self._row(task.name, seed, result))
-                    ok = ok and self._held(result) >= 1.0
+                for task, topologies in zip(self.tasks, self.topologies, strict=True):
+                    for g, topology in enumerate(topologies):
+                        result = self._evaluate(rule, task, topology, seed)
+                        record["results"].append(self._row(graph_label(task.name, g), seed,
+                                                           result))
+                        ok = ok and self._held(result) >= 1.0
                 learned += ok
             record["fresh"] = learned
             record["timings"]["fresh"] = time.perf_counter() - began
             record["passed"] += 1
         return record
+
+    def _on(self, graph: int) -> str:
+        """' on SPEC' for the run's graph-th graph, when it has several."""
+        graphs = self.settings.screen.graphs
+        return f" on {graphs[graph]}" if len(graphs) > 1 else ""
 
     def _target_blind(self, rule: Rule, first_seed: dict[str, learning.Result]) -> str | None:
         """Why the rule's answers do not depend on its targets (None if they
@@ -316,7 +329,8 @@ class Evaluator:
         training on the task. A rule whose outputs are right by construction,
         by the clock or by luck answers the same whatever it is taught."""
         threshold = self.protocol.threshold
-        for task, topology in zip(self.tasks, self.topologies, strict=True):
+        for task, topologies in zip(self.tasks, self.topologies, strict=True):
+            topology = topologies[0]  # the first graph's: depending there is depending
             real = first_seed[task.name]
             if real.outputs is None:
                 continue

@@ -102,8 +102,8 @@ class Search:
     def __init__(self, settings: Settings, config: Config, db: str, jobs: int = 1,
                  scheduler=None, batch: int = 16,
                  progress: Callable[[Progress], None] | None = None) -> None:
-        settings.screen.check()
         settings.space.make_protocol()
+        settings.check()
         self.settings, self.config = settings, config
         self.keep = frozenset(settings.space.protocol_slots())
         self.protocol = settings.space.make_protocol()

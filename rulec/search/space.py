@@ -37,6 +37,7 @@ optional, and what is left out keeps the built-in default:
     draw = 0.05                # a leaf of `update` is a random draw
     init = 0.5                 # a rule has an `init` block
     neighbour = 0.3            # a vector leaf is a neighbour's node slot (nbr.x)
+    shaped = 0.5               # a rule ends with a forward and a learning statement
 
     [screen]                   # the hurdles (rulec.search.hurdles)
     tasks = ["and", "or"]
@@ -176,6 +177,7 @@ class Space:
     draw: float = 0.05
     init: float = 0.5
     neighbour: float = 0.3
+    shaped: float = 0.5
 
     def make_protocol(self):
         """The rulec.learning protocol object."""
@@ -210,13 +212,31 @@ class Space:
             named_blocks=(0, 0), init=self.init, ops=frozenset(self.ops),
             vector_ratio=self.vector_ratio, reuse=self.reuse, draws_in_update=self.draw,
             node_names=fixed + extra, filter=self.filter, conditional=self.conditional,
-            neighbour=self.neighbour, param_ranges=self.params, live_only=True)
+            neighbour=self.neighbour, param_ranges=self.params, live_only=True,
+            roles=self.shape_roles(), shaped=self.shaped)
+
+    def shape_roles(self) -> tuple[str, str, str | None, str | None]:
+        """(input, output, target, train flag) slots of the protocol: a shaped
+        rule's roles."""
+        protocol = self.make_protocol()
+        return (protocol.input, protocol.output, getattr(protocol, "target", None),
+                getattr(protocol, "train_flag", None))
 
     def param_range(self, name: str) -> tuple[float, float] | None:
         for param, low, high in self.params:
             if param == name:
                 return low, high
         return None
+
+
+#: The most graphs one run screens every rule on.
+MAX_GRAPHS = 16
+
+
+def graph_label(task: str, graph: int) -> str:
+    """How a result row names a task learned on the run's `graph`-th graph:
+    the task's name on the first, `TASK@K` on graph K > 0."""
+    return task if graph == 0 else f"{task}@{graph}"
 
 
 @dataclass(frozen=True)
@@ -227,7 +247,8 @@ class Screen:
     # AND and OR are linearly separable: a rule learns them on one layer with a
     # bias input (a delta rule cannot on layered:2,4,1: no error reaches its
     # hidden nodes; docs/search.md, "Calibration")
-    graph: str = "layered:2,1,bias"
+    # one graph spec, or a tuple of several: every task is learned on each
+    graph: str | tuple[str, ...] = "layered:2,1,bias"
     seeds: int = 3
     epochs: int = 30
     pass_accuracy: float = 1.0
@@ -235,6 +256,11 @@ class Screen:
     retain: int = 50  # after the goal at epoch E, train max(E, retain) more: it must hold
     fresh_seeds: int = 10
     probe_seed: int = 12345
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        """The graph specs, one or several."""
+        return (self.graph,) if isinstance(self.graph, str) else tuple(self.graph)
 
     def check(self) -> None:
         from .. import learning
@@ -246,7 +272,13 @@ class Screen:
                 task = learning.task_named(name)
             except learning.TaskError as exc:
                 raise SpaceError(str(exc)) from None
-            learning.topology_from_spec(self.graph, task)
+            for spec in self.graphs:
+                learning.topology_from_spec(spec, task)
+        if len(set(self.graphs)) != len(self.graphs):
+            raise SpaceError(f"graph {self.graphs!r}: a graph is named twice")
+        if len(self.graphs) > MAX_GRAPHS:
+            raise SpaceError(f"graph: {len(self.graphs)} graphs; a run screens at most "
+                             f"{MAX_GRAPHS}")
         for key in ("seeds", "epochs", "hold", "retain", "fresh_seeds", "probe_seed"):
             _bounded(getattr(self, key), "screen", key, f"[screen] {key}")
         if self.hold > self.epochs:
@@ -277,7 +309,31 @@ class Settings:
         space["ops"] = tuple(space["ops"])
         screen = dict(data["screen"])
         screen["tasks"] = tuple(screen["tasks"])
+        if not isinstance(screen["graph"], str):
+            screen["graph"] = tuple(screen["graph"])
         return cls(Space(**space), Screen(**screen))
+
+    def check(self) -> None:
+        """The screen's checks, and that the protocol's forward phase is long
+        enough for every input of every graph to reach an output (each step
+        carries a signal one edge on)."""
+        from .. import learning
+
+        self.screen.check()
+        steps = STEP_SETTINGS[self.space.protocol]
+        if "forward" not in steps:
+            return
+        for spec in self.screen.graphs:
+            top = learning.topology_from_spec(spec, learning.task_named(self.screen.tasks[0]))
+            reach = top.reach
+            if reach is None:
+                raise SpaceError(f"graph {spec}: input {top.unreached()[0]} has no path to an "
+                                 "output; no rule can learn there")
+            if reach > self.space.forward:
+                raise SpaceError(
+                    f"graph {spec}: an input needs {reach} steps to reach an output, but the "
+                    f"{self.space.protocol} protocol's forward phase runs {self.space.forward}: "
+                    f"raise [protocol] forward to at least {reach}, or use a shallower graph")
 
     def key(self) -> str:
         """A short hash of the settings (a worker's Evaluator is found by it)."""
@@ -290,7 +346,8 @@ _SECTIONS = {
     "params": None,  # any names
     "ops": {"allow"},
     "limits": {"depth", "statements"},
-    "odds": {"vector_ratio", "filter", "conditional", "reuse", "draw", "init", "neighbour"},
+    "odds": {"vector_ratio", "filter", "conditional", "reuse", "draw", "init", "neighbour",
+             "shaped"},
     "screen": {"tasks", "graph", "seeds", "epochs", "pass_accuracy", "hold", "retain",
                "fresh_seeds", "probe_seed"},
 }
@@ -421,9 +478,11 @@ def settings_from_toml(data: dict, where: str = "space file",
                 raise SpaceError(f"{place} is a list of task names, at least one")
             screen[key] = tuple(value)
         elif key == "graph":
-            if not isinstance(value, str):
+            if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+                value = value[0] if len(value) == 1 else tuple(value)
+            if not isinstance(value, str | tuple):
                 raise SpaceError(f"{place} is a graph spec (a string such as "
-                                 f"\"layered:2,4,1\"), got {value!r}")
+                                 f"\"layered:2,4,1\") or a list of them, got {value!r}")
             screen[key] = value
         elif key == "pass_accuracy":
             screen[key] = _number(value, place, 0.0, 1.0)
@@ -431,7 +490,7 @@ def settings_from_toml(data: dict, where: str = "space file",
             screen[key] = _bounded(value, "screen", key, place)
     settings = Settings(Space(**space), Screen(**screen))
     try:  # what depends on several keys: placed at the key it names
-        settings.screen.check()
+        settings.check()
     except RulecError as exc:  # a SpaceError, or the graph's GraphSpecError
         given = data.get("screen", {})
         culprit = next((k for k in ("hold", "graph", "tasks", "seeds", "epochs")
@@ -501,7 +560,8 @@ def settings_to_toml(settings: Settings) -> str:
               "", "[limits]", f"depth = {space.depth}", f"statements = {space.statements}",
               "", "[odds]"]
     lines += [f"{key} = {value(float(getattr(space, key)))}" for key in
-              ("vector_ratio", "filter", "conditional", "reuse", "draw", "init", "neighbour")]
+              ("vector_ratio", "filter", "conditional", "reuse", "draw", "init", "neighbour",
+               "shaped")]
     lines += ["", "[screen]", f"tasks = {value(list(screen.tasks))}",
               f"graph = {value(screen.graph)}"]
     lines += [f"{key} = {value(getattr(screen, key))}" for key in

@@ -1,0 +1,135 @@
+"""What lets a search reach learning rules: shaped generation (a forward and
+a learning statement whose target reaches the output through a weight),
+topologies whose inputs reach an output, and screening on several graphs."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rulec import search as S
+from rulec.generate import SeededSource, rule_tree
+from rulec.graph import Graph
+from rulec.learning import tasks, topologies
+from rulec.search.hurdles import score_rule, static_failure
+from rulec.search.space import settings_to_toml
+
+from .test_search import DELTA, FAST
+
+
+def _static_rate(shaped: float, n: int = 200) -> float:
+    space = dataclasses.replace(S.Space(), shaped=shaped)
+    options, protocol = space.options(), space.make_protocol()
+    passed = sum(static_failure(rule_tree(SeededSource(f"7:{i}"), options), protocol) is None
+                 for i in range(n))
+    return passed / n
+
+
+def test_shaped_rules_carry_the_target_to_the_output_through_a_weight():
+    # unshaped, a random rule rarely writes the output with the input and the
+    # target both reaching it; shaped, almost every rule does (the rest lose
+    # the input: a forward statement over the output's own neighbours)
+    unshaped, shaped = _static_rate(0.0), _static_rate(1.0)
+    assert unshaped < 0.2 and shaped > 0.6, (unshaped, shaped)
+
+
+def test_a_shaped_rule_ends_with_a_forward_and_a_learning_statement():
+    space = dataclasses.replace(S.Space(), shaped=1.0)
+    for i in range(50):
+        tree = rule_tree(SeededSource(i), space.options())
+        update = [item for item in tree.items if getattr(item, "kind", None) == "update"][0]
+        last = update.body.statements[-2:]
+        written = {stmt.target.name for stmt in last}
+        assert "a" in written and written & {"w", "v"}, S.canonical_text(tree)
+
+
+def test_unshaped_generation_draws_the_same_rules_as_before():
+    # shaped = 0 draws no extra number: fuzzing's and old runs' streams stay
+    space = dataclasses.replace(S.Space(), shaped=0.0)
+    options = dataclasses.replace(space.options(), roles=None)
+    for i in range(30):
+        assert rule_tree(SeededSource(i), options) == rule_tree(SeededSource(i),
+                                                               space.options())
+
+
+def test_every_waxman_input_reaches_an_output():
+    # before the repair, 75 of 200 such graphs had an input with no way up
+    for seed in range(100):
+        top = topologies.waxman(2, 1, 6, seed)
+        assert top.unreached() == [] and top.reach is not None
+        assert 1 <= top.reach <= top.depth
+    assert topologies.layered([2, 4, 1], bias=True).reach == 2
+    assert topologies.layered([2, 4, 1], bias=True).depth == 2
+    assert topologies.layered([2, 1], bias=True).depth == 1
+
+
+def test_an_input_with_no_path_to_an_output_is_named():
+    # inputs 0 and 1 both reach the output 3 through 2
+    top = topologies.Topology(Graph.from_edges(4, [(0, 2), (2, 3), (1, 2)]),
+                              np.array([0, 1]), np.array([3]))
+    assert top.unreached() == [] and top.reach == 2
+    dead_end = topologies.Topology(Graph.from_edges(5, [(0, 2), (2, 4), (1, 3)]),
+                                   np.array([0, 1]), np.array([4]))
+    assert dead_end.unreached() == [1] and dead_end.reach is None
+
+
+def test_waxman_topologies_need_no_networkx():
+    code = ("import sys; sys.modules['networkx'] = None\n"
+            "from rulec.learning import topology_from_spec, task_named\n"
+            "t = topology_from_spec('waxman:6,3', task_named('xor'))\n"
+            "print(t.graph.n_nodes, t.reach)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "9"
+
+
+def test_a_forward_phase_too_short_for_the_graph_is_refused_with_the_fix():
+    settings = S.Settings(S.Space(forward=1), S.Screen(graph="layered:2,4,1,bias"))
+    with pytest.raises(S.SpaceError, match=r"needs 2 steps .* raise \[protocol\] forward to "
+                                           r"at least 2"):
+        settings.check()
+    S.Settings(S.Space(forward=2), S.Screen(graph="layered:2,4,1,bias")).check()
+
+
+def test_several_graphs_each_learn_every_task(tmp_path):
+    two = dataclasses.replace(FAST, screen=dataclasses.replace(
+        FAST.screen, graph=("layered:2,1,bias", "layered:2,2,1,bias")))
+    two = dataclasses.replace(two, space=dataclasses.replace(two.space, forward=2))
+    record = score_rule(DELTA, two)
+    tasks_seen = {(r["task"], r["seed"]) for r in record["results"]}
+    # the second graph's rows are named or@1
+    assert {("or", 0), ("or", 1), ("or@1", 0), ("or@1", 1)} <= tasks_seen
+    # a graph the rule cannot learn on fails the task, naming the graphs
+    bad = dataclasses.replace(two, screen=dataclasses.replace(
+        two.screen, graph=("layered:2,1,bias", "layered:2,1")), space=FAST.space)
+    record = score_rule(DELTA, dataclasses.replace(
+        bad, screen=dataclasses.replace(bad.screen, tasks=("and",))))
+    assert record["failed_hurdle"] == "and" and "on 2 graphs" in record["failure"]
+
+
+def test_graphs_as_a_toml_list_and_a_repeated_flag(tmp_path):
+    settings = S.settings_from_toml({"screen": {"graph": ["layered:2,1,bias", "waxman:6,1"]}})
+    assert settings.screen.graphs == ("layered:2,1,bias", "waxman:6,1")
+    again = S.Settings.from_dict(settings.to_dict())
+    assert again == settings and again.key() == settings.key()
+    path = tmp_path / "space.toml"
+    path.write_text(settings_to_toml(settings))
+    assert S.load_settings(path) == settings
+    with pytest.raises(S.SpaceError, match="named twice"):
+        S.settings_from_toml({"screen": {"graph": ["waxman:6,1", "waxman:6,1"]}})
+    rule = tmp_path / "delta.rule"
+    rule.write_text(DELTA)
+    out = subprocess.run([sys.executable, "-m", "rulec", "search", "score", str(rule),
+                          "--task", "and", "--graph", "layered:2,1,bias", "--graph",
+                          "layered:2,1", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "and: mean accuracy" in out.stdout and "on 2 graphs" in out.stdout
+
+
+def test_parity_and_truth_tables_are_tasks():
+    assert tasks.task_named("parity3").targets.ravel().tolist() == [0, 1, 1, 0, 1, 0, 0, 1]
+    assert tasks.task_named("table:0111").targets.ravel().tolist() == [0, 1, 1, 1]
