@@ -529,9 +529,13 @@ def cmd_search(args: argparse.Namespace) -> int:
                         f"got {args.batch}")
     if args.start_mutants < 0 or (args.start_mutants and not start):
         raise UserError("--start-mutants needs --start rules and a count of 0 or more")
+    if not 0 <= args.crossover <= 1:
+        raise UserError(f"--crossover is the share of children that cross two parents, "
+                        f"from 0 to 1; got {args.crossover}")
     config = Config(strategy=args.strategy, seed=args.seed, generation=args.generation,
                     population=args.population, tournament=args.tournament,
-                    start=tuple(start), start_mutants=args.start_mutants)
+                    start=tuple(start), start_mutants=args.start_mutants,
+                    crossover=args.crossover)
     search = Search(settings, config, args.db, jobs=jobs, scheduler=args.scheduler,
                     batch=args.batch)
     update, close = _search_progress(args.rules, args.quiet)
@@ -839,6 +843,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evolution: population size (100)")
     search.add_argument("--tournament", type=_integer, default=10, metavar="T",
                         help="evolution: tournament size (10)")
+    search.add_argument("--crossover", type=float, default=0.2, metavar="F",
+                        help="evolution: the share of children that cross two parents (0.2)")
     search.add_argument("--batch", type=_integer, default=16, metavar="B",
                         help="rules per batch sent to a worker (16)")
     search.add_argument("-q", "--quiet", action="store_true", help="no progress line")

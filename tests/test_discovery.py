@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from rulec import search as S
 from rulec.generate import SeededSource, rule_tree
 from rulec.graph import Graph
 from rulec.learning import tasks, topologies
+from rulec.printer import format_tree
 from rulec.search.hurdles import score_rule, static_failure
 from rulec.search.space import settings_to_toml
 
@@ -133,3 +135,57 @@ def test_graphs_as_a_toml_list_and_a_repeated_flag(tmp_path):
 def test_parity_and_truth_tables_are_tasks():
     assert tasks.task_named("parity3").targets.ravel().tolist() == [0, 1, 1, 0, 1, 0, 0, 1]
     assert tasks.task_named("table:0111").targets.ravel().tolist() == [0, 1, 1, 1]
+
+
+def test_leaf_swaps_trade_a_leaf_for_another_of_its_kind():
+    import random
+
+    from rulec.parser import parse_text
+    from rulec.search.mutate import Mutator
+
+    tree = parse_text(DELTA, "delta.rule")
+    mutator = Mutator(S.Space())
+    children = set()
+    for seed in range(60):
+        child = mutator._checked(tree, mutator.leaf_swap(tree, random.Random(seed)))
+        if child is not None:
+            children.add(format_tree(child))
+    # nbr.inp -> nbr.a, w -> peer.w, a node slot for another
+    assert any("nbr.a" in text for text in children)
+    assert any("peer.w" in text for text in children)
+    assert len(children) >= 5
+
+
+def test_crossover_puts_a_part_of_another_rule_in_a_checked_child():
+    import random
+
+    from rulec.parser import parse_text
+    from rulec.search.mutate import Mutator
+
+    tree = parse_text(DELTA, "delta.rule")
+    other = parse_text("node inp, target, train, a\nedge w\n"
+                       "update { a = tanh(max(w * nbr.a)) }", "other.rule")
+    mutator = Mutator(S.Space())
+    borrowed = 0
+    for seed in range(40):
+        child = mutator.crossover(tree, other, random.Random(seed))
+        assert child is not None and child[1] == "crossover"
+        text = format_tree(child[0])
+        borrowed += "tanh" in text or "max(" in text or "nbr.a" in text
+    assert borrowed >= 20
+
+
+def test_evolution_crosses_parents_when_asked(tmp_path):
+    import sqlite3
+
+    config = S.Config(strategy="evolve", seed=5, generation=16, population=16, tournament=4,
+                      start=(DELTA,), crossover=0.5)
+    S.search(FAST, config, str(tmp_path / "x.sqlite"), rules=96)
+    kinds = Counter(row[0] for row in sqlite3.connect(tmp_path / "x.sqlite").execute(
+        "SELECT mutation FROM rules WHERE parent IS NOT NULL"))
+    assert kinds["crossover"] >= 10, kinds
+    none = S.Config(strategy="evolve", seed=5, generation=16, population=16, tournament=4,
+                    start=(DELTA,), crossover=0.0)
+    S.search(FAST, none, str(tmp_path / "y.sqlite"), rules=96)
+    assert not sqlite3.connect(tmp_path / "y.sqlite").execute(
+        "SELECT count(*) FROM rules WHERE mutation = 'crossover'").fetchone()[0]

@@ -17,6 +17,14 @@ child is re-checked, and a child the checker refuses is drawn again (up to
 - constant: scale a number or a param's value (params stay in their range)
 - insert / delete / duplicate: a new random statement, a statement less,
   a statement repeated
+- leaf_swap: a leaf becomes another of its kind (`nbr.a` <-> `nbr.inp`,
+  `w` <-> `peer.w` <-> `v`, one node slot for another)
+- subtree_copy: a subexpression is copied over another one of the rule
+  (the checker refuses a copy of the wrong type)
+
+and `crossover(tree, other, rng)` puts a subexpression or a statement of
+another rule of the space in place of one of the tree's (evolution does
+that for a share of its children; docs/search.md).
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ from ..generate import BINARY_CALLS, INFIX, REDUCERS, UNARY_CALLS, _Generator
 from .space import Space
 
 MUTATIONS = ("op_swap", "shrink", "grow", "filter_add", "filter_remove", "filter_change",
-             "if_add", "if_remove", "constant", "insert", "delete", "duplicate")
+             "if_add", "if_remove", "constant", "insert", "delete", "duplicate", "leaf_swap",
+             "subtree_copy")
 
 _LEAVES = (ast.Number, ast.Name, ast.NbrRef, ast.PeerRef)
 
@@ -217,6 +226,67 @@ class Mutator:
         new = statements[:target] + (statements[index],) + statements[target:]
         return replace(tree.items, path, new)
 
+    def leaf_swap(self, tree, rng):
+        nodes, edges, _, _ = _declared(tree)
+        sites = []
+        for path, e in subexpressions(tree.items):
+            if isinstance(e, ast.NbrRef) and e.name in nodes:
+                sites.append((path, [ast.NbrRef(n) for n in nodes if n != e.name]))
+            elif isinstance(e, ast.PeerRef):
+                sites.append((path, [ast.Name(e.name)]
+                              + [ast.PeerRef(n) for n in edges if n != e.name]))
+            elif isinstance(e, ast.Name) and e.name in edges:
+                sites.append((path, [ast.PeerRef(e.name)]
+                              + [ast.Name(n) for n in edges if n != e.name]))
+            elif isinstance(e, ast.Name) and e.name in nodes:
+                sites.append((path, [ast.Name(n) for n in nodes if n != e.name]))
+        path, options = rng.choice([site for site in sites if site[1]])
+        return replace(tree.items, path, rng.choice(options))
+
+    def subtree_copy(self, tree, rng):
+        sites = list(subexpressions(tree.items))
+        (to, _), (_, source) = rng.sample(sites, 2)
+        return replace(tree.items, to, source)
+
+    def crossover(self, tree: ast.File, other: ast.File,
+                  rng: random.Random) -> tuple[ast.File, str] | None:
+        """A well-typed child of `tree` with one subexpression (or, one time in
+        three, one statement) of `other` in place of one of its own; None
+        when `tries` draws all failed to type-check (a slot `other` has and
+        `tree` lacks, a float where a vector goes)."""
+        for _ in range(self.tries):
+            try:
+                if rng.random() < 1 / 3:
+                    path, statements = rng.choice(list(statement_lists(tree.items)))
+                    _, theirs = rng.choice(list(statement_lists(other.items)))
+                    index = rng.randrange(len(statements))
+                    items = replace(tree.items, path, statements[:index]
+                                    + (rng.choice(theirs),) + statements[index + 1:])
+                else:
+                    to, _ = rng.choice(list(subexpressions(tree.items)))
+                    _, source = rng.choice(list(subexpressions(other.items)))
+                    items = replace(tree.items, to, source)
+            except (IndexError, ValueError):
+                continue
+            child = self._checked(tree, items)
+            if child is not None:
+                return child, "crossover"
+        return None
+
+    def _checked(self, tree: ast.File, items) -> ast.File | None:
+        """The child of `items` (dead writes dropped), or None if it is its
+        parent or does not type-check."""
+        child = ast.File(items)
+        if self.options.live_only:  # a write a later one replaces does nothing: drop it
+            child = without_dead_writes(child, exact=False)
+        if child == tree:
+            return None
+        try:
+            check(child)
+        except (RuleErrors, RecursionError):
+            return None
+        return child
+
     # ------------------------------------------------------------- driving
 
     def mutate(self, tree: ast.File, rng: random.Random) -> tuple[ast.File, str] | None:
@@ -228,16 +298,7 @@ class Mutator:
                 items = getattr(self, how)(tree, rng)
             except (IndexError, ValueError):  # no place for this move in this rule
                 continue
-            child = ast.File(items)
-            if self.options.live_only:  # a write a later one replaces does nothing: drop it
-                child = without_dead_writes(child, exact=False)
-            if child == tree:
-                continue
-            try:
-                check(child)
-            except RuleErrors:
-                continue
-            except RecursionError:
-                continue
-            return child, how
+            child = self._checked(tree, items)
+            if child is not None:
+                return child, how
         return None

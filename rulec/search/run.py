@@ -48,6 +48,7 @@ class Config:
     tournament: int = 10  # evolution
     start: tuple[str, ...] = ()  # rule texts to evaluate first (and evolve from)
     start_mutants: int = 0  # evolution: K mutants of each start rule join the first population
+    crossover: float = 0.2  # evolution: the share of children that cross two parents
 
     def strategy_object(self, settings: Settings):
         if self.strategy not in STRATEGIES:
@@ -57,7 +58,8 @@ class Config:
             raise SpaceError("a generation needs at least one rule")
         if self.strategy == "evolve":
             return RegularizedEvolution(settings.space, self.seed, self.start,
-                                        self.population, self.tournament, self.start_mutants)
+                                        self.population, self.tournament, self.start_mutants,
+                                        self.crossover)
         return RandomSearch(settings.space, self.seed, self.start)
 
 

@@ -87,7 +87,9 @@ def fitness(record: dict) -> tuple:
 class RegularizedEvolution(RandomSearch):
     """Regularized evolution (Real et al., 2019): a population of the last
     `population` rules evaluated that are not duplicates of earlier ones;
-    each child mutates the fittest of `tournament` rules sampled from it;
+    each child mutates the fittest of `tournament` rules sampled from it, or
+    (a `crossover` share of them) crosses it with the fittest of another
+    tournament (Mutator.crossover);
     the oldest leave as children arrive, except the start rules, which stay
     (and can always be chosen as parents). Until the population is full, the
     rules are the start rules, `start_mutants` mutants of each, then random
@@ -96,7 +98,8 @@ class RegularizedEvolution(RandomSearch):
     name = "evolve"
 
     def __init__(self, space: Space, seed: int, start: tuple[str, ...] = (),
-                 population: int = 100, tournament: int = 10, start_mutants: int = 0) -> None:
+                 population: int = 100, tournament: int = 10, start_mutants: int = 0,
+                 crossover: float = 0.2) -> None:
         super().__init__(space, seed, start)
         if population < 2 or not 1 <= tournament <= population:
             from .space import SpaceError
@@ -105,6 +108,7 @@ class RegularizedEvolution(RandomSearch):
                              f"population; got {population}, {tournament}")
         self.population_size, self.tournament = population, tournament
         self.start_mutants = start_mutants
+        self.crossover = crossover
         self.population: deque[dict] = deque()
         self.kept: list[dict] = []  # the start rules: never leave the population
         self.mutator = Mutator(space)
@@ -149,7 +153,14 @@ class RegularizedEvolution(RandomSearch):
             for index in indices:
                 contestants = rng.sample(members, self.tournament)
                 parent = max(contestants, key=fitness)
-                child = self.mutator.mutate(self._tree(parent), rng)
+                child = None
+                if self.crossover and rng.random() < self.crossover:
+                    other = max(rng.sample(members, self.tournament), key=fitness)
+                    if other is not parent:
+                        child = self.mutator.crossover(self._tree(parent), self._tree(other),
+                                                       rng)
+                if child is None:
+                    child = self.mutator.mutate(self._tree(parent), rng)
                 if child is None:
                     out.append(random_candidate(self.space, self.seed, index, self.options))
                     continue
