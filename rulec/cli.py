@@ -529,13 +529,14 @@ def cmd_search(args: argparse.Namespace) -> int:
                         f"got {args.batch}")
     if args.start_mutants < 0 or (args.start_mutants and not start):
         raise UserError("--start-mutants needs --start rules and a count of 0 or more")
-    if not 0 <= args.crossover <= 1:
-        raise UserError(f"--crossover is the share of children that cross two parents, "
-                        f"from 0 to 1; got {args.crossover}")
+    for flag, what in (("crossover", "cross two parents"), ("immigrants", "are random rules")):
+        if not 0 <= getattr(args, flag) <= 1:
+            raise UserError(f"--{flag} is the share of children that {what}, from 0 to 1; "
+                            f"got {getattr(args, flag)}")
     config = Config(strategy=args.strategy, seed=args.seed, generation=args.generation,
                     population=args.population, tournament=args.tournament,
                     start=tuple(start), start_mutants=args.start_mutants,
-                    crossover=args.crossover)
+                    crossover=args.crossover, immigrants=args.immigrants)
     search = Search(settings, config, args.db, jobs=jobs, scheduler=args.scheduler,
                     batch=args.batch)
     update, close = _search_progress(args.rules, args.quiet)
@@ -764,7 +765,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="steps with the targets presented (fixed: 10)")
     train.add_argument("--map", action="append", default=[], metavar="ROLE=SLOT",
                        help="use the rule's slot SLOT for a protocol role (input, input_flag, "
-                            "target, train_flag, output, ready, done, reset_block, block); "
+                            "output_flag, target, train_flag, output, ready, done, reset_block, "
+                            "block); "
                             "ROLE= drops an optional role; repeatable (docs/learning.md)")
     train.set_defaults(func=cmd_train)
 
@@ -845,6 +847,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evolution: tournament size (10)")
     search.add_argument("--crossover", type=float, default=0.2, metavar="F",
                         help="evolution: the share of children that cross two parents (0.2)")
+    search.add_argument("--immigrants", type=float, default=0.25, metavar="F",
+                        help="evolution: the share of children drawn at random (0.25)")
     search.add_argument("--batch", type=_integer, default=16, metavar="B",
                         help="rules per batch sent to a worker (16)")
     search.add_argument("-q", "--quiet", action="store_true", help="no progress line")

@@ -90,18 +90,26 @@ def _writes(statements, block: str, path: Path, counter: list[int],
         elif isinstance(stmt, ast.Assign):
             full = stmt.target.predicate is None and not _restricted(stmt.value, scopes)
             yield Write(stmt, block, counter[0], path, full)
-        else:
+        else:  # a branch is known by its `if`'s place (two equal ifs are two places)
+            place = counter[0]
             for index, (_, body) in enumerate(stmt.branches):
-                yield from _writes(body.statements, block, (*path, (id(stmt), index)),
+                yield from _writes(body.statements, block, (*path, (place, index)),
                                    counter, scopes)
             if stmt.orelse is not None:
-                yield from _writes(stmt.orelse.statements, block, (*path, (id(stmt), -1)),
+                yield from _writes(stmt.orelse.statements, block, (*path, (place, -1)),
                                    counter, scopes)
 
 
 def dead_writes(tree: ast.File) -> list[tuple[ast.Assign, ast.Assign]]:
     """(dead write, the later write that replaces it) for every write that
     never lands, in source order."""
+    return [(dead.assign, killer.assign) for dead, killer in _dead(tree)]
+
+
+def _dead(tree: ast.File) -> list[tuple[Write, Write]]:
+    """(dead write, the later write that replaces it), in source order. A
+    write is known by its block and place, not by its object: a tree may
+    hold one statement object at two places (a mutation copied it)."""
     found = []
     by_block: dict[str, list[Write]] = {}
     for write in writes(tree):
@@ -116,10 +124,10 @@ def dead_writes(tree: ast.File) -> list[tuple[ast.Assign, ast.Assign]]:
                            for depth in range(len(write.path), -1, -1)
                            if (name, write.path[:depth]) in later), None)
             if killer is not None:
-                found.append((write.order, write.assign, killer.assign))
+                found.append((write, killer))
             if write.full:
                 later[(name, write.path)] = write
-    return [(dead, killer) for _, dead, killer in sorted(found, key=lambda f: f[0])]
+    return sorted(found, key=lambda f: (f[0].block, f[0].order))
 
 
 def _draws(expr: ast.Expr | None) -> bool:
@@ -144,10 +152,12 @@ def without_dead_writes(tree: ast.File, exact: bool = True) -> ast.File:
     behaves exactly the same: a dead write that makes a random draw stays,
     as each draw's place in its block decides the values of the draws after
     it. Without (the search's generator), every dead write goes."""
-    dead = {id(assign) for assign, _ in dead_writes(tree)
-            if not (exact and (_draws(assign.value) or _draws(assign.target.predicate)))}
+    dead = {(write.block, write.order) for write, _ in _dead(tree)
+            if not (exact and (_draws(write.assign.value)
+                               or _draws(write.assign.target.predicate)))}
     if not dead:
         return tree
+    label, counter = "", [0]  # the places as _writes numbers them
 
     def body(b: ast.Body) -> ast.Body:
         return ast.Body(statements(b.statements), b.span)
@@ -155,8 +165,9 @@ def without_dead_writes(tree: ast.File, exact: bool = True) -> ast.File:
     def statements(items) -> tuple:
         out = []
         for stmt in items:
+            counter[0] += 1
             if isinstance(stmt, ast.Assign):
-                if id(stmt) not in dead:
+                if (label, counter[0]) not in dead:
                     out.append(stmt)
             elif isinstance(stmt, ast.If):
                 branches = tuple((c, body(b)) for c, b in stmt.branches)
@@ -169,8 +180,12 @@ def without_dead_writes(tree: ast.File, exact: bool = True) -> ast.File:
                 out.append(stmt)
         return tuple(out)
 
-    items = tuple(ast.Block(item.kind, item.name, body(item.body), item.span)
-                  if isinstance(item, ast.Block) else item for item in tree.items)
+    items = []
+    for item in tree.items:
+        if isinstance(item, ast.Block):
+            label, counter[0] = item.label, 0
+            item = ast.Block(item.kind, item.name, body(item.body), item.span)
+        items.append(item)
     # an init block left empty does nothing (update blocks stay: one is required)
     return ast.File(tuple(item for item in items if not (
         isinstance(item, ast.Block) and item.kind == "init" and not item.body.statements)))

@@ -109,3 +109,24 @@ def test_the_cli_leaves_the_callers_warning_filters_as_they_were(tmp_path, capsy
     assert main(["check", str(path)]) == 0
     assert "warning[W101]" in capsys.readouterr().err
     assert warnings.filters == before
+
+
+def test_one_statement_object_at_two_places_loses_only_its_dead_copy():
+    # a mutation that repeats a statement puts one object at two places; the
+    # first is dead, the second lands (found by place, not by object: a
+    # search resumed from text, where the two are distinct objects, made a
+    # different child than the run that was never stopped)
+    from rulec import syntax as ast
+    from rulec.dataflow import without_dead_writes
+    from rulec.parser import parse_text
+    from rulec.printer import format_tree
+
+    tree = parse_text("node x, y\nupdate {\n    x = y + 1\n    y = x\n}\n", "r.rule")
+    block = tree.items[-1]
+    first = block.body.statements[0]
+    shared = ast.File((*tree.items[:-1], ast.Block(block.kind, block.name, ast.Body(
+        (first, block.body.statements[1], first)))))
+    parsed = parse_text(format_tree(shared), "r.rule")
+    expected = "update {\n    y = x\n    x = y + 1\n}"
+    assert expected in format_tree(without_dead_writes(shared))
+    assert expected in format_tree(without_dead_writes(parsed))

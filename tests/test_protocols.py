@@ -123,3 +123,20 @@ def test_a_schedule_is_data():
     waits = [p for p in handshake if p.until]
     assert [(p.until, p.nodes, p.steps) for p in waits] == [("ready", "outputs", 30),
                                                              ("dready", "inputs", 30)]
+
+
+@pytest.mark.parametrize("engine", ["python", "c"])
+def test_an_output_flag_tells_outputs_from_hidden_nodes_that_feed_nothing(engine):
+    # the output answers with its flag: 1 on outputs, 0 on every other node
+    rule_ = rulec.compile("node inp, target, train, a, is_out\nedge w\n"
+                          "update { a = is_out + 0 * sum(w * nbr.inp) }", backend="vm")
+    protocol = tasks.protocol_named("fixed", (("output_flag", "is_out"),), forward=2, learn=1)
+    topology = tasks.layered([2, 3, 1], bias=True)
+    state = tasks.fresh_state(rule_, topology, protocol, seed=0)
+    assert state.node["is_out"].tolist() == [0, 0, 0, 0, 0, 0, 1]
+    result = tasks.evaluate(rule_, tasks.task_named("or"), topology, protocol, epochs=1,
+                            stop_at=None, engine=engine)
+    assert result.failure is None and (result.outputs == 1).all()
+    # without the role, the slot is the rule's own (0 everywhere)
+    plain = tasks.fresh_state(rule_, topology, tasks.protocol_named("fixed"), seed=0)
+    assert not plain.node["is_out"].any()

@@ -86,11 +86,13 @@ class Episode:
 def fresh_state(rule: Rule, topology: Topology, protocol, seed: int,
                 params: dict | None = None):
     """A state of `rule` on the topology's graph as an evaluation starts it:
-    the protocol's input flag raised on the input nodes, then `init` run
-    with `seed`."""
+    the protocol's input flag raised on the input nodes and its output flag
+    on the output nodes, then `init` run with `seed`."""
     state = rule.state(topology.graph)
     if protocol.input_flag:
         state.node[protocol.input_flag][topology.inputs] = 1.0
+    if getattr(protocol, "output_flag", None):
+        state.node[protocol.output_flag][topology.outputs] = 1.0
     rule.init(state, seed=seed, params=params)
     return state
 

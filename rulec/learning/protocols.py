@@ -55,6 +55,10 @@ class _Schedule:
     """What every protocol shares: checking a rule's slots, the setup."""
 
     input_flag: str | None = None
+    # 1 on output nodes, 0 elsewhere (set once, like the input flag): lets a
+    # rule tell an output from a hidden node that feeds nothing. No slot by
+    # default; map it (--map output_flag=SLOT, [protocol.slots])
+    output_flag: str | None = None
     threshold: float = 0.5
 
     def schedule(self, budget: int) -> list[Phase]:
@@ -76,7 +80,7 @@ class _Schedule:
                 f"{listed}, which the protocol needs (its node slots: "
                 f"{', '.join(sorted(slots))}); map a role to another slot with "
                 "--map ROLE=SLOT (tasks.Protocol(ROLE=...) in Python), or ROLE= to drop an "
-                "optional one (input_flag, train_flag, done)"
+                "optional one (input_flag, output_flag, train_flag, done)"
                 + ("; or use a protocol without ready flags (--protocol fixed, "
                    "tasks.FixedTime)" if {"ready", "done"} & {r for r, _ in missing} else ""))
 
@@ -98,7 +102,10 @@ class Protocol(_Schedule):
     block: str = "update"
     threshold: float = 0.5  # an output bit is 1 above it
 
-    ROLES = ("input", "input_flag", "target", "train_flag", "output", "ready", "done")
+    output_flag: str | None = None
+
+    ROLES = ("input", "input_flag", "output_flag", "target", "train_flag", "output", "ready",
+             "done")
 
     def schedule(self, budget: int) -> list[Phase]:
         phases = [Phase("write", slot=self.input, nodes="inputs", value="input")]
@@ -130,7 +137,9 @@ class _Flagless(_Schedule):
     block: str = "update"
     threshold: float = 0.5
 
-    ROLES = ("input", "input_flag", "target", "train_flag", "output")
+    output_flag: str | None = None
+
+    ROLES = ("input", "input_flag", "output_flag", "target", "train_flag", "output")
 
 
 @dataclass(frozen=True)
@@ -184,7 +193,7 @@ STEP_SETTINGS = {"handshake": {}, "fixed": {"forward": "forward", "learn": "lear
                  "simultaneous": {"forward": "steps"}}
 
 #: Roles a protocol can do without (mapped to no slot).
-OPTIONAL_ROLES = ("input_flag", "train_flag", "done", "reset_block")
+OPTIONAL_ROLES = ("input_flag", "output_flag", "train_flag", "done", "reset_block")
 
 
 class ProtocolError(RulecValueError):

@@ -50,6 +50,36 @@ MUTATIONS = ("op_swap", "shrink", "grow", "filter_add", "filter_remove", "filter
 _LEAVES = (ast.Number, ast.Name, ast.NbrRef, ast.PeerRef)
 
 
+def depth(expr) -> int:
+    """An expression's depth: 1 for a leaf."""
+    if isinstance(expr, ast.Binary):
+        return 1 + max(depth(expr.left), depth(expr.right))
+    if isinstance(expr, ast.Unary):
+        return 1 + depth(expr.operand)
+    if isinstance(expr, ast.Call):
+        return 1 + max((depth(a) for a in expr.args), default=0)
+    if isinstance(expr, ast.Filter):
+        return 1 + max(depth(expr.value), depth(expr.predicate))
+    return 1
+
+
+def extent(tree: ast.File) -> tuple[int, int]:
+    """(the deepest expression, the longest statement list) of a rule; an
+    expression is a value, a condition or a filter."""
+    deepest = longest = 0
+    for _, statements in statement_lists(tree.items):
+        longest = max(longest, len(statements))
+        for stmt in statements:
+            if isinstance(stmt, ast.If):
+                exprs = [condition for condition, _ in stmt.branches]
+            else:
+                exprs = [stmt.value]
+                if isinstance(stmt, ast.Assign) and stmt.target.predicate is not None:
+                    exprs.append(stmt.target.predicate)
+            deepest = max([deepest, *(depth(e) for e in exprs)])
+    return deepest, longest
+
+
 class _RandomSource:
     """A generator source drawing from a random.Random."""
 
@@ -77,6 +107,11 @@ class Mutator:
         self.space = space
         self.options = space.options()
         self.tries = tries
+        # a child may grow past the space's limits, not without bound (bloat):
+        # 3 levels deeper (a 5-deep expression in a depth-3 space) and 2
+        # statements longer per statement list
+        self.max_depth = space.depth + 3
+        self.max_statements = space.statements + 2
 
     def generator(self, tree: ast.File, rng: random.Random) -> _Generator:
         nodes, edges, shared, params = _declared(tree)
@@ -281,6 +316,10 @@ class Mutator:
             child = without_dead_writes(child, exact=False)
         if child == tree:
             return None
+        (deep, long), (parent_deep, parent_long) = extent(child), extent(tree)
+        if deep > max(self.max_depth, parent_deep) or long > max(self.max_statements,
+                                                                 parent_long):
+            return None  # bloat: deeper or longer than the limits and its parent
         try:
             check(child)
         except (RuleErrors, RecursionError):

@@ -49,6 +49,7 @@ class Config:
     start: tuple[str, ...] = ()  # rule texts to evaluate first (and evolve from)
     start_mutants: int = 0  # evolution: K mutants of each start rule join the first population
     crossover: float = 0.2  # evolution: the share of children that cross two parents
+    immigrants: float = 0.25  # evolution: the share of children drawn at random
 
     def strategy_object(self, settings: Settings):
         if self.strategy not in STRATEGIES:
@@ -59,7 +60,7 @@ class Config:
         if self.strategy == "evolve":
             return RegularizedEvolution(settings.space, self.seed, self.start,
                                         self.population, self.tournament, self.start_mutants,
-                                        self.crossover)
+                                        self.crossover, self.immigrants)
         return RandomSearch(settings.space, self.seed, self.start)
 
 

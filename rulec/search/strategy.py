@@ -89,7 +89,9 @@ class RegularizedEvolution(RandomSearch):
     `population` rules evaluated that are not duplicates of earlier ones;
     each child mutates the fittest of `tournament` rules sampled from it, or
     (a `crossover` share of them) crosses it with the fittest of another
-    tournament (Mutator.crossover);
+    tournament (Mutator.crossover); an `immigrants` share of the children
+    are random rules instead (a population that converged on a plateau
+    still meets the rules a random search would);
     the oldest leave as children arrive, except the start rules, which stay
     (and can always be chosen as parents). Until the population is full, the
     rules are the start rules, `start_mutants` mutants of each, then random
@@ -99,7 +101,7 @@ class RegularizedEvolution(RandomSearch):
 
     def __init__(self, space: Space, seed: int, start: tuple[str, ...] = (),
                  population: int = 100, tournament: int = 10, start_mutants: int = 0,
-                 crossover: float = 0.2) -> None:
+                 crossover: float = 0.2, immigrants: float = 0.25) -> None:
         super().__init__(space, seed, start)
         if population < 2 or not 1 <= tournament <= population:
             from .space import SpaceError
@@ -108,7 +110,7 @@ class RegularizedEvolution(RandomSearch):
                              f"population; got {population}, {tournament}")
         self.population_size, self.tournament = population, tournament
         self.start_mutants = start_mutants
-        self.crossover = crossover
+        self.crossover, self.immigrants = crossover, immigrants
         self.population: deque[dict] = deque()
         self.kept: list[dict] = []  # the start rules: never leave the population
         self.mutator = Mutator(space)
@@ -151,6 +153,9 @@ class RegularizedEvolution(RandomSearch):
             members = list(self.population) + self.kept
             out = []
             for index in indices:
+                if self.immigrants and rng.random() < self.immigrants:
+                    out.append(random_candidate(self.space, self.seed, index, self.options))
+                    continue
                 contestants = rng.sample(members, self.tournament)
                 parent = max(contestants, key=fitness)
                 child = None
