@@ -18,32 +18,48 @@ from .errors import RuleErrors
 from .generate import BINARY_CALLS, INFIX, REDUCERS, UNARY_CALLS, GeneratedRule, generated
 from .printer import format_tree
 
+_WALKED: dict[type, tuple[str, ...]] = {}
+
+
+def _walked(kind: type) -> tuple[str, ...]:
+    """The fields of a syntax node class that hold children (no spans),
+    looked up once per class: the tree walks below run for every rule a
+    search draws, and dataclasses.fields() per node was their main cost."""
+    names = _WALKED.get(kind)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(kind)
+                      if not f.name.endswith("span") and f.name != "name_spans")
+        _WALKED[kind] = names
+    return names
+
+
+_EXPRESSIONS = ast.Expr.__args__  # type: ignore[attr-defined]
+
 
 def subexpressions(node, path=()):
     """(path, expression) of every expression in a syntax tree."""
-    if isinstance(node, ast.Expr.__args__):  # type: ignore[attr-defined]
-        yield path, node
-    if dataclasses.is_dataclass(node):
-        for f in dataclasses.fields(node):
-            if f.name.endswith("span") or f.name == "name_spans":
-                continue
-            yield from subexpressions(getattr(node, f.name), (*path, f.name))
-    elif isinstance(node, tuple):
+    if isinstance(node, tuple):
         for index, item in enumerate(node):
             yield from subexpressions(item, (*path, index))
+        return
+    if isinstance(node, _EXPRESSIONS):
+        yield path, node
+    if hasattr(node, "__dataclass_fields__"):
+        for name in _walked(type(node)):
+            yield from subexpressions(getattr(node, name), (*path, name))
 
 
 def statement_lists(node, path=()):
     """(path, statements) of every statement list (block or branch body)."""
-    if isinstance(node, ast.Body):
-        yield (*path, "statements"), node.statements
-    if dataclasses.is_dataclass(node):
-        for f in dataclasses.fields(node):
-            if not f.name.endswith("span"):
-                yield from statement_lists(getattr(node, f.name), (*path, f.name))
-    elif isinstance(node, tuple):
+    if isinstance(node, tuple):
         for index, item in enumerate(node):
             yield from statement_lists(item, (*path, index))
+        return
+    if isinstance(node, ast.Body):
+        yield (*path, "statements"), node.statements
+    if hasattr(node, "__dataclass_fields__") and not isinstance(node, _EXPRESSIONS):
+        for name in _walked(type(node)):
+            yield from statement_lists(getattr(node, name), (*path, name))
 
 
 def replace(node, path, new):

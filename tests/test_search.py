@@ -137,7 +137,7 @@ def test_the_run_hurdle_stops_non_finite_rules_in_one_example():
     record = evaluate("node inp, target, train, a\nupdate { a = target / (inp - inp) }")
     assert record["passed"] == 2
     assert record["failure"].startswith(("non-finite state", "outputs are not finite"))
-    assert set(record["timings"]) == {"compile", "static", "run"}
+    assert set(record["timings"]) == {"prepare", "static", "compile", "run"}
 
 
 def test_outputs_that_ignore_the_inputs_fail_the_sensitivity_hurdle():
@@ -363,7 +363,7 @@ def test_a_killed_worker_process_costs_only_its_batch(tmp_path):
 def test_a_crashing_batch_reports_its_rules_as_failed():
     from rulec.search.execute import _crashed
 
-    records = _crashed(({}, "screen", [(5, "rule text"), (6, "other")]))
+    records = _crashed(({}, "screen", [(5, "rule text", None, None), (6, None, None, 3)]))
     assert [r["index"] for r in records] == [5, 6]
     assert all("worker process died" in r["failure"] for r in records)
 

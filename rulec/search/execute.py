@@ -30,14 +30,16 @@ def worker_name() -> str:
 
 def evaluate_batch(settings: dict, stage: str, items: list) -> list[dict]:
     """Evaluate a batch in this process. stage 'screen': items are (index,
-    text); stage 'learn': items are (index, text, screening record)."""
+    text, tree, draw): a rule's text and tree (tree None: parsed here), or
+    (index, None, None, seed): rule `index` of that seed's random stream,
+    drawn here; stage 'learn': items are (index, text, screening record)."""
     ev = evaluator(Settings.from_dict(settings))
     name = worker_name()
     out = []
     for item in items:
         if stage == "screen":
-            index, text = item
-            record = ev.screen(text)
+            index, text, tree, draw = item
+            record = ev.screen(text, tree, draw, index)
         else:
             index, text, record = item
             record = ev.learn(text, record)
@@ -128,6 +130,8 @@ class LocalPool:
 
 
 def _crashed(payload) -> list[dict]:
+    """The records of a batch whose worker died running it alone: failed.
+    (The coordinator adds a screened rule's text and hashes.)"""
     _, stage, items = payload
     return [{"index": item[0], "passed": 0 if stage == "screen" else item[2]["passed"],
              "failure": "the worker process died evaluating this rule's batch (run alone)",

@@ -52,7 +52,10 @@ from ..api import NonFiniteError, Rule
 from ..dataflow import influence, reaches
 from ..errors import RulecValueError, RuleErrors
 from ..learning.evaluation import Episode, EpisodeFailed, fresh_state
+from ..printer import format_tree
+from .canon import canonical_text, size, text_hash
 from .space import Settings, graph_label
+from .strategy import draw_tree
 
 SCREEN_HURDLES = ("static", "compile", "run", "sensitive")
 FRESH_SEED0 = 1000
@@ -119,17 +122,22 @@ class Evaluator:
         self.topologies = [[learning.topology_from_spec(spec, t) for spec in screen.graphs]
                            for t in self.tasks]
         self.budget = settings.space.budget
+        self.options = settings.space.options()
+        self.keep = frozenset(settings.space.protocol_slots())
         self._compiled: dict[str, tuple[ast.File, Rule]] = {}
 
-    def _rule(self, text: str) -> tuple[ast.File, Rule]:
-        """The rule's tree and VM translation; the last rules screened here
-        are kept, so one that goes on to learn in this process compiles once."""
-        from ..frontend import load
+    def _rule(self, text: str, tree: ast.File | None = None) -> tuple[ast.File, Rule]:
+        """The rule's tree and VM translation (from `tree` if given: it is
+        what parsing `text` gives); the last rules screened here are kept, so
+        one that goes on to learn in this process compiles once."""
+        from ..checker import check
 
         if text in self._compiled:
             return self._compiled[text]
+        if tree is None:
+            tree = self._parse(text)
         try:
-            _, tree, program = load(text, "candidate.rule")
+            program = check(tree, "candidate.rule", text, default_name="candidate")
         except RuleErrors as errors:
             first = errors.errors[0]
             raise _Stop(f"does not check: {first.code} {first.message}") from None
@@ -140,20 +148,34 @@ class Evaluator:
 
     # ------------------------------------------------------------ screening
 
-    def screen(self, text: str) -> dict:
-        """The screening hurdles of one rule: a record with `passed` (how many
-        hurdles it cleared), `failure`, `timings` and `func_hash`."""
+    def screen(self, text: str | None = None, tree: ast.File | None = None,
+               draw: int | None = None, index: int = 0) -> dict:
+        """The screening hurdles of one rule, given as its text, its tree (and
+        text), or `draw`: the seed of the random stream whose rule `index`
+        it is, drawn here. A record with `text`, `canon_hash`, `size`,
+        `passed` (how many hurdles it cleared), `failure`, `timings` and
+        `func_hash`. The static hurdle reads the tree before anything is
+        compiled, and a tree is compiled as it is (no text round trip)."""
         record: dict = {"passed": 0, "failure": None, "timings": {}, "func_hash": None,
-                        "results": []}
+                        "results": [], "text": text}
         timings = record["timings"]
         began = time.perf_counter()
         try:
-            tree, rule = self._rule(text)
-            timings["compile"] = time.perf_counter() - began
+            if text is None:
+                tree = draw_tree(self.options, draw, index)
+                record["text"] = text = format_tree(tree)
+            elif tree is None:
+                tree = self._parse(text)
+            record["canon_hash"] = text_hash(canonical_text(tree, self.keep))
+            record["size"] = size(tree)
+            timings["prepare"] = time.perf_counter() - began
             began = time.perf_counter()
-            self._static(tree, rule)
+            self._static_tree(tree)
             timings["static"] = time.perf_counter() - began
-            record["passed"] = 2  # static, and compile before it
+            began = time.perf_counter()
+            rule = self._rule(text, tree)[1]
+            timings["compile"] = time.perf_counter() - began
+            record["passed"] = 2  # static, and compile
             began = time.perf_counter()
             outputs, record["spread"] = self._run(rule)
             timings["run"] = time.perf_counter() - began
@@ -163,18 +185,32 @@ class Evaluator:
             timings["sensitive"] = time.perf_counter() - began
             record["passed"] = 4
         except _Stop as stop:
-            hurdle = "compile" if "compile" not in timings else \
-                "static" if "static" not in timings else SCREEN_HURDLES[record["passed"]]
+            hurdle = "compile" if "prepare" not in timings else \
+                "static" if "static" not in timings else \
+                "compile" if "compile" not in timings else SCREEN_HURDLES[record["passed"]]
             timings[hurdle] = time.perf_counter() - began
             record["failure"] = stop.reason
             record["failed_hurdle"] = hurdle
-            if hurdle == "compile":  # a rule that does not compile cannot be read
-                record["passed"] = 0
+            if hurdle == "compile" and "canon_hash" not in record:  # it does not parse
+                record["canon_hash"] = text_hash(text)
+                record["size"] = 0
         return record
 
-    def _static(self, tree: ast.File, rule: Rule) -> None:
-        missing = [name for _, name in self.protocol.roles()
-                   if name not in rule.program.node_slots]
+    def _parse(self, text: str) -> ast.File:
+        from ..parser import parse_text
+
+        try:
+            return parse_text(text, "candidate.rule")
+        except RuleErrors as errors:
+            first = errors.errors[0]
+            raise _Stop(f"does not check: {first.code} {first.message}") from None
+
+    def _static_tree(self, tree: ast.File) -> None:
+        """The static hurdle, from the tree: the protocol's slots are declared,
+        and the data flow of static_failure."""
+        declared = {name for item in tree.items if isinstance(item, ast.SlotDecl)
+                    and item.kind == "node" for name in item.names}
+        missing = [name for _, name in self.protocol.roles() if name not in declared]
         if missing:
             raise _Stop(f"lacks the protocol's node slot{'s' if len(missing) > 1 else ''} "
                         f"{', '.join(missing)}")

@@ -29,12 +29,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from .._version import __version__
+from ..errors import RuleErrors
+from ..parser import parse_text
+from ..printer import format_tree
 from .canon import canonical_text, size, text_hash
 from .execute import evaluate_batch, make_executor
-from .hurdles import SCREEN_HURDLES, hurdle_names, rank_key, static_failure
+from .hurdles import SCREEN_HURDLES, hurdle_names, rank_key
 from .space import Settings, SpaceError, digest
 from .store import Store
-from .strategy import STRATEGIES, Candidate, RandomSearch, RegularizedEvolution
+from .strategy import STRATEGIES, Candidate, RandomSearch, RegularizedEvolution, draw_tree
 
 
 @dataclass(frozen=True)
@@ -230,45 +233,39 @@ class Search:
             self.store.lease(self.run_id)  # one coordinator per run
 
     def _evaluate(self, generation: int, candidates: list[Candidate], executor) -> list[dict]:
+        """One generation: the workers draw (or parse), hash, size and screen
+        every candidate; here the exact duplicates (by canonical hash, the
+        first index wins) and behaviour duplicates (by functional hash) are
+        set aside, the rest learn in the workers, and all is stored."""
         settings = self.settings.to_dict()
         records: dict[int, dict] = {}
         waiting: dict[int, tuple[str, int]] = {}  # duplicate -> (kind, representative)
-        to_screen, static_failed = [], []
+        items = []
         for c in candidates:
-            record = {"idx": c.index, "generation": generation, "text": c.text,
-                      "canon_hash": text_hash(canonical_text(c.tree, self.keep)),
-                      "parent": c.parent,
-                      "mutation": c.mutation, "size": size(c.tree), "score": 0.0}
-            records[c.index] = record
+            records[c.index] = {"idx": c.index, "generation": generation, "parent": c.parent,
+                                "mutation": c.mutation, "score": 0.0}
+            items.append((c.index, c.text, c.tree, c.draw))
+        payloads = [(settings, "screen", chunk) for chunk in _chunks(items, self.batch)]
+        for _, results in executor.run(evaluate_batch, payloads):
+            for r in results:
+                records[r["index"]].update(r)
+        learners, done = [], []
+        for c in candidates:  # in index order: the first of equals is their representative
+            record = records[c.index]
+            if "canon_hash" not in record:  # its worker died: made here
+                record.update(self._identity(c))
             first = self.canon.setdefault(record["canon_hash"], c.index)
             if first != c.index:
                 waiting[c.index] = ("exact", first)
                 continue
-            # the static hurdle needs no compile: it reads the syntax tree here
-            began = time.perf_counter()
-            failure = static_failure(c.tree, self.protocol)
-            if failure:
-                record.update(passed=0, failure=failure, func_hash=None, results=[],
-                              timings={"static": time.perf_counter() - began}, worker=None)
-                static_failed.append(record)
-            else:
-                to_screen.append((c.index, c.text))
-        payloads = [(settings, "screen", chunk) for chunk in _chunks(to_screen, self.batch)]
-        for _, results in executor.run(evaluate_batch, payloads):
-            for r in results:
-                records[r["index"]].update(r)
-        learners = []
-        done = static_failed
-        for index, _ in to_screen:
-            record = records[index]
-            if record["passed"] < len(SCREEN_HURDLES):
+            if record["passed"] < len(SCREEN_HURDLES) or record.get("failure"):
                 done.append(record)
                 continue
-            first = self.func.setdefault(record["func_hash"], index)
-            if first != index:
-                waiting[index] = ("behaviour", first)
+            first = self.func.setdefault(record["func_hash"], c.index)
+            if first != c.index:
+                waiting[c.index] = ("behaviour", first)
             else:
-                learners.append((index, record["text"], self._wire(record)))
+                learners.append((c.index, record["text"], self._wire(record)))
         self._finish(done, records, waiting)
         payloads = [(settings, "learn", chunk) for chunk in _chunks(learners, self.batch)]
         for _, results in executor.run(evaluate_batch, payloads):
@@ -278,6 +275,20 @@ class Search:
         if waiting:  # cannot happen: every representative is final by now
             raise RuntimeError(f"duplicates left waiting: {sorted(waiting)[:5]}")
         return [records[c.index] for c in candidates]
+
+    def _identity(self, c: Candidate) -> dict:
+        """A candidate's text, canonical hash and size, made here (for a rule
+        whose worker died before it could say)."""
+        tree, text = c.tree, c.text
+        if tree is None and text is None:
+            tree = draw_tree(self.settings.space.options(), c.draw, c.index)
+        if tree is None:
+            try:
+                tree = parse_text(text, "candidate.rule")
+            except RuleErrors:  # a text that does not parse is its own identity
+                return {"text": text, "canon_hash": text_hash(text), "size": 0}
+        return {"text": text if text is not None else format_tree(tree),
+                "canon_hash": text_hash(canonical_text(tree, self.keep)), "size": size(tree)}
 
     @staticmethod
     def _wire(record: dict) -> dict:

@@ -8,10 +8,13 @@ runs on any executor, and a user can bring their own:
         def ask(self, generation: int, indices: range) -> list[Candidate]: ...
         def tell(self, generation: int, records: list[dict]) -> None: ...
 
-`ask` must depend only on the seed and on what earlier generations were
-told: that is what makes a run resumable and independent of the number of
-workers. Each record told has the rule's `idx`, `text`, `passed` (hurdles
-cleared), `score`, `size`, `spread`, `fresh`, `failure`. On a resume,
+A candidate is a tree and its text, or `drawn(seed, index)`: rule `index`
+of a seed's random stream, which the worker that evaluates it draws (its
+text comes back in the record told). `ask` must depend only on the seed and
+on what earlier generations were told: that is what makes a run resumable
+and independent of the number of workers. Each record told has the rule's
+`idx`, `text`, `passed` (hurdles cleared), `score`, `size`, `spread`,
+`fresh`, `failure`. On a resume,
 stored generations are told again; `text` is then given only for the last
 `memory` rules (a strategy's attribute, 0 if missing), None before them.
 """
@@ -31,19 +34,34 @@ from .space import Space
 
 @dataclass
 class Candidate:
-    """A rule to evaluate: where it came from, and its tree and text."""
+    """A rule to evaluate: where it came from, and its tree and text; or,
+    with `draw` (a seed) and no tree, rule `index` of that seed's random
+    stream, which the worker evaluating it draws (drawn())."""
 
     index: int
-    tree: ast.File
-    text: str
+    tree: ast.File | None
+    text: str | None
     parent: int | None = None
     mutation: str | None = None  # None: drawn at random; 'start': a given rule
+    draw: int | None = None
+
+
+def draw_tree(options, seed: int, index: int) -> ast.File:
+    """Rule `index` of seed `seed`'s random stream: a function of (seed,
+    index, the space's options) alone, wherever it is drawn."""
+    return rule_tree(SeededSource(f"{seed}:{index}"), options)
 
 
 def random_candidate(space: Space, seed: int, index: int, options=None) -> Candidate:
-    """Rule `index` of a random stream: a function of (seed, index, space) alone."""
-    tree = rule_tree(SeededSource(f"{seed}:{index}"), options or space.options())
+    """Rule `index` of a random stream, drawn here (tree and text)."""
+    tree = draw_tree(options or space.options(), seed, index)
     return Candidate(index, tree, format_tree(tree))
+
+
+def drawn(seed: int, index: int) -> Candidate:
+    """Rule `index` of a random stream, to be drawn by the worker that
+    evaluates it (the coordinator never builds its tree)."""
+    return Candidate(index, None, None, draw=seed)
 
 
 def _parse(text: str) -> ast.File:
@@ -65,7 +83,7 @@ class RandomSearch:
         if index < len(self.start):
             text = self.start[index]
             return Candidate(index, _parse(text), text, mutation="start")
-        return random_candidate(self.space, self.seed, index, self.options)
+        return drawn(self.seed, index)
 
     def ask(self, generation: int, indices: range) -> list[Candidate]:
         return [self.candidate(i) for i in indices]
@@ -154,7 +172,7 @@ class RegularizedEvolution(RandomSearch):
             out = []
             for index in indices:
                 if self.immigrants and rng.random() < self.immigrants:
-                    out.append(random_candidate(self.space, self.seed, index, self.options))
+                    out.append(drawn(self.seed, index))
                     continue
                 contestants = rng.sample(members, self.tournament)
                 parent = max(contestants, key=fitness)
@@ -167,12 +185,13 @@ class RegularizedEvolution(RandomSearch):
                 if child is None:
                     child = self.mutator.mutate(self._tree(parent), rng)
                 if child is None:
-                    out.append(random_candidate(self.space, self.seed, index, self.options))
+                    out.append(drawn(self.seed, index))
                     continue
                 tree, how = child
                 out.append(Candidate(index, tree, format_tree(tree), parent["idx"], how))
         for c in out:
-            self.trees[c.index] = c.tree
+            if c.tree is not None:  # a drawn rule's tree is parsed from its text if needed
+                self.trees[c.index] = c.tree
         return out
 
     def tell(self, generation: int, records: list[dict]) -> None:
