@@ -8,10 +8,11 @@ Measured in one run on this machine:
   canonical layout; with --check also type-checked from the tree);
 - the full hurdle stack: a random search of --rules rules on one worker in
   this process (rules/s per core), and with --jobs worker processes;
-- where the time goes: per hurdle (from the store's timings), and the
-  coordinator's share (generation, canonical hashing, storing);
+- where the time goes: per hurdle (from the store's timings; `prepare` is
+  drawing or parsing a rule, its canonical hash and size, in the worker),
+  and the coordinator's share (asking, deduplicating, storing);
 - the projection for 16 cores from the per-core rate, with the coordinator's
-  own ceiling (it generates and stores for every worker).
+  own ceiling (it dedups and stores for every worker).
 """
 
 from __future__ import annotations
@@ -80,9 +81,8 @@ def main() -> None:
         if args.jobs > 1:
             out["stack_n"] = stack(settings, args.rules, args.jobs,
                                    os.path.join(tmp, "many.sqlite"))
-    # the static hurdle runs in the coordinator: its time is the coordinator's
-    static = one["hurdle_seconds"].get("static", 0.0)
-    one["worker_seconds"] -= static
+    # with one job the workers' part runs in this process: the rest of the
+    # wall time is the coordinator's (asking, deduplicating, storing)
     coordinator = one["seconds"] - one["worker_seconds"]
     out["coordinator_ms_per_rule"] = 1e3 * coordinator / one["rules"]
     out["worker_ms_per_rule"] = 1e3 * one["worker_seconds"] / one["rules"]
@@ -106,8 +106,12 @@ def main() -> None:
     print("funnel (1 worker): " + ", ".join(f"{k} {v}" for k, v in one["passed"].items()))
     print("where the time goes (1 worker, s): "
           + ", ".join(f"{k} {v}" for k, v in one["hurdle_seconds"].items())
-          + f"; coordinator {coordinator:.2f} with static ({out['coordinator_ms_per_rule']:.3f} "
-          "ms/rule: generation, canonical hash, static hurdle, store)")
+          + f"; coordinator {coordinator:.2f} ({out['coordinator_ms_per_rule']:.3f} "
+          "ms/rule: asking the strategy, deduplicating, storing; the workers draw, hash and "
+          "static-check)")
+    if "stack_n" in out:
+        print(f"{out['stack_n']['jobs']} workers / 1 worker: "
+              f"{out['stack_n']['rules_per_s'] / one['rules_per_s']:.2f}x")
     print(f"projection, 16 cores (15 workers + a coordinator): "
           f"{out['projection_16_cores']:.0f} rules/s = "
           f"{out['projection_16_cores'] * 3600 / 1e6:.1f} M rules/hour "

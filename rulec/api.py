@@ -14,6 +14,7 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,34 @@ class Rule:
         if check_finite and self._runner.left_non_finite(state):
             _raise_if_non_finite(state, done)
 
+    def record(self, state: State, steps: int, slots, every: int = 1,
+               block: str = "update", params: dict | None = None,
+               check_finite: bool = False, threads: int = 1) -> Recording:
+        """Step like step(), keeping a copy of each slot in `slots` (names)
+        before the first step and after every `every` steps (and after the
+        last): a Recording of arrays shaped (samples, slot length), like
+        Brian2's StateMonitor. Each chunk of `every` steps is one step()
+        call, so recording costs a copy per sample, not a call per step."""
+        names = [slots] if isinstance(slots, str) else list(slots)
+        arrays = {name: array for _, name, array in state.slots()}
+        unknown = [name for name in names if name not in arrays]
+        if unknown or not names:
+            raise RulecKeyError(f"rule {self.name!r} has no slot {unknown[0]!r} to record "
+                                f"(slots: {', '.join(arrays)})" if unknown else
+                                "record() needs at least one slot name")
+        steps, every = _count("steps", steps), _count("every", every)
+        times, samples = [state.time], {name: [arrays[name].copy()] for name in names}
+        done = 0
+        while done < steps:
+            chunk = min(every, steps - done)
+            self.step(state, chunk, block, params, check_finite, threads)
+            done += chunk
+            times.append(state.time)
+            for name in names:
+                samples[name].append(arrays[name].copy())
+        return Recording(np.array(times, dtype=np.int64),
+                         {name: np.stack(values) for name, values in samples.items()})
+
     def _check_update_block(self, block: str) -> None:
         if block == "init" or self.program.block(block) is None:
             runnable = [b for b in self.blocks if b != "init"]
@@ -181,6 +210,25 @@ class Rule:
         if why == "non-finite":
             _raise_if_non_finite(state, done)
         return done, why == "reached"
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What Rule.record kept: `times` (state.time of each sample) and, per
+    slot, an array of shape (samples, nodes) for a node slot, (samples,
+    half-edges) for an edge slot, (samples, edges) for a shared one."""
+
+    times: np.ndarray
+    values: dict[str, np.ndarray]
+
+    def __getitem__(self, slot: str) -> np.ndarray:
+        return self.values[slot]
+
+    def save(self, path) -> None:
+        """An .npz file: `times` and one array per slot (written atomically)."""
+        from .atomic import write_atomic
+
+        write_atomic(path, lambda out: np.savez(out, times=self.times, **self.values))
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -214,10 +214,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     for assignment in args.set:
         _slot_values(state, assignment, args.seed)
     shown = _shown(state, args.show)
+    recorded = _recorded(state, args.record)
+    if (args.every != 1 or args.record_out or args.record_plot) and not recorded:
+        raise UserError("--every, --record-out and --record-plot go with --record SLOT[,SLOT]")
+    if args.record_plot:
+        _matplotlib()  # fail before running, not after
     start_time = state.time
+    recording = None
     try:
-        rule.step(state, steps=args.steps, block=args.block, params=params,
-                  check_finite=args.check_finite, threads=args.threads)
+        if recorded:
+            recording = rule.record(state, args.steps, recorded, every=args.every,
+                                    block=args.block, params=params,
+                                    check_finite=args.check_finite, threads=args.threads)
+        else:
+            rule.step(state, steps=args.steps, block=args.block, params=params,
+                      check_finite=args.check_finite, threads=args.threads)
     except KeyboardInterrupt:
         done = state.time - start_time
         print(f"rulec: interrupted after {done} of {args.steps} steps (time {state.time})",
@@ -229,6 +240,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     if args.save:
         state.save(args.save)
+    if recording is not None:
+        if args.record_out:
+            recording.save(args.record_out)
+        if args.record_plot:
+            _plot_recording(recording, args.record_plot, f"{rule.name} on {args.graph}")
     if args.json:
         import json
 
@@ -247,10 +263,66 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{state.time}; backend {rule.backend}")
         print(_summary(state))
     for name, array in shown.items():
-        print(f"{name}: " + " ".join(f"{v:.6g}" for v in array.tolist()))
+        print(f"{name}: " + " ".join(f"{label}{v:.6g}" for label, v in
+                                     zip(_labels(state, name), array.tolist(), strict=True)))
     if args.save and not args.quiet:
         print(f"state saved to {args.save}")
+    if recording is not None and not args.quiet:
+        print(f"recorded {', '.join(recorded)}: {len(recording.times)} samples (time "
+              f"{recording.times[0]} to {recording.times[-1]}, every {args.every} steps)"
+              + (f"; written to {args.record_out}" if args.record_out else "")
+              + (f"; plotted in {args.record_plot}" if args.record_plot else ""))
     return 0
+
+
+def _labels(state: State, name: str) -> list[str]:
+    """What each value of a slot is: nothing for a node slot (value i is node
+    i), `u→v=` for an edge slot's half-edges (owner u's value on its edge to
+    v, in CSR order), `u–v=` for a shared slot's edges."""
+    kind = next(kind for kind, slot, _ in state.slots() if slot == name)
+    graph = state.graph
+    if kind == "node":
+        return [""] * graph.n_nodes
+    if kind == "edge":
+        return [f"{u}→{v}=" for u, v in zip(graph.owner.tolist(), graph.nbr.tolist(),
+                                             strict=True)]
+    return [f"{u}–{v}=" for u, v in graph.edges.tolist()]
+
+
+def _recorded(state: State, specs: list[str]) -> list[str]:
+    names = [n.strip() for spec in specs for n in spec.split(",") if n.strip()]
+    arrays = {n for _, n, _ in state.slots()}
+    for name in names:
+        if name not in arrays:
+            raise UserError(f"--record {name}: no slot {name!r} (slots: "
+                            f"{', '.join(sorted(arrays)) or 'none'})")
+    return list(dict.fromkeys(names))
+
+
+def _plot_recording(recording, path: str, title: str) -> None:
+    """One panel per recorded slot: every value's trace over time when there
+    are at most 64 of them, else the mean with the min-max band."""
+    plt = _matplotlib()
+    names = list(recording.values)
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.6 * len(names)), squeeze=False,
+                             sharex=True)
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        values = recording[name]
+        if values.shape[1] <= 64:
+            ax.plot(recording.times, values, linewidth=0.8)
+        else:
+            ax.plot(recording.times, values.mean(axis=1), label="mean")
+            ax.fill_between(recording.times, values.min(axis=1), values.max(axis=1),
+                            alpha=0.3, label="min-max")
+            ax.legend(loc="best", fontsize="small")
+        ax.set_ylabel(name)
+    axes[-1, 0].set_xlabel("time (steps)")
+    axes[0, 0].set_title(title)
+    fig.tight_layout()
+    from .atomic import write_atomic
+
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
+    plt.close(fig)
 
 
 def _stats(array: np.ndarray) -> dict:
@@ -297,8 +369,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import json
+
     from . import learning
     from .api import Rule
+    from .search.hurdles import held
 
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")
@@ -324,17 +399,54 @@ def cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     protocol = _protocol(args.map, args.protocol, args.forward, args.learn)
-    result = learning.evaluate(rule, task, topology, protocol=protocol, epochs=args.epochs,
-                            seed=args.seed, budget=args.budget, params=params,
-                            stop_at=None if args.all_epochs else 1.0,
-                            on_epoch=None if args.quiet else progress)
-    if not args.quiet:
-        print(file=sys.stderr)
-    print(f"rule {rule.name}, task {task.name}, {topology.name}: {len(result.accuracy)} epochs, "
-          f"{result.steps} steps, {result.seconds:.2f} s")
+    for flag in ("seeds", "hold"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag} must be at least 1")
+    if args.hold > args.epochs:
+        raise UserError(f"--hold {args.hold} is more than --epochs {args.epochs}")
+    quiet = args.quiet or args.json
+    searchlike = args.hold > 1 or args.confirm or args.retain
+    runs = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        result = learning.evaluate(rule, task, topology, protocol=protocol, epochs=args.epochs,
+                                   seed=seed, budget=args.budget, params=params,
+                                   stop_at=None if args.all_epochs else 1.0,
+                                   on_epoch=None if quiet else progress, hold=args.hold,
+                                   confirm=args.confirm, retain=args.retain)
+        if not quiet:
+            print(file=sys.stderr)
+        runs.append((seed, result))
+    if args.json:
+        print(json.dumps(_train_json(rule, task, topology, runs, args), indent=2))
+        return 1 if any(r.failure for _, r in runs) else 0
+    for seed, result in runs:
+        _print_training(rule, task, topology, seed, result, args, searchlike,
+                        show_outputs=len(runs) == 1)
+    if len(runs) > 1:
+        learned = sum(held(r, args.hold) >= 1.0 for _, r in runs)
+        print(f"learned on {learned} of {len(runs)} seeds "
+              f"({args.seed}..{args.seed + len(runs) - 1})")
+    if args.plot and runs[-1][1].accuracy:
+        seed, result = runs[-1]
+        _plot(result, args.plot, f"{rule.name} on {task.name} ({topology.name}), seed {seed}")
+        print(f"learning curve written to {args.plot}")
+    return 1 if any(r.failure for _, r in runs) else 0
+
+
+def _print_training(rule, task, topology, seed, result, args, searchlike: bool,
+                    show_outputs: bool) -> None:
+    import numpy as np
+
+    from .search.hurdles import held
+
+    print(f"rule {rule.name}, task {task.name}, {topology.name}, seed {seed}: "
+          f"{len(result.accuracy)} epochs, {result.steps} steps, {result.seconds:.2f} s")
     if result.failure:
         print(f"failed: {result.failure}")
-    if result.outputs is not None:
+    if result.outputs is not None and show_outputs:
+        if result.retained or result.confirm:
+            print("outputs at the end (after the epochs trained past the goal and the "
+                  "untrained passes):")
         print(f"{'input':<12} {'target':<10} {'output':<24} ok")
         for k in range(len(task.inputs)):
             bits = "".join(str(int(b)) for b in task.inputs[k])
@@ -343,11 +455,39 @@ def cmd_train(args: argparse.Namespace) -> int:
             predicted = (out > 0.5).astype(int)
             ok = "yes" if (predicted == task.targets[k]).all() else "no"
             print(f"{bits:<12} {target:<10} {' '.join(f'{v:.3f}' for v in out):<24} {ok}")
-    if args.plot and result.accuracy:
-        _plot(result, args.plot, f"{rule.name} on {task.name} ({topology.name})")
-        print(f"learning curve written to {args.plot}")
-    print(f"accuracy: {result.final_accuracy * 100:.1f}%")
-    return 1 if result.failure else 0
+    print(f"accuracy: {result.final_accuracy * 100:.1f}%"
+          + (f" (epoch {len(result.accuracy)}, the goal)" if result.goal_epoch else ""))
+    if searchlike:
+        extra = []
+        if result.goal_epoch is not None:
+            extra.append(f"goal at epoch {result.goal_epoch}")
+        if result.retained:
+            extra.append(f"{float(np.mean(result.retained)) * 100:.1f}% over the "
+                         f"{len(result.retained)} epochs trained after it")
+        if result.confirm:
+            extra.append(f"{float(np.mean(result.confirm)) * 100:.1f}% on "
+                         f"{len(result.confirm)} untrained passes")
+        print(f"scored as the search scores a seed: {held(result, args.hold) * 100:.1f}%"
+              + (f" ({'; '.join(extra)})" if extra else ""))
+
+
+def _train_json(rule, task, topology, runs, args) -> dict:
+    import numpy as np
+
+    from .search.hurdles import held
+
+    seeds = []
+    for seed, r in runs:
+        seeds.append({"seed": seed, "epochs": len(r.accuracy), "steps": r.steps,
+                      "accuracy": r.final_accuracy, "scored": held(r, args.hold),
+                      "goal_epoch": r.goal_epoch,
+                      "retained": float(np.mean(r.retained)) if r.retained else None,
+                      "confirm": float(np.mean(r.confirm)) if r.confirm else None,
+                      "failure": r.failure,
+                      "outputs": None if r.outputs is None else r.outputs.tolist()})
+    return {"rule": rule.name, "task": task.name, "graph": topology.name,
+            "hold": args.hold, "confirm": args.confirm, "retain": args.retain,
+            "learned": sum(s["scored"] >= 1.0 for s in seeds), "seeds": seeds}
 
 
 def _protocol(pairs: list[str], name: str = "handshake", forward: int | None = None,
@@ -379,7 +519,8 @@ def _matplotlib():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'rulec[plot]'") from None
+        raise UserError("plotting needs matplotlib: pip install '.[plot]' (from a clone)") \
+            from None
     return plt
 
 
@@ -622,11 +763,41 @@ def cmd_search_score(args: argparse.Namespace) -> int:
 def cmd_search_report(args: argparse.Namespace) -> int:
     from .search.report import report
 
+    args.top_given = args.top is not None
+    if args.top is None:
+        args.top = 10
+    if args.top < 1:
+        raise UserError("--top must be at least 1")
+    if args.format != "text":
+        from .search.report import format_rows, result_rows
+
+        top = args.top if args.format == "table" or args.top_given else None
+        print(format_rows(result_rows(args.db, args.run, top), args.format))
+        return 0
     rep = report(args.db, args.run, args.top)
     print(rep.text())
     if args.plot:
         for path in rep.plots(args.plot):
             print(f"wrote {path}")
+    return 0
+
+
+def cmd_search_runs(args: argparse.Namespace) -> int:
+    import datetime
+    import json
+
+    from .search.report import runs
+
+    found = runs(args.db)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    for run in found:
+        when = datetime.datetime.fromtimestamp(run["created"], datetime.UTC)
+        print(f"run {run['id']}: {run['strategy']}, seed {run['seed']}, tasks "
+              f"{','.join(run['tasks'])} on {', '.join(run['graphs'])} ({run['protocol']}); "
+              f"{run['rules']} rules; started {when:%Y-%m-%d %H:%M} UTC with rulec "
+              f"{run['version']}")
     return 0
 
 
@@ -727,6 +898,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="set a slot before stepping (after init or --load): a number, "
                           "I:V,J:W (by node or half-edge index), uniform, gauss (seeded by "
                           "--seed) or @FILE (.npy or text); repeatable")
+    run.add_argument("--record", action="append", default=[], metavar="SLOT[,SLOT]",
+                     help="keep each named slot before the first step and every --every "
+                     "steps (repeatable); with --record-out and --record-plot")
+    run.add_argument("--every", type=_integer, default=1, metavar="K",
+                     help="record every K steps (1)")
+    run.add_argument("--record-out", metavar="REC.npz",
+                     help="write the recording: `times` and one array (samples x values) "
+                     "per slot")
+    run.add_argument("--record-plot", metavar="PLOT.png",
+                     help="plot the recorded slots over time")
     run.add_argument("--show", action="append", default=[], metavar="SLOT",
                      help="print every value of a slot after the run; repeatable")
     run.add_argument("--json", action="store_true",
@@ -745,6 +926,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_integer, default=1000, metavar="N",
                        help="at most N epochs (1000); stops at 100%% unless --all-epochs")
     train.add_argument("--all-epochs", action="store_true", help="run every epoch")
+    train.add_argument("--seeds", type=_integer, default=1, metavar="K",
+                       help="train seeds --seed .. --seed+K-1, one after another (1)")
+    train.add_argument("--hold", type=_integer, default=1, metavar="H",
+                       help="stop once 100%% accurate for H epochs in a row (1)")
+    train.add_argument("--confirm", type=_integer, default=0, metavar="C",
+                       help="then score C more passes without training (0)")
+    train.add_argument("--retain", type=_integer, default=0, metavar="R",
+                       help="after the goal at epoch E, train max(E, R) more epochs to see "
+                       "that it holds (0: stop at the goal)")
+    train.add_argument("--json", action="store_true",
+                       help="one JSON object: per seed its epochs, accuracy, the search's "
+                       "score of the seed (docs/search.md), outputs")
     train.add_argument("--seed", type=_integer, default=0, metavar="S",
                        help="seed for init and the task's orders (0)")
     train.add_argument("--budget", type=_integer, default=100, metavar="STEPS",
@@ -887,11 +1080,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.prog = "rulec search report"
     report.add_argument("db", metavar="DB")
     report.add_argument("--run", type=_integer, metavar="ID", help="the run (the last one)")
-    report.add_argument("--top", type=_integer, default=10, metavar="K",
-                        help="rules in the hall of fame (10)")
+    report.add_argument("--top", type=_integer, metavar="K",
+                        help="rules in the hall of fame (10); with csv or json, only the K "
+                        "best rules (every rule otherwise)")
+    report.add_argument("--format", choices=("text", "table", "csv", "json"), default="text",
+                        help="text: the summary (the default); table: the best rules, one "
+                        "line each; csv, json: every rule's results (columns: "
+                        "docs/search.md)")
     report.add_argument("--plot", metavar="DIR", help="write funnel, score and best-so-far "
                         "plots (PNG) here")
     report.set_defaults(func=cmd_search_report)
+
+    runs = commands.add_parser("search-runs", description="The runs a search database "
+                               "holds: id, strategy, seed, tasks, graphs, rules stored.")
+    runs.prog = "rulec search runs"
+    runs.add_argument("db", metavar="DB")
+    runs.add_argument("--json", action="store_true", help="a JSON list, one object per run")
+    runs.set_defaults(func=cmd_search_runs)
 
     export_found = commands.add_parser("search-export",
                                        description="Write the best rules of a search as "
@@ -999,7 +1204,8 @@ def _terminated(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) >= 2 and argv[0] == "search" and argv[1] in ("report", "export", "score"):
+    if len(argv) >= 2 and argv[0] == "search" and argv[1] in ("report", "export", "score",
+                                                              "runs"):
         argv = [f"search-{argv[1]}", *argv[2:]]  # `rulec search report DB`
     args = parser.parse_args(argv)
     if args.verbose:

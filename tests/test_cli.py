@@ -222,8 +222,35 @@ def test_run_sets_slots_and_shows_values(run_cli, tmp_path):
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
     assert line.startswith("w: ")
-    weights = [float(v) for v in line[3:].split()]
+    # each half-edge's value is labelled owner→neighbour, in CSR order
+    labels, weights = zip(*(pair.split("=") for pair in line[3:].split()), strict=True)
+    assert labels[:4] == ("0→3", "0→4", "0→5", "1→3") and labels[-1] == "6→5"
+    weights = [float(w) for w in weights]
     assert len(weights) == 24 and any(w != 0 for w in weights)
+
+
+def test_run_records_slots_every_k_steps_and_plots_them(run_cli, tmp_path):
+    import numpy as np
+
+    out, plot = tmp_path / "rec.npz", tmp_path / "rec.png"
+    result = run_cli("run", EXAMPLES / "oja.rule", "--graph", "layered:3,3,1", "--param",
+                     "lr=0.005", "--steps", "45", "--set", "source=0:1,1:1,2:1", "--set",
+                     "plastic=6:1", "--set", "w=uniform", "--record", "w,x", "--every", "10",
+                     "--record-out", str(out), "--record-plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    assert "recorded w, x: 6 samples (time 0 to 45, every 10 steps)" in result.stdout
+    data = np.load(out)
+    assert data["times"].tolist() == [0, 10, 20, 30, 40, 45]
+    assert data["w"].shape == (6, 24) and data["x"].shape == (6, 7)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the last sample is the state the run ends with
+    final = run_cli("run", EXAMPLES / "oja.rule", "--graph", "layered:3,3,1", "--param",
+                    "lr=0.005", "--steps", "45", "--set", "source=0:1,1:1,2:1", "--set",
+                    "plastic=6:1", "--set", "w=uniform", "--show", "x", "-q")
+    shown = [float(v) for v in final.stdout.split(":", 1)[1].split()]
+    assert np.allclose(data["x"][-1], shown, rtol=1e-5)
+    bad = run_cli("run", EXAMPLES / "oja.rule", "--graph", "layered:3,3,1", "--record", "y")
+    assert bad.returncode == 1 and "--record y: no slot 'y'" in bad.stderr
 
 
 def test_run_set_forms_and_json(run_cli, tmp_path):

@@ -383,3 +383,25 @@ def test_a_weighted_scipy_matrix_keeps_its_weights_in_half_edge_order():
     assert values.tolist().count(4.0) == 1 and values.tolist().count(-1.0) == 1  # asymmetric
     with pytest.raises(rulec.GraphError, match="shape"):
         graph.half_edge_values(np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "vm", "c"])
+def test_a_recording_holds_the_states_stepping_would_reach(backend, tmp_path):
+    import rulec
+
+    rule = rulec.compile("node x\nedge w\ninit { x = uniform()\n w = gauss() }\n"
+                         "update { x = tanh(sum(w * nbr.x))\n w += 0.01 * x * nbr.x }",
+                         backend=backend)
+    graph = rulec.Graph.from_edges(5, [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0)])
+    state = rule.state(graph)
+    rule.init(state, seed=3)
+    twin = state.copy()
+    rec = rule.record(state, steps=7, slots=["x", "w"], every=3)
+    assert rec.times.tolist() == [0, 3, 6, 7] and rec["w"].shape == (4, 10)
+    for sample, steps in zip(rec["x"][1:], (3, 3, 1), strict=True):
+        rule.step(twin, steps)
+        assert np.array_equal(sample, twin.node["x"])
+    rec.save(tmp_path / "r.npz")
+    assert np.load(tmp_path / "r.npz")["x"].shape == (4, 5)
+    with pytest.raises(KeyError, match="no slot 'y' to record"):
+        rule.record(state, steps=1, slots="y")

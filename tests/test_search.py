@@ -416,7 +416,10 @@ def test_search_report_and_export_from_the_command_line(tmp_path, capsys):
     train = command.split()
     train[1] = str(files[0])
     assert main(train) == 0
-    assert "accuracy: 100.0%" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # the search's own seeds, scored as its task hurdle scores them
+    assert "accuracy: 100.0%" in out and "scored as the search scores a seed: 100.0%" in out
+    assert "--seeds" in command and "--retain" in command
 
 
 def test_search_errors_are_one_line(tmp_path, capsys):

@@ -67,6 +67,32 @@ RETAIN_FRACTION = 0.9
 COMPILED_KEPT = 512  # rules an Evaluator keeps compiled (a generation's survivors)
 
 
+def held(result: learning.Result, hold: int, pass_accuracy: float = 1.0) -> float:
+    """A seed's accuracy as the task hurdles score it: the mean of its last
+    `hold` epochs, or of `hold` more scoring passes without training if
+    that is lower (a rule whose outputs are right by luck in some epochs
+    does not pass), or of the epochs it trained on after reaching the goal
+    if it did not keep it (a rule that forgets, or oscillates, does not
+    pass). `rulec train --hold --confirm --retain` prints it."""
+    if result.failure or not result.accuracy:
+        return 0.0
+    value = float(np.mean(result.accuracy[-hold:])) if len(result.accuracy) >= hold else \
+        float(np.sum(result.accuracy)) / hold
+    if result.retained and not retained(result, hold, pass_accuracy):
+        value = min(value, float(np.mean(result.retained)))
+    return min(value, float(np.mean(result.confirm))) if result.confirm else value
+
+
+def retained(result: learning.Result, hold: int, pass_accuracy: float = 1.0) -> bool:
+    """Whether a seed kept what it learned while training went on after the
+    goal: its last `hold` epochs are at the goal and it was right in at
+    least RETAIN_FRACTION of the epochs since (one wrong epoch among
+    hundreds is a learner's noise; an oscillator is wrong for many)."""
+    window = result.retained
+    return (min(window[-hold:]) >= 1.0
+            and float(np.mean(window)) >= RETAIN_FRACTION * pass_accuracy)
+
+
 def rank_key(record: dict) -> tuple:
     """How reports rank rules, best first when sorted (the summary's best,
     the report's list, export): hurdles passed, score, untouched seeds
@@ -385,29 +411,12 @@ class Evaluator:
         return None
 
     def _held(self, result: learning.Result) -> float:
-        """A seed's accuracy: the mean of its last `hold` epochs, or of `hold`
-        more scoring passes without training if that is lower (a rule whose
-        outputs are right by luck in some epochs does not pass), or of the
-        epochs it trained on after reaching the goal if that is lower (a
-        rule that forgets, or oscillates, does not pass)."""
-        if result.failure or not result.accuracy:
-            return 0.0
-        hold = self.settings.screen.hold
-        held = float(np.mean(result.accuracy[-hold:])) if len(result.accuracy) >= hold else \
-            float(np.sum(result.accuracy)) / hold
-        if result.retained and not self._retained(result):
-            held = min(held, float(np.mean(result.retained)))
-        return min(held, float(np.mean(result.confirm))) if result.confirm else held
+        screen = self.settings.screen
+        return held(result, screen.hold, screen.pass_accuracy)
 
     def _retained(self, result: learning.Result) -> bool:
-        """Whether a seed kept what it learned while training went on after the
-        goal: its last `hold` epochs are at the goal and it was right in at
-        least RETAIN_FRACTION of the epochs since (one wrong epoch among
-        hundreds is a learner's noise; an oscillator is wrong for many)."""
-        hold = self.settings.screen.hold
-        window = result.retained
-        return (min(window[-hold:]) >= 1.0
-                and float(np.mean(window)) >= RETAIN_FRACTION * self.settings.screen.pass_accuracy)
+        screen = self.settings.screen
+        return retained(result, screen.hold, screen.pass_accuracy)
 
     def _evaluate(self, rule, task, topology, seed) -> learning.Result:
         return learning.evaluate(rule, task, topology, self.protocol,

@@ -41,6 +41,7 @@ from ..dataflow import without_dead_writes
 from ..edit import replace, statement_lists, subexpressions
 from ..errors import RuleErrors
 from ..generate import BINARY_CALLS, INFIX, REDUCERS, UNARY_CALLS, _Generator
+from .canon import size
 from .space import Space
 
 MUTATIONS = ("op_swap", "shrink", "grow", "filter_add", "filter_remove", "filter_change",
@@ -63,12 +64,21 @@ def depth(expr) -> int:
     return 1
 
 
-def extent(tree: ast.File) -> tuple[int, int]:
-    """(the deepest expression, the longest statement list) of a rule; an
-    expression is a value, a condition or a filter."""
-    deepest = longest = 0
-    for _, statements in statement_lists(tree.items):
+#: A child's `if`s nest at most this deep, and it has at most MAX_SIZE
+#: statements and expression nodes (or as many as its parent): nested ifs
+#: and copies grew rules past 1,000 nodes within minutes.
+MAX_NESTING = 2
+MAX_SIZE = 200
+
+
+def extent(tree: ast.File) -> tuple[int, int, int]:
+    """(the deepest expression, the longest statement list, the deepest
+    nesting of `if`s) of a rule; an expression is a value, a condition or a
+    filter."""
+    deepest = longest = nested = 0
+    for path, statements in statement_lists(tree.items):
         longest = max(longest, len(statements))
+        nested = max(nested, sum(1 for part in path if part == "branches" or part == "orelse"))
         for stmt in statements:
             if isinstance(stmt, ast.If):
                 exprs = [condition for condition, _ in stmt.branches]
@@ -77,7 +87,7 @@ def extent(tree: ast.File) -> tuple[int, int]:
                 if isinstance(stmt, ast.Assign) and stmt.target.predicate is not None:
                     exprs.append(stmt.target.predicate)
             deepest = max([deepest, *(depth(e) for e in exprs)])
-    return deepest, longest
+    return deepest, longest, nested
 
 
 class _RandomSource:
@@ -316,10 +326,11 @@ class Mutator:
             child = without_dead_writes(child, exact=False)
         if child == tree:
             return None
-        (deep, long), (parent_deep, parent_long) = extent(child), extent(tree)
-        if deep > max(self.max_depth, parent_deep) or long > max(self.max_statements,
-                                                                 parent_long):
-            return None  # bloat: deeper or longer than the limits and its parent
+        limits = (self.max_depth, self.max_statements, MAX_NESTING)
+        if any(mine > max(limit, parents) for mine, limit, parents
+               in zip(extent(child), limits, extent(tree), strict=True)) \
+                or size(child) > max(MAX_SIZE, size(tree)):
+            return None  # bloat: past the limits, and past its parent
         try:
             check(child)
         except (RuleErrors, RecursionError):

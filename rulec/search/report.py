@@ -55,7 +55,7 @@ class Report:
         config = json.loads(self.run["config"])
         s = self.settings
         lines = [f"run {self.run['id']} ({config['strategy']}, seed {config['seed']}): "
-                 f"tasks {', '.join(s.screen.tasks)} on {s.screen.graph}, protocol "
+                 f"tasks {', '.join(s.screen.tasks)} on {', '.join(s.screen.graphs)}, protocol "
                  f"{s.space.protocol}; {len(self.rules)} rules",
                  f"duplicates skipped: {self.exact} exact (same canonical text), "
                  f"{self.behaviour} behaviour (same probe outputs)",
@@ -91,7 +91,8 @@ class Report:
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
-            raise SpaceError("--plot needs matplotlib: pip install 'rulec[plot]'") from None
+            raise SpaceError("--plot needs matplotlib: pip install '.[plot]' (from a clone)") \
+                from None
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         written = []
@@ -123,24 +124,36 @@ class Report:
         axes.set_title(f"scores of the {len(screened)} rules that passed screening")
         save(figure, "scores.png")
 
-        figure, axes = plt.subplots(figsize=(6, 3.5))
-        best, curve = -1.0, []
-        for r in self.rules:
+        # best so far against wall time since the run's first rule (and the
+        # rules evaluated on a second axis); the y ticks name the hurdles
+        figure, axes = plt.subplots(figsize=(7, 3.8))
+        rules = sorted(self.rules, key=lambda r: (r["created"], r["idx"]))
+        start = rules[0]["created"] if rules else 0.0
+        best, curve, times = -1.0, [], []
+        for r in rules:
             best = max(best, r["passed"] + r["score"])
             curve.append(best)
-        axes.plot(range(1, len(curve) + 1), curve, color="tab:red")
-        axes.set_xscale("log")
-        axes.set_xlabel("rules evaluated")
-        axes.set_ylabel("best hurdles passed + score")
-        axes.set_yticks(range(len(self.hurdles) + 1))
+            times.append((r["created"] - start) / 60)
+        axes.step(times, curve, where="post", color="tab:red")
+        axes.set_xlabel("minutes since the run's first rule")
+        axes.set_ylabel("best: hurdles passed + score")
+        axes.set_yticks(range(len(self.hurdles) + 1),
+                        ["none"] + [f"{k + 1}: {h}" for k, h in enumerate(self.hurdles)],
+                        fontsize=7)
         axes.grid(alpha=0.3)
-        axes.set_title("best so far")
+        axes.set_title(f"best so far ({len(rules)} rules)")
         save(figure, "best.png")
 
         figure, axes = plt.subplots(figsize=(6, 3.5))
-        axes.hist([r["size"] for r in self.rules] or [0], bins=30, color="tab:gray")
+        screened = [r["size"] for r in self.rules if r["passed"] >= len(SCREEN_HURDLES)]
+        stopped = [r["size"] for r in self.rules if r["passed"] < len(SCREEN_HURDLES)]
+        axes.hist([stopped or [0], screened or [0]], bins=30, stacked=True,
+                  color=["tab:gray", "tab:green"],
+                  label=[f"stopped in screening ({len(stopped)})",
+                         f"passed screening ({len(screened)})"])
         axes.set_xlabel("rule size (statements + expression nodes)")
         axes.set_ylabel("rules")
+        axes.legend(fontsize="small")
         save(figure, "sizes.png")
         return written
 
@@ -222,6 +235,96 @@ def report(db: str, run: int | None = None, top: int = 10) -> Report:
         store.close()
 
 
+def runs(db: str) -> list[dict]:
+    """The runs a database holds, oldest first: `id`, `strategy`, `seed`,
+    `tasks`, `graphs`, `protocol`, `rules` (stored), `created` (seconds
+    since the epoch), `version` (the rulec that made it)."""
+    store = Store(db, readonly=True)
+    try:
+        out = []
+        for row in store.list_runs():
+            settings = Settings.from_dict(json.loads(row["settings"]))
+            config = json.loads(row["config"])
+            count = store.count(row["id"])
+            out.append({"id": row["id"], "strategy": config["strategy"],
+                        "seed": config["seed"], "tasks": list(settings.screen.tasks),
+                        "graphs": list(settings.screen.graphs),
+                        "protocol": settings.space.protocol, "rules": count,
+                        "created": row["created"], "version": row["version"]})
+        return out
+    finally:
+        store.close()
+
+
+#: The columns of results() and `rulec search report --format csv|json`.
+RESULT_COLUMNS = ("idx", "generation", "passed", "failed_hurdle", "failure", "score", "fresh",
+                  "size", "duplicate", "duplicate_of", "parent", "mutation", "seconds", "text")
+
+
+def result_rows(db: str, run: int | None = None, top: int | None = None) -> list[dict]:
+    """Every rule of a run as a plain dict (RESULT_COLUMNS), in index order;
+    with `top`, the `top` best instead, best first, ranked as the report's
+    hall of fame and export rank them (duplicates are never among them: a
+    duplicate's results are its original's). `failed_hurdle` names the
+    hurdle a rule stopped at (None if it cleared all)."""
+    store = Store(db, readonly=True)
+    try:
+        row = _pick_run(store, run)
+        settings = Settings.from_dict(json.loads(row["settings"]))
+        columns = tuple(c for c in RESULT_COLUMNS if c != "failed_hurdle")
+        rules = store.rules_of(row["id"], columns)
+    finally:
+        store.close()
+    hurdles = hurdle_names(settings)
+    for r in rules:
+        r["failed_hurdle"] = None if r["failure"] is None else \
+            hurdles[min(r["passed"], len(hurdles) - 1)]
+    if top is not None:
+        rules = sorted((r for r in rules if r["duplicate"] is None
+                        and r["passed"] >= len(SCREEN_HURDLES)), key=rank_key)[:top]
+    return [{c: r[c] for c in RESULT_COLUMNS} for r in rules]
+
+
+def results(db: str, run: int | None = None, top: int | None = None):
+    """A run's rules as a table: a pandas DataFrame (indexed by `idx`) when
+    pandas is installed, else the list of result_rows() dicts."""
+    rows = result_rows(db, run, top)
+    try:
+        import pandas
+    except ImportError:
+        return rows
+    return pandas.DataFrame(rows, columns=list(RESULT_COLUMNS)).set_index("idx")
+
+
+def format_rows(rows: list[dict], kind: str) -> str:
+    """Result rows as `table` (aligned text, one line per rule, no rule
+    text), `csv` (every column) or `json` (a list of objects)."""
+    if kind == "json":
+        return json.dumps(rows, indent=2)
+    if kind == "csv":
+        import csv
+        import io
+
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(RESULT_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue().rstrip("\n")
+    shown = ("idx", "passed", "failed_hurdle", "score", "fresh", "size", "duplicate",
+             "parent", "mutation")
+
+    def cell(value) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    table = [list(shown)] + [[cell(r[c]) for c in shown] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(shown))]
+    return "\n".join("  ".join(v.rjust(w) if i not in (2, 6, 8) else v.ljust(w)
+                               for i, (v, w) in enumerate(zip(line, widths, strict=True)))
+                     .rstrip() for line in table)
+
+
 def export(db: str, directory: str | Path, top: int = 5, run: int | None = None) -> list[Path]:
     """The `top` best rules (score, then fresh seeds, then size) as .rule files,
     each with the `rulec train` command that reproduces its evaluation."""
@@ -266,11 +369,15 @@ def export(db: str, directory: str | Path, top: int = 5, run: int | None = None)
                   f"{r['score']:.3f} over tasks {tasks}{fresh}.",
                   "# Score it as the search did (every hurdle, the run's settings):",
                   f"#   rulec search score {_word(path.name)} --space space.toml --ablate",
-                  "# Reproduce one evaluation (seed 0):"]
+                  f"# Train it on the search's {screen.seeds} seed(s) per task, scored as "
+                  "the task hurdles score them:"]
         for task in screen.tasks:
-            header.append(f"#   rulec train {_word(path.name)} --task {_word(task)} "
-                          f"--graph {_word(screen.graph)} {protocol_options} "
-                          f"--epochs {screen.epochs} --seed 0")
+            for graph in screen.graphs:
+                header.append(f"#   rulec train {_word(path.name)} --task {_word(task)} "
+                              f"--graph {_word(graph)} {protocol_options} "
+                              f"--epochs {screen.epochs} --seeds {screen.seeds} "
+                              f"--hold {screen.hold} --confirm {screen.hold} "
+                              f"--retain {screen.retain}")
         text = "\n".join(header) + "\n" + format_tree(tree)
         write_atomic(path, text.encode())
         written.append(path)

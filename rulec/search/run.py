@@ -102,25 +102,50 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+#: Bumped whenever what a run stores for the same settings, config and seed
+#: changes (the generator, the hurdles, the mutations): part of a run's key,
+#: so a newer rulec starts a new run beside an old one instead of resuming
+#: it with other rules.
+RESULTS_VERSION = "2026-12-05"
+
+
+def strategy_identity(strategy) -> str:
+    """What names a strategy object in a run's key: its `identity`
+    attribute if it has one (say, with its own settings), else its class."""
+    return str(getattr(strategy, "identity", None)
+               or f"{type(strategy).__module__}.{type(strategy).__qualname__}")
+
+
 class Search:
-    """One run of a search on a database; `run()` goes until a limit."""
+    """One run of a search on a database; `run()` goes until a limit. With
+    `strategy` (any object with ask and tell), that strategy proposes the
+    rules instead of config.strategy's; it is part of the run's key
+    (strategy_identity), so a run of it is never resumed by another."""
 
     def __init__(self, settings: Settings, config: Config, db: str, jobs: int = 1,
                  scheduler=None, batch: int = 16,
-                 progress: Callable[[Progress], None] | None = None) -> None:
+                 progress: Callable[[Progress], None] | None = None, strategy=None) -> None:
         settings.space.make_protocol()
         settings.check()
         self.settings, self.config = settings, config
         self.keep = frozenset(settings.space.protocol_slots())
         self.protocol = settings.space.make_protocol()
-        self.strategy = config.strategy_object(settings)
+        if strategy is not None and not (callable(getattr(strategy, "ask", None))
+                                         and callable(getattr(strategy, "tell", None))):
+            raise SpaceError(f"a strategy has ask(generation, indices) and tell(generation, "
+                             f"records) methods; {type(strategy).__name__} lacks them")
+        self.strategy = strategy if strategy is not None else config.strategy_object(settings)
+        self.config_record = asdict(config)
+        if strategy is not None:
+            self.config_record["strategy"] = strategy_identity(strategy)
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise SpaceError(f"a batch holds at least one rule, got {batch!r}")
         if jobs < 1:
             raise SpaceError(f"a search needs at least one worker, got jobs={jobs}")
         self.batch = batch
         self.db = db
-        self.key = digest({"settings": settings.to_dict(), "config": asdict(config)})
+        self.key = digest({"settings": settings.to_dict(), "config": self.config_record,
+                           "results": RESULTS_VERSION})
         self.store: Store | None = None
         self.run_id: int | None = None
         self.fresh_run = True
@@ -229,7 +254,7 @@ class Search:
         if self.store is None:
             self.store = Store(self.db)
             self.run_id, self.fresh_run = self.store.run(
-                self.key, self.settings.to_dict(), asdict(self.config), __version__)
+                self.key, self.settings.to_dict(), self.config_record, __version__)
             self.store.lease(self.run_id)  # one coordinator per run
 
     def _evaluate(self, generation: int, candidates: list[Candidate], executor) -> list[dict]:
@@ -331,7 +356,9 @@ class Search:
 
 def search(settings: Settings | None = None, config: Config | None = None,
            db: str = "search.sqlite", rules: int | None = None, minutes: float | None = None,
-           jobs: int = 1, scheduler=None, batch: int = 16, progress=None) -> Progress:
+           jobs: int = 1, scheduler=None, batch: int = 16, progress=None,
+           strategy=None) -> Progress:
     """Run (or resume) a search; see rulec.search and docs/search.md."""
-    s = Search(settings or Settings(), config or Config(), db, jobs, scheduler, batch, progress)
+    s = Search(settings or Settings(), config or Config(), db, jobs, scheduler, batch, progress,
+               strategy)
     return s.run(rules, minutes)

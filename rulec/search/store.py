@@ -300,6 +300,14 @@ class Store:
             rows = connection.execute(sa.select(self.runs).order_by(self.runs.c.id)).all()
         return [dict(row._mapping) for row in rows]
 
+    def count(self, run: int) -> int:
+        """How many rules run `run` has stored."""
+        sa = self.sa
+        query = sa.select(sa.func.count()).select_from(self.rules).where(
+            self.rules.c.run == run)
+        with self.guard("read"), self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     # ---------------------------------------------------------------- rules
 
     def write(self, run: int, records: list[dict]) -> None:

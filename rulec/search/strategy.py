@@ -45,6 +45,12 @@ class Candidate:
     mutation: str | None = None  # None: drawn at random; 'start': a given rule
     draw: int | None = None
 
+    @classmethod
+    def of(cls, index: int, tree: ast.File, parent: int | None = None,
+           mutation: str | None = None) -> Candidate:
+        """A candidate for `tree`, its text printed (for your own strategy)."""
+        return cls(index, tree, format_tree(tree), parent, mutation)
+
 
 def draw_tree(options, seed: int, index: int) -> ast.File:
     """Rule `index` of seed `seed`'s random stream: a function of (seed,
