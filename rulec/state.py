@@ -199,6 +199,17 @@ class State:
         other.time, other.seed = self.time, self.seed
         return other
 
+    def restore(self, other: State) -> None:
+        """Make this state equal to `other` (the same graph and layout), in
+        place: its arrays keep their addresses, so what a backend made for
+        this state (the VM's registers) stays valid, where copy() would make
+        a new state that needs its own."""
+        if other.graph is not self.graph or other.layout != self.layout:
+            raise StateError("restore() takes a state of the same graph and slots")
+        for kind, name, array in other.slots():
+            (self._node if kind == "node" else self._edge)[name][...] = array
+        self.time, self.seed = other.time, other.seed
+
     def __repr__(self) -> str:
         return (f"State({self.graph!r}, node={list(self.node_slots)}, "
                 f"edge={list(self.edge_slots)}, shared={list(self.shared_slots)}, "

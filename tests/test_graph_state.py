@@ -405,3 +405,25 @@ def test_a_recording_holds_the_states_stepping_would_reach(backend, tmp_path):
     assert np.load(tmp_path / "r.npz")["x"].shape == (4, 5)
     with pytest.raises(KeyError, match="no slot 'y' to record"):
         rule.record(state, steps=1, slots="y")
+
+
+def test_restore_makes_a_state_equal_in_place():
+    import rulec
+
+    rule = rulec.compile("node x\nedge w\ninit { x = uniform()\n w = gauss() }\n"
+                         "update { x = tanh(sum(w * nbr.x)) }", backend="vm")
+    graph = rulec.Graph.from_edges(3, [(0, 1), (1, 2)])
+    start = rule.state(graph)
+    rule.init(start, seed=1)
+    work = start.copy()
+    address = work.node["x"].ctypes.data
+    rule.step(work, 5)
+    work.restore(start)
+    assert work.time == start.time and np.array_equal(work.node["x"], start.node["x"])
+    assert work.node["x"].ctypes.data == address  # in place: a backend's views stay valid
+    rule.step(work, 5)
+    again = start.copy()
+    rule.step(again, 5)
+    assert np.array_equal(work.node["x"], again.node["x"])
+    with pytest.raises(rulec.StateError, match="same graph and slots"):
+        work.restore(rule.state(rulec.Graph.from_edges(3, [(0, 1)])))

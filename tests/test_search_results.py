@@ -95,3 +95,34 @@ def test_a_custom_strategy_is_its_own_run_and_never_resumed_by_another(tmp_path,
     assert [r["strategy"] for r in listed] == ["delta-then-random", "random"]
     with pytest.raises(S.SpaceError, match="ask.*tell"):
         S.Search(FAST, S.Config(), db, strategy=object())
+
+
+def test_the_store_stamps_its_layout_migrates_old_ones_and_refuses_newer(tmp_path, db):
+    import shutil
+    import sqlite3
+
+    from rulec.search.store import SCHEMA_VERSION, Store
+
+    assert Store(db, readonly=True).version() == SCHEMA_VERSION
+    # a database of the first layout (no schema table): read as it is, then
+    # migrated when opened for writing, its runs and rules kept
+    old = str(tmp_path / "old.sqlite")
+    shutil.copy(db, old)
+    connection = sqlite3.connect(old)
+    connection.execute("DROP TABLE schema")
+    connection.commit()
+    connection.close()
+    assert Store(old, readonly=True).version() == 1
+    assert len(S.result_rows(old)) == 64
+    Store(old).close()
+    assert Store(old, readonly=True).version() == SCHEMA_VERSION
+    assert S.result_rows(old) == S.result_rows(db)
+    # a newer layout is refused, naming both versions
+    connection = sqlite3.connect(old)
+    connection.execute("UPDATE schema SET version = 99")
+    connection.commit()
+    connection.close()
+    for readonly in (True, False):
+        with pytest.raises(S.SpaceError, match=r"newer rulec \(database layout 99; this rulec "
+                                               r"reads up to 2\)"):
+            Store(old, readonly=readonly)

@@ -278,8 +278,10 @@ class Evaluator:
         """One forward example of each input pattern, each from a copy of
         `start`: the outputs, and the node slots other than the input's."""
         outputs, states = [], []
+        state = start.copy()  # one working state, restored per pattern: its registers stay
         for k in range(len(episode.task.inputs)):
-            state = start.copy()
+            if k:
+                state.restore(start)
             out = episode.example(state, k, train=False)
             if out is None or not np.isfinite(out).all():
                 raise _Stop("outputs are not finite")

@@ -7,6 +7,11 @@ Tables (docs/search.md has the full schema):
            hurdles it passed, why it failed, score, size, timings, worker
   results  one row per (rule, task, seed) a rule was trained on
 
+  schema   one row: the layout's version (SCHEMA_VERSION). A database of an
+           older layout is migrated when opened for writing (MIGRATIONS)
+           and read as it is; one of a newer layout is refused, naming
+           both versions, instead of being misread.
+
 The coordinator is the only writer. Each batch of finished rules is one
 transaction, so a run killed at any moment keeps every batch written before.
 """
@@ -85,6 +90,23 @@ def _alive(holder: str) -> bool:
     return not known_gone(host, pid)
 
 
+#: The layout this rulec writes. 1: runs, rules, results, leases (before
+#: the schema table); 2: the schema table.
+SCHEMA_VERSION = 2
+
+
+def _stamp(connection, sa, schema, version: int) -> None:
+    connection.execute(schema.delete())
+    connection.execute(schema.insert().values(version=version))
+
+
+#: version -> the function that migrates a database from it to version + 1
+#: (in one transaction, with the connection and the tables).
+MIGRATIONS = {
+    1: lambda connection, sa, tables: None,  # the layout is unchanged: stamping is all
+}
+
+
 def _tables(sa):
     meta = sa.MetaData()
     runs = sa.Table(
@@ -139,7 +161,11 @@ def _tables(sa):
         sa.Column("holder", sa.String(300), nullable=False),
         sa.Column("renewed", sa.Float, nullable=False),
     )
-    return meta, runs, rules, results, leases
+    schema = sa.Table(
+        "schema", meta,
+        sa.Column("version", sa.Integer, nullable=False),
+    )
+    return meta, runs, rules, results, leases, schema
 
 
 RULE_COLUMNS = ("idx", "generation", "text", "canon_hash", "func_hash", "parent", "mutation",
@@ -187,7 +213,8 @@ class Store:
                     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps commits atomic
                 cursor.execute("PRAGMA busy_timeout=10000")
                 cursor.close()
-        self.meta, self.runs, self.rules, self.results, self.leases = _tables(sa)
+        tables = _tables(sa)
+        self.meta, self.runs, self.rules, self.results, self.leases, self.schema = tables
         if readonly:
             try:
                 names = set(sa.inspect(self.engine).get_table_names())
@@ -202,6 +229,7 @@ class Store:
                     names = set(sa.inspect(self.engine).get_table_names())
             if not {"runs", "rules", "results"} <= names:
                 raise SpaceError(f"{db}: not a rulec search database (no runs and rules tables)")
+            self._check_version(names)
             return
         for attempt in range(3):  # two coordinators starting at once race to create
             try:
@@ -218,6 +246,44 @@ class Store:
             except sa.exc.DatabaseError as exc:
                 raise SpaceError(f"{db}: not a rulec search database ({_first_line(exc)})") \
                     from None
+        self._migrate()
+
+    def version(self) -> int:
+        """The layout version of the database (1 if it has no schema table)."""
+        sa = self.sa
+        with self.guard("read"), self.engine.connect() as connection:
+            if "schema" not in set(sa.inspect(connection).get_table_names()):
+                return 1
+            row = connection.execute(sa.select(self.schema.c.version)).first()
+        return 1 if row is None else int(row[0])
+
+    def _check_version(self, names=None) -> int:
+        version = self.version()
+        if version > SCHEMA_VERSION:
+            raise SpaceError(f"{self.db}: made by a newer rulec (database layout {version}; "
+                             f"this rulec reads up to {SCHEMA_VERSION}): upgrade rulec "
+                             "(pip install -U .) to read or resume it")
+        return version
+
+    def _migrate(self) -> None:
+        """Bring an older layout up to SCHEMA_VERSION, one step per
+        transaction (a step killed halfway leaves the version before it)."""
+        sa = self.sa
+        tables = (self.runs, self.rules, self.results, self.leases, self.schema)
+        version = self._check_version()
+        with self.guard("migrate"), self.engine.begin() as connection:
+            if connection.execute(sa.select(sa.func.count()).select_from(
+                    self.schema)).scalar_one() == 0 and version == 1:
+                is_new = connection.execute(sa.select(sa.func.count()).select_from(
+                    self.runs)).scalar_one() == 0
+                if is_new:  # a database made just now: the current layout
+                    _stamp(connection, sa, self.schema, SCHEMA_VERSION)
+                    return
+        while version < SCHEMA_VERSION:
+            with self.guard("migrate"), self.engine.begin() as connection:
+                MIGRATIONS[version](connection, sa, tables)
+                _stamp(connection, sa, self.schema, version + 1)
+            version += 1
 
     @contextlib.contextmanager
     def guard(self, action: str):
