@@ -189,3 +189,16 @@ def test_evolution_crosses_parents_when_asked(tmp_path):
     S.search(FAST, none, str(tmp_path / "y.sqlite"), rules=96)
     assert not sqlite3.connect(tmp_path / "y.sqlite").execute(
         "SELECT count(*) FROM rules WHERE mutation = 'crossover'").fetchone()[0]
+
+
+def test_a_target_blind_rule_ranks_below_an_honest_partial_learner():
+    from rulec.search.hurdles import SCREEN_HURDLES
+    from rulec.search.strategy import _SCREENING, fitness
+
+    assert _SCREENING == len(SCREEN_HURDLES)
+    blind = {"passed": 6, "score": 0.0, "size": 20, "spread": 1.0,
+             "failure": "target-blind: or: trained on the complement targets ..."}
+    partial = {"passed": 5, "score": 0.75, "size": 20, "spread": 1.0,
+               "failure": "or: mean accuracy 0.500 over 2 seeds < 1.0"}
+    assert fitness(partial) > fitness(blind)
+    assert fitness({**blind, "failure": None, "score": 1.0}) > fitness(partial)
