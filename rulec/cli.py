@@ -958,8 +958,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="steps with the targets presented (fixed: 10)")
     train.add_argument("--map", action="append", default=[], metavar="ROLE=SLOT",
                        help="use the rule's slot SLOT for a protocol role (input, input_flag, "
-                            "output_flag, target, train_flag, output, ready, done, reset_block, "
-                            "block); "
+                            "output_flag, target, train_flag, output, ready, done, error, "
+                            "reset_block, block); "
                             "ROLE= drops an optional role; repeatable (docs/learning.md)")
     train.set_defaults(func=cmd_train)
 

@@ -79,6 +79,13 @@ static int32_t rulec_driver_example(const rulec_graph *g, rulec_state *state,
             } else if (ph->source == RULEC_SOURCE_TARGET) {
                 for (int32_t j = 0; j < e->n_out; ++j)
                     values[e->output_nodes[j]] = e->targets[k * e->n_out + j];
+            } else if (ph->source == RULEC_SOURCE_ERROR) {
+                /* float sums in output order, as the Python reference adds them */
+                float error = 0.0f;
+                for (int32_t j = 0; j < e->n_out; ++j)
+                    error += e->targets[k * e->n_out + j] - outputs[j];
+                error /= (float)e->n_out;
+                for (int64_t j = 0; j < g->n_nodes; ++j) values[j] = error;
             } else if (ph->nodes == RULEC_NODES_INPUTS) {
                 for (int32_t j = 0; j < e->n_input_nodes; ++j) values[e->input_nodes[j]] = ph->value;
             } else if (ph->nodes == RULEC_NODES_OUTPUTS) {

@@ -11,9 +11,11 @@ enum rulec_phase_op { RULEC_PHASE_WRITE = 0, RULEC_PHASE_RUN = 1, RULEC_PHASE_RE
 /* which examples a phase runs for: all, training ones, scoring ones */
 enum rulec_phase_when { RULEC_WHEN_ALWAYS = 0, RULEC_WHEN_TRAIN = 1, RULEC_WHEN_TEST = 2 };
 enum rulec_phase_nodes { RULEC_NODES_INPUTS = 0, RULEC_NODES_OUTPUTS = 1, RULEC_NODES_ALL = 2 };
-/* what a write phase writes: its value, the example's input bits, its target bits */
+/* what a write phase writes: its value, the example's input bits, its target
+ * bits, or the error: the mean over the outputs of target - output, from the
+ * example's last read, on the phase's nodes */
 enum rulec_phase_source { RULEC_SOURCE_VALUE = 0, RULEC_SOURCE_INPUT = 1,
-                          RULEC_SOURCE_TARGET = 2 };
+                          RULEC_SOURCE_TARGET = 2, RULEC_SOURCE_ERROR = 3 };
 enum rulec_failure { RULEC_FAILED_NONE = 0, RULEC_FAILED_NON_FINITE = 1, RULEC_FAILED_BUDGET = 2,
                      RULEC_FAILED_OUTPUTS = 3 };
 

@@ -140,3 +140,50 @@ def test_an_output_flag_tells_outputs_from_hidden_nodes_that_feed_nothing(engine
     # without the role, the slot is the rule's own (0 everywhere)
     plain = tasks.fresh_state(rule_, topology, tasks.protocol_named("fixed"), seed=0)
     assert not plain.node["is_out"].any()
+
+
+ERROR_DELTA = """
+rule delta_err
+param lr = 1
+node inp, target, train, a, err
+edge w
+init { w = 0.5 * gauss() }
+update {
+    a = sigmoid(sum((w * nbr.inp)[incoming]))
+    w[incoming] += lr * err * nbr.inp
+}
+"""
+
+
+@pytest.mark.parametrize("name", ["fixed", "handshake"])
+def test_a_broadcast_error_reaches_every_node_while_training_and_c_agrees(name):
+    # the rule never reads the target: the error the protocol broadcasts
+    # (target - output, 0 outside training) is all it learns from
+    # (handshake: ready after one step, one training step, no done flag)
+    text = ERROR_DELTA if name == "fixed" else ERROR_DELTA.replace(
+        "node inp,", "node is_in, ready, inp,").replace(
+        "update {", "update reset { ready = 0 }\nupdate {\n    ready = 1")
+    rule_ = rulec.compile(text, backend="vm")
+    settings = {"forward": 3, "learn": 3} if name == "fixed" else {}
+    roles = (("error", "err"),) if name == "fixed" else (("error", "err"), ("done", None))
+    protocol = tasks.protocol_named(name, roles, **settings)
+    assert ("error", "err") in protocol.roles()
+    topology = tasks.layered([2, 1], bias=True)
+    results = [tasks.evaluate(rule_, tasks.task_named("or"), topology, protocol, epochs=60,
+                              seed=4, engine=engine) for engine in ("python", "c")]
+    assert results[0].accuracy == results[1].accuracy and results[0].failure is None
+    assert np.array_equal(results[0].outputs, results[1].outputs)
+    assert results[0].final_accuracy == 1.0
+    # outside training the slot holds 0: scoring does not leak the targets
+    state = tasks.fresh_state(rule_, topology, protocol, seed=4)
+    episode = tasks.evaluation.Episode(rule_, tasks.task_named("or"), topology, protocol, 100,
+                                       None)
+    episode.example(state, 3, train=False)
+    assert not state.node["err"].any()
+    episode.example(state, 0, train=True)  # target 0: the error is -output, everywhere
+    assert (state.node["err"] == state.node["err"][0]).all() and state.node["err"][0] < 0
+
+
+def test_the_simultaneous_protocol_has_no_error_role():
+    with pytest.raises(tasks.ProtocolError, match="error"):
+        tasks.protocol_named("simultaneous", (("error", "err"),))

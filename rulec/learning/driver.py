@@ -75,7 +75,8 @@ def _codes(lib) -> dict[str, dict]:
                  "test": lib.RULEC_WHEN_TEST},
         "nodes": {"inputs": lib.RULEC_NODES_INPUTS, "outputs": lib.RULEC_NODES_OUTPUTS,
                   "all": lib.RULEC_NODES_ALL},
-        "source": {"input": lib.RULEC_SOURCE_INPUT, "target": lib.RULEC_SOURCE_TARGET},
+        "source": {"input": lib.RULEC_SOURCE_INPUT, "target": lib.RULEC_SOURCE_TARGET,
+                   "error": lib.RULEC_SOURCE_ERROR},
     }
 
 

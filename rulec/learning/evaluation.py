@@ -54,6 +54,11 @@ class Episode:
                     values[self.top.inputs[n_in:]] = 1.0  # bias inputs
                 elif phase.value == "target":
                     values[self.top.outputs] = self.task.targets[k]
+                elif phase.value == "error":  # on every node: the outputs' mean error
+                    error = np.float32(0.0)
+                    for want, got in zip(self.task.targets[k], outputs, strict=True):
+                        error = np.float32(error + np.float32(np.float32(want) - got))
+                    values[:] = np.float32(error / np.float32(len(outputs)))
                 else:
                     values[self.nodes(phase.nodes)] = phase.value
             elif phase.op == "read":

@@ -23,7 +23,9 @@ class Phase:
 
     op 'write': set node slot `slot` on `nodes` to `value` ('input': the
         example's input bits on the input nodes, 1 on extra (bias) inputs;
-        'target': its target bits on the output nodes; or a number)
+        'target': its target bits on the output nodes; 'error': on every
+        node, the mean over the outputs of target - output, the outputs of
+        the example's last read; or a number)
     op 'run': step `block` `steps` times; with `until`, stop before a step
         once node slot `until` is > 0 on `nodes`, and fail if `steps` (the
         budget) run out first. `optional`: skip if the rule has no such block
@@ -59,6 +61,10 @@ class _Schedule:
     # rule tell an output from a hidden node that feeds nothing. No slot by
     # default; map it (--map output_flag=SLOT, [protocol.slots])
     output_flag: str | None = None
+    # the error broadcast to every node while training (target - output, the
+    # mean over the outputs, from the example's read), 0 otherwise: a global
+    # third factor. No slot by default; map it (--map error=SLOT)
+    error: str | None = None
     threshold: float = 0.5
 
     def schedule(self, budget: int) -> list[Phase]:
@@ -80,7 +86,7 @@ class _Schedule:
                 f"{listed}, which the protocol needs (its node slots: "
                 f"{', '.join(sorted(slots))}); map a role to another slot with "
                 "--map ROLE=SLOT (tasks.Protocol(ROLE=...) in Python), or ROLE= to drop an "
-                "optional one (input_flag, output_flag, train_flag, done)"
+                "optional one (input_flag, output_flag, train_flag, done, error)"
                 + ("; or use a protocol without ready flags (--protocol fixed, "
                    "tasks.FixedTime)" if {"ready", "done"} & {r for r, _ in missing} else ""))
 
@@ -103,18 +109,23 @@ class Protocol(_Schedule):
     threshold: float = 0.5  # an output bit is 1 above it
 
     output_flag: str | None = None
+    error: str | None = None
 
     ROLES = ("input", "input_flag", "output_flag", "target", "train_flag", "output", "ready",
-             "done")
+             "done", "error")
 
     def schedule(self, budget: int) -> list[Phase]:
         phases = [Phase("write", slot=self.input, nodes="inputs", value="input")]
+        if self.error:
+            phases.append(Phase("write", slot=self.error, value=0.0))
         if self.reset_block:
             phases.append(Phase("run", block=self.reset_block, optional=True))
         phases += [Phase("run", block=self.block, nodes="outputs", until=self.ready,
                          steps=budget),
                    Phase("read", slot=self.output),
                    Phase("write", "train", slot=self.target, nodes="outputs", value="target")]
+        if self.error:
+            phases.append(Phase("write", "train", slot=self.error, value="error"))
         if self.train_flag:
             phases.append(Phase("write", "train", slot=self.train_flag, value=1.0))
         if self.done:
@@ -150,15 +161,22 @@ class FixedTime(_Flagless):
 
     forward: int = 10
     learn: int = 10
+    error: str | None = None  # (simultaneous reads after training: it has no error)
+
+    ROLES = _Flagless.ROLES + ("error",)
 
     def schedule(self, budget: int) -> list[Phase]:
         phases = [Phase("write", slot=self.target, nodes="outputs", value=0.0)]
         if self.train_flag:
             phases.append(Phase("write", slot=self.train_flag, value=0.0))
+        if self.error:
+            phases.append(Phase("write", slot=self.error, value=0.0))
         phases += [Phase("write", slot=self.input, nodes="inputs", value="input"),
                    Phase("run", block=self.block, steps=self.forward),
                    Phase("read", slot=self.output),
                    Phase("write", "train", slot=self.target, nodes="outputs", value="target")]
+        if self.error:
+            phases.append(Phase("write", "train", slot=self.error, value="error"))
         if self.train_flag:
             phases.append(Phase("write", "train", slot=self.train_flag, value=1.0))
         phases.append(Phase("run", "train", block=self.block, steps=self.learn))
@@ -193,7 +211,7 @@ STEP_SETTINGS = {"handshake": {}, "fixed": {"forward": "forward", "learn": "lear
                  "simultaneous": {"forward": "steps"}}
 
 #: Roles a protocol can do without (mapped to no slot).
-OPTIONAL_ROLES = ("input_flag", "output_flag", "train_flag", "done", "reset_block")
+OPTIONAL_ROLES = ("input_flag", "output_flag", "train_flag", "done", "reset_block", "error")
 
 
 class ProtocolError(RulecValueError):
