@@ -120,11 +120,12 @@ class Options:
     # wants rules whose every statement acts; a fuzzer keeps them, to test
     # that backends let the last write win
     live_only: bool = False
-    # a learning rule's shape (a search's protocol): (input, output, target)
-    # train flag slot names; with chance `shaped`, `update` ends with a forward statement
-    # (the output from a reduction over an edge slot and a neighbour's input
-    # or output) and a learning statement (that edge slot from the target):
-    # the target reaches the output through a weight (docs/search.md)
+    # a learning rule's shape, for a search: `roles` are the protocol's
+    # (input, output, target, train flag) slot names; with chance `shaped`,
+    # `update` ends with a forward statement (the output from a reduction
+    # over an edge slot and a neighbour's input or output) and a learning
+    # statement (that edge slot moved by an expression of the target): the
+    # target reaches the output through a weight (docs/search.md)
     roles: tuple[str, str, str | None, str | None] | None = None
     shaped: float = 0.0
 
@@ -407,9 +408,15 @@ class _Generator:
         wanted: tuple[ast.Expr, ...] = ()
         if target:  # the target, the target and the output, or the error between them
             kind = self.integer(0, 2 if self.allowed(["sub"]) else 1)
-            wanted = (ast.Name(target),) if kind == 0 else \
-                (ast.Name(target), ast.Name(output)) if kind == 1 else \
-                (ast.Binary("sub", *(ast.Name(target), ast.Name(output))[::self.choice([1, -1])]),)
+            if kind == 0:
+                wanted = (ast.Name(target),)
+            elif kind == 1:
+                wanted = (ast.Name(target), ast.Name(output))
+            else:  # target - output, or output - target
+                pair = (ast.Name(target), ast.Name(output))
+                if self.integer(0, 1):
+                    pair = pair[::-1]
+                wanted = (ast.Binary("sub", *pair),)
         if train and self.chance(0.75):  # learn only while the train flag is up
             wanted += (ast.Name(train),)
         learning = ast.Assign(
