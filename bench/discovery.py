@@ -5,7 +5,10 @@ retention, counterfactual targets) and learns every task on at least 9 of
 
     python bench/discovery.py [--rungs a,b,c,d] [--minutes 10] [--jobs 2] [--out DIR]
 
-Rungs (docs/discoveries.md):
+Rungs (docs/discoveries.md; in b, c and d the hidden layer must learn: on 2
+of 3 untouched seeds, the rule's hidden nodes' incoming weights put back to
+their initial values after training must lose the task, or the rule is a
+random-feature learner, which passes every hurdle without that):
   a  AND and OR on layered:2,1,bias from scratch (examples/search/logic.toml)
   b  XOR on layered:2,4,1,bias from a delta rule whose hidden error is 0
      (examples/search/hidden.toml, --start tests/calibration/delta_hidden0_fixed.rule)
@@ -35,29 +38,51 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rulec import search as S  # noqa: E402
-from rulec.search.hurdles import ablations  # noqa: E402
+from rulec.search.hurdles import ablations, hidden_layer_needed  # noqa: E402
 from rulec.search.space import load_settings  # noqa: E402
 
 RUNGS = {
     "a": dict(space="examples/search/logic.toml", start=()),
     "b": dict(space="examples/search/hidden.toml",
-              start=("tests/calibration/delta_hidden0_fixed.rule",), mutants=20),
-    "c": dict(space="examples/search/hidden.toml", start=()),
+              start=("tests/calibration/delta_hidden0_fixed.rule",), mutants=20, hidden=True),
+    "c": dict(space="examples/search/hidden.toml", start=(), hidden=True),
     "d": dict(space="examples/search/hidden.toml",
-              start=("tests/calibration/delta_hidden0_fixed.rule",), mutants=20,
+              start=("tests/calibration/delta_hidden0_fixed.rule",), mutants=20, hidden=True,
               tasks=("xor", "parity3"), graphs=("waxman:6,1", "waxman:6,2", "waxman:6,3")),
 }
 FRESH_NEEDED = 9  # of 10 untouched seeds
 
 
-def first_discovery(db: Path, fresh_needed: int) -> dict | None:
+def hidden_learns(text: str, settings) -> bool:
+    """What the rule's hidden layer learned is needed (hidden_layer_needed):
+    on at least 2 of 3 untouched seeds it learns the task, and with its
+    hidden nodes' incoming weights put back to their initial values it no
+    longer solves it."""
+    seeds = hidden_layer_needed(text, settings)
+    return sum(s["reset"] is not None and s["reset"] < 1.0 for s in seeds) >= 2
+
+
+def first_discovery(db: Path, fresh_needed: int, accept=None,
+                    rejected: set | None = None) -> dict | None:
+    """The first rule stored that passes every hurdle on >= fresh_needed
+    untouched seeds (and that `accept(text)` accepts, if given; the indices
+    it refused are kept in `rejected`, so a resumed rung asks once)."""
+    rejected = set() if rejected is None else rejected
     connection = sqlite3.connect(db)
     try:
         began = connection.execute("SELECT min(created) FROM rules").fetchone()[0]
-        row = connection.execute(
+        rows = connection.execute(
             "SELECT idx, created, fresh, text FROM rules WHERE failure IS NULL AND "
-            "duplicate IS NULL AND fresh >= ? ORDER BY created, idx LIMIT 1",
-            (fresh_needed,)).fetchone()
+            "duplicate IS NULL AND fresh >= ? ORDER BY created, idx",
+            (fresh_needed,)).fetchall()
+        row = None
+        for candidate in rows:
+            if candidate[0] in rejected:
+                continue
+            if accept is None or accept(candidate[3]):
+                row = candidate
+                break
+            rejected.add(candidate[0])
         if row is None:
             return None
         idx, created, fresh, text = row
@@ -72,7 +97,7 @@ def first_discovery(db: Path, fresh_needed: int) -> dict | None:
         lineage.append(f"{node} ({mutations.get(node) or 'random'})")
         node = parents.get(node)
     return {"idx": idx, "seconds": created - began, "rules": evaluated, "fresh": fresh,
-            "text": text, "lineage": " <- ".join(lineage)}
+            "text": text, "lineage": " <- ".join(lineage), "refused": len(rejected)}
 
 
 def best_reached(db: Path, hurdles: tuple[str, ...]) -> str:
@@ -126,12 +151,14 @@ def main() -> int:
                           start_mutants=spec.get("mutants", 0))
         db = out / f"rung-{rung}.sqlite"
         began = time.monotonic()
-        found = None
+        found, rejected = None, set()
+        accept = (lambda text, settings=settings: hidden_learns(text, settings)) \
+            if spec.get("hidden") else None
         while found is None and time.monotonic() - began < 60 * args.minutes:
             left = 60 * args.minutes - (time.monotonic() - began)
             S.search(settings, config, str(db), minutes=min(args.slice, left) / 60,
                      jobs=args.jobs)
-            found = first_discovery(db, FRESH_NEEDED)
+            found = first_discovery(db, FRESH_NEEDED, accept, rejected)
         wall = time.monotonic() - began
         hurdles = S.hurdle_names(settings)
         where = f"; {','.join(spec['tasks'])} on {' '.join(spec['graphs'])}" \
@@ -140,17 +167,25 @@ def main() -> int:
               f"{', from ' + spec['start'][0] if start else ''}; "
               f"{args.minutes:g} min on {args.jobs} workers, {wall:.0f} s):")
         if found is None:
-            print(f"  none on >= {FRESH_NEEDED}/10 untouched seeds: {best_reached(db, hurdles)}")
+            refused = f"; {len(rejected)} passed every hurdle on >= {FRESH_NEEDED}/10 " \
+                "untouched seeds but their hidden layer's learning was not needed (fixed " \
+                "random features)" if rejected else ""
+            print(f"  none on >= {FRESH_NEEDED}/10 untouched seeds: {best_reached(db, hurdles)}"
+                  f"{refused}")
             results[rung] = None
             continue
         print(f"  rule {found['idx']} after {found['seconds']:.0f} s and {found['rules']} rules "
-              f"({found['fresh']}/10 untouched seeds); lineage {found['lineage']}")
+              f"({found['fresh']}/10 untouched seeds"
+              + (f"; its hidden layer's learning needed, after {found['refused']} that passed "
+                 "every hurdle over fixed random features" if spec.get("hidden") else "")
+              + f"); lineage {found['lineage']}")
         print("  " + found["text"].replace("\n", "\n  "))
         for cut in ablations(found["text"], settings):
             verdict = "still passes" if cut["passed"] else \
                 f"fails at {cut['failed_hurdle']}: {cut['reason']}"
             print(f"  without line {cut['line']} ({cut['statement']}): {verdict}")
-        results[rung] = {k: found[k] for k in ("idx", "seconds", "rules", "fresh", "lineage")}
+        results[rung] = {k: found[k] for k in ("idx", "seconds", "rules", "fresh", "lineage",
+                                               "refused")}
     (out / "ladder.json").write_text(json.dumps(results, indent=2))
     return 0
 

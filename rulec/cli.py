@@ -716,7 +716,7 @@ def cmd_search_score(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from .search.hurdles import FRESH_SEED0, ablations, score_rule
+    from .search.hurdles import FRESH_SEED0, ablations, hidden_layer_needed, score_rule
 
     settings = _search_settings(args)
     if args.protocol:
@@ -740,6 +740,8 @@ def cmd_search_score(args: argparse.Namespace) -> int:
                  "fresh": None if fresh is None else f"{fresh}/{record['fresh_of']}"}
         if args.ablate:
             entry["ablations"] = ablations(text, settings)
+        if args.hidden:
+            entry["hidden"] = hidden_layer_needed(text, settings)
         out.append(entry)
         if args.json:
             continue
@@ -755,6 +757,16 @@ def cmd_search_score(args: argparse.Namespace) -> int:
             verdict = "still passes every hurdle" if cut["passed"] else \
                 f"fails at {cut['failed_hurdle']}: {cut['reason']}"
             print(f"  without line {cut['line']} ({cut['statement']}): {verdict}")
+        for seed in entry.get("hidden", ()):
+            if seed["reset"] is None:
+                verdict = f"did not learn {settings.screen.tasks[0]} (accuracy " \
+                          f"{seed['trained']:.2f})"
+            else:
+                needed = "needed" if seed["reset"] < 1.0 else "NOT needed"
+                verdict = (f"hidden weights {'moved' if seed['moved'] else 'never moved'}; "
+                           f"reset to their initial values, accuracy {seed['reset']:.2f}: "
+                           f"the hidden layer's learning is {needed}")
+            print(f"  hidden layer, seed {seed['seed']}: {verdict}")
     if args.json:
         print(json.dumps(out, indent=2))
     return 0
@@ -1065,6 +1077,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--epochs", type=_integer, metavar="E", help="epochs per seed")
     score.add_argument("--fresh-seeds", type=_integer, metavar="K",
                        help="untouched seeds to report learning on")
+    score.add_argument("--hidden", action="store_true",
+                       help="also train each rule on 3 untouched seeds of the first task and "
+                            "put its hidden nodes' incoming weights back to their initial "
+                            "values: is what its hidden layer learned needed?")
     score.add_argument("--ablate", action="store_true",
                        help="also score each rule without each statement of its update "
                             "blocks in turn (in if bodies too): which statements its "

@@ -123,3 +123,17 @@ def test_search_score_prints_verdicts_as_json_and_ablates(tmp_path, capsys):
     bad.write_text("rule bad\nnode x\nupdate { x = y }\n")
     assert main(["search", "score", str(bad)]) == 1
     assert "unknown name 'y'" in capsys.readouterr().err
+
+
+def test_a_hidden_layer_that_learns_is_told_from_fixed_random_features():
+    # rung (b) asks for hidden nodes that learn from an error they receive:
+    # a rule that trains only its output over random hidden features passes
+    # every hurdle of hidden.toml, and --hidden tells it apart
+    from rulec.search.hurdles import hidden_layer_needed
+
+    hidden = settings("hidden", ("xor",), "layered:2,4,1,bias")
+    features = hidden_layer_needed(text("random_features.rule"), hidden)
+    learned = [s for s in features if s["reset"] is not None]
+    assert learned and all(s["reset"] == 1.0 and not s["moved"] for s in learned)
+    alignment = hidden_layer_needed(text("feedback_alignment_fixed.rule"), hidden)
+    assert sum(s["reset"] is not None and s["reset"] < 1.0 for s in alignment) >= 2

@@ -493,3 +493,59 @@ def ablations(text: str, settings: Settings) -> list[dict]:
                         "block": block.label, "passed": record["failure"] is None,
                         "failed_hurdle": record["failed_hurdle"], "reason": record["failure"]})
     return sorted(out, key=lambda entry: entry["line"])
+
+
+def hidden_layer_needed(text: str, settings: Settings, seeds=range(FRESH_SEED0, FRESH_SEED0 + 3),
+                        ) -> list[dict]:
+    """Whether what a rule's hidden layer learned is needed for the first
+    task: per seed, train (the reference protocol, until `hold` epochs in a
+    row at 100% or `epochs`), then put every edge slot of the half-edges the
+    hidden nodes own (their incoming weights, as the rule sees them) back to
+    its value before training, and score again. A rule whose output layer
+    alone learns the task over fixed random hidden features still scores
+    100% then (it is a random-feature learner, not one whose hidden layer
+    learns from an error it receives). Each entry: `seed`, `trained` (the
+    accuracy after training), `reset` (after the reset; None if the seed
+    did not learn), `moved` (whether any hidden weight changed)."""
+    ev = evaluator(settings)
+    _, rule = ev._rule(text)
+    task, topology = ev.tasks[0], ev.topologies[0][0]
+    screen = settings.screen
+    n = topology.graph.n_nodes
+    hidden = np.setdiff1d(np.arange(n), np.concatenate([topology.inputs, topology.outputs]))
+    owned = np.isin(topology.graph.owner, hidden)
+    episode = Episode(rule, task, topology, ev.protocol, ev.budget, None)
+
+    def accuracy(state) -> float:
+        work, right = state.copy(), 0
+        for k in range(len(task.inputs)):
+            work.restore(state)
+            out = episode.example(work, k, train=False)
+            right += bool(((out > ev.protocol.threshold) == (task.targets[k] > 0.5)).all())
+        return right / len(task.inputs)
+
+    out = []
+    for seed in seeds:
+        state = fresh_state(rule, topology, ev.protocol, seed)
+        before = state.copy()
+        streak, trained = 0, 0.0
+        try:
+            for epoch_order in learning.orders(task, screen.epochs, seed):
+                for k in epoch_order:
+                    episode.example(state, int(k), train=True)
+                trained = accuracy(state)
+                streak = streak + 1 if trained >= 1.0 else 0
+                if streak >= screen.hold:
+                    break
+        except (EpisodeFailed, NonFiniteError):
+            out.append({"seed": seed, "trained": 0.0, "reset": None, "moved": None})
+            continue
+        moved = any(not np.array_equal(state.edge[name][owned], before.edge[name][owned])
+                    for name in rule.program.edge_slots)
+        reset = None
+        if trained >= 1.0:
+            for name in rule.program.edge_slots:
+                state.edge[name][owned] = before.edge[name][owned]
+            reset = accuracy(state)
+        out.append({"seed": seed, "trained": trained, "reset": reset, "moved": moved})
+    return out
