@@ -84,6 +84,9 @@ NON_LEARNERS = [
     ("delta_fixed.rule", "logic", ("xor",), "layered:2,4,1,bias", "xor: mean accuracy"),
     ("delta_hidden0_fixed.rule", "hidden", ("xor",), "layered:2,4,1,bias",
      "xor: mean accuracy"),
+    # its output alone learns, over fixed random hidden features
+    ("random_features.rule", "hidden", ("xor",), "layered:2,4,1,bias",
+     "fixed-features: xor:"),
 ]
 
 

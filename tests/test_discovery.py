@@ -202,3 +202,17 @@ def test_a_target_blind_rule_ranks_below_an_honest_partial_learner():
                "failure": "or: mean accuracy 0.500 over 2 seeds < 1.0"}
     assert fitness(partial) > fitness(blind)
     assert fitness({**blind, "failure": None, "score": 1.0}) > fitness(partial)
+
+
+def test_the_hidden_hurdle_is_asked_for_by_the_space_and_round_trips(tmp_path):
+    settings = S.settings_from_toml({"screen": {"hidden": True, "tasks": ["xor"],
+                                                "graph": "layered:2,4,1,bias"}})
+    assert settings.screen.hidden and "hidden" in S.hurdle_names(settings)
+    assert S.hurdle_names(settings).index("hidden") == S.hurdle_names(settings).index(
+        "targets") + 1
+    path = tmp_path / "space.toml"
+    path.write_text(settings_to_toml(settings))
+    assert S.load_settings(path) == settings
+    with pytest.raises(S.SpaceError, match="hidden is true or false"):
+        S.settings_from_toml({"screen": {"hidden": 1}})
+    assert "hidden" not in S.hurdle_names(S.Settings())

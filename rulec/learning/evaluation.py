@@ -106,7 +106,7 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
              epochs: int = 100, seed: int = 0, budget: int = 100, params: dict | None = None,
              stop_at: float | None = 1.0, on_epoch: Callable | None = None,
              engine: str = "auto", hold: int = 1, confirm: int = 0,
-             retain: int = 0) -> Result:
+             retain: int = 0, keep_state: bool = False) -> Result:
     """Train `rule` on `task` for up to `epochs` (patterns in a seeded shuffled
     order each epoch) and score it after each epoch with a forward-only pass.
     Stops early once accuracy has been at least `stop_at` for `hold` epochs
@@ -123,6 +123,8 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
     training between them (`result.confirm`, their accuracies): a rule that
     learned keeps its answers; one whose outputs drift (chaotic or
     clock-driven dynamics that were right by luck) does not.
+
+    `keep_state`: `result.state` is the state as the evaluation left it.
 
     engine 'python' runs the protocol's schedule here, one foreign call per
     phase (the reference); 'c' runs whole epochs in one call of the C driver
@@ -162,6 +164,8 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
         _confirm(episode, state, task, protocol, seed, confirm, result)
         result.steps += episode.steps - steps
     result.seconds = time.perf_counter() - start
+    if keep_state:
+        result.state = state
     return result
 
 

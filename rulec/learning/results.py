@@ -20,6 +20,8 @@ class Result:
     confirm: list[float] = field(default_factory=list)  # accuracy of each untrained pass
     goal_epoch: int | None = None  # with retain: the epochs it took to reach the goal
     retained: list[float] = field(default_factory=list)  # with retain: accuracy after the goal
+    # with evaluate(keep_state=True): the state as training left it
+    state: object = field(default=None, repr=False, compare=False)
 
     @property
     def final_accuracy(self) -> float:

@@ -31,6 +31,12 @@ learning (the rules that pass screening and behave unlike any rule before):
              moved one row on) for as long, on seed 0, the rule must answer
              differently than after training on the task, else it is
              `target-blind`
+  hidden     (with [screen] hidden = true) what the hidden layer learned is
+             needed: on the first seed of the first task that learned it,
+             the hidden nodes' incoming weights put back to their values
+             before training must lose the task, else the rule is a
+             random-feature learner (its output layer alone learns, over
+             fixed hidden features) and fails as `fixed-features`
   fresh      every task again on `fresh_seeds` held-out seeds (1000, 1001,
              ...): how many seeds learn every task; reported apart, never
              used to select rules (reports rank equals by it: rank_key)
@@ -105,7 +111,8 @@ def rank_key(record: dict) -> tuple:
 def hurdle_names(settings: Settings) -> tuple[str, ...]:
     """Every hurdle of a run, in order."""
     fresh = ("fresh",) if settings.screen.fresh_seeds else ()
-    return SCREEN_HURDLES + tuple(settings.screen.tasks) + ("targets",) + fresh
+    hidden = ("hidden",) if settings.screen.hidden else ()
+    return SCREEN_HURDLES + tuple(settings.screen.tasks) + ("targets",) + hidden + fresh
 
 
 def static_failure(tree: ast.File, protocol) -> str | None:
@@ -129,6 +136,29 @@ def static_failure(tree: ast.File, protocol) -> str | None:
         return (f"target-blind: the target slot {target!r} never reaches the output slot "
                 f"{output!r} (no write that lands carries it there)")
     return None
+
+
+def _hidden_owned(topology) -> np.ndarray:
+    """The half-edges a topology's hidden nodes own (their view of each edge:
+    what their incoming weights are, for the rule's forward pass)."""
+    n = topology.graph.n_nodes
+    hidden = np.setdiff1d(np.arange(n), np.concatenate([topology.inputs, topology.outputs]))
+    return np.isin(topology.graph.owner, hidden)
+
+
+def _accuracy(rule, task, topology, protocol, budget, state) -> float:
+    """The share of patterns a state answers right, each pattern's forward
+    example run from a copy of `state` (the state itself is not changed)."""
+    episode = Episode(rule, task, topology, protocol, budget, None)
+    work, right = state.copy(), 0
+    try:
+        for k in range(len(task.inputs)):
+            work.restore(state)
+            out = episode.example(work, k, train=False)
+            right += bool(((out > protocol.threshold) == (task.targets[k] > 0.5)).all())
+    except (EpisodeFailed, NonFiniteError):
+        return 0.0
+    return right / len(task.inputs)
 
 
 class _Stop(Exception):
@@ -317,13 +347,16 @@ class Evaluator:
                                   f"at {record.get('failure')!r}")
         _, rule = self._rule(text)
         screen = self.settings.screen
-        scores, first_seed = [], {}
+        scores, first_seed, trained = [], {}, []
         for task, topologies in zip(self.tasks, self.topologies, strict=True):
             began = time.perf_counter()
             accuracies, forgot = [], None
             for g, topology in enumerate(topologies):
                 for seed in range(screen.seeds):
-                    result = self._evaluate(rule, task, topology, seed)
+                    keep = screen.hidden and task is self.tasks[0] and g == 0
+                    result = self._evaluate(rule, task, topology, seed, keep_state=keep)
+                    if keep:
+                        trained.append((seed, result))
                     record["results"].append(self._row(graph_label(task.name, g), seed, result))
                     accuracies.append(self._held(result))
                     if seed == 0 and g == 0:
@@ -363,6 +396,14 @@ class Evaluator:
                 record["score"] = 0.0  # its accuracy says nothing about learning
             else:
                 record["passed"] += 1
+        if record["failure"] is None and screen.hidden:
+            began = time.perf_counter()
+            fixed = self._fixed_features(rule, trained)
+            record["timings"]["hidden"] = time.perf_counter() - began
+            if fixed:
+                record["failure"] = fixed
+            else:
+                record["passed"] += 1
         if record["failure"] is None and screen.fresh_seeds:
             began = time.perf_counter()
             learned = 0
@@ -379,6 +420,31 @@ class Evaluator:
             record["timings"]["fresh"] = time.perf_counter() - began
             record["passed"] += 1
         return record
+
+    def _fixed_features(self, rule: Rule, trained: list) -> str | None:
+        """Why what the rule's hidden layer learned is not needed (None if it
+        is): on the first seed whose training left it right on every
+        pattern, the hidden nodes' incoming weights are put back to their
+        values before training, and it is still right on every pattern."""
+        task, topology = self.tasks[0], self.topologies[0][0]
+        for seed, result in trained:
+            if result.state is None or result.failure:
+                continue
+            state = result.state
+            if _accuracy(rule, task, topology, self.protocol, self.budget, state) < 1.0:
+                continue
+            before = fresh_state(rule, topology, self.protocol, seed)
+            owned = _hidden_owned(topology)
+            for name in rule.program.edge_slots:
+                state.edge[name][owned] = before.edge[name][owned]
+            reset = _accuracy(rule, task, topology, self.protocol, self.budget, state)
+            if reset >= 1.0:
+                return (f"fixed-features: {task.name}: trained on seed {seed}, then its hidden "
+                        "nodes' incoming weights put back to their values before training, "
+                        "it still answers every pattern right: its output layer alone "
+                        "learned, over fixed hidden features")
+            return None
+        return None  # no seed to judge it on (the task hurdle passed on the mean)
 
     def _on(self, graph: int) -> str:
         """' on SPEC' for the run's graph-th graph, when it has several."""
@@ -420,13 +486,13 @@ class Evaluator:
         screen = self.settings.screen
         return retained(result, screen.hold, screen.pass_accuracy)
 
-    def _evaluate(self, rule, task, topology, seed) -> learning.Result:
+    def _evaluate(self, rule, task, topology, seed, keep_state=False) -> learning.Result:
         return learning.evaluate(rule, task, topology, self.protocol,
                               epochs=self.settings.screen.epochs, seed=seed,
                               budget=self.budget, stop_at=1.0, engine="c",
                               hold=self.settings.screen.hold,
                               confirm=self.settings.screen.hold,
-                              retain=self.settings.screen.retain)
+                              retain=self.settings.screen.retain, keep_state=keep_state)
 
     @staticmethod
     def _row(task: str, seed: int, result: learning.Result) -> dict:
@@ -511,18 +577,11 @@ def hidden_layer_needed(text: str, settings: Settings, seeds=range(FRESH_SEED0, 
     _, rule = ev._rule(text)
     task, topology = ev.tasks[0], ev.topologies[0][0]
     screen = settings.screen
-    n = topology.graph.n_nodes
-    hidden = np.setdiff1d(np.arange(n), np.concatenate([topology.inputs, topology.outputs]))
-    owned = np.isin(topology.graph.owner, hidden)
+    owned = _hidden_owned(topology)
     episode = Episode(rule, task, topology, ev.protocol, ev.budget, None)
 
     def accuracy(state) -> float:
-        work, right = state.copy(), 0
-        for k in range(len(task.inputs)):
-            work.restore(state)
-            out = episode.example(work, k, train=False)
-            right += bool(((out > ev.protocol.threshold) == (task.targets[k] > 0.5)).all())
-        return right / len(task.inputs)
+        return _accuracy(rule, task, topology, ev.protocol, ev.budget, state)
 
     out = []
     for seed in seeds:

@@ -256,6 +256,9 @@ class Screen:
     retain: int = 50  # after the goal at epoch E, train max(E, retain) more: it must hold
     fresh_seeds: int = 10
     probe_seed: int = 12345
+    # the `hidden` hurdle: what the hidden layer learned must be needed
+    # (a space for tasks that need one, as XOR does; rulec.search.hurdles)
+    hidden: bool = False
 
     @property
     def graphs(self) -> tuple[str, ...]:
@@ -349,7 +352,7 @@ _SECTIONS = {
     "odds": {"vector_ratio", "filter", "conditional", "reuse", "draw", "init", "neighbour",
              "shaped"},
     "screen": {"tasks", "graph", "seeds", "epochs", "pass_accuracy", "hold", "retain",
-               "fresh_seeds", "probe_seed"},
+               "fresh_seeds", "probe_seed", "hidden"},
 }
 
 
@@ -486,6 +489,10 @@ def settings_from_toml(data: dict, where: str = "space file",
             screen[key] = value
         elif key == "pass_accuracy":
             screen[key] = _number(value, place, 0.0, 1.0)
+        elif key == "hidden":
+            if not isinstance(value, bool):
+                raise SpaceError(f"{place} is true or false, got {value!r}")
+            screen[key] = value
         else:
             screen[key] = _bounded(value, "screen", key, place)
     settings = Settings(Space(**space), Screen(**screen))
@@ -566,7 +573,7 @@ def settings_to_toml(settings: Settings) -> str:
               f"graph = {value(screen.graph)}"]
     lines += [f"{key} = {value(getattr(screen, key))}" for key in
               ("seeds", "epochs", "pass_accuracy", "hold", "retain", "fresh_seeds",
-               "probe_seed")]
+               "probe_seed", "hidden")]
     return "\n".join(lines) + "\n"
 
 
