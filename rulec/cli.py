@@ -763,8 +763,9 @@ def cmd_search_score(args: argparse.Namespace) -> int:
                           f"{seed['trained']:.2f})"
             else:
                 needed = "needed" if seed["reset"] < 1.0 else "NOT needed"
-                verdict = (f"hidden weights {'moved' if seed['moved'] else 'never moved'}; "
-                           f"reset to their initial values, accuracy {seed['reset']:.2f}: "
+                verdict = (f"hidden weights {'moved' if seed['moved'] else 'never moved'} after "
+                           "the first epoch; "
+                           f"put back to those values, accuracy {seed['reset']:.2f}: "
                            f"the hidden layer's learning is {needed}")
             print(f"  hidden layer, seed {seed['seed']}: {verdict}")
     if args.json:

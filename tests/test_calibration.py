@@ -87,6 +87,9 @@ NON_LEARNERS = [
     # its output alone learns, over fixed random hidden features
     ("random_features.rule", "hidden", ("xor",), "layered:2,4,1,bias",
      "fixed-features: xor:"),
+    # ... after a one-time random kick to its hidden weights at the first step
+    ("kicked_features.rule", "hidden", ("xor",), "layered:2,4,1,bias",
+     "fixed-features: xor:"),
 ]
 
 

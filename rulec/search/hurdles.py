@@ -34,7 +34,7 @@ learning (the rules that pass screening and behave unlike any rule before):
   hidden     (with [screen] hidden = true) what the hidden layer learned is
              needed: on the first seed of the first task that learned it,
              the hidden nodes' incoming weights put back to their values
-             before training must lose the task, else the rule is a
+             after the first epoch must lose the task, else the rule is a
              random-feature learner (its output layer alone learns, over
              fixed hidden features) and fails as `fixed-features`
   fresh      every task again on `fresh_seeds` held-out seeds (1000, 1001,
@@ -144,6 +144,14 @@ def _hidden_owned(topology) -> np.ndarray:
     n = topology.graph.n_nodes
     hidden = np.setdiff1d(np.arange(n), np.concatenate([topology.inputs, topology.outputs]))
     return np.isin(topology.graph.owner, hidden)
+
+
+def _after_first_epoch(rule, task, topology, protocol, budget, seed):
+    """The state after the first epoch of an evaluation on `seed` (its
+    training pass and scoring pass), or None if that epoch failed."""
+    result = learning.evaluate(rule, task, topology, protocol, epochs=1, seed=seed,
+                               budget=budget, stop_at=None, engine="c", keep_state=True)
+    return None if result.failure else result.state
 
 
 def _accuracy(rule, task, topology, protocol, budget, state) -> float:
@@ -425,7 +433,10 @@ class Evaluator:
         """Why what the rule's hidden layer learned is not needed (None if it
         is): on the first seed whose training left it right on every
         pattern, the hidden nodes' incoming weights are put back to their
-        values before training, and it is still right on every pattern."""
+        values after the first epoch of training (not before it: a rule
+        whose init leaves a value its first step turns into a one-time
+        random kick to the hidden weights, and never again, must not pass),
+        and it is still right on every pattern."""
         task, topology = self.tasks[0], self.topologies[0][0]
         for seed, result in trained:
             if result.state is None or result.failure:
@@ -433,16 +444,19 @@ class Evaluator:
             state = result.state
             if _accuracy(rule, task, topology, self.protocol, self.budget, state) < 1.0:
                 continue
-            before = fresh_state(rule, topology, self.protocol, seed)
+            before = _after_first_epoch(rule, task, topology, self.protocol, self.budget, seed)
+            if before is None:
+                continue
             owned = _hidden_owned(topology)
             for name in rule.program.edge_slots:
                 state.edge[name][owned] = before.edge[name][owned]
             reset = _accuracy(rule, task, topology, self.protocol, self.budget, state)
             if reset >= 1.0:
                 return (f"fixed-features: {task.name}: trained on seed {seed}, then its hidden "
-                        "nodes' incoming weights put back to their values before training, "
-                        "it still answers every pattern right: its output layer alone "
-                        "learned, over fixed hidden features")
+                        "nodes' incoming weights put back to their values after the first "
+                        "epoch, it still answers every pattern right: what its hidden layer "
+                        "learned after that was not needed (its output layer alone learned, "
+                        "over fixed or once-kicked hidden features)")
             return None
         return None  # no seed to judge it on (the task hurdle passed on the mean)
 
@@ -567,12 +581,14 @@ def hidden_layer_needed(text: str, settings: Settings, seeds=range(FRESH_SEED0, 
     task: per seed, train (the reference protocol, until `hold` epochs in a
     row at 100% or `epochs`), then put every edge slot of the half-edges the
     hidden nodes own (their incoming weights, as the rule sees them) back to
-    its value before training, and score again. A rule whose output layer
+    its value after the first training epoch (a one-time kick at the first
+    step is no learning), and score again. A rule whose output layer
     alone learns the task over fixed random hidden features still scores
     100% then (it is a random-feature learner, not one whose hidden layer
     learns from an error it receives). Each entry: `seed`, `trained` (the
     accuracy after training), `reset` (after the reset; None if the seed
-    did not learn), `moved` (whether any hidden weight changed)."""
+    did not learn), `moved` (whether any hidden weight changed after the
+    first epoch)."""
     ev = evaluator(settings)
     _, rule = ev._rule(text)
     task, topology = ev.tasks[0], ev.topologies[0][0]
@@ -586,12 +602,14 @@ def hidden_layer_needed(text: str, settings: Settings, seeds=range(FRESH_SEED0, 
     out = []
     for seed in seeds:
         state = fresh_state(rule, topology, ev.protocol, seed)
-        before = state.copy()
+        before = None
         streak, trained = 0, 0.0
         try:
             for epoch_order in learning.orders(task, screen.epochs, seed):
                 for k in epoch_order:
                     episode.example(state, int(k), train=True)
+                if before is None:  # the weights after the first epoch
+                    before = state.copy()
                 trained = accuracy(state)
                 streak = streak + 1 if trained >= 1.0 else 0
                 if streak >= screen.hold:
@@ -599,6 +617,7 @@ def hidden_layer_needed(text: str, settings: Settings, seeds=range(FRESH_SEED0, 
         except (EpisodeFailed, NonFiniteError):
             out.append({"seed": seed, "trained": 0.0, "reset": None, "moved": None})
             continue
+        before = before if before is not None else state.copy()
         moved = any(not np.array_equal(state.edge[name][owned], before.edge[name][owned])
                     for name in rule.program.edge_slots)
         reset = None
