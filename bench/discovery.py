@@ -132,6 +132,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="discovery-runs")
+    parser.add_argument("--immigrants", type=float, default=0.25,
+                        help="evolution's share of random children (0.25)")
+    parser.add_argument("--crossover", type=float, default=0.2,
+                        help="evolution's share of crossed children (0.2)")
     parser.add_argument("--slice", type=float, default=30.0,
                         help="seconds between checks for a discovery")
     args = parser.parse_args()
@@ -148,7 +152,8 @@ def main() -> int:
             settings = with_graphs(settings, spec["tasks"], spec["graphs"])
         start = tuple((ROOT / path).read_text() for path in spec["start"])
         config = S.Config(strategy="evolve", seed=args.seed, start=start,
-                          start_mutants=spec.get("mutants", 0))
+                          start_mutants=spec.get("mutants", 0), immigrants=args.immigrants,
+                          crossover=args.crossover)
         db = out / f"rung-{rung}.sqlite"
         began = time.monotonic()
         found, rejected = None, set()
