@@ -1189,7 +1189,8 @@ def reference() -> str:
             described = (action.help or ("the input" + (
                 "s" if action.nargs in ("+", "*") else "") if not action.option_strings
                 else "")).replace("|", "\\|")
-            described = described.replace("%(default)s", str(action.default))
+            # argparse's own escapes: %(default)s, and %% for a percent sign
+            described = described.replace("%(default)s", str(action.default)).replace("%%", "%")
             rows.append(f"| {flags} | {f'`{value}`' if value else ''} | {described} |")
         out += ["| flag | value | what it does |", "|---|---|---|", *rows, ""]
     return "\n".join(out)
