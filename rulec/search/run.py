@@ -269,7 +269,11 @@ class Search:
         for c in candidates:
             records[c.index] = {"idx": c.index, "generation": generation, "parent": c.parent,
                                 "mutation": c.mutation, "score": 0.0}
-            items.append((c.index, c.text, c.tree, c.draw))
+            text = c.text if c.text is not None or c.tree is None else format_tree(c.tree)
+            if text is None and c.draw is None:
+                raise SpaceError(f"candidate {c.index} has no tree, text or draw seed (make "
+                                 "one with Candidate.of(index, tree) or drawn(seed, index))")
+            items.append((c.index, text, c.tree, c.draw))
         payloads = [(settings, "screen", chunk) for chunk in _chunks(items, self.batch)]
         for _, results in executor.run(evaluate_batch, payloads):
             for r in results:
