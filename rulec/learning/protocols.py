@@ -70,6 +70,17 @@ class _Schedule:
     def schedule(self, budget: int) -> list[Phase]:
         raise NotImplementedError
 
+    def _taught(self) -> list[Phase]:
+        """Read the outputs; to train, present the targets, the error (with
+        an error role) and the train flag (with a train flag role)."""
+        phases = [Phase("read", slot=self.output),
+                  Phase("write", "train", slot=self.target, nodes="outputs", value="target")]
+        if self.error:
+            phases.append(Phase("write", "train", slot=self.error, value="error"))
+        if self.train_flag:
+            phases.append(Phase("write", "train", slot=self.train_flag, value=1.0))
+        return phases
+
     def roles(self) -> list[tuple[str, str]]:
         """(role, slot) of every slot the protocol reads or writes."""
         return [(role, getattr(self, role)) for role in self.ROLES
@@ -120,14 +131,9 @@ class Protocol(_Schedule):
             phases.append(Phase("write", slot=self.error, value=0.0))
         if self.reset_block:
             phases.append(Phase("run", block=self.reset_block, optional=True))
-        phases += [Phase("run", block=self.block, nodes="outputs", until=self.ready,
-                         steps=budget),
-                   Phase("read", slot=self.output),
-                   Phase("write", "train", slot=self.target, nodes="outputs", value="target")]
-        if self.error:
-            phases.append(Phase("write", "train", slot=self.error, value="error"))
-        if self.train_flag:
-            phases.append(Phase("write", "train", slot=self.train_flag, value=1.0))
+        phases.append(Phase("run", block=self.block, nodes="outputs", until=self.ready,
+                            steps=budget))
+        phases += self._taught()
         if self.done:
             phases.append(Phase("run", "train", block=self.block, nodes="inputs",
                                 until=self.done, steps=budget))
@@ -172,13 +178,8 @@ class FixedTime(_Flagless):
         if self.error:
             phases.append(Phase("write", slot=self.error, value=0.0))
         phases += [Phase("write", slot=self.input, nodes="inputs", value="input"),
-                   Phase("run", block=self.block, steps=self.forward),
-                   Phase("read", slot=self.output),
-                   Phase("write", "train", slot=self.target, nodes="outputs", value="target")]
-        if self.error:
-            phases.append(Phase("write", "train", slot=self.error, value="error"))
-        if self.train_flag:
-            phases.append(Phase("write", "train", slot=self.train_flag, value=1.0))
+                   Phase("run", block=self.block, steps=self.forward)]
+        phases += self._taught()
         phases.append(Phase("run", "train", block=self.block, steps=self.learn))
         return phases
 

@@ -119,3 +119,9 @@ def size(tree: ast.File) -> int:
     blocks = tuple(item for item in tree.items if isinstance(item, ast.Block))
     statements = sum(len(found) for _, found in statement_lists(blocks))
     return statements + sum(1 for _ in subexpressions(blocks))
+
+
+def identity(tree: ast.File, keep: frozenset[str]) -> dict:
+    """A rule's `canon_hash` (of its canonical text, `keep` the protocol's
+    slots) and `size`: what a search stores to find duplicates and rank."""
+    return {"canon_hash": text_hash(canonical_text(tree, keep)), "size": size(tree)}

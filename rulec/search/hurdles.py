@@ -59,9 +59,8 @@ from ..dataflow import influence, reaches
 from ..errors import RulecValueError, RuleErrors
 from ..learning.evaluation import Episode, EpisodeFailed, fresh_state
 from ..printer import format_tree
-from .canon import canonical_text, size, text_hash
-from .space import Settings, graph_label
-from .strategy import draw_tree
+from .canon import identity, text_hash
+from .space import Settings, draw_tree, graph_label
 
 SCREEN_HURDLES = ("static", "compile", "run", "sensitive")
 FRESH_SEED0 = 1000
@@ -154,6 +153,14 @@ def _after_first_epoch(rule, task, topology, protocol, budget, seed):
     return None if result.failure else result.state
 
 
+def _reset_hidden(rule, topology, state, before) -> None:
+    """Put every edge slot of the half-edges the hidden nodes own back to
+    its value in `before`."""
+    owned = _hidden_owned(topology)
+    for name in rule.program.edge_slots:
+        state.edge[name][owned] = before.edge[name][owned]
+
+
 def _accuracy(rule, task, topology, protocol, budget, state) -> float:
     """The share of patterns a state answers right, each pattern's forward
     example run from a copy of `state` (the state itself is not changed)."""
@@ -230,8 +237,7 @@ class Evaluator:
                 record["text"] = text = format_tree(tree)
             elif tree is None:
                 tree = self._parse(text)
-            record["canon_hash"] = text_hash(canonical_text(tree, self.keep))
-            record["size"] = size(tree)
+            record.update(identity(tree, self.keep))
             timings["prepare"] = time.perf_counter() - began
             began = time.perf_counter()
             self._static_tree(tree)
@@ -447,9 +453,7 @@ class Evaluator:
             before = _after_first_epoch(rule, task, topology, self.protocol, self.budget, seed)
             if before is None:
                 continue
-            owned = _hidden_owned(topology)
-            for name in rule.program.edge_slots:
-                state.edge[name][owned] = before.edge[name][owned]
+            _reset_hidden(rule, topology, state, before)
             reset = _accuracy(rule, task, topology, self.protocol, self.budget, state)
             if reset >= 1.0:
                 return (f"fixed-features: {task.name}: trained on seed {seed}, then its hidden "
@@ -622,8 +626,7 @@ def hidden_layer_needed(text: str, settings: Settings, seeds=range(FRESH_SEED0, 
                     for name in rule.program.edge_slots)
         reset = None
         if trained >= 1.0:
-            for name in rule.program.edge_slots:
-                state.edge[name][owned] = before.edge[name][owned]
+            _reset_hidden(rule, topology, state, before)
             reset = accuracy(state)
         out.append({"seed": seed, "trained": trained, "reset": reset, "moved": moved})
     return out

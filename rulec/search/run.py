@@ -32,12 +32,12 @@ from .._version import __version__
 from ..errors import RuleErrors
 from ..parser import parse_text
 from ..printer import format_tree
-from .canon import canonical_text, size, text_hash
+from .canon import identity, text_hash
 from .execute import evaluate_batch, make_executor
 from .hurdles import SCREEN_HURDLES, hurdle_names, rank_key
-from .space import Settings, SpaceError, digest
+from .space import Settings, SpaceError, digest, draw_tree
 from .store import Store
-from .strategy import STRATEGIES, Candidate, RandomSearch, RegularizedEvolution, draw_tree
+from .strategy import STRATEGIES, Candidate, RandomSearch, RegularizedEvolution
 
 
 @dataclass(frozen=True)
@@ -317,7 +317,7 @@ class Search:
             except RuleErrors:  # a text that does not parse is its own identity
                 return {"text": text, "canon_hash": text_hash(text), "size": 0}
         return {"text": text if text is not None else format_tree(tree),
-                "canon_hash": text_hash(canonical_text(tree, self.keep)), "size": size(tree)}
+                **identity(tree, self.keep)}
 
     @staticmethod
     def _wire(record: dict) -> dict:

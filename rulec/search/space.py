@@ -62,8 +62,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import syntax as ast
 from ..errors import RulecError
-from ..generate import ALL_OPS, Options
+from ..generate import ALL_OPS, Options, SeededSource, rule_tree
 from ..learning.protocols import OPTIONAL_ROLES, PROTOCOLS, STEP_SETTINGS
 
 PROTOCOL_NAMES = tuple(PROTOCOLS)
@@ -108,6 +109,12 @@ assert all(set(kinds) >= {k for k, known in STEP_SETTINGS.items() if key in know
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Names the generator gives to a space's own slots and locals.
 _GENERATED = re.compile(r"(h|t)[0-9]+\Z")
+
+
+def draw_tree(options: Options, seed: int, index: int) -> ast.File:
+    """Rule `index` of seed `seed`'s random stream: a function of (seed,
+    index, the space's options) alone, wherever it is drawn."""
+    return rule_tree(SeededSource(f"{seed}:{index}"), options)
 
 
 def check_name(name, what: str) -> str:

@@ -26,10 +26,10 @@ from collections import deque
 from dataclasses import dataclass
 
 from .. import syntax as ast
-from ..generate import SeededSource, rule_tree
 from ..printer import format_tree
+from .hurdles import SCREEN_HURDLES
 from .mutate import Mutator
-from .space import Space
+from .space import Space, draw_tree
 
 
 @dataclass
@@ -50,12 +50,6 @@ class Candidate:
            mutation: str | None = None) -> Candidate:
         """A candidate for `tree`, its text printed (for your own strategy)."""
         return cls(index, tree, format_tree(tree), parent, mutation)
-
-
-def draw_tree(options, seed: int, index: int) -> ast.File:
-    """Rule `index` of seed `seed`'s random stream: a function of (seed,
-    index, the space's options) alone, wherever it is drawn."""
-    return rule_tree(SeededSource(f"{seed}:{index}"), options)
 
 
 def random_candidate(space: Space, seed: int, index: int, options=None) -> Candidate:
@@ -98,11 +92,6 @@ class RandomSearch:
         pass
 
 
-#: The screening hurdles (rulec.search.hurdles.SCREEN_HURDLES, which imports
-#: this module): a target-blind rule's task passes count for no more.
-_SCREENING = 4
-
-
 def fitness(record: dict) -> tuple:
     """Higher is better: hurdles passed, plus how far the inputs reach (the
     spread, for rules that ran) and the score; then a lower loss on the
@@ -115,7 +104,7 @@ def fitness(record: dict) -> tuple:
     it: they are held out to report, not to select on."""
     passed = record["passed"]
     if (record.get("failure") or "").startswith("target-blind"):
-        passed = min(passed, _SCREENING)
+        passed = min(passed, len(SCREEN_HURDLES))
     return (passed + 0.9 * (record.get("spread") or 0.0) + record["score"],
             -(record.get("loss") or 0.0), -record["size"])
 
