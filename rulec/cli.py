@@ -354,7 +354,13 @@ def cmd_emit(args: argparse.Namespace) -> int:
 
     text, _, program = _loaded(args.file)
     prefix = check_prefix(args.prefix or program.name)
-    sys.stdout.write(pipeline.c_source([Unit(program, prefix, text)]))
+    unit = Unit(program, prefix, text)
+    if args.backend == "cuda":
+        from .backends.cuda.render import cuda_source
+
+        sys.stdout.write(cuda_source([unit]))
+    else:
+        sys.stdout.write(pipeline.c_source([unit]))
     return 0
 
 
@@ -867,8 +873,9 @@ def _integer(text: str) -> int:
     return int(value)
 
 
-BACKEND_HELP = ("c (SIMD C kernels; the default), vm (bytecode VM, no compiler call) or "
-                "numpy (the reference interpreter)")
+BACKEND_HELP = ("c (SIMD C kernels; the default), vm (bytecode VM, no compiler call), "
+                "numpy (the reference interpreter), cuda (an NVIDIA GPU; needs rulec[cuda]) "
+                "or cuda-cpu (the CUDA kernels compiled for the CPU, to verify them)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -976,10 +983,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "ROLE= drops an optional role; repeatable (docs/learning.md)")
     train.set_defaults(func=cmd_train)
 
-    emit = commands.add_parser("emit", help="print the C code generated for a rule")
+    emit = commands.add_parser("emit", help="print the C (or CUDA) code generated for a rule")
     emit.add_argument("file", metavar="FILE")
     emit.add_argument("--prefix", metavar="NAME",
                       help="prefix of the kernel names (the rule's name)")
+    emit.add_argument("--backend", choices=("c", "cuda"), default="c",
+                      help="c (the C kernels; the default) or cuda (the CUDA kernels, "
+                           "docs/cuda.md)")
     emit.set_defaults(func=cmd_emit)
 
     export = commands.add_parser("export", help="write a rule as a standalone C package")
@@ -1003,8 +1013,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "rules with cores/J compiler processes while the others check theirs")
     fuzz.add_argument("--out", metavar="DIR",
                       help="write each failure's shrunk rule, graph and state here")
-    fuzz.add_argument("--backend", choices=("all", "c", "vm"), default="all",
-                      help="the backends checked against the reference (all: c and vm)")
+    fuzz.add_argument("--backend", choices=("all", "c", "vm", "cuda-cpu", "cuda"),
+                      default="all",
+                      help="the backends checked against the reference (all: c and vm; "
+                           "cuda-cpu: the CUDA kernels compiled for the CPU)")
     fuzz.add_argument("--replay", metavar="RULE", help="check one written-out failure again")
     fuzz.add_argument("--graph", metavar="SPEC", help="with --replay: the failure's graph")
     fuzz.add_argument("--state", metavar="STATE.npz", help="with --replay: the failure's state")

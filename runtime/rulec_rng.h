@@ -12,11 +12,20 @@
  * uniform() is bit-identical to rulec.rng in Python; gauss() agrees within
  * float tolerance (the reference computes it in double and rounds).
  * Header-only, C99, no dependencies beyond <stdint.h> and libm (rulec_math.h).
+ * The CUDA kernels include it too (through rulec_cuda.h, which makes RULEC_FN
+ * a device function and supplies the types and math), so draws on a GPU are
+ * the same bits.
  */
 #ifndef RULEC_RNG_H
 #define RULEC_RNG_H
 
+#ifndef RULEC_FN
+#define RULEC_FN static inline
+#endif
+
+#ifndef __CUDACC_RTC__
 #include <stdint.h>
+#endif
 
 #include "rulec_math.h"
 
@@ -37,7 +46,7 @@ typedef struct { uint32_t v[4]; } rulec_philox_ctr;
 
 /* Ten rounds, the key bumped between rounds; no branches, so loops that draw
  * numbers vectorize. */
-static inline rulec_philox_ctr rulec_philox4x32_10(rulec_philox_ctr c, uint32_t k0, uint32_t k1)
+RULEC_FN rulec_philox_ctr rulec_philox4x32_10(rulec_philox_ctr c, uint32_t k0, uint32_t k1)
 {
     RULEC_PHILOX_ROUND(c, k0, k1);
     for (int round = 1; round < 10; ++round) {
@@ -48,7 +57,7 @@ static inline rulec_philox_ctr rulec_philox4x32_10(rulec_philox_ctr c, uint32_t 
     return c;
 }
 
-static inline rulec_philox_ctr rulec_draw_bits(uint64_t seed, uint32_t block_key,
+RULEC_FN rulec_philox_ctr rulec_draw_bits(uint64_t seed, uint32_t block_key,
                                                uint32_t ordinal, uint64_t time,
                                                uint32_t element)
 {
@@ -56,14 +65,14 @@ static inline rulec_philox_ctr rulec_draw_bits(uint64_t seed, uint32_t block_key
     return rulec_philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
 }
 
-static inline float rulec_uniform(uint64_t seed, uint32_t block_key, uint32_t ordinal,
+RULEC_FN float rulec_uniform(uint64_t seed, uint32_t block_key, uint32_t ordinal,
                                   uint64_t time, uint32_t element)
 {
     rulec_philox_ctr r = rulec_draw_bits(seed, block_key, ordinal, time, element);
     return (float)(r.v[0] >> 8) * 0x1p-24f;
 }
 
-static inline float rulec_gauss(uint64_t seed, uint32_t block_key, uint32_t ordinal,
+RULEC_FN float rulec_gauss(uint64_t seed, uint32_t block_key, uint32_t ordinal,
                                 uint64_t time, uint32_t element)
 {
     rulec_philox_ctr r = rulec_draw_bits(seed, block_key, ordinal, time, element);

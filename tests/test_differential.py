@@ -76,7 +76,7 @@ def _negative_zero(values: np.ndarray) -> np.ndarray:
     return (values == 0) & np.signbit(values)
 
 
-NATIVE = ("c", "vm")
+NATIVE = ("c", "vm", "cuda-cpu")
 
 
 @pytest.fixture(scope="module")

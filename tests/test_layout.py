@@ -138,7 +138,7 @@ def test_the_checker_catches_an_import_against_the_pipeline(tmp_path):
 def test_every_template_header_lists_exactly_the_variables_it_is_given(tmp_path, monkeypatch):
     """A template's header comment ("Given: ...") names the top-level values
     its renderer passes, no more and no fewer, and the template uses no
-    other (rendered for real: a module, the VM, an export)."""
+    other (rendered for real: a module, the VM, an export, CUDA)."""
     import re
 
     import jinja2.meta
@@ -146,6 +146,7 @@ def test_every_template_header_lists_exactly_the_variables_it_is_given(tmp_path,
     from rulec import resources
     from rulec.backends.c import export, pipeline
     from rulec.backends.c.module import Unit
+    from rulec.backends.cuda.render import cuda_source
     from rulec.backends.vm import native
     from rulec.frontend import load_program
 
@@ -168,6 +169,7 @@ def test_every_template_header_lists_exactly_the_variables_it_is_given(tmp_path,
     pipeline.c_source([Unit(program, "hebbian", text)])
     native.source()
     export.render(program, "hebbian", text)
+    cuda_source([Unit(program, "hebbian", text)])
     assert set(given) == {p.name for p in (PACKAGE.parent / "templates").glob("*.j2")}
     for name, names in given.items():
         source = (PACKAGE.parent / "templates" / name).read_text()

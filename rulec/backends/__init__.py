@@ -9,6 +9,10 @@ a new backend is one new folder or module and one line here.
     c      SIMD C kernels built with the system compiler (rulec.backends.c)
     vm     a bytecode VM in C, built once, no compiler call per rule
            (rulec.backends.vm)
+    cuda   CUDA kernels on an NVIDIA GPU, compiled with NVRTC
+           (rulec.backends.cuda; needs the rulec[cuda] extra)
+    cuda-cpu  the same CUDA kernels compiled for the CPU: how the CUDA
+           backend is verified without a GPU (slow; not for real runs)
 
 A backend's module is imported when it is first asked for, so `import
 rulec` loads no compiler machinery.
@@ -23,6 +27,8 @@ from ..errors import RulecError
 #: name -> "module:class" of its Backend subclass
 REGISTRY: dict[str, str] = {
     "c": "rulec.backends.c.backend:CBackend",
+    "cuda": "rulec.backends.cuda.backend:CudaBackend",
+    "cuda-cpu": "rulec.backends.cuda.backend:CudaCpuBackend",
     "numpy": "rulec.backends.reference:ReferenceBackend",
     "vm": "rulec.backends.vm.backend:VMBackend",
 }

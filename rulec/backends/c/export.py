@@ -42,7 +42,7 @@ def _abi_version() -> int:
 
 ABI_VERSION = _abi_version()
 RUNTIME_FILES = ("rulec_abi.h", "rulec_runtime.h", "rulec_math.h", "rulec_rng.h",
-                 "rulec_graph.h")
+                 "rulec_elementwise.h", "rulec_graph.h")
 
 C_KEYWORDS = set("""auto break case char const continue default do double else enum extern
 float for goto if inline int long register restrict return short signed sizeof static struct

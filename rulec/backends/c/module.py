@@ -34,7 +34,7 @@ GENERATOR_FILES = {
               "backends/c/render.py", "backends/c/pipeline.py", "backends/c/module.py"),
     "templates": ("module.c.j2",),
     "runtime": ("rulec_abi.h", "rulec_graph.h", "rulec_math.h", "rulec_rng.h",
-                "rulec_runtime.h"),
+                "rulec_elementwise.h", "rulec_runtime.h"),
 }
 
 

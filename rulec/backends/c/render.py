@@ -88,6 +88,10 @@ class Speller:
     def expr(self, expr: Expr) -> str:
         return spell(expr, self.name)
 
+    def store(self, stmt: Store) -> str:
+        """A store, without its `;`."""
+        return f"{stmt.array}[{stmt.index}] {stmt.op} {self.expr(stmt.value)}"
+
     def statements(self, statements: list, depth: int) -> list[str]:
         pad = INDENT * depth
         out: list[str] = []
@@ -103,8 +107,7 @@ class Speller:
             elif isinstance(stmt, Set):
                 out.append(f"{pad}{self.name(stmt.var)} = {self.expr(stmt.value)};{note}")
             elif isinstance(stmt, Store):
-                out.append(f"{pad}{stmt.array}[{stmt.index}] {stmt.op} "
-                           f"{self.expr(stmt.value)};{note}")
+                out.append(f"{pad}{self.store(stmt)};{note}")
             elif isinstance(stmt, Accumulate):
                 acc, value = stmt.acc.name, self.expr(stmt.value)
                 if stmt.op == "+":

@@ -1,0 +1,117 @@
+"""The CUDA backends as the runtime sees them.
+
+    cuda      the kernels on an NVIDIA GPU: compiled with NVRTC
+              (rulec.backends.cuda.nvrtc), cached by content, launched through
+              CuPy (the `rulec[cuda]` extra)
+    cuda-cpu  the same kernel text compiled for the CPU (rulec.backends.cuda.cpu):
+              how the CUDA backend is verified where there is no GPU; slow
+
+Both run blocks through rulec.backends.cuda.host.run_block, so the host's
+order of launches, buffers and stop flag is one piece of code.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+
+from ..base import Backend
+from ..c.module import units_of
+from .errors import CudaError
+from .host import MAX_LANES, GraphOnDevice, run_block
+
+
+def forced_lanes() -> int | None:
+    """$RULEC_CUDA_LANES: every node gets this many lanes (a power of two up
+    to 32) instead of lanes sized from its degree; for tests and tuning."""
+    text = os.environ.get("RULEC_CUDA_LANES", "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) not in (1, 2, 4, 8, 16, 32):
+        raise CudaError(f"RULEC_CUDA_LANES must be one of 1, 2, 4, 8, 16, 32 (threads per "
+                        f"node, at most a warp of {MAX_LANES}), got {text!r}; unset it to size "
+                        f"groups from each node's degree")
+    return int(text)
+
+
+class _CudaLike(Backend):
+    """What both CUDA backends share: a module built for a batch of
+    programs, graphs uploaded once per device, and run_block."""
+
+    batched = True
+    reports_finite = True
+
+    def __init__(self, program, source: str | None = None, prebuilt=None) -> None:
+        super().__init__(program, source)
+        if prebuilt is None:
+            units, prefixes = units_of([program], [source])
+            prebuilt = (self._build(units), prefixes[0])
+        self.module, self.prefix = prebuilt
+        self.device = self._device(self.module)
+        self._graphs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def many(cls, programs, sources):
+        """One module (one compile) for every program."""
+        units, prefixes = units_of(programs, sources)
+        module = cls._build(units)
+        return [cls(p, None, prebuilt=(module, prefix))
+                for p, prefix in zip(programs, prefixes, strict=True)]
+
+    @classmethod
+    def _build(cls, units):
+        raise NotImplementedError
+
+    def _device(self, module):
+        raise NotImplementedError
+
+    def _graph(self, graph) -> GraphOnDevice:
+        lanes = forced_lanes()
+        found = self._graphs.get(graph)
+        if found is None or found[0] != lanes:
+            found = (lanes, GraphOnDevice(self.device, graph, lanes))
+            self._graphs[graph] = found
+        return found[1]
+
+    def run(self, label, state, params, steps, threads=1, check_finite=False) -> int:
+        kernel = self.module.kernels[f"{self.prefix}:{label}"]
+        values = [float(params[name]) for name, _ in self.program.params]
+        done = run_block(self.device, self._graph(state.graph), kernel, state, values, steps,
+                         check_finite)
+        self.last_status = "non-finite" if done < steps else "budget"
+        return done
+
+
+class CudaCpuBackend(_CudaLike):
+    """The CUDA kernels compiled for the CPU (verification, not speed)."""
+
+    name = "cuda-cpu"
+
+    @classmethod
+    def _build(cls, units):
+        from .cpu import build
+
+        return build(units)
+
+    def _device(self, module):
+        from .cpu import CpuDevice
+
+        return CpuDevice(module)
+
+
+class CudaBackend(_CudaLike):
+    """The CUDA kernels on the GPU (needs `pip install 'rulec[cuda]'` and an
+    NVIDIA GPU)."""
+
+    name = "cuda"
+
+    @classmethod
+    def _build(cls, units):
+        from .gpu import build
+
+        return build(units)
+
+    def _device(self, module):
+        from .gpu import GpuDevice
+
+        return GpuDevice(module)

@@ -1,0 +1,232 @@
+"""The CUDA backend, verified without a GPU (docs/cuda.md, "How it is tested"):
+
+1. the generated CUDA source of every example and valid test rule compiles
+   with nvcc for sm_90 and with NVRTC (the compiler the backend uses);
+2. the same kernel text, compiled for the CPU (backend 'cuda-cpu'), agrees
+   with the reference interpreter: every example and valid rule on graphs
+   with hubs, isolated nodes and no edges, with every group size from 1 lane
+   to a warp, random rules from the fuzzer, check_finite and double buffers
+   (tests/test_differential.py also runs all its cases on 'cuda-cpu');
+3. on a machine with a GPU and CuPy, the same comparisons on the device
+   (skipped elsewhere, with the reason).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import rulec
+from rulec import graphs
+from rulec.backends.c.module import units_of
+from rulec.backends.cuda import nvrtc
+from rulec.backends.cuda.host import lane_bins, lanes_for
+from rulec.backends.cuda.render import cuda_module
+from rulec.frontend import load_program
+from rulec.resources import resource_dir
+
+from .conftest import EXAMPLES
+from .test_differential import GRAPHS, RULES, assert_same, random_state
+
+
+@pytest.fixture(scope="module")
+def module():
+    programs = [load_program(path.read_bytes(), str(path)) for path in RULES]
+    units, _ = units_of(programs, [path.read_text() for path in RULES])
+    return cuda_module(units)
+
+
+def test_emit_prints_one_kernel_per_block(run_cli):
+    result = run_cli("emit", "--backend", "cuda", EXAMPLES / "diffusion.rule")
+    assert result.returncode == 0, result.stderr
+    kernels = re.findall(r"RULEC_KERNEL (\w+)\(", result.stdout)
+    assert kernels == ["diffusion_block0", "diffusion_block1", "diffusion_block2"]
+    assert '#include "rulec_cuda.h"' in result.stdout
+    assert "rulec_group_sumf(" in result.stdout  # the sum over neighbours, across lanes
+
+
+def test_nvcc_compiles_every_rule_for_hopper(module, tmp_path):
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not installed (CI has it: the CUDA toolkit without a GPU)")
+    source = tmp_path / "rules.cu"
+    source.write_text(module.source)
+    result = subprocess.run(
+        [nvcc, "-arch=sm_90", "-cubin", "--fmad=false", "-Werror", "all-warnings",
+         f"-I{resource_dir('runtime')}", str(source), "-o", str(tmp_path / "rules.cubin")],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    symbols = (tmp_path / "rules.cubin").read_bytes()
+    for kernel in module.kernels.values():
+        assert kernel.name.encode() in symbols
+
+
+def test_nvrtc_compiles_every_rule(module):
+    if not nvrtc.available():
+        pytest.skip("NVRTC is not installed (pip install nvidia-cuda-nvrtc; the test "
+                    "extra does)")
+    ptx = nvrtc.compile_ptx(module.source).decode()
+    entries = set(re.findall(r"\.entry (\w+)\(", ptx))
+    assert {k.name for k in module.kernels.values()} | {"rulec_cuda_settle",
+                                                        "rulec_cuda_finite"} <= entries
+
+
+def test_nvrtc_reports_a_broken_module_with_its_log():
+    if not nvrtc.available():
+        pytest.skip("NVRTC is not installed")
+    with pytest.raises(nvrtc.NvrtcError, match="a bug in rulec.*\n.*undefined"):
+        nvrtc.compile_ptx('#include "rulec_cuda.h"\nRULEC_KERNEL k(int *x) { *x = nope; }')
+
+
+def test_ptx_is_cached_by_content(monkeypatch, tmp_path):
+    if not nvrtc.available():
+        pytest.skip("NVRTC is not installed")
+    monkeypatch.setenv("RULEC_CACHE_DIR", str(tmp_path))
+    text = '#include "rulec_cuda.h"\nRULEC_KERNEL k(float *x) { x[0] = rulec_tanhf(x[0]); }'
+    first = nvrtc.cached_ptx(text)
+    assert first.parent == tmp_path / "cuda" and b".entry k" in first.read_bytes()
+    first.write_bytes(b"kept")  # a hit reads nothing new
+    assert nvrtc.cached_ptx(text).read_bytes() == b"kept"
+    assert nvrtc.cached_ptx(text + "\n") != first
+
+
+# ---------------------------------------------------------- lane groups
+
+
+def test_lanes_grow_with_degree_up_to_a_warp():
+    assert [lanes_for(d) for d in (0, 1, 2, 3, 5, 8, 9, 31, 32, 33, 1000)] == \
+        [1, 1, 2, 4, 8, 8, 16, 32, 32, 32, 32]
+    graph = GRAPHS["hub"]
+    bins = dict(lane_bins(graph))
+    assert list(bins[32]) == [0]  # the degree-1000 hub gets a warp
+    assert sorted(np.concatenate(list(bins.values()))) == list(range(graph.n_nodes))
+
+
+def test_a_bad_lane_count_is_refused_with_the_choices(monkeypatch):
+    monkeypatch.setenv("RULEC_CUDA_LANES", "3")
+    rule = rulec.compile("node x\nupdate { x = sum(nbr.x) }", backend="cuda-cpu")
+    with pytest.raises(rulec.RulecError, match="one of 1, 2, 4, 8, 16, 32"):
+        rule.step(rule.state(graphs.ring(4)))
+
+
+@pytest.fixture(scope="module")
+def on_cpu():
+    programs = [load_program(path.read_bytes(), str(path)) for path in RULES]
+    return {path.stem: (rule, rulec.Rule(rule.program, "numpy"))
+            for path, rule in zip(RULES, rulec.compile_many(programs, backend="cuda-cpu"),
+                                  strict=True)}
+
+
+@pytest.mark.parametrize("lanes", ["1", "2", "8", "32"])
+def test_every_group_size_matches_the_reference(on_cpu, monkeypatch, lanes):
+    """Every rule, every block, with every node given `lanes` lanes: a lane
+    with no half-edge, partial sums over strided half-edges, the butterfly
+    over a warp."""
+    monkeypatch.setenv("RULEC_CUDA_LANES", lanes)
+    for name, (rule, reference) in on_cpu.items():
+        for graph_name in ("hub", "isolated", "layered"):
+            graph = GRAPHS[graph_name]
+            for label in rule.blocks:
+                state = random_state(rule, graph, seed=len(label), specials=True)
+                expected = state.copy()
+                if label == "init":
+                    rule.init(state, seed=5)
+                    reference.init(expected, seed=5)
+                else:
+                    rule.step(state, block=label)
+                    reference.step(expected, block=label)
+                assert_same(state, expected, f"{name} {label} on {graph_name}, {lanes} lanes")
+
+
+def test_many_steps_with_double_buffers_and_shared_slots(on_cpu):
+    """flow writes a shared slot (proposals, settled after each step); odd and
+    even step counts leave each double buffer in the user's array."""
+    for name, steps in (("flow", 7), ("diffusion", 8), ("diffusion", 9)):
+        rule, reference = on_cpu[name]
+        graph = graphs.erdos_renyi(60, 0.1, seed=4)
+        state = rule.state(graph)
+        rule.init(state, seed=3)
+        expected = state.copy()
+        arrays = [array for _, _, array in state.slots()]
+        rule.step(state, steps=steps)
+        reference.step(expected, steps=steps)
+        assert all(a is b for a, (_, _, b) in zip(arrays, state.slots(), strict=True))
+        assert_same(state, expected, f"{name} after {steps} steps")
+
+
+def test_check_finite_stops_at_the_first_non_finite_step_on_the_device_flag():
+    rule = rulec.compile("node x\nnode y\nupdate { x = x * 10\n y = sum(nbr.x) }",
+                         backend="cuda-cpu")
+    state = rule.state(graphs.ring(3))
+    state.node["x"] = 1e30
+    with pytest.raises(rulec.NonFiniteError) as caught:
+        rule.step(state, steps=100, check_finite=True)
+    assert caught.value.step == 9
+    assert state.time == 9
+    np.testing.assert_array_equal(state.node["x"], np.float32(np.inf))
+
+
+def test_random_rules_match_the_reference():
+    from rulec import fuzz
+
+    report = fuzz.fuzz(40, seed=11, backends=("cuda-cpu",))
+    assert report.rules == 40
+    assert report.mismatches == report.crashes == report.rejected == 0, report.failures[:2]
+
+
+# --------------------------------------------------------------- the GPU
+
+
+def _gpu_or_skip():
+    try:
+        import cupy
+    except ImportError:
+        pytest.skip("no CuPy: the GPU tests need pip install '.[cuda]' and an NVIDIA GPU")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        pytest.skip(f"no usable CUDA device ({exc})")
+    if count < 1:
+        pytest.skip("no CUDA device")
+
+
+def test_without_cupy_the_cuda_backend_says_what_to_install():
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        with pytest.raises(rulec.RulecError, match=r"pip install 'rulec\[cuda\]'"):
+            rulec.compile("node x\nupdate { x = 1 }", backend="cuda")
+    else:
+        pytest.skip("CuPy is installed here")
+
+
+@pytest.mark.parametrize("graph_name", list(GRAPHS))
+def test_on_the_gpu_every_block_matches_the_reference(graph_name):
+    _gpu_or_skip()
+    programs = [load_program(path.read_bytes(), str(path)) for path in RULES]
+    for path, rule in zip(RULES, rulec.compile_many(programs, backend="cuda"), strict=True):
+        reference = rulec.Rule(rule.program, "numpy")
+        for label in rule.blocks:
+            state = random_state(rule, GRAPHS[graph_name], seed=len(label), specials=True)
+            expected = state.copy()
+            if label == "init":
+                rule.init(state, seed=99)
+                reference.init(expected, seed=99)
+            else:
+                rule.step(state, block=label)
+                reference.step(expected, block=label)
+            assert_same(state, expected, f"{path.stem} {label} on {graph_name} (GPU)")
+
+
+def test_on_the_gpu_random_rules_match_the_reference():
+    _gpu_or_skip()
+    from rulec import fuzz
+
+    report = fuzz.fuzz(int(os.environ.get("RULEC_GPU_FUZZ", "40")), seed=11,
+                       backends=("cuda",))
+    assert report.mismatches == report.crashes == 0, report.failures[:2]
