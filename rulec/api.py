@@ -113,6 +113,14 @@ class Rule:
             raise StateError(
                 f"the state's slots {state.layout} do not match rule {self.name!r}'s {want}"
             )
+        device = self._runner.device
+        if state.device != device:
+            raise StateError(
+                f"the state is on {state.device} but rule {self.name!r} runs on the "
+                f"{self.backend} backend, which runs states on {device}: move the state "
+                f"with state.to({device!r}), or compile the rule for a "
+                f"{state.device} backend" + (" (backend='cuda')" if state.device == "cuda"
+                                              else ""))
 
     def _params(self, params: dict | None) -> dict[str, float]:
         values = self.params
@@ -156,6 +164,53 @@ class Rule:
         done = self._runner.run(block, state, values, steps, threads, check_finite)
         if check_finite and self._runner.left_non_finite(state):
             _raise_if_non_finite(state, done)
+
+    def init_many(self, states, seeds, params=None) -> None:
+        """init() each state with its seed (seeds: one per state) and params
+        (None, one dict for all, or one dict per state). On a backend that
+        batches states (cuda, cuda-cpu) all of them go in the same launches."""
+        states = self._batch(states)
+        seeds = [check_seed(seed) for seed in seeds]
+        if len(seeds) != len(states):
+            raise RulecValueError(f"init_many() got {len(states)} states and {len(seeds)} "
+                                  f"seeds; give one seed per state")
+        values = self._batch_params(params, len(states))
+        for state, seed in zip(states, seeds, strict=True):
+            state.seed = seed
+        if self.program.block("init") is not None and states:
+            self._runner.run_many("init", states, values, 1)
+
+    def step_many(self, states, steps: int = 1, block: str = "update", params=None,
+                  check_finite: bool = False) -> list[int]:
+        """step() each of `states` (on one graph; params: None, one dict for
+        all, or one dict per state); returns the steps each ran. On a backend
+        that batches states (cuda, cuda-cpu) they run side by side in the
+        same launches: how one rule is screened on many seeds at once.
+
+        With check_finite, a state that a step leaves non-finite stops there
+        (its entry is that step's number) and the others go on; nothing is
+        raised. Other backends step the states one after another."""
+        states = self._batch(states)
+        self._check_update_block(block)
+        steps = _count("steps", steps)
+        values = self._batch_params(params, len(states))
+        return [int(done) for done in self._runner.run_many(block, states, values, steps,
+                                                            check_finite)]
+
+    def _batch(self, states) -> list[State]:
+        states = list(states)
+        for state in states:
+            self._check_state(state)
+        return states
+
+    def _batch_params(self, params, count: int) -> list[dict[str, float]]:
+        if params is None or isinstance(params, dict):
+            return [self._params(params)] * count
+        params = list(params)
+        if len(params) != count:
+            raise RulecValueError(f"got {count} states and {len(params)} params; give one "
+                                  f"dict for all of them or one per state")
+        return [self._params(given) for given in params]
 
     def record(self, state: State, steps: int, slots, every: int = 1,
                block: str = "update", params: dict | None = None,

@@ -42,7 +42,10 @@ class SlotArrays(Mapping):
 
     def __setitem__(self, name: str, values) -> None:
         target = self[name]
-        values = np.asarray(values, dtype=np.float32)
+        if not isinstance(target, np.ndarray):  # a state on a GPU: CuPy arrays
+            values = _cupy().asarray(values, dtype=np.float32)
+        else:
+            values = np.asarray(values, dtype=np.float32)
         if values.shape not in ((), target.shape):
             raise StateError(
                 f"{self._what} slot {name!r} has shape {target.shape}, got {values.shape}"
@@ -76,7 +79,9 @@ def _shared_array(name: str, array):
     if device is not None and device not in _DLPACK_HOST:
         raise StateError(f"slot {name!r}: the {type(array).__name__} lives on a device "
                          f"(DLPack device type {device}), not in main memory; pass a CPU "
-                         "array (for a PyTorch tensor: tensor.cpu(), then use that tensor)")
+                         "array (for a PyTorch tensor: tensor.cpu(), then use that tensor), "
+                         "or for the cuda backend make the state on the CPU and move it "
+                         "with state.to('cuda') (docs/cuda.md)")
     try:
         return np.from_dlpack(array)
     except (BufferError, TypeError, ValueError, RuntimeError) as exc:
@@ -112,8 +117,25 @@ def _counter(what: str, value) -> int:
     return int(value)
 
 
+#: Where a state's arrays can live: main memory (NumPy) or an NVIDIA GPU (CuPy).
+DEVICES = ("cpu", "cuda")
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError:
+        raise StateError("a state on the GPU needs CuPy: pip install 'rulec[cuda]' "
+                         "(docs/cuda.md)") from None
+    return cupy
+
+
 class State:
-    """Slots, time and seed of one rule on one graph. Make one with rule.state(graph)."""
+    """Slots, time and seed of one rule on one graph. Make one with rule.state(graph).
+
+    A state lives on a device (`state.device`): 'cpu', with NumPy arrays, or
+    'cuda', with CuPy arrays on the GPU (state.to('cuda'); docs/cuda.md). The
+    backends that run a state are the ones of its device."""
 
     def __init__(self, graph: Graph, node_slots=(), edge_slots=(), shared_slots=(),
                  arrays: dict | None = None) -> None:
@@ -149,6 +171,7 @@ class State:
         self.edge = SlotArrays(self._edge, "edge")
         self.time = 0
         self.seed = 0
+        self.device = "cpu"
 
     @property
     def graph(self) -> Graph:
@@ -193,10 +216,35 @@ class State:
             yield "shared", name, self._edge[name]
 
     def copy(self) -> State:
+        """A copy on the same device."""
+        if self.device != "cpu":
+            return self._moved(self.device, lambda array: array.copy())
         other = State(self.graph, *self.layout)
         for kind, name, array in self.slots():
             (other._node if kind == "node" else other._edge)[name][...] = array
         other.time, other.seed = self.time, self.seed
+        return other
+
+    def to(self, device: str) -> State:
+        """This state on `device` ('cpu' or 'cuda'): itself if it is there
+        already, else a copy there (like PyTorch's tensor.to). On 'cuda' the
+        slots are CuPy arrays, which PyTorch and others share without a copy
+        through DLPack (torch.from_dlpack(state.node['x']))."""
+        if device not in DEVICES:
+            raise StateError(f"no device {device!r}; a state lives on one of: "
+                             f"{', '.join(DEVICES)}")
+        if device == self.device:
+            return self
+        if device == "cuda":
+            cupy = _cupy()
+            return self._moved("cuda", lambda array: cupy.asarray(array))
+        return self._moved("cpu", lambda array: _cupy().asnumpy(array))
+
+    def _moved(self, device: str, convert) -> State:
+        other = State(self.graph, *self.layout)
+        other._node.update({name: convert(array) for name, array in self._node.items()})
+        other._edge.update({name: convert(array) for name, array in self._edge.items()})
+        other.time, other.seed, other.device = self.time, self.seed, device
         return other
 
     def restore(self, other: State) -> None:
@@ -206,6 +254,10 @@ class State:
         a new state that needs its own."""
         if other.graph is not self.graph or other.layout != self.layout:
             raise StateError("restore() takes a state of the same graph and slots")
+        if other.device != self.device:
+            raise StateError(f"restore() takes a state on the same device: this one is on "
+                             f"{self.device}, the other on {other.device} (use other.to("
+                             f"{self.device!r}))")
         for kind, name, array in other.slots():
             (self._node if kind == "node" else self._edge)[name][...] = array
         self.time, self.seed = other.time, other.seed
@@ -213,12 +265,17 @@ class State:
     def __repr__(self) -> str:
         return (f"State({self.graph!r}, node={list(self.node_slots)}, "
                 f"edge={list(self.edge_slots)}, shared={list(self.shared_slots)}, "
-                f"time={self.time}, seed={self.seed})")
+                f"time={self.time}, seed={self.seed}"
+                f"{'' if self.device == 'cpu' else f', device={self.device!r}'})")
 
     # -------------------------------------------------------------- files
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the state to an .npz file, atomically (a crash leaves the old file)."""
+        """Write the state to an .npz file, atomically (a crash leaves the old file).
+        A state on the GPU is copied to main memory to be written."""
+        if self.device != "cpu":
+            self.to("cpu").save(path)
+            return
         arrays = {f"{kind}/{name}": array for kind, name, array in self.slots()}
         meta = np.array([FORMAT_VERSION, self.time, self.seed], dtype=np.uint64)
         graph = np.array(self.graph.fingerprint)

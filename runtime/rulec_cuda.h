@@ -186,36 +186,40 @@ static inline int32_t rulec_group_mini(const int32_t *values, int lanes)
 /* ----------------------------------------- kernels every module shares */
 
 /* A shared slot after a step that wrote it: each edge takes the mean of the
- * proposals of the ends that wrote it (rulec_settle_shared's rule). Does
- * nothing once *stop is set (a step left a non-finite value). */
-RULEC_KERNEL rulec_cuda_settle(int64_t n_edges, float *RULEC_RESTRICT slot,
+ * proposals of the ends that wrote it (rulec_settle_shared's rule), in every
+ * copy of a batch (copy c's edges at c * n_edges, its half-edges' proposals
+ * at c * 2 * n_edges) that check_finite has not stopped. */
+RULEC_KERNEL rulec_cuda_settle(int64_t n_total, int64_t n_edges, float *RULEC_RESTRICT slot,
                                const float *RULEC_RESTRICT proposal,
                                const uint8_t *RULEC_RESTRICT proposed,
                                const int32_t *RULEC_RESTRICT edge_half,
-                               const int32_t *RULEC_RESTRICT rev, const int32_t *stop)
+                               const int32_t *RULEC_RESTRICT rev, const int32_t *stops)
 {
-    if (*stop)
-        return;
-    RULEC_FOR_ELEMENTS(e, n_edges) {
+    RULEC_FOR_ELEMENTS(i, n_total) {
+        const int64_t copy = i / n_edges, e = i - copy * n_edges;
+        if (stops[copy])
+            continue;
+        const int64_t base = copy * 2 * n_edges;
         const int32_t ha = edge_half[e], hb = rev[ha];
-        const int fa = proposed[ha], fb = proposed[hb];
+        const int fa = proposed[base + ha], fb = proposed[base + hb];
         if (fa | fb) {
-            const float total = (fa ? proposal[ha] : 0.0f) + (fb ? proposal[hb] : 0.0f);
-            slot[e] = total / (float)(fa + fb);
+            const float total = (fa ? proposal[base + ha] : 0.0f)
+                              + (fb ? proposal[base + hb] : 0.0f);
+            slot[i] = total / (float)(fa + fb);
         }
     }
 }
 
-/* After step `step` (counted from 1): *stop = step if an element of `values`
- * is NaN or infinite and no earlier step stopped. */
-RULEC_KERNEL rulec_cuda_finite(int64_t n, const float *RULEC_RESTRICT values, int32_t *stop,
+/* After step `step` (counted from 1): stops[c] = step for each copy c (of
+ * per_copy values each) with a NaN or infinite value, unless an earlier
+ * step stopped it. */
+RULEC_KERNEL rulec_cuda_finite(int64_t n_total, int64_t per_copy,
+                               const float *RULEC_RESTRICT values, int32_t *stops,
                                int32_t step)
 {
-    if (*stop)
-        return;
-    RULEC_FOR_ELEMENTS(i, n) {
+    RULEC_FOR_ELEMENTS(i, n_total) {
         if (!rulec_isfinite(values[i]))
-            RULEC_STOP_AT(stop, step);
+            RULEC_STOP_AT(&stops[i / per_copy], step);
     }
 }
 

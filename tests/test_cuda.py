@@ -179,6 +179,87 @@ def test_random_rules_match_the_reference():
     assert report.mismatches == report.crashes == report.rejected == 0, report.failures[:2]
 
 
+# ------------------------------------------------------- batched copies
+
+
+def test_batched_copies_match_separate_runs_of_the_reference(on_cpu):
+    """B states of one graph in the same launches, each with its own seed,
+    params and values, against each stepped alone by the reference: draws
+    are the copy's own (uniform() bit-identical), and double buffers and
+    shared slots stay per copy."""
+    graph = graphs.erdos_renyi(30, 0.2, seed=8)
+    for name in ("diffusion", "flow", "hebbian", "draws", "everything"):
+        rule, reference = on_cpu[name]
+        states = [random_state(rule, graph, seed=copy, specials=False) for copy in range(5)]
+        for state in states:
+            state.time = 3
+        expected = [state.copy() for state in states]
+        params = [{key: value * (1 + copy) for key, value in rule.params.items()}
+                  for copy in range(5)]
+        seeds = [11 * copy + 1 for copy in range(5)]
+        rule.init_many(states, seeds, params)
+        for state, seed, given in zip(expected, seeds, params, strict=True):
+            reference.init(state, seed=seed, params=given)
+        for state, given in zip(expected, params, strict=True):
+            reference.step(state, steps=3, params=given)
+        assert rule.step_many(states, steps=3, params=params) == [3] * 5
+        for copy, (got, want) in enumerate(zip(states, expected, strict=True)):
+            assert_same(got, want, f"{name}, copy {copy} of a batch of 5")
+
+
+def test_check_finite_stops_each_copy_at_its_own_step():
+    rule = rulec.compile("node x\nupdate { x = x * 10 }", backend="cuda-cpu")
+    graph = graphs.ring(3)
+    states = [rule.state(graph) for _ in range(3)]
+    for state, start in zip(states, (1e30, 1.0, 1e35), strict=True):
+        state.node["x"] = start
+    assert rule.step_many(states, steps=20, check_finite=True) == [9, 20, 4]
+    assert [state.time for state in states] == [9, 20, 4]
+    np.testing.assert_array_equal(states[1].node["x"], np.float32(1e20))
+
+
+def test_a_batch_with_two_times_is_refused():
+    rule = rulec.compile("node x\nupdate { x = x + 1 }", backend="cuda-cpu")
+    states = [rule.state(graphs.ring(3)) for _ in range(2)]
+    states[1].time = 5
+    with pytest.raises(rulec.RulecError, match="one graph and one time"):
+        rule.step_many(states)
+
+
+def test_step_many_on_a_backend_without_batches_steps_each_state():
+    rule = rulec.compile("node x\nupdate { x = x + sum(nbr.x) }", backend="c")
+    graph = graphs.ring(4)
+    states = [rule.state(graph) for _ in range(3)]
+    for value, state in enumerate(states):
+        state.node["x"] = value
+    assert rule.step_many(states, steps=2) == [2, 2, 2]
+    assert [float(state.node["x"][0]) for state in states] == [0.0, 9.0, 18.0]
+
+
+# ------------------------------------------------------------- devices
+
+
+def test_a_state_moves_between_devices_by_name():
+    rule = rulec.compile("node x\nupdate { x = x + 1 }", backend="numpy")
+    state = rule.state(graphs.ring(3))
+    assert state.device == "cpu" and state.to("cpu") is state
+    with pytest.raises(rulec.RulecError, match="no device 'gpu'.*cpu, cuda"):
+        state.to("gpu")
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        with pytest.raises(rulec.RulecError, match=r"pip install 'rulec\[cuda\]'"):
+            state.to("cuda")
+
+
+def test_a_state_on_another_device_than_the_backend_is_refused_with_the_move():
+    rule = rulec.compile("node x\nupdate { x = x + 1 }", backend="c")
+    state = rule.state(graphs.ring(3))
+    state.device = "cuda"  # as state.to('cuda') marks it
+    with pytest.raises(rulec.RulecError, match=r"on cuda but .* c backend.*state.to\('cpu'\)"):
+        rule.step(state)
+
+
 # --------------------------------------------------------------- the GPU
 
 
@@ -230,3 +311,30 @@ def test_on_the_gpu_random_rules_match_the_reference():
     report = fuzz.fuzz(int(os.environ.get("RULEC_GPU_FUZZ", "40")), seed=11,
                        backends=("cuda",))
     assert report.mismatches == report.crashes == 0, report.failures[:2]
+
+
+def test_on_the_gpu_a_state_stays_on_the_device_and_shares_through_dlpack():
+    _gpu_or_skip()
+    import cupy
+
+    source = (EXAMPLES / "hebbian.rule").read_text()
+    rule, reference = rulec.compile(source, backend="cuda"), rulec.compile(source, "numpy")
+    graph = graphs.erdos_renyi(200, 0.05, seed=3)
+    state = rule.state(graph)
+    reference.init(state, seed=4)
+    expected = state.copy()
+    on_gpu = state.to("cuda")
+    assert on_gpu.device == "cuda" and isinstance(on_gpu.node["x"], cupy.ndarray)
+    array = on_gpu.edge["w"]
+    rule.step(on_gpu, steps=25)
+    reference.step(expected, steps=25)
+    assert on_gpu.edge["w"] is array  # stepped in place on the device
+    assert_same(on_gpu.to("cpu"), expected, "hebbian, 25 steps on the device")
+    try:
+        import torch
+    except ImportError:
+        return
+    tensor = torch.from_dlpack(on_gpu.node["x"])  # no copy
+    tensor += 1
+    np.testing.assert_allclose(on_gpu.to("cpu").node["x"], expected.node["x"] + 1, rtol=1e-4,
+                               atol=1e-5)

@@ -36,6 +36,8 @@ class Backend:
       runs_until       `run_until` loops in C (the default steps from Python)
       drives_protocol  `driver_blocks` hands the C protocol driver the blocks
       threaded         `run` splits a step's nodes over `threads` (others run one)
+      batches_states   `run_many` runs many states of one graph in the same
+                       calls (copies side by side), not one after another
     """
 
     name = ""
@@ -44,6 +46,9 @@ class Backend:
     runs_until = False
     drives_protocol = False
     threaded = False
+    batches_states = False
+    #: where the states it runs live (rulec.state.DEVICES)
+    device = "cpu"
     #: after run(): 'budget' (ran every step), 'reached' or 'non-finite'
     last_status = "budget"
 
@@ -61,6 +66,13 @@ class Backend:
         returns the steps run: fewer only when check_finite is set and a step
         left NaN or inf in the state (the state is then the one after it)."""
         raise NotImplementedError
+
+    def run_many(self, label: str, states: list, params: list[dict[str, float]], steps: int,
+                 check_finite: bool = False) -> list[int]:
+        """run() on each state with its params; returns the steps each ran.
+        Backends with `batches_states` run them all in the same calls."""
+        return [self.run(label, state, values, steps, 1, check_finite)
+                for state, values in zip(states, params, strict=True)]
 
     def run_until(self, label: str, state, params: dict[str, float], budget: int, slot: str,
                   nodes, check_finite: bool = False) -> tuple[int, str]:

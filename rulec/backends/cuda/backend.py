@@ -40,6 +40,7 @@ class _CudaLike(Backend):
 
     batched = True
     reports_finite = True
+    batches_states = True
 
     def __init__(self, program, source: str | None = None, prebuilt=None) -> None:
         super().__init__(program, source)
@@ -47,7 +48,7 @@ class _CudaLike(Backend):
             units, prefixes = units_of([program], [source])
             prebuilt = (self._build(units), prefixes[0])
         self.module, self.prefix = prebuilt
-        self.device = self._device(self.module)
+        self.executor = self._device(self.module)
         self._graphs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     @classmethod
@@ -69,17 +70,31 @@ class _CudaLike(Backend):
         lanes = forced_lanes()
         found = self._graphs.get(graph)
         if found is None or found[0] != lanes:
-            found = (lanes, GraphOnDevice(self.device, graph, lanes))
+            found = (lanes, GraphOnDevice(self.executor, graph, lanes))
             self._graphs[graph] = found
         return found[1]
 
     def run(self, label, state, params, steps, threads=1, check_finite=False) -> int:
-        kernel = self.module.kernels[f"{self.prefix}:{label}"]
-        values = [float(params[name]) for name, _ in self.program.params]
-        done = run_block(self.device, self._graph(state.graph), kernel, state, values, steps,
-                         check_finite)
+        done = self.run_many(label, [state], [params], steps, check_finite)[0]
         self.last_status = "non-finite" if done < steps else "budget"
         return done
+
+    def run_many(self, label, states, params, steps, check_finite=False) -> list[int]:
+        """Every state a copy in the same launches: they must share one graph
+        and one time (the kernels take one of each)."""
+        if not states:
+            return []
+        graph, time = states[0].graph, states[0].time
+        for state in states[1:]:
+            if state.graph is not graph or state.time != time:
+                what = "graph" if state.graph is not graph else "time"
+                raise CudaError(f"a batch of states on the {self.name} backend shares one "
+                                f"graph and one time; this batch has more than one {what} "
+                                f"(step the groups separately)")
+        kernel = self.module.kernels[f"{self.prefix}:{label}"]
+        values = [[float(given[name]) for name, _ in self.program.params] for given in params]
+        return run_block(self.executor, self._graph(graph), kernel, states, values, steps,
+                         check_finite)
 
 
 class CudaCpuBackend(_CudaLike):
@@ -104,6 +119,7 @@ class CudaBackend(_CudaLike):
     NVIDIA GPU)."""
 
     name = "cuda"
+    device = "cuda"
 
     @classmethod
     def _build(cls, units):

@@ -25,10 +25,11 @@ from .render import CudaModule, KernelInfo, cuda_module, sources_digest
 
 #: The shared kernels of runtime/rulec_cuda.h, as cffi declares them.
 SHARED_CDEF = """
-void rulec_cuda_settle(int64_t n_edges, float *slot, const float *proposal,
+void rulec_cuda_settle(int64_t n_total, int64_t n_edges, float *slot, const float *proposal,
                        const uint8_t *proposed, const int32_t *edge_half,
-                       const int32_t *rev, const int32_t *stop);
-void rulec_cuda_finite(int64_t n, const float *values, int32_t *stop, int32_t step);
+                       const int32_t *rev, const int32_t *stops);
+void rulec_cuda_finite(int64_t n_total, int64_t per_copy, const float *values,
+                       int32_t *stops, int32_t step);
 """
 
 def _cdef(kernel: KernelInfo) -> str:
@@ -74,8 +75,10 @@ def build(units) -> CpuModule:
 
 
 class CpuDevice(Device):
-    """Arrays are NumPy arrays; a launch is one call (the kernel loops over
-    every group itself, so the thread count is not needed)."""
+    """Arrays are NumPy arrays, and a state's own arrays are on this device
+    (the kernels step them in place, as a GPU steps a state moved there); a
+    launch is one call (the kernel loops over every group itself, so the
+    thread count is not needed)."""
 
     def __init__(self, module: CpuModule) -> None:
         self.module = module
@@ -87,8 +90,14 @@ class CpuDevice(Device):
     def empty(self, size: int, dtype):
         return np.zeros(size, dtype=dtype)
 
-    def download(self, handle, into: np.ndarray) -> None:
-        into[...] = handle
+    def read(self, handle) -> np.ndarray:
+        return handle
+
+    def owns(self, array) -> bool:
+        return isinstance(array, np.ndarray)
+
+    def copy_into(self, target, source) -> None:
+        target[...] = source
 
     def launch(self, name: str, threads: int, args) -> None:
         values = []
@@ -98,6 +107,3 @@ class CpuDevice(Device):
             else:
                 values.append(value)
         getattr(self.module.library, name)(*values)
-
-    def read_stop(self, handle) -> int:
-        return int(handle[0])

@@ -84,7 +84,7 @@ _SCALARS = {"int64_t": np.int64, "uint64_t": np.uint64, "int": np.int32, "float"
 
 class GpuDevice(Device):
     """Arrays are CuPy arrays on the current device; launches are asynchronous
-    on the current stream, and only read_stop waits."""
+    on the current stream, and only `read` waits."""
 
     def __init__(self, module: GpuModule) -> None:
         self.module = module
@@ -96,8 +96,14 @@ class GpuDevice(Device):
     def empty(self, size: int, dtype):
         return self.cp.zeros(size, dtype=dtype)
 
-    def download(self, handle, into: np.ndarray) -> None:
-        into[...] = self.cp.asnumpy(handle)
+    def read(self, handle) -> np.ndarray:
+        return self.cp.asnumpy(handle)
+
+    def owns(self, array) -> bool:
+        return isinstance(array, self.cp.ndarray)
+
+    def copy_into(self, target, source) -> None:
+        target[...] = source
 
     def launch(self, name: str, threads: int, args) -> None:
         if threads <= 0:
@@ -106,6 +112,3 @@ class GpuDevice(Device):
         values = tuple(value if ctype == "ptr" else _SCALARS[ctype](value)
                        for ctype, value in args)
         self.module.function(name)((blocks,), (BLOCK_THREADS,), values)
-
-    def read_stop(self, handle) -> int:
-        return int(handle[0].get())

@@ -58,9 +58,10 @@ def lane_bins(graph: Graph, lanes: int | None = None) -> list[tuple[int, np.ndar
 
 class Device:
     """What run_block needs from a device. `upload` copies a NumPy array to
-    the device (or wraps it), `empty` makes an array, `download` copies one
-    back into a NumPy array, `launch` runs a kernel over `threads` threads
-    with arguments as (C type, value) pairs, `read_stop` reads the stop flag."""
+    the device, `empty` makes a zeroed array, `read` copies one back as a
+    NumPy array (waiting for the launches before it), `launch` runs a kernel
+    over `threads` threads with arguments as (C type, value) pairs ('ptr'
+    for a device array)."""
 
     def upload(self, array: np.ndarray):
         raise NotImplementedError
@@ -68,13 +69,18 @@ class Device:
     def empty(self, size: int, dtype):
         raise NotImplementedError
 
-    def download(self, handle, into: np.ndarray) -> None:
+    def read(self, handle) -> np.ndarray:
         raise NotImplementedError
 
     def launch(self, name: str, threads: int, args: list[tuple[str, object]]) -> None:
         raise NotImplementedError
 
-    def read_stop(self, handle) -> int:
+    def owns(self, array) -> bool:
+        """Whether `array` already lives on this device (a state there)."""
+        raise NotImplementedError
+
+    def copy_into(self, target, source) -> None:
+        """Copy one device array into another of the same size."""
         raise NotImplementedError
 
 
@@ -94,78 +100,104 @@ class GraphOnDevice:
                      for size, nodes in lane_bins(graph, lanes)]
 
 
-def run_block(device: Device, graph: GraphOnDevice, kernel: KernelInfo, state,
-              params: list[float], steps: int, check_finite: bool = False) -> int:
-    """Run `kernel` (one block) `steps` times on `state` (its arrays are
-    uploaded, and the written ones downloaded after); returns the steps run,
-    fewer when check_finite stopped at a step that left a non-finite value."""
-    if steps <= 0:
-        return 0
+def run_block(device: Device, graph: GraphOnDevice, kernel: KernelInfo, states: list,
+              params: list[list[float]], steps: int, check_finite: bool = False) -> list[int]:
+    """Run `kernel` (one block) `steps` times on each of `states` (copies of
+    one graph; params[c] are copy c's param values), all in the same launches.
+    The states' arrays are uploaded, and the written ones downloaded after.
+    Returns the steps each copy ran: fewer where check_finite stopped it at a
+    step that left a non-finite value (that copy's state is the one after it,
+    as on the CPU)."""
+    copies = len(states)
+    if steps <= 0 or not copies:
+        return [0] * copies
     g = graph.graph
-    arrays = {}
-    kinds = {"node": list(state.layout[0]), "edge": list(state.layout[1]),
-             "shared": list(state.layout[2])}
-    by_name = {(kind, name): array for kind, name, array in state.slots()}
     sizes = {"node": g.n_nodes, "edge": 2 * g.n_edges, "shared": g.n_edges}
+    hosts: dict[tuple[str, int], list[np.ndarray]] = {}
     buffers: dict[tuple[str, int], list] = {}
     extra: dict[tuple[str, int, str], object] = {}
-    for kind, index, mode in kernel.slots:
-        host = by_name[kind, kinds[kind][index]]
-        arrays[kind, index] = host
-        buffers[kind, index] = [device.upload(host)]
+    # one state whose arrays live on the device already: the kernels work in
+    # them (no copies); otherwise the batch is uploaded side by side
+    resident = copies == 1 and all(device.owns(array) for _, _, array in states[0].slots())
+    for kind, index, mode, name in kernel.slots:
+        # node slots in state.node; edge and shared slots in state.edge
+        hosts[kind, index] = [(state.node if kind == "node" else state.edge)[name]
+                              for state in states]
+        arrays = hosts[kind, index]
+        buffers[kind, index] = [arrays[0] if resident else
+                                device.upload(np.concatenate(arrays) if copies > 1
+                                              else arrays[0])]
         if mode == "double":
-            buffers[kind, index].append(device.empty(sizes[kind], np.float32))
+            buffers[kind, index].append(device.empty(copies * sizes[kind], np.float32))
         if mode == "proposal":
-            extra[kind, index, "proposal"] = device.empty(2 * g.n_edges, np.float32)
-            extra[kind, index, "proposed"] = device.empty(2 * g.n_edges, np.uint8)
-    stop = device.upload(np.zeros(1, dtype=np.int32))
-    frame = {"n_nodes": ("int64_t", g.n_nodes), "row_ptr": ("ptr", graph.row_ptr),
-             "nbr": ("ptr", graph.nbr), "rev": ("ptr", graph.rev), "eid": ("ptr", graph.eid),
-             "degree": ("ptr", graph.degree), "seed": ("uint64_t", state.seed),
-             "stop": ("ptr", stop)}
+            extra[kind, index, "proposal"] = device.empty(copies * 2 * g.n_edges, np.float32)
+            extra[kind, index, "proposed"] = device.empty(copies * 2 * g.n_edges, np.uint8)
+    stops = device.upload(np.zeros(copies, dtype=np.int32))
+    seeds = device.upload(np.array([state.seed for state in states], dtype=np.uint64))
+    values = np.zeros((copies, max(kernel.n_params, 1)), dtype=np.float32)
+    for copy, row in enumerate(params):
+        values[copy, :len(row)] = row
+    frame = {"n_nodes": ("int64_t", g.n_nodes), "n_edges": ("int64_t", g.n_edges),
+             "row_ptr": ("ptr", graph.row_ptr), "nbr": ("ptr", graph.nbr),
+             "rev": ("ptr", graph.rev), "eid": ("ptr", graph.eid),
+             "degree": ("ptr", graph.degree), "seeds": ("ptr", seeds),
+             "stops": ("ptr", stops),
+             "params": ("ptr", device.upload(values[:, :kernel.n_params].ravel()
+                                             if kernel.n_params else values.ravel()))}
+    start = states[0].time
     for step in range(steps):
-        time = state.time + step if kernel.advance else state.time
+        time = start + step if kernel.advance else start
         for lanes, nodes, count in graph.bins:
-            values = {**frame, "n_groups": ("int64_t", count), "nodes": ("ptr", nodes),
-                      "lanes": ("int", lanes), "time": ("uint64_t", time)}
+            given = {**frame, "n_groups": ("int64_t", copies * count),
+                     "per_copy": ("int64_t", count), "nodes": ("ptr", nodes),
+                     "lanes": ("int", lanes), "time": ("uint64_t", time)}
             args = []
             for arg in kernel.args:
-                if arg.role == "param":
-                    args.append(("float", params[arg.detail[0]]))
-                elif arg.role == "slot":
-                    kind, index, buffer = arg.detail
+                if arg.role == "slot":
+                    kind, index, buffer, _ = arg.detail
                     if buffer in ("cur", "next"):
                         pair = buffers[kind, index]
                         args.append(("ptr", pair[0 if buffer == "cur" else 1]))
                     else:
                         args.append(("ptr", extra[kind, index, buffer]))
                 else:
-                    args.append(values[arg.role])
-            device.launch(kernel.name, count * lanes, args)
-        for kind, index, mode in kernel.slots:
+                    args.append(given[arg.role])
+            device.launch(kernel.name, copies * count * lanes, args)
+        for kind, index, mode, _ in kernel.slots:
             if mode == "proposal":
-                device.launch("rulec_cuda_settle", g.n_edges, [
-                    ("int64_t", g.n_edges), ("ptr", buffers[kind, index][0]),
-                    ("ptr", extra[kind, index, "proposal"]),
+                device.launch("rulec_cuda_settle", copies * g.n_edges, [
+                    ("int64_t", copies * g.n_edges), ("int64_t", g.n_edges),
+                    ("ptr", buffers[kind, index][0]), ("ptr", extra[kind, index, "proposal"]),
                     ("ptr", extra[kind, index, "proposed"]), ("ptr", graph.edge_half),
-                    ("ptr", graph.rev), ("ptr", stop)])
+                    ("ptr", graph.rev), ("ptr", stops)])
             elif mode == "double":
                 buffers[kind, index].reverse()  # the step wrote the next values
         if check_finite:
-            for kind, index, _ in kernel.slots:
-                device.launch("rulec_cuda_finite", sizes[kind], [
-                    ("int64_t", sizes[kind]), ("ptr", buffers[kind, index][0]),
-                    ("ptr", stop), ("int", step + 1)])
-    stopped = device.read_stop(stop)
-    done = stopped if stopped else steps
-    for kind, index, mode in kernel.slots:
+            for kind, index, _, _ in kernel.slots:
+                device.launch("rulec_cuda_finite", copies * sizes[kind], [
+                    ("int64_t", copies * sizes[kind]), ("int64_t", sizes[kind]),
+                    ("ptr", buffers[kind, index][0]), ("ptr", stops), ("int", step + 1)])
+    stopped = device.read(stops)
+    done = [int(s) if s else steps for s in stopped]
+    for kind, index, mode, _ in kernel.slots:
         if mode == "read":
             continue
         pair = buffers[kind, index]
-        if mode == "double" and (steps - done) % 2:
-            # steps after the stop swapped the pointers but wrote nothing
-            pair.reverse()
-        device.download(pair[0], arrays[kind, index])
+        if resident:
+            if mode == "double" and (steps - done[0]) % 2:
+                pair.reverse()  # steps after the stop swapped pointers, wrote nothing
+            if pair[0] is not hosts[kind, index][0]:
+                device.copy_into(hosts[kind, index][0], pair[0])
+            continue
+        size = sizes[kind]
+        current = device.read(pair[0])
+        other = device.read(pair[1]) if mode == "double" else None
+        for copy, host in enumerate(hosts[kind, index]):
+            # steps after a copy stopped swapped the pointers but wrote nothing
+            source = other if mode == "double" and (steps - done[copy]) % 2 else current
+            host[...] = source[copy * size:(copy + 1) * size]
     if kernel.advance:
-        state.time = state.time + done
+        for state, ran in zip(states, done, strict=True):
+            state.time = state.time + ran
     return done
+

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,14 +36,20 @@ from ..c.module import Unit
 from ..c.pipeline import lower_rule
 from ..c.render import INDENT, Speller, kernel_name
 
-#: The C types of a kernel's parameters, by role ('slot' roles add the
-#: slot's kind, index and buffer: cur, next, proposal, proposed).
+#: A kernel's frame parameters, by role (the host passes each by its role).
+#: A launch runs `n_groups` groups: B copies of the bin's `per_copy` nodes
+#: (group g is node nodes[g % per_copy] of copy g / per_copy), each copy
+#: with its own state, seed, params and stop flag, on one graph.
 FRAME_ARGS = (
-    ("n_groups", "int64_t"), ("nodes", "const int32_t *"), ("lanes", "int"),
-    ("n_nodes", "int64_t"), ("row_ptr", "const int64_t *"), ("nbr", "const int32_t *"),
-    ("rev", "const int32_t *"), ("eid", "const int32_t *"), ("degree", "const float *"),
-    ("seed", "uint64_t"), ("time", "uint64_t"), ("stop", "const int32_t *"),
+    ("n_groups", "int64_t"), ("per_copy", "int64_t"), ("nodes", "const int32_t *"),
+    ("lanes", "int"), ("n_nodes", "int64_t"), ("n_edges", "int64_t"),
+    ("row_ptr", "const int64_t *"), ("nbr", "const int32_t *"), ("rev", "const int32_t *"),
+    ("eid", "const int32_t *"), ("degree", "const float *"), ("seeds", "const uint64_t *"),
+    ("time", "uint64_t"), ("stops", "const int32_t *"), ("params", "const float *"),
 )
+
+#: A slot's copy in a batch starts this far into its array (a C expression).
+STRIDES = {"node": "n_nodes", "edge": "2 * n_edges", "shared": "n_edges"}
 
 #: The group reduction of an accumulator, by (op, C type).
 GROUP_REDUCE = {("+", "float"): "rulec_group_sumf", ("max", "int32_t"): "rulec_group_maxi",
@@ -52,25 +59,28 @@ GROUP_REDUCE = {("+", "float"): "rulec_group_sumf", ("max", "int32_t"): "rulec_g
 @dataclass(frozen=True)
 class Arg:
     """One kernel parameter: its C name and type, and what the host passes
-    (role: a FRAME_ARGS name, 'param', or 'slot')."""
+    (role: a FRAME_ARGS name, or 'slot')."""
 
     name: str
     ctype: str
     role: str
-    #: for 'param': its index; for 'slot': (kind, index, buffer)
+    #: for 'slot': (kind, index, buffer, stride): buffer is cur, next,
+    #: proposal or proposed; stride a C expression, one copy's length
     detail: tuple = ()
 
 
 @dataclass(frozen=True)
 class KernelInfo:
     """A block's step kernel: its name, parameters, whether it advances time,
-    and how each slot it touches is stored (kind, index, mode)."""
+    how each slot is stored (kind, index, mode, name), and the rule's param count
+    (the `params` array holds that many floats per copy)."""
 
     name: str
     label: str
     args: tuple[Arg, ...]
     advance: bool
-    slots: tuple[tuple[str, int, str], ...]
+    slots: tuple[tuple[str, int, str, str], ...]
+    n_params: int
 
 
 class CudaSpeller(Speller):
@@ -105,6 +115,9 @@ class CudaSpeller(Speller):
 
 
 def _slot_args(program: ir.Program, names, modes: dict) -> tuple[list[Arg], list[tuple]]:
+    """The slot pointers a kernel takes (each the whole batch's array, named
+    VAR_all; the kernel points VAR at its copy) and (kind, index, mode, name)
+    of every slot."""
     args: list[Arg] = []
     slots: list[tuple[str, int, str]] = []
     layout = (("node", program.node_slots), ("edge", program.edge_slots),
@@ -113,46 +126,52 @@ def _slot_args(program: ir.Program, names, modes: dict) -> tuple[list[Arg], list
         for index, name in enumerate(declared):
             var = names.slot(kind, name)
             mode = modes.get((kind, name), "read")
-            slots.append((kind, index, mode))
-            if mode == "read":
-                args.append(Arg(var, "const float *", "slot", (kind, index, "cur")))
-            elif mode == "double":
-                args += [Arg(var, "const float *", "slot", (kind, index, "cur")),
-                         Arg(f"{var}_next", "float *", "slot", (kind, index, "next"))]
-            else:
-                args.append(Arg(var, "float *", "slot", (kind, index, "cur")))
+            slots.append((kind, index, mode, name))
+            buffers = [("", "const float *" if mode in ("read", "double") else "float *",
+                        "cur", STRIDES[kind])]
+            if mode == "double":
+                buffers.append(("_next", "float *", "next", STRIDES[kind]))
             if mode == "proposal":
-                args += [Arg(f"{var}_proposal", "float *", "slot", (kind, index, "proposal")),
-                         Arg(f"{var}_proposed", "uint8_t *", "slot", (kind, index, "proposed"))]
+                buffers += [("_proposal", "float *", "proposal", "2 * n_edges"),
+                            ("_proposed", "uint8_t *", "proposed", "2 * n_edges")]
+            args += [Arg(var + suffix, ctype, "slot", (kind, index, buffer, stride))
+                     for suffix, ctype, buffer, stride in buffers]
     return args, slots
 
 
 def _block(program: ir.Program, block: ir.Block, lowered, fn: str) -> tuple[dict, KernelInfo]:
     names = lowered.names
     args = [Arg(name, ctype, name) for name, ctype in FRAME_ARGS]
-    args += [Arg(names.param(name), "float", "param", (index,))
-             for index, (name, _) in enumerate(program.params)]
     slot_args, slots = _slot_args(program, names, lowered.modes)
     args += slot_args
     speller = CudaSpeller()
     body = speller.statements(lowered.prologue + lowered.body, 0)
     stores = speller.statements(lowered.epilogue, 0)
-    info = KernelInfo(fn, block.label, tuple(args), block.label != "init", tuple(slots))
+    info = KernelInfo(fn, block.label, tuple(args), block.label != "init", tuple(slots),
+                      len(program.params))
+    # the frame declares only what the body uses (nvcc warns of the rest)
+    code = re.sub(r"/\*.*?\*/", "", "\n".join(body + stores))  # not in comments
+    used = set(re.findall(r"\b\w+\b", code))
+    count = len(program.params)
+    params = [{"var": names.param(name), "index": index, "name": name, "count": count}
+              for index, (name, _) in enumerate(program.params) if names.param(name) in used]
     context = {
         "fn": fn, "label": block.label,
-        "args": [{"name": a.name, "ctype": a.ctype,
-                  "restrict": a.ctype.endswith("*") and a.role != "stop",
+        "args": [{"name": a.name + ("_all" if a.role == "slot" else ""), "ctype": a.ctype,
+                  "restrict": a.ctype.endswith("*") and a.role != "stops",
                   "note": _note(program, a)} for a in args],
+        "params": params,
+        "copies": [{"name": a.name, "ctype": a.ctype, "stride": a.detail[3]}
+                   for a in slot_args if a.name in used],
+        "frame": sorted(used & {"h0", "u32", "degree_u", "seed"}),
         "body": body, "stores": stores,
     }
     return context, info
 
 
 def _note(program: ir.Program, arg: Arg) -> str:
-    if arg.role == "param":
-        return f"param {program.params[arg.detail[0]][0]}"
     if arg.role == "slot":
-        kind, index, buffer = arg.detail
+        kind, index, buffer, _ = arg.detail
         declared = {"node": program.node_slots, "edge": program.edge_slots,
                     "shared": program.shared_slots}[kind]
         return f"{kind} slot {declared[index]}" + ("" if buffer == "cur" else f" ({buffer})")
