@@ -74,6 +74,9 @@ def test_nvrtc_compiles_every_rule(module):
     entries = set(re.findall(r"\.entry (\w+)\(", ptx))
     assert {k.name for k in module.kernels.values()} | {"rulec_cuda_settle",
                                                         "rulec_cuda_finite"} <= entries
+    cubin = nvrtc.compile_cubin(module.source)  # what the backend loads
+    assert cubin[:4] == b"\x7fELF" and all(k.name.encode() in cubin
+                                            for k in module.kernels.values())
 
 
 def test_nvrtc_reports_a_broken_module_with_its_log():
@@ -83,16 +86,17 @@ def test_nvrtc_reports_a_broken_module_with_its_log():
         nvrtc.compile_ptx('#include "rulec_cuda.h"\nRULEC_KERNEL k(int *x) { *x = nope; }')
 
 
-def test_ptx_is_cached_by_content(monkeypatch, tmp_path):
+def test_the_cubin_is_cached_by_content(monkeypatch, tmp_path):
     if not nvrtc.available():
         pytest.skip("NVRTC is not installed")
     monkeypatch.setenv("RULEC_CACHE_DIR", str(tmp_path))
     text = '#include "rulec_cuda.h"\nRULEC_KERNEL k(float *x) { x[0] = rulec_tanhf(x[0]); }'
-    first = nvrtc.cached_ptx(text)
-    assert first.parent == tmp_path / "cuda" and b".entry k" in first.read_bytes()
+    first = nvrtc.cached_cubin(text)
+    assert first.parent == tmp_path / "cuda" and first.read_bytes()[:4] == b"\x7fELF"
     first.write_bytes(b"kept")  # a hit reads nothing new
-    assert nvrtc.cached_ptx(text).read_bytes() == b"kept"
-    assert nvrtc.cached_ptx(text + "\n") != first
+    assert nvrtc.cached_cubin(text).read_bytes() == b"kept"
+    assert nvrtc.cached_cubin(text + "\n") != first
+    assert nvrtc.cached_cubin(text, arch="sm_80") != first
 
 
 # ---------------------------------------------------------- lane groups

@@ -5,8 +5,8 @@
                 lanes per node; the kernels' parameters as data (KernelInfo)
     host.py     the host loop over a device: lane bins, launches, buffer
                 swaps, the per-copy stop flags; batches of states
-    nvrtc.py    NVRTC through ctypes: CUDA source -> PTX, cached by content
-    gpu.py      the device: CuPy arrays and launches of the NVRTC PTX
+    nvrtc.py    NVRTC through ctypes: CUDA source -> CUBIN, cached by content
+    gpu.py      the device: CuPy arrays and launches of the NVRTC CUBIN
     cpu.py      the same kernel text built for the CPU (runtime/rulec_cuda.h's
                 CPU form): how the backend is verified without a GPU
     backend.py  CudaBackend ('cuda') and CudaCpuBackend ('cuda-cpu')

@@ -1,4 +1,4 @@
-"""The CUDA kernels on a GPU: PTX from NVRTC (rulec.backends.cuda.nvrtc,
+"""The CUDA kernels on a GPU: a CUBIN from NVRTC (rulec.backends.cuda.nvrtc,
 cached by content), loaded and launched through CuPy.
 
 Why CuPy (`cupy-cuda13x`, the `rulec[cuda]` extra) rather than cuda-python:
@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import CudaError
 from .host import BLOCK_THREADS, Device
-from .nvrtc import DEFAULT_ARCH, cached_ptx
+from .nvrtc import DEFAULT_ARCH, cached_cubin
 from .render import CudaModule, cuda_module, sources_digest
 
 
@@ -71,7 +71,7 @@ def build(units) -> GpuModule:
         arch = device_arch()
     except Exception:  # noqa: BLE001 - an old CuPy: the default architecture
         arch = DEFAULT_ARCH
-    path = cached_ptx(module.source, arch, sources_digest())
+    path = cached_cubin(module.source, arch, sources_digest())
     with _lock:
         found = _loaded.get(str(path))
         if found is None:

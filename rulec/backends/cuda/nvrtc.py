@@ -1,11 +1,12 @@
-"""NVRTC, NVIDIA's run-time CUDA compiler, through ctypes: CUDA source to PTX,
-cached by content. It needs no GPU, so the suite compiles every rule's
-kernels with it wherever the library is installed (the `nvidia-cuda-nvrtc`
-wheel, which `rulec[cuda]` and the test extra install, or a CUDA toolkit).
+"""NVRTC, NVIDIA's run-time CUDA compiler, through ctypes: CUDA source to
+machine code (CUBIN; PTX for reading), cached by content. It needs no GPU,
+so the suite compiles every rule's kernels with it wherever the library is
+installed (the `nvidia-cuda-nvrtc` wheel, which `rulec[cuda]` and the test
+extra install, or a CUDA toolkit).
 
 The cache is the C kernels' (rulec.backends.toolchain.cache_dir): an entry
-`cuda/KEY.ptx`, KEY a hash of the source, the options and NVRTC's version,
-written atomically.
+`cuda/KEY.cubin`, KEY a hash of the source, the generator's files, the
+architecture, the options and NVRTC's version, written atomically.
 """
 
 from __future__ import annotations
@@ -92,6 +93,19 @@ def compile_ptx(source: str, name: str = "rulec.cu", arch: str = DEFAULT_ARCH,
                 options: tuple[str, ...] = ()) -> bytes:
     """PTX for `source`, compiled for `arch` (e.g. sm_90); NvrtcError with
     NVRTC's log when it does not compile (a bug in rulec: say so)."""
+    return _compile(source, name, arch, options, "PTX")
+
+
+def compile_cubin(source: str, name: str = "rulec.cu", arch: str = DEFAULT_ARCH,
+                  options: tuple[str, ...] = ()) -> bytes:
+    """A CUBIN (machine code) for `source` on `arch`: what the backend loads.
+    Unlike PTX it needs no JIT by the driver, and runs on a driver older than
+    this NVRTC within the same CUDA major version, where PTX of a newer
+    NVRTC would be refused."""
+    return _compile(source, name, arch, options, "CUBIN")
+
+
+def _compile(source: str, name: str, arch: str, options: tuple[str, ...], output: str) -> bytes:
     lib = library()
     program = ctypes.c_void_p()
     _check(lib.nvrtcCreateProgram(ctypes.byref(program), source.encode(), name.encode(), 0,
@@ -110,22 +124,23 @@ def compile_ptx(source: str, name: str = "rulec.cu", arch: str = DEFAULT_ARCH,
                              f"(a bug in rulec; please report it with the rule):\n"
                              f"{log.value.decode(errors='replace').strip()}")
         size = ctypes.c_size_t()
-        _check(lib.nvrtcGetPTXSize(program, ctypes.byref(size)), "size the PTX")
-        ptx = ctypes.create_string_buffer(size.value)
-        _check(lib.nvrtcGetPTX(program, ptx), "read the PTX")
-        return ptx.raw.rstrip(b"\0")
+        _check(getattr(lib, f"nvrtcGet{output}Size")(program, ctypes.byref(size)),
+               f"size the {output}")
+        data = ctypes.create_string_buffer(size.value)
+        _check(getattr(lib, f"nvrtcGet{output}")(program, data), f"read the {output}")
+        return data.raw.rstrip(b"\0") if output == "PTX" else data.raw
     finally:
         lib.nvrtcDestroyProgram(ctypes.byref(program))
 
 
-def cached_ptx(source: str, arch: str = DEFAULT_ARCH, identity: str = "") -> Path:
-    """The cache entry holding `source`'s PTX for `arch`, compiled now if it
+def cached_cubin(source: str, arch: str = DEFAULT_ARCH, identity: str = "") -> Path:
+    """The cache entry holding `source`'s CUBIN for `arch`, compiled now if it
     is not there. `identity` adds what else decides the text (the headers)."""
     key = hashlib.sha256("\n".join([source, identity, arch, " ".join(OPTIONS), version()])
                          .encode()).hexdigest()[:40]
-    path = cache_dir() / "cuda" / f"{key}.ptx"
+    path = cache_dir() / "cuda" / f"{key}.cubin"
     if not path.is_file():
-        ptx = compile_ptx(source, arch=arch)
+        cubin = compile_cubin(source, arch=arch)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, ptx)
+        write_atomic(path, cubin)
     return path
