@@ -820,6 +820,34 @@ def cmd_search_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search_dashboard(args: argparse.Namespace) -> int:
+    from .search.dashboard import server
+
+    try:
+        httpd = server(args.db, args.host, args.port)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose "
+                        f"another --port (0 picks a free one)") from None
+    host, port = httpd.server_address[:2]
+    url = f"http://{host}:{port}/" + (f"#run={args.run}" if args.run is not None else "")
+    print(f"dashboard of {args.db}: {url}  (read-only; Ctrl-C stops it)", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print("rulec: warning: listening beyond this machine: anyone who can connect sees "
+              "the rules and results", file=sys.stderr)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        httpd.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        print("rulec: dashboard stopped", file=sys.stderr)
+        return 130
+    finally:
+        httpd.server_close()
+    return 0
+
+
 def cmd_search_export(args: argparse.Namespace) -> int:
     from .search.report import export
 
@@ -1024,7 +1052,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser(
         "search", help="search for learning rules: generate, screen, evolve, store "
-        "(also: search report DB, search export DB)",
+        "(also: search report DB, search export DB, search runs DB, search dashboard DB)",
         description="Search for local learning rules (docs/search.md). Running the same "
         "command on the same database resumes the run. See also `rulec search report DB` "
         "and `rulec search export DB -o DIR`.")
@@ -1127,6 +1155,22 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--json", action="store_true", help="a JSON list, one object per run")
     runs.set_defaults(func=cmd_search_runs)
 
+    dashboard = commands.add_parser("search-dashboard",
+                                    description="Serve a live, read-only web page of a search "
+                                    "database: the pass funnel, the best so far over time, the "
+                                    "hall of fame with each rule's text, lineage and learning "
+                                    "curves (docs/search.md, \"The dashboard\").")
+    dashboard.prog = "rulec search dashboard"
+    dashboard.add_argument("db", metavar="DB")
+    dashboard.add_argument("--run", type=_integer, metavar="ID",
+                           help="the run to show first (the last one)")
+    dashboard.add_argument("--host", default="127.0.0.1", metavar="ADDR",
+                           help="the address to listen on (127.0.0.1: this machine only)")
+    dashboard.add_argument("--port", type=_integer, default=8765, metavar="PORT",
+                           help="the port (8765; 0 picks a free one)")
+    dashboard.add_argument("--open", action="store_true", help="open it in a web browser")
+    dashboard.set_defaults(func=cmd_search_dashboard)
+
     export_found = commands.add_parser("search-export",
                                        description="Write the best rules of a search as "
                                        ".rule files.")
@@ -1142,7 +1186,7 @@ def build_parser() -> argparse.ArgumentParser:
     # internal names out of the command list
     commands._choices_actions = [action for action in commands._choices_actions
                                  if action.dest not in ("search-report", "search-export",
-                                                        "search-score")]
+                                                        "search-score", "search-dashboard")]
 
     cache = commands.add_parser("cache", help="show or clear the build cache")
     cache.add_argument("action", choices=("info", "clear"))
@@ -1235,7 +1279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) >= 2 and argv[0] == "search" and argv[1] in ("report", "export", "score",
-                                                              "runs"):
+                                                              "runs", "dashboard"):
         argv = [f"search-{argv[1]}", *argv[2:]]  # `rulec search report DB`
     args = parser.parse_args(argv)
     if args.verbose:

@@ -33,6 +33,9 @@ def test_wheel_contains_the_grammar_templates_and_the_c_runtime(wheel):
     assert "rulec/templates/module.c.j2" in names
     assert "rulec/include/rulec_rng.h" in names
     assert "rulec/include/rulec_runtime.h" in names
+    assert "rulec/include/rulec_cuda.h" in names and "rulec/templates/cuda.cu.j2" in names
+    for asset in ("dashboard.html", "dashboard.js", "dashboard.css"):  # served offline
+        assert f"rulec/search/static/{asset}" in names
     assert "rulec/passes/fold.py" in names
     # every Python package of the source tree is in the wheel
     source = Path(__file__).resolve().parent.parent / "rulec"

@@ -504,6 +504,25 @@ class Evaluator:
         screen = self.settings.screen
         return retained(result, screen.hold, screen.pass_accuracy)
 
+    def curves(self, text: str, seeds: int | None = None) -> list[dict]:
+        """The learning curves of a rule as the task hurdles train it: for
+        every task, graph and seed (the run's `seeds` unless given), the
+        accuracy after each epoch until the goal was held, then each epoch of
+        the retention phase. Each: task (TASK or TASK@K), seed, accuracy,
+        goal_epoch (None if not reached), retained, failure."""
+        _, rule = self._rule(text)
+        out = []
+        for task, topologies in zip(self.tasks, self.topologies, strict=True):
+            for g, topology in enumerate(topologies):
+                for seed in range(self.settings.screen.seeds if seeds is None else seeds):
+                    result = self._evaluate(rule, task, topology, seed)
+                    out.append({"task": graph_label(task.name, g), "seed": seed,
+                                "accuracy": [float(a) for a in result.accuracy],
+                                "goal_epoch": result.goal_epoch,
+                                "retained": [float(a) for a in result.retained or ()],
+                                "failure": result.failure})
+        return out
+
     def _evaluate(self, rule, task, topology, seed, keep_state=False) -> learning.Result:
         return learning.evaluate(rule, task, topology, self.protocol,
                               epochs=self.settings.screen.epochs, seed=seed,

@@ -402,6 +402,17 @@ class Store:
                 connection.execute(self.leases.update().where(self.leases.c.run == run)
                                    .values(renewed=now))
 
+    def results_of(self, run: int, idx: int) -> list[dict]:
+        """A rule's results: one row per task and seed (task, seed, accuracy,
+        loss, epochs, steps, failure), by task then seed."""
+        sa = self.sa
+        table = self.results
+        query = sa.select(table.c.task, table.c.seed, table.c.accuracy, table.c.loss,
+                          table.c.epochs, table.c.steps, table.c.failure).where(
+            (table.c.run == run) & (table.c.idx == idx)).order_by(table.c.task, table.c.seed)
+        with self.guard("read"), self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
     def rules_of(self, run: int, columns=RULE_COLUMNS, order: str = "idx",
                  limit: int | None = None, where=None) -> list[dict]:
         sa = self.sa
