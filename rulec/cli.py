@@ -685,7 +685,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                     start=tuple(start), start_mutants=args.start_mutants,
                     crossover=args.crossover, immigrants=args.immigrants)
     search = Search(settings, config, args.db, jobs=jobs, scheduler=args.scheduler,
-                    batch=args.batch)
+                    batch=args.batch, name=args.name)
     update, close = _search_progress(args.rules, args.quiet)
     search.on_progress = update
     began = time.monotonic()
@@ -813,7 +813,8 @@ def cmd_search_runs(args: argparse.Namespace) -> int:
         return 0
     for run in found:
         when = datetime.datetime.fromtimestamp(run["created"], datetime.UTC)
-        print(f"run {run['id']}: {run['strategy']}, seed {run['seed']}, tasks "
+        label = f" ({run['name']})" if run["name"] else ""
+        print(f"run {run['id']}{label}: {run['strategy']}, seed {run['seed']}, tasks "
               f"{','.join(run['tasks'])} on {', '.join(run['graphs'])} ({run['protocol']}); "
               f"{run['rules']} rules; started {when:%Y-%m-%d %H:%M} UTC with rulec "
               f"{run['version']}")
@@ -829,7 +830,12 @@ def cmd_search_dashboard(args: argparse.Namespace) -> int:
         raise UserError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose "
                         f"another --port (0 picks a free one)") from None
     host, port = httpd.server_address[:2]
-    url = f"http://{host}:{port}/" + (f"#run={args.run}" if args.run is not None else "")
+    run = None
+    if args.run is not None:  # by id or name: the page's address holds the id
+        from .search.report import pick_run
+
+        run = pick_run(args.db, args.run)["id"]
+    url = f"http://{host}:{port}/" + (f"#run={run}" if run is not None else "")
     print(f"dashboard of {args.db}: {url}  (read-only; Ctrl-C stops it)", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print("rulec: warning: listening beyond this machine: anyone who can connect sees "
@@ -1075,6 +1081,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--start-mutants", type=_integer, default=0, metavar="K",
                         help="evolution: K mutants of each --start rule join the first "
                              "population (0)")
+    search.add_argument("--name", metavar="NAME",
+                        help="a label for a new run, to pick it by in report, export and "
+                             "dashboard (--run NAME); not part of the run's identity")
     search.add_argument("--seed", type=_integer, default=0, metavar="S",
                         help="the run's seed (0)")
     search.add_argument("--jobs", type=_integer, metavar="J",
@@ -1136,7 +1145,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "of fame, plots.")
     report.prog = "rulec search report"
     report.add_argument("db", metavar="DB")
-    report.add_argument("--run", type=_integer, metavar="ID", help="the run (the last one)")
+    report.add_argument("--run", metavar="ID|NAME",
+                        help="the run, by id or --name (the last one)")
     report.add_argument("--top", type=_integer, metavar="K",
                         help="rules in the hall of fame (10); with csv or json, only the K "
                         "best rules (every rule otherwise)")
@@ -1162,8 +1172,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "curves (docs/search.md, \"The dashboard\").")
     dashboard.prog = "rulec search dashboard"
     dashboard.add_argument("db", metavar="DB")
-    dashboard.add_argument("--run", type=_integer, metavar="ID",
-                           help="the run to show first (the last one)")
+    dashboard.add_argument("--run", metavar="ID|NAME",
+                           help="the run to show first, by id or --name (the last one)")
     dashboard.add_argument("--host", default="127.0.0.1", metavar="ADDR",
                            help="the address to listen on (127.0.0.1: this machine only)")
     dashboard.add_argument("--port", type=_integer, default=8765, metavar="PORT",
@@ -1180,7 +1190,8 @@ def build_parser() -> argparse.ArgumentParser:
                               help="the directory to write the .rule files to")
     export_found.add_argument("--top", type=_integer, default=5, metavar="K",
                               help="how many rules (5)")
-    export_found.add_argument("--run", type=_integer, metavar="ID", help="the run (the last one)")
+    export_found.add_argument("--run", metavar="ID|NAME",
+                              help="the run, by id or --name (the last one)")
     export_found.set_defaults(func=cmd_search_export)
     # `search report`, `export` and `score` are spelled as two words: keep their
     # internal names out of the command list

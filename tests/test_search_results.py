@@ -126,3 +126,22 @@ def test_the_store_stamps_its_layout_migrates_old_ones_and_refuses_newer(tmp_pat
         with pytest.raises(S.SpaceError, match=r"newer rulec \(database layout 99; this rulec "
                                                r"reads up to 2\)"):
             Store(old, readonly=readonly)
+
+
+def test_runs_are_named_and_picked_by_name(tmp_path, capsys):
+    path = str(tmp_path / "named.sqlite")
+    S.search(FAST, S.Config(seed=5), path, rules=16, name="baseline")
+    S.search(FAST, S.Config(seed=6), path, rules=16, name="wider")
+    S.search(FAST, S.Config(seed=6), path, rules=24, name="renamed")  # resumes run 2
+    assert [(r["id"], r["name"], r["rules"]) for r in S.runs(path)] == \
+        [(1, "baseline", 16), (2, "wider", 24)]
+    assert main(["search", "runs", path]) == 0
+    assert "run 1 (baseline): random, seed 5" in capsys.readouterr().out
+    assert S.result_rows(path, "baseline") == S.result_rows(path, 1)
+    assert main(["search", "report", path, "--run", "wider", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 24
+    assert main(["search", "report", path, "--run", "nope"]) == 1
+    assert "no run 'nope' in the database; runs: 1 (baseline), 2 (wider)" in \
+        capsys.readouterr().err
+    with pytest.raises(S.SpaceError, match="not a number"):
+        S.search(FAST, S.Config(seed=7), path, rules=1, name="12")

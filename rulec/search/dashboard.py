@@ -65,7 +65,7 @@ class Dashboard:
     def runs(self) -> list[dict]:
         return runs(self.db)
 
-    def run(self, run: int | None) -> dict:
+    def run(self, run: int | str | None) -> dict:
         rep = report(self.db, run, HALL)
         rules = sorted(rep.rules, key=lambda r: (r["created"], r["idx"]))
         start = rules[0]["created"] if rules else 0.0
@@ -80,7 +80,8 @@ class Dashboard:
         config = json.loads(rep.run["config"])
         screen = rep.settings.screen
         return _clean({
-            "run": {"id": rep.run["id"], "strategy": config["strategy"], "seed": config["seed"],
+            "run": {"id": rep.run["id"], "name": config.get("name"),
+                    "strategy": config["strategy"], "seed": config["seed"],
                     "tasks": list(screen.tasks), "graphs": list(screen.graphs),
                     "protocol": rep.settings.space.protocol, "version": rep.run["version"],
                     "fresh_seeds": screen.fresh_seeds},
@@ -95,7 +96,7 @@ class Dashboard:
             "hurdles": list(rep.hurdles),
         })
 
-    def rule(self, run: int | None, idx: int) -> dict:
+    def rule(self, run: int | str | None, idx: int) -> dict:
         store = Store(self.db, readonly=True)
         try:
             row = _pick_run(store, run)
@@ -122,7 +123,7 @@ class Dashboard:
         return _clean({**{k: rule.get(k) for k in keys}, "run": row["id"],
                        "lineage": lineage, "results": results})
 
-    def curves(self, run: int | None, idx: int) -> list[dict]:
+    def curves(self, run: int | str | None, idx: int) -> list[dict]:
         from .hurdles import evaluator
 
         store = Store(self.db, readonly=True)
@@ -171,7 +172,7 @@ def _handler(board: Dashboard):
                     body = resources.files("rulec.search").joinpath("static", name).read_bytes()
                     self._send(HTTPStatus.OK, body, kind)
                     return
-                run = int(query["run"]) if query.get("run") else None
+                run = query.get("run") or None  # an id or a name (report._pick_run)
                 if url.path == "/api/runs":
                     self._json(board.runs())
                 elif url.path == "/api/run":

@@ -158,17 +158,34 @@ class Report:
         return written
 
 
-def _pick_run(store: Store, run: int | None) -> dict:
+def _pick_run(store: Store, run: int | str | None) -> dict:
+    """A run by id, by name (`rulec search --name`; the last run of that
+    name), or the last run."""
     runs = store.list_runs()
     if not runs:
         raise SpaceError(f"{store.url}: the database holds no search run yet")
     if run is None:
         return runs[-1]
-    for row in runs:
-        if row["id"] == run:
+    if isinstance(run, str) and run.strip().isdigit():
+        run = int(run)
+    for row in reversed(runs):
+        if row["id"] == run or (isinstance(run, str) and _name(row) == run):
             return row
-    raise SpaceError(f"no run {run} in the database; runs: "
-                     f"{', '.join(str(r['id']) for r in runs)}")
+    listed = ", ".join(str(r["id"]) + (f" ({_name(r)})" if _name(r) else "") for r in runs)
+    raise SpaceError(f"no run {run!r} in the database; runs: {listed}")
+
+
+def pick_run(db: str, run: int | str | None) -> dict:
+    """The run row `run` names in `db` (an id, a name, or None: the last)."""
+    store = Store(db, readonly=True)
+    try:
+        return _pick_run(store, run)
+    finally:
+        store.close()
+
+
+def _name(row: dict) -> str | None:
+    return json.loads(row["config"]).get("name")
 
 
 def _throughput_line(wall: float, per_worker: float) -> str:
@@ -236,7 +253,8 @@ def report(db: str, run: int | None = None, top: int = 10) -> Report:
 
 
 def runs(db: str) -> list[dict]:
-    """The runs a database holds, oldest first: `id`, `strategy`, `seed`,
+    """The runs a database holds, oldest first: `id`, `name` (None if it
+    was not named), `strategy`, `seed`,
     `tasks`, `graphs`, `protocol`, `rules` (stored), `created` (seconds
     since the epoch), `version` (the rulec that made it)."""
     store = Store(db, readonly=True)
@@ -246,7 +264,8 @@ def runs(db: str) -> list[dict]:
             settings = Settings.from_dict(json.loads(row["settings"]))
             config = json.loads(row["config"])
             count = store.count(row["id"])
-            out.append({"id": row["id"], "strategy": config["strategy"],
+            out.append({"id": row["id"], "name": config.get("name"),
+                        "strategy": config["strategy"],
                         "seed": config["seed"], "tasks": list(settings.screen.tasks),
                         "graphs": list(settings.screen.graphs),
                         "protocol": settings.space.protocol, "rules": count,

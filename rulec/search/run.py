@@ -120,11 +120,14 @@ class Search:
     """One run of a search on a database; `run()` goes until a limit. With
     `strategy` (any object with ask and tell), that strategy proposes the
     rules instead of config.strategy's; it is part of the run's key
-    (strategy_identity), so a run of it is never resumed by another."""
+    (strategy_identity), so a run of it is never resumed by another. `name`
+    labels a new run (reports pick runs by id or name); it is not part of
+    the key, so resuming under another name resumes the same run."""
 
     def __init__(self, settings: Settings, config: Config, db: str, jobs: int = 1,
                  scheduler=None, batch: int = 16,
-                 progress: Callable[[Progress], None] | None = None, strategy=None) -> None:
+                 progress: Callable[[Progress], None] | None = None, strategy=None,
+                 name: str | None = None) -> None:
         settings.space.make_protocol()
         settings.check()
         self.settings, self.config = settings, config
@@ -146,6 +149,11 @@ class Search:
         self.db = db
         self.key = digest({"settings": settings.to_dict(), "config": self.config_record,
                            "results": RESULTS_VERSION})
+        if name is not None:  # a label, not part of the key: it names, it decides nothing
+            if not name.strip() or name.strip().isdigit():
+                raise SpaceError(f"a run's name is text that is not a number (numbers are "
+                                 f"run ids), got {name!r}")
+            self.config_record = {**self.config_record, "name": name.strip()}
         self.store: Store | None = None
         self.run_id: int | None = None
         self.fresh_run = True
@@ -361,8 +369,8 @@ class Search:
 def search(settings: Settings | None = None, config: Config | None = None,
            db: str = "search.sqlite", rules: int | None = None, minutes: float | None = None,
            jobs: int = 1, scheduler=None, batch: int = 16, progress=None,
-           strategy=None) -> Progress:
+           strategy=None, name: str | None = None) -> Progress:
     """Run (or resume) a search; see rulec.search and docs/search.md."""
     s = Search(settings or Settings(), config or Config(), db, jobs, scheduler, batch, progress,
-               strategy)
+               strategy, name)
     return s.run(rules, minutes)

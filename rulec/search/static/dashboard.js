@@ -173,7 +173,7 @@ function hall(data) {
 function summary(data) {
   const r = data.run;
   document.getElementById("summary").textContent =
-    `run ${r.id}: ${r.strategy}, seed ${r.seed}; ${r.tasks.join(", ")} on ${r.graphs.join(", ")} ` +
+    `run ${r.id}${r.name ? " (" + r.name + ")" : ""}: ${r.strategy}, seed ${r.seed}; ${r.tasks.join(", ")} on ${r.graphs.join(", ")} ` +
     `(${r.protocol}); ${data.rules} rules` +
     (data.rate === null ? "" : `, ${fmt(data.rate, 1)} rules/s`) +
     `; duplicates ${data.exact} exact, ${data.behaviour} behaviour`;
@@ -236,7 +236,9 @@ async function start() {
   const select = document.getElementById("run-select");
   try {
     const runs = await getJSON("api/runs");
-    for (const r of runs) select.appendChild(el("option", { value: r.id }, `${r.id}: ${r.tasks.join(",")}`));
+    for (const r of runs) {
+      select.appendChild(el("option", { value: r.id }, `${r.id}: ${r.name || r.tasks.join(",")}`));
+    }
     if (current.run === null && runs.length) current.run = runs[runs.length - 1].id;
     select.value = current.run;
   } catch (error) {
