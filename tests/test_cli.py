@@ -391,3 +391,30 @@ def test_only_rulec_errors_are_user_errors_and_a_plain_one_is_reported_as_a_bug(
         assert cli.main(["check", str(DIFFUSION)]) == code
         err = capsys.readouterr().err
         assert ("internal error" in err) == (code == 3), err
+
+
+@pytest.mark.parametrize("command", [
+    ["fuzz", "--count", "100000", "--seed", "3", "--jobs", "2"],
+    ["train", "backprop.rule", "--task", "xor", "--graph", "layered:2,4,1", "--epochs",
+     "1000000", "--seeds", "50", "--backend", "vm"],
+], ids=["fuzz-2-jobs", "train"])
+def test_ctrl_c_stops_fuzz_and_train_at_once_with_exit_130(command):
+    """A terminal's Ctrl-C reaches the process group (workers included): the
+    command stops within a second, says so in one line, exit 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [str(EXAMPLES / word) if word.endswith(".rule") else word for word in command]
+    process = subprocess.Popen([sys.executable, "-m", "rulec", *command],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    time.sleep(5)  # started, compiling or stepping
+    assert process.poll() is None, process.communicate()
+    began = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and time.monotonic() - began < 2
+    assert err.rstrip().endswith("rulec: interrupted") and "Traceback" not in err
