@@ -67,10 +67,17 @@ _DLPACK_HOST = (1, 3)
 
 
 def _shared_array(name: str, array):
-    """A NumPy view of a caller's array: a NumPy array itself, or any array
-    that speaks DLPack (a PyTorch tensor, a CuPy host array, JAX, ...) on the
-    CPU, without a copy: steps then write into the caller's tensor."""
-    if isinstance(array, np.ndarray) or not hasattr(array, "__dlpack__"):
+    """A NumPy view of a caller's array: a NumPy array itself, any array that
+    speaks DLPack (a PyTorch tensor, a CuPy host array, JAX, ...) on the CPU,
+    or one with NumPy's array interface, without a copy: steps then write
+    into the caller's memory."""
+    if isinstance(array, np.ndarray):
+        return array
+    if not hasattr(array, "__dlpack__"):
+        # NumPy's array interface (a memoryview-backed or Numba array, ...):
+        # a view of the same memory, no copy
+        if hasattr(array, "__array_interface__"):
+            return np.asarray(array)
         return array
     try:
         device = array.__dlpack_device__()[0]
@@ -93,8 +100,10 @@ def _check_owned(name: str, array, length: int, kind: str, symbol: str) -> None:
     """A caller's array can be a slot only as it is: float32, 1-d, of the slot's
     length, C-contiguous and writable (a copy would not be the caller's array)."""
     if not isinstance(array, np.ndarray):
-        raise StateError(f"slot {name!r}: expected a NumPy array or an array that speaks "
-                         f"DLPack (a PyTorch tensor on the CPU), got {type(array).__name__}")
+        raise StateError(f"slot {name!r}: expected a NumPy array, an array that speaks "
+                         f"DLPack (a PyTorch tensor on the CPU) or one with NumPy's array "
+                         f"interface, got {type(array).__name__} (whose memory a step "
+                         f"could not write into)")
     problems = []
     if array.dtype != np.float32:
         problems.append(f"dtype {array.dtype}, not float32 (use .astype(np.float32) once, "

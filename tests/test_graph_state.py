@@ -354,6 +354,26 @@ def test_a_dlpack_array_is_used_as_a_slot_without_a_copy():
         rule.state(graph, arrays={"x": _DLPackArray(np.zeros(4))})
 
 
+class _InterfaceArray:
+    """An array known only through NumPy's array interface (no DLPack)."""
+
+    def __init__(self, array):
+        self._array = array
+        self.__array_interface__ = array.__array_interface__
+
+
+def test_an_array_interface_object_is_used_as_a_slot_without_a_copy():
+    import rulec
+
+    rule = rulec.compile("node x\nupdate { x = x + 1 }", backend="vm")
+    memory = np.zeros(4, dtype=np.float32)
+    state = rule.state(graphs.ring(4), arrays={"x": _InterfaceArray(memory)})
+    rule.step(state, steps=2)
+    np.testing.assert_array_equal(memory, np.full(4, 2.0, dtype=np.float32))
+    with pytest.raises(rulec.StateError, match="expected a NumPy array"):
+        rule.state(graphs.ring(4), arrays={"x": [0.0] * 4})  # a list would be a copy
+
+
 def test_a_pytorch_tensor_is_a_slot_and_a_slot_is_a_pytorch_tensor():
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     import rulec
