@@ -8,6 +8,7 @@ and an exhausted budget each end the evaluation with a reason.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -89,11 +90,19 @@ class Episode:
 
 
 def fresh_state(rule: Rule, topology: Topology, protocol, seed: int,
-                params: dict | None = None):
+                params: dict | None = None, into=None):
     """A state of `rule` on the topology's graph as an evaluation starts it:
     the protocol's input flag raised on the input nodes and its output flag
-    on the output nodes, then `init` run with `seed`."""
-    state = rule.state(topology.graph)
+    on the output nodes, then `init` run with `seed`. With `into` (a state
+    of the rule on that graph), that state is reset to it in place: what a
+    backend made for it (the VM's registers) is kept."""
+    if into is None:
+        state = rule.state(topology.graph)
+    else:
+        state = into
+        for _, _, array in state.slots():
+            array[...] = 0.0
+        state.time = 0
     if protocol.input_flag:
         state.node[protocol.input_flag][topology.inputs] = 1.0
     if getattr(protocol, "output_flag", None):
@@ -139,7 +148,39 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
     if engine not in ("auto", "python", "c"):
         raise RulecValueError(f"engine must be 'auto', 'python' or 'c', got {engine!r}")
     start = time.perf_counter()
-    state = fresh_state(rule, topology, protocol, seed, params)
+    # a working state kept per rule and graph (unless the caller keeps the
+    # state): its VM registers and C views are made once, not per evaluation
+    work = None if keep_state else _working_state(rule, topology.graph)
+    try:
+        return _evaluate(rule, task, topology, protocol, epochs, seed, budget, params, stop_at,
+                         on_epoch, engine, hold, confirm, retain, keep_state, start,
+                         None if work is None else work[0])
+    finally:
+        if work is not None:
+            work[1].release()
+
+
+def _working_state(rule: Rule, graph):
+    """(state, lock) of `rule` on `graph`, the lock taken; None if another
+    thread holds it (that evaluation makes a state of its own)."""
+    with _WORK_LOCK:
+        per_rule = rule.__dict__.setdefault("_rulec_work_states", {})
+        found = per_rule.get(id(graph))
+        if found is None or found[0] is not graph:
+            if len(per_rule) >= 8:  # a few graphs per rule: drop the oldest
+                del per_rule[next(iter(per_rule))]
+            found = per_rule[id(graph)] = (graph, rule.state(graph), threading.Lock())
+    if not found[2].acquire(blocking=False):
+        return None
+    return found[1], found[2]
+
+
+_WORK_LOCK = threading.Lock()
+
+
+def _evaluate(rule, task, topology, protocol, epochs, seed, budget, params, stop_at, on_epoch,
+              engine, hold, confirm, retain, keep_state, start, into) -> Result:
+    state = fresh_state(rule, topology, protocol, seed, params, into)
     in_c = engine == "c" or (engine == "auto" and rule.runner.drives_protocol)
     episode = Episode(rule, task, topology, protocol, budget, params)
 

@@ -3,6 +3,11 @@
 
 /* Nodes are processed in blocks: node-level math vectorizes across a block. */
 #define RULEC_NODE_BLOCK 64
+/* A double-buffered slot or a shared slot's proposals this small (in floats)
+ * use a buffer on the stack, not the heap: no malloc per call. */
+#ifndef RULEC_STACK_FLOATS
+#define RULEC_STACK_FLOATS 256
+#endif
 
 /* rule flow, block init: what one step's node blocks read. */
 typedef struct flow_block0_step {
@@ -109,8 +114,15 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
     (void)n_edges; (void)row_ptr; (void)nbr; (void)rev; (void)eid; (void)edge_half; (void)degree; (void)seed; (void)nodes_f;
     (void)params; (void)threads;
     int failed = 0;
-    float *RULEC_RESTRICT shared_0_proposal = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
-    uint8_t *RULEC_RESTRICT shared_0_proposed = (uint8_t *)rulec_malloc((size_t)(2 * n_edges) + 1);
+    /* second buffers: on the stack for a small graph (a protocol steps a
+       7-node network one step per call), else from the heap */
+    float shared_0_proposal_stack[RULEC_STACK_FLOATS];
+    uint8_t shared_0_proposed_stack[RULEC_STACK_FLOATS];
+    const int shared_0_small = 2 * n_edges <= RULEC_STACK_FLOATS;
+    float *RULEC_RESTRICT shared_0_proposal = shared_0_small ? shared_0_proposal_stack
+        : (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
+    uint8_t *RULEC_RESTRICT shared_0_proposed = shared_0_small ? shared_0_proposed_stack
+        : (uint8_t *)rulec_malloc((size_t)(2 * n_edges) + 1);
     failed |= shared_0_proposal == NULL || shared_0_proposed == NULL;
     int64_t done = 0;
     if (failed)
@@ -149,8 +161,10 @@ int64_t flow_block0(const rulec_graph *graph, rulec_state *state, const float *p
         }
     }
 cleanup:
-    rulec_free(shared_0_proposal);
-    rulec_free(shared_0_proposed);
+    if (!shared_0_small) {
+        rulec_free(shared_0_proposal);
+        rulec_free(shared_0_proposed);
+    }
     return failed ? -1 : done;
 }
 
@@ -293,16 +307,29 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
     (void)n_edges; (void)row_ptr; (void)nbr; (void)rev; (void)eid; (void)edge_half; (void)degree; (void)seed; (void)nodes_f;
     (void)params; (void)threads;
     int failed = 0;
+    /* second buffers: on the stack for a small graph (a protocol steps a
+       7-node network one step per call), else from the heap */
     float *const node_0_user = state->node[0];
     float *node_0_cur = node_0_user;
-    float *node_0_spare = (float *)rulec_malloc(sizeof(float) * (size_t)(n_nodes) + 1);
+    float node_0_stack[RULEC_STACK_FLOATS];
+    float *const node_0_own = (n_nodes) <= RULEC_STACK_FLOATS ? node_0_stack
+        : (float *)rulec_malloc(sizeof(float) * (size_t)(n_nodes) + 1);
+    float *node_0_spare = node_0_own;
     failed |= node_0_spare == NULL;
     float *const edge_0_user = state->edge[0];
     float *edge_0_cur = edge_0_user;
-    float *edge_0_spare = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
+    float edge_0_stack[RULEC_STACK_FLOATS];
+    float *const edge_0_own = (2 * n_edges) <= RULEC_STACK_FLOATS ? edge_0_stack
+        : (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
+    float *edge_0_spare = edge_0_own;
     failed |= edge_0_spare == NULL;
-    float *RULEC_RESTRICT shared_0_proposal = (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
-    uint8_t *RULEC_RESTRICT shared_0_proposed = (uint8_t *)rulec_malloc((size_t)(2 * n_edges) + 1);
+    float shared_0_proposal_stack[RULEC_STACK_FLOATS];
+    uint8_t shared_0_proposed_stack[RULEC_STACK_FLOATS];
+    const int shared_0_small = 2 * n_edges <= RULEC_STACK_FLOATS;
+    float *RULEC_RESTRICT shared_0_proposal = shared_0_small ? shared_0_proposal_stack
+        : (float *)rulec_malloc(sizeof(float) * (size_t)(2 * n_edges) + 1);
+    uint8_t *RULEC_RESTRICT shared_0_proposed = shared_0_small ? shared_0_proposed_stack
+        : (uint8_t *)rulec_malloc((size_t)(2 * n_edges) + 1);
     failed |= shared_0_proposal == NULL || shared_0_proposed == NULL;
     int64_t done = 0;
     if (failed)
@@ -350,12 +377,16 @@ int64_t flow_block1(const rulec_graph *graph, rulec_state *state, const float *p
 cleanup:
     if (node_0_cur != node_0_user && node_0_cur != NULL)
         rulec_memcpy(node_0_user, node_0_cur, sizeof(float) * (size_t)(n_nodes));
-    rulec_free(node_0_cur != node_0_user ? node_0_cur : node_0_spare);
+    if (node_0_own != node_0_stack)
+        rulec_free(node_0_own);
     if (edge_0_cur != edge_0_user && edge_0_cur != NULL)
         rulec_memcpy(edge_0_user, edge_0_cur, sizeof(float) * (size_t)(2 * n_edges));
-    rulec_free(edge_0_cur != edge_0_user ? edge_0_cur : edge_0_spare);
-    rulec_free(shared_0_proposal);
-    rulec_free(shared_0_proposed);
+    if (edge_0_own != edge_0_stack)
+        rulec_free(edge_0_own);
+    if (!shared_0_small) {
+        rulec_free(shared_0_proposal);
+        rulec_free(shared_0_proposed);
+    }
     return failed ? -1 : done;
 }
 

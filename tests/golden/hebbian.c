@@ -3,6 +3,11 @@
 
 /* Nodes are processed in blocks: node-level math vectorizes across a block. */
 #define RULEC_NODE_BLOCK 64
+/* A double-buffered slot or a shared slot's proposals this small (in floats)
+ * use a buffer on the stack, not the heap: no malloc per call. */
+#ifndef RULEC_STACK_FLOATS
+#define RULEC_STACK_FLOATS 256
+#endif
 
 /* rule hebbian, block init: what one step's node blocks read. */
 typedef struct hebbian_block0_step {
@@ -254,9 +259,14 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
     (void)n_edges; (void)row_ptr; (void)nbr; (void)rev; (void)eid; (void)edge_half; (void)degree; (void)seed; (void)nodes_f;
     (void)params; (void)threads;
     int failed = 0;
+    /* second buffers: on the stack for a small graph (a protocol steps a
+       7-node network one step per call), else from the heap */
     float *const node_0_user = state->node[0];
     float *node_0_cur = node_0_user;
-    float *node_0_spare = (float *)rulec_malloc(sizeof(float) * (size_t)(n_nodes) + 1);
+    float node_0_stack[RULEC_STACK_FLOATS];
+    float *const node_0_own = (n_nodes) <= RULEC_STACK_FLOATS ? node_0_stack
+        : (float *)rulec_malloc(sizeof(float) * (size_t)(n_nodes) + 1);
+    float *node_0_spare = node_0_own;
     failed |= node_0_spare == NULL;
     int64_t done = 0;
     if (failed)
@@ -291,7 +301,8 @@ int64_t hebbian_block1(const rulec_graph *graph, rulec_state *state, const float
 cleanup:
     if (node_0_cur != node_0_user && node_0_cur != NULL)
         rulec_memcpy(node_0_user, node_0_cur, sizeof(float) * (size_t)(n_nodes));
-    rulec_free(node_0_cur != node_0_user ? node_0_cur : node_0_spare);
+    if (node_0_own != node_0_stack)
+        rulec_free(node_0_own);
     return failed ? -1 : done;
 }
 
