@@ -581,3 +581,63 @@ def test_space_file_errors_name_the_line_and_column(tmp_path):
     path.write_text("x = \n")
     with pytest.raises(S.SpaceError, match=f"^{path}:1:5: not valid TOML"):
         S.load_settings(path)
+
+
+# Learns OR only on seeds whose init draws the output node's `lucky` above
+# 0.5: about half of them.
+LUCKY = """rule lucky
+param lr = 1
+node inp, target, train, a, lucky
+edge w
+init {
+    w = 0.5 * gauss()
+    lucky = relu(sign(uniform() - 0.5))
+}
+update {
+    a = sigmoid(sum((w * nbr.inp)[incoming]))
+    w[incoming] -= train * lr * (a - target) * nbr.inp * lucky
+}
+"""
+
+
+def _robust_settings(share: float = 0.8) -> S.Settings:
+    import dataclasses
+
+    return dataclasses.replace(FAST, screen=dataclasses.replace(
+        FAST.screen, seeds=2, robust_seeds=8, robust_share=share))
+
+
+def test_the_robust_hurdle_trains_more_selection_seeds_and_grades_the_score():
+    """A rule that learned the task on the first seeds by luck fails `robust`
+    on the seeds after them (never the untouched ones), and its score is
+    the mean over all its selection seeds; a real learner passes it."""
+    settings = _robust_settings()
+    assert S.hurdle_names(settings)[-3:] == ("targets", "robust", "fresh")
+    ev = S.Evaluator(settings)
+    lucky = ev.learn(LUCKY, ev.screen(LUCKY))
+    assert lucky["passed"] == len(S.hurdles.SCREEN_HURDLES) + 2  # or, targets
+    assert lucky["failure"].startswith("not-robust: or: learned on 4 of 8 more selection "
+                                       "seeds (seeds 2..9)")
+    rows = {r["seed"]: r["accuracy"] for r in lucky["results"]}
+    assert sorted(rows) == list(range(10))  # no seed of 1000 and up
+    assert lucky["score"] == pytest.approx(sum(min(a, 1.0) for a in rows.values()) / 10)
+    delta = ev.learn(DELTA, ev.screen(DELTA))
+    assert delta["failure"] is None and delta["score"] == 1.0
+    assert delta["passed"] == len(S.hurdle_names(settings))
+    lenient = S.Evaluator(_robust_settings(share=0.5))
+    assert lenient.learn(LUCKY, lenient.screen(LUCKY))["failure"] is None
+
+
+def test_robust_settings_round_trip_and_stay_out_of_old_run_keys():
+    assert "robust_seeds" not in S.Settings().to_dict()["screen"]  # old runs resume
+    settings = _robust_settings(0.75)
+    text = S.space.settings_to_toml(settings)
+    assert "robust_seeds = 8" in text and "robust_share = 0.75" in text
+    import tomllib
+
+    assert S.settings_from_toml(tomllib.loads(text)) == settings
+    import dataclasses
+
+    with pytest.raises(S.SpaceError, match="selection seeds stay below 1000"):
+        dataclasses.replace(settings, screen=dataclasses.replace(
+            settings.screen, seeds=500, robust_seeds=600)).check()

@@ -111,7 +111,9 @@ def hurdle_names(settings: Settings) -> tuple[str, ...]:
     """Every hurdle of a run, in order."""
     fresh = ("fresh",) if settings.screen.fresh_seeds else ()
     hidden = ("hidden",) if settings.screen.hidden else ()
-    return SCREEN_HURDLES + tuple(settings.screen.tasks) + ("targets",) + hidden + fresh
+    robust = ("robust",) if settings.screen.robust_seeds else ()
+    return (SCREEN_HURDLES + tuple(settings.screen.tasks) + ("targets",) + hidden + robust
+            + fresh)
 
 
 def static_failure(tree: ast.File, protocol) -> str | None:
@@ -418,6 +420,10 @@ class Evaluator:
                 record["failure"] = fixed
             else:
                 record["passed"] += 1
+        if record["failure"] is None and screen.robust_seeds:
+            began = time.perf_counter()
+            self._robust(rule, record, scores)
+            record["timings"]["robust"] = time.perf_counter() - began
         if record["failure"] is None and screen.fresh_seeds:
             began = time.perf_counter()
             learned = 0
@@ -434,6 +440,37 @@ class Evaluator:
             record["timings"]["fresh"] = time.perf_counter() - began
             record["passed"] += 1
         return record
+
+    def _robust(self, rule: Rule, record: dict, scores: list[float]) -> None:
+        """The robust hurdle: every task on `robust_seeds` more selection
+        seeds (after the task hurdles' `seeds`), learned on at least
+        `robust_share` of them (each graph's seeds counted). The score
+        becomes the mean held accuracy over all the selection seeds, so a
+        rule that fails here still ranks by how many seeds it learns on."""
+        screen = self.settings.screen
+        extra = range(screen.seeds, screen.seeds + screen.robust_seeds)
+        first = screen.seeds * len(self.topologies[0])
+        combined, worst = [], None
+        for task, topologies, score in zip(self.tasks, self.topologies, scores, strict=True):
+            accuracies = []
+            for g, topology in enumerate(topologies):
+                for seed in extra:
+                    result = self._evaluate(rule, task, topology, seed)
+                    record["results"].append(self._row(graph_label(task.name, g), seed,
+                                                       result))
+                    accuracies.append(self._held(result))
+            learned = sum(a >= 1.0 for a in accuracies)
+            combined.append((score * first + sum(accuracies)) / (first + len(accuracies)))
+            if worst is None or learned / len(accuracies) < worst[1] / worst[2]:
+                worst = (task.name, learned, len(accuracies))
+        record["score"] = float(np.mean(combined))
+        name, learned, count = worst
+        if learned < screen.robust_share * count:
+            record["failure"] = (f"not-robust: {name}: learned on {learned} of {count} more "
+                                 f"selection seeds (seeds {extra.start}..{extra.stop - 1}); "
+                                 f"at least {screen.robust_share:.0%} needed")
+        else:
+            record["passed"] += 1
 
     def _fixed_features(self, rule: Rule, trained: list) -> str | None:
         """Why what the rule's hidden layer learned is not needed (None if it

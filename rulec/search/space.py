@@ -93,6 +93,7 @@ WHOLE = {
     ("screen", "hold"): (1, 1_000_000),
     ("screen", "retain"): (0, 1_000_000),
     ("screen", "fresh_seeds"): (0, 1_000),
+    ("screen", "robust_seeds"): (0, 999),
     ("screen", "probe_seed"): (0, 2**32 - 1),
 }
 SLOTS_MAX = 32
@@ -266,6 +267,14 @@ class Screen:
     # the `hidden` hurdle: what the hidden layer learned must be needed
     # (a space for tasks that need one, as XOR does; rulec.search.hurdles)
     hidden: bool = False
+    # the `robust` hurdle: a rule that cleared every other hurdle trains on
+    # this many more selection seeds (seeds `seeds` .. seeds+robust_seeds-1;
+    # never the untouched ones) and must learn every task on at least
+    # `robust_share` of them; its score becomes the mean over all its
+    # selection seeds, so selection favours rules that learn on most seeds
+    # over rules that learned on the first few by luck (0: no such hurdle)
+    robust_seeds: int = 0
+    robust_share: float = 0.8
 
     @property
     def graphs(self) -> tuple[str, ...]:
@@ -289,8 +298,15 @@ class Screen:
         if len(self.graphs) > MAX_GRAPHS:
             raise SpaceError(f"graph: {len(self.graphs)} graphs; a run screens at most "
                              f"{MAX_GRAPHS}")
-        for key in ("seeds", "epochs", "hold", "retain", "fresh_seeds", "probe_seed"):
+        for key in ("seeds", "epochs", "hold", "retain", "fresh_seeds", "probe_seed",
+                    "robust_seeds"):
             _bounded(getattr(self, key), "screen", key, f"[screen] {key}")
+        if self.seeds + self.robust_seeds > 1000:
+            raise SpaceError(f"[screen] seeds + robust_seeds is {self.seeds + self.robust_seeds}"
+                             f"; selection seeds stay below 1000, where the untouched (fresh) "
+                             f"seeds start")
+        if not (isinstance(self.robust_share, int | float) and 0 < self.robust_share <= 1):
+            raise SpaceError("[screen] robust_share must be in (0, 1]")
         if self.hold > self.epochs:
             raise SpaceError(f"[screen] hold ({self.hold}) must be at most epochs "
                              f"({self.epochs}): a seed counts as learned after `hold` epochs "
@@ -307,7 +323,12 @@ class Settings:
     screen: Screen = field(default_factory=Screen)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not self.screen.robust_seeds:
+            # settings without the robust hurdle keep the keys (and so the run
+            # identities) they had before it existed
+            del data["screen"]["robust_seeds"], data["screen"]["robust_share"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Settings:
@@ -359,7 +380,7 @@ _SECTIONS = {
     "odds": {"vector_ratio", "filter", "conditional", "reuse", "draw", "init", "neighbour",
              "shaped"},
     "screen": {"tasks", "graph", "seeds", "epochs", "pass_accuracy", "hold", "retain",
-               "fresh_seeds", "probe_seed", "hidden"},
+               "fresh_seeds", "probe_seed", "hidden", "robust_seeds", "robust_share"},
 }
 
 
@@ -494,7 +515,7 @@ def settings_from_toml(data: dict, where: str = "space file",
                 raise SpaceError(f"{place} is a graph spec (a string such as "
                                  f"\"layered:2,4,1\") or a list of them, got {value!r}")
             screen[key] = value
-        elif key == "pass_accuracy":
+        elif key in ("pass_accuracy", "robust_share"):
             screen[key] = _number(value, place, 0.0, 1.0)
         elif key == "hidden":
             if not isinstance(value, bool):
@@ -581,6 +602,9 @@ def settings_to_toml(settings: Settings) -> str:
     lines += [f"{key} = {value(getattr(screen, key))}" for key in
               ("seeds", "epochs", "pass_accuracy", "hold", "retain", "fresh_seeds",
                "probe_seed", "hidden")]
+    if screen.robust_seeds:
+        lines += [f"robust_seeds = {screen.robust_seeds}",
+                  f"robust_share = {value(float(screen.robust_share))}"]
     return "\n".join(lines) + "\n"
 
 
