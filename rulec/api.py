@@ -113,12 +113,12 @@ class Rule:
             raise StateError(
                 f"the state's slots {state.layout} do not match rule {self.name!r}'s {want}"
             )
-        device = self._runner.device
-        if state.device != device:
+        devices = self._runner.devices
+        if state.device not in devices:
             raise StateError(
                 f"the state is on {state.device} but rule {self.name!r} runs on the "
-                f"{self.backend} backend, which runs states on {device}: move the state "
-                f"with state.to({device!r}), or compile the rule for a "
+                f"{self.backend} backend, which runs states on {' and '.join(devices)}: move "
+                f"the state with state.to({devices[0]!r}), or compile the rule for a "
                 f"{state.device} backend" + (" (backend='cuda')" if state.device == "cuda"
                                               else ""))
 

@@ -47,8 +47,8 @@ class Backend:
     drives_protocol = False
     threaded = False
     batches_states = False
-    #: where the states it runs live (rulec.state.DEVICES)
-    device = "cpu"
+    #: where the states it runs may live (rulec.state.DEVICES)
+    devices: tuple[str, ...] = ("cpu",)
     #: after run(): 'budget' (ran every step), 'reached' or 'non-finite'
     last_status = "budget"
 

@@ -119,7 +119,8 @@ class CudaBackend(_CudaLike):
     NVIDIA GPU)."""
 
     name = "cuda"
-    device = "cuda"
+    #: a state in main memory is uploaded per call; one moved to the GPU stays
+    devices = ("cpu", "cuda")
 
     @classmethod
     def _build(cls, units):

@@ -105,6 +105,9 @@ class GpuDevice(Device):
     def copy_into(self, target, source) -> None:
         target[...] = source
 
+    def concat(self, arrays: list):
+        return self.cp.concatenate(arrays)
+
     def launch(self, name: str, threads: int, args) -> None:
         if threads <= 0:
             return

@@ -10,12 +10,16 @@ buffers, in which order:
         the block's kernel, once per lane group (nodes binned by degree)
         each shared slot's settle kernel        (proposals -> mean)
         swap each double-buffered slot's two buffers (pointers only)
-        with check_finite: each slot's finite kernel (sets `stop` once)
+        with check_finite: each slot's finite kernel (sets a copy's stop flag)
 
-No step waits for the host: a kernel does nothing once `stop` is set, so
-`steps` launches go out back to back and the host reads one int at the
-end (the step that stopped, or 0). Then it knows which buffer holds each
-double-buffered slot and copies it back into the state.
+A batch of B states (copies of one graph) runs in the same launches, side
+by side in each slot's array. No step waits for the host: a kernel skips
+the copies whose stop flag is set, so `steps` launches go out back to back
+and the host reads B ints at the end (the step each copy stopped at, or
+0). Then it knows which buffer holds each copy's double-buffered slots and
+copies them back into the states. A single state already on the device
+(state.to('cuda'); every CPU state for the CPU device) is stepped in its
+own arrays, with no copies.
 """
 
 from __future__ import annotations
@@ -79,6 +83,10 @@ class Device:
         """Whether `array` already lives on this device (a state there)."""
         raise NotImplementedError
 
+    def concat(self, arrays: list):
+        """Device arrays end to end, as one new device array."""
+        raise NotImplementedError
+
     def copy_into(self, target, source) -> None:
         """Copy one device array into another of the same size."""
         raise NotImplementedError
@@ -104,7 +112,8 @@ def run_block(device: Device, graph: GraphOnDevice, kernel: KernelInfo, states: 
               params: list[list[float]], steps: int, check_finite: bool = False) -> list[int]:
     """Run `kernel` (one block) `steps` times on each of `states` (copies of
     one graph; params[c] are copy c's param values), all in the same launches.
-    The states' arrays are uploaded, and the written ones downloaded after.
+    The states' arrays are uploaded, and the written ones downloaded after
+    (a lone state on the device is stepped in place).
     Returns the steps each copy ran: fewer where check_finite stopped it at a
     step that left a non-finite value (that copy's state is the one after it,
     as on the CPU)."""
@@ -118,15 +127,20 @@ def run_block(device: Device, graph: GraphOnDevice, kernel: KernelInfo, states: 
     extra: dict[tuple[str, int, str], object] = {}
     # one state whose arrays live on the device already: the kernels work in
     # them (no copies); otherwise the batch is uploaded side by side
-    resident = copies == 1 and all(device.owns(array) for _, _, array in states[0].slots())
+    owned = all(device.owns(array) for state in states for _, _, array in state.slots())
+    resident = owned and copies == 1
     for kind, index, mode, name in kernel.slots:
         # node slots in state.node; edge and shared slots in state.edge
         hosts[kind, index] = [(state.node if kind == "node" else state.edge)[name]
                               for state in states]
         arrays = hosts[kind, index]
-        buffers[kind, index] = [arrays[0] if resident else
-                                device.upload(np.concatenate(arrays) if copies > 1
-                                              else arrays[0])]
+        if resident:
+            first = arrays[0]
+        elif owned:
+            first = device.concat(arrays)
+        else:
+            first = device.upload(np.concatenate(arrays) if copies > 1 else arrays[0])
+        buffers[kind, index] = [first]
         if mode == "double":
             buffers[kind, index].append(device.empty(copies * sizes[kind], np.float32))
         if mode == "proposal":
@@ -190,12 +204,16 @@ def run_block(device: Device, graph: GraphOnDevice, kernel: KernelInfo, states: 
                 device.copy_into(hosts[kind, index][0], pair[0])
             continue
         size = sizes[kind]
-        current = device.read(pair[0])
-        other = device.read(pair[1]) if mode == "double" else None
+        current = pair[0] if owned else device.read(pair[0])
+        other = None if mode != "double" else pair[1] if owned else device.read(pair[1])
         for copy, host in enumerate(hosts[kind, index]):
             # steps after a copy stopped swapped the pointers but wrote nothing
             source = other if mode == "double" and (steps - done[copy]) % 2 else current
-            host[...] = source[copy * size:(copy + 1) * size]
+            part = source[copy * size:(copy + 1) * size]
+            if owned:
+                device.copy_into(host, part)
+            else:
+                host[...] = part
     if kernel.advance:
         for state, ran in zip(states, done, strict=True):
             state.time = state.time + ran
