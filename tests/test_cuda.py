@@ -31,7 +31,7 @@ from rulec.frontend import load_program
 from rulec.resources import resource_dir
 
 from .conftest import EXAMPLES
-from .test_differential import GRAPHS, RULES, assert_same, random_state
+from .test_differential import GRAPHS, RULES, assert_same, check_block, random_state
 
 
 @pytest.fixture(scope="module")
@@ -136,15 +136,8 @@ def test_every_group_size_matches_the_reference(on_cpu, monkeypatch, lanes):
         for graph_name in ("hub", "isolated", "layered"):
             graph = GRAPHS[graph_name]
             for label in rule.blocks:
-                state = random_state(rule, graph, seed=len(label), specials=True)
-                expected = state.copy()
-                if label == "init":
-                    rule.init(state, seed=5)
-                    reference.init(expected, seed=5)
-                else:
-                    rule.step(state, block=label)
-                    reference.step(expected, block=label)
-                assert_same(state, expected, f"{name} {label} on {graph_name}, {lanes} lanes")
+                check_block(rule, reference, graph, label,
+                            f"{name} on {graph_name}, {lanes} lanes", init_seed=5)
 
 
 def test_many_steps_with_double_buffers_and_shared_slots(on_cpu):
@@ -297,15 +290,8 @@ def test_on_the_gpu_every_block_matches_the_reference(graph_name):
     for path, rule in zip(RULES, rulec.compile_many(programs, backend="cuda"), strict=True):
         reference = rulec.Rule(rule.program, "numpy")
         for label in rule.blocks:
-            state = random_state(rule, GRAPHS[graph_name], seed=len(label), specials=True)
-            expected = state.copy()
-            if label == "init":
-                rule.init(state, seed=99)
-                reference.init(expected, seed=99)
-            else:
-                rule.step(state, block=label)
-                reference.step(expected, block=label)
-            assert_same(state, expected, f"{path.stem} {label} on {graph_name} (GPU)")
+            check_block(rule, reference, GRAPHS[graph_name], label,
+                        f"{path.stem} on {graph_name} (GPU)")
 
 
 def test_on_the_gpu_random_rules_match_the_reference():

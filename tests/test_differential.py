@@ -72,6 +72,21 @@ def assert_same(c_state: rulec.State, ref_state: rulec.State, context: str) -> N
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=where)
 
 
+def check_block(rule: rulec.Rule, reference: rulec.Rule, graph: rulec.Graph, label: str,
+                context: str, init_seed: int = 99, specials: bool = True) -> None:
+    """One step of block `label` (init with `init_seed`) by `rule` and by the
+    reference, from the same random state (with specials): they agree."""
+    state = random_state(rule, graph, seed=len(label), specials=specials)
+    expected = state.copy()
+    if label == "init":
+        rule.init(state, seed=init_seed)
+        reference.init(expected, seed=init_seed)
+    else:
+        rule.step(state, block=label)
+        reference.step(expected, block=label)
+    assert_same(state, expected, f"{context}: block {label}")
+
+
 def _negative_zero(values: np.ndarray) -> np.ndarray:
     return (values == 0) & np.signbit(values)
 
@@ -99,17 +114,9 @@ def compiled(request, programs):
 def test_one_step_of_every_block_matches_the_reference(compiled, rule_name, graph_name,
                                                         specials):
     c_rule, ref_rule = compiled[rule_name]
-    graph = GRAPHS[graph_name]
     for label in c_rule.blocks:
-        c_state = random_state(c_rule, graph, seed=len(label), specials=specials)
-        ref_state = c_state.copy()
-        if label == "init":
-            c_rule.init(c_state, seed=99)
-            ref_rule.init(ref_state, seed=99)
-        else:
-            c_rule.step(c_state, block=label)
-            ref_rule.step(ref_state, block=label)
-        assert_same(c_state, ref_state, f"{rule_name} block {label} on {graph_name}")
+        check_block(c_rule, ref_rule, GRAPHS[graph_name], label, f"{rule_name} on {graph_name}",
+                    specials=specials)
 
 
 @pytest.mark.parametrize("rule_name,steps", [("diffusion", 200), ("hebbian", 50), ("oja", 100),
