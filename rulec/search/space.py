@@ -270,9 +270,10 @@ class Screen:
     # the `robust` hurdle: a rule that cleared every other hurdle trains on
     # this many more selection seeds (seeds `seeds` .. seeds+robust_seeds-1;
     # never the untouched ones) and must learn every task on at least
-    # `robust_share` of them; its score becomes the mean over all its
-    # selection seeds, so selection favours rules that learn on most seeds
-    # over rules that learned on the first few by luck (0: no such hurdle)
+    # `robust_share` of them; its score becomes the share of all its
+    # selection seeds it learned on, so selection favours rules that learn
+    # on most seeds over rules that learned on the first few by luck (0: no
+    # such hurdle)
     robust_seeds: int = 0
     robust_share: float = 0.8
 
