@@ -90,6 +90,9 @@ NON_LEARNERS = [
     # ... after a one-time random kick to its hidden weights at the first step
     ("kicked_features.rule", "hidden", ("xor",), "layered:2,4,1,bias",
      "fixed-features: xor:"),
+    # identical hidden units, a wired gate for 11, and 00 answered at 0.500
+    ("threshold_tie.rule", "hidden", ("xor",), "layered:2,4,1,bias",
+     "on-threshold: xor: seed 0 answers pattern 00 with 0.500"),
 ]
 
 

@@ -629,15 +629,23 @@ def test_the_robust_hurdle_trains_more_selection_seeds_and_grades_the_score():
 
 
 def test_robust_settings_round_trip_and_stay_out_of_old_run_keys():
-    assert "robust_seeds" not in S.Settings().to_dict()["screen"]  # old runs resume
+    screen = S.Settings().to_dict()["screen"]  # old runs resume: their keys are unchanged
+    assert "robust_seeds" not in screen and "margin" not in screen
+    import dataclasses
+
     settings = _robust_settings(0.75)
+    settings = dataclasses.replace(settings, screen=dataclasses.replace(settings.screen,
+                                                                        margin=0.05))
     text = S.space.settings_to_toml(settings)
     assert "robust_seeds = 8" in text and "robust_share = 0.75" in text
+    assert "margin = 0.05" in text
     import tomllib
 
     assert S.settings_from_toml(tomllib.loads(text)) == settings
-    import dataclasses
 
     with pytest.raises(S.SpaceError, match="selection seeds stay below 1000"):
         dataclasses.replace(settings, screen=dataclasses.replace(
             settings.screen, seeds=500, robust_seeds=600)).check()
+    with pytest.raises(S.SpaceError, match="margin must be in"):
+        dataclasses.replace(settings, screen=dataclasses.replace(
+            settings.screen, margin=0.5)).check()

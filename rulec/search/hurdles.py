@@ -88,6 +88,20 @@ def held(result: learning.Result, hold: int, pass_accuracy: float = 1.0) -> floa
     return min(value, float(np.mean(result.confirm))) if result.confirm else value
 
 
+def clear_of_threshold(result: learning.Result, task, threshold: float, margin: float) -> float:
+    """The share of patterns the last scoring pass answered right by at least
+    `margin`: every output above threshold + margin where the target bit is
+    1, below threshold - margin where it is 0. An output at the threshold
+    itself is 'right' for a 0 only because `>` breaks the tie (a rule of a
+    rung (b) run answered XOR's 00 with exactly 0.500 on every seed)."""
+    if result.outputs is None:
+        return 0.0
+    outputs = np.asarray(result.outputs, dtype=np.float64)
+    want = np.asarray(task.targets) > 0.5
+    right = np.where(want, outputs > threshold + margin, outputs < threshold - margin)
+    return float(right.all(axis=1).mean())
+
+
 def retained(result: learning.Result, hold: int, pass_accuracy: float = 1.0) -> bool:
     """Whether a seed kept what it learned while training went on after the
     goal: its last `hold` epochs are at the goal and it was right in at
@@ -366,7 +380,7 @@ class Evaluator:
         scores, first_seed, trained, learned = [], {}, [], []
         for task, topologies in zip(self.tasks, self.topologies, strict=True):
             began = time.perf_counter()
-            accuracies, forgot = [], None
+            accuracies, plain, forgot, tied = [], [], None, None
             for g, topology in enumerate(topologies):
                 for seed in range(screen.seeds):
                     keep = screen.hidden and task is self.tasks[0] and g == 0
@@ -374,7 +388,10 @@ class Evaluator:
                     if keep:
                         trained.append((seed, result))
                     record["results"].append(self._row(graph_label(task.name, g), seed, result))
-                    accuracies.append(self._held(result))
+                    accuracies.append(self._held(result, task))
+                    plain.append(self._held(result, task, margin=0.0))
+                    if tied is None and accuracies[-1] < plain[-1]:
+                        tied = (seed, g, result)
                     if seed == 0 and g == 0:
                         first_seed[task.name] = result
                     if forgot is None and result.retained and not self._retained(result):
@@ -384,7 +401,16 @@ class Evaluator:
             scores.append(mean)
             learned.append(sum(a >= 1.0 for a in accuracies))
             if mean < screen.pass_accuracy:
-                if forgot is not None:
+                if tied is not None and forgot is None and \
+                        float(np.mean(plain)) >= screen.pass_accuracy:  # the margin alone
+                    seed, g, result = tied
+                    record["failure"] = (
+                        f"on-threshold: {task.name}: seed {seed}{self._on(g)} answers "
+                        f"{self._tie(result, task)} within {screen.margin} of the threshold "
+                        f"{self.protocol.threshold} (right only by how the threshold breaks "
+                        f"ties); mean accuracy {mean:.3f} over {screen.seeds} seeds counting "
+                        f"such answers wrong")
+                elif forgot is not None:
                     seed, g, result = forgot
                     last = " ".join(f"{a:.2f}" for a in result.retained[-screen.hold:])
                     record["failure"] = (
@@ -435,7 +461,7 @@ class Evaluator:
                         result = self._evaluate(rule, task, topology, seed)
                         record["results"].append(self._row(graph_label(task.name, g), seed,
                                                            result))
-                        ok = ok and self._held(result) >= 1.0
+                        ok = ok and self._held(result, task) >= 1.0
                 learned += ok
             record["fresh"] = learned
             record["timings"]["fresh"] = time.perf_counter() - began
@@ -463,7 +489,7 @@ class Evaluator:
                     result = self._evaluate(rule, task, topology, seed)
                     record["results"].append(self._row(graph_label(task.name, g), seed,
                                                        result))
-                    now += self._held(result) >= 1.0
+                    now += self._held(result, task) >= 1.0
                     count += 1
             shares.append((before + now) / (first + count))
             if worst is None or now / count < worst[1] / worst[2]:
@@ -538,9 +564,27 @@ class Evaluator:
                             f"{task.name}")
         return None
 
-    def _held(self, result: learning.Result) -> float:
+    def _held(self, result: learning.Result, task, margin: float | None = None) -> float:
+        """A seed's held accuracy (held), and with the screen's margin, no
+        more than the share of patterns its last pass answers clear of the
+        threshold."""
         screen = self.settings.screen
-        return held(result, screen.hold, screen.pass_accuracy)
+        margin = screen.margin if margin is None else margin
+        value = held(result, screen.hold, screen.pass_accuracy)
+        if margin and value > 0.0:
+            value = min(value, clear_of_threshold(result, task, self.protocol.threshold,
+                                                  margin))
+        return value
+
+    def _tie(self, result: learning.Result, task) -> str:
+        """The first pattern and output of the last pass within the margin."""
+        threshold, margin = self.protocol.threshold, self.settings.screen.margin
+        for k, (out, want) in enumerate(zip(result.outputs, task.targets, strict=True)):
+            for value, bit in zip(out, want, strict=True):
+                if abs(float(value) - threshold) < margin or (value > threshold) != (bit > 0.5):
+                    pattern = "".join(str(int(b)) for b in task.inputs[k])
+                    return f"pattern {pattern} with {float(value):.3f}"
+        return "a pattern"
 
     def _retained(self, result: learning.Result) -> bool:
         screen = self.settings.screen

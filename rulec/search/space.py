@@ -276,6 +276,11 @@ class Screen:
     # such hurdle)
     robust_seeds: int = 0
     robust_share: float = 0.8
+    # a seed counts as learned only if its last scoring pass answers every
+    # pattern right by at least this much (|output - threshold| >= margin on
+    # the right side): an output sitting on the threshold is right only by
+    # how `>` breaks the tie (0: no margin)
+    margin: float = 0.0
 
     @property
     def graphs(self) -> tuple[str, ...]:
@@ -308,6 +313,9 @@ class Screen:
                              f"seeds start")
         if not (isinstance(self.robust_share, int | float) and 0 < self.robust_share <= 1):
             raise SpaceError("[screen] robust_share must be in (0, 1]")
+        if not (isinstance(self.margin, int | float) and 0 <= self.margin < 0.5):
+            raise SpaceError("[screen] margin must be in [0, 0.5): how far from the "
+                             "threshold a right answer must be")
         if self.hold > self.epochs:
             raise SpaceError(f"[screen] hold ({self.hold}) must be at most epochs "
                              f"({self.epochs}): a seed counts as learned after `hold` epochs "
@@ -326,9 +334,11 @@ class Settings:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         if not self.screen.robust_seeds:
-            # settings without the robust hurdle keep the keys (and so the run
-            # identities) they had before it existed
+            # settings without the robust hurdle (or a margin) keep the keys,
+            # and so the run identities, they had before these existed
             del data["screen"]["robust_seeds"], data["screen"]["robust_share"]
+        if not self.screen.margin:
+            del data["screen"]["margin"]
         return data
 
     @classmethod
@@ -381,7 +391,7 @@ _SECTIONS = {
     "odds": {"vector_ratio", "filter", "conditional", "reuse", "draw", "init", "neighbour",
              "shaped"},
     "screen": {"tasks", "graph", "seeds", "epochs", "pass_accuracy", "hold", "retain",
-               "fresh_seeds", "probe_seed", "hidden", "robust_seeds", "robust_share"},
+               "fresh_seeds", "probe_seed", "hidden", "robust_seeds", "robust_share", "margin"},
 }
 
 
@@ -516,7 +526,7 @@ def settings_from_toml(data: dict, where: str = "space file",
                 raise SpaceError(f"{place} is a graph spec (a string such as "
                                  f"\"layered:2,4,1\") or a list of them, got {value!r}")
             screen[key] = value
-        elif key in ("pass_accuracy", "robust_share"):
+        elif key in ("pass_accuracy", "robust_share", "margin"):
             screen[key] = _number(value, place, 0.0, 1.0)
         elif key == "hidden":
             if not isinstance(value, bool):
@@ -606,6 +616,8 @@ def settings_to_toml(settings: Settings) -> str:
     if screen.robust_seeds:
         lines += [f"robust_seeds = {screen.robust_seeds}",
                   f"robust_share = {value(float(screen.robust_share))}"]
+    if screen.margin:
+        lines.append(f"margin = {value(float(screen.margin))}")
     return "\n".join(lines) + "\n"
 
 
