@@ -10,9 +10,11 @@ of 3 untouched seeds, the rule's hidden nodes' incoming weights put back to
 their initial values after training must lose the task, or the rule is a
 random-feature learner, which passes every hurdle without that):
   a  AND and OR on layered:2,1,bias from scratch (examples/search/logic.toml)
-  b  XOR on layered:2,4,1,bias from a delta rule whose hidden error is 0
-     (examples/search/hidden.toml, --start tests/calibration/delta_hidden0_fixed.rule)
-  c  XOR on layered:2,4,1,bias from scratch (hidden.toml)
+  b  XOR and AND on layered:2,4,1,bias from a delta rule whose hidden error
+     is 0 (examples/search/hidden.toml, --start
+     tests/calibration/delta_hidden0_fixed.rule); XOR alone before
+     2026-12-05's evening, when two finds turned out to learn XOR but not AND
+  c  XOR and AND on layered:2,4,1,bias from scratch (hidden.toml)
   d  XOR and 3-bit parity at once on three Waxman graphs (waxman:6,1..3,
      every input reaching an output), from the same delta rule as b
 

@@ -50,6 +50,9 @@ LEARNERS = [
                                               epochs=3000)),
     *[(rule, "hidden", settings("hidden", ("xor",), "layered:2,4,1,bias"))
       for rule in ("backprop_fixed.rule", "feedback_alignment_fixed.rule")],
+    # hidden.toml as shipped: XOR and AND
+    *[(rule, "hidden", SPACES["hidden"])
+      for rule in ("backprop_fixed.rule", "feedback_alignment_fixed.rule")],
     # the handshake protocol
     ("backprop.rule", "handshake", handshake(("and", "or", "xor"), "layered:2,4,1", 3000)),
     ("feedback_alignment.rule", "handshake", handshake(("xor",), "layered:2,4,1", 3000)),
