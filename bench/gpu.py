@@ -21,9 +21,10 @@ run by:
 Then XOR-sized networks: B copies of layered:2,4,1 as one graph, a step of
 examples/backprop.rule's update block, in node-steps per second.
 
-Prints a table for docs/performance.md with the device's name. Nothing here
-has been run on a GPU yet (docs/cuda.md); numbers go in the docs only when
-this has run.
+Before timing a graph, 3 steps of the CUDA kernels are checked against the
+C kernels on the same state; a disagreement stops the run. Prints a table
+for docs/performance.md with the device's name. Nothing here has been run
+on a GPU yet (docs/cuda.md); numbers go in the docs only when this has run.
 """
 
 from __future__ import annotations
@@ -89,6 +90,29 @@ def rulec_rows(source: str, graph, backend: str, k1: int, k2: int) -> list[tuple
             rows.append((f"rulec c ({threads} thread{'s' if threads > 1 else ''})",
                          seconds / k1))
     return rows
+
+
+def agrees(source: str, graph, backend: str) -> str:
+    """Before timing anything: 3 steps of `backend` against the C kernels on
+    the same state (a benchmark of wrong results is no benchmark). Returns
+    'ok' or what differs."""
+    rules = {name: rulec.compile(source, backend=name) for name in (backend, "c")}
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=graph.n_nodes).astype(np.float32)
+    w = rng.normal(scale=0.1, size=graph.n_half_edges).astype(np.float32)
+    states = {}
+    for name, rule in rules.items():
+        state = rule.state(graph)
+        state.node["x"], state.edge["w"] = x, w
+        rule.step(state, steps=3)
+        states[name] = state
+    for slot in ("x", "w"):
+        got = states[backend].node[slot] if slot == "x" else states[backend].edge[slot]
+        want = states["c"].node[slot] if slot == "x" else states["c"].edge[slot]
+        if not np.allclose(got, want, rtol=1e-4, atol=1e-5):
+            worst = int(np.argmax(np.abs(got - want)))
+            return f"{slot}[{worst}]: {backend} {got[worst]!r}, c {want[worst]!r}"
+    return "ok"
 
 
 def torch_rows(graph, fused: bool, steps: int) -> list[tuple[str, float]]:
@@ -190,6 +214,10 @@ def main() -> None:
     for power in powers:
         graph = local_graph(2**power, seed=1)
         for kind, source in (("fused", FUSED), ("reduce", REDUCE)):
+            check = agrees(source, graph, backend)
+            if check != "ok":
+                sys.exit(f"2^{power} {kind}: rulec {backend} disagrees with the C kernels "
+                         f"({check}); not timing it")
             rows = rulec_rows(source, graph, backend, k1, k2)
             if not args.dry_run:
                 rows += rulec_rows(source, graph, "c", 3, 3)
