@@ -408,10 +408,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     for flag in ("seeds", "hold"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag} must be at least 1")
+    if not 0.0 <= args.margin < 0.5:
+        raise UserError(f"--margin is how far from the threshold a right answer must be, "
+                        f"from 0 to below 0.5; got {args.margin}")
     if args.hold > args.epochs:
         raise UserError(f"--hold {args.hold} is more than --epochs {args.epochs}")
     quiet = args.quiet or args.json
-    searchlike = args.hold > 1 or args.confirm or args.retain
+    searchlike = args.hold > 1 or args.confirm or args.retain or args.margin
     runs = []
     for seed in range(args.seed, args.seed + args.seeds):
         result = learning.evaluate(rule, task, topology, protocol=protocol, epochs=args.epochs,
@@ -421,29 +424,30 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    confirm=args.confirm, retain=args.retain)
         if not quiet:
             print(file=sys.stderr)
-        runs.append((seed, result))
+        # the seed as the search's task hurdles score it (hurdles.held)
+        scored = held(result, args.hold, margin=args.margin, task=task,
+                      threshold=protocol.threshold)
+        runs.append((seed, result, scored))
     if args.json:
         print(json.dumps(_train_json(rule, task, topology, runs, args), indent=2))
-        return 1 if any(r.failure for _, r in runs) else 0
-    for seed, result in runs:
-        _print_training(rule, task, topology, seed, result, args, searchlike,
-                        show_outputs=len(runs) == 1)
+        return 1 if any(r.failure for _, r, _ in runs) else 0
+    for seed, result, scored in runs:
+        _print_training(task, topology, rule, seed, result, scored, protocol.threshold,
+                        searchlike, show_outputs=len(runs) == 1)
     if len(runs) > 1:
-        learned = sum(held(r, args.hold) >= 1.0 for _, r in runs)
+        learned = sum(scored >= 1.0 for _, _, scored in runs)
         print(f"learned on {learned} of {len(runs)} seeds "
               f"({args.seed}..{args.seed + len(runs) - 1})")
     if args.plot and runs[-1][1].accuracy:
-        seed, result = runs[-1]
+        seed, result, _ = runs[-1]
         _plot(result, args.plot, f"{rule.name} on {task.name} ({topology.name}), seed {seed}")
         print(f"learning curve written to {args.plot}")
-    return 1 if any(r.failure for _, r in runs) else 0
+    return 1 if any(r.failure for _, r, _ in runs) else 0
 
 
-def _print_training(rule, task, topology, seed, result, args, searchlike: bool,
-                    show_outputs: bool) -> None:
+def _print_training(task, topology, rule, seed, result, scored: float, threshold: float,
+                    searchlike: bool, show_outputs: bool) -> None:
     import numpy as np
-
-    from .search.hurdles import held
 
     print(f"rule {rule.name}, task {task.name}, {topology.name}, seed {seed}: "
           f"{len(result.accuracy)} epochs, {result.steps} steps, {result.seconds:.2f} s")
@@ -458,7 +462,7 @@ def _print_training(rule, task, topology, seed, result, args, searchlike: bool,
             bits = "".join(str(int(b)) for b in task.inputs[k])
             target = "".join(str(int(b)) for b in task.targets[k])
             out = result.outputs[k]
-            predicted = (out > 0.5).astype(int)
+            predicted = (out > threshold).astype(int)
             ok = "yes" if (predicted == task.targets[k]).all() else "no"
             print(f"{bits:<12} {target:<10} {' '.join(f'{v:.3f}' for v in out):<24} {ok}")
     print(f"accuracy: {result.final_accuracy * 100:.1f}%"
@@ -473,19 +477,17 @@ def _print_training(rule, task, topology, seed, result, args, searchlike: bool,
         if result.confirm:
             extra.append(f"{float(np.mean(result.confirm)) * 100:.1f}% on "
                          f"{len(result.confirm)} untrained passes")
-        print(f"scored as the search scores a seed: {held(result, args.hold) * 100:.1f}%"
+        print(f"scored as the search scores a seed: {scored * 100:.1f}%"
               + (f" ({'; '.join(extra)})" if extra else ""))
 
 
 def _train_json(rule, task, topology, runs, args) -> dict:
     import numpy as np
 
-    from .search.hurdles import held
-
     seeds = []
-    for seed, r in runs:
+    for seed, r, scored in runs:
         seeds.append({"seed": seed, "epochs": len(r.accuracy), "steps": r.steps,
-                      "accuracy": r.final_accuracy, "scored": held(r, args.hold),
+                      "accuracy": r.final_accuracy, "scored": scored,
                       "goal_epoch": r.goal_epoch,
                       "retained": float(np.mean(r.retained)) if r.retained else None,
                       "confirm": float(np.mean(r.confirm)) if r.confirm else None,
@@ -493,6 +495,7 @@ def _train_json(rule, task, topology, runs, args) -> dict:
                       "outputs": None if r.outputs is None else r.outputs.tolist()})
     return {"rule": rule.name, "task": task.name, "graph": topology.name,
             "hold": args.hold, "confirm": args.confirm, "retain": args.retain,
+            "margin": args.margin,
             "learned": sum(s["scored"] >= 1.0 for s in seeds), "seeds": seeds}
 
 
@@ -989,6 +992,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--retain", type=_integer, default=0, metavar="R",
                        help="after the goal at epoch E, train max(E, R) more epochs to see "
                        "that it holds (0: stop at the goal)")
+    train.add_argument("--margin", type=float, default=0.0, metavar="M",
+                       help="score an answer right only if it clears the threshold by M, as "
+                       "a search with [screen] margin does (0)")
     train.add_argument("--json", action="store_true",
                        help="one JSON object: per seed its epochs, accuracy, the search's "
                        "score of the seed (docs/search.md), outputs")

@@ -418,3 +418,18 @@ def test_ctrl_c_stops_fuzz_and_train_at_once_with_exit_130(command):
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130 and time.monotonic() - began < 2
     assert err.rstrip().endswith("rulec: interrupted") and "Traceback" not in err
+
+
+def test_train_scores_with_the_search_margin(run_cli):
+    """--margin scores a seed as a search with [screen] margin does: answers
+    that do not clear the threshold by the margin count as wrong."""
+    import json
+
+    base = ["train", EXAMPLES / "delta.rule", "--task", "or", "--graph", "layered:2,1",
+            "--epochs", "300", "--hold", "3", "--json"]
+    plain = json.loads(run_cli(*base).stdout)
+    strict = json.loads(run_cli(*base, "--margin", "0.45").stdout)
+    assert plain["seeds"][0]["scored"] == 1.0 and plain["margin"] == 0.0
+    assert strict["seeds"][0]["accuracy"] == 1.0 and strict["seeds"][0]["scored"] < 1.0
+    bad = run_cli(*base, "--margin", "0.7")
+    assert bad.returncode == 1 and "--margin is how far from the threshold" in bad.stderr

@@ -72,34 +72,42 @@ RETAIN_FRACTION = 0.9
 COMPILED_KEPT = 512  # rules an Evaluator keeps compiled (a generation's survivors)
 
 
-def held(result: learning.Result, hold: int, pass_accuracy: float = 1.0) -> float:
+def held(result: learning.Result, hold: int, pass_accuracy: float = 1.0, margin: float = 0.0,
+         task=None, threshold: float = 0.5) -> float:
     """A seed's accuracy as the task hurdles score it: the mean of its last
     `hold` epochs, or of `hold` more scoring passes without training if
     that is lower (a rule whose outputs are right by luck in some epochs
     does not pass), or of the epochs it trained on after reaching the goal
     if it did not keep it (a rule that forgets, or oscillates, does not
-    pass). `rulec train --hold --confirm --retain` prints it."""
+    pass). With a `margin` (and the `task`), no more than the share of
+    patterns the last pass answers clear of the threshold (`wrong_or_tied`).
+    `rulec train --hold --confirm --retain --margin` prints it."""
     if result.failure or not result.accuracy:
         return 0.0
     value = float(np.mean(result.accuracy[-hold:])) if len(result.accuracy) >= hold else \
         float(np.sum(result.accuracy)) / hold
     if result.retained and not retained(result, hold, pass_accuracy):
         value = min(value, float(np.mean(result.retained)))
-    return min(value, float(np.mean(result.confirm))) if result.confirm else value
+    if result.confirm:
+        value = min(value, float(np.mean(result.confirm)))
+    if margin and value > 0.0:
+        value = min(value, 1.0 - float(wrong_or_tied(result, task, threshold, margin).mean()))
+    return value
 
 
-def clear_of_threshold(result: learning.Result, task, threshold: float, margin: float) -> float:
-    """The share of patterns the last scoring pass answered right by at least
-    `margin`: every output above threshold + margin where the target bit is
-    1, below threshold - margin where it is 0. An output at the threshold
-    itself is 'right' for a 0 only because `>` breaks the tie (a rule of a
-    rung (b) run answered XOR's 00 with exactly 0.500 on every seed)."""
+def wrong_or_tied(result: learning.Result, task, threshold: float, margin: float) -> np.ndarray:
+    """Per pattern of the last scoring pass: whether some output is wrong or
+    within `margin` of the threshold (a right answer clears it: above
+    threshold + margin where the target bit is 1, below threshold - margin
+    where it is 0). An output at the threshold itself is 'right' for a 0
+    only because `>` breaks the tie (a rule of a rung (b) run answered XOR's
+    00 with exactly 0.500 on every seed)."""
     if result.outputs is None:
-        return 0.0
+        return np.ones(len(task.inputs), dtype=bool)
     outputs = np.asarray(result.outputs, dtype=np.float64)
     want = np.asarray(task.targets) > 0.5
     right = np.where(want, outputs > threshold + margin, outputs < threshold - margin)
-    return float(right.all(axis=1).mean())
+    return ~right.all(axis=1)
 
 
 def retained(result: learning.Result, hold: int, pass_accuracy: float = 1.0) -> bool:
@@ -565,26 +573,19 @@ class Evaluator:
         return None
 
     def _held(self, result: learning.Result, task, margin: float | None = None) -> float:
-        """A seed's held accuracy (held), and with the screen's margin, no
-        more than the share of patterns its last pass answers clear of the
-        threshold."""
+        """A seed's score (held), with the screen's margin unless given."""
         screen = self.settings.screen
-        margin = screen.margin if margin is None else margin
-        value = held(result, screen.hold, screen.pass_accuracy)
-        if margin and value > 0.0:
-            value = min(value, clear_of_threshold(result, task, self.protocol.threshold,
-                                                  margin))
-        return value
+        return held(result, screen.hold, screen.pass_accuracy,
+                    screen.margin if margin is None else margin, task, self.protocol.threshold)
 
     def _tie(self, result: learning.Result, task) -> str:
-        """The first pattern and output of the last pass within the margin."""
-        threshold, margin = self.protocol.threshold, self.settings.screen.margin
-        for k, (out, want) in enumerate(zip(result.outputs, task.targets, strict=True)):
-            for value, bit in zip(out, want, strict=True):
-                if abs(float(value) - threshold) < margin or (value > threshold) != (bit > 0.5):
-                    pattern = "".join(str(int(b)) for b in task.inputs[k])
-                    return f"pattern {pattern} with {float(value):.3f}"
-        return "a pattern"
+        """The first pattern of the last pass answered wrong or within the
+        margin, and its output."""
+        bad = wrong_or_tied(result, task, self.protocol.threshold, self.settings.screen.margin)
+        k = int(np.argmax(bad))
+        pattern = "".join(str(int(b)) for b in task.inputs[k])
+        values = " ".join(f"{float(v):.3f}" for v in result.outputs[k])
+        return f"pattern {pattern} with {values}"
 
     def _retained(self, result: learning.Result) -> bool:
         screen = self.settings.screen

@@ -396,7 +396,8 @@ def export(db: str, directory: str | Path, top: int = 5, run: int | None = None)
                               f"--graph {_word(graph)} {protocol_options} "
                               f"--epochs {screen.epochs} --seeds {screen.seeds} "
                               f"--hold {screen.hold} --confirm {screen.hold} "
-                              f"--retain {screen.retain}")
+                              f"--retain {screen.retain}"
+                              + (f" --margin {screen.margin}" if screen.margin else ""))
         text = "\n".join(header) + "\n" + format_tree(tree)
         write_atomic(path, text.encode())
         written.append(path)
