@@ -189,15 +189,36 @@ def _accuracy(rule, task, topology, protocol, budget, state) -> float:
     """The share of patterns a state answers right, each pattern's forward
     example run from a copy of `state` (the state itself is not changed)."""
     episode = Episode(rule, task, topology, protocol, budget, None)
-    work, right = state.copy(), 0
+    work = state.copy()
+    outputs = np.zeros((len(task.inputs), task.n_outputs), dtype=np.float32)
     try:
         for k in range(len(task.inputs)):
             work.restore(state)
-            out = episode.example(work, k, train=False)
-            right += bool(((out > protocol.threshold) == (task.targets[k] > 0.5)).all())
+            outputs[k] = episode.example(work, k, train=False)
     except (EpisodeFailed, NonFiniteError):
         return 0.0
-    return right / len(task.inputs)
+    return learning.score(task, outputs, protocol.threshold)[0]
+
+
+def _hidden_reset(rule, task, topology, protocol, budget, seed, state) -> dict:
+    """What the hidden layer learned, on a trained state: `trained` (its
+    accuracy), and if that is 100%, `moved` (whether a hidden node's incoming
+    weight changed after the first epoch) and `reset` (the accuracy once
+    those weights are put back to their values after the first epoch; the
+    state is changed). `reset` is None when there is nothing to judge."""
+    trained = _accuracy(rule, task, topology, protocol, budget, state)
+    found = {"seed": seed, "trained": trained, "reset": None, "moved": None}
+    if trained < 1.0:
+        return found
+    before = _after_first_epoch(rule, task, topology, protocol, budget, seed)
+    if before is None:
+        return found
+    owned = _hidden_owned(topology)
+    found["moved"] = any(not np.array_equal(state.edge[name][owned], before.edge[name][owned])
+                         for name in rule.program.edge_slots)
+    _reset_hidden(rule, topology, state, before)
+    found["reset"] = _accuracy(rule, task, topology, protocol, budget, state)
+    return found
 
 
 class _Stop(Exception):
@@ -523,15 +544,11 @@ class Evaluator:
         for seed, result in trained:
             if result.state is None or result.failure:
                 continue
-            state = result.state
-            if _accuracy(rule, task, topology, self.protocol, self.budget, state) < 1.0:
+            check = _hidden_reset(rule, task, topology, self.protocol, self.budget, seed,
+                                  result.state)
+            if check["reset"] is None:
                 continue
-            before = _after_first_epoch(rule, task, topology, self.protocol, self.budget, seed)
-            if before is None:
-                continue
-            _reset_hidden(rule, topology, state, before)
-            reset = _accuracy(rule, task, topology, self.protocol, self.budget, state)
-            if reset >= 1.0:
+            if check["reset"] >= 1.0:
                 return (f"fixed-features: {task.name}: trained on seed {seed}, then its hidden "
                         "nodes' incoming weights put back to their values after the first "
                         "epoch, it still answers every pattern right: what its hidden layer "
@@ -688,51 +705,26 @@ def ablations(text: str, settings: Settings) -> list[dict]:
 def hidden_layer_needed(text: str, settings: Settings, seeds=range(FRESH_SEED0, FRESH_SEED0 + 3),
                         ) -> list[dict]:
     """Whether what a rule's hidden layer learned is needed for the first
-    task: per seed, train (the reference protocol, until `hold` epochs in a
-    row at 100% or `epochs`), then put every edge slot of the half-edges the
-    hidden nodes own (their incoming weights, as the rule sees them) back to
-    its value after the first training epoch (a one-time kick at the first
-    step is no learning), and score again. A rule whose output layer
-    alone learns the task over fixed random hidden features still scores
-    100% then (it is a random-feature learner, not one whose hidden layer
-    learns from an error it receives). Each entry: `seed`, `trained` (the
-    accuracy after training), `reset` (after the reset; None if the seed
-    did not learn), `moved` (whether any hidden weight changed after the
-    first epoch)."""
+    task, on each of `seeds`: trained as the task hurdles train it, then
+    every edge slot of the half-edges the hidden nodes own (their incoming
+    weights, as the rule sees them) put back to its value after the first
+    training epoch (a one-time kick at the first step is no learning), and
+    scored again: the `hidden` hurdle's check (_hidden_reset), seed by
+    seed. A rule whose output layer alone learns the task over fixed random
+    hidden features still scores 100% then (it is a random-feature learner,
+    not one whose hidden layer learns from an error it receives). Each
+    entry: `seed`, `trained` (the accuracy after training), `reset` (after
+    the reset; None if the seed did not learn), `moved` (whether any hidden
+    weight changed after the first epoch)."""
     ev = evaluator(settings)
     _, rule = ev._rule(text)
     task, topology = ev.tasks[0], ev.topologies[0][0]
-    screen = settings.screen
-    owned = _hidden_owned(topology)
-    episode = Episode(rule, task, topology, ev.protocol, ev.budget, None)
-
-    def accuracy(state) -> float:
-        return _accuracy(rule, task, topology, ev.protocol, ev.budget, state)
-
     out = []
     for seed in seeds:
-        state = fresh_state(rule, topology, ev.protocol, seed)
-        before = None
-        streak, trained = 0, 0.0
-        try:
-            for epoch_order in learning.orders(task, screen.epochs, seed):
-                for k in epoch_order:
-                    episode.example(state, int(k), train=True)
-                if before is None:  # the weights after the first epoch
-                    before = state.copy()
-                trained = accuracy(state)
-                streak = streak + 1 if trained >= 1.0 else 0
-                if streak >= screen.hold:
-                    break
-        except (EpisodeFailed, NonFiniteError):
+        result = ev._evaluate(rule, task, topology, seed, keep_state=True)
+        if result.failure or result.state is None:
             out.append({"seed": seed, "trained": 0.0, "reset": None, "moved": None})
             continue
-        before = before if before is not None else state.copy()
-        moved = any(not np.array_equal(state.edge[name][owned], before.edge[name][owned])
-                    for name in rule.program.edge_slots)
-        reset = None
-        if trained >= 1.0:
-            _reset_hidden(rule, topology, state, before)
-            reset = accuracy(state)
-        out.append({"seed": seed, "trained": trained, "reset": reset, "moved": moved})
+        out.append(_hidden_reset(rule, task, topology, ev.protocol, ev.budget, seed,
+                                 result.state))
     return out
