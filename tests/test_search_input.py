@@ -6,6 +6,7 @@ copied into exported headers are quoted."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sqlite3
 import stat
@@ -281,3 +282,18 @@ def test_best_is_one_rule_everywhere_and_top_k_shows_k(tmp_path, capsys):
     import re
 
     assert len(re.findall(r"^[* ] rule \d+: score", out, re.MULTILINE)) == 3
+
+
+def test_a_check_of_a_new_screen_key_is_placed_at_that_key(tmp_path):
+    """A check of several keys (or of one the key-by-key pass cannot judge)
+    names the place of the key its message names first."""
+    from rulec.search.space import load_settings
+
+    space = tmp_path / "s.toml"
+    space.write_text('[screen]\ntasks = ["xor"]\ngraph = "layered:2,4,1,bias"\n'
+                     "seeds = 2\nrobust_seeds = 6\nmargin = 0.7\n")
+    with pytest.raises(S.SpaceError, match=rf"^{re.escape(str(space))}:6:1: \[screen\] margin"):
+        load_settings(space)
+    space.write_text('[screen]\ngraph = "layered:2,4,1,bias"\nseeds = 500\nrobust_seeds = 600\n')
+    with pytest.raises(S.SpaceError, match=rf"^{re.escape(str(space))}:3:1: \[screen\] seeds"):
+        load_settings(space)

@@ -538,9 +538,11 @@ def settings_from_toml(data: dict, where: str = "space file",
     try:  # what depends on several keys: placed at the key it names
         settings.check()
     except RulecError as exc:  # a SpaceError, or the graph's GraphSpecError
-        given = data.get("screen", {})
-        culprit = next((k for k in ("hold", "graph", "tasks", "seeds", "epochs")
-                        if k in given and f" {k}" in f" {exc}"), None)
+        given, message = data.get("screen", {}), str(exc)
+        named = [k for k in given if re.search(rf"\b{re.escape(k)}\b", message)]
+        # the key the message names first (the checks start with it)
+        culprit = min(named, key=lambda k: re.search(rf"\b{re.escape(k)}\b",
+                                                      message).start(), default=None)
         if culprit is None:
             culprit = next((k for k in ("graph", "tasks") if k in given), None)
         place = at("screen", culprit) if culprit else where
