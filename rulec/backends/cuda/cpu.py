@@ -102,11 +102,12 @@ class CpuDevice(Device):
     def concat(self, arrays: list):
         return np.concatenate(arrays)
 
-    def launch(self, name: str, threads: int, args) -> None:
-        values = []
-        for ctype, value in args:
-            if ctype == "ptr":
-                values.append(self.ffi.cast("void *", value.ctypes.data))
-            else:
-                values.append(value)
-        getattr(self.module.library, name)(*values)
+    def prepare(self, args) -> list:
+        return [self.ffi.cast("void *", value.ctypes.data) if ctype == "ptr" else value
+                for ctype, value in args]
+
+    def scalar(self, ctype: str, value):
+        return value
+
+    def launch(self, name: str, threads: int, prepared: list) -> None:
+        getattr(self.module.library, name)(*prepared)

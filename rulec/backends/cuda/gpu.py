@@ -108,10 +108,14 @@ class GpuDevice(Device):
     def concat(self, arrays: list):
         return self.cp.concatenate(arrays)
 
-    def launch(self, name: str, threads: int, args) -> None:
+    def prepare(self, args) -> list:
+        return [value if ctype == "ptr" else _SCALARS[ctype](value) for ctype, value in args]
+
+    def scalar(self, ctype: str, value):
+        return _SCALARS[ctype](value)
+
+    def launch(self, name: str, threads: int, prepared: list) -> None:
         if threads <= 0:
             return
         blocks = (threads + BLOCK_THREADS - 1) // BLOCK_THREADS
-        values = tuple(value if ctype == "ptr" else _SCALARS[ctype](value)
-                       for ctype, value in args)
-        self.module.function(name)((blocks,), (BLOCK_THREADS,), values)
+        self.module.function(name)((blocks,), (BLOCK_THREADS,), tuple(prepared))

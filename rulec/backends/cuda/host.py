@@ -64,8 +64,7 @@ class Device:
     """What run_block needs from a device. `upload` copies a NumPy array to
     the device, `empty` makes a zeroed array, `read` copies one back as a
     NumPy array (waiting for the launches before it), `launch` runs a kernel
-    over `threads` threads with arguments as (C type, value) pairs ('ptr'
-    for a device array)."""
+    over `threads` threads with arguments made by `prepare`."""
 
     def upload(self, array: np.ndarray):
         raise NotImplementedError
@@ -76,7 +75,16 @@ class Device:
     def read(self, handle) -> np.ndarray:
         raise NotImplementedError
 
-    def launch(self, name: str, threads: int, args: list[tuple[str, object]]) -> None:
+    def prepare(self, args: list[tuple[str, object]]) -> list:
+        """A launch's arguments, given as (C type, value) pairs ('ptr' for a
+        device array), in the form `launch` passes them."""
+        raise NotImplementedError
+
+    def scalar(self, ctype: str, value):
+        """One scalar argument in the form `prepare` gives it."""
+        raise NotImplementedError
+
+    def launch(self, name: str, threads: int, prepared: list) -> None:
         raise NotImplementedError
 
     def owns(self, array) -> bool:
@@ -106,6 +114,53 @@ class GraphOnDevice:
         self.degree = device.upload(np.ascontiguousarray(graph.degree, dtype=np.float32))
         self.bins = [(size, device.upload(nodes), len(nodes))
                      for size, nodes in lane_bins(graph, lanes)]
+
+
+def _plan(device: Device, graph: GraphOnDevice, kernel: KernelInfo, buffers: dict, extra: dict,
+          frame: dict, copies: int, sizes: dict, stops, check_finite: bool,
+          parity: int) -> list:
+    """A step's launches, in order, when the double-buffered slots have been
+    swapped `parity` times (mod 2): (kernel, threads, prepared arguments,
+    {position: (C type, 'time' or 'step')} to fill in per step)."""
+    g = graph.graph
+
+    def view(swaps: int) -> dict:
+        return {key: pair if swaps % 2 == 0 or len(pair) == 1 else pair[::-1]
+                for key, pair in buffers.items()}
+
+    now, after = view(parity), view(parity + 1)
+    launches = []
+    for lanes, nodes, count in graph.bins:
+        given = {**frame, "n_groups": ("int64_t", copies * count),
+                 "per_copy": ("int64_t", count), "nodes": ("ptr", nodes),
+                 "lanes": ("int", lanes), "time": ("uint64_t", 0)}
+        args = []
+        for arg in kernel.args:
+            if arg.role == "slot":
+                kind, index, buffer, _ = arg.detail
+                if buffer in ("cur", "next"):
+                    args.append(("ptr", now[kind, index][0 if buffer == "cur" else 1]))
+                else:
+                    args.append(("ptr", extra[kind, index, buffer]))
+            else:
+                args.append(given[arg.role])
+        time = next(i for i, arg in enumerate(kernel.args) if arg.role == "time")
+        launches.append((kernel.name, copies * count * lanes, device.prepare(args),
+                         {time: ("uint64_t", "time")}))
+    for kind, index, mode, _ in kernel.slots:
+        if mode == "proposal":
+            launches.append(("rulec_cuda_settle", copies * g.n_edges, device.prepare([
+                ("int64_t", copies * g.n_edges), ("int64_t", g.n_edges),
+                ("ptr", now[kind, index][0]), ("ptr", extra[kind, index, "proposal"]),
+                ("ptr", extra[kind, index, "proposed"]), ("ptr", graph.edge_half),
+                ("ptr", graph.rev), ("ptr", stops)]), {}))
+    if check_finite:  # after the step: its double-buffered slots swapped once more
+        for kind, index, _, _ in kernel.slots:
+            launches.append(("rulec_cuda_finite", copies * sizes[kind], device.prepare([
+                ("int64_t", copies * sizes[kind]), ("int64_t", sizes[kind]),
+                ("ptr", after[kind, index][0]), ("ptr", stops), ("int", 0)]),
+                {4: ("int", "step")}))
+    return launches
 
 
 def run_block(device: Device, graph: GraphOnDevice, kernel: KernelInfo, states: list,
@@ -158,39 +213,22 @@ def run_block(device: Device, graph: GraphOnDevice, kernel: KernelInfo, states: 
              "stops": ("ptr", stops),
              "params": ("ptr", device.upload(values[:, :kernel.n_params].ravel()
                                              if kernel.n_params else values.ravel()))}
+    # every launch of a step, prepared once for each parity of the buffer
+    # swaps (the double-buffered slots swap together, so a step's arguments
+    # are one of two lists); per step only the time (and the step number of
+    # a finite check) is filled in
+    plans = [_plan(device, graph, kernel, buffers, extra, frame, copies, sizes, stops,
+                   check_finite, parity) for parity in (0, 1)]
     start = states[0].time
     for step in range(steps):
         time = start + step if kernel.advance else start
-        for lanes, nodes, count in graph.bins:
-            given = {**frame, "n_groups": ("int64_t", copies * count),
-                     "per_copy": ("int64_t", count), "nodes": ("ptr", nodes),
-                     "lanes": ("int", lanes), "time": ("uint64_t", time)}
-            args = []
-            for arg in kernel.args:
-                if arg.role == "slot":
-                    kind, index, buffer, _ = arg.detail
-                    if buffer in ("cur", "next"):
-                        pair = buffers[kind, index]
-                        args.append(("ptr", pair[0 if buffer == "cur" else 1]))
-                    else:
-                        args.append(("ptr", extra[kind, index, buffer]))
-                else:
-                    args.append(given[arg.role])
-            device.launch(kernel.name, copies * count * lanes, args)
-        for kind, index, mode, _ in kernel.slots:
-            if mode == "proposal":
-                device.launch("rulec_cuda_settle", copies * g.n_edges, [
-                    ("int64_t", copies * g.n_edges), ("int64_t", g.n_edges),
-                    ("ptr", buffers[kind, index][0]), ("ptr", extra[kind, index, "proposal"]),
-                    ("ptr", extra[kind, index, "proposed"]), ("ptr", graph.edge_half),
-                    ("ptr", graph.rev), ("ptr", stops)])
-            elif mode == "double":
-                buffers[kind, index].reverse()  # the step wrote the next values
-        if check_finite:
-            for kind, index, _, _ in kernel.slots:
-                device.launch("rulec_cuda_finite", copies * sizes[kind], [
-                    ("int64_t", copies * sizes[kind]), ("int64_t", sizes[kind]),
-                    ("ptr", buffers[kind, index][0]), ("ptr", stops), ("int", step + 1)])
+        for name, threads, prepared, fill in plans[step % 2]:
+            for position, (ctype, what) in fill.items():
+                prepared[position] = device.scalar(ctype, time if what == "time" else step + 1)
+            device.launch(name, threads, prepared)
+    for pair in buffers.values():  # the swaps the plans stood for
+        if steps % 2 and len(pair) == 2:
+            pair.reverse()
     stopped = device.read(stops)
     done = [int(s) if s else steps for s in stopped]
     for kind, index, mode, _ in kernel.slots:
