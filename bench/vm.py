@@ -13,7 +13,8 @@
    rules per second with the VM and with gcc, the compile included.
 4. Full-budget XOR evaluations per second (100 epochs, no early stop): the
    C protocol driver on the VM and on gcc kernels, against the Python
-   protocol driver (engine='python') on the same rule.
+   protocol driver (engine='python') on the same rule, and the VM with 8,
+   32 and 64 seeds side by side as lanes (learning.evaluate_seeds).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from rulec.backends.vm.translate import translate
 from rulec.generate import Options, SeededSource, rule
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+LANES = (8, 32, 64)  # seeds side by side in part 4 (learning.evaluate_seeds)
 
 
 def step_seconds(compiled: rulec.Rule, graph: rulec.Graph, steps: int, repeats: int) -> float:
@@ -150,18 +152,29 @@ def main() -> None:
     cases = [("backprop.rule, handshake", rules["backprop"], tasks.Protocol()),
              ("a delta rule, fixed-time 2+2 steps", delta_fixed,
               tasks.FixedTime(forward=2, learn=2))]
+    seconds = 1.0 if args.quick else 3.0
     for name, text, protocol in cases:
         line = []
         for backend, engine in (("vm", "c"), ("c", "c"), ("c", "python"), ("vm", "python")):
             compiled = rulec.compile(text, backend=backend)
             count = 0
             start = time.perf_counter()
-            while time.perf_counter() - start < (1.0 if args.quick else 3.0):
+            while time.perf_counter() - start < seconds:
                 result = tasks.evaluate(compiled, task, topology, protocol, epochs=100,
                                         seed=count, stop_at=None, engine=engine)
                 count += 1
             rate = count / (time.perf_counter() - start)
             line.append(f"{backend}+{engine} driver {rate:8.1f}")
+        # the same evaluations, seeds side by side as lanes of the VM
+        compiled = rulec.compile(text, backend="vm")
+        for lanes in LANES:
+            count = 0
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                tasks.evaluate_seeds(compiled, task, topology, protocol, epochs=100,
+                                     seeds=range(count, count + lanes), stop_at=None)
+                count += lanes
+            line.append(f"vm lanes x{lanes} {count / (time.perf_counter() - start):8.1f}")
         print(f"  {name}: {result.steps} steps; " + ", ".join(line))
 
 

@@ -178,3 +178,169 @@ int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *pa
     }
     return 0;
 }
+
+/* ------------------------------------------------------------------ lanes
+ * rulec_evaluate on L lanes at once, on the VM's lane registers: each lane
+ * is one seed's evaluation (its own state, seed, time and orders), and the
+ * lanes go through the same phases in lockstep, so one VM instruction
+ * serves every lane. A lane that waits (it reached a phase's `until` before
+ * the others, or it stopped: a failure, its goal held, its epochs done) is
+ * frozen, so each lane's results are exactly what rulec_evaluate gives for
+ * its seed alone: the same accuracies, losses, outputs, steps and failure. */
+
+/* The write phase `ph` on every lane in `alive`, lane s at its example[s]. */
+static void rulec_lanes_write(const rulec_graph *g, const rulec_evaluation *e,
+                              const rulec_lanes *l, const rulec_phase *ph,
+                              const uint8_t *alive, const int32_t *example)
+{
+    const int32_t L = l->n_lanes, P = e->n_patterns, O = e->n_out;
+    float *values = l->node[ph->slot];
+    for (int32_t s = 0; s < L; ++s) {
+        if (!alive[s])
+            continue;
+        const int32_t k = example[s];
+        if (ph->source == RULEC_SOURCE_INPUT) {
+            for (int32_t j = 0; j < e->n_input_nodes; ++j)
+                values[(int64_t)e->input_nodes[j] * L + s] =
+                    j < e->n_in ? e->inputs[k * e->n_in + j] : 1.0f;
+        } else if (ph->source == RULEC_SOURCE_TARGET) {
+            for (int32_t j = 0; j < O; ++j)
+                values[(int64_t)e->output_nodes[j] * L + s] = e->targets[k * O + j];
+        } else if (ph->source == RULEC_SOURCE_ERROR) {
+            /* the example's last read, in its lane's working rows */
+            const float *outputs = l->outputs + ((int64_t)s * 2 + 1) * P * O + (int64_t)k * O;
+            float error = 0.0f;
+            for (int32_t j = 0; j < O; ++j)
+                error += e->targets[k * O + j] - outputs[j];
+            error /= (float)O;
+            for (int64_t j = 0; j < g->n_nodes; ++j) values[j * L + s] = error;
+        } else if (ph->nodes == RULEC_NODES_INPUTS) {
+            for (int32_t j = 0; j < e->n_input_nodes; ++j)
+                values[(int64_t)e->input_nodes[j] * L + s] = ph->value;
+        } else if (ph->nodes == RULEC_NODES_OUTPUTS) {
+            for (int32_t j = 0; j < O; ++j)
+                values[(int64_t)e->output_nodes[j] * L + s] = ph->value;
+        } else {
+            for (int64_t j = 0; j < g->n_nodes; ++j) values[j * L + s] = ph->value;
+        }
+    }
+}
+
+/* One pass over the patterns (training or scoring) on the lanes in `alive`;
+ * a lane that fails leaves `alive`. */
+static void rulec_lanes_pass(const rulec_graph *g, const float *params, rulec_evaluation *e,
+                             rulec_lanes *l, int32_t epoch, int train, uint8_t *alive)
+{
+    const int32_t L = l->n_lanes, P = e->n_patterns, O = e->n_out, E = e->epochs;
+    const int32_t *order = train ? l->orders : l->score_orders;
+    int32_t example[RULEC_VM_MAX_LANES];
+    int64_t done[RULEC_VM_MAX_LANES];
+    int32_t status[RULEC_VM_MAX_LANES];
+    for (int32_t p = 0; p < P; ++p) {
+        int any = 0;
+        for (int32_t s = 0; s < L; ++s) {
+            example[s] = alive[s] ? order[((int64_t)s * E + epoch) * P + p] : 0;
+            any |= alive[s];
+        }
+        if (!any)
+            return;
+        for (int32_t i = 0; i < e->n_phases; ++i) {
+            const rulec_phase *ph = e->phases + i;
+            if ((ph->when == RULEC_WHEN_TRAIN && !train) || (ph->when == RULEC_WHEN_TEST && train))
+                continue;
+            if (ph->op == RULEC_PHASE_WRITE) {
+                rulec_lanes_write(g, e, l, ph, alive, example);
+            } else if (ph->op == RULEC_PHASE_READ) {
+                const float *values = l->node[ph->slot];
+                for (int32_t s = 0; s < L; ++s) {
+                    if (!alive[s])
+                        continue;
+                    float *row = l->outputs + ((int64_t)s * 2 + 1) * P * O
+                               + (int64_t)example[s] * O;
+                    for (int32_t j = 0; j < O; ++j)
+                        row[j] = values[(int64_t)e->output_nodes[j] * L + s];
+                }
+            } else if (ph->block >= 0) {
+                const int inputs = ph->nodes == RULEC_NODES_INPUTS;
+                const int32_t *nodes = inputs ? e->input_nodes : e->output_nodes;
+                const int32_t n_nodes = inputs ? e->n_input_nodes : e->n_out;
+                l->run(g, L, l->seeds, l->times, params, e->vm[ph->block], ph->steps, ph->slot,
+                       nodes, ph->slot >= 0 ? n_nodes : 0, alive, done, status);
+                for (int32_t s = 0; s < L; ++s) {
+                    if (!alive[s])
+                        continue;
+                    l->steps[s] += done[s];
+                    if (status[s] == 2 || (ph->slot >= 0 && status[s] != 1)) {
+                        l->failure[s] = status[s] == 2 ? RULEC_FAILED_NON_FINITE
+                                                       : RULEC_FAILED_BUDGET;
+                        l->failed_phase[s] = i;
+                        l->phase_steps[s] = done[s];
+                        alive[s] = 0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+int32_t rulec_evaluate_lanes(const rulec_graph *g, const float *params, rulec_evaluation *e,
+                             rulec_lanes *l)
+{
+    const int32_t L = l->n_lanes, P = e->n_patterns, O = e->n_out, E = e->epochs;
+    if (L < 1 || L > RULEC_VM_MAX_LANES || e->vm == 0 || l->run == 0)
+        return -1;
+    uint8_t alive[RULEC_VM_MAX_LANES];
+    for (int32_t s = 0; s < L; ++s) {
+        alive[s] = l->epochs[s] > 0;
+        l->epochs_done[s] = l->failure[s] = l->failed_phase[s] = l->streak[s] = 0;
+        l->steps[s] = l->phase_steps[s] = 0;
+    }
+    for (int32_t epoch = 0; epoch < E; ++epoch) {
+        int any = 0;
+        for (int32_t s = 0; s < L; ++s) {
+            alive[s] = alive[s] && epoch < l->epochs[s];
+            any |= alive[s];
+        }
+        if (!any)
+            break;
+        if (l->train)
+            rulec_lanes_pass(g, params, e, l, epoch, 1, alive);
+        rulec_lanes_pass(g, params, e, l, epoch, 0, alive);
+        for (int32_t s = 0; s < L; ++s) {
+            if (!alive[s])
+                continue;
+            float *kept = l->outputs + (int64_t)s * 2 * P * O;
+            const float *work = kept + P * O;
+            int correct = 0, finite = 1;
+            double loss = 0.0;
+            for (int32_t k = 0; k < P && finite; ++k) {
+                int ok = 1;
+                for (int32_t j = 0; j < O; ++j) {
+                    const float out = work[k * O + j], want = e->targets[k * O + j];
+                    if (!(out - out == 0.0f)) {  /* NaN or inf */
+                        finite = 0;
+                        break;
+                    }
+                    ok &= (out > e->threshold) == (want > 0.5f);
+                    const float diff = out - want;
+                    loss += (double)(diff * diff);
+                }
+                correct += ok;
+            }
+            if (!finite) {
+                l->failure[s] = RULEC_FAILED_OUTPUTS;
+                alive[s] = 0;
+                continue;
+            }
+            memcpy(kept, work, sizeof(float) * (size_t)(P * O));
+            l->accuracy[(int64_t)s * E + epoch] = (double)correct / (double)P;
+            l->loss[(int64_t)s * E + epoch] = loss / (double)(P * O);
+            l->epochs_done[s] = epoch + 1;
+            const double accuracy = l->accuracy[(int64_t)s * E + epoch];
+            l->streak[s] = accuracy >= e->stop_at ? l->streak[s] + 1 : 0;
+            if (l->streak[s] >= e->hold)
+                alive[s] = 0;
+        }
+    }
+    return 0;
+}

@@ -70,8 +70,40 @@ typedef struct rulec_evaluation {
     int64_t phase_steps;    /* steps that phase ran, the failing one included */
 } rulec_evaluation;
 
+/* The VM's rulec_vm_run_lanes (rulec_vm.h). */
+typedef int64_t (*rulec_vm_run_lanes_fn)(const rulec_graph *g, int32_t L, const uint64_t *seeds,
+                                         uint64_t *times, const float *params,
+                                         const rulec_vm_block *p, int64_t steps,
+                                         int32_t until_reg, const int32_t *until,
+                                         int32_t n_until, const uint8_t *active, int64_t *done,
+                                         int32_t *status);
+
+/* One evaluation on each of L lanes at once (seeds side by side in the VM's
+ * lane registers; see rulec_evaluate_lanes). The task, protocol, stop_at,
+ * hold and vm of the rulec_evaluation are the lanes'; its per-run fields are
+ * here, one per lane. e->epochs is the most epochs a lane runs. */
+typedef struct rulec_lanes {
+    int32_t n_lanes;
+    rulec_vm_run_lanes_fn run;
+    float *const *node;         /* the node slots' lane registers (n_nodes x L each) */
+    const uint64_t *seeds;      /* per lane */
+    uint64_t *times;            /* per lane, in/out */
+    const int32_t *epochs;      /* per lane: its epochs (<= e->epochs; 0: not run) */
+    int32_t train;              /* 0: scoring passes only, no training pass */
+    const int32_t *orders;      /* L x e->epochs x n_patterns */
+    const int32_t *score_orders;
+    double *accuracy, *loss;    /* L x e->epochs */
+    float *outputs;             /* L x 2 x n_patterns x n_out, as e->outputs per lane */
+    int32_t *epochs_done, *failure, *failed_phase, *streak;
+    int64_t *steps, *phase_steps;
+} rulec_lanes;
+
 /* A whole evaluation of a rule on a task; see rulec_driver.c. */
 int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *params,
                        rulec_evaluation *e);
+
+/* The same evaluation on every lane, on the VM; see rulec_driver.c. */
+int32_t rulec_evaluate_lanes(const rulec_graph *g, const float *params, rulec_evaluation *e,
+                             rulec_lanes *l);
 
 #endif /* RULEC_DRIVER_H */

@@ -21,6 +21,18 @@ int64_t rulec_vm_run(const rulec_graph *g, rulec_state *state, const float *para
                      const rulec_vm_block *p, int64_t steps, int check_finite,
                      int32_t until_reg, const int32_t *until, int32_t n_until, int32_t *status);
 
+/* The most lanes (copies of a state) one call runs side by side. */
+enum { RULEC_VM_MAX_LANES = 64 };
+/* The most slots a rule run on lanes may have. */
+enum { RULEC_VM_MAX_SLOTS = 256 };
+
+/* Run a block on L lanes, registers lane-minor; see vm.c.j2. */
+int64_t rulec_vm_run_lanes(const rulec_graph *g, int32_t L, const uint64_t *seeds,
+                           uint64_t *times, const float *params, const rulec_vm_block *p,
+                           int64_t steps, int32_t until_reg, const int32_t *until,
+                           int32_t n_until, const uint8_t *active, int64_t *done,
+                           int32_t *status);
+
 int rulec_vm_version(void);
 
 #endif /* RULEC_VM_H */

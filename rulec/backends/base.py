@@ -38,6 +38,8 @@ class Backend:
       threaded         `run` splits a step's nodes over `threads` (others run one)
       batches_states   `run_many` runs many states of one graph in the same
                        calls (copies side by side), not one after another
+      lanes            the most seeds the C protocol driver evaluates side by
+                       side in one call (`lane_blocks`); 0: one at a time
     """
 
     name = ""
@@ -47,6 +49,7 @@ class Backend:
     drives_protocol = False
     threaded = False
     batches_states = False
+    lanes = 0
     #: where the states it runs may live (rulec.state.DEVICES)
     devices: tuple[str, ...] = ("cpu",)
     #: after run(): 'budget' (ran every step), 'reached' or 'non-finite'
@@ -98,3 +101,10 @@ class Backend:
         """The blocks `labels` for the C protocol driver, on `state`
         (backends with drives_protocol)."""
         raise NotImplementedError(f"the {self.name} backend cannot run the C protocol driver")
+
+    def lane_blocks(self, graph, lanes: int):
+        """(registers, run_lanes, graph_needs) for the C driver's lanes
+        (backends with `lanes`): lane registers on `graph` with their lock
+        taken, the address of the function that runs a block on them, and the
+        graph arrays it reads."""
+        raise NotImplementedError(f"the {self.name} backend does not run lanes")

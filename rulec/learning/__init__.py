@@ -22,7 +22,8 @@ import importlib
 #: name -> the module of this package that defines it (imported on first use,
 #: so the CLI can read the protocol table without loading the runtime)
 _WHERE = {
-    "evaluate": "evaluation", "evaluate_many": "evaluation", "fresh_state": "evaluation",
+    "evaluate": "evaluation", "evaluate_many": "evaluation", "evaluate_seeds": "evaluation",
+    "fresh_state": "evaluation",
     "PROTOCOLS": "protocols", "FixedTime": "protocols", "Phase": "protocols",
     "Protocol": "protocols", "Simultaneous": "protocols", "protocol_named": "protocols",
     "ProtocolError": "protocols",

@@ -28,7 +28,7 @@ from ..backends.views import ParamArray, graph_view, state_view
 from ..backends.vm.native import header_cdef, vm_ffi
 from ..errors import RulecValueError
 from ..resources import resource_dir
-from .results import Result, orders, score_orders
+from .results import Result, confirm_orders, orders, score_orders
 
 EPOCH_SECONDS = 0.1  # a chunk of epochs per call grows until a call takes this long
 
@@ -206,3 +206,185 @@ def _failure(lib, code: int, e, phases, state, struct) -> str:
     error = non_finite_error(state, int(e.phase_steps))
     return f"non-finite state: {error}" if isinstance(error, NonFiniteError) \
         else "non-finite state"
+
+
+class Lanes:
+    """Evaluations of one rule on up to `runner.lanes` seeds side by side:
+    the C driver's rulec_evaluate_lanes on the VM's lane registers (one
+    instruction serves every seed). Each lane is one seed's evaluation,
+    exactly as run_epochs gives it on that seed's own state.
+
+        lanes = Lanes(rule, task, topology, protocol, budget, params, seeds)
+        try:
+            lanes.start()                       # fresh_state on every lane
+            raw = lanes.epochs([100] * n, [0] * n, stop_at=1.0, hold=1)
+        finally:
+            lanes.release()
+    """
+
+    def __init__(self, rule: Rule, task, topology, protocol, budget: int,
+                 params: dict | None, seeds) -> None:
+        runner = rule.runner
+        if not runner.lanes or len(seeds) > runner.lanes:
+            raise RulecValueError(f"the {rule.backend!r} backend runs at most "
+                                  f"{runner.lanes} seeds side by side, not {len(seeds)}")
+        ffi, lib = self.ffi, self.lib = library()
+        self.rule, self.task, self.topology, self.protocol = rule, task, topology, protocol
+        self.params = params
+        self.n = n = len(seeds)
+        self.seed_list = [int(s) for s in seeds]
+        self.registers, run, needs = runner.lane_blocks(topology.graph, n)
+        self.keep = []
+        try:
+            self.run = ffi.cast("rulec_vm_run_lanes_fn", run)
+            p = rule.program
+            labels = list(p.block_labels)
+            self.phases = protocol.schedule(budget)
+            e = self.e = ffi.new("rulec_evaluation *")
+            P = len(task.inputs)
+            e.n_patterns, e.n_in, e.n_out = P, task.n_inputs, task.n_outputs
+            e.inputs = self._pointer("float *", np.ascontiguousarray(task.inputs,
+                                                                     dtype=np.float32))
+            e.targets = self._pointer("float *", np.ascontiguousarray(task.targets,
+                                                                      dtype=np.float32))
+            e.input_nodes = self._pointer("int32_t *", np.ascontiguousarray(topology.inputs,
+                                                                            dtype=np.int32))
+            e.output_nodes = self._pointer("int32_t *",
+                                           np.ascontiguousarray(topology.outputs,
+                                                                dtype=np.int32))
+            e.n_input_nodes = len(topology.inputs)
+            e.threshold = protocol.threshold
+            self.keep.append(phase_array := _phases(ffi, lib, rule, self.phases, labels))
+            e.phases, e.n_phases = phase_array, len(self.phases)
+            self.keep.append(vm := ffi.new("rulec_vm_block *[]",
+                                           [self.registers.blocks[label] for label in labels]))
+            e.vm, e.kernels = vm, ffi.NULL
+            e.n_node_slots, e.n_edge_slots = len(p.node_slots), len(p.edge_slots)
+            e.n_shared_slots = len(p.shared_slots)
+            self.graph = graph_view(topology.graph, needs).struct
+            self.param_array = ParamArray(ffi, p)(rule.param_values(params))
+            self.seeds = np.array(self.seed_list, dtype=np.uint64)
+            self.times = np.zeros(n, dtype=np.uint64)
+        except BaseException:
+            self.release()
+            raise
+
+    def _pointer(self, ctype: str, array: np.ndarray):
+        self.keep.append(array)
+        return self.ffi.cast(ctype, array.ctypes.data)
+
+    def release(self) -> None:
+        """Give the lane registers back (for the next evaluation to reuse)."""
+        registers, self.registers = getattr(self, "registers", None), None
+        if registers is not None:
+            registers.lock.release()
+
+    def start(self) -> None:
+        """Every lane as evaluation.fresh_state leaves a state: slots zero,
+        the protocol's flags raised, `init` run with the lane's seed."""
+        registers, topology, protocol = self.registers, self.topology, self.protocol
+        registers.clear()
+        self.times[...] = 0
+        slots = {name: lanes for kind, name, lanes in registers.slots if kind == "node"}
+        if protocol.input_flag:
+            slots[protocol.input_flag][topology.inputs] = 1.0
+        if getattr(protocol, "output_flag", None):
+            slots[protocol.output_flag][topology.outputs] = 1.0
+        if "init" in registers.blocks:
+            ffi, n = self.ffi, self.n
+            active = np.ones(n, dtype=np.uint8)
+            done = np.zeros(n, dtype=np.int64)
+            status = np.zeros(n, dtype=np.int32)
+            self.run(self.graph, n, self._cast("uint64_t *", self.seeds),
+                     self._cast("uint64_t *", self.times), self.param_array,
+                     registers.blocks["init"], 1, -1, ffi.NULL, 0,
+                     self._cast("uint8_t *", active), self._cast("int64_t *", done),
+                     self._cast("int32_t *", status))
+
+    def _cast(self, ctype: str, array: np.ndarray):
+        return self.ffi.cast(ctype, array.ctypes.data)
+
+    def epochs(self, counts, firsts, stop_at: float | None, hold: int,
+               confirm: bool = False) -> list[Result]:
+        """Lane s runs counts[s] epochs (0: it waits) from epoch firsts[s] of
+        its seed's orders, as run_epochs(first_epoch=firsts[s]) does; with
+        `confirm`, scoring passes only, in the orders evaluation's confirm
+        passes use. Returns one Result per lane (accuracy, loss, outputs,
+        steps, failure)."""
+        ffi, lib, e, n = self.ffi, self.lib, self.e, self.n
+        task = self.task
+        patterns, n_out = len(task.inputs), task.n_outputs
+        most = max(max(counts), 1)
+        order = np.zeros((n, most, patterns), dtype=np.int32)
+        score_order = np.zeros((n, most, patterns), dtype=np.int32)
+        for s, (seed, count, first) in enumerate(zip(self.seed_list, counts, firsts,
+                                                     strict=True)):
+            if not count:
+                continue
+            if confirm:
+                score_order[s, :count] = confirm_orders(task, count, seed)
+            else:
+                order[s, :count] = orders(task, first + count, seed)[first:]
+                score_order[s, :count] = score_orders(task, first + count, seed)[first:]
+        lanes = ffi.new("rulec_lanes *")
+        keep = []
+
+        def put(field: str, ctype: str, array: np.ndarray):
+            keep.append(array)
+            setattr(lanes, field, ffi.cast(ctype, array.ctypes.data))
+            return array
+
+        lanes.n_lanes, lanes.run, lanes.node = n, self.run, self.registers.node
+        put("seeds", "uint64_t *", self.seeds)
+        put("times", "uint64_t *", self.times)
+        put("epochs", "int32_t *", np.asarray(counts, dtype=np.int32))
+        lanes.train = 0 if confirm else 1
+        put("orders", "int32_t *", order)
+        put("score_orders", "int32_t *", score_order)
+        accuracy = put("accuracy", "double *", np.zeros((n, most)))
+        loss = put("loss", "double *", np.zeros((n, most)))
+        outputs = put("outputs", "float *", np.zeros((n, 2, patterns, n_out), dtype=np.float32))
+        done = put("epochs_done", "int32_t *", np.zeros(n, dtype=np.int32))
+        failure = put("failure", "int32_t *", np.zeros(n, dtype=np.int32))
+        failed_phase = put("failed_phase", "int32_t *", np.zeros(n, dtype=np.int32))
+        put("streak", "int32_t *", np.zeros(n, dtype=np.int32))
+        steps = put("steps", "int64_t *", np.zeros(n, dtype=np.int64))
+        phase_steps = put("phase_steps", "int64_t *", np.zeros(n, dtype=np.int64))
+        e.epochs = most
+        e.stop_at = 2.0 if stop_at is None else stop_at
+        e.hold = hold
+        if lib.rulec_evaluate_lanes(self.graph, self.param_array, e, lanes) != 0:
+            raise RulecValueError(f"the C driver refused {n} lanes")
+        results = []
+        for s in range(n):
+            result = Result()
+            k = int(done[s])
+            result.accuracy = [float(a) for a in accuracy[s, :k]]
+            result.loss = [float(x) for x in loss[s, :k]]
+            if k:
+                result.outputs = outputs[s, 0].copy()
+            result.steps = int(steps[s])
+            if failure[s]:
+                result.failure = self._failure(s, int(failure[s]), int(failed_phase[s]),
+                                               int(phase_steps[s]))
+            results.append(result)
+        return results
+
+    def _failure(self, lane: int, code: int, phase: int, steps: int) -> str:
+        lib = self.lib
+        if code == lib.RULEC_FAILED_OUTPUTS:
+            return "outputs are not finite"
+        phase_row = self.phases[phase]
+        if code == lib.RULEC_FAILED_BUDGET:
+            return f"budget of {phase_row.steps} steps exhausted waiting for {phase_row.until!r}"
+        error = non_finite_error(self.state(lane), steps)
+        return f"non-finite state: {error}" if isinstance(error, NonFiniteError) \
+            else "non-finite state"
+
+    def state(self, lane: int):
+        """A new State of the rule's graph holding lane `lane` as it is now."""
+        state = self.rule.state(self.topology.graph)
+        self.registers.save(lane, state)
+        state.seed, state.time = self.seed_list[lane], int(self.times[lane])
+        return state
+

@@ -17,9 +17,9 @@ import numpy as np
 
 from ..api import NonFiniteError, Rule
 from ..errors import RulecValueError
-from .driver import run_epochs
+from .driver import Lanes, run_epochs
 from .protocols import Phase, Protocol
-from .results import Result, orders, score, score_orders
+from .results import Result, confirm_orders, orders, score, score_orders
 from .tasks import Task
 from .topologies import Topology, check_topology
 
@@ -139,14 +139,7 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
     phase (the reference); 'c' runs whole epochs in one call of the C driver
     (rulec.learning.driver; the VM and the C backend); 'auto' takes 'c' for
     backends that drive protocols. Both give the same accuracies, steps and failures."""
-    protocol = protocol or Protocol()
-    protocol.check(rule)
-    check_topology(task, topology)
-    for what, value, low in (("hold", hold, 1), ("retain", retain, 0), ("confirm", confirm, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise RulecValueError(f"{what} must be a whole number >= {low}, got {value!r}")
-    if engine not in ("auto", "python", "c"):
-        raise RulecValueError(f"engine must be 'auto', 'python' or 'c', got {engine!r}")
+    protocol = _checked(rule, task, topology, protocol, engine, hold, confirm, retain)
     start = time.perf_counter()
     # a working state kept per rule and graph (unless the caller keeps the
     # state): its VM registers and C views are made once, not per evaluation
@@ -158,6 +151,85 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
     finally:
         if work is not None:
             work[1].release()
+
+
+def _checked(rule, task, topology, protocol, engine, hold, confirm, retain):
+    """The protocol to use, after checking evaluate's arguments."""
+    protocol = protocol or Protocol()
+    protocol.check(rule)
+    check_topology(task, topology)
+    for what, value, low in (("hold", hold, 1), ("retain", retain, 0), ("confirm", confirm, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise RulecValueError(f"{what} must be a whole number >= {low}, got {value!r}")
+    if engine not in ("auto", "python", "c"):
+        raise RulecValueError(f"engine must be 'auto', 'python' or 'c', got {engine!r}")
+    return protocol
+
+
+def evaluate_seeds(rule: Rule, task: Task, topology: Topology, protocol=None,
+                   epochs: int = 100, seeds=(0,), budget: int = 100,
+                   params: dict | None = None, stop_at: float | None = 1.0,
+                   engine: str = "auto", hold: int = 1, confirm: int = 0, retain: int = 0,
+                   keep_state: bool = False) -> list[Result]:
+    """evaluate() on each of `seeds`: the same Results, in the same order,
+    bit for bit. On a backend with lanes (the VM), the C driver runs up to
+    64 seeds side by side in one call, each seed a lane of the same VM
+    instructions (docs/vm.md, "Lanes"); elsewhere, or with engine='python',
+    the seeds run one after another. A Result's `seconds` is then its share
+    of its batch's time."""
+    protocol = _checked(rule, task, topology, protocol, engine, hold, confirm, retain)
+    seeds = [int(seed) for seed in seeds]
+    width = rule.runner.lanes if engine != "python" else 0
+    if width < 2 or len(seeds) < 2:
+        return [evaluate(rule, task, topology, protocol, epochs, seed, budget, params,
+                         stop_at, None, engine, hold, confirm, retain, keep_state)
+                for seed in seeds]
+    results = []
+    for at in range(0, len(seeds), width):
+        results += _evaluate_lanes(rule, task, topology, protocol, epochs, seeds[at:at + width],
+                                   budget, params, stop_at, hold, confirm, retain, keep_state)
+    return results
+
+
+def _evaluate_lanes(rule, task, topology, protocol, epochs, seeds, budget, params, stop_at,
+                    hold, confirm, retain, keep_state) -> list[Result]:
+    """_evaluate on each seed, as lanes of one C driver call per stage:
+    training, retention (lanes that reached the goal) and confirmation."""
+    start = time.perf_counter()
+    lanes = Lanes(rule, task, topology, protocol, budget, params, seeds)
+    try:
+        lanes.start()
+        n = len(seeds)
+        results = lanes.epochs([epochs] * n, [0] * n, stop_at, hold)
+        if retain:
+            goals = [len(r.accuracy) if r.failure is None and _reached(r.accuracy, stop_at, hold)
+                     else 0 for r in results]
+            if any(goals):
+                after = lanes.epochs([max(g, retain) if g else 0 for g in goals], goals, None, 1)
+                for result, goal, later in zip(results, goals, after, strict=True):
+                    if goal:
+                        result.goal_epoch, result.retained = goal, later.accuracy
+                        result.steps += later.steps
+                        result.failure = later.failure
+                        if later.outputs is not None:
+                            result.outputs = later.outputs
+        if confirm:
+            passes = [confirm if r.failure is None else 0 for r in results]
+            if any(passes):
+                checked = lanes.epochs(passes, [0] * n, None, 1, confirm=True)
+                for result, count, later in zip(results, passes, checked, strict=True):
+                    if count:
+                        result.confirm = later.accuracy
+                        result.steps += later.steps
+                        result.failure = later.failure
+        seconds = (time.perf_counter() - start) / n
+        for lane, result in enumerate(results):
+            result.seconds = seconds
+            if keep_state:
+                result.state = lanes.state(lane)
+        return results
+    finally:
+        lanes.release()
 
 
 def _working_state(rule: Rule, graph):
@@ -250,11 +322,10 @@ def _python_epochs(episode: Episode, state, task: Task, protocol, seed: int, fir
 def _confirm(episode: Episode, state, task: Task, protocol, seed: int, passes: int,
              result: Result) -> None:
     """`passes` scoring passes with no training, in shuffled orders of their own."""
-    rng = np.random.default_rng([seed, 2])
     try:
-        for _ in range(passes):
+        for order in confirm_orders(task, passes, seed):
             outputs = np.zeros((len(task.inputs), task.n_outputs), dtype=np.float32)
-            for k in rng.permutation(len(task.inputs)):
+            for k in order:
                 outputs[k] = episode.example(state, int(k), train=False)
             if not np.isfinite(outputs).all():
                 raise EpisodeFailed("outputs are not finite")

@@ -68,6 +68,12 @@ def score_orders(task: Task, epochs: int, seed: int) -> np.ndarray:
     return _permutations((seed, 1), len(task.inputs), epochs)
 
 
+def confirm_orders(task: Task, passes: int, seed: int) -> np.ndarray:
+    """The orders of evaluation's confirm passes (passes x patterns), one
+    permutation per pass from default_rng([seed, 2]). Read-only."""
+    return _permutations([seed, 2], len(task.inputs), passes)
+
+
 def score(task: Task, outputs: np.ndarray, threshold: float) -> tuple[float, float]:
     """(accuracy, mean squared error) of one forward pass over every pattern."""
     predicted = outputs > threshold

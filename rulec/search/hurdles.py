@@ -411,9 +411,11 @@ class Evaluator:
             began = time.perf_counter()
             accuracies, plain, forgot, tied = [], [], None, None
             for g, topology in enumerate(topologies):
-                for seed in range(screen.seeds):
-                    keep = screen.hidden and task is self.tasks[0] and g == 0
-                    result = self._evaluate(rule, task, topology, seed, keep_state=keep)
+                keep = screen.hidden and task is self.tasks[0] and g == 0
+                seeds = range(screen.seeds)
+                for seed, result in zip(seeds, self._evaluate_seeds(rule, task, topology, seeds,
+                                                                    keep_state=keep),
+                                        strict=True):
                     if keep:
                         trained.append((seed, result))
                     record["results"].append(self._row(graph_label(task.name, g), seed, result))
@@ -483,14 +485,17 @@ class Evaluator:
         if record["failure"] is None and screen.fresh_seeds:
             began = time.perf_counter()
             learned = 0
-            for seed in range(FRESH_SEED0, FRESH_SEED0 + screen.fresh_seeds):
+            fresh = range(FRESH_SEED0, FRESH_SEED0 + screen.fresh_seeds)
+            runs = [(task, g, self._evaluate_seeds(rule, task, topology, fresh))
+                    for task, topologies in zip(self.tasks, self.topologies, strict=True)
+                    for g, topology in enumerate(topologies)]
+            for i, seed in enumerate(fresh):  # rows seed by seed, as they always were
                 ok = True
-                for task, topologies in zip(self.tasks, self.topologies, strict=True):
-                    for g, topology in enumerate(topologies):
-                        result = self._evaluate(rule, task, topology, seed)
-                        record["results"].append(self._row(graph_label(task.name, g), seed,
-                                                           result))
-                        ok = ok and self._held(result, task) >= 1.0
+                for task, g, results in runs:
+                    result = results[i]
+                    record["results"].append(self._row(graph_label(task.name, g), seed,
+                                                       result))
+                    ok = ok and self._held(result, task) >= 1.0
                 learned += ok
             record["fresh"] = learned
             record["timings"]["fresh"] = time.perf_counter() - began
@@ -514,8 +519,8 @@ class Evaluator:
         for task, topologies, before in zip(self.tasks, self.topologies, learned, strict=True):
             now = count = 0
             for g, topology in enumerate(topologies):
-                for seed in extra:
-                    result = self._evaluate(rule, task, topology, seed)
+                for seed, result in zip(extra, self._evaluate_seeds(rule, task, topology, extra),
+                                        strict=True):
                     record["results"].append(self._row(graph_label(task.name, g), seed,
                                                        result))
                     now += self._held(result, task) >= 1.0
@@ -618,8 +623,9 @@ class Evaluator:
         out = []
         for task, topologies in zip(self.tasks, self.topologies, strict=True):
             for g, topology in enumerate(topologies):
-                for seed in range(self.settings.screen.seeds if seeds is None else seeds):
-                    result = self._evaluate(rule, task, topology, seed)
+                chosen = range(self.settings.screen.seeds if seeds is None else seeds)
+                for seed, result in zip(chosen, self._evaluate_seeds(rule, task, topology, chosen),
+                                        strict=True):
                     out.append({"task": graph_label(task.name, g), "seed": seed,
                                 "accuracy": [float(a) for a in result.accuracy],
                                 "goal_epoch": result.goal_epoch,
@@ -628,12 +634,19 @@ class Evaluator:
         return out
 
     def _evaluate(self, rule, task, topology, seed, keep_state=False) -> learning.Result:
-        return learning.evaluate(rule, task, topology, self.protocol,
-                              epochs=self.settings.screen.epochs, seed=seed,
-                              budget=self.budget, stop_at=1.0, engine="c",
-                              hold=self.settings.screen.hold,
-                              confirm=self.settings.screen.hold,
-                              retain=self.settings.screen.retain, keep_state=keep_state)
+        return self._evaluate_seeds(rule, task, topology, [seed], keep_state)[0]
+
+    def _evaluate_seeds(self, rule, task, topology, seeds,
+                        keep_state=False) -> list[learning.Result]:
+        """The task hurdles' evaluation on each seed (side by side in one
+        call of the C driver per stage: learning.evaluate_seeds)."""
+        return learning.evaluate_seeds(rule, task, topology, self.protocol,
+                                       epochs=self.settings.screen.epochs, seeds=list(seeds),
+                                       budget=self.budget, stop_at=1.0, engine="c",
+                                       hold=self.settings.screen.hold,
+                                       confirm=self.settings.screen.hold,
+                                       retain=self.settings.screen.retain,
+                                       keep_state=keep_state)
 
     @staticmethod
     def _row(task: str, seed: int, result: learning.Result) -> dict:

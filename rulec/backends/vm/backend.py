@@ -14,6 +14,7 @@ class VMBackend(Backend):
     reports_finite = True
     runs_until = True
     drives_protocol = True
+    lanes = 64  # RULEC_VM_MAX_LANES
 
     def __init__(self, program, source: str | None = None) -> None:
         super().__init__(program, source)
@@ -35,3 +36,8 @@ class VMBackend(Backend):
         vm_run = self.blocks.ffi.addressof(self.blocks.lib, "rulec_vm_run")
         return DriverBlocks(vm=[registers.blocks[label] for label in labels], vm_run=vm_run,
                             graph_needs=self.blocks.graph_needs, keep=[registers])
+
+    def lane_blocks(self, graph, lanes: int):
+        registers = self.blocks.lane_registers(graph, lanes)
+        return (registers, self.blocks.ffi.addressof(self.blocks.lib, "rulec_vm_run_lanes"),
+                self.blocks.graph_needs)

@@ -22,7 +22,7 @@ from ..reference import builtin_arrays
 from ..views import ParamArray, graph_view, run_chunked
 from .translate import CONTROL, EDGE, HALF, NODE, OPCODES, Program
 
-ABI = 4  # the VM's own layout (rulec_vm_block); part of its cache identity
+ABI = 5  # the VM's own layout (rulec_vm_block); part of its cache identity
 
 def header_cdef(name: str) -> str:
     """cffi's declarations from a header of runtime/ (one definition of a
@@ -137,6 +137,77 @@ class _StateRegisters:
             self.blocks[label] = block
 
 
+class LaneRegisters:
+    """The register arrays of a VM program on L lanes (copies of a state of
+    one graph side by side, for rulec_vm_run_lanes): every register holds L
+    values per element, lane-minor (element i of lane s at i * L + s). The
+    slots are the lanes' own arrays here, not a State's: `load` and `save`
+    copy one lane from and to a State."""
+
+    def __init__(self, vm: Program, graph, lanes: int, ffi) -> None:
+        lengths = {NODE: graph.n_nodes, HALF: graph.n_half_edges, EDGE: graph.n_edges}
+        self.graph, self.lanes, self.program = graph, lanes, vm.program
+        self.lock = threading.Lock()
+        builtins = _builtins(graph)
+        sizes = [max(lengths[d], 1) * lanes for d in vm.registers.domain]
+        self.workspace = np.zeros(max(sum(sizes), 1), dtype=np.float32)
+        self.arrays, pointers, start = [], [], 0
+        for size, src in zip(sizes, vm.registers.source, strict=True):
+            array = self.workspace[start:start + size]
+            start += size
+            if src[0] == "const":
+                array[...] = src[1]
+            elif src[0] == "builtin":
+                array[...] = np.repeat(builtins[src[1]], lanes)
+            self.arrays.append(array)
+            pointers.append(ffi.cast("float *", array.ctypes.data))
+        p = vm.program
+        # the slots' registers, in the state's order: node, edge, shared
+        kinds = [("node", n) for n in p.node_slots] + [("edge", n) for n in p.edge_slots] \
+            + [("shared", n) for n in p.shared_slots]
+        self.slots = [(kind, name, self.arrays[i].reshape(-1, lanes))
+                      for i, (kind, name) in enumerate(kinds)]
+        self.regs = ffi.new("float *[]", pointers or [ffi.NULL])
+        self.domains = ffi.new("int32_t[]", list(vm.registers.domain) or [0])
+        self.node = ffi.new("float *[]", [pointers[i] for i in range(len(p.node_slots))]
+                            or [ffi.NULL])
+        self.blocks, self.keep = {}, []
+        for label, code in vm.blocks.items():
+            flat = [x for ins in (*code.prologue, *code.step) for x in ins]
+            array = ffi.new("int32_t[]", flat or [0])
+            block = ffi.new("rulec_vm_block *")
+            block.code = array
+            block.n_prologue = len(code.prologue)
+            block.n_code = len(code.prologue) + len(code.step)
+            block.key = code.key
+            block.advance = 1 if code.advance else 0
+            block.regs = self.regs
+            block.domain = self.domains
+            block.n_slots = len(kinds)
+            self.keep.append(array)
+            self.blocks[label] = block
+
+    def _lane_views(self, state: State):
+        for kind, name, lanes in self.slots:
+            array = state.node[name] if kind == "node" else state.edge[name]
+            yield array, lanes[:array.size]
+
+    def clear(self) -> None:
+        """Every slot of every lane to zero."""
+        for _, _, lanes in self.slots:
+            lanes[...] = 0.0
+
+    def load(self, lane: int, state: State) -> None:
+        """Lane `lane`'s slots from `state`."""
+        for array, lanes in self._lane_views(state):
+            lanes[:, lane] = array
+
+    def save(self, lane: int, state: State) -> None:
+        """`state`'s slots from lane `lane`."""
+        for array, lanes in self._lane_views(state):
+            array[...] = lanes[:, lane]
+
+
 def _builtins(graph) -> dict[str, np.ndarray]:
     """The reference's built-in arrays, and `nodes`; a one-element array stands
     in for an empty one (a register needs an address)."""
@@ -156,6 +227,7 @@ class VMBlocks:
         self.last_status = "budget"
         self._params = ParamArray(self.ffi, self.program)
         self.graph_needs = ir.graph_arrays(self.program)
+        self._lanes: dict = {}
 
     def registers(self, state: State) -> _StateRegisters:
         """The register arrays of this rule on `state` (made once per state)."""
@@ -164,6 +236,22 @@ class VMBlocks:
         if view is None or view[0] is not self:
             view = views[id(self)] = (self, _StateRegisters(self.vm, state, self.ffi))
         return view[1]
+
+    def lane_registers(self, graph, lanes: int) -> LaneRegisters:
+        """The lane registers of this rule on `graph` for `lanes` lanes, with
+        their `lock` taken (release it when done); kept for the last few
+        graphs and lane counts asked for."""
+        key = (id(graph), lanes)
+        with _lock:
+            found = self._lanes.get(key)
+            if found is None or found.graph is not graph:
+                if len(self._lanes) >= 4:
+                    del self._lanes[next(iter(self._lanes))]
+                found = self._lanes[key] = LaneRegisters(self.vm, graph, lanes, self.ffi)
+        if not found.lock.acquire(blocking=False):  # another thread's: one of its own
+            found = LaneRegisters(self.vm, graph, lanes, self.ffi)
+            found.lock.acquire()
+        return found
 
     #: run() says whether check_finite found a non-finite value (in last_status)
     reports_finite = True

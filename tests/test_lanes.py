@@ -1,0 +1,215 @@
+"""Lanes: the C driver evaluates many seeds of one rule side by side on the
+VM (learning.evaluate_seeds), and each seed's Result must be exactly what
+learning.evaluate gives for that seed alone: accuracies, losses, outputs,
+steps, failures, retention, confirmation and the final state, bit for bit.
+
+Lanes stay in lockstep through a protocol's phases; a lane that reached a
+phase's `until` before the others, failed, or held its goal waits frozen.
+The cases below make lanes part ways in each of those places."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rulec
+from rulec import learning as L
+from rulec.errors import RulecValueError, RuleErrors
+from rulec.printer import format_tree
+from rulec.search import Screen, Settings, Space
+from rulec.search.space import draw_tree, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def assert_same(alone: L.Result, lane: L.Result, what: str) -> None:
+    """Every field evaluate() sets, bit for bit (NaN equal to NaN)."""
+    for field in ("accuracy", "loss", "steps", "failure", "confirm", "retained", "goal_epoch"):
+        assert getattr(lane, field) == getattr(alone, field), f"{what}: {field}"
+    if alone.outputs is None:
+        assert lane.outputs is None, f"{what}: outputs"
+    else:
+        assert lane.outputs is not None and np.array_equal(
+            alone.outputs.view(np.uint32), lane.outputs.view(np.uint32)), f"{what}: outputs"
+    if alone.state is not None:
+        assert lane.state.time == alone.state.time and lane.state.seed == alone.state.seed
+        for (kind, name, a), (_, _, b) in zip(alone.state.slots(), lane.state.slots(),
+                                               strict=True):
+            assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), \
+                f"{what}: {kind} slot {name}"
+
+
+def compare(rule, task, topology, protocol, seeds, what="", **options) -> list[L.Result]:
+    lanes = L.evaluate_seeds(rule, task, topology, protocol, seeds=seeds, **options)
+    assert len(lanes) == len(seeds)
+    for seed, lane in zip(seeds, lanes, strict=True):
+        alone = L.evaluate(rule, task, topology, protocol, seed=seed, **options)
+        assert_same(alone, lane, f"{what} seed {seed}")
+    return lanes
+
+
+BACKPROP = (ROOT / "examples" / "backprop.rule").read_text()
+
+
+@pytest.mark.parametrize("options", [
+    dict(epochs=100, stop_at=None),
+    dict(epochs=100, hold=3, confirm=3, retain=50, keep_state=True),
+    dict(epochs=7, stop_at=0.5, hold=2, retain=3, keep_state=True),
+])
+def test_backprop_on_xor_gives_each_seed_what_it_gives_alone(options):
+    rule = rulec.compile(BACKPROP, backend="vm")
+    results = compare(rule, L.TASKS["xor"], L.layered([2, 4, 1]), L.Protocol(), list(range(9)),
+                      "backprop", **options)
+    if options.get("retain") == 50:  # seeds reach the goal at different epochs
+        assert len({r.goal_epoch for r in results}) > 1
+
+
+# Readiness by chance: each seed's nodes become ready after a different
+# number of steps, so the lanes of one `until` phase finish apart and wait.
+DICE = """rule dice
+param lr = 1
+node inp, is_in, target, train, a, ready, dready
+edge w
+init { w = gauss() }
+update {
+    if ready <= 0 and uniform() > 0.6 {
+        a = select(is_in, inp, tanh(sum((w * nbr.a)[incoming])))
+        ready = 1
+    }
+    if train > 0 and ready > 0 and dready <= 0 and uniform() > 0.5 {
+        w[incoming] -= lr * (a - target) * nbr.a
+        dready = 1
+    }
+}
+update reset {
+    ready = 0
+    dready = 0
+    train = 0
+}
+"""
+
+# Blows up on some seeds (a weight above 1 grows without bound), at
+# different steps; the others go on.
+BLOWUP = """rule blowup
+node inp, is_in, target, train, a, ready, dready
+edge w
+init { w = 2 * uniform() }
+update {
+    let waiting = count((1 - nbr.ready)[incoming])
+    if ready <= 0 and waiting <= 0 {
+        a = select(is_in, inp, sum((w * nbr.a)[incoming]))
+        ready = 1
+    }
+    if train > 0 and ready > 0 and dready <= 0 {
+        w[incoming] *= w * w
+        dready = 1
+    }
+}
+update reset {
+    ready = 0
+    dready = 0
+    train = 0
+}
+"""
+
+# A node whose draw at init is low never becomes ready: on seeds where that
+# is the output, the budget runs out.
+STUCK = """rule stuck
+node inp, is_in, target, train, a, ready, dready, b
+edge w
+init {
+    w = uniform()
+    b = uniform()
+}
+update {
+    if ready <= 0 and (b > 0.3 or is_in > 0) {
+        a = select(is_in, inp, sum((w * nbr.a)[incoming]))
+        ready = 1
+    }
+    if train > 0 and ready > 0 {
+        dready = 1
+    }
+}
+update reset {
+    ready = 0
+    dready = 0
+    train = 0
+}
+"""
+
+
+@pytest.mark.parametrize("name,text", [("dice", DICE), ("blowup", BLOWUP), ("stuck", STUCK)])
+def test_lanes_that_part_ways_each_give_what_they_give_alone(name, text):
+    rule = rulec.compile(text, backend="vm")
+    task, topology = L.TASKS["or"], L.layered([2, 3, 1])
+    results = compare(rule, task, topology, L.Protocol(), list(range(12)), name, epochs=15,
+                      budget=30, hold=2, confirm=2, retain=4, keep_state=True)
+    failures = [r.failure for r in results]
+    if name == "blowup":
+        assert any(f and f.startswith("non-finite state") for f in failures)
+    if name == "stuck":
+        assert any(f and f.startswith("budget of 30 steps exhausted") for f in failures)
+        assert None in failures
+
+
+def test_more_seeds_than_lanes_run_in_batches_with_the_same_results():
+    rule = rulec.compile(DICE, backend="vm")
+    compare(rule, L.TASKS["and"], L.layered([2, 1], bias=True), L.Protocol(), list(range(70)),
+            "dice", epochs=3, budget=20)
+
+
+def test_one_seed_and_backends_without_lanes_run_each_seed_alone():
+    delta = (ROOT / "tests" / "calibration" / "delta_fixed.rule").read_text()
+    protocol = L.FixedTime(forward=1, learn=1)
+    task, topology = L.TASKS["or"], L.layered([2, 1], bias=True)
+    for backend in ("vm", "c", "numpy"):
+        rule = rulec.compile(delta, backend=backend)
+        compare(rule, task, topology, protocol, [3], backend, epochs=20)
+        compare(rule, task, topology, protocol, [0, 1, 2], backend, epochs=20, hold=2,
+                confirm=2, retain=5)
+
+
+def test_bad_arguments_are_refused_as_evaluate_refuses_them():
+    rule = rulec.compile(BACKPROP, backend="vm")
+    with pytest.raises(RulecValueError, match="hold must be a whole number"):
+        L.evaluate_seeds(rule, L.TASKS["xor"], L.layered([2, 4, 1]), seeds=[0, 1], hold=0)
+
+
+def _space_rules(settings: Settings, count: int, draw: int):
+    """Rules of a space's random stream that compile and fit its protocol."""
+    options, protocol = settings.space.options(), settings.space.make_protocol()
+    found, index = [], 0
+    while len(found) < count:
+        text = format_tree(draw_tree(options, draw, index))
+        index += 1
+        try:
+            rule = rulec.compile(text, backend="vm")
+            protocol.check(rule)
+        except (RuleErrors, RulecValueError, L.ProtocolError):
+            continue
+        found.append((index - 1, rule))
+    return found, protocol
+
+
+@pytest.mark.parametrize("space", ["default", "logic.toml", "hidden.toml"])
+def test_random_rules_of_each_space_give_each_seed_what_it_gives_alone(space):
+    """Random rules fail in the ways a rule can (non-finite states, budgets
+    run out), on some seeds and not others, or run on with diverging
+    accuracies."""
+    if space == "default":
+        settings = Settings(Space(), Screen())
+    else:
+        settings = load_settings(ROOT / "examples" / "search" / space)
+    rules, protocol = _space_rules(settings, 25, draw=7)
+    task = L.task_named(settings.screen.tasks[0])
+    topology = L.topology_from_spec(settings.screen.graphs[0], task)
+    outcomes = set()
+    for index, rule in rules:
+        results = compare(rule, task, topology, protocol, [0, 1, 2, 5, 8], f"rule {index}",
+                          epochs=6, budget=settings.space.budget, hold=2, confirm=2, retain=3,
+                          keep_state=True)
+        outcomes |= {(r.failure or "ran").split(":")[0][:20] for r in results}
+    if space == "default":  # its protocol waits for `until`: budgets and blow-ups happen
+        assert len(outcomes) >= 2, outcomes
