@@ -17,7 +17,7 @@ import hashlib
 
 from .. import syntax as ast
 from ..dataflow import without_dead_writes
-from ..edit import statement_lists, subexpressions
+from ..edit import _EXPRESSIONS, _walked
 from ..printer import format_tree
 
 
@@ -116,9 +116,24 @@ def text_hash(text: str) -> str:
 def size(tree: ast.File) -> int:
     """A rule's size: its statements and expression nodes (the hall of fame's
     second objective; smaller is simpler)."""
-    blocks = tuple(item for item in tree.items if isinstance(item, ast.Block))
-    statements = sum(len(found) for _, found in statement_lists(blocks))
-    return statements + sum(1 for _ in subexpressions(blocks))
+    return sum(_size(item) for item in tree.items if isinstance(item, ast.Block))
+
+
+def _size(node) -> int:
+    """The statements of every body and the expression nodes in `node`: what
+    edit.statement_lists and edit.subexpressions find, counted in one walk
+    without their paths (a search sizes every rule it draws)."""
+    if isinstance(node, tuple):
+        total = 0
+        for item in node:
+            total += _size(item)
+        return total
+    total = 1 if isinstance(node, _EXPRESSIONS) else \
+        len(node.statements) if isinstance(node, ast.Body) else 0
+    if hasattr(node, "__dataclass_fields__"):
+        for name in _walked(type(node)):
+            total += _size(getattr(node, name))
+    return total
 
 
 def identity(tree: ast.File, keep: frozenset[str]) -> dict:

@@ -83,57 +83,78 @@ def library():
         return _library_unlocked(fingerprint)
 
 
-class _StateRegisters:
-    """The register arrays of a VM program on one state: slots point into the
-    state, constants and built-ins are filled for its graph, temporaries live
-    in one workspace."""
+class _Layout:
+    """What the registers of a VM program on one graph share across states:
+    the constants' and built-ins' arrays (never written), where each
+    temporary sits in a state's workspace, and the blocks' code. A state's
+    registers (_StateRegisters) then cost one workspace and one address
+    array, not a cffi call per register."""
 
-    def __init__(self, vm: Program, state: State, ffi) -> None:
-        graph = state.graph
+    def __init__(self, vm: Program, graph, ffi) -> None:
         lengths = {NODE: graph.n_nodes, HALF: graph.n_half_edges, EDGE: graph.n_edges}
         p = vm.program
-        slot_arrays = {"node": [state.node[n] for n in p.node_slots],
-                       "edge": [state.edge[n] for n in p.edge_slots],
-                       "shared": [state.edge[n] for n in p.shared_slots]}
+        self.graph = graph
         builtins = _builtins(graph)
-        temps = [i for i, s in enumerate(vm.registers.source) if s[0] == "temp"]
-        offsets, total = {}, 0
-        for i in temps:
-            offsets[i] = total
-            total += max(lengths[vm.registers.domain[i]], 1)
-        self.workspace = np.zeros(max(total, 1), dtype=np.float32)
-        self.keep = [self.workspace]
-        pointers = []
+        count = len(vm.registers.source)
+        self.addresses = np.zeros(max(count, 1), dtype=np.uintp)
+        self.keep: list = []
+        temps, offsets, total = [], [], 0
+        self.slots: list[tuple[int, str, str]] = []  # (register, kind, slot name)
+        names = {"node": p.node_slots, "edge": p.edge_slots, "shared": p.shared_slots}
         for i, (domain, src) in enumerate(zip(vm.registers.domain, vm.registers.source,
                                               strict=True)):
+            size = max(lengths[domain], 1)
             if src[0] == "slot":
-                array = slot_arrays[src[1]][src[2]]
-            elif src[0] == "const":
-                array = np.full(max(lengths[domain], 1), src[1], dtype=np.float32)
-            elif src[0] == "builtin":
-                array = builtins[src[1]]
-            else:
-                start = offsets[i]
-                array = self.workspace[start:start + max(lengths[domain], 1)]
+                self.slots.append((i, src[1], names[src[1]][src[2]]))
+                continue
+            if src[0] == "temp":
+                temps.append(i)
+                offsets.append(total)
+                total += size
+                continue
+            array = np.full(size, src[1], dtype=np.float32) if src[0] == "const" \
+                else builtins[src[1]]
             self.keep.append(array)
-            pointers.append(ffi.cast("float *", array.ctypes.data))
-        self.regs = ffi.new("float *[]", pointers or [ffi.NULL])
+            self.addresses[i] = array.ctypes.data
+        self.temps = np.array(temps, dtype=np.intp)
+        self.temp_offsets = np.array(offsets, dtype=np.uintp) * np.uintp(4)
+        self.workspace_floats = max(total, 1)
         self.domains = ffi.new("int32_t[]", list(vm.registers.domain) or [0])
-        n_slots = len(p.node_slots) + len(p.edge_slots) + len(p.shared_slots)
-        self.blocks = {}
+        self.n_slots = len(p.node_slots) + len(p.edge_slots) + len(p.shared_slots)
+        self.code = {}
         for label, code in vm.blocks.items():
             flat = [x for ins in (*code.prologue, *code.step) for x in ins]
             array = ffi.new("int32_t[]", flat or [0])
+            self.code[label] = (array, len(code.prologue),
+                                len(code.prologue) + len(code.step), code.key,
+                                1 if code.advance else 0)
+
+
+class _StateRegisters:
+    """The register arrays of a VM program on one state: slots point into the
+    state, constants and built-ins are the graph's (_Layout), temporaries
+    live in one workspace of the state's own."""
+
+    def __init__(self, layout: _Layout, state: State, ffi) -> None:
+        self.workspace = np.zeros(layout.workspace_floats, dtype=np.float32)
+        addresses = layout.addresses.copy()
+        addresses[layout.temps] = np.uintp(self.workspace.ctypes.data) + layout.temp_offsets
+        for register, kind, name in layout.slots:
+            array = state.node[name] if kind == "node" else state.edge[name]
+            addresses[register] = array.ctypes.data
+        self.keep = [layout, self.workspace, addresses]
+        self.regs = ffi.cast("float *const *", addresses.ctypes.data)
+        self.blocks = {}
+        for label, (code, n_prologue, n_code, key, advance) in layout.code.items():
             block = ffi.new("rulec_vm_block *")
-            block.code = array
-            block.n_prologue = len(code.prologue)
-            block.n_code = len(code.prologue) + len(code.step)
-            block.key = code.key
-            block.advance = 1 if code.advance else 0
+            block.code = code
+            block.n_prologue = n_prologue
+            block.n_code = n_code
+            block.key = key
+            block.advance = advance
             block.regs = self.regs
-            block.domain = self.domains
-            block.n_slots = n_slots
-            self.keep.append(array)
+            block.domain = layout.domains
+            block.n_slots = layout.n_slots
             self.blocks[label] = block
 
 
@@ -228,14 +249,25 @@ class VMBlocks:
         self._params = ParamArray(self.ffi, self.program)
         self.graph_needs = ir.graph_arrays(self.program)
         self._lanes: dict = {}
+        self._layouts: dict = {}
 
     def registers(self, state: State) -> _StateRegisters:
         """The register arrays of this rule on `state` (made once per state)."""
         views = state.__dict__.setdefault("_rulec_vm_views", {})
         view = views.get(id(self))
         if view is None or view[0] is not self:
-            view = views[id(self)] = (self, _StateRegisters(self.vm, state, self.ffi))
+            view = views[id(self)] = (self, _StateRegisters(self._layout(state.graph), state,
+                                                            self.ffi))
         return view[1]
+
+    def _layout(self, graph) -> _Layout:
+        """This rule's register layout on `graph` (kept for the last few graphs)."""
+        found = self._layouts.get(id(graph))
+        if found is None or found.graph is not graph:
+            if len(self._layouts) >= 8:
+                self._layouts.pop(next(iter(self._layouts)), None)
+            found = self._layouts[id(graph)] = _Layout(self.vm, graph, self.ffi)
+        return found
 
     def lane_registers(self, graph, lanes: int) -> LaneRegisters:
         """The lane registers of this rule on `graph` for `lanes` lanes, with
