@@ -226,20 +226,20 @@ static void rulec_lanes_write(const rulec_graph *g, const rulec_evaluation *e,
     }
 }
 
-/* One pass over the patterns (training or scoring) on the lanes in `alive`;
- * a lane that fails leaves `alive`. */
+/* `count` examples (training or scoring) on the lanes in `alive`, lane s's
+ * j-th the pattern order[s * stride + j]; a lane that fails leaves `alive`. */
 static void rulec_lanes_pass(const rulec_graph *g, const float *params, rulec_evaluation *e,
-                             rulec_lanes *l, int32_t epoch, int train, uint8_t *alive)
+                             rulec_lanes *l, const int32_t *order, int64_t stride,
+                             int32_t count, int train, uint8_t *alive)
 {
-    const int32_t L = l->n_lanes, P = e->n_patterns, O = e->n_out, E = e->epochs;
-    const int32_t *order = train ? l->orders : l->score_orders;
+    const int32_t L = l->n_lanes, P = e->n_patterns, O = e->n_out;
     int32_t example[RULEC_VM_MAX_LANES];
     int64_t done[RULEC_VM_MAX_LANES];
     int32_t status[RULEC_VM_MAX_LANES];
-    for (int32_t p = 0; p < P; ++p) {
+    for (int32_t p = 0; p < count; ++p) {
         int any = 0;
         for (int32_t s = 0; s < L; ++s) {
-            example[s] = alive[s] ? order[((int64_t)s * E + epoch) * P + p] : 0;
+            example[s] = alive[s] ? order[s * stride + p] : 0;
             any |= alive[s];
         }
         if (!any)
@@ -304,8 +304,10 @@ int32_t rulec_evaluate_lanes(const rulec_graph *g, const float *params, rulec_ev
         if (!any)
             break;
         if (l->train)
-            rulec_lanes_pass(g, params, e, l, epoch, 1, alive);
-        rulec_lanes_pass(g, params, e, l, epoch, 0, alive);
+            rulec_lanes_pass(g, params, e, l, l->orders + (int64_t)epoch * P, (int64_t)E * P, P,
+                             1, alive);
+        rulec_lanes_pass(g, params, e, l, l->score_orders + (int64_t)epoch * P, (int64_t)E * P,
+                         P, 0, alive);
         for (int32_t s = 0; s < L; ++s) {
             if (!alive[s])
                 continue;
@@ -342,5 +344,22 @@ int32_t rulec_evaluate_lanes(const rulec_graph *g, const float *params, rulec_ev
                 alive[s] = 0;
         }
     }
+    return 0;
+}
+
+int32_t rulec_examples_lanes(const rulec_graph *g, const float *params, rulec_evaluation *e,
+                             rulec_lanes *l, int32_t count)
+{
+    const int32_t L = l->n_lanes;
+    if (L < 1 || L > RULEC_VM_MAX_LANES || e->vm == 0 || l->run == 0)
+        return -1;
+    uint8_t alive[RULEC_VM_MAX_LANES];
+    for (int32_t s = 0; s < L; ++s) {
+        alive[s] = l->epochs[s] > 0;
+        l->failure[s] = l->failed_phase[s] = 0;
+        l->steps[s] = l->phase_steps[s] = 0;
+    }
+    rulec_lanes_pass(g, params, e, l, l->train ? l->orders : l->score_orders, count, count,
+                     l->train, alive);
     return 0;
 }

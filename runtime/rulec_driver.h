@@ -106,4 +106,12 @@ int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *pa
 int32_t rulec_evaluate_lanes(const rulec_graph *g, const float *params, rulec_evaluation *e,
                              rulec_lanes *l);
 
+/* `count` examples on each lane with epochs[s] > 0 (training ones if
+ * l->train, else scoring ones): lane s's j-th is pattern orders[s * count +
+ * j] (score_orders when scoring), its outputs into its working rows
+ * (outputs + (2s + 1) * n_patterns * n_out, row = the pattern). No epochs
+ * and no scoring: steps, failure, failed_phase and phase_steps per lane. */
+int32_t rulec_examples_lanes(const rulec_graph *g, const float *params, rulec_evaluation *e,
+                             rulec_lanes *l, int32_t count);
+
 #endif /* RULEC_DRIVER_H */

@@ -311,9 +311,8 @@ class Lanes:
         `confirm`, scoring passes only, in the orders evaluation's confirm
         passes use. Returns one Result per lane (accuracy, loss, outputs,
         steps, failure)."""
-        ffi, lib, e, n = self.ffi, self.lib, self.e, self.n
-        task = self.task
-        patterns, n_out = len(task.inputs), task.n_outputs
+        lib, e, n, task = self.lib, self.e, self.n, self.task
+        patterns = len(task.inputs)
         most = max(max(counts), 1)
         order = np.zeros((n, most, patterns), dtype=np.int32)
         score_order = np.zeros((n, most, patterns), dtype=np.int32)
@@ -326,35 +325,16 @@ class Lanes:
             else:
                 order[s, :count] = orders(task, first + count, seed)[first:]
                 score_order[s, :count] = score_orders(task, first + count, seed)[first:]
-        lanes = ffi.new("rulec_lanes *")
-        keep = []
-
-        def put(field: str, ctype: str, array: np.ndarray):
-            keep.append(array)
-            setattr(lanes, field, ffi.cast(ctype, array.ctypes.data))
-            return array
-
-        lanes.n_lanes, lanes.run, lanes.node = n, self.run, self.registers.node
-        put("seeds", "uint64_t *", self.seeds)
-        put("times", "uint64_t *", self.times)
-        put("epochs", "int32_t *", np.asarray(counts, dtype=np.int32))
-        lanes.train = 0 if confirm else 1
-        put("orders", "int32_t *", order)
-        put("score_orders", "int32_t *", score_order)
-        accuracy = put("accuracy", "double *", np.zeros((n, most)))
-        loss = put("loss", "double *", np.zeros((n, most)))
-        outputs = put("outputs", "float *", np.zeros((n, 2, patterns, n_out), dtype=np.float32))
-        done = put("epochs_done", "int32_t *", np.zeros(n, dtype=np.int32))
-        failure = put("failure", "int32_t *", np.zeros(n, dtype=np.int32))
-        failed_phase = put("failed_phase", "int32_t *", np.zeros(n, dtype=np.int32))
-        put("streak", "int32_t *", np.zeros(n, dtype=np.int32))
-        steps = put("steps", "int64_t *", np.zeros(n, dtype=np.int64))
-        phase_steps = put("phase_steps", "int64_t *", np.zeros(n, dtype=np.int64))
+        lanes, keep, out = self._struct(counts, order, score_order, most, train=not confirm)
         e.epochs = most
         e.stop_at = 2.0 if stop_at is None else stop_at
         e.hold = hold
         if lib.rulec_evaluate_lanes(self.graph, self.param_array, e, lanes) != 0:
             raise RulecValueError(f"the C driver refused {n} lanes")
+        accuracy, loss, outputs, done = out["accuracy"], out["loss"], out["outputs"], \
+            out["epochs_done"]
+        failure, failed_phase, steps = out["failure"], out["failed_phase"], out["steps"]
+        phase_steps = out["phase_steps"]
         results = []
         for s in range(n):
             result = Result()
@@ -369,6 +349,64 @@ class Lanes:
                                                int(phase_steps[s]))
             results.append(result)
         return results
+
+    def _struct(self, counts, order, score_order, most: int, train: bool):
+        """A rulec_lanes for a call (and the arrays it points into)."""
+        ffi, n, task = self.ffi, self.n, self.task
+        patterns, n_out = len(task.inputs), task.n_outputs
+        lanes = ffi.new("rulec_lanes *")
+        keep, out = [], {}
+
+        def put(field: str, ctype: str, array: np.ndarray):
+            keep.append(array)
+            setattr(lanes, field, ffi.cast(ctype, array.ctypes.data))
+            out[field] = array
+
+        lanes.n_lanes, lanes.run, lanes.node = n, self.run, self.registers.node
+        put("seeds", "uint64_t *", self.seeds)
+        put("times", "uint64_t *", self.times)
+        put("epochs", "int32_t *", np.asarray(counts, dtype=np.int32))
+        lanes.train = 1 if train else 0
+        put("orders", "int32_t *", np.ascontiguousarray(order, dtype=np.int32))
+        put("score_orders", "int32_t *", np.ascontiguousarray(score_order, dtype=np.int32))
+        put("accuracy", "double *", np.zeros((n, most)))
+        put("loss", "double *", np.zeros((n, most)))
+        put("outputs", "float *", np.zeros((n, 2, patterns, n_out), dtype=np.float32))
+        for field in ("epochs_done", "failure", "failed_phase", "streak"):
+            put(field, "int32_t *", np.zeros(n, dtype=np.int32))
+        for field in ("steps", "phase_steps"):
+            put(field, "int64_t *", np.zeros(n, dtype=np.int64))
+        return lanes, keep, out
+
+    def examples(self, patterns: np.ndarray, train: bool) -> list[tuple[str | None, np.ndarray]]:
+        """Lane s runs the examples patterns[s] (one row per lane), training
+        ones or scoring ones, with no epochs and no scoring, as
+        evaluation.Episode.example does one after another on that lane's
+        state. Per lane: (why it failed or None, its working rows: each
+        pattern's outputs from its last example of that pattern)."""
+        patterns = np.ascontiguousarray(patterns, dtype=np.int32)
+        if patterns.shape[0] != self.n or patterns.ndim != 2:
+            raise RulecValueError(f"examples() takes one row of patterns per lane ({self.n}), "
+                                  f"got shape {patterns.shape}")
+        count = patterns.shape[1]
+        lanes, keep, out = self._struct([1] * self.n, patterns, patterns, 1, train=train)
+        if self.lib.rulec_examples_lanes(self.graph, self.param_array, self.e, lanes,
+                                         count) != 0:
+            raise RulecValueError(f"the C driver refused {self.n} lanes")
+        found = []
+        for s in range(self.n):
+            code = int(out["failure"][s])
+            why = self._failure(s, code, int(out["failed_phase"][s]),
+                                int(out["phase_steps"][s])) if code else None
+            found.append((why, out["outputs"][s, 1].copy()))
+        return found
+
+    def node_slot(self, name: str) -> np.ndarray:
+        """Node slot `name` on every lane: a (nodes, lanes) view."""
+        for kind, slot, lanes in self.registers.slots:
+            if kind == "node" and slot == name:
+                return lanes
+        raise RulecValueError(f"rule {self.rule.name!r} has no node slot {name!r}")
 
     def _failure(self, lane: int, code: int, phase: int, steps: int) -> str:
         lib = self.lib

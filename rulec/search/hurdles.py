@@ -57,7 +57,8 @@ from .. import syntax as ast
 from ..api import NonFiniteError, Rule
 from ..dataflow import influence, reaches
 from ..errors import RulecValueError, RuleErrors
-from ..learning.evaluation import Episode, EpisodeFailed, fresh_state
+from ..learning.driver import Lanes
+from ..learning.evaluation import Episode, EpisodeFailed
 from ..printer import format_tree
 from .canon import identity, text_hash
 from .space import Settings, draw_tree, graph_label
@@ -340,44 +341,50 @@ class Evaluator:
         differ between patterns (how far the inputs reach; evolution's
         gradient toward the sensitivity hurdle). If the outputs do not yet
         depend on the inputs (weights that start at 0), the outputs are those
-        of the same patterns after one training pass over them."""
+        of the same patterns after one training pass over them.
+
+        The patterns run side by side, one per lane of the VM (what
+        Episode.example does on a copy of the state per pattern, in one C
+        call); a failure is reported for the first pattern, in order, that
+        failed."""
         task, topology = self.tasks[0], self.topologies[0][0]
-        episode = Episode(rule, task, topology, self.protocol, self.budget, None)
+        count = len(task.inputs)
+        lanes = Lanes(rule, task, topology, self.protocol, self.budget, None,
+                      [self.settings.screen.probe_seed] * count)
+        one_each = np.arange(count, dtype=np.int32).reshape(count, 1)
         try:
-            fresh = fresh_state(rule, topology, self.protocol, self.settings.screen.probe_seed)
-            if not np.isfinite(fresh.node[self.protocol.output]).all():
+            lanes.start()
+            if not np.isfinite(lanes.node_slot(self.protocol.output)[:, 0]).all():
                 raise _Stop("init leaves a non-finite output")
-            outputs, states = self._patterns(rule, episode, fresh)
+            outputs = self._patterns(lanes.examples(one_each, train=False))
+            kept = [n for n in rule.program.node_slots if n != self.protocol.input]
+            states = np.stack([lanes.node_slot(n) for n in kept]).transpose(2, 0, 1)
             if float(np.ptp(np.array(outputs), axis=0).max()) <= 1e-6:
-                trained = fresh.copy()
-                for k in range(len(task.inputs)):
-                    episode.example(trained, k, train=True)
-                outputs = self._patterns(rule, episode, trained)[0]
-        except NonFiniteError as exc:
-            raise _Stop(f"non-finite state: {exc}") from None
-        except EpisodeFailed as exc:
-            raise _Stop(str(exc)) from None
+                lanes.start()  # one training pass over the patterns in order, on every lane
+                every = np.tile(np.arange(count, dtype=np.int32), (count, 1))
+                why = lanes.examples(every, train=True)[0][0]
+                if why:
+                    raise _Stop(why)
+                outputs = self._patterns(lanes.examples(one_each, train=False))
+        finally:
+            lanes.release()
         others = np.setdiff1d(np.arange(topology.graph.n_nodes), topology.inputs)
         with np.errstate(invalid="ignore"):
-            moved = (np.ptp(np.array(states), axis=0) > 1e-6).any(axis=0)
+            moved = (np.ptp(states, axis=0) > 1e-6).any(axis=0)
         spread = float(moved[others].mean()) if len(others) else 0.0
         return outputs, spread
 
-    def _patterns(self, rule: Rule, episode: Episode, start) -> tuple[list, list]:
-        """One forward example of each input pattern, each from a copy of
-        `start`: the outputs, and the node slots other than the input's."""
-        outputs, states = [], []
-        state = start.copy()  # one working state, restored per pattern: its registers stay
-        for k in range(len(episode.task.inputs)):
-            if k:
-                state.restore(start)
-            out = episode.example(state, k, train=False)
-            if out is None or not np.isfinite(out).all():
+    @staticmethod
+    def _patterns(found: list[tuple[str | None, np.ndarray]]) -> list[np.ndarray]:
+        """Lane k ran pattern k: each pattern's outputs, or the first failure."""
+        outputs = []
+        for k, (why, rows) in enumerate(found):
+            if why:
+                raise _Stop(why)
+            if not np.isfinite(rows[k]).all():
                 raise _Stop("outputs are not finite")
-            outputs.append(out)
-            states.append(np.array([state.node[n] for n in rule.program.node_slots
-                                    if n != self.protocol.input]))
-        return outputs, states
+            outputs.append(rows[k].copy())
+        return outputs
 
     def _probe(self, rule: Rule, outputs: list[np.ndarray]) -> str:
         """The outputs of the run hurdle must differ between input patterns
