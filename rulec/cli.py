@@ -619,6 +619,8 @@ def _search_settings(args: argparse.Namespace):
         changes["graph"] = args.graph[0] if len(args.graph) == 1 else tuple(args.graph)
     if args.fresh_seeds is not None:
         changes["fresh_seeds"] = args.fresh_seeds
+    if args.sequence:
+        changes["sequence"] = True
     settings = dataclasses.replace(settings, screen=dataclasses.replace(screen, **changes))
     settings.space.make_protocol()
     settings.check()
@@ -1098,6 +1100,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a Dask scheduler (tcp://HOST:8786) instead of local processes")
     search.add_argument("--seeds", type=_integer, metavar="K", help="seeds per task hurdle (3)")
     search.add_argument("--epochs", type=_integer, metavar="E", help="epochs per seed (30)")
+    search.add_argument("--sequence", action="store_true",
+                        help="learn the tasks one after another on one state: each seed learns "
+                             "the next task from the state the one before left (the space's "
+                             "[screen] sequence)")
     search.add_argument("--fresh-seeds", type=_integer, metavar="K",
                         help="held-out seeds for the rules that pass every task (10)")
     search.add_argument("--generation", type=_integer, default=64, metavar="G",
@@ -1133,6 +1139,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--epochs", type=_integer, metavar="E", help="epochs per seed")
     score.add_argument("--fresh-seeds", type=_integer, metavar="K",
                        help="untouched seeds to report learning on")
+    score.add_argument("--sequence", action="store_true",
+                       help="learn the tasks one after another on one state: each seed learns "
+                            "the next task from the state the one before left (the space's "
+                            "[screen] sequence)")
     score.add_argument("--hidden", action="store_true",
                        help="also train each rule on 3 untouched seeds of the first task and "
                             "put its hidden nodes' incoming weights back to their initial "

@@ -53,6 +53,12 @@ LEARNERS = [
     # hidden.toml as shipped: XOR and AND
     *[(rule, "hidden", SPACES["hidden"])
       for rule in ("backprop_fixed.rule", "feedback_alignment_fixed.rule")],
+    # learns again from what it learned: OR on the state that AND left
+    ("delta_fixed.rule", "logic", settings("logic", ("and", "or"), "layered:2,1,bias",
+                                           sequence=True)),
+    # stops learning after time 400: it passes each task from a fresh state
+    # (and fails the sequence below)
+    ("early_stopper.rule", "logic", settings("logic", ("and", "or"), "layered:2,1,bias")),
     # the handshake protocol
     ("backprop.rule", "handshake", handshake(("and", "or", "xor"), "layered:2,4,1", 3000)),
     ("feedback_alignment.rule", "handshake", handshake(("xor",), "layered:2,4,1", 3000)),
@@ -96,6 +102,9 @@ NON_LEARNERS = [
     ("kicked_features.rule", "hidden", ("xor",), "layered:2,4,1,bias",
      "fixed-features: xor:", {"seeds": 1}),
     ("kicked_features.rule", "hidden", ("xor",), "layered:2,4,1,bias", ""),
+    # learns only while time <= 400: OR, after AND on the same state, is not learned
+    ("early_stopper.rule", "logic", ("and", "or"), "layered:2,1,bias", "or: mean accuracy",
+     {"sequence": True}),
     # identical hidden units, a wired gate for 11, and 00 answered at 0.500
     ("threshold_tie.rule", "hidden", ("xor",), "layered:2,4,1,bias",
      "on-threshold: xor: seed 0 answers pattern 00 with 0.500"),

@@ -213,3 +213,26 @@ def test_random_rules_of_each_space_give_each_seed_what_it_gives_alone(space):
         outcomes |= {(r.failure or "ran").split(":")[0][:20] for r in results}
     if space == "default":  # its protocol waits for `until`: budgets and blow-ups happen
         assert len(outcomes) >= 2, outcomes
+
+
+def test_seeds_that_start_from_given_states_give_what_they_give_alone():
+    """evaluate_seeds(starts=...) (a task learned on the states another task
+    left) against evaluate(start=...) per seed: each lane starts as a copy of
+    its state, its time and seed going on."""
+    rule = rulec.compile(DICE, backend="vm")
+    task, topology = L.TASKS["and"], L.layered([2, 3, 1])
+    seeds = list(range(6))
+    first = L.evaluate_seeds(rule, task, topology, L.Protocol(), epochs=8, seeds=seeds,
+                             budget=30, keep_state=True)
+    starts = [r.state for r in first]
+    lanes = L.evaluate_seeds(rule, L.TASKS["or"], topology, L.Protocol(), epochs=8,
+                             seeds=seeds, budget=30, hold=2, retain=3, confirm=2,
+                             keep_state=True, starts=starts)
+    for seed, start, lane in zip(seeds, starts, lanes, strict=True):
+        alone = L.evaluate(rule, L.TASKS["or"], topology, L.Protocol(), epochs=8, seed=seed,
+                           budget=30, hold=2, retain=3, confirm=2, keep_state=True,
+                           start=start)
+        assert_same(alone, lane, f"seed {seed}")
+        assert lane.state.time > start.time
+    with pytest.raises(RulecValueError, match="one state per seed"):
+        L.evaluate_seeds(rule, task, topology, L.Protocol(), seeds=seeds, starts=starts[:2])

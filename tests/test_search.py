@@ -3,6 +3,7 @@ workers, Dask and PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -11,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -19,9 +21,11 @@ import pytest
 from rulec import search as S
 from rulec.checker import check
 from rulec.cli import main
+from rulec.errors import RulecValueError
 from rulec.generate import SeededSource, rule_tree
 from rulec.parser import parse_text
 from rulec.search.execute import InProcess, LocalPool
+from rulec.search.space import settings_to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,6 +106,69 @@ def test_settings_round_trip_through_plain_data_and_their_key_is_stable():
     again = S.Settings.from_dict(json.loads(json.dumps(settings.to_dict())))
     assert again == settings and again.key() == settings.key()
     assert S.Settings(S.Space(depth=2)).key() != settings.key()
+
+
+def test_a_sequence_of_tasks_is_a_space_key_and_keeps_other_run_keys():
+    plain = S.Settings(S.Space(), S.Screen())
+    assert "sequence" not in plain.to_dict()["screen"]  # runs from before keep their keys
+    sequence = S.Settings(S.Space(), S.Screen(sequence=True))
+    assert sequence.key() != plain.key()
+    again = S.Settings.from_dict(json.loads(json.dumps(sequence.to_dict())))
+    assert again == sequence
+    text = settings_to_toml(sequence)
+    assert "sequence = true" in text
+    assert S.settings_from_toml(tomllib.loads(text)) == sequence
+
+
+def test_a_sequence_needs_two_tasks_that_share_a_graph(tmp_path):
+    path = tmp_path / "space.toml"
+    for screen, words in [('tasks = ["and"]\nsequence = true',
+                           "needs at least two tasks"),
+                          ('tasks = ["xor", "parity3"]\ngraph = "waxman:6,1"\n'
+                           'sequence = true', "tasks learned on one state must share its graph"),
+                          ('sequence = 1', "[screen] sequence is true or false")]:
+        path.write_text(f"[screen]\n{screen}\n")
+        with pytest.raises(S.SpaceError) as info:
+            S.load_settings(path)
+        assert words in str(info.value) and str(path) in str(info.value)
+
+
+def test_in_a_sequence_each_task_starts_from_the_state_the_one_before_left():
+    """With sequence, OR is trained from the state AND left (its time goes
+    on from there), and the results are those of evaluate(start=...)."""
+    from rulec import learning
+
+    settings = dataclasses.replace(FAST, screen=dataclasses.replace(
+        FAST.screen, tasks=("and", "or"), sequence=True, fresh_seeds=0))
+    record = evaluate(DELTA, settings)
+    assert record["failure"] is None, record["failure"]
+    ev = S.Evaluator(settings)
+    rule = ev._rule(DELTA)[1]
+    topology = ev.topologies[0][0]
+    assert ev.topologies[1][0] is topology
+    for seed in range(settings.screen.seeds):
+        first = learning.evaluate(rule, learning.TASKS["and"], topology, ev.protocol,
+                                  epochs=60, seed=seed, hold=5, confirm=5, retain=50,
+                                  keep_state=True)
+        then = learning.evaluate(rule, learning.TASKS["or"], topology, ev.protocol,
+                                 epochs=60, seed=seed, hold=5, confirm=5, retain=50,
+                                 start=first.state)
+        rows = [r for r in record["results"] if r["seed"] == seed]
+        assert [r["epochs"] for r in rows] == [len(first.accuracy), len(then.accuracy)]
+        assert rows[1]["steps"] == then.steps
+
+
+def test_evaluate_refuses_a_start_state_of_another_graph():
+    from rulec import compile as compile_rule
+    from rulec import learning
+
+    rule = compile_rule(DELTA, backend="vm")
+    topology = learning.layered([2, 1], bias=True)
+    other = rule.state(learning.layered([2, 1], bias=True).graph)
+    with pytest.raises(RulecValueError,
+                       match="start must be a State of the rule on the topology's graph"):
+        learning.evaluate(rule, learning.TASKS["or"], topology, learning.FixedTime(),
+                          start=other)
 
 
 # -------------------------------------------------------------------- hurdles

@@ -197,13 +197,23 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
 
 
 def _failure(lib, code: int, e, phases, state, struct) -> str:
+    def failed_state():
+        state.time = int(struct.time)
+        return state
+
+    return failure_message(lib, code, phases[e.failed_phase], int(e.phase_steps),
+                           failed_state)
+
+
+def failure_message(lib, code: int, phase, steps: int, failed_state) -> str:
+    """Why an evaluation stopped, from the driver's failure code: its
+    outputs, `phase` (a Phase) waiting in vain, or the state failed_state()
+    returns being non-finite after `steps` steps of that phase."""
     if code == lib.RULEC_FAILED_OUTPUTS:
         return "outputs are not finite"
-    phase = phases[e.failed_phase]
     if code == lib.RULEC_FAILED_BUDGET:
         return f"budget of {phase.steps} steps exhausted waiting for {phase.until!r}"
-    state.time = int(struct.time)
-    error = non_finite_error(state, int(e.phase_steps))
+    error = non_finite_error(failed_state(), steps)
     return f"non-finite state: {error}" if isinstance(error, NonFiniteError) \
         else "non-finite state"
 
@@ -223,7 +233,7 @@ class Lanes:
     """
 
     def __init__(self, rule: Rule, task, topology, protocol, budget: int,
-                 params: dict | None, seeds) -> None:
+                 params: dict | None, seeds, rng_seeds=None) -> None:
         runner = rule.runner
         if not runner.lanes or len(seeds) > runner.lanes:
             raise RulecValueError(f"the {rule.backend!r} backend runs at most "
@@ -263,7 +273,9 @@ class Lanes:
             e.n_shared_slots = len(p.shared_slots)
             self.graph = graph_view(topology.graph, needs).struct
             self.param_array = ParamArray(ffi, p)(rule.param_values(params))
-            self.seeds = np.array(self.seed_list, dtype=np.uint64)
+            # each lane's state's seed (its random draws); `seeds` pick the orders
+            self.seeds = np.array(self.seed_list if rng_seeds is None else
+                                  [int(seed) for seed in rng_seeds], dtype=np.uint64)
             self.times = np.zeros(n, dtype=np.uint64)
         except BaseException:
             self.release()
@@ -279,9 +291,10 @@ class Lanes:
         if registers is not None:
             registers.lock.release()
 
-    def start(self) -> None:
+    def start(self, states=None) -> None:
         """Every lane as evaluation.fresh_state leaves a state: slots zero,
-        the protocol's flags raised, `init` run with the lane's seed."""
+        the protocol's flags raised, `init` run with the lane's seed; or,
+        where states[s] is a State, lane s a copy of it (its time too)."""
         registers, topology, protocol = self.registers, self.topology, self.protocol
         registers.clear()
         self.times[...] = 0
@@ -300,6 +313,10 @@ class Lanes:
                      registers.blocks["init"], 1, -1, ffi.NULL, 0,
                      self._cast("uint8_t *", active), self._cast("int64_t *", done),
                      self._cast("int32_t *", status))
+        for lane, state in enumerate(states or ()):
+            if state is not None:
+                registers.load(lane, state)
+                self.times[lane] = state.time
 
     def _cast(self, ctype: str, array: np.ndarray):
         return self.ffi.cast(ctype, array.ctypes.data)
@@ -325,7 +342,7 @@ class Lanes:
             else:
                 order[s, :count] = orders(task, first + count, seed)[first:]
                 score_order[s, :count] = score_orders(task, first + count, seed)[first:]
-        lanes, keep, out = self._struct(counts, order, score_order, most, train=not confirm)
+        lanes, out = self._struct(counts, order, score_order, most, train=not confirm)
         e.epochs = most
         e.stop_at = 2.0 if stop_at is None else stop_at
         e.hold = hold
@@ -351,14 +368,14 @@ class Lanes:
         return results
 
     def _struct(self, counts, order, score_order, most: int, train: bool):
-        """A rulec_lanes for a call (and the arrays it points into)."""
+        """A rulec_lanes for a call, and the arrays it points into by field
+        (keep them while it runs)."""
         ffi, n, task = self.ffi, self.n, self.task
         patterns, n_out = len(task.inputs), task.n_outputs
         lanes = ffi.new("rulec_lanes *")
-        keep, out = [], {}
+        out: dict[str, np.ndarray] = {}
 
         def put(field: str, ctype: str, array: np.ndarray):
-            keep.append(array)
             setattr(lanes, field, ffi.cast(ctype, array.ctypes.data))
             out[field] = array
 
@@ -376,7 +393,7 @@ class Lanes:
             put(field, "int32_t *", np.zeros(n, dtype=np.int32))
         for field in ("steps", "phase_steps"):
             put(field, "int64_t *", np.zeros(n, dtype=np.int64))
-        return lanes, keep, out
+        return lanes, out
 
     def examples(self, patterns: np.ndarray, train: bool) -> list[tuple[str | None, np.ndarray]]:
         """Lane s runs the examples patterns[s] (one row per lane), training
@@ -389,7 +406,7 @@ class Lanes:
             raise RulecValueError(f"examples() takes one row of patterns per lane ({self.n}), "
                                   f"got shape {patterns.shape}")
         count = patterns.shape[1]
-        lanes, keep, out = self._struct([1] * self.n, patterns, patterns, 1, train=train)
+        lanes, out = self._struct([1] * self.n, patterns, patterns, 1, train=train)
         if self.lib.rulec_examples_lanes(self.graph, self.param_array, self.e, lanes,
                                          count) != 0:
             raise RulecValueError(f"the C driver refused {self.n} lanes")
@@ -409,20 +426,13 @@ class Lanes:
         raise RulecValueError(f"rule {self.rule.name!r} has no node slot {name!r}")
 
     def _failure(self, lane: int, code: int, phase: int, steps: int) -> str:
-        lib = self.lib
-        if code == lib.RULEC_FAILED_OUTPUTS:
-            return "outputs are not finite"
-        phase_row = self.phases[phase]
-        if code == lib.RULEC_FAILED_BUDGET:
-            return f"budget of {phase_row.steps} steps exhausted waiting for {phase_row.until!r}"
-        error = non_finite_error(self.state(lane), steps)
-        return f"non-finite state: {error}" if isinstance(error, NonFiniteError) \
-            else "non-finite state"
+        return failure_message(self.lib, code, self.phases[phase], steps,
+                               lambda: self.state(lane))
 
     def state(self, lane: int):
         """A new State of the rule's graph holding lane `lane` as it is now."""
         state = self.rule.state(self.topology.graph)
         self.registers.save(lane, state)
-        state.seed, state.time = self.seed_list[lane], int(self.times[lane])
+        state.seed, state.time = int(self.seeds[lane]), int(self.times[lane])
         return state
 

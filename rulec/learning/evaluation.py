@@ -115,7 +115,7 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
              epochs: int = 100, seed: int = 0, budget: int = 100, params: dict | None = None,
              stop_at: float | None = 1.0, on_epoch: Callable | None = None,
              engine: str = "auto", hold: int = 1, confirm: int = 0,
-             retain: int = 0, keep_state: bool = False) -> Result:
+             retain: int = 0, keep_state: bool = False, start=None) -> Result:
     """Train `rule` on `task` for up to `epochs` (patterns in a seeded shuffled
     order each epoch) and score it after each epoch with a forward-only pass.
     Stops early once accuracy has been at least `stop_at` for `hold` epochs
@@ -135,19 +135,25 @@ def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
 
     `keep_state`: `result.state` is the state as the evaluation left it.
 
+    `start`: a state of the rule on the topology's graph to train from (a
+    copy of it; its seed and time go on), instead of a fresh one: the state
+    another task's training left, for tasks learned one after another on
+    one state. `seed` still picks the epochs' orders.
+
     engine 'python' runs the protocol's schedule here, one foreign call per
     phase (the reference); 'c' runs whole epochs in one call of the C driver
     (rulec.learning.driver; the VM and the C backend); 'auto' takes 'c' for
     backends that drive protocols. Both give the same accuracies, steps and failures."""
     protocol = _checked(rule, task, topology, protocol, engine, hold, confirm, retain)
-    start = time.perf_counter()
+    _check_start(rule, topology, start)
+    began = time.perf_counter()
     # a working state kept per rule and graph (unless the caller keeps the
     # state): its VM registers and C views are made once, not per evaluation
     work = None if keep_state else _working_state(rule, topology.graph)
     try:
         return _evaluate(rule, task, topology, protocol, epochs, seed, budget, params, stop_at,
-                         on_epoch, engine, hold, confirm, retain, keep_state, start,
-                         None if work is None else work[0])
+                         on_epoch, engine, hold, confirm, retain, keep_state, began,
+                         None if work is None else work[0], start)
     finally:
         if work is not None:
             work[1].release()
@@ -170,35 +176,45 @@ def evaluate_seeds(rule: Rule, task: Task, topology: Topology, protocol=None,
                    epochs: int = 100, seeds=(0,), budget: int = 100,
                    params: dict | None = None, stop_at: float | None = 1.0,
                    engine: str = "auto", hold: int = 1, confirm: int = 0, retain: int = 0,
-                   keep_state: bool = False) -> list[Result]:
+                   keep_state: bool = False, starts=None) -> list[Result]:
     """evaluate() on each of `seeds`: the same Results, in the same order,
     bit for bit. On a backend with lanes (the VM), the C driver runs up to
     64 seeds side by side in one call, each seed a lane of the same VM
     instructions (docs/vm.md, "Lanes"); elsewhere, or with engine='python',
     the seeds run one after another. A Result's `seconds` is then its share
-    of its batch's time."""
+    of its batch's time. `starts`: None, or one state per seed to train
+    from (evaluate's `start`)."""
     protocol = _checked(rule, task, topology, protocol, engine, hold, confirm, retain)
     seeds = [int(seed) for seed in seeds]
+    starts = [None] * len(seeds) if starts is None else list(starts)
+    if len(starts) != len(seeds):
+        raise RulecValueError(f"evaluate_seeds() got {len(seeds)} seeds and {len(starts)} "
+                              "start states; give one state per seed, or none")
+    for start in starts:
+        _check_start(rule, topology, start)
     width = rule.runner.lanes if engine != "python" else 0
     if width < 2 or len(seeds) < 2:
         return [evaluate(rule, task, topology, protocol, epochs, seed, budget, params,
-                         stop_at, None, engine, hold, confirm, retain, keep_state)
-                for seed in seeds]
+                         stop_at, None, engine, hold, confirm, retain, keep_state, start)
+                for seed, start in zip(seeds, starts, strict=True)]
     results = []
     for at in range(0, len(seeds), width):
         results += _evaluate_lanes(rule, task, topology, protocol, epochs, seeds[at:at + width],
-                                   budget, params, stop_at, hold, confirm, retain, keep_state)
+                                   budget, params, stop_at, hold, confirm, retain, keep_state,
+                                   starts[at:at + width])
     return results
 
 
 def _evaluate_lanes(rule, task, topology, protocol, epochs, seeds, budget, params, stop_at,
-                    hold, confirm, retain, keep_state) -> list[Result]:
+                    hold, confirm, retain, keep_state, starts) -> list[Result]:
     """_evaluate on each seed, as lanes of one C driver call per stage:
     training, retention (lanes that reached the goal) and confirmation."""
     start = time.perf_counter()
-    lanes = Lanes(rule, task, topology, protocol, budget, params, seeds)
+    lanes = Lanes(rule, task, topology, protocol, budget, params, seeds,
+                  [s.seed if s is not None else seed for s, seed in zip(starts, seeds,
+                                                                        strict=True)])
     try:
-        lanes.start()
+        lanes.start(starts)
         n = len(seeds)
         results = lanes.epochs([epochs] * n, [0] * n, stop_at, hold)
         if retain:
@@ -250,9 +266,26 @@ def _working_state(rule: Rule, graph):
 _WORK_LOCK = threading.Lock()
 
 
+def _check_start(rule, topology, start) -> None:
+    if start is None:
+        return
+    from ..state import State
+
+    if not isinstance(start, State) or start.graph is not topology.graph:
+        raise RulecValueError("start must be a State of the rule on the topology's graph (the "
+                              "state an evaluation on the same topology kept: keep_state=True)")
+    rule._check_state(start)
+
+
 def _evaluate(rule, task, topology, protocol, epochs, seed, budget, params, stop_at, on_epoch,
-              engine, hold, confirm, retain, keep_state, start, into) -> Result:
-    state = fresh_state(rule, topology, protocol, seed, params, into)
+              engine, hold, confirm, retain, keep_state, start, into, begin=None) -> Result:
+    if begin is None:
+        state = fresh_state(rule, topology, protocol, seed, params, into)
+    elif into is None:
+        state = begin.copy()
+    else:
+        state = into
+        state.restore(begin)
     in_c = engine == "c" or (engine == "auto" and rule.runner.drives_protocol)
     episode = Episode(rule, task, topology, protocol, budget, params)
 

@@ -238,6 +238,8 @@ class Evaluator:
         # per task, one topology per graph of the run
         self.topologies = [[learning.topology_from_spec(spec, t) for spec in screen.graphs]
                            for t in self.tasks]
+        if screen.sequence:  # one state per seed and graph: the tasks share the graphs
+            self.topologies = [self.topologies[0]] * len(self.tasks)
         self.budget = settings.space.budget
         self.options = settings.space.options()
         self.keep = frozenset(settings.space.protocol_slots())
@@ -414,24 +416,29 @@ class Evaluator:
         _, rule = self._rule(text)
         screen = self.settings.screen
         scores, first_seed, trained, learned = [], {}, [], []
-        for task, topologies in zip(self.tasks, self.topologies, strict=True):
+        carried: dict[int, list] = {}  # with sequence: per graph, each seed's last state
+        for t, (task, topologies) in enumerate(zip(self.tasks, self.topologies, strict=True)):
             began = time.perf_counter()
             accuracies, plain, forgot, tied = [], [], None, None
             for g, topology in enumerate(topologies):
-                keep = screen.hidden and task is self.tasks[0] and g == 0
+                hidden = screen.hidden and t == 0 and g == 0
+                keep = hidden or self._carries(t)
                 seeds = range(screen.seeds)
-                for seed, result in zip(seeds, self._evaluate_seeds(rule, task, topology, seeds,
-                                                                    keep_state=keep),
-                                        strict=True):
-                    if keep:
+                starts = carried.get(g)
+                results = self._evaluate_seeds(rule, task, topology, seeds, keep_state=keep,
+                                               starts=starts)
+                if self._carries(t):
+                    carried[g] = [r.state for r in results]
+                if g == 0:
+                    first_seed[task.name] = (results[0], starts[0] if starts else None)
+                for seed, result in zip(seeds, results, strict=True):
+                    if hidden:
                         trained.append((seed, result))
                     record["results"].append(self._row(graph_label(task.name, g), seed, result))
                     accuracies.append(self._held(result, task))
                     plain.append(self._held(result, task, margin=0.0))
                     if tied is None and accuracies[-1] < plain[-1]:
                         tied = (seed, g, result)
-                    if seed == 0 and g == 0:
-                        first_seed[task.name] = result
                     if forgot is None and result.retained and not self._retained(result):
                         forgot = (seed, g, result)
             record["timings"][task.name] = time.perf_counter() - began
@@ -493,9 +500,9 @@ class Evaluator:
             began = time.perf_counter()
             learned = 0
             fresh = range(FRESH_SEED0, FRESH_SEED0 + screen.fresh_seeds)
-            runs = [(task, g, self._evaluate_seeds(rule, task, topology, fresh))
-                    for task, topologies in zip(self.tasks, self.topologies, strict=True)
-                    for g, topology in enumerate(topologies)]
+            runs = [(task, g, results) for task, per_graph in
+                    zip(self.tasks, self._every_task(rule, fresh), strict=True)
+                    for g, results in enumerate(per_graph)]
             for i, seed in enumerate(fresh):  # rows seed by seed, as they always were
                 ok = True
                 for task, g, results in runs:
@@ -523,11 +530,12 @@ class Evaluator:
         extra = range(screen.seeds, screen.seeds + screen.robust_seeds)
         first = screen.seeds * len(self.topologies[0])
         shares, worst = [], None
-        for task, topologies, before in zip(self.tasks, self.topologies, learned, strict=True):
+        runs = self._every_task(rule, extra)
+        for task, topologies, before, per_graph in zip(self.tasks, self.topologies, learned,
+                                                       runs, strict=True):
             now = count = 0
-            for g, topology in enumerate(topologies):
-                for seed, result in zip(extra, self._evaluate_seeds(rule, task, topology, extra),
-                                        strict=True):
+            for g in range(len(topologies)):
+                for seed, result in zip(extra, per_graph[g], strict=True):
                     record["results"].append(self._row(graph_label(task.name, g), seed,
                                                        result))
                     now += self._held(result, task) >= 1.0
@@ -574,7 +582,7 @@ class Evaluator:
         graphs = self.settings.screen.graphs
         return f" on {graphs[graph]}" if len(graphs) > 1 else ""
 
-    def _target_blind(self, rule: Rule, first_seed: dict[str, learning.Result]) -> str | None:
+    def _target_blind(self, rule: Rule, first_seed: dict[str, tuple]) -> str | None:
         """Why the rule's answers do not depend on its targets (None if they
         do): trained on seed 0 for as many epochs as on the task, but on
         counterfactual targets (the complement; the targets moved one row
@@ -584,14 +592,15 @@ class Evaluator:
         threshold = self.protocol.threshold
         for task, topologies in zip(self.tasks, self.topologies, strict=True):
             topology = topologies[0]  # the first graph's: depending there is depending
-            real = first_seed[task.name]
+            real, start = first_seed[task.name]  # start: with sequence, where it began
             if real.outputs is None:
                 continue
             epochs = len(real.accuracy) + len(real.retained)
             answers = real.outputs > threshold
             for other in task.counterfactuals():
                 result = learning.evaluate(rule, other, topology, self.protocol, epochs=epochs,
-                                        seed=0, budget=self.budget, stop_at=None, engine="c")
+                                        seed=0, budget=self.budget, stop_at=None, engine="c",
+                                        start=start)
                 if result.failure or result.outputs is None:
                     continue  # it reacted to the targets (or cannot run on them)
                 if np.array_equal(result.outputs > threshold, answers):
@@ -628,11 +637,10 @@ class Evaluator:
         goal_epoch (None if not reached), retained, failure."""
         _, rule = self._rule(text)
         out = []
-        for task, topologies in zip(self.tasks, self.topologies, strict=True):
-            for g, topology in enumerate(topologies):
-                chosen = range(self.settings.screen.seeds if seeds is None else seeds)
-                for seed, result in zip(chosen, self._evaluate_seeds(rule, task, topology, chosen),
-                                        strict=True):
+        chosen = range(self.settings.screen.seeds if seeds is None else seeds)
+        for task, per_graph in zip(self.tasks, self._every_task(rule, chosen), strict=True):
+            for g, results in enumerate(per_graph):
+                for seed, result in zip(chosen, results, strict=True):
                     out.append({"task": graph_label(task.name, g), "seed": seed,
                                 "accuracy": [float(a) for a in result.accuracy],
                                 "goal_epoch": result.goal_epoch,
@@ -643,17 +651,39 @@ class Evaluator:
     def _evaluate(self, rule, task, topology, seed, keep_state=False) -> learning.Result:
         return self._evaluate_seeds(rule, task, topology, [seed], keep_state)[0]
 
-    def _evaluate_seeds(self, rule, task, topology, seeds,
-                        keep_state=False) -> list[learning.Result]:
+    def _evaluate_seeds(self, rule, task, topology, seeds, keep_state=False,
+                        starts=None) -> list[learning.Result]:
         """The task hurdles' evaluation on each seed (side by side in one
-        call of the C driver per stage: learning.evaluate_seeds)."""
+        call of the C driver per stage: learning.evaluate_seeds), from
+        `starts` (a state per seed) if given."""
         return learning.evaluate_seeds(rule, task, topology, self.protocol,
                                        epochs=self.settings.screen.epochs, seeds=list(seeds),
                                        budget=self.budget, stop_at=1.0, engine="c",
                                        hold=self.settings.screen.hold,
                                        confirm=self.settings.screen.hold,
                                        retain=self.settings.screen.retain,
-                                       keep_state=keep_state)
+                                       keep_state=keep_state, starts=starts)
+
+    def _carries(self, t: int) -> bool:
+        """Whether task t's trained states start the next task (sequence)."""
+        return self.settings.screen.sequence and t < len(self.tasks) - 1
+
+    def _every_task(self, rule, seeds) -> list[list[list[learning.Result]]]:
+        """Every task on every graph and seed, as the task hurdles train them
+        (with sequence, each task from the states the one before left):
+        [task][graph][seed]."""
+        out, carried = [], {}
+        for t, (task, topologies) in enumerate(zip(self.tasks, self.topologies, strict=True)):
+            per_graph = []
+            for g, topology in enumerate(topologies):
+                results = self._evaluate_seeds(rule, task, topology, seeds,
+                                               keep_state=self._carries(t),
+                                               starts=carried.get(g))
+                if self._carries(t):
+                    carried[g] = [r.state for r in results]
+                per_graph.append(results)
+            out.append(per_graph)
+        return out
 
     @staticmethod
     def _row(task: str, seed: int, result: learning.Result) -> dict:

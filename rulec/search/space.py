@@ -281,6 +281,11 @@ class Screen:
     # the right side): an output sitting on the threshold is right only by
     # how `>` breaks the tie (0: no margin)
     margin: float = 0.0
+    # the tasks one after another on one state: each seed learns the first
+    # task from a fresh state, then each next task from the state the one
+    # before it left (a rule must learn again from what it learned: a wired
+    # circuit for one task, or a rule that stops learning, fails the next)
+    sequence: bool = False
 
     @property
     def graphs(self) -> tuple[str, ...]:
@@ -313,6 +318,21 @@ class Screen:
                              f"seeds start")
         if not (isinstance(self.robust_share, int | float) and 0 < self.robust_share <= 1):
             raise SpaceError("[screen] robust_share must be in (0, 1]")
+        if self.sequence:
+            if len(self.tasks) < 2:
+                raise SpaceError("[screen] sequence = true trains the tasks one after another "
+                                 "on one state; it needs at least two tasks (tasks = [\"and\", "
+                                 "\"or\"])")
+            for spec in self.graphs:
+                tops = [learning.topology_from_spec(spec, learning.task_named(name))
+                        for name in self.tasks]
+                shape = {(t.graph.n_nodes, t.graph.n_edges, tuple(t.inputs), tuple(t.outputs))
+                         for t in tops}
+                if len(shape) > 1:
+                    raise SpaceError(f"[screen] sequence = true: the tasks "
+                                     f"{', '.join(self.tasks)} make different graphs of "
+                                     f"{spec!r} (their inputs or outputs differ in number); "
+                                     "tasks learned on one state must share its graph")
         if not (isinstance(self.margin, int | float) and 0 <= self.margin < 0.5):
             raise SpaceError("[screen] margin must be in [0, 0.5): how far from the "
                              "threshold a right answer must be")
@@ -339,6 +359,8 @@ class Settings:
             del data["screen"]["robust_seeds"], data["screen"]["robust_share"]
         if not self.screen.margin:
             del data["screen"]["margin"]
+        if not self.screen.sequence:
+            del data["screen"]["sequence"]
         return data
 
     @classmethod
@@ -391,7 +413,8 @@ _SECTIONS = {
     "odds": {"vector_ratio", "filter", "conditional", "reuse", "draw", "init", "neighbour",
              "shaped"},
     "screen": {"tasks", "graph", "seeds", "epochs", "pass_accuracy", "hold", "retain",
-               "fresh_seeds", "probe_seed", "hidden", "robust_seeds", "robust_share", "margin"},
+               "fresh_seeds", "probe_seed", "hidden", "robust_seeds", "robust_share", "margin",
+               "sequence"},
 }
 
 
@@ -528,7 +551,7 @@ def settings_from_toml(data: dict, where: str = "space file",
             screen[key] = value
         elif key in ("pass_accuracy", "robust_share", "margin"):
             screen[key] = _number(value, place, 0.0, 1.0)
-        elif key == "hidden":
+        elif key in ("hidden", "sequence"):
             if not isinstance(value, bool):
                 raise SpaceError(f"{place} is true or false, got {value!r}")
             screen[key] = value
@@ -620,6 +643,8 @@ def settings_to_toml(settings: Settings) -> str:
                   f"robust_share = {value(float(screen.robust_share))}"]
     if screen.margin:
         lines.append(f"margin = {value(float(screen.margin))}")
+    if screen.sequence:
+        lines.append("sequence = true")
     return "\n".join(lines) + "\n"
 
 
