@@ -404,7 +404,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{result.accuracy[-1] * 100:5.1f}%  loss {result.loss[-1]:.4f}", end="",
               file=sys.stderr, flush=True)
 
-    protocol = _protocol(args.map, args.protocol, args.forward, args.learn)
+    protocol = _protocol(args.map, args.protocol, args.forward, args.learn, args.settle)
     for flag in ("seeds", "hold"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag} must be at least 1")
@@ -500,9 +500,9 @@ def _train_json(rule, task, topology, runs, args) -> dict:
 
 
 def _protocol(pairs: list[str], name: str = "handshake", forward: int | None = None,
-              learn: int | None = None):
+              learn: int | None = None, settle: float = 0.0):
     """The protocol `name` with `--map ROLE=SLOT` applied (ROLE= drops an optional
-    role) and, for the timed protocols, their step counts."""
+    role) and, for the timed protocols, their step counts (and fixed's settle)."""
     from .learning import protocols
 
     roles = protocols.mappable_roles(name)
@@ -515,9 +515,11 @@ def _protocol(pairs: list[str], name: str = "handshake", forward: int | None = N
                             f"{', '.join(sorted(roles))}")
         slots.append((role, slot or None))
     try:
-        return protocols.protocol_named(name, slots, forward=forward, learn=learn)
+        return protocols.protocol_named(name, slots, settle=settle, forward=forward,
+                                        learn=learn)
     except protocols.ProtocolError as exc:
-        option = f"--{exc.setting}" if exc.setting in ("forward", "learn") else f"--protocol {name}"
+        option = f"--{exc.setting}" if exc.setting in ("forward", "learn", "settle") \
+            else f"--protocol {name}"
         raise UserError(f"{option}: {exc}") from None
 
 
@@ -1018,6 +1020,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="steps with the inputs presented (fixed: 10; simultaneous: 10)")
     train.add_argument("--learn", type=_integer, metavar="L",
                        help="steps with the targets presented (fixed: 10)")
+    train.add_argument("--settle", type=float, default=0.0, metavar="TOL",
+                       help="fixed: instead of --forward steps, step until a step moves the "
+                            "outputs by at most TOL, at most --budget steps (a recurrent "
+                            "rule's relaxation; 0: off)")
     train.add_argument("--map", action="append", default=[], metavar="ROLE=SLOT",
                        help="use the rule's slot SLOT for a protocol role (input, input_flag, "
                             "output_flag, target, train_flag, output, ready, done, error, "

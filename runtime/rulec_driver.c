@@ -64,6 +64,50 @@ static int64_t rulec_driver_run(const rulec_graph *g, rulec_state *state, const 
     }
 }
 
+/* The most nodes a settle phase watches without a heap buffer. */
+#define RULEC_SETTLE_STACK 256
+
+/* Run block b one step at a time until a step moves node slot `watch` on
+ * `nodes` by at most `settle` (largest absolute change), at most `steps`
+ * steps; returns the steps run; *status 1 settled, 0 budget, 2 non-finite. */
+static int64_t rulec_driver_settle(const rulec_graph *g, rulec_state *state, const float *params,
+                                   const rulec_evaluation *e, const rulec_phase *ph,
+                                   const int32_t *nodes, int32_t n_nodes, int32_t *status)
+{
+    float stack[RULEC_SETTLE_STACK];
+    float *before = n_nodes <= RULEC_SETTLE_STACK ? stack
+                  : (float *)rulec_malloc(sizeof(float) * (size_t)n_nodes);
+    int64_t done = 0;
+    *status = 0;
+    if (before == 0) {
+        *status = 2;
+        return 0;
+    }
+    while (done < ph->steps) {
+        const float *values = state->node[ph->watch];  /* a kernel may swap buffers */
+        for (int32_t i = 0; i < n_nodes; ++i) before[i] = values[nodes[i]];
+        int32_t step_status = 0;
+        done += rulec_driver_run(g, state, params, e, ph->block, 1, -1, nodes, 0, &step_status);
+        if (step_status == 2) {
+            *status = 2;
+            break;
+        }
+        values = state->node[ph->watch];
+        double moved = 0.0;
+        for (int32_t i = 0; i < n_nodes; ++i) {
+            const double change = (double)rulec_fabsf(values[nodes[i]] - before[i]);
+            moved = change > moved ? change : moved;
+        }
+        if (moved <= ph->settle) {
+            *status = 1;
+            break;
+        }
+    }
+    if (before != stack)
+        rulec_free(before);
+    return done;
+}
+
 /* One example: the phases in order; returns 0, or a failure code. */
 static int32_t rulec_driver_example(const rulec_graph *g, rulec_state *state,
                                     const float *params, rulec_evaluation *e, int32_t k,
@@ -103,10 +147,13 @@ static int32_t rulec_driver_example(const rulec_graph *g, rulec_state *state,
             const int32_t *nodes = ph->nodes == RULEC_NODES_INPUTS ? e->input_nodes : e->output_nodes;
             const int32_t n_nodes = ph->nodes == RULEC_NODES_INPUTS ? e->n_input_nodes : e->n_out;
             int32_t status = 0;
-            const int64_t done = rulec_driver_run(g, state, params, e, ph->block, ph->steps,
-                                                  ph->slot, nodes, n_nodes, &status);
+            const int settles = ph->settle > 0.0;
+            const int64_t done = settles
+                ? rulec_driver_settle(g, state, params, e, ph, nodes, n_nodes, &status)
+                : rulec_driver_run(g, state, params, e, ph->block, ph->steps, ph->slot, nodes,
+                                   n_nodes, &status);
             e->steps += done;
-            if (status == 2 || (ph->slot >= 0 && status != 1)) {
+            if (status == 2 || ((ph->slot >= 0 || settles) && status != 1)) {
                 e->failed_phase = i;
                 e->phase_steps = done;
                 return status == 2 ? RULEC_FAILED_NON_FINITE : RULEC_FAILED_BUDGET;
@@ -226,6 +273,76 @@ static void rulec_lanes_write(const rulec_graph *g, const rulec_evaluation *e,
     }
 }
 
+/* A settle phase (rulec_driver_settle) on the lanes in `alive`, one step at
+ * a time: a lane that settled waits for the others; one that failed leaves
+ * `alive`. */
+static void rulec_lanes_settle(const rulec_graph *g, const float *params,
+                               const rulec_evaluation *e, rulec_lanes *l, const rulec_phase *ph,
+                               int32_t index, uint8_t *alive)
+{
+    const int32_t L = l->n_lanes;
+    const int inputs = ph->nodes == RULEC_NODES_INPUTS;
+    const int32_t *nodes = inputs ? e->input_nodes : e->output_nodes;
+    const int32_t n_nodes = inputs ? e->n_input_nodes : e->n_out;
+    const float *values = l->node[ph->watch];
+    float stack[RULEC_SETTLE_STACK];
+    const int64_t size = (int64_t)n_nodes * L;
+    float *before = size <= RULEC_SETTLE_STACK ? stack
+                  : (float *)rulec_malloc(sizeof(float) * (size_t)size);
+    uint8_t waiting[RULEC_VM_MAX_LANES];
+    int64_t taken[RULEC_VM_MAX_LANES], done[RULEC_VM_MAX_LANES];
+    int32_t status[RULEC_VM_MAX_LANES];
+    for (int32_t s = 0; s < L; ++s) {
+        waiting[s] = alive[s];
+        taken[s] = 0;
+    }
+    for (int64_t step = 0; step < ph->steps && before != 0; ++step) {
+        int any = 0;
+        for (int32_t s = 0; s < L; ++s)
+            any |= waiting[s];
+        if (!any)
+            break;
+        for (int32_t i = 0; i < n_nodes; ++i)
+            for (int32_t s = 0; s < L; ++s)
+                before[(int64_t)i * L + s] = values[(int64_t)nodes[i] * L + s];
+        l->run(g, L, l->seeds, l->times, params, e->vm[ph->block], 1, -1, 0, 0, waiting, done,
+               status);
+        for (int32_t s = 0; s < L; ++s) {
+            if (!waiting[s])
+                continue;
+            taken[s] += done[s];
+            if (status[s] == 2) {
+                l->failure[s] = RULEC_FAILED_NON_FINITE;
+                l->failed_phase[s] = index;
+                l->phase_steps[s] = taken[s];
+                waiting[s] = alive[s] = 0;
+                continue;
+            }
+            double moved = 0.0;
+            for (int32_t i = 0; i < n_nodes; ++i) {
+                const double change = (double)rulec_fabsf(values[(int64_t)nodes[i] * L + s]
+                                                          - before[(int64_t)i * L + s]);
+                moved = change > moved ? change : moved;
+            }
+            if (moved <= ph->settle)
+                waiting[s] = 0;
+        }
+    }
+    for (int32_t s = 0; s < L; ++s) {
+        if (!alive[s] && !taken[s])
+            continue;
+        l->steps[s] += taken[s];
+        if (waiting[s]) {  /* its budget ran out before it settled */
+            l->failure[s] = before != 0 ? RULEC_FAILED_BUDGET : RULEC_FAILED_NON_FINITE;
+            l->failed_phase[s] = index;
+            l->phase_steps[s] = taken[s];
+            alive[s] = 0;
+        }
+    }
+    if (before != stack && before != 0)
+        rulec_free(before);
+}
+
 /* `count` examples (training or scoring) on the lanes in `alive`, lane s's
  * j-th the pattern order[s * stride + j]; a lane that fails leaves `alive`. */
 static void rulec_lanes_pass(const rulec_graph *g, const float *params, rulec_evaluation *e,
@@ -260,6 +377,8 @@ static void rulec_lanes_pass(const rulec_graph *g, const float *params, rulec_ev
                     for (int32_t j = 0; j < O; ++j)
                         row[j] = values[(int64_t)e->output_nodes[j] * L + s];
                 }
+            } else if (ph->block >= 0 && ph->settle > 0.0) {
+                rulec_lanes_settle(g, params, e, l, ph, i, alive);
             } else if (ph->block >= 0) {
                 const int inputs = ph->nodes == RULEC_NODES_INPUTS;
                 const int32_t *nodes = inputs ? e->input_nodes : e->output_nodes;

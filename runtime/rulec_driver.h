@@ -34,7 +34,10 @@ typedef struct rulec_phase {
     int32_t source;   /* write: rulec_phase_source */
     float value;
     int32_t block;    /* run: block index, or -1 (an optional block the rule lacks) */
-    int64_t steps;    /* run: steps, or the budget with `until` */
+    int64_t steps;    /* run: steps, or the budget with `until` or `settle` */
+    double settle;    /* run, > 0: step until a step moves node slot `watch` on `nodes`
+                         by at most this much (the budget: steps) */
+    int32_t watch;
 } rulec_phase;
 
 typedef struct rulec_evaluation {

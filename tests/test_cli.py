@@ -433,3 +433,25 @@ def test_train_scores_with_the_search_margin(run_cli):
     assert strict["seeds"][0]["accuracy"] == 1.0 and strict["seeds"][0]["scored"] < 1.0
     bad = run_cli(*base, "--margin", "0.7")
     assert bad.returncode == 1 and "--margin is how far from the threshold" in bad.stderr
+
+
+def test_train_settles_a_recurrent_rule_and_refuses_settle_where_no_phase_has_it(run_cli,
+                                                                                tmp_path):
+    """--settle: the fixed protocol's forward phase steps until the outputs
+    are at rest (fewer steps than --budget for a rule that comes to rest);
+    a protocol without such a phase says so, naming --settle."""
+    import json
+
+    rule = tmp_path / "relax.rule"
+    rule.write_text("node inp, target, train, a\nedge w\ninit { w = 0.5 * gauss() }\n"
+                    "update {\n    a = select(count(incoming), tanh(0.5 * a + "
+                    "sum((w * nbr.a)[incoming])), inp)\n"
+                    "    w[incoming] -= train * (a - target) * nbr.a\n}\n")
+    base = ["train", rule, "--task", "or", "--graph", "layered:2,1,bias", "--protocol", "fixed",
+            "--learn", "1", "--epochs", "2", "--json"]
+    settled = json.loads(run_cli(*base, "--settle", "1e-3", "--budget", "300").stdout)
+    seed = settled["seeds"][0]
+    assert seed["failure"] is None and 8 < seed["steps"] < 2 * 8 * 300
+    bad = run_cli("train", rule, "--task", "or", "--graph", "layered:2,1,bias", "--settle",
+                  "0.1")
+    assert bad.returncode == 1 and "--settle" in bad.stderr and "no settle phase" in bad.stderr

@@ -9,6 +9,7 @@ import pytest
 
 import rulec
 from rulec import learning as tasks
+from rulec.errors import RulecValueError
 from rulec.generate import Options, SeededSource, rule
 from rulec.learning import evaluate_many
 
@@ -187,3 +188,78 @@ def test_a_broadcast_error_reaches_every_node_while_training_and_c_agrees(name):
 def test_the_simultaneous_protocol_has_no_error_role():
     with pytest.raises(tasks.ProtocolError, match="error"):
         tasks.protocol_named("simultaneous", (("error", "err"),))
+
+
+# ---------------------------------------------------------------- settling
+
+# A recurrent relaxation: the output feeds back on itself, so a fixed count
+# of forward steps reads it mid-flight; settling reads it at rest.
+RELAX = """rule relax
+param lr = 0.5
+node inp, target, train, a
+edge w
+init { w = 0.5 * gauss() }
+update {
+    a = select(count(incoming), tanh(0.5 * a + sum((w * nbr.a)[incoming])), inp)
+    w[incoming] -= train * lr * (a - target) * nbr.a
+}
+"""
+# flips sign every step: never settles
+FLIP = "node inp, target, train, a\nupdate { a = select(count(incoming), 1 - a, inp) }"
+# grows tenfold every step: non-finite before the budget
+GROW = "node inp, target, train, a\nupdate { a = select(count(incoming), 10 * a + 1, inp) }"
+SETTLE = tasks.FixedTime(learn=1, settle=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["vm", "c"])
+@pytest.mark.parametrize("name,text,failure", [
+    ("relax", RELAX, None),
+    ("flip", FLIP, "budget of 60 steps exhausted waiting for 'a' to settle"),
+    ("grow", GROW, "non-finite state: non-finite value after step 40 of this call")],
+    ids=["relax", "flip", "grow"])
+def test_a_settle_phase_is_the_same_in_c_python_and_lanes(backend, name, text, failure):
+    """Step until a step moves the outputs by at most `settle`: the Python
+    reference, the C driver and the lanes agree on the outputs, the steps
+    (each example's own) and how it fails."""
+    compiled = rulec.compile(text, backend=backend)
+    task, topology = tasks.TASKS["or"], tasks.layered([2, 1], bias=True)
+    args = (compiled, task, topology, SETTLE)
+    for seed in range(3):
+        fast = tasks.evaluate(*args, epochs=6, seed=seed, budget=60, engine="c")
+        reference = tasks.evaluate(*args, epochs=6, seed=seed, budget=60, engine="python")
+        assert_same(fast, reference, f"{name} seed {seed} ({backend})")
+        assert reference.failure == failure if failure is None else \
+            reference.failure.startswith(failure)
+    lanes = tasks.evaluate_seeds(*args, epochs=6, seeds=[0, 1, 2], budget=60)
+    for seed, lane in enumerate(lanes):
+        alone = tasks.evaluate(*args, epochs=6, seed=seed, budget=60)
+        assert (lane.accuracy, lane.steps, lane.failure) == \
+            (alone.accuracy, alone.steps, alone.failure)
+
+
+def test_settling_stops_once_the_outputs_are_at_rest():
+    """A settle phase runs fewer steps than its budget when the rule comes to
+    rest, and as many as the rest takes: a looser tolerance settles sooner."""
+    compiled = rulec.compile(RELAX, backend="vm")
+    task, topology = tasks.TASKS["or"], tasks.layered([2, 1], bias=True)
+    steps = {}
+    for tolerance in (1e-2, 1e-5):
+        protocol = tasks.FixedTime(learn=1, settle=tolerance)
+        result = tasks.evaluate(compiled, task, topology, protocol, epochs=1, seed=0,
+                                budget=500, stop_at=None)
+        assert result.failure is None
+        steps[tolerance] = result.steps
+    # 4 training and 4 scoring examples, each 1 learn step when training
+    assert 8 < steps[1e-2] < steps[1e-5] < 8 * 500
+
+
+def test_a_settle_tolerance_is_checked_and_only_fixed_has_one():
+    with pytest.raises(RulecValueError, match="settle is how little"):
+        tasks.FixedTime(settle=-1.0).schedule(10)
+    with pytest.raises(RulecValueError, match="a run phase with the slot it watches"):
+        tasks.Phase("run", nodes="outputs", settle=0.1)
+    with pytest.raises(tasks.ProtocolError, match="the handshake protocol has no settle"):
+        tasks.protocol_named("handshake", settle=0.1)
+    phases = tasks.FixedTime(settle=0.01).schedule(77)
+    settles = [p for p in phases if p.settle]
+    assert len(settles) == 1 and settles[0].steps == 77 and settles[0].slot == "a"

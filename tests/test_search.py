@@ -120,6 +120,23 @@ def test_a_sequence_of_tasks_is_a_space_key_and_keeps_other_run_keys():
     assert S.settings_from_toml(tomllib.loads(text)) == sequence
 
 
+def test_a_settle_phase_is_a_space_key_of_the_fixed_protocol(tmp_path):
+    settled = S.Settings(S.Space(settle=1e-4, budget=300), S.Screen())
+    assert "settle" not in S.Settings().to_dict()["space"]  # older runs keep their keys
+    assert settled.key() != S.Settings().key()
+    assert S.settings_from_toml(tomllib.loads(settings_to_toml(settled))) == settled
+    protocol = settled.space.make_protocol()
+    assert protocol.settle == 1e-4 and [p.steps for p in protocol.schedule(300) if p.settle]
+    path = tmp_path / "space.toml"
+    for text, words in [('[protocol]\nname = "handshake"\nsettle = 0.1\n',
+                         "settle is read only by the fixed protocol"),
+                        ("[protocol]\nsettle = -1\n", "[protocol] settle must be in")]:
+        path.write_text(text)
+        with pytest.raises(S.SpaceError) as info:
+            S.load_settings(path)
+        assert words in str(info.value) and str(path) in str(info.value)
+
+
 def test_a_sequence_needs_two_tasks_that_share_a_graph(tmp_path):
     path = tmp_path / "space.toml"
     for screen, words in [('tasks = ["and"]\nsequence = true',

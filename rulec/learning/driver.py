@@ -99,6 +99,8 @@ def _phases(ffi, lib, rule: Rule, phases: list, labels: list[str]):
             raise RulecValueError(f"rule {rule.name!r} has no block {phase.block!r}, which "
                                   "the protocol runs")
         row.steps = phase.steps
+        row.settle = phase.settle
+        row.watch = slots.index(phase.slot) if phase.settle else -1
     return array
 
 
@@ -212,7 +214,7 @@ def failure_message(lib, code: int, phase, steps: int, failed_state) -> str:
     if code == lib.RULEC_FAILED_OUTPUTS:
         return "outputs are not finite"
     if code == lib.RULEC_FAILED_BUDGET:
-        return f"budget of {phase.steps} steps exhausted waiting for {phase.until!r}"
+        return f"budget of {phase.steps} steps exhausted waiting for {phase.waits_for()}"
     error = non_finite_error(failed_state(), steps)
     return f"non-finite state: {error}" if isinstance(error, NonFiniteError) \
         else "non-finite state"

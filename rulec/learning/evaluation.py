@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..api import NonFiniteError, Rule
+from ..api import NonFiniteError, Rule, non_finite_error
 from ..errors import RulecValueError
 from .driver import Lanes, run_epochs
 from .protocols import Phase, Protocol
@@ -72,6 +72,9 @@ class Episode:
         if phase.optional and phase.block not in self.rule.blocks:
             return
         try:
+            if phase.settle:
+                self.settle(state, phase)
+                return
             if phase.until is None:
                 self.rule.step(state, steps=phase.steps, block=phase.block, params=self.params,
                                check_finite=True)
@@ -86,7 +89,26 @@ class Episode:
         self.steps += done
         if not reached:
             raise EpisodeFailed(f"budget of {phase.steps} steps exhausted waiting for "
-                                f"{phase.until!r}")
+                                f"{phase.waits_for()}")
+
+    def settle(self, state, phase: Phase) -> None:
+        """Step until a step moves node slot `phase.slot` on the phase's nodes
+        by at most phase.settle (at most phase.steps steps)."""
+        values = state.node[phase.slot]
+        nodes = self.nodes(phase.nodes)
+        for done in range(1, phase.steps + 1):
+            before = values[nodes].copy()
+            try:
+                self.rule.step(state, steps=1, block=phase.block, params=self.params,
+                               check_finite=True)
+            except NonFiniteError:  # named by the steps of this phase, as the C driver does
+                raise non_finite_error(state, done) from None
+            if float(np.max(np.abs(values[nodes] - before), initial=0.0)) <= phase.settle:
+                self.steps += done
+                return
+        self.steps += phase.steps
+        raise EpisodeFailed(f"budget of {phase.steps} steps exhausted waiting for "
+                            f"{phase.waits_for()}")
 
 
 def fresh_state(rule: Rule, topology: Topology, protocol, seed: int,

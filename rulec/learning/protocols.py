@@ -28,7 +28,10 @@ class Phase:
         the example's last read; or a number)
     op 'run': step `block` `steps` times; with `until`, stop before a step
         once node slot `until` is > 0 on `nodes`, and fail if `steps` (the
-        budget) run out first. `optional`: skip if the rule has no such block
+        budget) run out first; with `settle` > 0, stop after a step that
+        moved node slot `slot` on `nodes` by at most `settle` (the largest
+        absolute change), and fail if `steps` run out first (a recurrent
+        rule's relaxation). `optional`: skip if the rule has no such block
     op 'read': the example's outputs are node slot `slot` on the output nodes
     when: 'always', 'train' (training examples only) or 'test' (scoring only)
     """
@@ -42,15 +45,35 @@ class Phase:
     steps: int = 1
     until: str | None = None
     optional: bool = False
+    settle: float = 0.0
 
     def __post_init__(self) -> None:
         if self.op not in ("write", "run", "read") or self.when not in ("always", "train",
                                                                         "test"):
             raise RulecValueError(f"a phase's op is write, run or read and its when always, train "
                                   f"or test; got {self.op!r}, {self.when!r}")
-        if self.until is not None and self.nodes not in ("inputs", "outputs"):
+        if (self.until is not None or self.settle) and self.nodes not in ("inputs", "outputs"):
             raise RulecValueError("a run phase waits on the input or the output nodes "
                                   f"(nodes='inputs' or 'outputs'), not {self.nodes!r}")
+        check_settle(self.settle)
+        if self.settle and (self.op != "run" or self.until is not None or self.slot is None):
+            raise RulecValueError("a phase that settles is a run phase with the slot it "
+                                  "watches (slot=) and no `until`")
+
+    def waits_for(self) -> str:
+        """What a run phase that ran out of steps was waiting for."""
+        if self.settle:
+            return f"{self.slot!r} to settle (move by at most {self.settle:g} in a step)"
+        return repr(self.until)
+
+
+def check_settle(value) -> float:
+    """A settle tolerance: a number >= 0 (0: no settling)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 \
+            or value == float("inf"):
+        raise RulecValueError(f"settle is how little the outputs may move in a step to have "
+                              f"settled: a number >= 0 (0: no settle phase), got {value!r}")
+    return float(value)
 
 
 class _Schedule:
@@ -163,11 +186,16 @@ class _Flagless(_Schedule):
 class FixedTime(_Flagless):
     """No flags to wait for, so any rule can satisfy it: clear the target and
     the train flag, present the inputs, run `forward` steps, read the outputs;
-    to train, present the targets with the train flag up for `learn` steps."""
+    to train, present the targets with the train flag up for `learn` steps.
+
+    `settle` > 0 (a recurrent rule's relaxation): instead of `forward` steps,
+    step until a step moves the output slot on the outputs by at most
+    `settle`, at most the evaluation's budget of steps (else it fails)."""
 
     forward: int = 10
     learn: int = 10
     error: str | None = None  # (simultaneous reads after training: it has no error)
+    settle: float = 0.0
 
     ROLES = _Flagless.ROLES + ("error",)
 
@@ -177,8 +205,12 @@ class FixedTime(_Flagless):
             phases.append(Phase("write", slot=self.train_flag, value=0.0))
         if self.error:
             phases.append(Phase("write", slot=self.error, value=0.0))
-        phases += [Phase("write", slot=self.input, nodes="inputs", value="input"),
-                   Phase("run", block=self.block, steps=self.forward)]
+        phases.append(Phase("write", slot=self.input, nodes="inputs", value="input"))
+        if self.settle:
+            phases.append(Phase("run", block=self.block, nodes="outputs", slot=self.output,
+                                settle=check_settle(self.settle), steps=budget))
+        else:
+            phases.append(Phase("run", block=self.block, steps=self.forward))
         phases += self._taught()
         phases.append(Phase("run", "train", block=self.block, steps=self.learn))
         return phases
@@ -227,17 +259,26 @@ class ProtocolError(RulecValueError):
 def mappable_roles(name: str) -> tuple[str, ...]:
     """The roles of protocol `name` that can be mapped to a rule's names (its
     slots and blocks): every field but the threshold and step counts."""
-    numbers = {"threshold", *STEP_SETTINGS[name].values()}
+    numbers = {"threshold", "settle", *STEP_SETTINGS[name].values()}
     return tuple(f.name for f in dataclasses.fields(PROTOCOLS[name]) if f.name not in numbers)
 
 
-def protocol_named(name: str, slots=(), **steps):
+def protocol_named(name: str, slots=(), settle: float = 0.0, **steps):
     """The protocol `name` with `slots` ((role, slot) pairs; slot None drops
-    an optional role) and step counts (`forward`, `learn`; None keeps the
-    default). Raises ProtocolError naming what is wrong."""
+    an optional role), step counts (`forward`, `learn`; None keeps the
+    default) and `settle` (the fixed protocol's; 0: none). Raises
+    ProtocolError naming what is wrong."""
     if name not in PROTOCOLS:
         raise ProtocolError(f"unknown protocol {name!r}; protocols: {', '.join(PROTOCOLS)}")
     changes: dict = {}
+    if settle:
+        if name != "fixed":
+            raise ProtocolError(f"the {name} protocol has no settle phase (only fixed has "
+                                "one)", "settle")
+        try:
+            changes["settle"] = check_settle(settle)
+        except RulecValueError as exc:
+            raise ProtocolError(str(exc), "settle") from None
     for setting, value in steps.items():
         if value is None:
             continue

@@ -103,7 +103,8 @@ PARAM_MAX = 3.4e38
 #: Which protocols read each [protocol] number (a number no protocol of the
 #: file reads is refused, not silently ignored).
 PROTOCOL_NUMBERS = {"forward": ("fixed", "simultaneous"), "learn": ("fixed",),
-                    "budget": ("handshake",)}
+                    "budget": ("handshake",)}  # and fixed, with settle
+SETTLE_MAX = 1000.0
 assert all(set(kinds) >= {k for k, known in STEP_SETTINGS.items() if key in known}
            for key, kinds in PROTOCOL_NUMBERS.items())
 
@@ -170,6 +171,9 @@ class Space:
     forward: int = 10
     learn: int = 10
     budget: int = 100
+    # fixed: step until the outputs move by at most this much, at most
+    # `budget` steps, instead of `forward` steps (0: off)
+    settle: float = 0.0
     slots: tuple[tuple[str, str], ...] = ()  # (role, slot) overrides of the protocol's names
     node: tuple[int, int] = (0, 2)
     edge: tuple[int, int] = (1, 2)
@@ -197,9 +201,13 @@ class Space:
             raise SpaceError(f"[protocol.slots]: unknown role {unknown[0]!r} for the "
                              f"{self.protocol} protocol; its roles: {', '.join(roles)}")
         steps = protocols.STEP_SETTINGS[self.protocol]
-        return protocols.protocol_named(
-            self.protocol, self.slots, forward=self.forward if "forward" in steps else None,
-            learn=self.learn if "learn" in steps else None)
+        try:
+            return protocols.protocol_named(
+                self.protocol, self.slots, settle=self.settle,
+                forward=self.forward if "forward" in steps else None,
+                learn=self.learn if "learn" in steps else None)
+        except protocols.ProtocolError as exc:
+            raise SpaceError(f"[protocol] {exc}") from None
 
     def protocol_slots(self) -> tuple[str, ...]:
         """The node slots every rule of the space has, in role order."""
@@ -361,6 +369,8 @@ class Settings:
             del data["screen"]["margin"]
         if not self.screen.sequence:
             del data["screen"]["sequence"]
+        if not self.space.settle:
+            del data["space"]["settle"]
         return data
 
     @classmethod
@@ -393,7 +403,7 @@ class Settings:
             if reach is None:
                 raise SpaceError(f"graph {spec}: input {top.unreached()[0]} has no path to an "
                                  "output; no rule can learn there")
-            if reach > self.space.forward:
+            if reach > self.space.forward and not self.space.settle:  # settle: budget steps
                 raise SpaceError(
                     f"graph {spec}: an input needs {reach} steps to reach an output, but the "
                     f"{self.space.protocol} protocol's forward phase runs {self.space.forward}: "
@@ -405,7 +415,7 @@ class Settings:
 
 
 _SECTIONS = {
-    "protocol": {"name", "forward", "learn", "budget", "slots"},
+    "protocol": {"name", "forward", "learn", "budget", "settle", "slots"},
     "slots": {"node", "edge", "shared"},
     "params": None,  # any names
     "ops": {"allow"},
@@ -489,10 +499,18 @@ def settings_from_toml(data: dict, where: str = "space file",
                              f"{', '.join(PROTOCOL_NAMES)}, got {protocol['name']!r}")
         space["protocol"] = protocol["name"]
     name = space.get("protocol", Space.protocol)
+    if "settle" in protocol:
+        place = at("protocol", "settle")
+        if name != "fixed":
+            raise SpaceError(f"{place}: [protocol] settle is read only by the fixed protocol, "
+                             f"not {name}; remove it")
+        space["settle"] = _number(protocol["settle"], f"{place}: [protocol] settle", 0.0,
+                                  SETTLE_MAX)
     for key in ("forward", "learn", "budget"):
         if key in protocol:
             place = at('protocol', key)
-            if name not in PROTOCOL_NUMBERS[key]:
+            settles = key == "budget" and space.get("settle")  # the settle phase's limit
+            if name not in PROTOCOL_NUMBERS[key] and not settles:
                 raise SpaceError(f"{place}: [protocol] {key} is not read by the {name} "
                                  f"protocol (only by {' and '.join(PROTOCOL_NUMBERS[key])}); "
                                  "remove it")
@@ -620,6 +638,8 @@ def settings_to_toml(settings: Settings) -> str:
     lines = ["# The settings of a rulec search run (rulec search score RULE --space FILE)",
              "", "[protocol]", f"name = {value(space.protocol)}"]
     lines += [f"{key} = {getattr(space, key)}" for key in numbers]
+    if space.settle:
+        lines += [f"settle = {value(float(space.settle))}", f"budget = {space.budget}"]
     if space.slots:
         lines += ["", "[protocol.slots]"]
         lines += [f"{role} = {value(slot or '')}" for role, slot in space.slots]
