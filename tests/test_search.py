@@ -733,3 +733,27 @@ def test_robust_settings_round_trip_and_stay_out_of_old_run_keys():
     with pytest.raises(S.SpaceError, match="margin must be in"):
         dataclasses.replace(settings, screen=dataclasses.replace(
             settings.screen, margin=0.5)).check()
+
+
+def test_the_run_hurdle_runs_more_patterns_than_lanes_in_groups_and_agrees_with_episodes():
+    """parity7 has 128 patterns, two groups of 64 lanes: each pattern's
+    outputs are those of Episode.example on a copy of the fresh state."""
+    import numpy as np
+
+    from rulec import learning
+    from rulec.learning.evaluation import Episode, fresh_state
+
+    settings = S.Settings(S.Space(forward=1, learn=1),
+                          S.Screen(tasks=("parity7",), graph="layered:7,1,bias", seeds=1,
+                                   epochs=2, fresh_seeds=0))
+    ev = S.Evaluator(settings)
+    rule = ev._rule(DELTA)[1]
+    outputs, spread = ev._run(rule)
+    task, topology = ev.tasks[0], ev.topologies[0][0]
+    assert len(outputs) == len(task.inputs) == 128 and spread > 0
+    start = fresh_state(rule, topology, ev.protocol, settings.screen.probe_seed)
+    episode = Episode(rule, task, topology, ev.protocol, ev.budget, None)
+    for k in (0, 63, 64, 127):
+        state = start.copy()
+        assert np.array_equal(episode.example(state, k, train=False), outputs[k]), k
+    assert learning.task_named("parity7").n_inputs == 7

@@ -102,6 +102,11 @@ class Backend:
         (backends with drives_protocol)."""
         raise NotImplementedError(f"the {self.name} backend cannot run the C protocol driver")
 
+    def lane_width(self, graph) -> int:
+        """The most lanes worth running side by side on `graph` (`lanes`,
+        fewer where their registers would not fit in memory)."""
+        return self.lanes
+
     def lane_blocks(self, graph, lanes: int):
         """(registers, run_lanes, graph_needs) for the C driver's lanes
         (backends with `lanes`): lane registers on `graph` with their lock

@@ -237,9 +237,9 @@ class Lanes:
     def __init__(self, rule: Rule, task, topology, protocol, budget: int,
                  params: dict | None, seeds, rng_seeds=None) -> None:
         runner = rule.runner
-        if not runner.lanes or len(seeds) > runner.lanes:
-            raise RulecValueError(f"the {rule.backend!r} backend runs at most "
-                                  f"{runner.lanes} seeds side by side, not {len(seeds)}")
+        if not runner.lanes or not 1 <= len(seeds) <= runner.lanes:
+            raise RulecValueError(f"the {rule.backend!r} backend runs 1 to {runner.lanes} "
+                                  f"seeds side by side, not {len(seeds)}")
         ffi, lib = self.ffi, self.lib = library()
         self.rule, self.task, self.topology, self.protocol = rule, task, topology, protocol
         self.params = params

@@ -214,7 +214,7 @@ def evaluate_seeds(rule: Rule, task: Task, topology: Topology, protocol=None,
                               "start states; give one state per seed, or none")
     for start in starts:
         _check_start(rule, topology, start)
-    width = rule.runner.lanes if engine != "python" else 0
+    width = rule.runner.lane_width(topology.graph) if engine != "python" else 0
     if width < 2 or len(seeds) < 2:
         return [evaluate(rule, task, topology, protocol, epochs, seed, budget, params,
                          stop_at, None, engine, hold, confirm, retain, keep_state, start)

@@ -350,43 +350,50 @@ class Evaluator:
         call); a failure is reported for the first pattern, in order, that
         failed."""
         task, topology = self.tasks[0], self.topologies[0][0]
-        count = len(task.inputs)
-        lanes = Lanes(rule, task, topology, self.protocol, self.budget, None,
-                      [self.settings.screen.probe_seed] * count)
-        one_each = np.arange(count, dtype=np.int32).reshape(count, 1)
-        try:
-            lanes.start()
-            if not np.isfinite(lanes.node_slot(self.protocol.output)[:, 0]).all():
-                raise _Stop("init leaves a non-finite output")
-            outputs = self._patterns(lanes.examples(one_each, train=False))
-            kept = [n for n in rule.program.node_slots if n != self.protocol.input]
-            states = np.stack([lanes.node_slot(n) for n in kept]).transpose(2, 0, 1)
-            if float(np.ptp(np.array(outputs), axis=0).max()) <= 1e-6:
-                lanes.start()  # one training pass over the patterns in order, on every lane
-                every = np.tile(np.arange(count, dtype=np.int32), (count, 1))
-                why = lanes.examples(every, train=True)[0][0]
-                if why:
-                    raise _Stop(why)
-                outputs = self._patterns(lanes.examples(one_each, train=False))
-        finally:
-            lanes.release()
+        outputs, states = self._lane_patterns(rule, task, topology, trained=False)
+        if float(np.ptp(np.array(outputs), axis=0).max()) <= 1e-6:
+            outputs = self._lane_patterns(rule, task, topology, trained=True)[0]
         others = np.setdiff1d(np.arange(topology.graph.n_nodes), topology.inputs)
         with np.errstate(invalid="ignore"):
             moved = (np.ptp(states, axis=0) > 1e-6).any(axis=0)
         spread = float(moved[others].mean()) if len(others) else 0.0
         return outputs, spread
 
-    @staticmethod
-    def _patterns(found: list[tuple[str | None, np.ndarray]]) -> list[np.ndarray]:
-        """Lane k ran pattern k: each pattern's outputs, or the first failure."""
-        outputs = []
-        for k, (why, rows) in enumerate(found):
-            if why:
-                raise _Stop(why)
-            if not np.isfinite(rows[k]).all():
-                raise _Stop("outputs are not finite")
-            outputs.append(rows[k].copy())
-        return outputs
+    def _lane_patterns(self, rule: Rule, task, topology, trained: bool):
+        """One forward example of each pattern, each on a lane that starts as
+        the fresh state (after one training pass over the patterns in order,
+        if `trained`): the outputs, and the node slots but the input's
+        (patterns x slots x nodes); the first failure in pattern order stops
+        it. The patterns go in groups of as many lanes as the graph allows."""
+        count = len(task.inputs)
+        width = min(count, rule.runner.lane_width(topology.graph))
+        kept = [n for n in rule.program.node_slots if n != self.protocol.input]
+        outputs, states = [], []
+        for first in range(0, count, width):
+            patterns = np.arange(first, min(count, first + width), dtype=np.int32)
+            lanes = Lanes(rule, task, topology, self.protocol, self.budget, None,
+                          [self.settings.screen.probe_seed] * len(patterns))
+            try:
+                lanes.start()
+                if not first and not trained and \
+                        not np.isfinite(lanes.node_slot(self.protocol.output)[:, 0]).all():
+                    raise _Stop("init leaves a non-finite output")
+                if trained:  # every lane the same pass
+                    every = np.tile(np.arange(count, dtype=np.int32), (len(patterns), 1))
+                    why = lanes.examples(every, train=True)[0][0]
+                    if why:
+                        raise _Stop(why)
+                found = lanes.examples(patterns.reshape(-1, 1), train=False)
+                for k, (why, rows) in zip(patterns, found, strict=True):
+                    if why:
+                        raise _Stop(why)
+                    if not np.isfinite(rows[k]).all():
+                        raise _Stop("outputs are not finite")
+                    outputs.append(rows[k].copy())
+                states.append(np.stack([lanes.node_slot(n) for n in kept]).transpose(2, 0, 1))
+            finally:
+                lanes.release()
+        return outputs, np.concatenate(states)
 
     def _probe(self, rule: Rule, outputs: list[np.ndarray]) -> str:
         """The outputs of the run hurdle must differ between input patterns

@@ -37,6 +37,16 @@ class VMBackend(Backend):
         return DriverBlocks(vm=[registers.blocks[label] for label in labels], vm_run=vm_run,
                             graph_needs=self.blocks.graph_needs, keep=[registers])
 
+    #: the registers of all the lanes of one call, at most (bytes)
+    LANE_BYTES = 64 << 20
+
+    def lane_width(self, graph) -> int:
+        """As many lanes as fit LANE_BYTES of registers: 64 on small graphs,
+        one (seeds one after another) on large ones."""
+        lengths = (graph.n_nodes, graph.n_half_edges, graph.n_edges)
+        per_lane = 4 * sum(max(lengths[d], 1) for d in self.blocks.vm.registers.domain)
+        return max(1, min(self.lanes, self.LANE_BYTES // max(per_lane, 1)))
+
     def lane_blocks(self, graph, lanes: int):
         registers = self.blocks.lane_registers(graph, lanes)
         return (registers, self.blocks.ffi.addressof(self.blocks.lib, "rulec_vm_run_lanes"),
