@@ -416,14 +416,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     quiet = args.quiet or args.json
     searchlike = args.hold > 1 or args.confirm or args.retain or args.margin
     runs = []
-    for seed in range(args.seed, args.seed + args.seeds):
-        result = learning.evaluate(rule, task, topology, protocol=protocol, epochs=args.epochs,
-                                   seed=seed, budget=args.budget, params=params,
-                                   stop_at=None if args.all_epochs else 1.0,
-                                   on_epoch=None if quiet else progress, hold=args.hold,
-                                   confirm=args.confirm, retain=args.retain)
-        if not quiet:
+    seeds = range(args.seed, args.seed + args.seeds)
+    options = dict(protocol=protocol, epochs=args.epochs, budget=args.budget, params=params,
+                   stop_at=None if args.all_epochs else 1.0, hold=args.hold,
+                   confirm=args.confirm, retain=args.retain)
+    if quiet:  # no progress to show: the seeds side by side (lanes, on the VM)
+        results = learning.evaluate_seeds(rule, task, topology, seeds=seeds, **options)
+    else:
+        results = []
+        for seed in seeds:
+            results.append(learning.evaluate(rule, task, topology, seed=seed,
+                                             on_epoch=progress, **options))
             print(file=sys.stderr)
+    for seed, result in zip(seeds, results, strict=True):
         # the seed as the search's task hurdles score it (hurdles.held)
         scored = held(result, args.hold, margin=args.margin, task=task,
                       threshold=protocol.threshold)
@@ -988,7 +993,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="at most N epochs (1000); stops at 100%% unless --all-epochs")
     train.add_argument("--all-epochs", action="store_true", help="run every epoch")
     train.add_argument("--seeds", type=_integer, default=1, metavar="K",
-                       help="train seeds --seed .. --seed+K-1, one after another (1)")
+                       help="train seeds --seed .. --seed+K-1 (1): one after another, or, "
+                            "with -q or --json on the VM, side by side in one call")
     train.add_argument("--hold", type=_integer, default=1, metavar="H",
                        help="stop once 100%% accurate for H epochs in a row (1)")
     train.add_argument("--confirm", type=_integer, default=0, metavar="C",
