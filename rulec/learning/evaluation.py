@@ -231,7 +231,7 @@ def _evaluate_lanes(rule, task, topology, protocol, epochs, seeds, budget, param
                     hold, confirm, retain, keep_state, starts) -> list[Result]:
     """_evaluate on each seed, as lanes of one C driver call per stage:
     training, retention (lanes that reached the goal) and confirmation."""
-    start = time.perf_counter()
+    began = time.perf_counter()
     lanes = Lanes(rule, task, topology, protocol, budget, params, seeds,
                   [s.seed if s is not None else seed for s, seed in zip(starts, seeds,
                                                                         strict=True)])
@@ -260,7 +260,7 @@ def _evaluate_lanes(rule, task, topology, protocol, epochs, seeds, budget, param
                         result.confirm = later.accuracy
                         result.steps += later.steps
                         result.failure = later.failure
-        seconds = (time.perf_counter() - start) / n
+        seconds = (time.perf_counter() - began) / n
         for lane, result in enumerate(results):
             result.seconds = seconds
             if keep_state:
@@ -300,14 +300,15 @@ def _check_start(rule, topology, start) -> None:
 
 
 def _evaluate(rule, task, topology, protocol, epochs, seed, budget, params, stop_at, on_epoch,
-              engine, hold, confirm, retain, keep_state, start, into, begin=None) -> Result:
-    if begin is None:
+              engine, hold, confirm, retain, keep_state, began, into,
+              start_state=None) -> Result:
+    if start_state is None:
         state = fresh_state(rule, topology, protocol, seed, params, into)
     elif into is None:
-        state = begin.copy()
+        state = start_state.copy()
     else:
         state = into
-        state.restore(begin)
+        state.restore(start_state)
     in_c = engine == "c" or (engine == "auto" and rule.runner.drives_protocol)
     episode = Episode(rule, task, topology, protocol, budget, params)
 
@@ -331,7 +332,7 @@ def _evaluate(rule, task, topology, protocol, epochs, seed, budget, params, stop
         steps = episode.steps
         _confirm(episode, state, task, protocol, seed, confirm, result)
         result.steps += episode.steps - steps
-    result.seconds = time.perf_counter() - start
+    result.seconds = time.perf_counter() - began
     if keep_state:
         result.state = state
     return result
