@@ -347,8 +347,8 @@ class Evaluator:
 
         The patterns run side by side, one per lane of the VM (what
         Episode.example does on a copy of the state per pattern, in one C
-        call); a failure is reported for the first pattern, in order, that
-        failed."""
+        call per group of lanes: _lane_patterns); a failure is reported for
+        the first pattern, in order, that failed."""
         task, topology = self.tasks[0], self.topologies[0][0]
         outputs, states = self._lane_patterns(rule, task, topology, trained=False)
         if float(np.ptp(np.array(outputs), axis=0).max()) <= 1e-6:
