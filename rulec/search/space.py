@@ -328,9 +328,9 @@ class Screen:
             raise SpaceError("[screen] robust_share must be in (0, 1]")
         if self.sequence:
             if len(self.tasks) < 2:
-                raise SpaceError("[screen] sequence = true trains the tasks one after another "
-                                 "on one state; it needs at least two tasks (tasks = [\"and\", "
-                                 "\"or\"])")
+                raise SpaceError("[screen] sequence = true (--sequence) trains the tasks one "
+                                 "after another on one state; it needs at least two tasks "
+                                 "(tasks = [\"and\", \"or\"], --task and,or)")
             for spec in self.graphs:
                 tops = [learning.topology_from_spec(spec, learning.task_named(name))
                         for name in self.tasks]
