@@ -108,6 +108,35 @@ static int64_t rulec_driver_settle(const rulec_graph *g, rulec_state *state, con
     return done;
 }
 
+/* A write phase for example k into `values`, element j at values[j *
+ * stride] (a state's slot, stride 1, or one lane of lane registers);
+ * `outputs`: the example's last read (for the error). */
+static void rulec_driver_write(const rulec_graph *g, const rulec_evaluation *e,
+                               const rulec_phase *ph, float *values, int64_t stride, int32_t k,
+                               const float *outputs)
+{
+    if (ph->source == RULEC_SOURCE_INPUT) {
+        for (int32_t j = 0; j < e->n_input_nodes; ++j)
+            values[e->input_nodes[j] * stride] = j < e->n_in ? e->inputs[k * e->n_in + j] : 1.0f;
+    } else if (ph->source == RULEC_SOURCE_TARGET) {
+        for (int32_t j = 0; j < e->n_out; ++j)
+            values[e->output_nodes[j] * stride] = e->targets[k * e->n_out + j];
+    } else if (ph->source == RULEC_SOURCE_ERROR) {
+        /* float sums in output order, as the Python reference adds them */
+        float error = 0.0f;
+        for (int32_t j = 0; j < e->n_out; ++j)
+            error += e->targets[k * e->n_out + j] - outputs[j];
+        error /= (float)e->n_out;
+        for (int64_t j = 0; j < g->n_nodes; ++j) values[j * stride] = error;
+    } else if (ph->nodes == RULEC_NODES_INPUTS) {
+        for (int32_t j = 0; j < e->n_input_nodes; ++j) values[e->input_nodes[j] * stride] = ph->value;
+    } else if (ph->nodes == RULEC_NODES_OUTPUTS) {
+        for (int32_t j = 0; j < e->n_out; ++j) values[e->output_nodes[j] * stride] = ph->value;
+    } else {
+        for (int64_t j = 0; j < g->n_nodes; ++j) values[j * stride] = ph->value;
+    }
+}
+
 /* One example: the phases in order; returns 0, or a failure code. */
 static int32_t rulec_driver_example(const rulec_graph *g, rulec_state *state,
                                     const float *params, rulec_evaluation *e, int32_t k,
@@ -118,27 +147,7 @@ static int32_t rulec_driver_example(const rulec_graph *g, rulec_state *state,
         if ((ph->when == RULEC_WHEN_TRAIN && !train) || (ph->when == RULEC_WHEN_TEST && train))
             continue;
         if (ph->op == RULEC_PHASE_WRITE) {
-            float *values = state->node[ph->slot];
-            if (ph->source == RULEC_SOURCE_INPUT) {
-                for (int32_t j = 0; j < e->n_input_nodes; ++j)
-                    values[e->input_nodes[j]] = j < e->n_in ? e->inputs[k * e->n_in + j] : 1.0f;
-            } else if (ph->source == RULEC_SOURCE_TARGET) {
-                for (int32_t j = 0; j < e->n_out; ++j)
-                    values[e->output_nodes[j]] = e->targets[k * e->n_out + j];
-            } else if (ph->source == RULEC_SOURCE_ERROR) {
-                /* float sums in output order, as the Python reference adds them */
-                float error = 0.0f;
-                for (int32_t j = 0; j < e->n_out; ++j)
-                    error += e->targets[k * e->n_out + j] - outputs[j];
-                error /= (float)e->n_out;
-                for (int64_t j = 0; j < g->n_nodes; ++j) values[j] = error;
-            } else if (ph->nodes == RULEC_NODES_INPUTS) {
-                for (int32_t j = 0; j < e->n_input_nodes; ++j) values[e->input_nodes[j]] = ph->value;
-            } else if (ph->nodes == RULEC_NODES_OUTPUTS) {
-                for (int32_t j = 0; j < e->n_out; ++j) values[e->output_nodes[j]] = ph->value;
-            } else {
-                for (int64_t j = 0; j < g->n_nodes; ++j) values[j] = ph->value;
-            }
+            rulec_driver_write(g, e, ph, state->node[ph->slot], 1, k, outputs);
         } else if (ph->op == RULEC_PHASE_READ) {
             const float *values = state->node[ph->slot];
             for (int32_t j = 0; j < e->n_out; ++j)
@@ -179,6 +188,32 @@ static int32_t rulec_driver_pass(const rulec_graph *g, rulec_state *state, const
     return 0;
 }
 
+/* An epoch's score from its outputs `work` (n_patterns x n_out): the share
+ * of patterns right on every output, and the mean squared error; 0 if an
+ * output is NaN or inf (the epoch fails), else 1. */
+static int rulec_driver_score(const rulec_evaluation *e, const float *work, double *accuracy,
+                              double *loss)
+{
+    const int32_t P = e->n_patterns, O = e->n_out;
+    int correct = 0;
+    double sum = 0.0;
+    for (int32_t k = 0; k < P; ++k) {
+        int ok = 1;
+        for (int32_t j = 0; j < O; ++j) {
+            const float out = work[k * O + j], want = e->targets[k * O + j];
+            if (!(out - out == 0.0f))  /* NaN or inf */
+                return 0;
+            ok &= (out > e->threshold) == (want > 0.5f);
+            const float diff = out - want;
+            sum += (double)(diff * diff);
+        }
+        correct += ok;
+    }
+    *accuracy = (double)correct / (double)P;
+    *loss = sum / (double)(P * O);
+    return 1;
+}
+
 int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *params,
                        rulec_evaluation *e)
 {
@@ -199,25 +234,11 @@ int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *pa
             e->failure = failure;
             return failure;
         }
-        int correct = 0;
-        double loss = 0.0;
-        for (int32_t k = 0; k < P; ++k) {
-            int ok = 1;
-            for (int32_t j = 0; j < O; ++j) {
-                const float out = work[k * O + j], want = e->targets[k * O + j];
-                if (!(out - out == 0.0f)) {  /* NaN or inf */
-                    e->failure = RULEC_FAILED_OUTPUTS;
-                    return RULEC_FAILED_OUTPUTS;
-                }
-                ok &= (out > e->threshold) == (want > 0.5f);
-                const float diff = out - want;
-                loss += (double)(diff * diff);
-            }
-            correct += ok;
+        if (!rulec_driver_score(e, work, e->accuracy + epoch, e->loss + epoch)) {
+            e->failure = RULEC_FAILED_OUTPUTS;
+            return RULEC_FAILED_OUTPUTS;
         }
         memcpy(e->outputs, work, sizeof(float) * (size_t)(P * O));
-        e->accuracy[epoch] = (double)correct / (double)P;
-        e->loss[epoch] = loss / (double)(P * O);
         e->epochs_done = epoch + 1;
         e->streak = e->accuracy[epoch] >= e->stop_at ? e->streak + 1 : 0;
         if (e->streak >= e->hold)
@@ -241,35 +262,13 @@ static void rulec_lanes_write(const rulec_graph *g, const rulec_evaluation *e,
                               const uint8_t *alive, const int32_t *example)
 {
     const int32_t L = l->n_lanes, P = e->n_patterns, O = e->n_out;
-    float *values = l->node[ph->slot];
     for (int32_t s = 0; s < L; ++s) {
         if (!alive[s])
             continue;
-        const int32_t k = example[s];
-        if (ph->source == RULEC_SOURCE_INPUT) {
-            for (int32_t j = 0; j < e->n_input_nodes; ++j)
-                values[(int64_t)e->input_nodes[j] * L + s] =
-                    j < e->n_in ? e->inputs[k * e->n_in + j] : 1.0f;
-        } else if (ph->source == RULEC_SOURCE_TARGET) {
-            for (int32_t j = 0; j < O; ++j)
-                values[(int64_t)e->output_nodes[j] * L + s] = e->targets[k * O + j];
-        } else if (ph->source == RULEC_SOURCE_ERROR) {
-            /* the example's last read, in its lane's working rows */
-            const float *outputs = l->outputs + ((int64_t)s * 2 + 1) * P * O + (int64_t)k * O;
-            float error = 0.0f;
-            for (int32_t j = 0; j < O; ++j)
-                error += e->targets[k * O + j] - outputs[j];
-            error /= (float)O;
-            for (int64_t j = 0; j < g->n_nodes; ++j) values[j * L + s] = error;
-        } else if (ph->nodes == RULEC_NODES_INPUTS) {
-            for (int32_t j = 0; j < e->n_input_nodes; ++j)
-                values[(int64_t)e->input_nodes[j] * L + s] = ph->value;
-        } else if (ph->nodes == RULEC_NODES_OUTPUTS) {
-            for (int32_t j = 0; j < O; ++j)
-                values[(int64_t)e->output_nodes[j] * L + s] = ph->value;
-        } else {
-            for (int64_t j = 0; j < g->n_nodes; ++j) values[j * L + s] = ph->value;
-        }
+        /* the example's last read, in its lane's working rows */
+        const float *outputs = l->outputs + ((int64_t)s * 2 + 1) * P * O
+                             + (int64_t)example[s] * O;
+        rulec_driver_write(g, e, ph, l->node[ph->slot] + s, L, example[s], outputs);
     }
 }
 
@@ -432,30 +431,13 @@ int32_t rulec_evaluate_lanes(const rulec_graph *g, const float *params, rulec_ev
                 continue;
             float *kept = l->outputs + (int64_t)s * 2 * P * O;
             const float *work = kept + P * O;
-            int correct = 0, finite = 1;
-            double loss = 0.0;
-            for (int32_t k = 0; k < P && finite; ++k) {
-                int ok = 1;
-                for (int32_t j = 0; j < O; ++j) {
-                    const float out = work[k * O + j], want = e->targets[k * O + j];
-                    if (!(out - out == 0.0f)) {  /* NaN or inf */
-                        finite = 0;
-                        break;
-                    }
-                    ok &= (out > e->threshold) == (want > 0.5f);
-                    const float diff = out - want;
-                    loss += (double)(diff * diff);
-                }
-                correct += ok;
-            }
-            if (!finite) {
+            if (!rulec_driver_score(e, work, l->accuracy + (int64_t)s * E + epoch,
+                                    l->loss + (int64_t)s * E + epoch)) {
                 l->failure[s] = RULEC_FAILED_OUTPUTS;
                 alive[s] = 0;
                 continue;
             }
             memcpy(kept, work, sizeof(float) * (size_t)(P * O));
-            l->accuracy[(int64_t)s * E + epoch] = (double)correct / (double)P;
-            l->loss[(int64_t)s * E + epoch] = loss / (double)(P * O);
             l->epochs_done[s] = epoch + 1;
             const double accuracy = l->accuracy[(int64_t)s * E + epoch];
             l->streak[s] = accuracy >= e->stop_at ? l->streak[s] + 1 : 0;

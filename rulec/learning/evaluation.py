@@ -246,11 +246,7 @@ def _evaluate_lanes(rule, task, topology, protocol, epochs, seeds, budget, param
                 after = lanes.epochs([max(g, retain) if g else 0 for g in goals], goals, None, 1)
                 for result, goal, later in zip(results, goals, after, strict=True):
                     if goal:
-                        result.goal_epoch, result.retained = goal, later.accuracy
-                        result.steps += later.steps
-                        result.failure = later.failure
-                        if later.outputs is not None:
-                            result.outputs = later.outputs
+                        _add_retention(result, goal, later)
         if confirm:
             passes = [confirm if r.failure is None else 0 for r in results]
             if any(passes):
@@ -322,12 +318,7 @@ def _evaluate(rule, task, topology, protocol, epochs, seed, budget, params, stop
     result = train(0, epochs, stop_at, on_epoch)
     if retain and result.failure is None and _reached(result.accuracy, stop_at, hold):
         goal = len(result.accuracy)
-        after = train(goal, max(goal, retain), None, None)
-        result.goal_epoch, result.retained = goal, after.accuracy
-        result.steps += after.steps
-        result.failure = after.failure
-        if after.outputs is not None:
-            result.outputs = after.outputs
+        _add_retention(result, goal, train(goal, max(goal, retain), None, None))
     if confirm and result.failure is None:
         steps = episode.steps
         _confirm(episode, state, task, protocol, seed, confirm, result)
@@ -336,6 +327,16 @@ def _evaluate(rule, task, topology, protocol, epochs, seed, budget, params, stop
     if keep_state:
         result.state = state
     return result
+
+
+def _add_retention(result: Result, goal: int, after: Result) -> None:
+    """`result` (the goal reached after `goal` epochs) with the retention
+    phase's epochs `after`: their accuracies, steps, failure and outputs."""
+    result.goal_epoch, result.retained = goal, after.accuracy
+    result.steps += after.steps
+    result.failure = after.failure
+    if after.outputs is not None:
+        result.outputs = after.outputs
 
 
 def _reached(accuracy: list[float], stop_at: float | None, hold: int) -> bool:

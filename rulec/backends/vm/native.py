@@ -83,6 +83,30 @@ def library():
         return _library_unlocked(fingerprint)
 
 
+def _code_table(vm: Program, ffi) -> dict:
+    """Each block's bytecode as a C array, with its counts, key and whether
+    a step advances time: label -> (code, n_prologue, n_code, key, advance)."""
+    table = {}
+    for label, code in vm.blocks.items():
+        flat = [x for ins in (*code.prologue, *code.step) for x in ins]
+        table[label] = (ffi.new("int32_t[]", flat or [0]), len(code.prologue),
+                        len(code.prologue) + len(code.step), code.key,
+                        1 if code.advance else 0)
+    return table
+
+
+def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int) -> dict:
+    """label -> a rulec_vm_block of `table`'s code on the registers `regs`."""
+    blocks = {}
+    for label, (code, n_prologue, n_code, key, advance) in table.items():
+        block = ffi.new("rulec_vm_block *")
+        block.code, block.n_prologue, block.n_code = code, n_prologue, n_code
+        block.key, block.advance = key, advance
+        block.regs, block.domain, block.n_slots = regs, domains, n_slots
+        blocks[label] = block
+    return blocks
+
+
 class _Layout:
     """What the registers of a VM program on one graph share across states:
     the constants' and built-ins' arrays (never written), where each
@@ -121,13 +145,7 @@ class _Layout:
         self.workspace_floats = max(total, 1)
         self.domains = ffi.new("int32_t[]", list(vm.registers.domain) or [0])
         self.n_slots = len(p.node_slots) + len(p.edge_slots) + len(p.shared_slots)
-        self.code = {}
-        for label, code in vm.blocks.items():
-            flat = [x for ins in (*code.prologue, *code.step) for x in ins]
-            array = ffi.new("int32_t[]", flat or [0])
-            self.code[label] = (array, len(code.prologue),
-                                len(code.prologue) + len(code.step), code.key,
-                                1 if code.advance else 0)
+        self.code = _code_table(vm, ffi)
 
 
 class _StateRegisters:
@@ -144,18 +162,7 @@ class _StateRegisters:
             addresses[register] = array.ctypes.data
         self.keep = [layout, self.workspace, addresses]
         self.regs = ffi.cast("float *const *", addresses.ctypes.data)
-        self.blocks = {}
-        for label, (code, n_prologue, n_code, key, advance) in layout.code.items():
-            block = ffi.new("rulec_vm_block *")
-            block.code = code
-            block.n_prologue = n_prologue
-            block.n_code = n_code
-            block.key = key
-            block.advance = advance
-            block.regs = self.regs
-            block.domain = layout.domains
-            block.n_slots = layout.n_slots
-            self.blocks[label] = block
+        self.blocks = _vm_blocks(ffi, layout.code, self.regs, layout.domains, layout.n_slots)
 
 
 class LaneRegisters:
@@ -192,21 +199,8 @@ class LaneRegisters:
         self.domains = ffi.new("int32_t[]", list(vm.registers.domain) or [0])
         self.node = ffi.new("float *[]", [pointers[i] for i in range(len(p.node_slots))]
                             or [ffi.NULL])
-        self.blocks, self.keep = {}, []
-        for label, code in vm.blocks.items():
-            flat = [x for ins in (*code.prologue, *code.step) for x in ins]
-            array = ffi.new("int32_t[]", flat or [0])
-            block = ffi.new("rulec_vm_block *")
-            block.code = array
-            block.n_prologue = len(code.prologue)
-            block.n_code = len(code.prologue) + len(code.step)
-            block.key = code.key
-            block.advance = 1 if code.advance else 0
-            block.regs = self.regs
-            block.domain = self.domains
-            block.n_slots = len(kinds)
-            self.keep.append(array)
-            self.blocks[label] = block
+        self.code = _code_table(vm, ffi)
+        self.blocks = _vm_blocks(ffi, self.code, self.regs, self.domains, len(kinds))
 
     def _lane_views(self, state: State):
         for kind, name, lanes in self.slots:
