@@ -104,6 +104,31 @@ def _phases(ffi, lib, rule: Rule, phases: list, labels: list[str]):
     return array
 
 
+def _evaluation(ffi, lib, rule: Rule, task, topology, protocol, phases, labels, keep: list):
+    """A rulec_evaluation with the task, topology, protocol's phases and the
+    rule's slot counts filled in (`keep` holds the arrays it points into)."""
+    def pointer(ctype: str, array: np.ndarray):
+        keep.append(array)
+        return ffi.cast(ctype, array.ctypes.data)
+
+    e = ffi.new("rulec_evaluation *")
+    e.n_patterns, e.n_in, e.n_out = len(task.inputs), task.n_inputs, task.n_outputs
+    e.inputs = pointer("float *", np.ascontiguousarray(task.inputs, dtype=np.float32))
+    e.targets = pointer("float *", np.ascontiguousarray(task.targets, dtype=np.float32))
+    e.input_nodes = pointer("int32_t *", np.ascontiguousarray(topology.inputs, dtype=np.int32))
+    e.output_nodes = pointer("int32_t *",
+                             np.ascontiguousarray(topology.outputs, dtype=np.int32))
+    e.n_input_nodes = len(topology.inputs)
+    e.threshold = protocol.threshold
+    phase_array = _phases(ffi, lib, rule, phases, labels)
+    keep.append(phase_array)
+    e.phases, e.n_phases = phase_array, len(phases)
+    p = rule.program
+    e.n_node_slots, e.n_edge_slots = len(p.node_slots), len(p.edge_slots)
+    e.n_shared_slots = len(p.shared_slots)
+    return e
+
+
 def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: int,
                budget: int, params: dict | None, stop_at: float | None,
                on_epoch=None, hold: int = 1, first_epoch: int = 0) -> Result:
@@ -125,23 +150,11 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
         keep.append(array)
         return ffi.cast(ctype, array.ctypes.data)
 
-    e = ffi.new("rulec_evaluation *")
-    P, n_in, n_out = len(task.inputs), task.n_inputs, task.n_outputs
-    e.n_patterns, e.n_in, e.n_out = P, n_in, n_out
-    e.inputs = pointer("float *", np.ascontiguousarray(task.inputs, dtype=np.float32))
-    e.targets = pointer("float *", np.ascontiguousarray(task.targets, dtype=np.float32))
-    e.input_nodes = pointer("int32_t *", np.ascontiguousarray(topology.inputs, dtype=np.int32))
-    e.output_nodes = pointer("int32_t *",
-                             np.ascontiguousarray(topology.outputs, dtype=np.int32))
-    e.n_input_nodes = len(topology.inputs)
-    e.threshold = protocol.threshold
-    phase_array = _phases(ffi, lib, rule, phases, labels)
-    e.phases, e.n_phases = phase_array, len(phases)
+    e = _evaluation(ffi, lib, rule, task, topology, protocol, phases, labels, keep)
+    P, n_out = len(task.inputs), task.n_outputs
     e.stop_at = 2.0 if stop_at is None else stop_at
     e.hold, e.streak = hold, 0
     p = rule.program
-    e.n_node_slots, e.n_edge_slots = len(p.node_slots), len(p.edge_slots)
-    e.n_shared_slots = len(p.shared_slots)
     blocks = runner.driver_blocks(state, labels)
     keep.append(blocks)
     if blocks.vm is not None:
@@ -252,27 +265,11 @@ class Lanes:
             p = rule.program
             labels = list(p.block_labels)
             self.phases = protocol.schedule(budget)
-            e = self.e = ffi.new("rulec_evaluation *")
-            P = len(task.inputs)
-            e.n_patterns, e.n_in, e.n_out = P, task.n_inputs, task.n_outputs
-            e.inputs = self._pointer("float *", np.ascontiguousarray(task.inputs,
-                                                                     dtype=np.float32))
-            e.targets = self._pointer("float *", np.ascontiguousarray(task.targets,
-                                                                      dtype=np.float32))
-            e.input_nodes = self._pointer("int32_t *", np.ascontiguousarray(topology.inputs,
-                                                                            dtype=np.int32))
-            e.output_nodes = self._pointer("int32_t *",
-                                           np.ascontiguousarray(topology.outputs,
-                                                                dtype=np.int32))
-            e.n_input_nodes = len(topology.inputs)
-            e.threshold = protocol.threshold
-            self.keep.append(phase_array := _phases(ffi, lib, rule, self.phases, labels))
-            e.phases, e.n_phases = phase_array, len(self.phases)
+            e = self.e = _evaluation(ffi, lib, rule, task, topology, protocol, self.phases,
+                                     labels, self.keep)
             self.keep.append(vm := ffi.new("rulec_vm_block *[]",
                                            [self.registers.blocks[label] for label in labels]))
             e.vm, e.kernels = vm, ffi.NULL
-            e.n_node_slots, e.n_edge_slots = len(p.node_slots), len(p.edge_slots)
-            e.n_shared_slots = len(p.shared_slots)
             self.graph = graph_view(topology.graph, needs).struct
             self.param_array = ParamArray(ffi, p)(rule.param_values(params))
             # each lane's state's seed (its random draws); `seeds` pick the orders
@@ -282,10 +279,6 @@ class Lanes:
         except BaseException:
             self.release()
             raise
-
-    def _pointer(self, ctype: str, array: np.ndarray):
-        self.keep.append(array)
-        return self.ffi.cast(ctype, array.ctypes.data)
 
     def release(self) -> None:
         """Give the lane registers back (for the next evaluation to reuse)."""
