@@ -423,19 +423,13 @@ class Evaluator:
         _, rule = self._rule(text)
         screen = self.settings.screen
         scores, first_seed, trained, learned = [], {}, [], []
-        carried: dict[int, list] = {}  # with sequence: per graph, each seed's last state
-        for t, (task, topologies) in enumerate(zip(self.tasks, self.topologies, strict=True)):
+        seeds = range(screen.seeds)
+        turns = self._tasks_in_turn(rule, seeds, keep_first=screen.hidden)
+        for t, task in enumerate(self.tasks):
             began = time.perf_counter()
             accuracies, plain, forgot, tied = [], [], None, None
-            for g, topology in enumerate(topologies):
+            for g, (results, starts) in enumerate(next(turns)):
                 hidden = screen.hidden and t == 0 and g == 0
-                keep = hidden or self._carries(t)
-                seeds = range(screen.seeds)
-                starts = carried.get(g)
-                results = self._evaluate_seeds(rule, task, topology, seeds, keep_state=keep,
-                                               starts=starts)
-                if self._carries(t):
-                    carried[g] = [r.state for r in results]
                 if g == 0:
                     first_seed[task.name] = (results[0], starts[0] if starts else None)
                 for seed, result in zip(seeds, results, strict=True):
@@ -675,22 +669,29 @@ class Evaluator:
         """Whether task t's trained states start the next task (sequence)."""
         return self.settings.screen.sequence and t < len(self.tasks) - 1
 
-    def _every_task(self, rule, seeds) -> list[list[list[learning.Result]]]:
-        """Every task on every graph and seed, as the task hurdles train them
-        (with sequence, each task from the states the one before left):
-        [task][graph][seed]."""
-        out, carried = [], {}
+    def _tasks_in_turn(self, rule, seeds, keep_first: bool = False):
+        """Each task's evaluations as the task hurdles train them, one task at
+        a time (a caller that stops early evaluates no more): per task, per
+        graph, (results per seed, the states they started from or None).
+        With sequence, each task starts from the states the one before left.
+        keep_first: the first task's first graph keeps its states."""
+        carried: dict[int, list] = {}
         for t, (task, topologies) in enumerate(zip(self.tasks, self.topologies, strict=True)):
             per_graph = []
             for g, topology in enumerate(topologies):
-                results = self._evaluate_seeds(rule, task, topology, seeds,
-                                               keep_state=self._carries(t),
-                                               starts=carried.get(g))
+                starts = carried.get(g)
+                keep = self._carries(t) or (keep_first and t == 0 and g == 0)
+                results = self._evaluate_seeds(rule, task, topology, seeds, keep_state=keep,
+                                               starts=starts)
                 if self._carries(t):
                     carried[g] = [r.state for r in results]
-                per_graph.append(results)
-            out.append(per_graph)
-        return out
+                per_graph.append((results, starts))
+            yield per_graph
+
+    def _every_task(self, rule, seeds) -> list[list[list[learning.Result]]]:
+        """Every task on every graph and seed: [task][graph][seed]."""
+        return [[results for results, _ in per_graph]
+                for per_graph in self._tasks_in_turn(rule, seeds)]
 
     @staticmethod
     def _row(task: str, seed: int, result: learning.Result) -> dict:
