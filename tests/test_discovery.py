@@ -156,6 +156,30 @@ def test_leaf_swaps_trade_a_leaf_for_another_of_its_kind():
     assert len(children) >= 5
 
 
+def test_message_turns_a_leaf_into_what_the_neighbours_send():
+    import random
+
+    from rulec.parser import parse_text
+    from rulec.search.mutate import Mutator
+
+    # from the delta rule whose hidden error is 0 (rung b's start), one
+    # message move reaches feedback alignment or backpropagation's error line
+    with open("tests/calibration/delta_hidden0_fixed.rule") as f:
+        tree = parse_text(f.read(), "delta_hidden0_fixed.rule")
+    mutator = Mutator(S.load_settings("examples/search/hidden.toml").space)
+    errors, before = set(), format_tree(tree).count("nbr.")
+    for seed in range(1500):
+        child = mutator._checked(tree, mutator.message(tree, random.Random(seed)))
+        if child is None:
+            continue
+        text = format_tree(child)
+        assert text.count("nbr.") == before + 1, text  # one leaf became one message
+        line = next(x.strip() for x in text.splitlines() if "delta =" in x)
+        if line.startswith("delta = train * select(count(outgoing), sum("):
+            errors.add(line.split("sum(")[1].split(")")[0])
+    assert {"w * nbr.delta", "peer.w * nbr.delta"} <= errors, errors
+
+
 def test_crossover_puts_a_part_of_another_rule_in_a_checked_child():
     import random
 
