@@ -11,8 +11,11 @@ Measured in one run on this machine:
 - where the time goes: per hurdle (from the store's timings; `prepare` is
   drawing or parsing a rule, its canonical hash and size, in the worker),
   and the coordinator's share (asking, deduplicating, storing);
-- the projection for 16 cores from the per-core rate, with the coordinator's
-  own ceiling (it dedups and stores for every worker).
+- the projection for 16 and 200 cores from the per-core rate, with the
+  coordinator's own ceiling (it dedups and stores for every worker);
+- with --cluster N, the same search on a Dask LocalCluster of N worker
+  processes: its rate, and how busy the coordinator's process was (its CPU
+  seconds, scheduler thread included, over the wall time; saturated at 1).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -51,11 +55,19 @@ def generation(space: S.Space, count: int) -> dict:
             "check_per_s": count / checking}
 
 
-def stack(settings: S.Settings, rules: int, jobs: int, db: str) -> dict:
-    began = time.perf_counter()
+def _cpu_seconds() -> float:
+    """This process's CPU time, every thread of it (a LocalCluster's
+    scheduler runs in a thread here)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def stack(settings: S.Settings, rules: int, jobs: int, db: str, scheduler=None) -> dict:
+    began, cpu = time.perf_counter(), _cpu_seconds()
     progress = S.search(settings, S.Config(seed=11, generation=256), db, rules=rules, jobs=jobs,
-                        batch=32)
+                        batch=32, scheduler=scheduler)
     wall = time.perf_counter() - began
+    cpu = _cpu_seconds() - cpu
     rep = report(db)
     worker = sum(rep.seconds.values())
     return {"jobs": jobs, "rules": progress.rules, "seconds": wall,
@@ -63,7 +75,19 @@ def stack(settings: S.Settings, rules: int, jobs: int, db: str) -> dict:
             "per_core": progress.rules / wall / min(jobs, os.cpu_count() or 1),
             "passed": dict(zip(rep.hurdles, rep.passed, strict=True)),
             "hurdle_seconds": {k: round(v, 3) for k, v in rep.seconds.items()},
-            "worker_seconds": worker}
+            "worker_seconds": worker, "coordinator_cpu_seconds": cpu}
+
+
+def cluster(settings: S.Settings, rules: int, workers: int, db: str) -> dict:
+    """The search on a LocalCluster of `workers` single-threaded processes."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as lc, Client(lc) as client:
+        out = stack(settings, rules, workers, db, scheduler=client)
+    out["coordinator_busy"] = out["coordinator_cpu_seconds"] / out["seconds"]
+    out["coordinator_ms_per_rule"] = 1e3 * out["coordinator_cpu_seconds"] / out["rules"]
+    return out
 
 
 def main() -> None:
@@ -71,6 +95,8 @@ def main() -> None:
     parser.add_argument("--rules", type=int, default=3000)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--space", help="a space file (the default space otherwise)")
+    parser.add_argument("--cluster", type=int, default=0, metavar="N",
+                        help="also run on a Dask LocalCluster of N worker processes")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args()
     settings = S.load_settings(args.space) if args.space else S.Settings()
@@ -81,6 +107,9 @@ def main() -> None:
         if args.jobs > 1:
             out["stack_n"] = stack(settings, args.rules, args.jobs,
                                    os.path.join(tmp, "many.sqlite"))
+        if args.cluster:
+            out["cluster"] = cluster(settings, args.rules, args.cluster,
+                                     os.path.join(tmp, "cluster.sqlite"))
     # with one job the workers' part runs in this process: the rest of the
     # wall time is the coordinator's (asking, deduplicating, storing)
     coordinator = one["seconds"] - one["worker_seconds"]
@@ -89,6 +118,7 @@ def main() -> None:
     per_worker = 1e3 / out["worker_ms_per_rule"]
     ceiling = 1e3 / max(out["coordinator_ms_per_rule"], 1e-9)
     out["projection_16_cores"] = min(15 * per_worker, ceiling)
+    out["projection_200_cores"] = min(199 * per_worker, ceiling)
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -116,6 +146,15 @@ def main() -> None:
           f"{out['projection_16_cores']:.0f} rules/s = "
           f"{out['projection_16_cores'] * 3600 / 1e6:.1f} M rules/hour "
           f"(workers {15 * per_worker:.0f}/s, coordinator ceiling {ceiling:.0f}/s)")
+    print(f"projection, 200 cores: {out['projection_200_cores']:.0f} rules/s "
+          f"(workers {199 * per_worker:.0f}/s, coordinator ceiling {ceiling:.0f}/s)")
+    if "cluster" in out:
+        c = out["cluster"]
+        print(f"Dask LocalCluster, {c['jobs']} worker processes: {c['rules']} rules in "
+              f"{c['seconds']:.1f} s = {c['rules_per_s']:.0f} rules/s; the coordinator's "
+              f"process (scheduler included) was busy {100 * c['coordinator_busy']:.0f}% of "
+              f"the time ({c['coordinator_ms_per_rule']:.3f} CPU ms/rule: ceiling "
+              f"{1e3 / max(c['coordinator_ms_per_rule'], 1e-9):.0f} rules/s)")
 
 
 if __name__ == "__main__":
