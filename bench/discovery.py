@@ -4,6 +4,7 @@ retention, counterfactual targets) and learns every task on at least 9 of
 10 untouched seeds.
 
     python bench/discovery.py [--rungs a,b,c,d] [--minutes 10] [--jobs 2] [--out DIR]
+                              [--halving 60 --eta 3]   # successive halving's rungs
 
 Rungs (docs/discoveries.md; in b, c and d the hidden layer must learn: on 2
 of 3 untouched seeds, the rule's hidden nodes' incoming weights put back to
@@ -127,6 +128,24 @@ def with_graphs(settings, tasks: tuple[str, ...], graphs: tuple[str, ...]):
     return dataclasses.replace(settings, space=space, screen=screen)
 
 
+def with_rungs(settings, rungs: str | None, eta: int | None):
+    """The settings with other successive-halving rungs or eta, if given."""
+    import dataclasses
+
+    changes = {}
+    if rungs is not None:
+        changes["rungs"] = () if rungs.lower() == "none" else \
+            tuple(int(e) for e in rungs.split(","))
+    if eta is not None:
+        changes["eta"] = eta
+    if not changes:
+        return settings
+    settings = dataclasses.replace(settings, screen=dataclasses.replace(settings.screen,
+                                                                        **changes))
+    settings.check()
+    return settings
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rungs", default="a,b,c,d")
@@ -140,6 +159,11 @@ def main() -> int:
                         help="evolution's share of crossed children (0.2)")
     parser.add_argument("--slice", type=float, default=30.0,
                         help="seconds between checks for a discovery")
+    parser.add_argument("--halving", default=None, metavar="E1,E2",
+                        help="successive halving's cheaper rungs (epochs), instead of the "
+                             "space's ([screen] rungs; 'none' for none)")
+    parser.add_argument("--eta", type=int, default=None,
+                        help="successive halving: the top 1/eta of a rung go up (the space's)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,6 +176,7 @@ def main() -> int:
         settings = load_settings(ROOT / spec["space"])
         if "tasks" in spec:
             settings = with_graphs(settings, spec["tasks"], spec["graphs"])
+        settings = with_rungs(settings, args.halving, args.eta)
         start = tuple((ROOT / path).read_text() for path in spec["start"])
         config = S.Config(strategy="evolve", seed=args.seed, start=start,
                           start_mutants=spec.get("mutants", 0), immigrants=args.immigrants,

@@ -628,10 +628,26 @@ def _search_settings(args: argparse.Namespace):
         changes["fresh_seeds"] = args.fresh_seeds
     if args.sequence:
         changes["sequence"] = True
+    if getattr(args, "rungs", None) is not None:
+        changes["rungs"] = _rungs(args.rungs)
+    if getattr(args, "eta", None) is not None:
+        changes["eta"] = args.eta
     settings = dataclasses.replace(settings, screen=dataclasses.replace(screen, **changes))
     settings.space.make_protocol()
     settings.check()
     return settings
+
+
+def _rungs(text: str) -> tuple[int, ...]:
+    """--rungs E1,E2,...: the epochs of successive halving's cheaper rungs
+    (`--rungs none` for none)."""
+    if text.strip().lower() in ("none", "0", ""):
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"--rungs {text!r}: give the epochs of the cheaper rungs, "
+                        "comma-separated and going up (e.g. --rungs 30,300), or none") from None
 
 
 def _search_progress(total: int | None, quiet: bool):
@@ -1118,6 +1134,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "[screen] sequence)")
     search.add_argument("--fresh-seeds", type=_integer, metavar="K",
                         help="held-out seeds for the rules that pass every task (10)")
+    search.add_argument("--rungs", metavar="E1,E2",
+                        help="successive halving: train every rule that passed screening "
+                             "E1 epochs first, and only the top 1/eta of those so far E2, "
+                             "..., then the task hurdles (the space's [screen] rungs; none)")
+    search.add_argument("--eta", type=_integer, metavar="N",
+                        help="successive halving: the top 1/N of a rung go up (3)")
     search.add_argument("--generation", type=_integer, default=64, metavar="G",
                         help="rules per generation (64)")
     search.add_argument("--population", type=_integer, default=100, metavar="P",

@@ -88,6 +88,10 @@ NON_LEARNERS = [
     ("oscillator.rule", "logic", ("and",), "layered:2,1,bias", "does-not-retain: and:"),
     ("oscillator.rule", "default", ("and",), "layered:2,1,bias", "does-not-retain: and:"),
     ("clock.rule", "logic", ("and",), "layered:2,1,bias", ""),
+    # learns AND and OR on 9/10 untouched seeds, but taught NAND it answers
+    # AND: its answers move with the targets, not toward them
+    ("and_or_only.rule", "logic", ("and", "or"), "layered:2,1,bias",
+     "target-blind: and: trained on the shifted targets"),
     ("luck.rule", "logic", ("and", "or"), "layered:2,1,bias", ""),
     # no error reaches the hidden layer: XOR cannot be learned
     ("delta_fixed.rule", "logic", ("xor",), "layered:2,4,1,bias", "xor: mean accuracy"),

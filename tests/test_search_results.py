@@ -110,6 +110,7 @@ def test_the_store_stamps_its_layout_migrates_old_ones_and_refuses_newer(tmp_pat
     shutil.copy(db, old)
     connection = sqlite3.connect(old)
     connection.execute("DROP TABLE schema")
+    connection.execute("DROP TABLE rungs")  # layout 3's
     connection.commit()
     connection.close()
     assert Store(old, readonly=True).version() == 1
@@ -117,14 +118,17 @@ def test_the_store_stamps_its_layout_migrates_old_ones_and_refuses_newer(tmp_pat
     Store(old).close()
     assert Store(old, readonly=True).version() == SCHEMA_VERSION
     assert S.result_rows(old) == S.result_rows(db)
+    connection = sqlite3.connect(old)
+    assert connection.execute("SELECT count(*) FROM rungs").fetchone() == (0,)
+    connection.close()
     # a newer layout is refused, naming both versions
     connection = sqlite3.connect(old)
     connection.execute("UPDATE schema SET version = 99")
     connection.commit()
     connection.close()
     for readonly in (True, False):
-        with pytest.raises(S.SpaceError, match=r"newer rulec \(database layout 99; this rulec "
-                                               r"reads up to 2\)"):
+        with pytest.raises(S.SpaceError, match=rf"newer rulec \(database layout 99; this "
+                                               rf"rulec reads up to {SCHEMA_VERSION}\)"):
             Store(old, readonly=readonly)
 
 

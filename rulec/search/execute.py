@@ -32,7 +32,8 @@ def evaluate_batch(settings: dict, stage: str, items: list) -> list[dict]:
     """Evaluate a batch in this process. stage 'screen': items are (index,
     text, tree, draw): a rule's text and tree (tree None: parsed here), or
     (index, None, None, seed): rule `index` of that seed's random stream,
-    drawn here; stage 'learn': items are (index, text, screening record)."""
+    drawn here; stage 'rung': items are (index, text, record, k): rung k of
+    successive halving; stage 'learn': items are (index, text, record)."""
     ev = evaluator(Settings.from_dict(settings))
     name = worker_name()
     out = []
@@ -40,6 +41,9 @@ def evaluate_batch(settings: dict, stage: str, items: list) -> list[dict]:
         if stage == "screen":
             index, text, tree, draw = item
             record = ev.screen(text, tree, draw, index)
+        elif stage == "rung":
+            index, text, record, k = item
+            record = ev.rung(text, record, k)
         else:
             index, text, record = item
             record = ev.learn(text, record)

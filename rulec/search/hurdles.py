@@ -17,6 +17,12 @@ screening (every rule):
              rounded, are the rule's functional hash (rules that behave
              alike share it)
 learning (the rules that pass screening and behave unlike any rule before):
+  rungK      (with [screen] rungs, successive halving) the task hurdles'
+             training for rungs[K-1] epochs on the rung's own seeds
+             (Screen.rung_seeds); the coordinator lets a rule go up only if
+             its score there is among the top 1/eta of every score of that
+             rung in the run so far (ASHA's rule: promoted), and stores the
+             others as `not-promoted`
   TASK       for each task in order: `seeds` seeds of `epochs` epochs on
              each graph of the run (each
              stops once 100% accurate for `hold` epochs in a row, then is
@@ -28,8 +34,9 @@ learning (the rules that pass screening and behave unlike any rule before):
              90% of them, else their mean counts, and a task failed that
              way is `does-not-retain`)
   targets    trained on counterfactual targets (the complement; the targets
-             moved one row on) for as long, on seed 0, the rule must answer
-             differently than after training on the task, else it is
+             moved one row on) for as long, on seed 0, the rule's answers
+             must get more of them right than its answers after training on
+             the task do (answers that only differ are noise), else it is
              `target-blind`
   hidden     (with [screen] hidden = true) what the hidden layer learned is
              needed: on the first seed of the first task that learned it,
@@ -47,7 +54,9 @@ record it returns is plain data (see rulec.search.store).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 import time
 
 import numpy as np
@@ -135,8 +144,32 @@ def hurdle_names(settings: Settings) -> tuple[str, ...]:
     fresh = ("fresh",) if settings.screen.fresh_seeds else ()
     hidden = ("hidden",) if settings.screen.hidden else ()
     robust = ("robust",) if settings.screen.robust_seeds else ()
-    return (SCREEN_HURDLES + tuple(settings.screen.tasks) + ("targets",) + hidden + robust
-            + fresh)
+    return (SCREEN_HURDLES + rung_names(settings) + tuple(settings.screen.tasks)
+            + ("targets",) + hidden + robust + fresh)
+
+
+def rung_names(settings: Settings) -> tuple[str, ...]:
+    """The hurdles of successive halving's cheaper rungs: `rung1` .. (a rule
+    passes one by going up from it)."""
+    return tuple(f"rung{k + 1}" for k in range(len(settings.screen.rungs)))
+
+
+def final_rung(settings: Settings) -> Settings:
+    """The settings without the cheaper rungs: how a rule that went up every
+    rung is judged (what `rulec search score` runs; rungs decide which rules
+    of a search get there, from the scores of the others, not a verdict)."""
+    if not settings.screen.rungs:
+        return settings
+    return dataclasses.replace(settings, screen=dataclasses.replace(settings.screen, rungs=()))
+
+
+def promotion_bar(scores, eta: int) -> float:
+    """ASHA's promotion rule: a rule goes up from a rung when its score there
+    is at least this, the ceil(n / eta)-th best of the n `scores` (every
+    score of the rung so far, its own included): the top 1/eta, ties going
+    up together."""
+    ranked = sorted(scores, reverse=True)
+    return ranked[math.ceil(len(ranked) / eta) - 1]
 
 
 def static_failure(tree: ast.File, protocol) -> str | None:
@@ -517,6 +550,29 @@ class Evaluator:
             record["passed"] += 1
         return record
 
+    def rung(self, text: str, record: dict, k: int) -> dict:
+        """Rung k of successive halving (0-based; [screen] rungs): the task
+        hurdles' training for rungs[k] epochs on the rung's own seeds; its
+        score (the mean over the tasks of each seed's held accuracy, a task
+        the rule failed ending the tries, the tasks after it counting 0) is
+        appended to record['rungs']. Whether the rule goes up is the
+        coordinator's decision (promoted), from every rule's score there."""
+        _, rule = self._rule(text)
+        screen = self.settings.screen
+        began = time.perf_counter()
+        scores = []
+        seeds = screen.rung_seeds(k)
+        turns = self._tasks_in_turn(rule, seeds, epochs=screen.rungs[k])
+        for task in self.tasks:
+            accuracies = [self._held(result, task)
+                          for results, _ in next(turns) for result in results]
+            scores.append(float(np.mean(accuracies)))
+            if scores[-1] < screen.pass_accuracy:
+                break
+        record.setdefault("rungs", []).append(float(sum(scores)) / len(self.tasks))
+        record["timings"][f"rung{k + 1}"] = time.perf_counter() - began
+        return record
+
     def _robust(self, rule: Rule, record: dict, learned: list[int]) -> None:
         """The robust hurdle: every task on `robust_seeds` more selection
         seeds (after the task hurdles' `seeds`), learned on at least
@@ -584,12 +640,16 @@ class Evaluator:
         return f" on {graphs[graph]}" if len(graphs) > 1 else ""
 
     def _target_blind(self, rule: Rule, first_seed: dict[str, tuple]) -> str | None:
-        """Why the rule's answers do not depend on its targets (None if they
+        """Why the rule's answers do not follow its targets (None if they
         do): trained on seed 0 for as many epochs as on the task, but on
         counterfactual targets (the complement; the targets moved one row
-        on), its thresholded outputs must differ from those it gives after
-        training on the task. A rule whose outputs are right by construction,
-        by the clock or by luck answers the same whatever it is taught."""
+        on), its thresholded outputs must get more of those targets right
+        than the outputs it gives after training on the task do. A rule
+        whose outputs are right by construction, by the clock or by luck
+        answers the same whatever it is taught; a noisy one answers
+        otherwise, but no nearer to what it was taught (rule 39127 of a
+        logic.toml run learned AND and OR, and trained on NAND it answered
+        AND)."""
         threshold = self.protocol.threshold
         for task, topologies in zip(self.tasks, self.topologies, strict=True):
             topology = topologies[0]  # the first graph's: depending there is depending
@@ -604,11 +664,18 @@ class Evaluator:
                                         start=start)
                 if result.failure or result.outputs is None:
                     continue  # it reacted to the targets (or cannot run on them)
-                if np.array_equal(result.outputs > threshold, answers):
+                want = np.asarray(other.targets) > 0.5
+                before = int((answers == want).sum())
+                taught = np.asarray(result.outputs) > threshold
+                after = int((taught == want).sum())
+                if after <= before:
                     kind = other.name.split("~", 1)[1]
+                    same = "exactly as" if np.array_equal(taught, answers) \
+                        else "no nearer to them than"
                     return (f"target-blind: {task.name}: trained on the {kind} targets for "
-                            f"{epochs} epochs it answers exactly as when trained on "
-                            f"{task.name}")
+                            f"{epochs} epochs it answers {same} when trained on {task.name} "
+                            f"({after} of {want.size} of the {kind} targets right, against "
+                            f"{before})")
         return None
 
     def _held(self, result: learning.Result, task, margin: float | None = None) -> float:
@@ -653,12 +720,14 @@ class Evaluator:
         return self._evaluate_seeds(rule, task, topology, [seed], keep_state)[0]
 
     def _evaluate_seeds(self, rule, task, topology, seeds, keep_state=False,
-                        starts=None) -> list[learning.Result]:
+                        starts=None, epochs=None) -> list[learning.Result]:
         """The task hurdles' evaluation on each seed (side by side in one
         call of the C driver per stage: learning.evaluate_seeds), from
-        `starts` (a state per seed) if given."""
+        `starts` (a state per seed) if given, for `epochs` (the screen's
+        unless given: a cheaper rung's)."""
         return learning.evaluate_seeds(rule, task, topology, self.protocol,
-                                       epochs=self.settings.screen.epochs, seeds=list(seeds),
+                                       epochs=epochs or self.settings.screen.epochs,
+                                       seeds=list(seeds),
                                        budget=self.budget, stop_at=1.0, engine="c",
                                        hold=self.settings.screen.hold,
                                        confirm=self.settings.screen.hold,
@@ -669,12 +738,13 @@ class Evaluator:
         """Whether task t's trained states start the next task (sequence)."""
         return self.settings.screen.sequence and t < len(self.tasks) - 1
 
-    def _tasks_in_turn(self, rule, seeds, keep_first: bool = False):
+    def _tasks_in_turn(self, rule, seeds, keep_first: bool = False, epochs=None):
         """Each task's evaluations as the task hurdles train them, one task at
         a time (a caller that stops early evaluates no more): per task, per
         graph, (results per seed, the states they started from or None).
         With sequence, each task starts from the states the one before left.
-        keep_first: the first task's first graph keeps its states."""
+        keep_first: the first task's first graph keeps its states; epochs:
+        a cheaper rung's (the screen's unless given)."""
         carried: dict[int, list] = {}
         for t, (task, topologies) in enumerate(zip(self.tasks, self.topologies, strict=True)):
             per_graph = []
@@ -682,7 +752,7 @@ class Evaluator:
                 starts = carried.get(g)
                 keep = self._carries(t) or (keep_first and t == 0 and g == 0)
                 results = self._evaluate_seeds(rule, task, topology, seeds, keep_state=keep,
-                                               starts=starts)
+                                               starts=starts, epochs=epochs)
                 if self._carries(t):
                     carried[g] = [r.state for r in results]
                 per_graph.append((results, starts))
@@ -716,7 +786,10 @@ def score_rule(text: str, settings: Settings) -> dict:
     """One rule through every hurdle of a search with `settings`, exactly as
     a search evaluates it (what `rulec search score` prints): the record,
     plus `hurdles` (their names), `failed_hurdle` (None if it cleared all)
-    and `fresh_of` (the untouched seeds it was tried on)."""
+    and `fresh_of` (the untouched seeds it was tried on). With successive
+    halving's rungs, it is judged as a rule that went up every rung is
+    (final_rung)."""
+    settings = final_rung(settings)
     ev = evaluator(settings)
     record = ev.screen(text)
     if record["passed"] >= len(SCREEN_HURDLES) and not record["failure"]:

@@ -9,7 +9,11 @@ indices g*G ... g*G+G-1). For each generation:
 3. the rest are screened in batches (parse, static, run, sensitive);
 4. in index order, a rule that behaves like an earlier one (the same
    functional hash) copies that rule's results instead of learning again;
-5. the remaining survivors run the task hurdles in batches;
+5. the remaining survivors run the task hurdles in batches (with [screen]
+   rungs, first each cheaper rung of successive halving, after which only
+   the rules whose score is in the top 1/eta of every score of that rung
+   so far go on: ASHA's promotion rule, decided at the generation's end so
+   that it does not depend on which worker finished first);
 6. every finished rule is stored (one transaction per batch), and the
    strategy is told the whole generation.
 
@@ -34,7 +38,7 @@ from ..parser import parse_text
 from ..printer import format_tree
 from .canon import identity, text_hash
 from .execute import evaluate_batch, make_executor
-from .hurdles import SCREEN_HURDLES, hurdle_names, rank_key
+from .hurdles import SCREEN_HURDLES, hurdle_names, promotion_bar, rank_key
 from .space import Settings, SpaceError, digest, draw_tree
 from .store import Store
 from .strategy import STRATEGIES, Candidate, RandomSearch, RegularizedEvolution
@@ -106,7 +110,7 @@ def _chunks(items: list, size: int) -> list[list]:
 #: changes (the generator, the hurdles, the mutations): part of a run's key,
 #: so a newer rulec starts a new run beside an old one instead of resuming
 #: it with other rules.
-RESULTS_VERSION = "2026-12-05"
+RESULTS_VERSION = "2026-12-05.2"
 
 
 def strategy_identity(strategy) -> str:
@@ -166,6 +170,8 @@ class Search:
         self.func: dict[str, int] = {}  # functional hash -> first rule with it
         self.final: dict[int, dict] = {}  # rule -> its outcome (for duplicates to copy)
         self.stored: dict[int, dict[int, dict]] = {}  # generation -> idx -> stored record
+        # per cheaper rung: idx -> score, every rule scored there in this run
+        self.rung_scores: list[dict[int, float]] = [{} for _ in settings.screen.rungs]
 
     # --------------------------------------------------------------- resume
 
@@ -204,6 +210,10 @@ class Search:
                     self.func.setdefault(row["func_hash"], row["idx"])
             self.final[row["idx"]] = row
             self.progress.add(row)
+        if self.rung_scores:
+            for row in self.store.rung_scores_of(self.run_id):
+                if row["rung"] < len(self.rung_scores):
+                    self.rung_scores[row["rung"]][row["idx"]] = row["score"]
 
     # ------------------------------------------------------------- running
 
@@ -304,6 +314,7 @@ class Search:
             else:
                 learners.append((c.index, record["text"], self._wire(record)))
         self._finish(done, records, waiting)
+        learners = self._rungs(learners, records, waiting, executor, settings)
         payloads = [(settings, "learn", chunk) for chunk in _chunks(learners, self.batch)]
         for _, results in executor.run(evaluate_batch, payloads):
             for r in results:
@@ -312,6 +323,52 @@ class Search:
         if waiting:  # cannot happen: every representative is final by now
             raise RuntimeError(f"duplicates left waiting: {sorted(waiting)[:5]}")
         return [records[c.index] for c in candidates]
+
+    def _rungs(self, learners: list, records: dict[int, dict], waiting: dict,
+               executor, settings: dict) -> list:
+        """Successive halving's cheaper rungs ([screen] rungs), one after
+        another: every learner trains on rung k in the workers; then, in
+        index order, those whose score is among the top 1/eta of every
+        rung-k score of the run so far (this generation's included) go up,
+        and the rest are stored as not promoted. The learners left go on to
+        the task hurdles."""
+        screen = self.settings.screen
+        for k, epochs in enumerate(screen.rungs):
+            if not learners:
+                break
+            items = [(index, text, wire, k) for index, text, wire in learners]
+            payloads = [(settings, "rung", chunk) for chunk in _chunks(items, self.batch)]
+            for _, results in executor.run(evaluate_batch, payloads):
+                for r in results:
+                    records[r["index"]].update(r)
+            pool = self.rung_scores[k]
+            for index, _, _ in learners:
+                if not records[index].get("failure"):
+                    pool[index] = records[index]["rungs"][k]
+            bar = promotion_bar(pool.values(), screen.eta) if pool else 0.0
+            up, stopped = [], []
+            for index, text, _ in learners:
+                record = records[index]
+                if record.get("failure"):  # its worker died
+                    stopped.append(record)
+                    continue
+                score = record["rungs"][k]
+                if score >= bar:
+                    record["passed"] += 1
+                    up.append((index, text, self._wire(record)))
+                    continue
+                seeds = screen.rung_seeds(k)
+                record["score"] = score
+                record["failure"] = (
+                    f"not-promoted: rung {k + 1} ({epochs} epochs on seed"
+                    f"{'s' if len(seeds) > 1 else ''} {seeds.start}"
+                    f"{f'..{seeds.stop - 1}' if len(seeds) > 1 else ''}) scored {score:.3f}; "
+                    f"the top 1/{screen.eta} of the {len(pool)} rules scored there so far "
+                    f"needed {bar:.3f}")
+                stopped.append(record)
+            self._finish(stopped, records, waiting)
+            learners = up
+        return learners
 
     def _identity(self, c: Candidate) -> dict:
         """A candidate's text, canonical hash and size, made here (for a rule
@@ -329,8 +386,9 @@ class Search:
 
     @staticmethod
     def _wire(record: dict) -> dict:
-        return {k: record[k] for k in ("passed", "failure", "timings", "func_hash", "results",
-                                       "spread")}
+        return {**{k: record[k] for k in ("passed", "failure", "timings", "func_hash",
+                                          "results", "spread")},
+                "rungs": list(record.get("rungs") or ())}
 
     def _finish(self, finished: list[dict], records: dict[int, dict],
                 waiting: dict[int, tuple[str, int]]) -> None:
@@ -351,7 +409,7 @@ class Search:
                 record.update(duplicate=kind, duplicate_of=first, timings={}, results=[],
                               worker=None)
                 for key in ("passed", "failure", "score", "fresh", "spread", "loss",
-                            "func_hash"):
+                            "func_hash", "rungs"):
                     record[key] = source.get(key)
                 record["score"] = record["score"] or 0.0
                 self.final[index] = record

@@ -247,6 +247,11 @@ class Space:
 
 #: The most graphs one run screens every rule on.
 MAX_GRAPHS = 16
+#: Rung k of successive halving trains on seeds RUNG_SEED0 * (k + 1) and up
+#: (the task hurdles' and robust seeds stay below RUNG_SEED0, the untouched
+#: ones start at 1000); a run has at most MAX_RUNGS cheaper rungs.
+RUNG_SEED0 = 100
+MAX_RUNGS = 8
 
 
 def graph_label(task: str, graph: int) -> str:
@@ -294,11 +299,26 @@ class Screen:
     # before it left (a rule must learn again from what it learned: a wired
     # circuit for one task, or a rule that stops learning, fails the next)
     sequence: bool = False
+    # successive halving (ASHA's promotion rule): the epochs of cheaper rungs
+    # run before the task hurdles (each fewer than `epochs`, increasing); a
+    # rule goes up from rung k only if its score there is among the top
+    # 1/eta of every rung-k score of the run so far. Rung k trains on
+    # rung_seed_count(k) seeds of its own (RUNG_SEED0 * (k + 1) and up),
+    # never the task hurdles' or the untouched ones (): no rungs
+    rungs: tuple[int, ...] = ()
+    eta: int = 3
 
     @property
     def graphs(self) -> tuple[str, ...]:
         """The graph specs, one or several."""
         return (self.graph,) if isinstance(self.graph, str) else tuple(self.graph)
+
+    def rung_seeds(self, k: int) -> range:
+        """The selection seeds of rung k (0-based): ceil(seeds / eta^(R-k))
+        of them, at least 1, from RUNG_SEED0 * (k + 1): more seeds on each
+        rung up, other seeds on each."""
+        count = max(1, math.ceil(self.seeds / self.eta ** (len(self.rungs) - k)))
+        return range(RUNG_SEED0 * (k + 1), RUNG_SEED0 * (k + 1) + count)
 
     def check(self) -> None:
         from .. import learning
@@ -326,6 +346,8 @@ class Screen:
                              f"seeds start")
         if not (isinstance(self.robust_share, int | float) and 0 < self.robust_share <= 1):
             raise SpaceError("[screen] robust_share must be in (0, 1]")
+        if self.rungs:
+            self._check_rungs()
         if self.sequence:
             if len(self.tasks) < 2:
                 raise SpaceError("[screen] sequence = true (--sequence) trains the tasks one "
@@ -351,6 +373,29 @@ class Screen:
         if not (isinstance(self.pass_accuracy, int | float) and 0 < self.pass_accuracy <= 1):
             raise SpaceError("[screen] pass_accuracy must be in (0, 1]")
 
+    def _check_rungs(self) -> None:
+        rungs = self.rungs
+        if not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in rungs):
+            raise SpaceError(f"[screen] rungs (--rungs) is a list of epochs, whole numbers from 1, "
+                             f"got {list(rungs)}")
+        if list(rungs) != sorted(set(rungs)) or rungs[-1] >= self.epochs:
+            raise SpaceError(f"[screen] rungs (--rungs) {list(rungs)}: the epochs of the "
+                             f"cheaper rungs go up, each fewer than epochs ({self.epochs}), "
+                             "which the last rung (the task hurdles) trains")
+        if len(rungs) > MAX_RUNGS:
+            raise SpaceError(f"[screen] rungs: {len(rungs)} rungs; at most {MAX_RUNGS} (their "
+                             "seeds stay below 1000, where the untouched seeds start)")
+        if not (isinstance(self.eta, int) and not isinstance(self.eta, bool) and
+                2 <= self.eta <= 100):
+            raise SpaceError(f"[screen] eta (--eta) must be a whole number from 2 to 100 (a "
+                             f"rule goes up a rung when it is in the top 1/eta there), got "
+                             f"{self.eta!r}")
+        if self.seeds + self.robust_seeds > RUNG_SEED0:
+            raise SpaceError(f"[screen] seeds + robust_seeds is "
+                             f"{self.seeds + self.robust_seeds}; with rungs, the task hurdles' "
+                             f"and robust seeds stay below {RUNG_SEED0}, where the rungs' "
+                             "seeds start")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -369,6 +414,8 @@ class Settings:
             del data["screen"]["margin"]
         if not self.screen.sequence:
             del data["screen"]["sequence"]
+        if not self.screen.rungs:
+            del data["screen"]["rungs"], data["screen"]["eta"]
         if not self.space.settle:
             del data["space"]["settle"]
         return data
@@ -383,6 +430,8 @@ class Settings:
         space["ops"] = tuple(space["ops"])
         screen = dict(data["screen"])
         screen["tasks"] = tuple(screen["tasks"])
+        if "rungs" in screen:
+            screen["rungs"] = tuple(screen["rungs"])
         if not isinstance(screen["graph"], str):
             screen["graph"] = tuple(screen["graph"])
         return cls(Space(**space), Screen(**screen))
@@ -424,7 +473,7 @@ _SECTIONS = {
              "shaped"},
     "screen": {"tasks", "graph", "seeds", "epochs", "pass_accuracy", "hold", "retain",
                "fresh_seeds", "probe_seed", "hidden", "robust_seeds", "robust_share", "margin",
-               "sequence"},
+               "sequence", "rungs", "eta"},
 }
 
 
@@ -573,6 +622,13 @@ def settings_from_toml(data: dict, where: str = "space file",
             if not isinstance(value, bool):
                 raise SpaceError(f"{place} is true or false, got {value!r}")
             screen[key] = value
+        elif key == "rungs":
+            if not isinstance(value, list) or not value:
+                raise SpaceError(f"{place} is a list of epochs, such as [30, 300], got "
+                                 f"{value!r}")
+            screen[key] = tuple(value)
+        elif key == "eta":
+            screen[key] = value
         else:
             screen[key] = _bounded(value, "screen", key, place)
     settings = Settings(Space(**space), Screen(**screen))
@@ -665,6 +721,8 @@ def settings_to_toml(settings: Settings) -> str:
         lines.append(f"margin = {value(float(screen.margin))}")
     if screen.sequence:
         lines.append("sequence = true")
+    if screen.rungs:
+        lines += [f"rungs = {value(list(screen.rungs))}", f"eta = {screen.eta}"]
     return "\n".join(lines) + "\n"
 
 

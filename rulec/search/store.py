@@ -6,6 +6,9 @@ Tables (docs/search.md has the full schema):
   rules    one row per rule: text, hashes, parent and mutation, how many
            hurdles it passed, why it failed, score, size, timings, worker
   results  one row per (rule, task, seed) a rule was trained on
+  rungs    one row per (rule, rung) of successive halving a rule was scored
+           on ([screen] rungs): what a resumed coordinator decides
+           promotions from
 
   schema   one row: the layout's version (SCHEMA_VERSION). A database of an
            older layout is migrated when opened for writing (MIGRATIONS)
@@ -91,8 +94,8 @@ def _alive(holder: str) -> bool:
 
 
 #: The layout this rulec writes. 1: runs, rules, results, leases (before
-#: the schema table); 2: the schema table.
-SCHEMA_VERSION = 2
+#: the schema table); 2: the schema table; 3: the rungs table.
+SCHEMA_VERSION = 3
 
 
 def _stamp(connection, sa, schema, version: int) -> None:
@@ -104,6 +107,7 @@ def _stamp(connection, sa, schema, version: int) -> None:
 #: (in one transaction, with the connection and the tables).
 MIGRATIONS = {
     1: lambda connection, sa, tables: None,  # the layout is unchanged: stamping is all
+    2: lambda connection, sa, tables: None,  # a new table, which create_all made
 }
 
 
@@ -165,7 +169,14 @@ def _tables(sa):
         "schema", meta,
         sa.Column("version", sa.Integer, nullable=False),
     )
-    return meta, runs, rules, results, leases, schema
+    rungs = sa.Table(
+        "rungs", meta,
+        sa.Column("run", sa.Integer, primary_key=True),
+        sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("rung", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("score", sa.Float, nullable=False),
+    )
+    return meta, runs, rules, results, leases, schema, rungs
 
 
 RULE_COLUMNS = ("idx", "generation", "text", "canon_hash", "func_hash", "parent", "mutation",
@@ -214,7 +225,8 @@ class Store:
                 cursor.execute("PRAGMA busy_timeout=10000")
                 cursor.close()
         tables = _tables(sa)
-        self.meta, self.runs, self.rules, self.results, self.leases, self.schema = tables
+        (self.meta, self.runs, self.rules, self.results, self.leases, self.schema,
+         self.rungs) = tables
         if readonly:
             try:
                 names = set(sa.inspect(self.engine).get_table_names())
@@ -382,7 +394,7 @@ class Store:
         if not records:
             return
         now = time.time()
-        rule_rows, result_rows = [], []
+        rule_rows, result_rows, rung_rows = [], [], []
         for r in records:
             row = {name: r.get(name) for name in RULE_COLUMNS}
             row["run"] = run
@@ -394,10 +406,15 @@ class Store:
             if not r.get("duplicate"):
                 for result in r.get("results") or ():
                     result_rows.append({"run": run, "idx": r["idx"], **result})
+                for rung, score in enumerate(r.get("rungs") or ()):
+                    rung_rows.append({"run": run, "idx": r["idx"], "rung": rung,
+                                      "score": float(score)})
         with self.guard("write"), self.engine.begin() as connection:
             connection.execute(self.rules.insert(), rule_rows)
             if result_rows:
                 connection.execute(self.results.insert(), result_rows)
+            if rung_rows:
+                connection.execute(self.rungs.insert(), rung_rows)
             if self.leased == run:
                 connection.execute(self.leases.update().where(self.leases.c.run == run)
                                    .values(renewed=now))
@@ -410,6 +427,14 @@ class Store:
         query = sa.select(table.c.task, table.c.seed, table.c.accuracy, table.c.loss,
                           table.c.epochs, table.c.steps, table.c.failure).where(
             (table.c.run == run) & (table.c.idx == idx)).order_by(table.c.task, table.c.seed)
+        with self.guard("read"), self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def rung_scores_of(self, run: int) -> list[dict]:
+        """Every (idx, rung, score) of successive halving stored for a run."""
+        sa = self.sa
+        table = self.rungs
+        query = sa.select(table.c.idx, table.c.rung, table.c.score).where(table.c.run == run)
         with self.guard("read"), self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
