@@ -180,6 +180,29 @@ def test_message_turns_a_leaf_into_what_the_neighbours_send():
     assert {"w * nbr.delta", "peer.w * nbr.delta"} <= errors, errors
 
 
+def test_assign_op_flips_which_way_a_statement_moves_its_slot():
+    import random
+
+    from rulec.parser import parse_text
+    from rulec.search.mutate import Mutator
+
+    tree = parse_text(DELTA, "delta.rule")
+    mutator = Mutator(S.Space())
+    ops = Counter()
+    for seed in range(60):
+        child = mutator._checked(tree, mutator.assign_op(tree, random.Random(seed)))
+        if child is None:
+            continue
+        text = format_tree(child)
+        changed = [a for a, b in zip(text.splitlines(), format_tree(tree).splitlines(),
+                                     strict=True) if a != b]
+        assert len(changed) == 1, changed  # one statement's operator, nothing else
+        ops[next(x.split()[1] for x in text.splitlines() if x.strip().startswith("w["))] += 1
+    # the learning statement's -= became each of the others: toward or away
+    # from the target, a plain write, a scaling
+    assert {"+=", "=", "*="} <= set(ops), ops
+
+
 def test_crossover_puts_a_part_of_another_rule_in_a_checked_child():
     import random
 

@@ -21,6 +21,9 @@ child is re-checked, and a child the checker refuses is drawn again (up to
   `w` <-> `peer.w` <-> `v`, one node slot for another)
 - subtree_copy: a subexpression is copied over another one of the rule
   (the checker refuses a copy of the wrong type)
+- assign_op: an assignment's operator becomes another (`=`, `+=`, `-=`,
+  `*=`): a rule that moves its weights away from its targets is one `-=`
+  away from one that moves them toward them
 - message: a float leaf becomes what the neighbours send,
   `R(nbr.s)` or `R(E * nbr.s)`, maybe filtered to `incoming` or `outgoing`
   edges, where R is a reducer of the space, s a node slot (one the rule
@@ -50,7 +53,7 @@ from .space import Space
 
 MUTATIONS = ("op_swap", "shrink", "grow", "filter_add", "filter_remove", "filter_change",
              "if_add", "if_remove", "constant", "insert", "delete", "duplicate", "leaf_swap",
-             "subtree_copy", "message")
+             "subtree_copy", "message", "assign_op")
 
 _LEAVES = (ast.Number, ast.Name, ast.NbrRef, ast.PeerRef)
 
@@ -296,6 +299,16 @@ class Mutator:
         sites = list(subexpressions(tree.items))
         (to, _), (_, source) = rng.sample(sites, 2)
         return replace(tree.items, to, source)
+
+    def assign_op(self, tree, rng):
+        sites = [(path, i) for path, statements in statement_lists(tree.items)
+                 for i, stmt in enumerate(statements) if isinstance(stmt, ast.Assign)]
+        path, index = rng.choice(sites)
+        statements = dict(statement_lists(tree.items))[path]
+        stmt = statements[index]
+        op = rng.choice([op for op in ("=", "+=", "-=", "*=") if op != stmt.op])
+        new = statements[:index] + (dataclasses.replace(stmt, op=op),) + statements[index + 1:]
+        return replace(tree.items, path, new)
 
     def message(self, tree, rng):
         """A float leaf becomes an aggregate of a node slot over the
