@@ -14,7 +14,7 @@ from collections import defaultdict
 import pytest
 
 from rulec import search as S
-from rulec.search.hurdles import final_rung, promotion_bar, score_rule
+from rulec.search.hurdles import final_rung, promotion_bar, rung_key, score_rule
 
 from .test_search import DELTA, FAST, rows
 
@@ -26,17 +26,25 @@ EVOLVE = S.Config(strategy="evolve", seed=5, generation=24, population=24, tourn
 def rung_rows(db: str) -> list[tuple]:
     connection = sqlite3.connect(db)
     try:
-        return connection.execute("SELECT idx, rung, score FROM rungs ORDER BY idx, rung"
-                                  ).fetchall()
+        return connection.execute("SELECT idx, rung, score, loss FROM rungs ORDER BY idx, "
+                                  "rung").fetchall()
     finally:
         connection.close()
 
 
-def test_the_promotion_bar_is_the_top_one_in_eta_with_ties_going_up_together():
-    assert promotion_bar([0.5, 1.0, 0.75, 0.25, 0.5, 0.0], 3) == 0.75  # 2nd best of 6
-    assert promotion_bar([0.5, 1.0, 0.75, 0.25, 0.5, 0.0, 0.1], 3) == 0.5  # 3rd of 7
-    assert promotion_bar([1.0, 1.0, 1.0, 0.0], 4) == 1.0  # the three tied at 1.0 all go up
-    assert promotion_bar([0.3], 3) == 0.3  # the first rule of a run goes up
+def test_the_promotion_bar_is_the_top_one_in_eta_ranked_by_score_then_loss():
+    def bar(pairs, eta):
+        return promotion_bar([rung_key(*p) for p in pairs], eta)
+
+    assert bar([(0.5, .2), (1.0, .1), (0.75, .3), (0.25, .2), (0.5, .1), (0, .4)], 3) \
+        == (0.75, -.3)  # the 2nd best of 6
+    # scores are few accuracies, mostly tied: the loss ranks the tied, the
+    # lower first, and a missing or infinite loss last
+    tied = [(0.5, .3), (0.5, .1), (0.5, None), (0.5, .2), (0.5, float("inf")), (0.5, .25)]
+    assert bar(tied, 3) == (0.5, -.2)
+    assert sum(rung_key(*p) >= bar(tied, 3) for p in tied) == 2
+    assert bar([(1.0, .1), (1.0, .1), (1.0, .1), (0.0, .1)], 4) == (1.0, -.1)  # exact ties
+    assert bar([(0.3, None)], 3) == rung_key(0.3, None)  # the first rule of a run goes up
 
 
 def test_each_rung_has_its_own_seeds_more_of_them_up_the_ladder():
@@ -73,7 +81,8 @@ def test_a_rung_trains_its_epochs_on_its_seeds_and_scores_the_mean_accuracy():
     ev.rung(DELTA, wire, 1)
     short, long = wire["rungs"]
     # one epoch cannot hold OR for `hold` epochs; forty can, on the rung's seed 200
-    assert short < 1.0 and long == 1.0
+    assert short[0] < 1.0 and long[0] == 1.0
+    assert short[1] > long[1] > 0  # the mean last loss of the rung's seeds
     assert set(wire["timings"]) == {"rung1", "rung2"}
 
 
@@ -88,13 +97,13 @@ def test_only_the_top_third_of_each_rung_so_far_goes_up_whatever_the_workers(tmp
               connection.execute("SELECT idx, generation, passed, failure FROM rules "
                                  "WHERE duplicate IS NULL")}
     connection.close()
-    scores = defaultdict(dict)  # rung -> idx -> score
-    for idx, rung, score in rung_rows(one):
-        scores[rung][idx] = score
+    scores = defaultdict(dict)  # rung -> idx -> its key there
+    for idx, rung, score, loss in rung_rows(one):
+        scores[rung][idx] = rung_key(score, loss)
     screened = [i for i, (_, passed, failure) in stored.items() if passed >= 4
                 and not (passed == 4 and failure and not failure.startswith("not-promoted"))]
     assert sorted(scores[0]) == sorted(screened)  # every rule past screening ran rung 1
-    assert scores[1] and len(scores[1]) < len(scores[0])
+    assert scores[1] and len(scores[1]) <= len(scores[0]) / 2  # not everyone went up
     for rung in (0, 1):
         for idx, score in scores[rung].items():
             generation, passed, failure = stored[idx]

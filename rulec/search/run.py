@@ -38,7 +38,7 @@ from ..parser import parse_text
 from ..printer import format_tree
 from .canon import identity, text_hash
 from .execute import evaluate_batch, make_executor
-from .hurdles import SCREEN_HURDLES, hurdle_names, promotion_bar, rank_key
+from .hurdles import SCREEN_HURDLES, hurdle_names, promotion_bar, rank_key, rung_key
 from .space import Settings, SpaceError, digest, draw_tree
 from .store import Store
 from .strategy import STRATEGIES, Candidate, RandomSearch, RegularizedEvolution
@@ -100,6 +100,11 @@ class Progress:
     @property
     def rate(self) -> float:
         return self.new / max(time.monotonic() - self.started, 1e-9)
+
+
+def _loss(loss: float | None) -> str:
+    """' (loss L)', or '' for a missing or infinite loss."""
+    return f" (loss {loss:.4f})" if loss is not None and math.isfinite(loss) else ""
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -170,8 +175,8 @@ class Search:
         self.func: dict[str, int] = {}  # functional hash -> first rule with it
         self.final: dict[int, dict] = {}  # rule -> its outcome (for duplicates to copy)
         self.stored: dict[int, dict[int, dict]] = {}  # generation -> idx -> stored record
-        # per cheaper rung: idx -> score, every rule scored there in this run
-        self.rung_scores: list[dict[int, float]] = [{} for _ in settings.screen.rungs]
+        # per cheaper rung: idx -> (score, loss), every rule scored there in this run
+        self.rung_scores: list[dict[int, tuple]] = [{} for _ in settings.screen.rungs]
 
     # --------------------------------------------------------------- resume
 
@@ -213,7 +218,7 @@ class Search:
         if self.rung_scores:
             for row in self.store.rung_scores_of(self.run_id):
                 if row["rung"] < len(self.rung_scores):
-                    self.rung_scores[row["rung"]][row["idx"]] = row["score"]
+                    self.rung_scores[row["rung"]][row["idx"]] = (row["score"], row["loss"])
 
     # ------------------------------------------------------------- running
 
@@ -344,16 +349,17 @@ class Search:
             pool = self.rung_scores[k]
             for index, _, _ in learners:
                 if not records[index].get("failure"):
-                    pool[index] = records[index]["rungs"][k]
-            bar = promotion_bar(pool.values(), screen.eta) if pool else 0.0
+                    pool[index] = tuple(records[index]["rungs"][k])
+            bar = promotion_bar([rung_key(*pair) for pair in pool.values()], screen.eta) \
+                if pool else (0.0, -math.inf)
             up, stopped = [], []
             for index, text, _ in learners:
                 record = records[index]
                 if record.get("failure"):  # its worker died
                     stopped.append(record)
                     continue
-                score = record["rungs"][k]
-                if score >= bar:
+                score, loss = record["rungs"][k]
+                if rung_key(score, loss) >= bar:
                     record["passed"] += 1
                     up.append((index, text, self._wire(record)))
                     continue
@@ -362,9 +368,9 @@ class Search:
                 record["failure"] = (
                     f"not-promoted: rung {k + 1} ({epochs} epochs on seed"
                     f"{'s' if len(seeds) > 1 else ''} {seeds.start}"
-                    f"{f'..{seeds.stop - 1}' if len(seeds) > 1 else ''}) scored {score:.3f}; "
-                    f"the top 1/{screen.eta} of the {len(pool)} rules scored there so far "
-                    f"needed {bar:.3f}")
+                    f"{f'..{seeds.stop - 1}' if len(seeds) > 1 else ''}) scored {score:.3f}"
+                    f"{_loss(loss)}; the top 1/{screen.eta} of the {len(pool)} rules scored "
+                    f"there so far needed {bar[0]:.3f}{_loss(-bar[1])}")
                 stopped.append(record)
             self._finish(stopped, records, waiting)
             learners = up

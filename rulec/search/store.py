@@ -175,6 +175,7 @@ def _tables(sa):
         sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("rung", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("score", sa.Float, nullable=False),
+        sa.Column("loss", sa.Float),
     )
     return meta, runs, rules, results, leases, schema, rungs
 
@@ -406,9 +407,9 @@ class Store:
             if not r.get("duplicate"):
                 for result in r.get("results") or ():
                     result_rows.append({"run": run, "idx": r["idx"], **result})
-                for rung, score in enumerate(r.get("rungs") or ()):
+                for rung, (score, loss) in enumerate(r.get("rungs") or ()):
                     rung_rows.append({"run": run, "idx": r["idx"], "rung": rung,
-                                      "score": float(score)})
+                                      "score": float(score), "loss": loss})
         with self.guard("write"), self.engine.begin() as connection:
             connection.execute(self.rules.insert(), rule_rows)
             if result_rows:
@@ -431,10 +432,12 @@ class Store:
             return [dict(row._mapping) for row in connection.execute(query)]
 
     def rung_scores_of(self, run: int) -> list[dict]:
-        """Every (idx, rung, score) of successive halving stored for a run."""
+        """Every (idx, rung, score, loss) of successive halving stored for a
+        run."""
         sa = self.sa
         table = self.rungs
-        query = sa.select(table.c.idx, table.c.rung, table.c.score).where(table.c.run == run)
+        query = sa.select(table.c.idx, table.c.rung, table.c.score, table.c.loss).where(
+            table.c.run == run)
         with self.guard("read"), self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
