@@ -14,8 +14,10 @@ Measured in one run on this machine:
 - the projection for 16 and 200 cores from the per-core rate, with the
   coordinator's own ceiling (it dedups and stores for every worker);
 - with --cluster N, the same search on a Dask LocalCluster of N worker
-  processes: its rate, and how busy the coordinator's process was (its CPU
-  seconds, scheduler thread included, over the wall time; saturated at 1).
+  processes (--cluster-batch rules a task): its rate, and how busy the
+  coordinator's process was (its CPU seconds, scheduler thread included,
+  over the wall time; saturated at 1), and the ceiling that puts on a
+  cluster's rate.
 """
 
 from __future__ import annotations
@@ -62,10 +64,11 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def stack(settings: S.Settings, rules: int, jobs: int, db: str, scheduler=None) -> dict:
+def stack(settings: S.Settings, rules: int, jobs: int, db: str, scheduler=None,
+          batch: int = 32) -> dict:
     began, cpu = time.perf_counter(), _cpu_seconds()
     progress = S.search(settings, S.Config(seed=11, generation=256), db, rules=rules, jobs=jobs,
-                        batch=32, scheduler=scheduler)
+                        batch=batch, scheduler=scheduler)
     wall = time.perf_counter() - began
     cpu = _cpu_seconds() - cpu
     rep = report(db)
@@ -78,13 +81,13 @@ def stack(settings: S.Settings, rules: int, jobs: int, db: str, scheduler=None) 
             "worker_seconds": worker, "coordinator_cpu_seconds": cpu}
 
 
-def cluster(settings: S.Settings, rules: int, workers: int, db: str) -> dict:
+def cluster(settings: S.Settings, rules: int, workers: int, db: str, batch: int) -> dict:
     """The search on a LocalCluster of `workers` single-threaded processes."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as lc, Client(lc) as client:
-        out = stack(settings, rules, workers, db, scheduler=client)
+        out = stack(settings, rules, workers, db, scheduler=client, batch=batch)
     out["coordinator_busy"] = out["coordinator_cpu_seconds"] / out["seconds"]
     out["coordinator_ms_per_rule"] = 1e3 * out["coordinator_cpu_seconds"] / out["rules"]
     return out
@@ -97,6 +100,9 @@ def main() -> None:
     parser.add_argument("--space", help="a space file (the default space otherwise)")
     parser.add_argument("--cluster", type=int, default=0, metavar="N",
                         help="also run on a Dask LocalCluster of N worker processes")
+    parser.add_argument("--cluster-batch", type=int, default=32, metavar="B",
+                        help="rules per Dask task with --cluster (32; at most a generation's "
+                             "256 rules over the workers, or the workers wait)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args()
     settings = S.load_settings(args.space) if args.space else S.Settings()
@@ -109,7 +115,7 @@ def main() -> None:
                                    os.path.join(tmp, "many.sqlite"))
         if args.cluster:
             out["cluster"] = cluster(settings, args.rules, args.cluster,
-                                     os.path.join(tmp, "cluster.sqlite"))
+                                     os.path.join(tmp, "cluster.sqlite"), args.cluster_batch)
     # with one job the workers' part runs in this process: the rest of the
     # wall time is the coordinator's (asking, deduplicating, storing)
     coordinator = one["seconds"] - one["worker_seconds"]
@@ -150,7 +156,8 @@ def main() -> None:
           f"(workers {199 * per_worker:.0f}/s, coordinator ceiling {ceiling:.0f}/s)")
     if "cluster" in out:
         c = out["cluster"]
-        print(f"Dask LocalCluster, {c['jobs']} worker processes: {c['rules']} rules in "
+        print(f"Dask LocalCluster, {c['jobs']} worker processes, {args.cluster_batch} rules a "
+              f"task: {c['rules']} rules in "
               f"{c['seconds']:.1f} s = {c['rules_per_s']:.0f} rules/s; the coordinator's "
               f"process (scheduler included) was busy {100 * c['coordinator_busy']:.0f}% of "
               f"the time ({c['coordinator_ms_per_rule']:.3f} CPU ms/rule: ceiling "
