@@ -226,11 +226,17 @@ class Mutator:
         new = statements[:index] + (wrapped,) + statements[index + 1:]
         return replace(tree.items, path, new)
 
-    def if_remove(self, tree, rng):
+    @staticmethod
+    def _statement_of(tree, rng, kind):
+        """A random statement of `kind` in the rule: (the path of its
+        statement list, its index there, the list)."""
         sites = [(path, i) for path, statements in statement_lists(tree.items)
-                 for i, s in enumerate(statements) if isinstance(s, ast.If)]
+                 for i, s in enumerate(statements) if isinstance(s, kind)]
         path, index = rng.choice(sites)
-        statements = dict(statement_lists(tree.items))[path]
+        return path, index, dict(statement_lists(tree.items))[path]
+
+    def if_remove(self, tree, rng):
+        path, index, statements = self._statement_of(tree, rng, ast.If)
         chosen = statements[index]
         body = rng.choice([b for _, b in chosen.branches]
                           + ([chosen.orelse] if chosen.orelse else []))
@@ -301,10 +307,7 @@ class Mutator:
         return replace(tree.items, to, source)
 
     def assign_op(self, tree, rng):
-        sites = [(path, i) for path, statements in statement_lists(tree.items)
-                 for i, stmt in enumerate(statements) if isinstance(stmt, ast.Assign)]
-        path, index = rng.choice(sites)
-        statements = dict(statement_lists(tree.items))[path]
+        path, index, statements = self._statement_of(tree, rng, ast.Assign)
         stmt = statements[index]
         op = rng.choice([op for op in ("=", "+=", "-=", "*=") if op != stmt.op])
         new = statements[:index] + (dataclasses.replace(stmt, op=op),) + statements[index + 1:]
