@@ -576,7 +576,7 @@ class Evaluator:
         seeds = screen.rung_seeds(k)
         turns = self._tasks_in_turn(rule, seeds, epochs=screen.rungs[k])
         for task in self.tasks:
-            results = [result for per_graph, _ in next(turns) for result in per_graph]
+            results = [result for on_graph, _ in next(turns) for result in on_graph]
             scores.append(float(np.mean([self._held(result, task) for result in results])))
             losses += [result.loss[-1] if result.loss else math.nan for result in results]
             if scores[-1] < screen.pass_accuracy:
