@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from rulec import search as S  # noqa: E402
 from rulec.search.hurdles import ablations, hidden_layer_needed  # noqa: E402
-from rulec.search.space import load_settings  # noqa: E402
+from rulec.search.space import load_settings, rungs_from_text  # noqa: E402
 
 RUNGS = {
     "a": dict(space="examples/search/logic.toml", start=()),
@@ -134,8 +134,7 @@ def with_rungs(settings, rungs: str | None, eta: int | None):
 
     changes = {}
     if rungs is not None:
-        changes["rungs"] = () if rungs.lower() == "none" else \
-            tuple(int(e) for e in rungs.split(","))
+        changes["rungs"] = rungs_from_text(rungs)
     if eta is not None:
         changes["eta"] = eta
     if not changes:

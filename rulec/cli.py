@@ -609,7 +609,7 @@ def _fuzz_backends(name: str) -> tuple[str, ...]:
 def _search_settings(args: argparse.Namespace):
     import dataclasses
 
-    from .search.space import Settings, load_settings
+    from .search.space import Settings, load_settings, rungs_from_text
 
     settings = load_settings(args.space) if args.space else Settings()
     screen = settings.screen
@@ -629,25 +629,13 @@ def _search_settings(args: argparse.Namespace):
     if args.sequence:
         changes["sequence"] = True
     if getattr(args, "rungs", None) is not None:
-        changes["rungs"] = _rungs(args.rungs)
+        changes["rungs"] = rungs_from_text(args.rungs)
     if getattr(args, "eta", None) is not None:
         changes["eta"] = args.eta
     settings = dataclasses.replace(settings, screen=dataclasses.replace(screen, **changes))
     settings.space.make_protocol()
     settings.check()
     return settings
-
-
-def _rungs(text: str) -> tuple[int, ...]:
-    """--rungs E1,E2,...: the epochs of successive halving's cheaper rungs
-    (`--rungs none` for none)."""
-    if text.strip().lower() in ("none", "0", ""):
-        return ()
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise UserError(f"--rungs {text!r}: give the epochs of the cheaper rungs, "
-                        "comma-separated and going up (e.g. --rungs 30,300), or none") from None
 
 
 def _search_progress(total: int | None, quiet: bool):

@@ -104,12 +104,18 @@ def _phases(ffi, lib, rule: Rule, phases: list, labels: list[str]):
     return array
 
 
+def _kept_pointer(ffi, keep: list, ctype: str, array: np.ndarray):
+    """A C pointer of type `ctype` to `array`'s data, the array kept alive in
+    `keep` for as long as C may read it."""
+    keep.append(array)
+    return ffi.cast(ctype, array.ctypes.data)
+
+
 def _evaluation(ffi, lib, rule: Rule, task, topology, protocol, phases, labels, keep: list):
     """A rulec_evaluation with the task, topology, protocol's phases and the
     rule's slot counts filled in (`keep` holds the arrays it points into)."""
     def pointer(ctype: str, array: np.ndarray):
-        keep.append(array)
-        return ffi.cast(ctype, array.ctypes.data)
+        return _kept_pointer(ffi, keep, ctype, array)
 
     e = ffi.new("rulec_evaluation *")
     e.n_patterns, e.n_in, e.n_out = len(task.inputs), task.n_inputs, task.n_outputs
@@ -147,8 +153,7 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
     keep = []  # arrays the C structs point into
 
     def pointer(ctype: str, array: np.ndarray):
-        keep.append(array)
-        return ffi.cast(ctype, array.ctypes.data)
+        return _kept_pointer(ffi, keep, ctype, array)
 
     e = _evaluation(ffi, lib, rule, task, topology, protocol, phases, labels, keep)
     P, n_out = len(task.inputs), task.n_outputs

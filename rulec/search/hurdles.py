@@ -20,9 +20,9 @@ learning (the rules that pass screening and behave unlike any rule before):
   rungK      (with [screen] rungs, successive halving) the task hurdles'
              training for rungs[K-1] epochs on the rung's own seeds
              (Screen.rung_seeds); the coordinator lets a rule go up only if
-             its score there is among the top 1/eta of every score of that
-             rung in the run so far (ASHA's rule: promoted), and stores the
-             others as `not-promoted`
+             it is among the top 1/eta of every rule scored on that rung in
+             the run so far, by score and then lower loss (ASHA's rule:
+             promotion_bar), and stores the others as `not-promoted`
   TASK       for each task in order: `seeds` seeds of `epochs` epochs on
              each graph of the run (each
              stops once 100% accurate for `hold` epochs in a row, then is
@@ -178,8 +178,14 @@ def promotion_bar(keys, eta: int) -> tuple[float, float]:
     there is at least this, the ceil(n / eta)-th best of the n `keys`
     (every rule's of the rung so far, its own included): the top 1/eta;
     exact ties go up together."""
-    ranked = sorted(keys, reverse=True)
-    return ranked[math.ceil(len(ranked) / eta) - 1]
+    return bar_of_ranked(sorted(keys), eta)
+
+
+def bar_of_ranked(ranked: list, eta: int):
+    """promotion_bar of keys already sorted in ascending order (a search
+    keeps each rung's keys so, inserting as rules are scored, instead of
+    sorting every rule of the run again each generation)."""
+    return ranked[-math.ceil(len(ranked) / eta)]
 
 
 def static_failure(tree: ast.File, protocol) -> str | None:

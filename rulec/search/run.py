@@ -27,6 +27,7 @@ evaluates only the rules it lacks.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from ..parser import parse_text
 from ..printer import format_tree
 from .canon import identity, text_hash
 from .execute import evaluate_batch, make_executor
-from .hurdles import SCREEN_HURDLES, hurdle_names, promotion_bar, rank_key, rung_key
+from .hurdles import SCREEN_HURDLES, bar_of_ranked, hurdle_names, rank_key, rung_key
 from .space import Settings, SpaceError, digest, draw_tree
 from .store import Store
 from .strategy import STRATEGIES, Candidate, RandomSearch, RegularizedEvolution
@@ -175,8 +176,10 @@ class Search:
         self.func: dict[str, int] = {}  # functional hash -> first rule with it
         self.final: dict[int, dict] = {}  # rule -> its outcome (for duplicates to copy)
         self.stored: dict[int, dict[int, dict]] = {}  # generation -> idx -> stored record
-        # per cheaper rung: idx -> (score, loss), every rule scored there in this run
+        # per cheaper rung: idx -> (score, loss), every rule scored there in
+        # this run, and their rung_keys in ascending order
         self.rung_scores: list[dict[int, tuple]] = [{} for _ in settings.screen.rungs]
+        self.rung_ranked: list[list[tuple]] = [[] for _ in settings.screen.rungs]
 
     # --------------------------------------------------------------- resume
 
@@ -218,7 +221,7 @@ class Search:
         if self.rung_scores:
             for row in self.store.rung_scores_of(self.run_id):
                 if row["rung"] < len(self.rung_scores):
-                    self.rung_scores[row["rung"]][row["idx"]] = (row["score"], row["loss"])
+                    self._scored(row["rung"], row["idx"], (row["score"], row["loss"]))
 
     # ------------------------------------------------------------- running
 
@@ -349,9 +352,8 @@ class Search:
             pool = self.rung_scores[k]
             for index, _, _ in learners:
                 if not records[index].get("failure"):
-                    pool[index] = tuple(records[index]["rungs"][k])
-            bar = promotion_bar([rung_key(*pair) for pair in pool.values()], screen.eta) \
-                if pool else (0.0, -math.inf)
+                    self._scored(k, index, tuple(records[index]["rungs"][k]))
+            bar = bar_of_ranked(self.rung_ranked[k], screen.eta) if pool else (0.0, -math.inf)
             up, stopped = [], []
             for index, text, _ in learners:
                 record = records[index]
@@ -375,6 +377,14 @@ class Search:
             self._finish(stopped, records, waiting)
             learners = up
         return learners
+
+    def _scored(self, k: int, index: int, pair: tuple) -> None:
+        """Rule `index` scored (score, loss) on rung k (once: a rule's rung
+        scores are stored with its record, so a resumed run re-scores only
+        rules it had not stored)."""
+        if index not in self.rung_scores[k]:
+            self.rung_scores[k][index] = pair
+            bisect.insort(self.rung_ranked[k], rung_key(*pair))
 
     def _identity(self, c: Candidate) -> dict:
         """A candidate's text, canonical hash and size, made here (for a rule

@@ -397,6 +397,18 @@ class Screen:
                              "seeds start")
 
 
+def rungs_from_text(text: str) -> tuple[int, ...]:
+    """`30,300` (--rungs): the epochs of successive halving's cheaper rungs;
+    `none` (or 0, or nothing) for none. Screen.check checks the values."""
+    if text.strip().lower() in ("none", "0", ""):
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise SpaceError(f"--rungs {text!r}: give the epochs of the cheaper rungs, "
+                         "comma-separated and going up (e.g. --rungs 30,300), or none") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that decides a run's rules and results (not how fast it runs)."""
