@@ -104,6 +104,20 @@ def _phases(ffi, lib, rule: Rule, phases: list, labels: list[str]):
     return array
 
 
+@functools.lru_cache(maxsize=64)
+def _schedule(protocol, budget: int) -> tuple:
+    return tuple(protocol.schedule(budget))
+
+
+def schedule_of(protocol, budget: int) -> list:
+    """protocol.schedule(budget), made once per protocol and budget (protocols
+    and their phases are frozen; a search asks for it twice per rule)."""
+    try:
+        return list(_schedule(protocol, budget))
+    except TypeError:  # an unhashable protocol of a user's own
+        return protocol.schedule(budget)
+
+
 def _kept_pointer(ffi, keep: list, ctype: str, array: np.ndarray):
     """A C pointer of type `ctype` to `array`'s data, the array kept alive in
     `keep` for as long as C may read it."""
@@ -149,7 +163,7 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
     result = Result()
     values = rule.param_values(params)
     labels = list(rule.program.block_labels)
-    phases = protocol.schedule(budget)
+    phases = schedule_of(protocol, budget)
     keep = []  # arrays the C structs point into
 
     def pointer(ctype: str, array: np.ndarray):
@@ -265,11 +279,12 @@ class Lanes:
         self.seed_list = [int(s) for s in seeds]
         self.registers, run, needs = runner.lane_blocks(topology.graph, n)
         self.keep = []
+        self._structs: dict[int, tuple] = {}
         try:
             self.run = ffi.cast("rulec_vm_run_lanes_fn", run)
             p = rule.program
             labels = list(p.block_labels)
-            self.phases = protocol.schedule(budget)
+            self.phases = schedule_of(protocol, budget)
             e = self.e = _evaluation(ffi, lib, rule, task, topology, protocol, self.phases,
                                      labels, self.keep)
             self.keep.append(vm := ffi.new("rulec_vm_block *[]",
@@ -367,32 +382,48 @@ class Lanes:
             results.append(result)
         return results
 
+    #: the arrays C writes a call's results into (zeroed before each call)
+    _RESULTS = (("accuracy", "double *"), ("loss", "double *"), ("outputs", "float *"),
+                ("epochs_done", "int32_t *"), ("failure", "int32_t *"),
+                ("failed_phase", "int32_t *"), ("streak", "int32_t *"),
+                ("steps", "int64_t *"), ("phase_steps", "int64_t *"))
+
     def _struct(self, counts, order, score_order, most: int, train: bool):
         """A rulec_lanes for a call, and the arrays it points into by field
-        (keep them while it runs)."""
+        (keep them while it runs). The struct and its result arrays are made
+        once per `most` (epochs) and reused, zeroed, by later calls: a
+        search's run hurdle makes several calls on one Lanes."""
         ffi, n, task = self.ffi, self.n, self.task
-        patterns, n_out = len(task.inputs), task.n_outputs
-        lanes = ffi.new("rulec_lanes *")
-        out: dict[str, np.ndarray] = {}
+        cached = self._structs.get(most)
+        if cached is None:
+            if len(self._structs) >= 4:
+                self._structs.clear()
+            patterns, n_out = len(task.inputs), task.n_outputs
+            lanes = ffi.new("rulec_lanes *")
+            results = {"accuracy": np.zeros((n, most)), "loss": np.zeros((n, most)),
+                       "outputs": np.zeros((n, 2, patterns, n_out), dtype=np.float32),
+                       **{f: np.zeros(n, dtype=np.int32)
+                          for f in ("epochs_done", "failure", "failed_phase", "streak")},
+                       **{f: np.zeros(n, dtype=np.int64) for f in ("steps", "phase_steps")}}
+            lanes.n_lanes, lanes.run, lanes.node = n, self.run, self.registers.node
+            lanes.seeds = ffi.cast("uint64_t *", self.seeds.ctypes.data)
+            lanes.times = ffi.cast("uint64_t *", self.times.ctypes.data)
+            for field, ctype in self._RESULTS:
+                setattr(lanes, field, ffi.cast(ctype, results[field].ctypes.data))
+            cached = self._structs[most] = (lanes, results)
+        lanes, results = cached
+        for array in results.values():
+            array.fill(0)
+        out = {"seeds": self.seeds, "times": self.times, **results}
 
         def put(field: str, ctype: str, array: np.ndarray):
             setattr(lanes, field, ffi.cast(ctype, array.ctypes.data))
             out[field] = array
 
-        lanes.n_lanes, lanes.run, lanes.node = n, self.run, self.registers.node
-        put("seeds", "uint64_t *", self.seeds)
-        put("times", "uint64_t *", self.times)
         put("epochs", "int32_t *", np.asarray(counts, dtype=np.int32))
         lanes.train = 1 if train else 0
         put("orders", "int32_t *", np.ascontiguousarray(order, dtype=np.int32))
         put("score_orders", "int32_t *", np.ascontiguousarray(score_order, dtype=np.int32))
-        put("accuracy", "double *", np.zeros((n, most)))
-        put("loss", "double *", np.zeros((n, most)))
-        put("outputs", "float *", np.zeros((n, 2, patterns, n_out), dtype=np.float32))
-        for field in ("epochs_done", "failure", "failed_phase", "streak"):
-            put(field, "int32_t *", np.zeros(n, dtype=np.int32))
-        for field in ("steps", "phase_steps"):
-            put(field, "int64_t *", np.zeros(n, dtype=np.int64))
         return lanes, out
 
     def examples(self, patterns: np.ndarray, train: bool) -> list[tuple[str | None, np.ndarray]]:

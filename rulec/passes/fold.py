@@ -38,13 +38,22 @@ def _statements(statements: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
 
 
 def _statement(stmt: ir.Stmt) -> ir.Stmt:
+    # what folds nothing stays the same object (no copy of an unchanged tree)
     if isinstance(stmt, ir.LetStmt):
-        return dataclasses.replace(stmt, value=fold(stmt.value))
+        value = fold(stmt.value)
+        return stmt if value is stmt.value else dataclasses.replace(stmt, value=value)
     if isinstance(stmt, ir.Write):
+        value = fold(stmt.value)
         predicate = None if stmt.predicate is None else fold(stmt.predicate)
-        return dataclasses.replace(stmt, value=fold(stmt.value), predicate=predicate)
+        if value is stmt.value and predicate is stmt.predicate:
+            return stmt
+        return dataclasses.replace(stmt, value=value, predicate=predicate)
     branches = tuple((fold(cond), _statements(body)) for cond, body in stmt.branches)
     return dataclasses.replace(stmt, branches=branches, orelse=_statements(stmt.orelse))
+
+
+def _same(new: tuple, old: tuple) -> bool:
+    return all(a is b for a, b in zip(new, old, strict=True))
 
 
 def fold(expr: ir.Expr) -> ir.Expr:
@@ -56,9 +65,13 @@ def fold(expr: ir.Expr) -> ir.Expr:
             with np.errstate(all="ignore"):
                 result = np.asarray(OPS[expr.op].numpy(*values), dtype=np.float32)
             return ir.Const(float(result[0]), expr.type, expr.span)
-        return dataclasses.replace(expr, args=args)
+        return expr if _same(args, expr.args) else dataclasses.replace(expr, args=args)
     if isinstance(expr, ir.Reduce):
-        return dataclasses.replace(expr, arg=fold(expr.arg))
+        arg = fold(expr.arg)
+        return expr if arg is expr.arg else dataclasses.replace(expr, arg=arg)
     if isinstance(expr, ir.Restrict):
-        return dataclasses.replace(expr, value=fold(expr.value), predicate=fold(expr.predicate))
+        value, predicate = fold(expr.value), fold(expr.predicate)
+        if value is expr.value and predicate is expr.predicate:
+            return expr
+        return dataclasses.replace(expr, value=value, predicate=predicate)
     return expr

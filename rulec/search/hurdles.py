@@ -293,6 +293,7 @@ class Evaluator:
         self.options = settings.space.options()
         self.keep = frozenset(settings.space.protocol_slots())
         self._compiled: dict[str, tuple[ast.File, Rule]] = {}
+        self._others: dict[int, np.ndarray] = {}  # per topology: the nodes but the inputs
 
     def _rule(self, text: str, tree: ast.File | None = None) -> tuple[ast.File, Rule]:
         """The rule's tree and VM translation (from `tree` if given: it is
@@ -399,49 +400,59 @@ class Evaluator:
         call per group of lanes: _lane_patterns); a failure is reported for
         the first pattern, in order, that failed."""
         task, topology = self.tasks[0], self.topologies[0][0]
-        outputs, states = self._lane_patterns(rule, task, topology, trained=False)
-        if float(np.ptp(np.array(outputs), axis=0).max()) <= 1e-6:
-            outputs = self._lane_patterns(rule, task, topology, trained=True)[0]
-        others = np.setdiff1d(np.arange(topology.graph.n_nodes), topology.inputs)
+        groups: dict[int, Lanes] = {}  # one Lanes per group of patterns, for both passes
+        try:
+            outputs, states = self._lane_patterns(rule, task, topology, False, groups)
+            if float(np.ptp(np.array(outputs), axis=0).max()) <= 1e-6:
+                outputs = self._lane_patterns(rule, task, topology, True, groups)[0]
+        finally:
+            for lanes in groups.values():
+                lanes.release()
+        others = self._others.get(id(topology))
+        if others is None:
+            others = self._others[id(topology)] = np.setdiff1d(
+                np.arange(topology.graph.n_nodes), topology.inputs)
         with np.errstate(invalid="ignore"):
             moved = (np.ptp(states, axis=0) > 1e-6).any(axis=0)
         spread = float(moved[others].mean()) if len(others) else 0.0
         return outputs, spread
 
-    def _lane_patterns(self, rule: Rule, task, topology, trained: bool):
+    def _lane_patterns(self, rule: Rule, task, topology, trained: bool, groups: dict):
         """One forward example of each pattern, each on a lane that starts as
         the fresh state (after one training pass over the patterns in order,
         if `trained`): the outputs, and the node slots but the input's
         (patterns x slots x nodes); the first failure in pattern order stops
-        it. The patterns go in groups of as many lanes as the graph allows."""
+        it. The patterns go in groups of as many lanes as the graph allows;
+        `groups` keeps each group's Lanes (by its first pattern) for the next
+        call on the same rule (the caller releases them)."""
         count = len(task.inputs)
         width = min(count, rule.runner.lane_width(topology.graph))
         kept = [n for n in rule.program.node_slots if n != self.protocol.input]
         outputs, states = [], []
         for first in range(0, count, width):
             patterns = np.arange(first, min(count, first + width), dtype=np.int32)
-            lanes = Lanes(rule, task, topology, self.protocol, self.budget, None,
-                          [self.settings.screen.probe_seed] * len(patterns))
-            try:
-                lanes.start()
-                if not first and not trained and \
-                        not np.isfinite(lanes.node_slot(self.protocol.output)[:, 0]).all():
-                    raise _Stop("init leaves a non-finite output")
-                if trained:  # every lane the same pass
-                    every = np.tile(np.arange(count, dtype=np.int32), (len(patterns), 1))
-                    why = lanes.examples(every, train=True)[0][0]
-                    if why:
-                        raise _Stop(why)
-                found = lanes.examples(patterns.reshape(-1, 1), train=False)
-                for k, (why, rows) in zip(patterns, found, strict=True):
-                    if why:
-                        raise _Stop(why)
-                    if not np.isfinite(rows[k]).all():
-                        raise _Stop("outputs are not finite")
-                    outputs.append(rows[k].copy())
-                states.append(np.stack([lanes.node_slot(n) for n in kept]).transpose(2, 0, 1))
-            finally:
-                lanes.release()
+            lanes = groups.get(first)
+            if lanes is None:
+                lanes = groups[first] = Lanes(rule, task, topology, self.protocol, self.budget,
+                                              None,
+                                              [self.settings.screen.probe_seed] * len(patterns))
+            lanes.start()
+            if not first and not trained and \
+                    not np.isfinite(lanes.node_slot(self.protocol.output)[:, 0]).all():
+                raise _Stop("init leaves a non-finite output")
+            if trained:  # every lane the same pass
+                every = np.tile(np.arange(count, dtype=np.int32), (len(patterns), 1))
+                why = lanes.examples(every, train=True)[0][0]
+                if why:
+                    raise _Stop(why)
+            found = lanes.examples(patterns.reshape(-1, 1), train=False)
+            for k, (why, rows) in zip(patterns, found, strict=True):
+                if why:
+                    raise _Stop(why)
+                if not np.isfinite(rows[k]).all():
+                    raise _Stop("outputs are not finite")
+                outputs.append(rows[k].copy())
+            states.append(np.stack([lanes.node_slot(n) for n in kept]).transpose(2, 0, 1))
         return outputs, np.concatenate(states)
 
     def _probe(self, rule: Rule, outputs: list[np.ndarray]) -> str:

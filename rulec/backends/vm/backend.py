@@ -19,6 +19,7 @@ class VMBackend(Backend):
     def __init__(self, program, source: str | None = None) -> None:
         super().__init__(program, source)
         self.blocks = VMBlocks(translate(program))
+        self._domain_counts: list[int] | None = None
 
     @property
     def last_status(self) -> str:
@@ -44,7 +45,11 @@ class VMBackend(Backend):
         """As many lanes as fit LANE_BYTES of registers: 64 on small graphs,
         one (seeds one after another) on large ones."""
         lengths = (graph.n_nodes, graph.n_half_edges, graph.n_edges)
-        per_lane = 4 * sum(max(lengths[d], 1) for d in self.blocks.vm.registers.domain)
+        counts = self._domain_counts
+        if counts is None:  # registers per domain (N, H, M), counted once
+            domains = self.blocks.vm.registers.domain
+            counts = self._domain_counts = [domains.count(d) for d in range(3)]
+        per_lane = 4 * sum(c * max(n, 1) for c, n in zip(counts, lengths, strict=True))
         return max(1, min(self.lanes, self.LANE_BYTES // max(per_lane, 1)))
 
     def lane_blocks(self, graph, lanes: int):

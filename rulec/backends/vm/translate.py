@@ -135,6 +135,29 @@ class _Translator:
         self.r = registers
         self.shared = shared  # registers filled per graph, shared by every block
         self.masks: set[int] = set()  # registers known to hold only 1.0 and 0.0
+        # expression -> number, equal numbers for equal expressions (hash
+        # consing): a memo keyed by the expression itself hashes its whole
+        # subtree at every lookup, which was a quarter of translation
+        self.numbers: dict = {}
+        self.numbered: dict[int, tuple[int, ir.Expr]] = {}  # by id; holds the expr
+
+    def number(self, expr: ir.Expr) -> int:
+        """A number for `expr`, the same for every expression equal to it."""
+        found = self.numbered.get(id(expr))
+        if found is not None:
+            return found[0]
+        if isinstance(expr, ir.Apply):
+            key = ("apply", expr.op, expr.type, tuple(self.number(a) for a in expr.args))
+        elif isinstance(expr, ir.Reduce):
+            key = ("reduce", expr.op, expr.type, self.number(expr.arg))
+        elif isinstance(expr, ir.Restrict):
+            key = ("restrict", expr.type, self.number(expr.value),
+                   self.number(expr.predicate))
+        else:  # a leaf: its own hash is cheap
+            key = expr
+        number = self.numbers.setdefault(key, len(self.numbers))
+        self.numbered[id(expr)] = (number, expr)
+        return number
 
     def emit(self, code: list, op: str, d: int = -1, a: int = -1, b: int = -1, c: int = -1):
         code.append((OPCODES[op], d, a, b, c))
@@ -304,11 +327,12 @@ class _Translator:
         """(value register, mask register or None) of `expr`."""
         if isinstance(expr, ir.Local):
             return scope.find("locals", expr.name)
-        found = scope.find("memo", expr)
+        key = self.number(expr)
+        found = scope.find("memo", key)
         if found is not None:
             return found
         result = self.compute(expr, scope)
-        scope.memo[expr] = result
+        scope.memo[key] = result
         return result
 
     def compute(self, expr: ir.Expr, scope: _Scope) -> tuple[int, int | None]:
