@@ -447,14 +447,20 @@ class Checker:
 
     def combine(self, op: str, args: tuple[ir.Expr, ...], span: Span) -> ir.Expr:
         """Apply an elementwise op, broadcasting floats and joining filters."""
-        if any(a.type.is_error for a in args):
-            return ir.Const(0.0, ERROR, span)
-        filters = {a.type.filter for a in args if a.type.filter is not None}
+        vector, filters = False, set()
+        for a in args:  # one pass: every rule a search draws is checked
+            kind = a.type
+            if kind.kind == "error":
+                return ir.Const(0.0, ERROR, span)
+            if kind.kind == "vector":
+                vector = True
+                if kind.filter is not None:
+                    filters.add(kind.filter)
         if len(filters) > 1:
             self.error("E303", span, "operands have different filters",
                        "filter the whole expression once: (a * b)[p]")
             return ir.Const(0.0, ERROR, span)
-        if any(a.type.is_vector for a in args):
+        if vector:
             result = Type("vector", filters.pop() if filters else None)
         else:
             result = FLOAT

@@ -106,10 +106,26 @@ def dead_writes(tree: ast.File) -> list[tuple[ast.Assign, ast.Assign]]:
     return [(dead.assign, killer.assign) for dead, killer in _dead(tree)]
 
 
+#: the last tree _dead was asked about, and its answer: a search asks three
+#: times of every rule it draws (the generator, the canonical text, the
+#: static hurdle), and trees are immutable
+_last_dead: tuple = (None, None)
+
+
 def _dead(tree: ast.File) -> list[tuple[Write, Write]]:
     """(dead write, the later write that replaces it), in source order. A
     write is known by its block and place, not by its object: a tree may
     hold one statement object at two places (a mutation copied it)."""
+    global _last_dead
+    last, found = _last_dead
+    if last is tree:
+        return found
+    found = _dead_writes_of(tree)
+    _last_dead = (tree, found)
+    return found
+
+
+def _dead_writes_of(tree: ast.File) -> list[tuple[Write, Write]]:
     found = []
     by_block: dict[str, list[Write]] = {}
     for write in writes(tree):

@@ -26,6 +26,7 @@ moves toward small rules. Every rule is checked before it is returned.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Protocol
@@ -153,6 +154,13 @@ def generated(tree: ast.File) -> GeneratedRule:
     return GeneratedRule(tree, text, load_program(text, "fuzz.rule"))
 
 
+@functools.lru_cache(maxsize=256)
+def _allowed(names: tuple[str, ...], ops: frozenset) -> list[str]:
+    """The names among `ops`, in order (the same list object each time: do
+    not change it)."""
+    return [n for n in names if n in ops]
+
+
 class _Generator:
     """Draws one rule from `source`."""
 
@@ -168,6 +176,28 @@ class _Generator:
         # leaves a shaped statement must contain: the next leaf of the kind
         # drawn takes one with chance 1/2 (shaped_expr places what is left)
         self.wanted: dict[str, list[ast.Expr]] = {"float": [], "vector": []}
+        if type(source) is SeededSource:
+            self._seeded(source.random.random)
+
+    def _seeded(self, uniform) -> None:
+        """integer, choice and chance drawn from `uniform` (a SeededSource's
+        random()) in one call each, giving exactly the values the methods
+        below give through source.integer: a search draws every rule, some
+        150 choices each."""
+        def integer(low: int, high: int) -> int:
+            return low + int(uniform() * (high - low + 1))
+
+        def choice(options):
+            return options[int(uniform() * len(options))]
+
+        def chance(p: float) -> bool:
+            if p <= 0:
+                return False
+            if p >= 1:
+                return True
+            return int(uniform() * 1000) >= 1000 * (1 - p)
+
+        self.integer, self.choice, self.chance = integer, choice, chance
 
     # ------------------------------------------------------------- helpers
 
@@ -189,7 +219,7 @@ class _Generator:
         return [name for frame in self.locals for name, k in frame if k == kind]
 
     def allowed(self, names):
-        return [n for n in names if n in self.o.ops]
+        return _allowed(tuple(names), self.o.ops)
 
     def draw_ok(self) -> bool:
         return self.chance(0.5 if self.in_init else self.o.draws_in_update)

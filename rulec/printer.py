@@ -12,6 +12,8 @@ back the same tree, and canonical text prints as itself.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import syntax as ast
@@ -21,9 +23,24 @@ INDENT = "    "
 _ATOM = 100
 
 
+#: format_number's texts by the float32 bits of the value (a search prints
+#: the same few numbers in every rule it draws)
+_NUMBER_TEXTS: dict[int, str] = {}
+
+
 def format_number(value: float) -> str:
     """The shortest decimal text that parses back to the same float32
     (`-0` keeps its sign)."""
+    bits = int(np.float32(value).view(np.uint32))
+    text = _NUMBER_TEXTS.get(bits)
+    if text is None:
+        if len(_NUMBER_TEXTS) >= 4096:
+            _NUMBER_TEXTS.clear()
+        text = _NUMBER_TEXTS[bits] = _format_number(value)
+    return text
+
+
+def _format_number(value: float) -> str:
     v = np.float32(value)
     if v == 0:
         return "-0" if np.signbit(v) else "0"
@@ -33,31 +50,33 @@ def format_number(value: float) -> str:
 
 
 def _precedence(expr: ast.Expr) -> int:
-    if isinstance(expr, ast.Binary):
+    kind = type(expr)
+    if kind is ast.Binary:
         return OPS[expr.op].precedence
-    if isinstance(expr, ast.Unary):
+    if kind is ast.Unary:
         return NEG if expr.op == "neg" else NOT
-    if isinstance(expr, ast.Number) and np.signbit(expr.value):
+    if kind is ast.Number and math.copysign(1.0, expr.value) < 0:
         return NEG  # printed as `-` and its magnitude, as ast.number builds it
     return _ATOM
 
 
 def format_expr(expr: ast.Expr) -> str:
     """An expression as canonical text."""
-    if isinstance(expr, ast.Number):
-        return format_number(expr.value)
-    if isinstance(expr, ast.Name):
+    kind = type(expr)
+    if kind is ast.Name:
         return expr.name
-    if isinstance(expr, ast.NbrRef):
+    if kind is ast.Number:
+        return format_number(expr.value)
+    if kind is ast.NbrRef:
         return f"nbr.{expr.name}"
-    if isinstance(expr, ast.PeerRef):
+    if kind is ast.PeerRef:
         return f"peer.{expr.name}"
-    if isinstance(expr, ast.Call):
-        return f"{expr.func}({', '.join(format_expr(a) for a in expr.args)})"
-    if isinstance(expr, ast.Filter):
+    if kind is ast.Call:
+        return f"{expr.func}({', '.join([format_expr(a) for a in expr.args])})"
+    if kind is ast.Filter:
         value = _wrap(expr.value, _precedence(expr.value) < _ATOM)
         return f"{value}[{format_expr(expr.predicate)}]"
-    if isinstance(expr, ast.Unary):
+    if kind is ast.Unary:
         inner = _precedence(expr.operand)
         if expr.op == "neg":
             return "-" + _wrap(expr.operand, inner <= NEG)

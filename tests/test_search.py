@@ -274,6 +274,21 @@ def test_locals_are_renamed_in_order_of_definition_and_scope():
     check(parse_text(canonical))
 
 
+def test_size_counts_what_the_generic_tree_walks_find():
+    """canon.size walks each kind of node by hand (a search sizes every rule
+    it draws); it must count exactly the statements and expression nodes
+    that edit.statement_lists and edit.subexpressions find."""
+    from rulec.edit import statement_lists, subexpressions
+    from rulec.generate import Options
+
+    for options in (S.Settings().space.options(), Options(max_depth=4, conditional=0.5)):
+        for i in range(300):
+            tree = rule_tree(SeededSource(f"size:{i}"), options)
+            expected = sum(1 for _ in subexpressions(tree)) + \
+                sum(len(statements) for _, statements in statement_lists(tree))
+            assert S.size(tree) == expected, i
+
+
 # ------------------------------------------------------------------ mutations
 
 

@@ -17,7 +17,6 @@ import hashlib
 
 from .. import syntax as ast
 from ..dataflow import without_dead_writes
-from ..edit import _EXPRESSIONS, _walked
 from ..printer import format_tree
 
 
@@ -46,20 +45,32 @@ class _Renamer:
         self.next_local = 1
 
     def expr(self, e, env: dict[str, str]):
-        if isinstance(e, ast.Name):
+        """`e` renamed (the same object where nothing in it is)."""
+        kind = type(e)
+        if kind is ast.Name:
             new = env.get(e.name, e.name)
             return e if new == e.name else ast.Name(new)
-        if isinstance(e, ast.NbrRef | ast.PeerRef):
+        if kind is ast.Binary:
+            left, right = self.expr(e.left, env), self.expr(e.right, env)
+            if left is e.left and right is e.right:
+                return e
+            return ast.Binary(e.op, left, right)
+        if kind is ast.NbrRef or kind is ast.PeerRef:
             new = self.globals.get(e.name, e.name)
-            return e if new == e.name else type(e)(new)
-        if isinstance(e, ast.Call):
-            return ast.Call(e.func, tuple(self.expr(a, env) for a in e.args))
-        if isinstance(e, ast.Unary):
-            return ast.Unary(e.op, self.expr(e.operand, env))
-        if isinstance(e, ast.Binary):
-            return ast.Binary(e.op, self.expr(e.left, env), self.expr(e.right, env))
-        if isinstance(e, ast.Filter):
-            return ast.Filter(self.expr(e.value, env), self.expr(e.predicate, env))
+            return e if new == e.name else kind(new)
+        if kind is ast.Call:
+            args = tuple([self.expr(a, env) for a in e.args])
+            if all(a is b for a, b in zip(args, e.args, strict=True)):
+                return e
+            return ast.Call(e.func, args)
+        if kind is ast.Unary:
+            operand = self.expr(e.operand, env)
+            return e if operand is e.operand else ast.Unary(e.op, operand)
+        if kind is ast.Filter:
+            value, predicate = self.expr(e.value, env), self.expr(e.predicate, env)
+            if value is e.value and predicate is e.predicate:
+                return e
+            return ast.Filter(value, predicate)
         return e
 
     def body(self, body: ast.Body, env: dict[str, str]) -> ast.Body:
@@ -115,25 +126,42 @@ def text_hash(text: str) -> str:
 
 def size(tree: ast.File) -> int:
     """A rule's size: its statements and expression nodes (the hall of fame's
-    second objective; smaller is simpler)."""
-    return sum(_size(item) for item in tree.items if isinstance(item, ast.Block))
+    second objective; smaller is simpler): what edit.statement_lists and
+    edit.subexpressions find, counted in one walk without their paths (a
+    search sizes every rule it draws)."""
+    return sum(_body_size(item.body) for item in tree.items if isinstance(item, ast.Block))
 
 
-def _size(node) -> int:
-    """The statements of every body and the expression nodes in `node`: what
-    edit.statement_lists and edit.subexpressions find, counted in one walk
-    without their paths (a search sizes every rule it draws)."""
-    if isinstance(node, tuple):
-        total = 0
-        for item in node:
-            total += _size(item)
-        return total
-    total = 1 if isinstance(node, _EXPRESSIONS) else \
-        len(node.statements) if isinstance(node, ast.Body) else 0
-    if hasattr(node, "__dataclass_fields__"):
-        for name in _walked(type(node)):
-            total += _size(getattr(node, name))
+def _body_size(body: ast.Body) -> int:
+    total = len(body.statements)
+    for stmt in body.statements:
+        kind = type(stmt)
+        if kind is ast.If:
+            for condition, branch in stmt.branches:
+                total += _expr_size(condition) + _body_size(branch)
+            if stmt.orelse is not None:
+                total += _body_size(stmt.orelse)
+            continue
+        total += _expr_size(stmt.value)
+        if kind is ast.Assign and stmt.target.predicate is not None:
+            total += _expr_size(stmt.target.predicate)
     return total
+
+
+def _expr_size(expr) -> int:
+    kind = type(expr)
+    if kind is ast.Binary:
+        return 1 + _expr_size(expr.left) + _expr_size(expr.right)
+    if kind is ast.Call:
+        total = 1
+        for arg in expr.args:
+            total += _expr_size(arg)
+        return total
+    if kind is ast.Unary:
+        return 1 + _expr_size(expr.operand)
+    if kind is ast.Filter:
+        return 1 + _expr_size(expr.value) + _expr_size(expr.predicate)
+    return 1  # a leaf
 
 
 def identity(tree: ast.File, keep: frozenset[str]) -> dict:
