@@ -64,13 +64,21 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _children_cpu_seconds() -> float:
+    """The CPU time of this process's finished children (a local pool's
+    workers, once the search has shut them down)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def stack(settings: S.Settings, rules: int, jobs: int, db: str, scheduler=None,
           batch: int = 32) -> dict:
-    began, cpu = time.perf_counter(), _cpu_seconds()
+    began, cpu, children = time.perf_counter(), _cpu_seconds(), _children_cpu_seconds()
     progress = S.search(settings, S.Config(seed=11, generation=256), db, rules=rules, jobs=jobs,
                         batch=batch, scheduler=scheduler)
     wall = time.perf_counter() - began
     cpu = _cpu_seconds() - cpu
+    children = _children_cpu_seconds() - children
     rep = report(db)
     worker = sum(rep.seconds.values())
     return {"jobs": jobs, "rules": progress.rules, "seconds": wall,
@@ -78,7 +86,11 @@ def stack(settings: S.Settings, rules: int, jobs: int, db: str, scheduler=None,
             "per_core": progress.rules / wall / min(jobs, os.cpu_count() or 1),
             "passed": dict(zip(rep.hurdles, rep.passed, strict=True)),
             "hurdle_seconds": {k: round(v, 3) for k, v in rep.seconds.items()},
-            "worker_seconds": worker, "coordinator_cpu_seconds": cpu}
+            "worker_seconds": worker, "coordinator_cpu_seconds": cpu,
+            # every CPU second the search took, its local workers' included: a
+            # rate per CPU second moves less than one per wall second when
+            # others share the machine
+            "per_cpu_second": progress.rules / max(cpu + children, 1e-9)}
 
 
 def cluster(settings: S.Settings, rules: int, workers: int, db: str, batch: int) -> dict:
@@ -138,7 +150,7 @@ def main() -> None:
         s = out[key]
         print(f"full hurdle stack, {s['jobs']} worker(s): {s['rules']} rules in "
               f"{s['seconds']:.1f} s = {s['rules_per_s']:.0f} rules/s "
-              f"({s['per_core']:.0f} per core)")
+              f"({s['per_core']:.0f} per core; {s['per_cpu_second']:.0f} per CPU-second)")
     print("funnel (1 worker): " + ", ".join(f"{k} {v}" for k, v in one["passed"].items()))
     print("where the time goes (1 worker, s): "
           + ", ".join(f"{k} {v}" for k, v in one["hurdle_seconds"].items())

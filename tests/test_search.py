@@ -353,6 +353,57 @@ def test_random_search_with_one_and_two_workers_stores_the_same_rules(tmp_path):
     assert rows(str(tmp_path / "one.sqlite")) == rows(str(tmp_path / "two.sqlite"))
 
 
+class _TwoWorkers(InProcess):
+    """In this process, but counted as two workers (so a search screens
+    ahead); records the stages of every run() call, and raises
+    KeyboardInterrupt at call `stop_at` (a coordinator stopped there)."""
+
+    workers = 2
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.stop_at = stop_at
+
+    def run(self, fn, payloads):
+        self.calls.append([stage for _, stage, _ in payloads])
+        if len(self.calls) == self.stop_at:
+            raise KeyboardInterrupt
+        return super().run(fn, payloads)
+
+
+def test_random_search_screens_the_next_generation_while_survivors_learn(tmp_path,
+                                                                         monkeypatch):
+    """With two workers, generation g's learners and generation g+1's
+    screening go out together (learners first); what is stored is the same
+    as one worker's generation-by-generation search, and a coordinator
+    stopped between them resumes to the same rows."""
+    from rulec.search import run as run_module
+
+    config = S.Config(seed=5, generation=2, start=(DELTA, DELTA.replace("lr", "rate")))
+    S.search(FAST, config, str(tmp_path / "one.sqlite"), rules=8, jobs=1)
+    executor = _TwoWorkers()
+    monkeypatch.setattr(run_module, "make_executor", lambda jobs, scheduler: executor)
+    S.search(FAST, config, str(tmp_path / "ahead.sqlite"), rules=8, jobs=2)
+    assert executor.calls[0] == ["screen"]  # generation 0
+    assert executor.calls[1][0] == "learn" and "screen" in executor.calls[1]  # 0 learns, 1 screens
+    assert rows(str(tmp_path / "ahead.sqlite")) == rows(str(tmp_path / "one.sqlite"))
+
+    stopped = _TwoWorkers(stop_at=3)  # generation 0 stored; generation 1's learners not run
+    monkeypatch.setattr(run_module, "make_executor", lambda jobs, scheduler: stopped)
+    with pytest.raises(KeyboardInterrupt):
+        S.search(FAST, config, str(tmp_path / "stopped.sqlite"), rules=8, jobs=2)
+    assert 0 < len(rows(str(tmp_path / "stopped.sqlite")))
+    resumed = _TwoWorkers()
+    monkeypatch.setattr(run_module, "make_executor", lambda jobs, scheduler: resumed)
+    S.search(FAST, config, str(tmp_path / "stopped.sqlite"), rules=8, jobs=2)
+    assert rows(str(tmp_path / "stopped.sqlite")) == rows(str(tmp_path / "one.sqlite"))
+
+    evolving = _TwoWorkers()  # evolution asks from what it was told: never ahead
+    monkeypatch.setattr(run_module, "make_executor", lambda jobs, scheduler: evolving)
+    S.search(FAST, EVOLVE, str(tmp_path / "evolve.sqlite"), rules=48, jobs=2)
+    assert all(len(set(stages)) == 1 for stages in evolving.calls)
+
+
 def test_evolution_is_deterministic_and_its_children_name_parent_and_mutation(tmp_path):
     a = S.search(FAST, EVOLVE, str(tmp_path / "a.sqlite"), rules=96, jobs=1)
     b = S.search(FAST, EVOLVE, str(tmp_path / "b.sqlite"), rules=96, jobs=2, batch=7)

@@ -17,6 +17,13 @@ indices g*G ... g*G+G-1). For each generation:
 6. every finished rule is stored (one transaction per batch), and the
    strategy is told the whole generation.
 
+With several workers and a strategy whose `ask` does not depend on what it
+was told (`asks_ahead`: random search), steps 3 and 5 of consecutive
+generations overlap: generation g's survivors learn in the same round of
+tasks that screens generation g+1, so no worker waits for a generation's
+last learner. Generation g+1 is still sorted (steps 2 and 4) only once
+generation g is final, so what is stored is the same.
+
 Everything a rule's record holds is a function of the settings, the
 strategy, the seed and its index, so the same command gives the same rules
 and results with any number of workers, and a run killed at any moment
@@ -110,6 +117,26 @@ def _loss(loss: float | None) -> str:
 
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+@dataclass
+class _Pending:
+    """A generation between its screening and its learning: what it asked,
+    what was stored of it before, its records, its learners and the
+    duplicates waiting for their representatives."""
+
+    generation: int
+    indices: range
+    stored: dict
+    candidates: list
+    records: dict = field(default_factory=dict)
+    learners: list = field(default_factory=list)
+    waiting: dict = field(default_factory=dict)
+
+
+def _settled(waiting: dict) -> None:
+    if waiting:  # cannot happen: every representative is final by now
+        raise RuntimeError(f"duplicates left waiting: {sorted(waiting)[:5]}")
 
 
 #: Bumped whenever what a run stores for the same settings, config and seed
@@ -240,10 +267,16 @@ class Search:
         # reached leaves no run behind in the database
         executor = make_executor(self.jobs, self.scheduler)
         self.workers = executor.workers
+        # a strategy whose ask does not depend on what it was told lets the
+        # workers screen generation g+1 while generation g's survivors learn
+        # (with several workers; successive halving keeps its barriers)
+        ahead = getattr(self.strategy, "asks_ahead", False) and executor.workers > 1 \
+            and not self.settings.screen.rungs
         try:
             self.open()
             self._load()
             generation = 0
+            pending: _Pending | None = None  # screened and sorted; its learners not yet run
             while True:
                 start = generation * size_g
                 if rules is not None and start >= rules:
@@ -255,15 +288,25 @@ class Search:
                 stored = self.stored.get(generation, {})
                 self.progress.generation = generation
                 if all(i in stored for i in indices):  # done in an earlier session: replay
+                    if pending is not None:
+                        self._complete(pending, executor)
+                        pending = None
                     self.strategy.tell(generation, [stored[i] for i in indices])
+                    self.stored.pop(generation, None)
                 else:
                     candidates = [c for c in self.strategy.ask(generation, indices)
                                   if c.index not in stored]
-                    records = self._evaluate(generation, candidates, executor)
-                    everything = {**stored, **{r["idx"]: r for r in records}}
-                    self.strategy.tell(generation, [everything[i] for i in indices])
-                self.stored.pop(generation, None)
+                    if ahead:
+                        pending = self._round(pending, _Pending(generation, indices, stored,
+                                                                candidates), executor)
+                    else:
+                        records = self._evaluate(generation, candidates, executor)
+                        everything = {**stored, **{r["idx"]: r for r in records}}
+                        self.strategy.tell(generation, [everything[i] for i in indices])
+                        self.stored.pop(generation, None)
                 generation += 1
+            if pending is not None:
+                self._complete(pending, executor)
         except BaseException:  # Ctrl-C, a store failure: workers stop now
             executor.close(abort=True)
             raise
@@ -289,8 +332,60 @@ class Search:
         first index wins) and behaviour duplicates (by functional hash) are
         set aside, the rest learn in the workers, and all is stored."""
         settings = self.settings.to_dict()
+        records, items = self._screen_items(generation, candidates)
+        payloads = [(settings, "screen", chunk) for chunk in _chunks(items, self.batch)]
+        for _, results in executor.run(evaluate_batch, payloads):
+            for r in results:
+                records[r["index"]].update(r)
+        learners, waiting = self._sort(candidates, records)
+        learners = self._rungs(learners, records, waiting, executor, settings)
+        payloads = [(settings, "learn", chunk) for chunk in _chunks(learners, self.batch)]
+        for _, results in executor.run(evaluate_batch, payloads):
+            self._learned(results, records, waiting)
+        _settled(waiting)
+        return [records[c.index] for c in candidates]
+
+    def _round(self, before: _Pending | None, now: _Pending, executor) -> _Pending:
+        """The learners of generation `before` and the screening of `now`
+        in one round of tasks (the learners first: they take longest); then
+        `before` is complete (stored and told), and `now` is sorted. The
+        records are what _evaluate would give: generation `now` is sorted
+        after `before` is final, in index order."""
+        settings = self.settings.to_dict()
+        now.records, items = self._screen_items(now.generation, now.candidates)
+        learn = [] if before is None else \
+            [(settings, "learn", chunk) for chunk in _chunks(before.learners, self.batch)]
+        screen = [(settings, "screen", chunk) for chunk in _chunks(items, self.batch)]
+        for i, results in executor.run(evaluate_batch, learn + screen):
+            if i < len(learn):
+                self._learned(results, before.records, before.waiting)
+            else:
+                for r in results:
+                    now.records[r["index"]].update(r)
+        if before is not None:
+            self._told(before)
+        now.learners, now.waiting = self._sort(now.candidates, now.records)
+        return now
+
+    def _complete(self, pending: _Pending, executor) -> None:
+        """The learners of a sorted generation, then it is stored and told."""
+        settings = self.settings.to_dict()
+        payloads = [(settings, "learn", chunk) for chunk in _chunks(pending.learners, self.batch)]
+        for _, results in executor.run(evaluate_batch, payloads):
+            self._learned(results, pending.records, pending.waiting)
+        self._told(pending)
+
+    def _told(self, pending: _Pending) -> None:
+        _settled(pending.waiting)
+        records = [pending.records[c.index] for c in pending.candidates]
+        everything = {**pending.stored, **{r["idx"]: r for r in records}}
+        self.strategy.tell(pending.generation, [everything[i] for i in pending.indices])
+        self.stored.pop(pending.generation, None)
+
+    def _screen_items(self, generation: int, candidates: list[Candidate]):
+        """The records of a generation's candidates (index, parent, ...) and
+        the items their screening sends to the workers."""
         records: dict[int, dict] = {}
-        waiting: dict[int, tuple[str, int]] = {}  # duplicate -> (kind, representative)
         items = []
         for c in candidates:
             records[c.index] = {"idx": c.index, "generation": generation, "parent": c.parent,
@@ -300,11 +395,15 @@ class Search:
                 raise SpaceError(f"candidate {c.index} has no tree, text or draw seed (make "
                                  "one with Candidate.of(index, tree) or drawn(seed, index))")
             items.append((c.index, text, c.tree, c.draw))
-        payloads = [(settings, "screen", chunk) for chunk in _chunks(items, self.batch)]
-        for _, results in executor.run(evaluate_batch, payloads):
-            for r in results:
-                records[r["index"]].update(r)
-        learners, done = [], []
+        return records, items
+
+    def _sort(self, candidates: list[Candidate], records: dict[int, dict]):
+        """In index order, after screening: exact duplicates wait for their
+        representative, rules that failed screening are stored, behaviour
+        duplicates wait, and the rest are the learners: (learners, waiting)."""
+        learners = []
+        waiting: dict[int, tuple[str, int]] = {}  # duplicate -> (kind, representative)
+        done = []
         for c in candidates:  # in index order: the first of equals is their representative
             record = records[c.index]
             if "canon_hash" not in record:  # its worker died: made here
@@ -322,15 +421,12 @@ class Search:
             else:
                 learners.append((c.index, record["text"], self._wire(record)))
         self._finish(done, records, waiting)
-        learners = self._rungs(learners, records, waiting, executor, settings)
-        payloads = [(settings, "learn", chunk) for chunk in _chunks(learners, self.batch)]
-        for _, results in executor.run(evaluate_batch, payloads):
-            for r in results:
-                records[r["index"]].update(r)
-            self._finish([records[r["index"]] for r in results], records, waiting)
-        if waiting:  # cannot happen: every representative is final by now
-            raise RuntimeError(f"duplicates left waiting: {sorted(waiting)[:5]}")
-        return [records[c.index] for c in candidates]
+        return learners, waiting
+
+    def _learned(self, results: list[dict], records: dict[int, dict], waiting: dict) -> None:
+        for r in results:
+            records[r["index"]].update(r)
+        self._finish([records[r["index"]] for r in results], records, waiting)
 
     def _rungs(self, learners: list, records: dict[int, dict], waiting: dict,
                executor, settings: dict) -> list:

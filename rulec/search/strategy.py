@@ -17,6 +17,10 @@ and independent of the number of workers. Each record told has the rule's
 `fresh`, `failure`. On a resume,
 stored generations are told again; `text` is then given only for the last
 `memory` rules (a strategy's attribute, 0 if missing), None before them.
+A strategy whose `ask` never depends on what it was told may say so with
+`asks_ahead = True`: a search on several workers then asks for generation
+g+1 before telling it generation g, so that the workers screen it while
+generation g's survivors learn (tells still come in generation order).
 """
 
 from __future__ import annotations
@@ -74,6 +78,9 @@ class RandomSearch:
     """Every rule drawn at random from the space (after the start rules)."""
 
     name = "random"
+    #: ask() does not depend on what tell() said: with several workers a
+    #: search screens generation g+1 while generation g's survivors learn
+    asks_ahead = True
 
     def __init__(self, space: Space, seed: int, start: tuple[str, ...] = ()) -> None:
         self.space, self.seed, self.start = space, seed, start
@@ -123,6 +130,7 @@ class RegularizedEvolution(RandomSearch):
     rules."""
 
     name = "evolve"
+    asks_ahead = False  # its children come from what it was told
 
     def __init__(self, space: Space, seed: int, start: tuple[str, ...] = (),
                  population: int = 100, tournament: int = 10, start_mutants: int = 0,
