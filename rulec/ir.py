@@ -237,10 +237,21 @@ def children(expr: Expr) -> tuple[Expr, ...]:
 
 
 def walk(expr: Expr):
-    """`expr` and every expression inside it, parents first."""
-    yield expr
-    for child in children(expr):
-        yield from walk(child)
+    """`expr` and every expression inside it, parents first, children left
+    to right (with a stack: nested generators cost a frame per level for
+    every item)."""
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        yield e
+        kind = type(e)
+        if kind is Apply:
+            stack.extend(reversed(e.args))
+        elif kind is Reduce:
+            stack.append(e.arg)
+        elif kind is Restrict:
+            stack.append(e.predicate)
+            stack.append(e.value)
 
 
 def statements_in(statements):

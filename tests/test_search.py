@@ -364,11 +364,11 @@ class _TwoWorkers(InProcess):
         self.calls: list[list[str]] = []
         self.stop_at = stop_at
 
-    def run(self, fn, payloads):
+    def run(self, fn, payloads, idle=None):
         self.calls.append([stage for _, stage, _ in payloads])
         if len(self.calls) == self.stop_at:
             raise KeyboardInterrupt
-        return super().run(fn, payloads)
+        return super().run(fn, payloads, idle)
 
 
 def test_random_search_screens_the_next_generation_while_survivors_learn(tmp_path,

@@ -54,11 +54,18 @@ def evaluate_batch(settings: dict, stage: str, items: list) -> list[dict]:
 
 
 class InProcess:
-    """Evaluate batches one after another in this process (jobs=1)."""
+    """Evaluate batches one after another in this process (jobs=1).
+
+    Every executor's run(fn, payloads, idle) calls `idle()` (if given) once
+    the payloads are handed out and before the first result comes back:
+    the coordinator's own work that can overlap the workers'."""
 
     workers = 1
 
-    def run(self, fn: Callable, payloads: list) -> Iterator[tuple[int, list]]:
+    def run(self, fn: Callable, payloads: list, idle: Callable | None = None
+            ) -> Iterator[tuple[int, list]]:
+        if idle is not None:
+            idle()
         for i, payload in enumerate(payloads):
             yield i, fn(*payload)
 
@@ -79,7 +86,8 @@ class LocalPool:
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
         return process_pool(workers)
 
-    def run(self, fn: Callable, payloads: list) -> Iterator[tuple[int, list]]:
+    def run(self, fn: Callable, payloads: list, idle: Callable | None = None
+            ) -> Iterator[tuple[int, list]]:
         breaks = dict.fromkeys(range(len(payloads)), 0)
         todo = list(range(len(payloads)))
         while todo:
@@ -102,6 +110,9 @@ class LocalPool:
                         yield i, _crashed(payloads[i])
                     else:
                         todo.append(i)  # not counted: it never reached a worker
+            if idle is not None:
+                idle()
+                idle = None
             for future in as_completed(futures):
                 i = futures[future]
                 try:
@@ -168,11 +179,14 @@ class DaskCluster:
             self.own = True
         self.workers = max(1, sum(self.client.nthreads().values()))
 
-    def run(self, fn: Callable, payloads: list) -> Iterator[tuple[int, list]]:
+    def run(self, fn: Callable, payloads: list, idle: Callable | None = None
+            ) -> Iterator[tuple[int, list]]:
         from distributed import as_completed
 
         futures = {self.client.submit(fn, *p, pure=False, retries=RETRIES): i
                    for i, p in enumerate(payloads)}
+        if idle is not None:
+            idle()
         for future in as_completed(futures):
             yield futures[future], future.result()
 

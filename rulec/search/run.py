@@ -119,6 +119,21 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def _guided(items: list, size: int, workers: int) -> list[list]:
+    """Chunks of at most `size` items that get smaller toward the end (each
+    at most what is left over twice the workers, at least 4), so that the
+    workers finish a round together instead of one running its last full
+    chunk while the others wait (guided scheduling). One worker: _chunks."""
+    if workers <= 1:
+        return _chunks(items, size)
+    out, i = [], 0
+    while i < len(items):
+        n = min(size, max(4, -(-(len(items) - i) // (2 * workers))))
+        out.append(items[i:i + n])
+        i += n
+    return out
+
+
 @dataclass
 class _Pending:
     """A generation between its screening and its learning: what it asked,
@@ -132,6 +147,7 @@ class _Pending:
     records: dict = field(default_factory=dict)
     learners: list = field(default_factory=list)
     waiting: dict = field(default_factory=dict)
+    unstored: list = field(default_factory=list)  # final records not yet stored
 
 
 def _settled(waiting: dict) -> None:
@@ -333,7 +349,8 @@ class Search:
         set aside, the rest learn in the workers, and all is stored."""
         settings = self.settings.to_dict()
         records, items = self._screen_items(generation, candidates)
-        payloads = [(settings, "screen", chunk) for chunk in _chunks(items, self.batch)]
+        payloads = [(settings, "screen", chunk)
+                    for chunk in _guided(items, self.batch, executor.workers)]
         for _, results in executor.run(evaluate_batch, payloads):
             for r in results:
                 records[r["index"]].update(r)
@@ -350,13 +367,22 @@ class Search:
         in one round of tasks (the learners first: they take longest); then
         `before` is complete (stored and told), and `now` is sorted. The
         records are what _evaluate would give: generation `now` is sorted
-        after `before` is final, in index order."""
+        after `before` is final, in index order. What sorting `before` left
+        to store is stored while the workers run this round (every
+        duplicate is still stored after its representative)."""
         settings = self.settings.to_dict()
         now.records, items = self._screen_items(now.generation, now.candidates)
         learn = [] if before is None else \
             [(settings, "learn", chunk) for chunk in _chunks(before.learners, self.batch)]
-        screen = [(settings, "screen", chunk) for chunk in _chunks(items, self.batch)]
-        for i, results in executor.run(evaluate_batch, learn + screen):
+        screen = [(settings, "screen", chunk)
+                  for chunk in _guided(items, self.batch, executor.workers)]
+
+        def idle() -> None:
+            if before is not None:
+                self._store(before.unstored)
+                before.unstored = []
+
+        for i, results in executor.run(evaluate_batch, learn + screen, idle=idle):
             if i < len(learn):
                 self._learned(results, before.records, before.waiting)
             else:
@@ -364,11 +390,13 @@ class Search:
                     now.records[r["index"]].update(r)
         if before is not None:
             self._told(before)
-        now.learners, now.waiting = self._sort(now.candidates, now.records)
+        now.learners, now.waiting = self._sort(now.candidates, now.records, now.unstored)
         return now
 
     def _complete(self, pending: _Pending, executor) -> None:
         """The learners of a sorted generation, then it is stored and told."""
+        self._store(pending.unstored)
+        pending.unstored = []
         settings = self.settings.to_dict()
         payloads = [(settings, "learn", chunk) for chunk in _chunks(pending.learners, self.batch)]
         for _, results in executor.run(evaluate_batch, payloads):
@@ -397,10 +425,12 @@ class Search:
             items.append((c.index, text, c.tree, c.draw))
         return records, items
 
-    def _sort(self, candidates: list[Candidate], records: dict[int, dict]):
+    def _sort(self, candidates: list[Candidate], records: dict[int, dict],
+              unstored: list | None = None):
         """In index order, after screening: exact duplicates wait for their
-        representative, rules that failed screening are stored, behaviour
-        duplicates wait, and the rest are the learners: (learners, waiting)."""
+        representative, rules that failed screening are stored (or, given
+        `unstored`, put there to store later), behaviour duplicates wait,
+        and the rest are the learners: (learners, waiting)."""
         learners = []
         waiting: dict[int, tuple[str, int]] = {}  # duplicate -> (kind, representative)
         done = []
@@ -420,7 +450,10 @@ class Search:
                 waiting[c.index] = ("behaviour", first)
             else:
                 learners.append((c.index, record["text"], self._wire(record)))
-        self._finish(done, records, waiting)
+        if unstored is None:
+            self._finish(done, records, waiting)
+        else:
+            unstored.extend(self._settle(done, records, waiting))
         return learners, waiting
 
     def _learned(self, results: list[dict], records: dict[int, dict], waiting: dict) -> None:
@@ -505,6 +538,12 @@ class Search:
     def _finish(self, finished: list[dict], records: dict[int, dict],
                 waiting: dict[int, tuple[str, int]]) -> None:
         """Store finished rules and the duplicates whose representative is final."""
+        self._store(self._settle(finished, records, waiting))
+
+    def _settle(self, finished: list[dict], records: dict[int, dict],
+                waiting: dict[int, tuple[str, int]]) -> list[dict]:
+        """Make finished rules final, and the duplicates whose representative
+        now is: the records to store (a duplicate after its representative)."""
         for record in finished:
             record.pop("index", None)
             self.final[record["idx"]] = record
@@ -527,7 +566,9 @@ class Search:
                 self.final[index] = record
                 resolved.append(record)
                 del waiting[index]
-        batch = finished + resolved
+        return finished + resolved
+
+    def _store(self, batch: list[dict]) -> None:
         self.store.write(self.run_id, batch)
         for record in batch:
             self.progress.add(record)
