@@ -1,13 +1,15 @@
 """Search throughput: generation, screening through the hurdle stack, and
 where the time goes.
 
-    python bench/search.py [--rules 3000] [--jobs 2] [--space FILE]
+    python bench/search.py [--rules 3000] [--jobs 2] [--space FILE] [--pairs K]
 
 Measured in one run on this machine:
 - generation: random rules of the space per second on one core (tree and
   canonical layout; with --check also type-checked from the tree);
 - the full hurdle stack: a random search of --rules rules on one worker in
-  this process (rules/s per core), and with --jobs worker processes;
+  this process (rules/s per core, and per CPU-second), and with --jobs
+  worker processes (with --pairs K, both K times, alternated: the ratio of
+  each pair and their median);
 - where the time goes: per hurdle (from the store's timings; `prepare` is
   drawing or parsing a rule, its canonical hash and size, in the worker),
   and the coordinator's share (asking, deduplicating, storing);
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -115,16 +118,29 @@ def main() -> None:
     parser.add_argument("--cluster-batch", type=int, default=32, metavar="B",
                         help="rules per Dask task with --cluster (32; at most a generation's "
                              "256 rules over the workers, or the workers wait)")
+    parser.add_argument("--pairs", type=int, default=1, metavar="K",
+                        help="run the 1-worker and the --jobs search K times, alternated, "
+                             "and report every ratio and their median (the machine is shared: "
+                             "one pair is noisy)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args()
     settings = S.load_settings(args.space) if args.space else S.Settings()
     out = {"cores": os.cpu_count(), "generation": generation(settings.space, 2000)}
     with tempfile.TemporaryDirectory() as tmp:
-        one = stack(settings, args.rules, 1, os.path.join(tmp, "one.sqlite"))
-        out["stack_1"] = one
-        if args.jobs > 1:
-            out["stack_n"] = stack(settings, args.rules, args.jobs,
-                                   os.path.join(tmp, "many.sqlite"))
+        ones, manys = [], []
+        for k in range(max(1, args.pairs)):
+            ones.append(stack(settings, args.rules, 1, os.path.join(tmp, f"one{k}.sqlite")))
+            if args.jobs > 1:
+                manys.append(stack(settings, args.rules, args.jobs,
+                                   os.path.join(tmp, f"many{k}.sqlite")))
+        one = out["stack_1"] = ones[0]
+        if manys:
+            out["stack_n"] = manys[0]
+            out["pairs"] = [{"one": a["rules_per_s"], "many": b["rules_per_s"],
+                             "ratio": b["rules_per_s"] / a["rules_per_s"],
+                             "one_per_cpu_second": a["per_cpu_second"],
+                             "many_per_cpu_second": b["per_cpu_second"]}
+                            for a, b in zip(ones, manys, strict=True)]
         if args.cluster:
             out["cluster"] = cluster(settings, args.rules, args.cluster,
                                      os.path.join(tmp, "cluster.sqlite"), args.cluster_batch)
@@ -158,8 +174,14 @@ def main() -> None:
           "ms/rule: asking the strategy, deduplicating, storing; the workers draw, hash and "
           "static-check)")
     if "stack_n" in out:
-        print(f"{out['stack_n']['jobs']} workers / 1 worker: "
-              f"{out['stack_n']['rules_per_s'] / one['rules_per_s']:.2f}x")
+        ratios = sorted(p["ratio"] for p in out["pairs"])
+        if len(ratios) == 1:
+            print(f"{out['stack_n']['jobs']} workers / 1 worker: {ratios[0]:.2f}x")
+        else:
+            print(f"{out['stack_n']['jobs']} workers / 1 worker, {len(ratios)} pairs alternated: "
+                  + ", ".join(f"{p['one']:.0f} -> {p['many']:.0f} rules/s ({p['ratio']:.2f}x)"
+                              for p in out["pairs"])
+                  + f"; median {statistics.median(ratios):.2f}x")
     print(f"projection, 16 cores (15 workers + a coordinator): "
           f"{out['projection_16_cores']:.0f} rules/s = "
           f"{out['projection_16_cores'] * 3600 / 1e6:.1f} M rules/hour "

@@ -10,6 +10,7 @@ translates locally), so results do not depend on where they ran.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -53,6 +54,17 @@ def evaluate_batch(settings: dict, stage: str, items: list) -> list[dict]:
     return out
 
 
+def warm_up(settings: dict) -> None:
+    """What a worker needs before its first rule: the evaluator of the
+    run's settings (tasks, graphs), and the VM and driver libraries loaded."""
+    from ..backends.vm.native import library as vm_library
+    from ..learning.driver import library as driver_library
+
+    evaluator(Settings.from_dict(settings))
+    vm_library()
+    driver_library()
+
+
 class InProcess:
     """Evaluate batches one after another in this process (jobs=1).
 
@@ -85,6 +97,17 @@ class LocalPool:
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
         return process_pool(workers)
+
+    def warm(self, settings: dict) -> None:
+        """Start the workers now, each importing and building what its
+        first rule needs (warm_up) while the coordinator opens its store.
+        Nothing waits for it: a worker that dies here breaks the pool, and
+        the first run() makes a new one."""
+        if self.pool is None:
+            self.pool = self._new_pool(self.workers)
+        with contextlib.suppress(BrokenProcessPool, RuntimeError):
+            for _ in range(self.workers):
+                self.pool.submit(warm_up, settings)
 
     def run(self, fn: Callable, payloads: list, idle: Callable | None = None
             ) -> Iterator[tuple[int, list]]:

@@ -283,6 +283,8 @@ class Search:
         # reached leaves no run behind in the database
         executor = make_executor(self.jobs, self.scheduler)
         self.workers = executor.workers
+        if hasattr(executor, "warm"):  # local workers start while the store opens
+            executor.warm(self.settings.to_dict())
         # a strategy whose ask does not depend on what it was told lets the
         # workers screen generation g+1 while generation g's survivors learn
         # (with several workers; successive halving keeps its barriers)

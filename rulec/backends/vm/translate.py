@@ -214,6 +214,9 @@ class _Translator:
         kept = {r for registers in self.pending.values() for r in registers}
         kept |= {i for i, src in enumerate(self.r.source) if src[0] == "slot"}
         code.step = _without_dead_code(code.step, kept)
+        pending = {self.slot(kind, name): registers[0]
+                   for (kind, name), registers in self.pending.items() if kind != "shared"}
+        code.step = _direct_stores(code.step, pending)
         return code
 
     def statements(self, statements, active: int | None, scope: _Scope) -> None:
@@ -431,6 +434,78 @@ def _without_dead_code(code: list, kept: set[int]) -> list:
             target = index + b + 1
             b = new_index[target] - new_index[index] - 1
         out.append((op, d, a, b, c))
+    return out
+
+
+_COPY, _STORE, _SKIP = OPCODES["copy"], OPCODES["store"], OPCODES["skip_if_none"]
+
+
+_KEEPS_D = {OPCODES["store"], OPCODES["propose"], OPCODES["commit"]}
+
+
+def _reads(op: int, d: int, a: int, b: int, c: int) -> tuple[int, ...]:
+    """The registers an instruction may read (its destination too, for the
+    ones that may keep what they do not overwrite)."""
+    if op == _SKIP:
+        return (a,)
+    sources = (b, c) if op in _NOT_REGISTER_A else (a, b, c)
+    return (d, *sources) if op in _KEEPS_D else sources
+
+
+def _direct_stores(code: list, pending: dict[int, int]) -> list:
+    """`code` with the pending register of a node or edge slot left out
+    where it is not needed: when a slot's only write is one unmasked store
+    outside any branch, and nothing after that store reads the slot, the
+    store can go into the slot itself, and the two copies around the step
+    (slot to pending at its start, pending to slot at its end) go. Reads
+    before the store still see the block-start values, as the synchronous
+    semantics asks; each removed copy was a pass over the slot's array.
+    (The lanes VM keeps a frozen lane's slots out of such a store, as it
+    does for the copies.)
+    `pending`: slot register -> its pending register."""
+    covered = set()  # instructions inside a branch (after a skip_if_none)
+    for index, (op, _, _, b, _) in enumerate(code):
+        if op == _SKIP:
+            covered.update(range(index + 1, index + b + 1))
+    drop, retarget = set(), {}
+    for slot, pend in pending.items():
+        writes = [i for i, ins in enumerate(code) if ins[1] == pend]
+        if len(writes) != 2:
+            continue
+        first, store = writes
+        op, _, a, b, _ = code[first]
+        if (op, a) != (_COPY, slot) or code[store][0] != _STORE or code[store][3] >= 0 \
+                or store in covered:
+            continue
+        last = [i for i, ins in enumerate(code) if ins[0] == _COPY and ins[1] == slot
+                and ins[2] == pend]
+        if len(last) != 1 or last[0] < store:
+            continue
+        if any(pend in _reads(*ins) for i, ins in enumerate(code)
+               if i not in (store, last[0])):
+            continue
+        if any(slot in _reads(*code[i]) for i in range(store + 1, len(code)) if i != last[0]):
+            continue
+        drop.update((first, last[0]))
+        if code[store][2] == slot:  # `x = x`: nothing to store
+            drop.add(store)
+        else:
+            retarget[store] = slot
+    if not drop:
+        return code
+    keep = [i not in drop for i in range(len(code))]
+    new_index, count = [], 0
+    for flag in keep:
+        new_index.append(count)
+        count += flag
+    new_index.append(count)
+    out = []
+    for index, (op, d, a, b, c) in enumerate(code):
+        if not keep[index]:
+            continue
+        if op == _SKIP:
+            b = new_index[index + b + 1] - new_index[index] - 1
+        out.append((op, retarget.get(index, d), a, b, c))
     return out
 
 
