@@ -464,27 +464,33 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
     does for the copies.)
     `pending`: slot register -> its pending register."""
     covered = set()  # instructions inside a branch (after a skip_if_none)
-    for index, (op, _, _, b, _) in enumerate(code):
+    writers: dict[int, list[int]] = {}
+    readers: dict[int, list[int]] = {}
+    for index, ins in enumerate(code):
+        op, d, _, b, _ = ins
         if op == _SKIP:
             covered.update(range(index + 1, index + b + 1))
+        elif d >= 0:
+            writers.setdefault(d, []).append(index)
+        for r in _reads(*ins):
+            if r >= 0:
+                readers.setdefault(r, []).append(index)
     drop, retarget = set(), {}
     for slot, pend in pending.items():
-        writes = [i for i, ins in enumerate(code) if ins[1] == pend]
-        if len(writes) != 2:
+        written = writers.get(pend, [])
+        if len(written) != 2:
             continue
-        first, store = writes
+        first, store = written
         op, _, a, b, _ = code[first]
         if (op, a) != (_COPY, slot) or code[store][0] != _STORE or code[store][3] >= 0 \
                 or store in covered:
             continue
-        last = [i for i, ins in enumerate(code) if ins[0] == _COPY and ins[1] == slot
-                and ins[2] == pend]
-        if len(last) != 1 or last[0] < store:
+        last = writers.get(slot, [])  # the copy back from pending, and nothing else
+        if len(last) != 1 or last[0] < store or code[last[0]][:3] != (_COPY, slot, pend):
             continue
-        if any(pend in _reads(*ins) for i, ins in enumerate(code)
-               if i not in (store, last[0])):
+        if any(i not in (store, last[0]) for i in readers.get(pend, ())):
             continue
-        if any(slot in _reads(*code[i]) for i in range(store + 1, len(code)) if i != last[0]):
+        if any(i > store for i in readers.get(slot, ())):
             continue
         drop.update((first, last[0]))
         if code[store][2] == slot:  # `x = x`: nothing to store
