@@ -60,47 +60,81 @@ def _precedence(expr: ast.Expr) -> int:
     return _ATOM
 
 
-def format_expr(expr: ast.Expr) -> str:
-    """An expression as canonical text."""
+def format_expr(expr: ast.Expr, names: Names | None = None) -> str:
+    """An expression as canonical text (with `names`: its names renamed)."""
     kind = type(expr)
     if kind is ast.Name:
-        return expr.name
+        return expr.name if names is None else names.read(expr.name)
     if kind is ast.Number:
         return format_number(expr.value)
     if kind is ast.NbrRef:
-        return f"nbr.{expr.name}"
+        return f"nbr.{expr.name if names is None else names.slot(expr.name)}"
     if kind is ast.PeerRef:
-        return f"peer.{expr.name}"
+        return f"peer.{expr.name if names is None else names.slot(expr.name)}"
     if kind is ast.Call:
-        return f"{expr.func}({', '.join([format_expr(a) for a in expr.args])})"
+        return f"{expr.func}({', '.join([format_expr(a, names) for a in expr.args])})"
     if kind is ast.Filter:
-        value = _wrap(expr.value, _precedence(expr.value) < _ATOM)
-        return f"{value}[{format_expr(expr.predicate)}]"
+        value = _wrap(expr.value, _precedence(expr.value) < _ATOM, names)
+        return f"{value}[{format_expr(expr.predicate, names)}]"
     if kind is ast.Unary:
         inner = _precedence(expr.operand)
         if expr.op == "neg":
-            return "-" + _wrap(expr.operand, inner <= NEG)
-        return "not " + _wrap(expr.operand, inner < NOT)
+            return "-" + _wrap(expr.operand, inner <= NEG, names)
+        return "not " + _wrap(expr.operand, inner < NOT, names)
     op = OPS[expr.op]
     left, right = _precedence(expr.left), _precedence(expr.right)
     non_associative = op.precedence == OPS["lt"].precedence
     left_parens = left < op.precedence or (non_associative and left == op.precedence)
-    left_text = _wrap(expr.left, left_parens)
-    right_text = _wrap(expr.right, right <= op.precedence)
+    left_text = _wrap(expr.left, left_parens, names)
+    right_text = _wrap(expr.right, right <= op.precedence, names)
     return f"{left_text} {op.symbol} {right_text}"
 
 
-def _wrap(expr: ast.Expr, parens: bool) -> str:
-    text = format_expr(expr)
+def _wrap(expr: ast.Expr, parens: bool, names: Names | None = None) -> str:
+    text = format_expr(expr, names)
     return f"({text})" if parens else text
 
 
-def _target(target: ast.Target) -> str:
+def _target(target: ast.Target, names: Names | None = None) -> str:
     prefix = {"slot": "", "nbr": "nbr.", "peer": "peer."}[target.kind]
-    text = prefix + target.name
+    text = prefix + (target.name if names is None else names.slot(target.name))
     if target.predicate is not None:
-        text += f"[{format_expr(target.predicate)}]"
+        text += f"[{format_expr(target.predicate, names)}]"
     return text
+
+
+class Names:
+    """Renaming while printing (rulec.search.canon's canonical text): slots
+    and params through `slots`, the rule to `rule`, and each `let`, in the
+    order the printer meets them, to t1, t2, ... A read of a name goes to
+    the innermost `let` of that name in scope, else through `slots`: what
+    renaming the tree and then printing it gives, without the new tree."""
+
+    def __init__(self, slots: dict[str, str], rule: str = "rule") -> None:
+        self.slots, self.rule = slots, rule
+        self.scopes: list[dict[str, str]] = [{}]
+        self.count = 0
+
+    def slot(self, name: str) -> str:
+        return self.slots.get(name, name)
+
+    def read(self, name: str) -> str:
+        for scope in reversed(self.scopes):
+            if name in scope:
+                return scope[name]
+        return self.slots.get(name, name)
+
+    def let(self, name: str) -> str:
+        """A new local from here to the end of its scope: its new name."""
+        self.count += 1
+        new = self.scopes[-1][name] = f"t{self.count}"
+        return new
+
+    def enter(self) -> None:
+        self.scopes.append({})
+
+    def leave(self) -> None:
+        self.scopes.pop()
 
 
 class _Comments:
@@ -139,7 +173,8 @@ class _Comments:
 
 
 class _Printer:
-    def __init__(self, source: str | None) -> None:
+    def __init__(self, source: str | None, names: Names | None = None) -> None:
+        self.names = names
         self.comments = _Comments(source) if source is not None else None
         self.lines: list[str] = []
         self.last_line = 0  # the last source line printed
@@ -186,7 +221,8 @@ class _Printer:
                     filter(None, ["update", item.name]))
                 self.body(0, head, item.body)
             else:
-                self.emit(0, self.declaration(item) + self.trailing(item.span.end_line))
+                self.emit(0, self.declaration(item, self.names)
+                          + self.trailing(item.span.end_line))
             self.last_line = item.span.end_line
             previous = item
         self.flush(0, 10**9)  # comments after the last item
@@ -195,14 +231,16 @@ class _Printer:
         return "\n".join(self.lines) + "\n" if self.lines else ""
 
     @staticmethod
-    def declaration(item: ast.Item) -> str:
+    def declaration(item: ast.Item, names: Names | None = None) -> str:
         if isinstance(item, ast.RuleDecl):
-            return f"rule {item.name}"
+            return f"rule {item.name if names is None else names.rule}"
         if isinstance(item, ast.ParamDecl):
             sign = "-" if np.signbit(np.float32(item.value)) else ""
-            return f"param {item.name} = {sign}{format_number(abs(item.value))}"
+            name = item.name if names is None else names.slot(item.name)
+            return f"param {name} = {sign}{format_number(abs(item.value))}"
         keyword = {"node": "node", "edge": "edge", "shared": "shared edge"}[item.kind]
-        return f"{keyword} {', '.join(item.names)}"
+        slots = item.names if names is None else [names.slot(n) for n in item.names]
+        return f"{keyword} {', '.join(slots)}"
 
     def body(self, depth: int, head: str, body: ast.Body, close: bool = True) -> None:
         """`head {`, the statements, and `}` (unless `close` is false: an elif/else follows)."""
@@ -212,10 +250,14 @@ class _Printer:
         self.emit(depth, f"{head} {{{trailing}")
         head_index = len(self.lines) - 1
         self.last_line = open_line
+        if self.names is not None:  # a block's locals end with it
+            self.names.enter()
         for stmt in body.statements:
             self.leading(depth + 1, stmt.span.line, blank_allowed=len(self.lines) > head_index + 1)
             self.statement(depth + 1, stmt)
             self.last_line = stmt.span.end_line
+        if self.names is not None:
+            self.names.leave()
         self.flush(depth + 1, close_line)
         self.last_line = close_line
         if not close:
@@ -227,10 +269,12 @@ class _Printer:
         self.lines[-1] += self.trailing(close_line)
 
     def statement(self, depth: int, stmt: ast.Stmt) -> None:
+        names = self.names
         if isinstance(stmt, ast.Assign):
-            text = f"{_target(stmt.target)} {stmt.op} {format_expr(stmt.value)}"
+            text = f"{_target(stmt.target, names)} {stmt.op} {format_expr(stmt.value, names)}"
         elif isinstance(stmt, ast.Let):
-            text = f"let {stmt.name} = {format_expr(stmt.value)}"
+            value = format_expr(stmt.value, names)  # before the name is the new local's
+            text = f"let {stmt.name if names is None else names.let(stmt.name)} = {value}"
         else:
             self.if_statement(depth, stmt)
             return
@@ -241,14 +285,16 @@ class _Printer:
         parts = [("if" if i == 0 else "} elif", c, b) for i, (c, b) in enumerate(stmt.branches)]
         for index, (keyword, condition, body) in enumerate(parts):
             last = index == len(parts) - 1 and stmt.orelse is None
-            self.body(depth, f"{keyword} {format_expr(condition)}", body, close=last)
+            self.body(depth, f"{keyword} {format_expr(condition, self.names)}", body,
+                      close=last)
         if stmt.orelse is not None:
             self.body(depth, "} else", stmt.orelse)
 
 
-def format_tree(tree: ast.File) -> str:
-    """Canonical text of a syntax tree (comments are not part of the tree)."""
-    return _Printer(None).file(tree)
+def format_tree(tree: ast.File, names: Names | None = None) -> str:
+    """Canonical text of a syntax tree (comments are not part of the tree);
+    with `names`, renamed as it prints (Names)."""
+    return _Printer(None, names).file(tree)
 
 
 def format_source(source: str, tree: ast.File) -> str:

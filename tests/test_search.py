@@ -289,6 +289,28 @@ def test_size_counts_what_the_generic_tree_walks_find():
             assert S.size(tree) == expected, i
 
 
+def test_the_canonical_text_is_the_canonical_tree_printed():
+    """canonical_text renames while printing; it must give what renaming
+    the tree (canonical_tree) and then printing it gives: for drawn rules,
+    and for texts whose locals shadow each other and the slots."""
+    from rulec.generate import Options
+    from rulec.printer import format_tree
+
+    keep = frozenset({"inp", "target", "train", "a"})
+    texts = [DELTA, (
+        "rule r\nparam lr = 0.5\nnode inp, target, train, a, h\nedge w, v\n"
+        "update {\n    let t = inp\n    let w = t * 2\n    if t > 0 {\n        let t = w + lr\n"
+        "        a = t\n        if a > 1 {\n            let u = t\n            h = u\n        }\n"
+        "    } elif t < w {\n        let u = t\n        a = u + h\n    } else {\n"
+        "        v[incoming] = t * nbr.h + peer.w\n    }\n    a += t\n}\n"
+        "update other {\n    let t = h\n    h = t\n}\n")]
+    trees = [parse_text(text) for text in texts]
+    for options in (S.Settings().space.options(), Options(adversarial_names=0.5, max_depth=4)):
+        trees += [rule_tree(SeededSource(f"canon:{i}"), options) for i in range(200)]
+    for tree in trees:
+        assert S.canonical_text(tree, keep) == format_tree(S.canonical_tree(tree, keep))
+
+
 # ------------------------------------------------------------------ mutations
 
 

@@ -17,7 +17,7 @@ import hashlib
 
 from .. import syntax as ast
 from ..dataflow import without_dead_writes
-from ..printer import format_tree
+from ..printer import Names, format_tree
 
 
 def _prefix_names(tree: ast.File, keep) -> dict[str, str]:
@@ -116,7 +116,10 @@ def canonical_tree(tree: ast.File, keep=frozenset()) -> ast.File:
 
 
 def canonical_text(tree: ast.File, keep=frozenset()) -> str:
-    return format_tree(canonical_tree(tree, keep))
+    """format_tree(canonical_tree(tree, keep)), renamed as it prints (no new
+    tree: a search makes the canonical text of every rule it draws)."""
+    tree = without_dead_writes(tree)
+    return format_tree(tree, Names(_prefix_names(tree, keep)))
 
 
 def text_hash(text: str) -> str:
