@@ -91,6 +91,9 @@ class LocalPool:
     a new pool; a batch that was in a broken pool twice then runs alone, and
     if its process dies alone too, its rules are reported as failed."""
 
+    #: a task costs a local pool little: a round ends in smaller tasks
+    small_tasks = True
+
     def __init__(self, jobs: int) -> None:
         self.workers = jobs
         self.pool: ProcessPoolExecutor | None = None

@@ -119,6 +119,13 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def _guides(executor) -> int:
+    """The workers to shrink chunks for: a local pool's (a task costs it
+    little); 1 for a Dask cluster, where each task costs the scheduler
+    about a millisecond (more, smaller tasks raised its cost per rule)."""
+    return executor.workers if getattr(executor, "small_tasks", False) else 1
+
+
 def _guided(items: list, size: int, workers: int) -> list[list]:
     """Chunks of at most `size` items that get smaller toward the end (each
     at most what is left over twice the workers, at least 4), so that the
@@ -352,7 +359,7 @@ class Search:
         settings = self.settings.to_dict()
         records, items = self._screen_items(generation, candidates)
         payloads = [(settings, "screen", chunk)
-                    for chunk in _guided(items, self.batch, executor.workers)]
+                    for chunk in _guided(items, self.batch, _guides(executor))]
         for _, results in executor.run(evaluate_batch, payloads):
             for r in results:
                 records[r["index"]].update(r)
@@ -377,7 +384,7 @@ class Search:
         learn = [] if before is None else \
             [(settings, "learn", chunk) for chunk in _chunks(before.learners, self.batch)]
         screen = [(settings, "screen", chunk)
-                  for chunk in _guided(items, self.batch, executor.workers)]
+                  for chunk in _guided(items, self.batch, _guides(executor))]
 
         def idle() -> None:
             if before is not None:
