@@ -2,6 +2,7 @@
 
     python bench/vm.py            # the full table (about a minute)
     python bench/vm.py --quick    # fewer repeats
+    python bench/vm.py --direct-stores   # only: the VM with and without direct stores
 
 1. Step time, single thread: the VM and the gcc kernel of the same rule,
    stepped K steps in one call (so Python's per-call cost is amortized), on
@@ -15,6 +16,10 @@
    C protocol driver on the VM and on gcc kernels, against the Python
    protocol driver (engine='python') on the same rule, and the VM with 8,
    32 and 64 seeds side by side as lanes (learning.evaluate_seeds).
+
+--direct-stores: the example rules translated with and without the pass
+that stores a slot straight into its register (docs/vm.md), their
+instruction counts, and their step times alternated in this process.
 """
 
 from __future__ import annotations
@@ -62,10 +67,45 @@ def graph_set(quick: bool) -> dict[str, tuple[rulec.Graph, int]]:
     }
 
 
+def direct_stores(quick: bool) -> None:
+    """The VM with its direct-store pass and without it, alternated."""
+    import importlib
+
+    module = importlib.import_module("rulec.backends.vm.translate")
+    names = ["hebbian", "diffusion", "oja", "backprop", "flow"]
+    texts = {n: open(os.path.join(EXAMPLES, f"{n}.rule")).read() for n in names}
+    new = {n: rulec.compile(texts[n], backend="vm") for n in names}
+    kept = module._direct_stores
+    module._direct_stores = lambda code, pending: code
+    try:  # a comment makes another rule: no cached translation is reused
+        old = {n: rulec.compile(texts[n] + "\n# without\n", backend="vm") for n in names}
+    finally:
+        module._direct_stores = kept
+    print("instructions, without -> with: " + ", ".join(
+        f"{n} {old[n].runner.blocks.vm.instructions} -> {new[n].runner.blocks.vm.instructions}"
+        for n in names))
+    print("step time without -> with (microseconds, medians of 3 alternated runs):")
+    for graph_name, (graph, steps) in graph_set(quick).items():
+        row = []
+        for n in names:
+            a, b = [], []
+            for _ in range(3):
+                a.append(step_seconds(old[n], graph, steps, 3))
+                b.append(step_seconds(new[n], graph, steps, 3))
+            ta, tb = statistics.median(a), statistics.median(b)
+            row.append(f"{n} {ta * 1e6:.2f} -> {tb * 1e6:.2f} ({ta / tb:.2f}x)")
+        print(f"  {graph_name}: " + "; ".join(row))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--direct-stores", action="store_true",
+                        help="only compare the VM with and without its direct-store pass")
     args = parser.parse_args()
+    if args.direct_stores:
+        direct_stores(args.quick)
+        return
     repeats = 3 if args.quick else 5
     print(f"rulec {rulec.__version__}; one thread; times are medians of {repeats} runs\n")
 
