@@ -421,19 +421,26 @@ def _without_dead_code(code: list, kept: set[int]) -> list:
                 if op == OPCODES["propose"]:
                     live.add(c)
             live.update(r for r in reads if r >= 0)
+    return _kept(code, keep)
+
+
+def _kept(code: list, keep: list[bool], retarget: dict[int, int] | None = None) -> list:
+    """The instructions of `code` that `keep` says to keep, with the skip
+    offsets renumbered over what was dropped, and the destination of
+    instruction i changed to retarget[i] where given."""
     new_index, count = [], 0
     for flag in keep:
         new_index.append(count)
         count += flag
     new_index.append(count)
+    retarget = retarget or {}
     out = []
     for index, (op, d, a, b, c) in enumerate(code):
         if not keep[index]:
             continue
         if op == OPCODES["skip_if_none"]:
-            target = index + b + 1
-            b = new_index[target] - new_index[index] - 1
-        out.append((op, d, a, b, c))
+            b = new_index[index + b + 1] - new_index[index] - 1
+        out.append((op, retarget.get(index, d), a, b, c))
     return out
 
 
@@ -499,20 +506,7 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
             retarget[store] = slot
     if not drop:
         return code
-    keep = [i not in drop for i in range(len(code))]
-    new_index, count = [], 0
-    for flag in keep:
-        new_index.append(count)
-        count += flag
-    new_index.append(count)
-    out = []
-    for index, (op, d, a, b, c) in enumerate(code):
-        if not keep[index]:
-            continue
-        if op == _SKIP:
-            b = new_index[index + b + 1] - new_index[index] - 1
-        out.append((op, retarget.get(index, d), a, b, c))
-    return out
+    return _kept(code, [i not in drop for i in range(len(code))], retarget)
 
 
 def _uses_time(statements) -> bool:
