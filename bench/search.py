@@ -9,7 +9,9 @@ Measured in one run on this machine:
 - the full hurdle stack: a random search of --rules rules on one worker in
   this process (rules/s per core, and per CPU-second), and with --jobs
   worker processes (with --pairs K, both K times, alternated: the ratio of
-  each pair and their median);
+  each pair and their median), and the machine's own ceiling for that
+  ratio: --jobs processes of plain Python work against one (a shared or
+  hyperthreaded machine gives less than --jobs);
 - where the time goes: per hurdle (from the store's timings; `prepare` is
   drawing or parsing a rule, its canonical hash and size, in the worker),
   and the coordinator's share (asking, deduplicating, storing);
@@ -74,6 +76,32 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _spin(units: int) -> float:
+    """A fixed amount of pure-Python work (the kind a worker does); its
+    seconds."""
+    began = time.perf_counter()
+    x = 0
+    for _ in range(units):
+        for i in range(10_000):
+            x += i * i
+    return time.perf_counter() - began
+
+
+def machine_ceiling(jobs: int, units: int = 1500) -> float:
+    """How much faster `jobs` processes do `jobs` times the work of one,
+    on this machine now: the most --jobs can give (a shared or hyperthreaded
+    machine gives less than `jobs`)."""
+    import multiprocessing
+
+    alone = _spin(units)
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        pool.map(_spin, [1] * jobs)  # started
+        began = time.perf_counter()
+        pool.map(_spin, [units] * jobs)
+        together = time.perf_counter() - began
+    return jobs * alone / together
+
+
 def stack(settings: S.Settings, rules: int, jobs: int, db: str, scheduler=None,
           batch: int = 32) -> dict:
     began, cpu, children = time.perf_counter(), _cpu_seconds(), _children_cpu_seconds()
@@ -127,8 +155,10 @@ def main() -> None:
     settings = S.load_settings(args.space) if args.space else S.Settings()
     out = {"cores": os.cpu_count(), "generation": generation(settings.space, 2000)}
     with tempfile.TemporaryDirectory() as tmp:
-        ones, manys = [], []
+        ones, manys, ceilings = [], [], []
         for k in range(max(1, args.pairs)):
+            if args.jobs > 1:  # what the machine gives now, just before each pair
+                ceilings.append(machine_ceiling(args.jobs))
             ones.append(stack(settings, args.rules, 1, os.path.join(tmp, f"one{k}.sqlite")))
             if args.jobs > 1:
                 manys.append(stack(settings, args.rules, args.jobs,
@@ -139,8 +169,9 @@ def main() -> None:
             out["pairs"] = [{"one": a["rules_per_s"], "many": b["rules_per_s"],
                              "ratio": b["rules_per_s"] / a["rules_per_s"],
                              "one_per_cpu_second": a["per_cpu_second"],
-                             "many_per_cpu_second": b["per_cpu_second"]}
-                            for a, b in zip(ones, manys, strict=True)]
+                             "many_per_cpu_second": b["per_cpu_second"],
+                             "machine_ceiling": c}
+                            for a, b, c in zip(ones, manys, ceilings, strict=True)]
         if args.cluster:
             out["cluster"] = cluster(settings, args.rules, args.cluster,
                                      os.path.join(tmp, "cluster.sqlite"), args.cluster_batch)
@@ -174,14 +205,19 @@ def main() -> None:
           "ms/rule: asking the strategy, deduplicating, storing; the workers draw, hash and "
           "static-check)")
     if "stack_n" in out:
-        ratios = sorted(p["ratio"] for p in out["pairs"])
-        if len(ratios) == 1:
-            print(f"{out['stack_n']['jobs']} workers / 1 worker: {ratios[0]:.2f}x")
-        else:
-            print(f"{out['stack_n']['jobs']} workers / 1 worker, {len(ratios)} pairs alternated: "
-                  + ", ".join(f"{p['one']:.0f} -> {p['many']:.0f} rules/s ({p['ratio']:.2f}x)"
-                              for p in out["pairs"])
-                  + f"; median {statistics.median(ratios):.2f}x")
+        ratios = [p["ratio"] for p in out["pairs"]]
+        ceilings = [p["machine_ceiling"] for p in out["pairs"]]
+        jobs = out["stack_n"]["jobs"]
+        print(f"{jobs} workers / 1 worker"
+              + (f", {len(ratios)} pairs alternated" if len(ratios) > 1 else "") + ": "
+              + ", ".join(f"{p['one']:.0f} -> {p['many']:.0f} rules/s ({p['ratio']:.2f}x; "
+                          f"the machine {p['machine_ceiling']:.2f}x)" for p in out["pairs"])
+              + (f"; median {statistics.median(ratios):.2f}x" if len(ratios) > 1 else ""))
+        print(f"  (the machine: {jobs} processes of plain Python work against one, just "
+              f"before each pair: the most {jobs} workers can give; median "
+              f"{statistics.median(ceilings):.2f}x, and the search gets "
+              f"{statistics.median([r / c for r, c in zip(ratios, ceilings, strict=True)]):.0%}"
+              " of it)")
     print(f"projection, 16 cores (15 workers + a coordinator): "
           f"{out['projection_16_cores']:.0f} rules/s = "
           f"{out['projection_16_cores'] * 3600 / 1e6:.1f} M rules/hour "
