@@ -183,6 +183,21 @@ def test_an_odd_number_of_steps_leaves_double_buffered_slots_in_the_users_arrays
 
 
 @pytest.mark.parametrize("backend", NATIVE)
+def test_check_finite_sees_a_slot_the_block_never_writes(backend):
+    """The VM checks the slots a step writes after every step, and the
+    others once per call (they cannot change): a NaN in one of those still
+    stops the first step, as a check of every slot after every step does."""
+    rule = rulec.compile("node x, y\nedge w\nupdate { x = x + 1 }", backend=backend)
+    for slot in ("y", "w"):
+        state = rule.state(graphs.ring(3))
+        (state.node if slot == "y" else state.edge)[slot][1] = np.nan
+        with pytest.raises(rulec.NonFiniteError) as caught:
+            rule.step(state, steps=5, check_finite=True)
+        assert caught.value.step == 1 and state.time == 1, slot
+        assert slot in str(caught.value)
+
+
+@pytest.mark.parametrize("backend", NATIVE)
 def test_check_finite_stops_at_the_first_non_finite_step(backend):
     rule = rulec.compile("node x\nupdate { x = x * 10 }", backend=backend)
     state = rule.state(graphs.ring(3))
