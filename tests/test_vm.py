@@ -141,3 +141,25 @@ def test_a_vm_mismatch_is_shrunk_and_replayable(tmp_path, monkeypatch, capsys):
     assert main(replay) == 1
     shrunk = next(out.glob("mismatch-*.rule")).read_text()
     assert "*" in shrunk and shrunk.count("=") <= 4  # a few statements left
+
+
+def test_the_vm_asks_the_graph_only_for_the_arrays_its_code_reads():
+    """graph_needs is read off the VM code: a peer read needs `rev`, a
+    shared read `eid`, a shared write `rev` and `edge_half`; a read the
+    translator dropped as dead needs nothing; never more than the IR asks."""
+    from rulec import ir
+    from rulec.backends.vm.native import vm_graph_arrays
+    from rulec.generate import Options, SeededSource, rule
+
+    def needs(text):
+        return rulec.compile(text, backend="vm").runner.blocks.graph_needs
+
+    base = "node x\nedge w\nshared edge s\n"
+    assert needs(base + "update { x = sum(peer.w) }") == {"rev"}
+    assert needs(base + "update { x = sum(s) }") == {"eid"}
+    assert needs(base + "update { s = nbr.x }") == {"rev", "edge_half"}
+    assert needs(base + "update { let unused = sum(peer.w)\n x = 1 }") == set()
+    for seed in range(150):
+        generated = rule(SeededSource(seed), Options(shared_slots=(0, 2)))
+        vm = translate(generated.program)
+        assert vm_graph_arrays(vm) <= ir.graph_arrays(generated.program), seed

@@ -12,7 +12,6 @@ import threading
 import cffi
 import numpy as np
 
-from ... import ir
 from ..._version import __version__
 from ...ops import OPS
 from ...resources import resource_dir, templates
@@ -105,6 +104,25 @@ def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int) -> dict:
         block.regs, block.domain, block.n_slots = regs, domains, n_slots
         blocks[label] = block
     return blocks
+
+
+def vm_graph_arrays(vm: Program) -> frozenset[str]:
+    """The graph arrays beyond row_ptr, nbr and degree that `vm`'s
+    instructions read: 'rev' (gather_rev, commit), 'eid' (gather_eid),
+    'edge_half' (commit). Read off the code (one pass over its
+    instructions), not off the IR: a read the translator dropped as dead
+    needs no array."""
+    rev, eid, commit = OPCODES["gather_rev"], OPCODES["gather_eid"], OPCODES["commit"]
+    needs = set()
+    for code in vm.blocks.values():
+        for op, *_ in (*code.prologue, *code.step):
+            if op == rev:
+                needs.add("rev")
+            elif op == eid:
+                needs.add("eid")
+            elif op == commit:
+                needs.update(("rev", "edge_half"))
+    return frozenset(needs)
 
 
 class _Layout:
@@ -241,7 +259,7 @@ class VMBlocks:
         self.ffi, self.lib = library()  # built (or found) now, not at the first step
         self.last_status = "budget"
         self._params = ParamArray(self.ffi, self.program)
-        self.graph_needs = ir.graph_arrays(self.program)
+        self.graph_needs = vm_graph_arrays(vm)
         self._lanes: dict = {}
         self._layouts: dict = {}
 
