@@ -39,85 +39,19 @@ def _prefix_names(tree: ast.File, keep) -> dict[str, str]:
     return mapping
 
 
-class _Renamer:
-    def __init__(self, globals_: dict[str, str]) -> None:
-        self.globals = globals_
-        self.next_local = 1
-
-    def expr(self, e, env: dict[str, str]):
-        """`e` renamed (the same object where nothing in it is)."""
-        kind = type(e)
-        if kind is ast.Name:
-            new = env.get(e.name, e.name)
-            return e if new == e.name else ast.Name(new)
-        if kind is ast.Binary:
-            left, right = self.expr(e.left, env), self.expr(e.right, env)
-            if left is e.left and right is e.right:
-                return e
-            return ast.Binary(e.op, left, right)
-        if kind is ast.NbrRef or kind is ast.PeerRef:
-            new = self.globals.get(e.name, e.name)
-            return e if new == e.name else kind(new)
-        if kind is ast.Call:
-            args = tuple([self.expr(a, env) for a in e.args])
-            if all(a is b for a, b in zip(args, e.args, strict=True)):
-                return e
-            return ast.Call(e.func, args)
-        if kind is ast.Unary:
-            operand = self.expr(e.operand, env)
-            return e if operand is e.operand else ast.Unary(e.op, operand)
-        if kind is ast.Filter:
-            value, predicate = self.expr(e.value, env), self.expr(e.predicate, env)
-            if value is e.value and predicate is e.predicate:
-                return e
-            return ast.Filter(value, predicate)
-        return e
-
-    def body(self, body: ast.Body, env: dict[str, str]) -> ast.Body:
-        env = dict(env)  # a block's locals end with it
-        out = []
-        for stmt in body.statements:
-            if isinstance(stmt, ast.Let):
-                value = self.expr(stmt.value, env)
-                env[stmt.name] = f"t{self.next_local}"
-                self.next_local += 1
-                out.append(ast.Let(env[stmt.name], value))
-            elif isinstance(stmt, ast.Assign):
-                t = stmt.target
-                predicate = None if t.predicate is None else self.expr(t.predicate, env)
-                target = ast.Target(t.kind, self.globals.get(t.name, t.name), predicate)
-                out.append(ast.Assign(target, stmt.op, self.expr(stmt.value, env)))
-            else:
-                branches = tuple((self.expr(c, env), self.body(b, env))
-                                 for c, b in stmt.branches)
-                orelse = None if stmt.orelse is None else self.body(stmt.orelse, env)
-                out.append(ast.If(branches, orelse))
-        return ast.Body(tuple(out))
-
-
 def canonical_tree(tree: ast.File, keep=frozenset()) -> ast.File:
     """`tree` without its dead writes (rulec.dataflow: they do nothing), and
-    with every name not in `keep` renamed by kind and place."""
-    tree = without_dead_writes(tree)
-    renamer = _Renamer(_prefix_names(tree, keep))
-    items: list[ast.Item] = []
-    for item in tree.items:
-        if isinstance(item, ast.RuleDecl):
-            items.append(ast.RuleDecl("rule"))
-        elif isinstance(item, ast.ParamDecl):
-            items.append(ast.ParamDecl(renamer.globals.get(item.name, item.name), item.value))
-        elif isinstance(item, ast.SlotDecl):
-            items.append(ast.SlotDecl(item.kind, tuple(renamer.globals.get(n, n)
-                                                       for n in item.names)))
-        else:
-            items.append(ast.Block(item.kind, item.name, renamer.body(item.body,
-                                                                      renamer.globals)))
-    return ast.File(tuple(items))
+    with every name not in `keep` renamed by kind and place: the canonical
+    text, parsed (printing then parsing gives back the tree printed)."""
+    from ..parser import parse_text
+
+    return parse_text(canonical_text(tree, keep), "canonical.rule")
 
 
 def canonical_text(tree: ast.File, keep=frozenset()) -> str:
-    """format_tree(canonical_tree(tree, keep)), renamed as it prints (no new
-    tree: a search makes the canonical text of every rule it draws)."""
+    """The canonical text of `tree` (see the module's docstring), renamed as
+    it prints (printer.Names): no renamed tree is built, and a search makes
+    the canonical text of every rule it draws."""
     tree = without_dead_writes(tree)
     return format_tree(tree, Names(_prefix_names(tree, keep)))
 
