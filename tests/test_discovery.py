@@ -137,19 +137,23 @@ def test_parity_and_truth_tables_are_tasks():
     assert tasks.task_named("table:0111").targets.ravel().tolist() == [0, 1, 1, 1]
 
 
-def test_leaf_swaps_trade_a_leaf_for_another_of_its_kind():
+def _children(mutation: str, seeds: int, text: str = DELTA, space=None) -> list[str]:
+    """The texts of the checked children one kind of mutation makes of a
+    rule, one try per seed (None where the child did not check)."""
     import random
 
     from rulec.parser import parse_text
     from rulec.search.mutate import Mutator
 
-    tree = parse_text(DELTA, "delta.rule")
-    mutator = Mutator(S.Space())
-    children = set()
-    for seed in range(60):
-        child = mutator._checked(tree, mutator.leaf_swap(tree, random.Random(seed)))
-        if child is not None:
-            children.add(format_tree(child))
+    tree = parse_text(text, "parent.rule")
+    mutator = Mutator(space or S.Space())
+    children = (mutator._checked(tree, getattr(mutator, mutation)(tree, random.Random(seed)))
+                for seed in range(seeds))
+    return [None if child is None else format_tree(child) for child in children]
+
+
+def test_leaf_swaps_trade_a_leaf_for_another_of_its_kind():
+    children = set(_children("leaf_swap", 60)) - {None}
     # nbr.inp -> nbr.a, w -> peer.w, a node slot for another
     assert any("nbr.a" in text for text in children)
     assert any("peer.w" in text for text in children)
@@ -157,22 +161,17 @@ def test_leaf_swaps_trade_a_leaf_for_another_of_its_kind():
 
 
 def test_message_turns_a_leaf_into_what_the_neighbours_send():
-    import random
-
     from rulec.parser import parse_text
-    from rulec.search.mutate import Mutator
 
     # from the delta rule whose hidden error is 0 (rung b's start), one
     # message move reaches feedback alignment or backpropagation's error line
     with open("tests/calibration/delta_hidden0_fixed.rule") as f:
-        tree = parse_text(f.read(), "delta_hidden0_fixed.rule")
-    mutator = Mutator(S.load_settings("examples/search/hidden.toml").space)
-    errors, before = set(), format_tree(tree).count("nbr.")
-    for seed in range(1500):
-        child = mutator._checked(tree, mutator.message(tree, random.Random(seed)))
-        if child is None:
+        start = f.read()
+    errors, before = set(), format_tree(parse_text(start)).count("nbr.")
+    for text in _children("message", 1500, start,
+                          S.load_settings("examples/search/hidden.toml").space):
+        if text is None:
             continue
-        text = format_tree(child)
         assert text.count("nbr.") == before + 1, text  # one leaf became one message
         line = next(x.strip() for x in text.splitlines() if "delta =" in x)
         if line.startswith("delta = train * select(count(outgoing), sum("):
@@ -181,21 +180,15 @@ def test_message_turns_a_leaf_into_what_the_neighbours_send():
 
 
 def test_assign_op_flips_which_way_a_statement_moves_its_slot():
-    import random
-
     from rulec.parser import parse_text
-    from rulec.search.mutate import Mutator
 
-    tree = parse_text(DELTA, "delta.rule")
-    mutator = Mutator(S.Space())
+    parent = format_tree(parse_text(DELTA))
     ops = Counter()
-    for seed in range(60):
-        child = mutator._checked(tree, mutator.assign_op(tree, random.Random(seed)))
-        if child is None:
+    for text in _children("assign_op", 60):
+        if text is None:
             continue
-        text = format_tree(child)
-        changed = [a for a, b in zip(text.splitlines(), format_tree(tree).splitlines(),
-                                     strict=True) if a != b]
+        changed = [a for a, b in zip(text.splitlines(), parent.splitlines(), strict=True)
+                   if a != b]
         assert len(changed) == 1, changed  # one statement's operator, nothing else
         ops[next(x.split()[1] for x in text.splitlines() if x.strip().startswith("w["))] += 1
     # the learning statement's -= became each of the others: toward or away

@@ -365,9 +365,7 @@ class Search:
                 records[r["index"]].update(r)
         learners, waiting = self._sort(candidates, records)
         learners = self._rungs(learners, records, waiting, executor, settings)
-        payloads = [(settings, "learn", chunk) for chunk in _chunks(learners, self.batch)]
-        for _, results in executor.run(evaluate_batch, payloads):
-            self._learned(results, records, waiting)
+        self._learn(learners, records, waiting, executor, settings)
         _settled(waiting)
         return [records[c.index] for c in candidates]
 
@@ -406,11 +404,17 @@ class Search:
         """The learners of a sorted generation, then it is stored and told."""
         self._store(pending.unstored)
         pending.unstored = []
-        settings = self.settings.to_dict()
-        payloads = [(settings, "learn", chunk) for chunk in _chunks(pending.learners, self.batch)]
-        for _, results in executor.run(evaluate_batch, payloads):
-            self._learned(results, pending.records, pending.waiting)
+        self._learn(pending.learners, pending.records, pending.waiting, executor,
+                    self.settings.to_dict())
         self._told(pending)
+
+    def _learn(self, learners: list, records: dict[int, dict], waiting: dict, executor,
+               settings: dict) -> None:
+        """The task hurdles of `learners`, in the workers; each batch is
+        stored as it comes back."""
+        payloads = [(settings, "learn", chunk) for chunk in _chunks(learners, self.batch)]
+        for _, results in executor.run(evaluate_batch, payloads):
+            self._learned(results, records, waiting)
 
     def _told(self, pending: _Pending) -> None:
         _settled(pending.waiting)
