@@ -14,6 +14,7 @@ typedef struct rulec_vm_block {
     float *const *regs;       /* every register's array */
     const int32_t *domain;    /* per register: 0 nodes, 1 half-edges, 2 edges */
     int32_t n_slots;          /* registers 0..n_slots-1 are the state's slots */
+    const uint8_t *written;   /* per slot register: 1 if a step writes it */
 } rulec_vm_block;
 
 /* Run a block up to `steps` times; see vm.c.j2. */
@@ -23,8 +24,6 @@ int64_t rulec_vm_run(const rulec_graph *g, rulec_state *state, const float *para
 
 /* The most lanes (copies of a state) one call runs side by side. */
 enum { RULEC_VM_MAX_LANES = 64 };
-/* The most slots a rule run on lanes may have. */
-enum { RULEC_VM_MAX_SLOTS = 256 };
 
 /* Run a block on L lanes, registers lane-minor; see vm.c.j2. */
 int64_t rulec_vm_run_lanes(const rulec_graph *g, int32_t L, const uint64_t *seeds,

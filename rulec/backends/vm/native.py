@@ -21,7 +21,7 @@ from ..reference import builtin_arrays
 from ..views import ParamArray, graph_view, run_chunked
 from .translate import CONTROL, EDGE, HALF, NODE, OPCODES, Program
 
-ABI = 5  # the VM's own layout (rulec_vm_block); part of its cache identity
+ABI = 6  # the VM's own layout (rulec_vm_block); part of its cache identity
 
 def header_cdef(name: str) -> str:
     """cffi's declarations from a header of runtime/ (one definition of a
@@ -83,24 +83,34 @@ def library():
 
 
 def _code_table(vm: Program, ffi) -> dict:
-    """Each block's bytecode as a C array, with its counts, key and whether
-    a step advances time: label -> (code, n_prologue, n_code, key, advance)."""
+    """Each block's bytecode as a C array, with its counts, key, whether a
+    step advances time, and which slot registers a step writes (the
+    destination of a copy from a pending register, a commit, or a store
+    straight into the slot; the finiteness checks read it): label -> (code,
+    n_prologue, n_code, key, advance, written)."""
+    p = vm.program
+    n_slots = len(p.node_slots) + len(p.edge_slots) + len(p.shared_slots)
+    skip = OPCODES["skip_if_none"]
     table = {}
     for label, code in vm.blocks.items():
         flat = [x for ins in (*code.prologue, *code.step) for x in ins]
+        written = [0] * n_slots
+        for op, d, *_ in code.step:
+            if op != skip and 0 <= d < n_slots:
+                written[d] = 1
         table[label] = (ffi.new("int32_t[]", flat or [0]), len(code.prologue),
                         len(code.prologue) + len(code.step), code.key,
-                        1 if code.advance else 0)
+                        1 if code.advance else 0, ffi.new("uint8_t[]", written or [0]))
     return table
 
 
 def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int) -> dict:
     """label -> a rulec_vm_block of `table`'s code on the registers `regs`."""
     blocks = {}
-    for label, (code, n_prologue, n_code, key, advance) in table.items():
+    for label, (code, n_prologue, n_code, key, advance, written) in table.items():
         block = ffi.new("rulec_vm_block *")
         block.code, block.n_prologue, block.n_code = code, n_prologue, n_code
-        block.key, block.advance = key, advance
+        block.key, block.advance, block.written = key, advance, written
         block.regs, block.domain, block.n_slots = regs, domains, n_slots
         blocks[label] = block
     return blocks
