@@ -247,6 +247,37 @@ int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *pa
     return 0;
 }
 
+/* numpy's Generator.permutation(n), count times (rulec_driver.h) */
+int64_t rulec_permutations(const uint64_t *raw, int64_t n_raw, int32_t n, int32_t count,
+                           int32_t *out)
+{
+    int64_t used = 0;  /* 32-bit words */
+    for (int32_t c = 0; c < count; ++c) {
+        int32_t *x = out + (int64_t)c * n;
+        for (int32_t i = 0; i < n; ++i) x[i] = i;
+        for (int32_t i = n - 1; i >= 1; --i) {
+            uint32_t mask = (uint32_t)i;  /* the smallest 2^k - 1 >= i */
+            mask |= mask >> 1;
+            mask |= mask >> 2;
+            mask |= mask >> 4;
+            mask |= mask >> 8;
+            mask |= mask >> 16;
+            uint32_t j;
+            do {
+                if (used >= 2 * n_raw)
+                    return -1;
+                const uint64_t word = raw[used >> 1];
+                j = ((used & 1) ? (uint32_t)(word >> 32) : (uint32_t)word) & mask;
+                ++used;
+            } while (j > (uint32_t)i);
+            const int32_t keep = x[i];
+            x[i] = x[j];
+            x[j] = keep;
+        }
+    }
+    return used;
+}
+
 /* ------------------------------------------------------------------ lanes
  * rulec_evaluate on L lanes at once, on the VM's lane registers: each lane
  * is one seed's evaluation (its own state, seed, time and orders), and the

@@ -117,4 +117,13 @@ int32_t rulec_evaluate_lanes(const rulec_graph *g, const float *params, rulec_ev
 int32_t rulec_examples_lanes(const rulec_graph *g, const float *params, rulec_evaluation *e,
                              rulec_lanes *l, int32_t count);
 
+/* `count` shuffles of 0..n-1 into out (count x n), exactly as numpy's
+ * Generator.permutation(n) draws them one after another from a fresh
+ * generator whose bit generator's first 64-bit outputs are raw[0..n_raw)
+ * (Fisher-Yates from the last element down, each index by masked rejection
+ * on 32-bit words, the low half of an output first). Returns the 32-bit
+ * words used, or -1 if raw ran out (draw more and call again). */
+int64_t rulec_permutations(const uint64_t *raw, int64_t n_raw, int32_t n, int32_t count,
+                           int32_t *out);
+
 #endif /* RULEC_DRIVER_H */

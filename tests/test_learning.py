@@ -217,6 +217,25 @@ def test_orders_are_numpy_permutation_draws_whatever_was_asked_before():
     assert not orders(xor, 5, 21).flags.writeable
 
 
+@pytest.mark.parametrize("raw_count", [None, 1])
+def test_shuffles_in_c_are_numpy_permutation_draws_for_any_pattern_count(raw_count):
+    # the orders are shuffled in C from the bit generator's raw outputs;
+    # they must be numpy's own rng.permutation draws, for every stream kind
+    # a run uses (an int, a tuple, a list) and pattern counts around the
+    # rejection masks' edges; raw_count=1 makes the C side run out of words
+    # and the caller draw again
+    from rulec.learning.results import _shuffles, numpy_shuffles
+
+    for stream in (0, 7, 2**40 + 3, (21, 1), [21, 2]):
+        for patterns in (0, 1, 2, 3, 4, 5, 8, 9, 16, 17, 100):
+            for count in (0, 1, 30):
+                got = _shuffles(stream, patterns, count, raw_count)
+                want = numpy_shuffles(stream, patterns, count)
+                assert got.shape == want.shape == (count, patterns)
+                assert got.dtype == np.int32
+                assert (got == want).all(), (stream, patterns, count)
+
+
 def test_train_reproduces_the_search_scoring_of_seeds_as_json(tmp_path, capsys):
     import json
 
