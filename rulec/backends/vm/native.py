@@ -201,32 +201,37 @@ class LaneRegisters:
     copy one lane from and to a State."""
 
     def __init__(self, vm: Program, graph, lanes: int, ffi) -> None:
-        lengths = {NODE: graph.n_nodes, HALF: graph.n_half_edges, EDGE: graph.n_edges}
         self.graph, self.lanes, self.program = graph, lanes, vm.program
         self.lock = threading.Lock()
-        builtins = _builtins(graph)
-        sizes = [max(lengths[d], 1) * lanes for d in vm.registers.domain]
-        self.workspace = np.zeros(max(sum(sizes), 1), dtype=np.float32)
-        self.arrays, pointers, start = [], [], 0
-        for size, src in zip(sizes, vm.registers.source, strict=True):
-            array = self.workspace[start:start + size]
-            start += size
+        # every register's place in one workspace, found with numpy (a
+        # search makes these once per rule screened: no Python per register)
+        lengths = np.zeros(3, dtype=np.int64)
+        lengths[[NODE, HALF, EDGE]] = graph.n_nodes, graph.n_half_edges, graph.n_edges
+        domain = np.array(vm.registers.domain, dtype=np.int64)
+        sizes = np.maximum(lengths, 1)[domain] * lanes
+        offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        self.workspace = np.zeros(max(int(offsets[-1]), 1), dtype=np.float32)
+        self.addresses = (np.uintp(self.workspace.ctypes.data)
+                          + offsets[:-1].astype(np.uintp) * np.uintp(4))
+        builtins = None
+        for i, src in enumerate(vm.registers.source):
             if src[0] == "const":
-                array[...] = src[1]
+                self.workspace[offsets[i]:offsets[i + 1]] = src[1]
             elif src[0] == "builtin":
-                array[...] = np.repeat(builtins[src[1]], lanes)
-            self.arrays.append(array)
-            pointers.append(ffi.cast("float *", array.ctypes.data))
+                builtins = builtins if builtins is not None else _builtins(graph)
+                self.workspace[offsets[i]:offsets[i + 1]] = np.repeat(builtins[src[1]], lanes)
         p = vm.program
         # the slots' registers, in the state's order: node, edge, shared
         kinds = [("node", n) for n in p.node_slots] + [("edge", n) for n in p.edge_slots] \
             + [("shared", n) for n in p.shared_slots]
-        self.slots = [(kind, name, self.arrays[i].reshape(-1, lanes))
+        self.slots = [(kind, name, self.workspace[offsets[i]:offsets[i + 1]].reshape(-1, lanes))
                       for i, (kind, name) in enumerate(kinds)]
-        self.regs = ffi.new("float *[]", pointers or [ffi.NULL])
-        self.domains = ffi.new("int32_t[]", list(vm.registers.domain) or [0])
-        self.node = ffi.new("float *[]", [pointers[i] for i in range(len(p.node_slots))]
-                            or [ffi.NULL])
+        if not len(self.addresses):
+            self.addresses = np.zeros(1, dtype=np.uintp)  # a register table needs an address
+        self.regs = ffi.cast("float **", self.addresses.ctypes.data)
+        self.domains = ffi.new("int32_t[]", vm.registers.domain or [0])
+        self.node = self.regs  # the node slots are the first registers
         self.code = _code_table(vm, ffi)
         self.blocks = _vm_blocks(ffi, self.code, self.regs, self.domains, len(kinds))
 
@@ -253,11 +258,26 @@ class LaneRegisters:
 
 def _builtins(graph) -> dict[str, np.ndarray]:
     """The reference's built-in arrays, and `nodes`; a one-element array stands
-    in for an empty one (a register needs an address)."""
+    in for an empty one (a register needs an address). Made once per graph
+    (for the last few graphs: a search asks for its graph's once per rule);
+    no instruction writes a built-in's register."""
+    with _builtins_lock:
+        found = _BUILTINS.get(id(graph))
+    if found is not None and found[0] is graph:
+        return found[1]
     out = {**builtin_arrays(graph),
            "nodes": np.full(graph.n_nodes, graph.n_nodes, dtype=np.float32)}
     pad = np.zeros(1, dtype=np.float32)
-    return {k: (v if v.size else pad) for k, v in out.items()}
+    out = {k: (v if v.size else pad) for k, v in out.items()}
+    with _builtins_lock:
+        if len(_BUILTINS) >= 8:
+            del _BUILTINS[next(iter(_BUILTINS))]
+        _BUILTINS[id(graph)] = (graph, out)
+    return out
+
+
+_BUILTINS: dict[int, tuple] = {}
+_builtins_lock = threading.Lock()  # not _lock: lane_registers holds that one while it calls
 
 
 class VMBlocks:
