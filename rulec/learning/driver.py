@@ -280,6 +280,8 @@ class Lanes:
         self.registers, run, needs = runner.lane_blocks(topology.graph, n)
         self.keep = []
         self._structs: dict[int, tuple] = {}
+        self._inputs: dict[tuple, tuple] = {}  # _struct's int32 inputs, by field and shape
+        self._init = None  # start()'s arguments to the init block's run
         try:
             self.run = ffi.cast("rulec_vm_run_lanes_fn", run)
             p = rule.program
@@ -319,15 +321,19 @@ class Lanes:
         if getattr(protocol, "output_flag", None):
             slots[protocol.output_flag][topology.outputs] = 1.0
         if "init" in registers.blocks:
-            ffi, n = self.ffi, self.n
-            active = np.ones(n, dtype=np.uint8)
-            done = np.zeros(n, dtype=np.int64)
-            status = np.zeros(n, dtype=np.int32)
-            self.run(self.graph, n, self._cast("uint64_t *", self.seeds),
-                     self._cast("uint64_t *", self.times), self.param_array,
-                     registers.blocks["init"], 1, -1, ffi.NULL, 0,
-                     self._cast("uint8_t *", active), self._cast("int64_t *", done),
-                     self._cast("int32_t *", status))
+            init = self._init
+            if init is None:  # its arguments, made once
+                n = self.n
+                arrays = (np.ones(n, dtype=np.uint8), np.zeros(n, dtype=np.int64),
+                          np.zeros(n, dtype=np.int32))
+                init = self._init = (arrays, self._cast("uint64_t *", self.seeds),
+                                     self._cast("uint64_t *", self.times),
+                                     *(self._cast(t, a) for t, a in
+                                       zip(("uint8_t *", "int64_t *", "int32_t *"), arrays,
+                                           strict=True)))
+            _, seeds, times, active, done, status = init
+            self.run(self.graph, self.n, seeds, times, self.param_array,
+                     registers.blocks["init"], 1, -1, self.ffi.NULL, 0, active, done, status)
         for lane, state in enumerate(states or ()):
             if state is not None:
                 registers.load(lane, state)
@@ -392,7 +398,9 @@ class Lanes:
         """A rulec_lanes for a call, and the arrays it points into by field
         (keep them while it runs). The struct and its result arrays are made
         once per `most` (epochs) and reused, zeroed, by later calls: a
-        search's run hurdle makes several calls on one Lanes."""
+        search's run hurdle makes several calls on one Lanes. The results
+        share one buffer (one fill zeroes them all), and the orders are
+        copied into arrays kept per shape, whose C pointers are made once."""
         ffi, n, task = self.ffi, self.n, self.task
         cached = self._structs.get(most)
         if cached is None:
@@ -400,30 +408,41 @@ class Lanes:
                 self._structs.clear()
             patterns, n_out = len(task.inputs), task.n_outputs
             lanes = ffi.new("rulec_lanes *")
-            results = {"accuracy": np.zeros((n, most)), "loss": np.zeros((n, most)),
-                       "outputs": np.zeros((n, 2, patterns, n_out), dtype=np.float32),
-                       **{f: np.zeros(n, dtype=np.int32)
-                          for f in ("epochs_done", "failure", "failed_phase", "streak")},
-                       **{f: np.zeros(n, dtype=np.int64) for f in ("steps", "phase_steps")}}
+            # widest first, so every view of the one buffer is aligned
+            shapes = [("accuracy", np.float64, (n, most)), ("loss", np.float64, (n, most)),
+                      ("steps", np.int64, (n,)), ("phase_steps", np.int64, (n,)),
+                      ("outputs", np.float32, (n, 2, patterns, n_out)),
+                      *((f, np.int32, (n,)) for f in ("epochs_done", "failure", "failed_phase",
+                                                      "streak"))]
+            sizes = [int(np.prod(shape)) * np.dtype(dtype).itemsize for _, dtype, shape in shapes]
+            buffer = np.zeros(sum(sizes), dtype=np.uint8)
+            results, at = {}, 0
+            for (field, dtype, shape), size in zip(shapes, sizes, strict=True):
+                results[field] = buffer[at:at + size].view(dtype).reshape(shape)
+                at += size
             lanes.n_lanes, lanes.run, lanes.node = n, self.run, self.registers.node
             lanes.seeds = ffi.cast("uint64_t *", self.seeds.ctypes.data)
             lanes.times = ffi.cast("uint64_t *", self.times.ctypes.data)
             for field, ctype in self._RESULTS:
                 setattr(lanes, field, ffi.cast(ctype, results[field].ctypes.data))
-            cached = self._structs[most] = (lanes, results)
-        lanes, results = cached
-        for array in results.values():
-            array.fill(0)
+            cached = self._structs[most] = (lanes, results, buffer)
+        lanes, results, buffer = cached
+        buffer.fill(0)
         out = {"seeds": self.seeds, "times": self.times, **results}
-
-        def put(field: str, ctype: str, array: np.ndarray):
-            setattr(lanes, field, ffi.cast(ctype, array.ctypes.data))
-            out[field] = array
-
-        put("epochs", "int32_t *", np.asarray(counts, dtype=np.int32))
         lanes.train = 1 if train else 0
-        put("orders", "int32_t *", np.ascontiguousarray(order, dtype=np.int32))
-        put("score_orders", "int32_t *", np.ascontiguousarray(score_order, dtype=np.int32))
+        for field, values in (("epochs", counts), ("orders", order),
+                              ("score_orders", score_order)):
+            values = np.asarray(values, dtype=np.int32)
+            key = (field, values.shape)
+            kept = self._inputs.get(key)
+            if kept is None:
+                if len(self._inputs) >= 16:
+                    self._inputs.clear()
+                array = np.zeros(values.shape, dtype=np.int32)
+                kept = self._inputs[key] = (array, ffi.cast("int32_t *", array.ctypes.data))
+            kept[0][...] = values
+            setattr(lanes, field, kept[1])
+            out[field] = kept[0]
         return lanes, out
 
     def examples(self, patterns: np.ndarray, train: bool) -> list[tuple[str | None, np.ndarray]]:
@@ -441,13 +460,11 @@ class Lanes:
         if self.lib.rulec_examples_lanes(self.graph, self.param_array, self.e, lanes,
                                          count) != 0:
             raise RulecValueError(f"the C driver refused {self.n} lanes")
-        found = []
-        for s in range(self.n):
-            code = int(out["failure"][s])
-            why = self._failure(s, code, int(out["failed_phase"][s]),
-                                int(out["phase_steps"][s])) if code else None
-            found.append((why, out["outputs"][s, 1].copy()))
-        return found
+        rows = out["outputs"][:, 1].copy()  # one copy: each lane's rows are a view of it
+        failure = out["failure"].tolist()
+        return [(self._failure(s, code, int(out["failed_phase"][s]),
+                               int(out["phase_steps"][s])) if code else None, rows[s])
+                for s, code in enumerate(failure)]
 
     def node_slot(self, name: str) -> np.ndarray:
         """Node slot `name` on every lane: a (nodes, lanes) view."""

@@ -227,6 +227,7 @@ class LaneRegisters:
             + [("shared", n) for n in p.shared_slots]
         self.slots = [(kind, name, self.workspace[offsets[i]:offsets[i + 1]].reshape(-1, lanes))
                       for i, (kind, name) in enumerate(kinds)]
+        self._slot_floats = self.workspace[:offsets[len(kinds)]]  # every slot, in one view
         if not len(self.addresses):
             self.addresses = np.zeros(1, dtype=np.uintp)  # a register table needs an address
         self.regs = ffi.cast("float **", self.addresses.ctypes.data)
@@ -242,8 +243,7 @@ class LaneRegisters:
 
     def clear(self) -> None:
         """Every slot of every lane to zero."""
-        for _, _, lanes in self.slots:
-            lanes[...] = 0.0
+        self._slot_floats.fill(0.0)
 
     def load(self, lane: int, state: State) -> None:
         """Lane `lane`'s slots from `state`."""
