@@ -210,13 +210,18 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
             began = time.perf_counter()
             failure = lib.rulec_evaluate(graph, struct, param_array, e)
             steps += e.steps
-            for i in range(e.epochs_done):
-                result.accuracy.append(float(accuracy[epoch + i]))
-                result.loss.append(float(loss[epoch + i]))
-                result.outputs = outputs.copy()
-                if on_epoch:
+            done = e.epochs_done
+            if on_epoch:
+                for i in range(done):
+                    result.accuracy.append(float(accuracy[epoch + i]))
+                    result.loss.append(float(loss[epoch + i]))
+                    result.outputs = outputs.copy()
                     on_epoch(first_epoch + epoch + i, result)
-            epoch += e.epochs_done
+            elif done:  # every epoch of a chunk leaves the same outputs: the chunk's last
+                result.accuracy += accuracy[epoch:epoch + done].tolist()
+                result.loss += loss[epoch:epoch + done].tolist()
+                result.outputs = outputs.copy()
+            epoch += done
             if failure:
                 result.failure = _failure(lib, failure, e, phases, state, struct)
                 break
@@ -377,8 +382,8 @@ class Lanes:
         for s in range(n):
             result = Result()
             k = int(done[s])
-            result.accuracy = [float(a) for a in accuracy[s, :k]]
-            result.loss = [float(x) for x in loss[s, :k]]
+            result.accuracy = accuracy[s, :k].tolist()
+            result.loss = loss[s, :k].tolist()
             if k:
                 result.outputs = outputs[s, 0].copy()
             result.steps = int(steps[s])
