@@ -62,36 +62,48 @@ def _precedence(expr: ast.Expr) -> int:
 
 def format_expr(expr: ast.Expr, names: Names | None = None) -> str:
     """An expression as canonical text (with `names`: its names renamed)."""
-    kind = type(expr)
-    if kind is ast.Name:
-        return expr.name if names is None else names.read(expr.name)
-    if kind is ast.Number:
-        return format_number(expr.value)
-    if kind is ast.NbrRef:
-        return f"nbr.{expr.name if names is None else names.slot(expr.name)}"
-    if kind is ast.PeerRef:
-        return f"peer.{expr.name if names is None else names.slot(expr.name)}"
-    if kind is ast.Call:
-        return f"{expr.func}({', '.join([format_expr(a, names) for a in expr.args])})"
-    if kind is ast.Filter:
-        value = _wrap(expr.value, _precedence(expr.value) < _ATOM, names)
-        return f"{value}[{format_expr(expr.predicate, names)}]"
-    if kind is ast.Unary:
-        inner = _precedence(expr.operand)
-        if expr.op == "neg":
-            return "-" + _wrap(expr.operand, inner <= NEG, names)
-        return "not " + _wrap(expr.operand, inner < NOT, names)
+    return _FORMAT[type(expr)](expr, names)
+
+
+def _binary(expr: ast.Binary, names: Names | None) -> str:
     op = OPS[expr.op]
     left, right = _precedence(expr.left), _precedence(expr.right)
-    non_associative = op.precedence == OPS["lt"].precedence
+    non_associative = op.precedence == _COMPARISON
     left_parens = left < op.precedence or (non_associative and left == op.precedence)
     left_text = _wrap(expr.left, left_parens, names)
     right_text = _wrap(expr.right, right <= op.precedence, names)
     return f"{left_text} {op.symbol} {right_text}"
 
 
+def _unary(expr: ast.Unary, names: Names | None) -> str:
+    inner = _precedence(expr.operand)
+    if expr.op == "neg":
+        return "-" + _wrap(expr.operand, inner <= NEG, names)
+    return "not " + _wrap(expr.operand, inner < NOT, names)
+
+
+def _filter(expr: ast.Filter, names: Names | None) -> str:
+    value = _wrap(expr.value, _precedence(expr.value) < _ATOM, names)
+    return f"{value}[{format_expr(expr.predicate, names)}]"
+
+
+_COMPARISON = OPS["lt"].precedence  # the non-associative level
+
+#: format_expr's printer of each kind of expression
+_FORMAT = {
+    ast.Name: lambda e, names: e.name if names is None else names.read(e.name),
+    ast.Number: lambda e, names: format_number(e.value),
+    ast.NbrRef: lambda e, names: f"nbr.{e.name if names is None else names.slot(e.name)}",
+    ast.PeerRef: lambda e, names: f"peer.{e.name if names is None else names.slot(e.name)}",
+    ast.Call: lambda e, names: f"{e.func}({', '.join([format_expr(a, names) for a in e.args])})",
+    ast.Filter: _filter,
+    ast.Unary: _unary,
+    ast.Binary: _binary,
+}
+
+
 def _wrap(expr: ast.Expr, parens: bool, names: Names | None = None) -> str:
-    text = format_expr(expr, names)
+    text = _FORMAT[type(expr)](expr, names)
     return f"({text})" if parens else text
 
 
@@ -215,14 +227,17 @@ class _Printer:
                                          or type(previous) is not type(item)):
                 if self.lines and self.lines[-1] != "":
                     self.emit(0, "")
-            self.leading(0, item.span.line, blank_allowed=True)
+            if self.comments is not None:
+                self.leading(0, item.span.line, blank_allowed=True)
             if is_block:
                 head = "init" if item.kind == "init" else " ".join(
                     filter(None, ["update", item.name]))
                 self.body(0, head, item.body)
-            else:
+            elif self.comments is not None:
                 self.emit(0, self.declaration(item, self.names)
                           + self.trailing(item.span.end_line))
+            else:
+                self.lines.append(self.declaration(item, self.names))
             self.last_line = item.span.end_line
             previous = item
         self.flush(0, 10**9)  # comments after the last item
@@ -243,22 +258,30 @@ class _Printer:
         return f"{keyword} {', '.join(slots)}"
 
     def body(self, depth: int, head: str, body: ast.Body, close: bool = True) -> None:
-        """`head {`, the statements, and `}` (unless `close` is false: an elif/else follows)."""
+        """`head {`, the statements, and `}` (unless `close` is false: an elif/else follows).
+        Without comments (a tree printed alone, as a search prints every rule
+        it draws) the comment bookkeeping is skipped."""
+        comments = self.comments is not None
         open_line, close_line = body.span.line, body.span.end_line
-        first = body.statements[0].span.line if body.statements else close_line
-        trailing = self.trailing(open_line) if open_line != first else ""
+        trailing = ""
+        if comments:
+            first = body.statements[0].span.line if body.statements else close_line
+            trailing = self.trailing(open_line) if open_line != first else ""
         self.emit(depth, f"{head} {{{trailing}")
         head_index = len(self.lines) - 1
         self.last_line = open_line
         if self.names is not None:  # a block's locals end with it
             self.names.enter()
         for stmt in body.statements:
-            self.leading(depth + 1, stmt.span.line, blank_allowed=len(self.lines) > head_index + 1)
+            if comments:
+                self.leading(depth + 1, stmt.span.line,
+                             blank_allowed=len(self.lines) > head_index + 1)
             self.statement(depth + 1, stmt)
             self.last_line = stmt.span.end_line
         if self.names is not None:
             self.names.leave()
-        self.flush(depth + 1, close_line)
+        if comments:
+            self.flush(depth + 1, close_line)
         self.last_line = close_line
         if not close:
             return
@@ -278,8 +301,10 @@ class _Printer:
         else:
             self.if_statement(depth, stmt)
             return
-        self.flush(depth, stmt.span.end_line)  # comments inside a continued statement
-        self.emit(depth, text + self.trailing(stmt.span.end_line))
+        if self.comments is not None:
+            self.flush(depth, stmt.span.end_line)  # comments inside a continued statement
+            text += self.trailing(stmt.span.end_line)
+        self.lines.append(f"{INDENT * depth}{text}")
 
     def if_statement(self, depth: int, stmt: ast.If) -> None:
         parts = [("if" if i == 0 else "} elif", c, b) for i, (c, b) in enumerate(stmt.branches)]
