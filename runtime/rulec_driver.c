@@ -248,10 +248,10 @@ int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *pa
 }
 
 /* numpy's Generator.permutation(n), count times (rulec_driver.h) */
-int64_t rulec_permutations(const uint64_t *raw, int64_t n_raw, int32_t n, int32_t count,
-                           int32_t *out)
+int64_t rulec_permutations(const uint64_t *raw, int64_t n_raw, int64_t first_word, int32_t n,
+                           int32_t count, int32_t *out)
 {
-    int64_t used = 0;  /* 32-bit words */
+    int64_t used = first_word;  /* 32-bit words */
     for (int32_t c = 0; c < count; ++c) {
         int32_t *x = out + (int64_t)c * n;
         for (int32_t i = 0; i < n; ++i) x[i] = i;
@@ -441,7 +441,7 @@ int32_t rulec_evaluate_lanes(const rulec_graph *g, const float *params, rulec_ev
     uint8_t alive[RULEC_VM_MAX_LANES];
     for (int32_t s = 0; s < L; ++s) {
         alive[s] = l->epochs[s] > 0;
-        l->epochs_done[s] = l->failure[s] = l->failed_phase[s] = l->streak[s] = 0;
+        l->epochs_done[s] = l->failure[s] = l->failed_phase[s] = 0;  /* streak: in/out */
         l->steps[s] = l->phase_steps[s] = 0;
     }
     for (int32_t epoch = 0; epoch < E; ++epoch) {

@@ -97,7 +97,9 @@ typedef struct rulec_lanes {
     const int32_t *score_orders;
     double *accuracy, *loss;    /* L x e->epochs */
     float *outputs;             /* L x 2 x n_patterns x n_out, as e->outputs per lane */
-    int32_t *epochs_done, *failure, *failed_phase, *streak;
+    int32_t *epochs_done, *failure, *failed_phase;
+    int32_t *streak;            /* in/out: epochs in a row at stop_at so far (a run
+                                   in several calls carries it from call to call) */
     int64_t *steps, *phase_steps;
 } rulec_lanes;
 
@@ -118,12 +120,13 @@ int32_t rulec_examples_lanes(const rulec_graph *g, const float *params, rulec_ev
                              rulec_lanes *l, int32_t count);
 
 /* `count` shuffles of 0..n-1 into out (count x n), exactly as numpy's
- * Generator.permutation(n) draws them one after another from a fresh
- * generator whose bit generator's first 64-bit outputs are raw[0..n_raw)
- * (Fisher-Yates from the last element down, each index by masked rejection
- * on 32-bit words, the low half of an output first). Returns the 32-bit
- * words used, or -1 if raw ran out (draw more and call again). */
-int64_t rulec_permutations(const uint64_t *raw, int64_t n_raw, int32_t n, int32_t count,
-                           int32_t *out);
+ * Generator.permutation(n) draws them one after another, from the 32-bit
+ * words of a bit generator's 64-bit outputs raw[0..n_raw) (the low half of
+ * an output first), starting at word first_word (1: raw[0]'s low half was
+ * used before). Fisher-Yates from the last element down, each index by
+ * masked rejection. Returns the index of the first word not used, or -1 if
+ * raw ran out (draw more and call again). */
+int64_t rulec_permutations(const uint64_t *raw, int64_t n_raw, int64_t first_word, int32_t n,
+                           int32_t count, int32_t *out);
 
 #endif /* RULEC_DRIVER_H */

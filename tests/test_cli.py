@@ -396,7 +396,7 @@ def test_only_rulec_errors_are_user_errors_and_a_plain_one_is_reported_as_a_bug(
 @pytest.mark.parametrize("command", [
     ["fuzz", "--count", "100000", "--seed", "3", "--jobs", "2"],
     ["train", "backprop.rule", "--task", "xor", "--graph", "layered:2,4,1", "--epochs",
-     "1000000", "--seeds", "50", "--backend", "vm"],
+     "1000000", "--all-epochs", "--seeds", "50", "--backend", "vm"],
 ], ids=["fuzz-2-jobs", "train"])
 def test_ctrl_c_stops_fuzz_and_train_at_once_with_exit_130(command):
     """A terminal's Ctrl-C reaches the process group (workers included): the

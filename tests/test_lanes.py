@@ -154,6 +154,26 @@ def test_lanes_that_part_ways_each_give_what_they_give_alone(name, text):
         assert None in failures
 
 
+@pytest.mark.parametrize("name,text", [("backprop", BACKPROP), ("dice", DICE),
+                                       ("blowup", BLOWUP)])
+def test_lanes_run_in_one_epoch_calls_give_what_each_seed_gives_alone(monkeypatch, name, text):
+    # The lanes' epochs go to C in chunks (bounded memory; Ctrl-C between
+    # calls). With one epoch per call, a lane's streak toward `hold` has to
+    # go on from call to call, and a lane that failed or held its goal in
+    # one call must not run in the next.
+    from rulec.learning import driver
+
+    monkeypatch.setattr(driver, "LANE_CHUNK", 1)
+    monkeypatch.setattr(driver, "EPOCH_SECONDS", 0.0)  # never doubles: every epoch a call
+    rule = rulec.compile(text, backend="vm")
+    task, topology = (L.TASKS["xor"], L.layered([2, 4, 1])) if name == "backprop" \
+        else (L.TASKS["or"], L.layered([2, 3, 1]))
+    results = compare(rule, task, topology, L.Protocol(), list(range(10)), name, epochs=100,
+                      budget=30, hold=3, confirm=2, retain=5, keep_state=True)
+    if name == "backprop":  # some seeds held the goal and stopped, at different epochs
+        assert len({r.goal_epoch for r in results} - {None}) > 1
+
+
 def test_more_seeds_than_lanes_run_in_batches_with_the_same_results():
     rule = rulec.compile(DICE, backend="vm")
     compare(rule, L.TASKS["and"], L.layered([2, 1], bias=True), L.Protocol(), list(range(70)),

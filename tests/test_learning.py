@@ -217,23 +217,31 @@ def test_orders_are_numpy_permutation_draws_whatever_was_asked_before():
     assert not orders(xor, 5, 21).flags.writeable
 
 
-@pytest.mark.parametrize("raw_count", [None, 1])
-def test_shuffles_in_c_are_numpy_permutation_draws_for_any_pattern_count(raw_count):
-    # the orders are shuffled in C from the bit generator's raw outputs;
-    # they must be numpy's own rng.permutation draws, for every stream kind
-    # a run uses (an int, a tuple, a list) and pattern counts around the
-    # rejection masks' edges; raw_count=1 makes the C side run out of words
-    # and the caller draw again
-    from rulec.learning.results import _shuffles, numpy_shuffles
+@pytest.mark.parametrize("small", [False, True])
+def test_orders_are_numpy_permutation_draws_in_any_order_of_asking(monkeypatch, small):
+    # The orders are shuffled in C from the bit generator's raw outputs, and
+    # only a stream's first rows are kept; they must be numpy's own
+    # rng.permutation draws, for every stream kind a run uses (an int, a
+    # tuple, a list), pattern counts around the rejection masks' edges, and
+    # rows asked for in order, again, backwards and past the kept prefix.
+    # small: a prefix of a few rows, and too few raw outputs drawn at first
+    # (the C side runs out of words and the stream draws more).
+    from rulec.learning import results
 
-    for stream in (0, 7, 2**40 + 3, (21, 1), [21, 2]):
+    if small:
+        monkeypatch.setattr(results, "PREFIX_BYTES", 4 * 7)
+        monkeypatch.setattr(results, "RAW_PER_ROW", 0.0)
+    monkeypatch.setattr(results, "_STREAMS", {})
+    asks = [(0, 3), (0, 7), (3, 15), (15, 40), (40, 41), (0, 90), (5, 12), (60, 90), (20, 30),
+            (88, 90), (0, 0), (7, 7)]
+    for stream in (0, 2**40 + 3, (21, 1), [21, 2]):
         for patterns in (0, 1, 2, 3, 4, 5, 8, 9, 16, 17, 100):
-            for count in (0, 1, 30):
-                got = _shuffles(stream, patterns, count, raw_count)
-                want = numpy_shuffles(stream, patterns, count)
-                assert got.shape == want.shape == (count, patterns)
-                assert got.dtype == np.int32
-                assert (got == want).all(), (stream, patterns, count)
+            want = results.numpy_shuffles(stream, patterns, 90)
+            for first, end in asks:
+                got = results._permutations(stream, patterns, end, first)
+                assert got.shape == (end - first, patterns) and got.dtype == np.int32
+                assert (got == want[first:end]).all(), (stream, patterns, first, end)
+                assert not got.flags.writeable
 
 
 def test_train_reproduces_the_search_scoring_of_seeds_as_json(tmp_path, capsys):

@@ -31,6 +31,7 @@ from ..resources import resource_dir
 from .results import Result, confirm_orders, orders, score_orders
 
 EPOCH_SECONDS = 0.1  # a chunk of epochs per call grows until a call takes this long
+LANE_CHUNK = 64  # the epochs of the lanes' first call (then as EPOCH_SECONDS says)
 
 #: The driver's C and the headers it includes (its cache identity).
 SOURCES = ("rulec_driver.c", "rulec_driver.h", "rulec_vm.h", "rulec_abi.h", "rulec_graph.h",
@@ -188,8 +189,6 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
     struct.time, struct.seed = state.time, state.seed
     graph = graph_view(state.graph, blocks.graph_needs).struct
     param_array = ParamArray(ffi, p)(values)
-    order = orders(task, first_epoch + epochs, seed)[first_epoch:]
-    score_order = score_orders(task, first_epoch + epochs, seed)[first_epoch:]
     accuracy = np.zeros(max(epochs, 1), dtype=np.float64)
     loss = np.zeros(max(epochs, 1), dtype=np.float64)
     # the last complete epoch's outputs, then the C driver's working rows
@@ -201,11 +200,15 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
         while epoch < epochs:
             n = min(chunk, epochs - epoch)
             e.epochs = n
-            e.orders = pointer("int32_t *", np.ascontiguousarray(order[epoch:epoch + n]))
-            e.score_orders = pointer("int32_t *",
-                                     np.ascontiguousarray(score_order[epoch:epoch + n]))
-            e.accuracy = pointer("double *", accuracy[epoch:])
-            e.loss = pointer("double *", loss[epoch:])
+            # this chunk's orders only (held here while C reads them): a long
+            # run's memory does not grow with its epochs
+            at = first_epoch + epoch
+            order = np.ascontiguousarray(orders(task, at + n, seed, at))
+            score_order = np.ascontiguousarray(score_orders(task, at + n, seed, at))
+            e.orders = ffi.cast("int32_t *", order.ctypes.data)
+            e.score_orders = ffi.cast("int32_t *", score_order.ctypes.data)
+            e.accuracy = ffi.cast("double *", accuracy[epoch:].ctypes.data)
+            e.loss = ffi.cast("double *", loss[epoch:].ctypes.data)
             e.epochs_done, e.steps = 0, 0
             began = time.perf_counter()
             failure = lib.rulec_evaluate(graph, struct, param_array, e)
@@ -285,7 +288,6 @@ class Lanes:
         self.registers, run, needs = runner.lane_blocks(topology.graph, n)
         self.keep = []
         self._structs: dict[int, tuple] = {}
-        self._inputs: dict[tuple, tuple] = {}  # _struct's int32 inputs, by field and shape
         self._init = None  # start()'s arguments to the init block's run
         try:
             self.run = ffi.cast("rulec_vm_run_lanes_fn", run)
@@ -353,7 +355,53 @@ class Lanes:
         its seed's orders, as run_epochs(first_epoch=firsts[s]) does; with
         `confirm`, scoring passes only, in the orders evaluation's confirm
         passes use. Returns one Result per lane (accuracy, loss, outputs,
-        steps, failure)."""
+        steps, failure).
+
+        The epochs go to C in chunks: LANE_CHUNK epochs first, then twice as
+        many while a call takes under EPOCH_SECONDS. So memory is the
+        chunk's orders and results, not every epoch's for every lane (a
+        million epochs on 50 lanes asked for 2.4 GB at once), and Python gets
+        control back (Ctrl-C) between calls. A lane's streak at stop_at goes
+        on from one call to the next, so the chunks give what one call would."""
+        n = self.n
+        results = [Result() for _ in range(n)]
+        remaining = [int(count) for count in counts]
+        at = [int(first) for first in firsts]  # each lane's next epoch
+        streak = np.zeros(n, dtype=np.int32)
+        chunk = LANE_CHUNK
+        while True:
+            now = [min(left, chunk) for left in remaining]
+            if not any(now):
+                return results
+            began = time.perf_counter()
+            out = self._chunk(now, at, stop_at, hold, confirm, streak)
+            done, failure = out["epochs_done"].tolist(), out["failure"].tolist()
+            steps = out["steps"].tolist()
+            for s in range(n):
+                if not now[s]:
+                    continue
+                result, k = results[s], done[s]
+                if k:
+                    result.accuracy += out["accuracy"][s, :k].tolist()
+                    result.loss += out["loss"][s, :k].tolist()
+                    result.outputs = out["outputs"][s, 0].copy()
+                result.steps += steps[s]
+                at[s] += k
+                remaining[s] -= k
+                if failure[s]:
+                    result.failure = self._failure(s, failure[s], int(out["failed_phase"][s]),
+                                                   int(out["phase_steps"][s]))
+                if failure[s] or out["streak"][s] >= hold:
+                    remaining[s] = 0  # it stopped: failed, or held its goal
+            streak[...] = out["streak"]
+            if time.perf_counter() - began < EPOCH_SECONDS:
+                chunk *= 2
+
+    def _chunk(self, counts, firsts, stop_at: float | None, hold: int, confirm: bool,
+               streak: np.ndarray) -> dict:
+        """One rulec_evaluate_lanes call: lane s runs counts[s] epochs from
+        its epoch firsts[s], its streak so far `streak[s]`; the arrays C
+        wrote, by field."""
         lib, e, n, task = self.lib, self.e, self.n, self.task
         patterns = len(task.inputs)
         most = max(max(counts), 1)
@@ -364,34 +412,18 @@ class Lanes:
             if not count:
                 continue
             if confirm:
-                score_order[s, :count] = confirm_orders(task, count, seed)
+                score_order[s, :count] = confirm_orders(task, first + count, seed, first)
             else:
-                order[s, :count] = orders(task, first + count, seed)[first:]
-                score_order[s, :count] = score_orders(task, first + count, seed)[first:]
+                order[s, :count] = orders(task, first + count, seed, first)
+                score_order[s, :count] = score_orders(task, first + count, seed, first)
         lanes, out = self._struct(counts, order, score_order, most, train=not confirm)
+        out["streak"][...] = streak
         e.epochs = most
         e.stop_at = 2.0 if stop_at is None else stop_at
         e.hold = hold
         if lib.rulec_evaluate_lanes(self.graph, self.param_array, e, lanes) != 0:
             raise RulecValueError(f"the C driver refused {n} lanes")
-        accuracy, loss, outputs, done = out["accuracy"], out["loss"], out["outputs"], \
-            out["epochs_done"]
-        failure, failed_phase, steps = out["failure"], out["failed_phase"], out["steps"]
-        phase_steps = out["phase_steps"]
-        results = []
-        for s in range(n):
-            result = Result()
-            k = int(done[s])
-            result.accuracy = accuracy[s, :k].tolist()
-            result.loss = loss[s, :k].tolist()
-            if k:
-                result.outputs = outputs[s, 0].copy()
-            result.steps = int(steps[s])
-            if failure[s]:
-                result.failure = self._failure(s, int(failure[s]), int(failed_phase[s]),
-                                               int(phase_steps[s]))
-            results.append(result)
-        return results
+        return out
 
     #: the arrays C writes a call's results into (zeroed before each call)
     _RESULTS = (("accuracy", "double *"), ("loss", "double *"), ("outputs", "float *"),
@@ -404,8 +436,7 @@ class Lanes:
         (keep them while it runs). The struct and its result arrays are made
         once per `most` (epochs) and reused, zeroed, by later calls: a
         search's run hurdle makes several calls on one Lanes. The results
-        share one buffer (one fill zeroes them all), and the orders are
-        copied into arrays kept per shape, whose C pointers are made once."""
+        share one buffer (one fill zeroes them all)."""
         ffi, n, task = self.ffi, self.n, self.task
         cached = self._structs.get(most)
         if cached is None:
@@ -437,17 +468,9 @@ class Lanes:
         lanes.train = 1 if train else 0
         for field, values in (("epochs", counts), ("orders", order),
                               ("score_orders", score_order)):
-            values = np.asarray(values, dtype=np.int32)
-            key = (field, values.shape)
-            kept = self._inputs.get(key)
-            if kept is None:
-                if len(self._inputs) >= 16:
-                    self._inputs.clear()
-                array = np.zeros(values.shape, dtype=np.int32)
-                kept = self._inputs[key] = (array, ffi.cast("int32_t *", array.ctypes.data))
-            kept[0][...] = values
-            setattr(lanes, field, kept[1])
-            out[field] = kept[0]
+            values = np.ascontiguousarray(values, dtype=np.int32)  # no copy if it is one
+            setattr(lanes, field, ffi.cast("int32_t *", values.ctypes.data))
+            out[field] = values
         return lanes, out
 
     def examples(self, patterns: np.ndarray, train: bool) -> list[tuple[str | None, np.ndarray]]:

@@ -350,8 +350,8 @@ def _python_epochs(episode: Episode, state, task: Task, protocol, seed: int, fir
     result = Result()
     steps = episode.steps
     try:
-        training = orders(task, first + count, seed)[first:]
-        scoring = score_orders(task, first + count, seed)[first:]
+        training = orders(task, first + count, seed, first)
+        scoring = score_orders(task, first + count, seed, first)
         for epoch, order in enumerate(training):
             for k in order:
                 episode.example(state, int(k), train=True)

@@ -28,79 +28,138 @@ class Result:
         return self.accuracy[-1] if self.accuracy else 0.0
 
 
-#: Permutation streams already drawn, by (stream seed, patterns): a search
+#: The permutation streams in use, by (stream seed, patterns): a search
 #: trains every rule on the same seeds, so the same orders are asked for
 #: again and again (drawing 3,000 epochs' took a fifth of a 7-node XOR
-#: evaluation). Read-only; each holds at least the epochs asked for so far.
-_DRAWN: dict[tuple, np.ndarray] = {}
-_DRAWN_KEPT = 256
+#: evaluation). Each keeps at most PREFIX_BYTES of its first rows.
+_STREAMS: dict[tuple, _Stream] = {}
+_STREAMS_KEPT = 256
+PREFIX_BYTES = 1 << 18  # 16,384 epochs of 4 patterns
+RAW_PER_ROW = 1.0  # raw outputs drawn per row and pattern: about twice what is used
 
 
-def _permutations(stream, patterns: int, epochs: int) -> np.ndarray:
-    """epochs x patterns: one rng.permutation(patterns) per epoch from
-    default_rng(stream), as numpy draws them (a longer run's first rows are
-    a shorter run's rows: the stream is the same)."""
-    key = (repr(stream), patterns)
-    drawn = _DRAWN.get(key)
-    if drawn is None or len(drawn) < epochs:
-        count = max(epochs, 2 * len(drawn)) if drawn is not None else epochs
-        drawn = _shuffles(stream, patterns, count)
-        drawn.flags.writeable = False
-        if len(_DRAWN) >= _DRAWN_KEPT:
-            del _DRAWN[next(iter(_DRAWN))]  # the oldest
-        _DRAWN[key] = drawn
-    return drawn[:epochs]
+class _Stream:
+    """The epochs' permutations of one stream, as numpy draws them: one
+    rng.permutation(patterns) per epoch from default_rng(stream), shuffled
+    in C (rulec_permutations in runtime/rulec_driver.c) from the bit
+    generator's raw outputs (numpy's own loop took a third of a 32-lane XOR
+    evaluation).
+
+    Its first rows, up to PREFIX_BYTES, are kept; later rows are drawn as
+    they are asked for, going on from the last ones asked (a long run asks
+    for its epochs in order, chunk by chunk), or from the prefix's end where
+    a run asks again for earlier rows. So memory stays bounded however many
+    epochs a run has."""
+
+    def __init__(self, stream, patterns: int) -> None:
+        self.stream, self.patterns = stream, patterns
+        self.cap = max(1, PREFIX_BYTES // (4 * max(patterns, 1)))  # rows kept
+        self.prefix = np.zeros((0, patterns), dtype=np.int32)
+        self.prefix.flags.writeable = False
+        self._reader(None)
+
+    def _reader(self, checkpoint) -> None:
+        """The drawing position at row 0 (checkpoint None) or as saved."""
+        if checkpoint is None:
+            self.generator = np.random.default_rng(self.stream).bit_generator
+            self.left, self.skip, self.at = np.zeros(0, dtype=np.uint64), 0, 0
+        else:
+            state, self.left, self.skip, self.at = checkpoint
+            self.generator.state = state
+
+    def _draw(self, count: int) -> np.ndarray:
+        """The next `count` rows from the drawing position."""
+        from .driver import library
+
+        ffi, lib = library()
+        out = np.empty((count, self.patterns), dtype=np.int32)
+        need = int(count * max(self.patterns - 1, 0) * RAW_PER_ROW) + 64
+        while True:
+            if len(self.left) < need:
+                self.left = np.concatenate([self.left, self.generator.random_raw(need)])
+            used = lib.rulec_permutations(ffi.from_buffer("uint64_t[]", self.left),
+                                          len(self.left), self.skip, self.patterns, count,
+                                          ffi.from_buffer("int32_t[]", out))
+            if used >= 0:
+                break
+            need *= 2
+        self.left, self.skip = self.left[used // 2:].copy(), used % 2
+        self.at += count
+        return out
+
+    def rows(self, first: int, end: int) -> np.ndarray:
+        """Rows first .. end-1 (read-only)."""
+        kept = len(self.prefix)
+        if end <= kept:
+            return self.prefix[first:end]
+        if kept < self.cap:  # the prefix grows, doubling (the position is its end)
+            grow = min(self.cap, max(end, 2 * kept)) - kept
+            self.prefix = np.concatenate([self.prefix, self._draw(grow)])
+            self.prefix.flags.writeable = False
+            if len(self.prefix) == self.cap:
+                self.checkpoint = (self.generator.state, self.left, self.skip, self.at)
+            if end <= len(self.prefix):
+                return self.prefix[first:end]
+        start = max(first, self.cap)
+        if self.at > start:  # earlier rows again: from the prefix's end
+            self._reader(self.checkpoint)
+        while self.at < start:  # skip ahead, a prefix's worth at a time
+            self._draw(min(start - self.at, self.cap))
+        rows = self._draw(end - start)
+        if first < self.cap:
+            rows = np.concatenate([self.prefix[first:], rows])
+        rows.flags.writeable = False
+        return rows
 
 
-def _shuffles(stream, patterns: int, count: int, raw_count: int | None = None) -> np.ndarray:
-    """count x patterns: rng.permutation(patterns) count times from
-    default_rng(stream), as numpy draws them, but shuffled in C
-    (rulec_permutations in runtime/rulec_driver.c) from the bit generator's
-    raw outputs: numpy's own loop took a third of a 32-lane XOR evaluation.
-    raw_count: the outputs drawn first (doubled until they are enough)."""
+def _permutations(stream, patterns: int, end: int, first: int = 0) -> np.ndarray:
+    """(end - first) x patterns: epochs first .. end-1 of the stream's
+    permutations (a longer run's first rows are a shorter run's rows: the
+    stream is the same)."""
     from ..backends.toolchain import BuildError
     from .driver import library
+
     try:
-        ffi, lib = library()
-    except BuildError:  # no C compiler: numpy's own draws (the definition)
-        return numpy_shuffles(stream, patterns, count)
-    out = np.empty((count, patterns), dtype=np.int32)
-    if raw_count is None:  # about twice what is used, on average
-        raw_count = count * max(patterns - 1, 0) + 64
-    while True:
-        raw = np.random.default_rng(stream).bit_generator.random_raw(raw_count)
-        used = lib.rulec_permutations(ffi.from_buffer("uint64_t[]", raw), raw_count, patterns,
-                                      count, ffi.from_buffer("int32_t[]", out))
-        if used >= 0:
-            return out
-        raw_count *= 2
+        library()
+    except BuildError:  # no C compiler (the numpy backend needs none): numpy's own draws
+        rows = numpy_shuffles(stream, patterns, max(end, first))[first:]
+        rows.flags.writeable = False
+        return rows
+    key = (repr(stream), patterns)
+    found = _STREAMS.get(key)
+    if found is None:
+        if len(_STREAMS) >= _STREAMS_KEPT:
+            del _STREAMS[next(iter(_STREAMS))]  # the oldest
+        found = _STREAMS[key] = _Stream(stream, patterns)
+    return found.rows(first, max(end, first))
 
 
 def numpy_shuffles(stream, patterns: int, count: int) -> np.ndarray:
-    """What _shuffles gives, drawn by numpy itself (its definition)."""
+    """The first `count` rows of a stream, drawn by numpy itself (the
+    definition of what _Stream gives)."""
     rng = np.random.default_rng(stream)
     return np.array([rng.permutation(patterns) for _ in range(count)],
                     dtype=np.int32).reshape(count, patterns)
 
 
-def orders(task: Task, epochs: int, seed: int) -> np.ndarray:
-    """The training order of the patterns in each epoch (epochs x patterns), as
-    numpy's default_rng(seed) draws it: the C driver gets it as data.
-    Read-only (the same seed's orders are shared)."""
-    return _permutations(seed, len(task.inputs), epochs)
+def orders(task: Task, epochs: int, seed: int, first: int = 0) -> np.ndarray:
+    """The training order of the patterns in epochs first .. epochs-1
+    ((epochs - first) x patterns), as numpy's default_rng(seed) draws it: the
+    C driver gets it as data. Read-only (the same seed's orders are shared)."""
+    return _permutations(seed, len(task.inputs), epochs, first)
 
 
-def score_orders(task: Task, epochs: int, seed: int) -> np.ndarray:
-    """The order the patterns are scored in after each epoch (epochs x
-    patterns), from a stream of its own: shuffled, so that a rule cannot
-    score by the clock or by replaying the training order. Read-only."""
-    return _permutations((seed, 1), len(task.inputs), epochs)
+def score_orders(task: Task, epochs: int, seed: int, first: int = 0) -> np.ndarray:
+    """The order the patterns are scored in after each epoch (as orders), from
+    a stream of its own: shuffled, so that a rule cannot score by the clock
+    or by replaying the training order. Read-only."""
+    return _permutations((seed, 1), len(task.inputs), epochs, first)
 
 
-def confirm_orders(task: Task, passes: int, seed: int) -> np.ndarray:
-    """The orders of evaluation's confirm passes (passes x patterns), one
-    permutation per pass from default_rng([seed, 2]). Read-only."""
-    return _permutations([seed, 2], len(task.inputs), passes)
+def confirm_orders(task: Task, passes: int, seed: int, first: int = 0) -> np.ndarray:
+    """The orders of evaluation's confirm passes (as orders), one permutation
+    per pass from default_rng([seed, 2]). Read-only."""
+    return _permutations([seed, 2], len(task.inputs), passes, first)
 
 
 def score(task: Task, outputs: np.ndarray, threshold: float) -> tuple[float, float]:
