@@ -174,6 +174,32 @@ def test_lanes_run_in_one_epoch_calls_give_what_each_seed_gives_alone(monkeypatc
         assert len({r.goal_epoch for r in results} - {None}) > 1
 
 
+@pytest.mark.parametrize("name,text", [("backprop", BACKPROP), ("dice", DICE),
+                                       ("blowup", BLOWUP)])
+def test_lanes_whose_temporaries_share_storage_give_the_same_bits(monkeypatch, name, text):
+    # lane registers over SHARE_BYTES put temporaries never live at once in
+    # one array (docs/vm.md); forced on here, every Result and final state
+    # must equal the lanes' with an array per temporary
+    from rulec.backends.vm import native
+
+    program = rulec.compile(text, backend="vm").program
+    task, topology = (L.TASKS["xor"], L.layered([2, 4, 1])) if name == "backprop" \
+        else (L.TASKS["or"], L.layered([2, 3, 1]))
+    got = []
+    for share in (1 << 60, 0):
+        monkeypatch.setattr(native, "SHARE_BYTES", share)
+        rule = rulec.Rule(program, "vm")  # its own lane registers
+        got.append(L.evaluate_seeds(rule, task, topology, L.Protocol(), seeds=list(range(12)),
+                                    epochs=30, budget=30, hold=2, confirm=2, retain=4,
+                                    keep_state=True))
+    for seed, (plain, shared) in enumerate(zip(*got, strict=True)):
+        assert_same(plain, shared, f"{name} seed {seed}")
+    registers = next(iter(rule.runner.blocks._lanes.values()))  # the sharing ones
+    vm = rule.runner.blocks.vm
+    temps = [r for r, src in enumerate(vm.registers.source) if src[0] == "temp"]
+    assert len({int(registers.addresses[r]) for r in temps}) < len(temps)
+
+
 def test_more_seeds_than_lanes_run_in_batches_with_the_same_results():
     rule = rulec.compile(DICE, backend="vm")
     compare(rule, L.TASKS["and"], L.layered([2, 1], bias=True), L.Protocol(), list(range(70)),

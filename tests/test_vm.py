@@ -163,3 +163,74 @@ def test_the_vm_asks_the_graph_only_for_the_arrays_its_code_reads():
         generated = rule(SeededSource(seed), Options(shared_slots=(0, 2)))
         vm = translate(generated.program)
         assert vm_graph_arrays(vm) <= ir.graph_arrays(generated.program), seed
+
+
+def _states_after_every_block(rule: rulec.Rule, graph, seed: int) -> list[np.ndarray]:
+    state = rule.state(graph)
+    state.seed = seed
+    rule.init(state)
+    for label in rule.program.block_labels:
+        if label != "init":
+            rule.step(state, steps=3, block=label)
+    return [array.copy() for _, _, array in state.slots()]
+
+
+def _share_cases():
+    from rulec.generate import Options, SeededSource, rule
+
+    cases = [(path.stem, path.read_text()) for path in sorted(EXAMPLES.glob("*.rule"))]
+    drawn = (rule(SeededSource(s), Options(max_depth=3)) for s in range(40))
+    return cases + [(f"random {i}", r.program) for i, r in enumerate(drawn)]
+
+
+def test_temporaries_that_share_storage_give_the_same_bits(monkeypatch):
+    """On a large graph, temporaries never live at once share one array
+    (native.temp_storage): every slot after init and three steps of every
+    block must be bit for bit what separate arrays give, on the examples
+    and random rules; and sharing must happen (the memory it saves)."""
+    from rulec.backends.vm import native
+
+    graph = graphs.erdos_renyi(600, 8 / 600, seed=3)
+    shared_some = 0
+    for name, source in _share_cases():
+        got = []
+        for share in (1 << 60, 0):  # never, always
+            monkeypatch.setattr(native, "SHARE_BYTES", share)
+            rule = rulec.Rule(source if not isinstance(source, str) else
+                              rulec.compile(source, backend="vm").program, "vm")
+            got.append(_states_after_every_block(rule, graph, seed=5))
+        for a, b in zip(*got, strict=True):
+            assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), name
+        vm = rule.runner.blocks.vm
+        temps = [r for r, src in enumerate(vm.registers.source) if src[0] == "temp"]
+        owner = native.temp_storage(vm)
+        shared_some += len({owner[r] for r in temps}) < len(temps)
+        assert all(vm.registers.domain[owner[r]] == vm.registers.domain[r] for r in temps)
+    assert shared_some >= 20
+
+
+def test_temporaries_that_share_storage_never_share_with_what_they_read(monkeypatch):
+    """No instruction writes into the storage of a register it reads (the
+    VM's destinations are `restrict`), and a temporary written in the
+    prologue keeps its storage to itself through the block."""
+    from rulec.backends.vm import native
+    from rulec.backends.vm.translate import _SKIP, _reads
+
+    for name, source in _share_cases():
+        rule = rulec.Rule(source if not isinstance(source, str) else
+                          rulec.compile(source, backend="vm").program, "vm")
+        vm = rule.runner.blocks.vm
+        owner = native.temp_storage(vm)
+        for code in vm.blocks.values():
+            for op, d, a, b, c in [*code.prologue, *code.step]:
+                if op == _SKIP:
+                    continue
+                for r in _reads(op, d, a, b, c):
+                    if r >= 0 and r != d:
+                        assert owner[r] != owner[d], (name, op, d, r)
+            temp = [src[0] == "temp" for src in vm.registers.source]
+            used = {r for op, d, a, b, c in [*code.prologue, *code.step]
+                    for r in (*_reads(op, d, a, b, c), -1 if op == _SKIP else d)
+                    if r >= 0 and temp[r]}
+            for r in {d for _, d, *_ in code.prologue if d >= 0 and temp[d]}:
+                assert all(owner[x] != owner[r] for x in used - {r}), (name, r)

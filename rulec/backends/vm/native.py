@@ -19,7 +19,7 @@ from ...state import State
 from .. import toolchain
 from ..reference import builtin_arrays
 from ..views import ParamArray, graph_view, run_chunked
-from .translate import CONTROL, EDGE, HALF, NODE, OPCODES, Program
+from .translate import _SKIP, CONTROL, EDGE, HALF, NODE, OPCODES, Program, _reads
 
 ABI = 6  # the VM's own layout (rulec_vm_block); part of its cache identity
 
@@ -135,6 +135,70 @@ def vm_graph_arrays(vm: Program) -> frozenset[str]:
     return frozenset(needs)
 
 
+#: Temporaries share storage where they are never live at once when a
+#: state's would take more than this many bytes apart (large graphs; on a
+#: search's small graphs the analysis would cost more than the memory).
+SHARE_BYTES = 1 << 20
+
+
+def temp_storage(vm: Program) -> list[int]:
+    """For each register, the register whose storage it uses: itself, or,
+    for a temporary, the first of a group of temporaries of one domain no
+    two of which are live at once in any block. Made once per program.
+
+    A temporary is live from its first write to its last read in a block
+    (prologue and step as one list). One read before its first write in the
+    step (a value carried from the last step), or written in the prologue
+    (read by every step), is live through the whole block. Branch bodies
+    are straight-line code whose values are read only inside them
+    (_without_dead_code), so a skip shortens no interval. Intervals are
+    closed: an instruction never writes into the storage of a register it
+    reads (the VM's `restrict` destinations stay unaliased)."""
+    found = vm.__dict__.get("_temp_storage")
+    if found is not None:
+        return found
+    source, domain = vm.registers.source, vm.registers.domain
+    temp = [src[0] == "temp" for src in source]
+    spans: dict[int, list[tuple[int, int, int]]] = {}  # register -> (block, first, last)
+    propose = OPCODES["propose"]
+    for index, code in enumerate(vm.blocks.values()):
+        instructions = [*code.prologue, *code.step]
+        prologue, end = len(code.prologue), len(instructions) - 1
+        first_write: dict[int, int] = {}
+        first_read: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for k, (op, d, a, b, c) in enumerate(instructions):
+            for r in _reads(op, d, a, b, c):
+                if r >= 0 and temp[r]:
+                    first_read.setdefault(r, k)
+                    last[r] = k
+            for r in (() if op == _SKIP else (d, c) if op == propose else (d,)):
+                if r >= 0 and temp[r]:
+                    first_write.setdefault(r, k)
+                    last[r] = max(last.get(r, k), k)
+        for r in last:
+            written = first_write.get(r, end + 1)
+            whole = written < prologue or first_read.get(r, end + 1) <= written
+            spans.setdefault(r, []).append((index, 0, end) if whole else (index, written, last[r]))
+    owner = list(range(len(source)))
+    groups: list[tuple[int, int, list]] = []  # (domain, first register, spans of its members)
+    for r in range(len(source)):
+        if not temp[r]:
+            continue
+        mine = spans.get(r, [])
+        for group_domain, first, taken in groups:
+            if group_domain == domain[r] and not any(
+                    b1 == b2 and s1 <= e2 and s2 <= e1
+                    for b1, s1, e1 in mine for b2, s2, e2 in taken):
+                owner[r] = first
+                taken.extend(mine)
+                break
+        else:
+            groups.append((domain[r], r, list(mine)))
+    vm.__dict__["_temp_storage"] = owner
+    return owner
+
+
 class _Layout:
     """What the registers of a VM program on one graph share across states:
     the constants' and built-ins' arrays (never written), where each
@@ -153,6 +217,11 @@ class _Layout:
         temps, offsets, total = [], [], 0
         self.slots: list[tuple[int, str, str]] = []  # (register, kind, slot name)
         names = {"node": p.node_slots, "edge": p.edge_slots, "shared": p.shared_slots}
+        temp_floats = sum(max(lengths[d], 1) for d, src in
+                          zip(vm.registers.domain, vm.registers.source, strict=True)
+                          if src[0] == "temp")
+        owner = temp_storage(vm) if 4 * temp_floats > SHARE_BYTES else range(count)
+        placed: dict[int, int] = {}  # a storage's first register -> its offset
         for i, (domain, src) in enumerate(zip(vm.registers.domain, vm.registers.source,
                                               strict=True)):
             size = max(lengths[domain], 1)
@@ -161,8 +230,10 @@ class _Layout:
                 continue
             if src[0] == "temp":
                 temps.append(i)
-                offsets.append(total)
-                total += size
+                if owner[i] not in placed:
+                    placed[owner[i]] = total
+                    total += size
+                offsets.append(placed[owner[i]])
                 continue
             array = np.full(size, src[1], dtype=np.float32) if src[0] == "const" \
                 else builtins[src[1]]
@@ -209,11 +280,16 @@ class LaneRegisters:
         lengths[[NODE, HALF, EDGE]] = graph.n_nodes, graph.n_half_edges, graph.n_edges
         domain = np.array(vm.registers.domain, dtype=np.int64)
         sizes = np.maximum(lengths, 1)[domain] * lanes
+        temp = np.array([src[0] == "temp" for src in vm.registers.source], dtype=bool)
+        owner = np.arange(len(sizes))
+        if 4 * int(sizes[temp].sum()) > SHARE_BYTES:  # temporaries share storage
+            owner = np.array(temp_storage(vm), dtype=np.int64)
+            sizes = np.where(owner == np.arange(len(sizes)), sizes, 0)
         offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
         self.workspace = np.zeros(max(int(offsets[-1]), 1), dtype=np.float32)
         self.addresses = (np.uintp(self.workspace.ctypes.data)
-                          + offsets[:-1].astype(np.uintp) * np.uintp(4))
+                          + offsets[owner].astype(np.uintp) * np.uintp(4))
         builtins = None
         for i, src in enumerate(vm.registers.source):
             if src[0] == "const":
