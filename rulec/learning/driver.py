@@ -82,6 +82,23 @@ def _codes(lib) -> dict[str, dict]:
 
 
 def _phases(ffi, lib, rule: Rule, phases: list, labels: list[str]):
+    """The protocol's phases as a C array for `rule`: made once per rule,
+    phases and driver library (read-only to C; an evaluation made them per
+    call)."""
+    cache = rule.__dict__.setdefault("_rulec_phase_arrays", {})
+    key = (id(lib), tuple(phases), tuple(labels))
+    try:
+        found = cache.get(key)
+    except TypeError:  # unhashable phases of a user's own protocol
+        return _phase_array(ffi, lib, rule, phases, labels)
+    if found is None:
+        if len(cache) >= 8:
+            cache.clear()
+        found = cache[key] = _phase_array(ffi, lib, rule, phases, labels)
+    return found
+
+
+def _phase_array(ffi, lib, rule: Rule, phases: list, labels: list[str]):
     codes = _codes(lib)
     slots = rule.program.node_slots
     array = ffi.new("rulec_phase[]", max(len(phases), 1))

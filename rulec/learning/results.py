@@ -51,8 +51,9 @@ class _Stream:
     a run asks again for earlier rows. So memory stays bounded however many
     epochs a run has."""
 
-    def __init__(self, stream, patterns: int) -> None:
+    def __init__(self, stream, patterns: int, library) -> None:
         self.stream, self.patterns = stream, patterns
+        self.ffi, self.lib = library  # the C driver's (rulec_permutations)
         self.cap = max(1, PREFIX_BYTES // (4 * max(patterns, 1)))  # rows kept
         self.prefix = np.zeros((0, patterns), dtype=np.int32)
         self.prefix.flags.writeable = False
@@ -69,9 +70,7 @@ class _Stream:
 
     def _draw(self, count: int) -> np.ndarray:
         """The next `count` rows from the drawing position."""
-        from .driver import library
-
-        ffi, lib = library()
+        ffi, lib = self.ffi, self.lib
         out = np.empty((count, self.patterns), dtype=np.int32)
         need = int(count * max(self.patterns - 1, 0) * RAW_PER_ROW) + 64
         while True:
@@ -116,21 +115,21 @@ def _permutations(stream, patterns: int, end: int, first: int = 0) -> np.ndarray
     """(end - first) x patterns: epochs first .. end-1 of the stream's
     permutations (a longer run's first rows are a shorter run's rows: the
     stream is the same)."""
-    from ..backends.toolchain import BuildError
-    from .driver import library
-
-    try:
-        library()
-    except BuildError:  # no C compiler (the numpy backend needs none): numpy's own draws
-        rows = numpy_shuffles(stream, patterns, max(end, first))[first:]
-        rows.flags.writeable = False
-        return rows
     key = (repr(stream), patterns)
     found = _STREAMS.get(key)
     if found is None:
+        from ..backends.toolchain import BuildError
+        from .driver import library
+
+        try:
+            built = library()
+        except BuildError:  # no C compiler (the numpy backend needs none): numpy's draws
+            rows = numpy_shuffles(stream, patterns, max(end, first))[first:]
+            rows.flags.writeable = False
+            return rows
         if len(_STREAMS) >= _STREAMS_KEPT:
             del _STREAMS[next(iter(_STREAMS))]  # the oldest
-        found = _STREAMS[key] = _Stream(stream, patterns)
+        found = _STREAMS[key] = _Stream(stream, patterns, built)
     return found.rows(first, max(end, first))
 
 
