@@ -62,7 +62,7 @@ class _Stream:
     def _reader(self, checkpoint) -> None:
         """The drawing position at row 0 (checkpoint None) or as saved."""
         if checkpoint is None:
-            self.generator = np.random.default_rng(self.stream).bit_generator
+            self.generator = np.random.PCG64(self.stream)  # default_rng(stream)'s
             self.left, self.skip, self.at = np.zeros(0, dtype=np.uint64), 0, 0
         else:
             state, self.left, self.skip, self.at = checkpoint
