@@ -134,13 +134,21 @@ RULEC_NOINLINE RULEC_UNUSED static void rulec_settle_shared(
     }
 }
 
-/* Not inlined: one copy per module, called once per slot per checked step. */
-RULEC_NOINLINE static int rulec_all_finite(const float *a, int64_t n)
+/* Not inlined: one copy per module, called once per slot per checked step.
+ * A float is NaN or inf when its exponent bits are all ones, so the largest
+ * magnitude's bits, compared as an unsigned integer, tell whether any is:
+ * one integer max over the array, a vectorized loop. */
+RULEC_NOINLINE RULEC_UNUSED static int rulec_all_finite(const float *a, int64_t n)
 {
-    int finite = 1;
-    for (int64_t i = 0; i < n; ++i)
-        finite &= rulec_isfinite(a[i]) != 0;
-    return finite;
+    uint32_t most = 0;
+    RULEC_OMP_SIMD(reduction(max:most))
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        rulec_memcpy(&bits, a + i, sizeof bits);
+        bits &= 0x7fffffffu;
+        most = bits > most ? bits : most;
+    }
+    return most < 0x7f800000u;
 }
 
 #endif /* RULEC_RUNTIME_H */
