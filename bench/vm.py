@@ -3,6 +3,7 @@
     python bench/vm.py            # the full table (about a minute)
     python bench/vm.py --quick    # fewer repeats
     python bench/vm.py --direct-stores   # only: the VM with and without direct stores
+    python bench/vm.py --shared-registers   # only: its temporaries unshared and shared
 
 1. Step time, single thread: the VM and the gcc kernel of the same rule,
    stepped K steps in one call (so Python's per-call cost is amortized), on
@@ -20,6 +21,11 @@
 --direct-stores: the example rules translated with and without the pass
 that stores a slot straight into its register (docs/vm.md), their
 instruction counts, and their step times alternated in this process.
+
+--shared-registers: on 2^20 half-edges, the example rules with an array per
+temporary and with temporaries that are never live at once sharing one
+(docs/vm.md): bytes per half-edge, and step times alternated in this
+process.
 """
 
 from __future__ import annotations
@@ -97,14 +103,52 @@ def direct_stores(quick: bool) -> None:
         print(f"  {graph_name}: " + "; ".join(row))
 
 
+def shared_registers(quick: bool) -> None:
+    """The VM's registers with an array per temporary and shared, alternated."""
+    from rulec.backends.vm import native
+
+    graph = graphs.erdos_renyi(1 << 16, 16 / (1 << 16), seed=1)  # ~2^20 half-edges
+    half_edges = graph.n_half_edges
+    names = ["hebbian", "diffusion", "oja", "backprop", "flow"]
+    saved = native.SHARE_BYTES
+    print(f"{half_edges} half-edges; bytes per half-edge and ms per step, "
+          "an array per temporary -> shared (medians of 3 alternated runs)")
+    try:
+        for name in names:
+            text = open(os.path.join(EXAMPLES, f"{name}.rule")).read()
+            sizes, times = [], [[], []]
+            for rep in range(3):
+                for which, share in enumerate((1 << 62, 0)):  # never, always
+                    native.SHARE_BYTES = share
+                    # a comment makes a new rule: its own registers
+                    rule = rulec.compile(text + f"\n# {rep} {which}\n", backend="vm")
+                    times[which].append(step_seconds(rule, graph, 3 if quick else 5, 3))
+                    if rep == 0:
+                        vm = rule.runner.blocks.vm
+                        layout = native._Layout(vm, graph, rule.runner.blocks.ffi)
+                        fixed = sum(a.nbytes for a in layout.keep if isinstance(a, np.ndarray))
+                        sizes.append((layout.workspace_floats * 4 + fixed) / half_edges)
+            before, after = (statistics.median(t) for t in times)
+            print(f"  {name:<10} registers {sizes[0]:5.1f} -> {sizes[1]:5.1f} B; "
+                  f"step {before * 1e3:6.2f} -> {after * 1e3:6.2f} ms ({before / after:.2f}x)")
+    finally:
+        native.SHARE_BYTES = saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--direct-stores", action="store_true",
                         help="only compare the VM with and without its direct-store pass")
+    parser.add_argument("--shared-registers", action="store_true",
+                        help="only compare the VM's registers unshared and shared, 2^20 "
+                             "half-edges")
     args = parser.parse_args()
     if args.direct_stores:
         direct_stores(args.quick)
+        return
+    if args.shared_registers:
+        shared_registers(args.quick)
         return
     repeats = 3 if args.quick else 5
     print(f"rulec {rulec.__version__}; one thread; times are medians of {repeats} runs\n")
