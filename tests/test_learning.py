@@ -244,6 +244,33 @@ def test_orders_are_numpy_permutation_draws_in_any_order_of_asking(monkeypatch, 
                 assert not got.flags.writeable
 
 
+def test_orders_asked_by_several_threads_at_once_are_numpy_draws(monkeypatch):
+    # evaluate_many runs rules in threads on the same seeds, and the C
+    # shuffle runs without the GIL: a stream's reader must not be shared
+    # mid-draw (a tiny prefix, so most asks go through the reader)
+    import threading
+
+    from rulec.learning import results
+
+    monkeypatch.setattr(results, "PREFIX_BYTES", 4 * 4 * 8)
+    monkeypatch.setattr(results, "_STREAMS", {})
+    want = results.numpy_shuffles(77, 4, 3000)
+    wrong = []
+
+    def ask(step: int) -> None:
+        for first in range(0, 3000, step):
+            end = min(first + 50, 3000)
+            if not (results._permutations(77, 4, end, first) == want[first:end]).all():
+                wrong.append((step, first))
+
+    threads = [threading.Thread(target=ask, args=(step,)) for step in (7, 11, 13, 17)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong
+
+
 def test_train_reproduces_the_search_scoring_of_seeds_as_json(tmp_path, capsys):
     import json
 

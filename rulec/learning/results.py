@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,6 +58,9 @@ class _Stream:
         self.cap = max(1, PREFIX_BYTES // (4 * max(patterns, 1)))  # rows kept
         self.prefix = np.zeros((0, patterns), dtype=np.int32)
         self.prefix.flags.writeable = False
+        # one reader per stream, and C runs without the GIL: threads that
+        # evaluate the same seeds (evaluate_many) take turns
+        self.lock = threading.Lock()
         self._reader(None)
 
     def _reader(self, checkpoint) -> None:
@@ -88,6 +92,10 @@ class _Stream:
 
     def rows(self, first: int, end: int) -> np.ndarray:
         """Rows first .. end-1 (read-only)."""
+        with self.lock:
+            return self._rows(first, end)
+
+    def _rows(self, first: int, end: int) -> np.ndarray:
         kept = len(self.prefix)
         if end <= kept:
             return self.prefix[first:end]
