@@ -15,57 +15,20 @@ read from the library.
 from __future__ import annotations
 
 import functools
-import threading
 import time
 
-import cffi
 import numpy as np
 
-from .._version import __version__
 from ..api import NonFiniteError, Rule, non_finite_error
-from ..backends import toolchain
 from ..backends.views import ParamArray, graph_view, state_view
-from ..backends.vm.native import header_cdef, vm_ffi
 from ..errors import RulecValueError
-from ..resources import resource_dir
+from .native import library
 from .results import Result, confirm_orders, orders, score_orders
+
+__all__ = ["Lanes", "library", "run_epochs"]
 
 EPOCH_SECONDS = 0.1  # a chunk of epochs per call grows until a call takes this long
 LANE_CHUNK = 64  # the epochs of the lanes' first call (then as EPOCH_SECONDS says)
-
-#: The driver's C and the headers it includes (its cache identity).
-SOURCES = ("rulec_driver.c", "rulec_driver.h", "rulec_vm.h", "rulec_abi.h", "rulec_graph.h",
-           "rulec_math.h", "rulec_rng.h", "rulec_runtime.h")
-
-_lock = threading.Lock()
-
-
-@functools.cache
-def _library_unlocked(fingerprint):
-    runtime = resource_dir("runtime")
-    texts = [(runtime / name).read_text(encoding="utf-8") for name in SOURCES]
-    ffi = cffi.FFI()
-    ffi.include(vm_ffi())
-    ffi.cdef(header_cdef("rulec_driver.h"))
-
-    def load(path):
-        try:
-            return ffi.dlopen(str(path))
-        except OSError as exc:
-            raise toolchain.BuildError(f"cannot load the protocol driver ({path}): {exc}") \
-                from None
-
-    return ffi, toolchain.cached_library(["rulec-driver", __version__, *texts], [texts[0]],
-                                         load, stem="driver-", by_compiler=False)
-
-
-def library():
-    """(ffi, lib) of the driver, built on first use and cached across
-    processes (in this process, per toolchain.environment_key)."""
-    fingerprint = toolchain.environment_key()
-    with _lock:
-        return _library_unlocked(fingerprint)
-
 
 def _codes(lib) -> dict[str, dict]:
     """The phase codes of rulec_driver.h, by the names protocols use."""

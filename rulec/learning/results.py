@@ -127,7 +127,7 @@ def _permutations(stream, patterns: int, end: int, first: int = 0) -> np.ndarray
     found = _STREAMS.get(key)
     if found is None:
         from ..backends.toolchain import BuildError
-        from .driver import library
+        from .native import library
 
         try:
             built = library()

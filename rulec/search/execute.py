@@ -58,7 +58,7 @@ def warm_up(settings: dict) -> None:
     """What a worker needs before its first rule: the evaluator of the
     run's settings (tasks, graphs), and the VM and driver libraries loaded."""
     from ..backends.vm.native import library as vm_library
-    from ..learning.driver import library as driver_library
+    from ..learning.native import library as driver_library
 
     evaluator(Settings.from_dict(settings))
     vm_library()
