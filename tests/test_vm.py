@@ -234,3 +234,20 @@ def test_temporaries_that_share_storage_never_share_with_what_they_read(monkeypa
                     if r >= 0 and temp[r]}
             for r in {d for _, d, *_ in code.prologue if d >= 0 and temp[d]}:
                 assert all(owner[x] != owner[r] for x in used - {r}), (name, r)
+
+
+def test_lane_width_counts_the_temporaries_that_share_storage():
+    """Where 64 lanes do not fit LANE_BYTES, the lane registers share their
+    temporaries' storage, so more lanes fit than an array per temporary
+    allows; the registers made for that width stay within LANE_BYTES."""
+    rule = rulec.compile((EXAMPLES / "backprop.rule").read_text(), backend="vm")
+    runner = rule.runner
+    graph = graphs.erdos_renyi(20000, 8 / 20000, seed=1)
+    lengths = (graph.n_nodes, graph.n_half_edges, graph.n_edges)
+    unshared = runner.LANE_BYTES // (4 * sum(max(lengths[d], 1)
+                                             for d in runner.blocks.vm.registers.domain))
+    width = runner.lane_width(graph)
+    assert 1 <= unshared < width < runner.lanes
+    registers = runner.blocks.lane_registers(graph, width)
+    registers.lock.release()
+    assert registers.workspace.nbytes <= runner.LANE_BYTES

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..base import Backend, DriverBlocks
-from .native import VMBlocks
+from .native import VMBlocks, temp_storage
 from .translate import translate
 
 
@@ -43,13 +43,20 @@ class VMBackend(Backend):
 
     def lane_width(self, graph) -> int:
         """As many lanes as fit LANE_BYTES of registers: 64 on small graphs,
-        one (seeds one after another) on large ones."""
+        one (seeds one after another) on large ones. Where 64 lanes would not
+        fit, the registers are counted as lane registers that large lay them
+        out: temporaries never live at once in one array (native.temp_storage)."""
         lengths = (graph.n_nodes, graph.n_half_edges, graph.n_edges)
         counts = self._domain_counts
         if counts is None:  # registers per domain (N, H, M), counted once
             domains = self.blocks.vm.registers.domain
             counts = self._domain_counts = [domains.count(d) for d in range(3)]
         per_lane = 4 * sum(c * max(n, 1) for c, n in zip(counts, lengths, strict=True))
+        if per_lane * self.lanes > self.LANE_BYTES:
+            vm = self.blocks.vm
+            owner = temp_storage(vm)
+            per_lane = 4 * sum(max(lengths[d], 1)
+                               for r, d in enumerate(vm.registers.domain) if owner[r] == r)
         return max(1, min(self.lanes, self.LANE_BYTES // max(per_lane, 1)))
 
     def lane_blocks(self, graph, lanes: int):
