@@ -998,7 +998,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--all-epochs", action="store_true", help="run every epoch")
     train.add_argument("--seeds", type=_integer, default=1, metavar="K",
                        help="train seeds --seed .. --seed+K-1 (1): one after another, or, "
-                            "with -q or --json on the VM, side by side in one call")
+                            "with -q or --json on the VM, side by side as lanes of one "
+                            "C call per chunk of epochs")
     train.add_argument("--hold", type=_integer, default=1, metavar="H",
                        help="stop once 100%% accurate for H epochs in a row (1)")
     train.add_argument("--confirm", type=_integer, default=0, metavar="C",
