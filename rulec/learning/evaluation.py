@@ -17,7 +17,7 @@ import numpy as np
 
 from ..api import NonFiniteError, Rule, non_finite_error
 from ..errors import RulecValueError
-from .driver import Lanes, run_epochs
+from .driver import Lanes, run_epochs, schedule_of
 from .protocols import Phase, Protocol
 from .results import Result, confirm_orders, orders, score, score_orders
 from .tasks import Task
@@ -35,7 +35,7 @@ class Episode:
                  budget: int, params: dict | None) -> None:
         self.rule, self.task, self.top = rule, task, topology
         self.params = params
-        self.phases = protocol.schedule(budget)
+        self.phases = schedule_of(protocol, budget)  # made once per protocol and budget
         self.steps = 0
 
     def nodes(self, which: str):
