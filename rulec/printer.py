@@ -233,11 +233,9 @@ class _Printer:
                 head = "init" if item.kind == "init" else " ".join(
                     filter(None, ["update", item.name]))
                 self.body(0, head, item.body)
-            elif self.comments is not None:
+            else:
                 self.emit(0, self.declaration(item, self.names)
                           + self.trailing(item.span.end_line))
-            else:
-                self.lines.append(self.declaration(item, self.names))
             self.last_line = item.span.end_line
             previous = item
         self.flush(0, 10**9)  # comments after the last item

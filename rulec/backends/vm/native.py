@@ -19,7 +19,7 @@ from ...state import State
 from .. import toolchain
 from ..reference import builtin_arrays
 from ..views import ParamArray, graph_view, run_chunked
-from .translate import _SKIP, CONTROL, EDGE, HALF, NODE, OPCODES, Program, _reads
+from .translate import CONTROL, EDGE, HALF, NODE, OPCODES, Program, _reads, _writes
 
 ABI = 6  # the VM's own layout (rulec_vm_block); part of its cache identity
 
@@ -90,14 +90,14 @@ def _code_table(vm: Program, ffi) -> dict:
     n_prologue, n_code, key, advance, written)."""
     p = vm.program
     n_slots = len(p.node_slots) + len(p.edge_slots) + len(p.shared_slots)
-    skip = OPCODES["skip_if_none"]
     table = {}
     for label, code in vm.blocks.items():
         flat = [x for ins in (*code.prologue, *code.step) for x in ins]
         written = [0] * n_slots
-        for op, d, *_ in code.step:
-            if op != skip and 0 <= d < n_slots:
-                written[d] = 1
+        for ins in code.step:
+            for r in _writes(*ins):
+                if 0 <= r < n_slots:
+                    written[r] = 1
         table[label] = (ffi.new("int32_t[]", flat or [0]), len(code.prologue),
                         len(code.prologue) + len(code.step), code.key,
                         1 if code.advance else 0, ffi.new("uint8_t[]", written or [0]))
@@ -160,7 +160,6 @@ def temp_storage(vm: Program) -> list[int]:
     source, domain = vm.registers.source, vm.registers.domain
     temp = [src[0] == "temp" for src in source]
     spans: dict[int, list[tuple[int, int, int]]] = {}  # register -> (block, first, last)
-    propose = OPCODES["propose"]
     for index, code in enumerate(vm.blocks.values()):
         instructions = [*code.prologue, *code.step]
         prologue, end = len(code.prologue), len(instructions) - 1
@@ -172,7 +171,7 @@ def temp_storage(vm: Program) -> list[int]:
                 if r >= 0 and temp[r]:
                     first_read.setdefault(r, k)
                     last[r] = k
-            for r in (() if op == _SKIP else (d, c) if op == propose else (d,)):
+            for r in _writes(op, d, a, b, c):
                 if r >= 0 and temp[r]:
                     first_write.setdefault(r, k)
                     last[r] = max(last.get(r, k), k)
@@ -199,6 +198,15 @@ def temp_storage(vm: Program) -> list[int]:
     return owner
 
 
+def _storage_owners(vm: Program, temp_bytes: int):
+    """Per register, the register whose storage it uses in a layout whose
+    temporaries take `temp_bytes` apart: temp_storage's above SHARE_BYTES,
+    each its own below (the one rule for a state's registers and lanes')."""
+    if temp_bytes > SHARE_BYTES:
+        return temp_storage(vm)
+    return range(len(vm.registers.source))
+
+
 class _Layout:
     """What the registers of a VM program on one graph share across states:
     the constants' and built-ins' arrays (never written), where each
@@ -220,7 +228,7 @@ class _Layout:
         temp_floats = sum(max(lengths[d], 1) for d, src in
                           zip(vm.registers.domain, vm.registers.source, strict=True)
                           if src[0] == "temp")
-        owner = temp_storage(vm) if 4 * temp_floats > SHARE_BYTES else range(count)
+        owner = _storage_owners(vm, 4 * temp_floats)
         placed: dict[int, int] = {}  # a storage's first register -> its offset
         for i, (domain, src) in enumerate(zip(vm.registers.domain, vm.registers.source,
                                               strict=True)):
@@ -281,10 +289,8 @@ class LaneRegisters:
         domain = np.array(vm.registers.domain, dtype=np.int64)
         sizes = np.maximum(lengths, 1)[domain] * lanes
         temp = np.array([src[0] == "temp" for src in vm.registers.source], dtype=bool)
-        owner = np.arange(len(sizes))
-        if 4 * int(sizes[temp].sum()) > SHARE_BYTES:  # temporaries share storage
-            owner = np.array(temp_storage(vm), dtype=np.int64)
-            sizes = np.where(owner == np.arange(len(sizes)), sizes, 0)
+        owner = np.asarray(_storage_owners(vm, 4 * int(sizes[temp].sum())), dtype=np.int64)
+        sizes = np.where(owner == np.arange(len(sizes)), sizes, 0)  # one array per storage
         offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
         self.workspace = np.zeros(max(int(offsets[-1]), 1), dtype=np.float32)

@@ -409,18 +409,13 @@ def _without_dead_code(code: list, kept: set[int]) -> list:
     live: set[int] = set()
     keep = [False] * len(code)
     for index in range(len(code) - 1, -1, -1):
-        op, d, a, b, c = code[index]
+        ins = code[index]
+        op, d = ins[0], ins[1]
         if op in _EFFECTS or d in kept or d in live:
             keep[index] = True
-            live.discard(d)
-            reads = [b, c] + ([] if op in _NOT_REGISTER_A else [a])
-            if op == OPCODES["skip_if_none"]:
-                reads = [a]
-            elif op in (OPCODES["store"], OPCODES["propose"]):
-                live.add(d)  # a masked store keeps what it does not overwrite
-                if op == OPCODES["propose"]:
-                    live.add(c)
-            live.update(r for r in reads if r >= 0)
+            live.difference_update(_writes(*ins))
+            # a masked store (propose, commit) also reads what it keeps
+            live.update(r for r in _reads(*ins) if r >= 0)
     return _kept(code, keep)
 
 
@@ -448,15 +443,24 @@ _COPY, _STORE, _SKIP = OPCODES["copy"], OPCODES["store"], OPCODES["skip_if_none"
 
 
 _KEEPS_D = {OPCODES["store"], OPCODES["propose"], OPCODES["commit"]}
+_PROPOSE = OPCODES["propose"]
 
 
 def _reads(op: int, d: int, a: int, b: int, c: int) -> tuple[int, ...]:
     """The registers an instruction may read (its destination too, for the
-    ones that may keep what they do not overwrite)."""
+    ones that may keep what they do not overwrite); -1 where unused."""
     if op == _SKIP:
         return (a,)
     sources = (b, c) if op in _NOT_REGISTER_A else (a, b, c)
     return (d, *sources) if op in _KEEPS_D else sources
+
+
+def _writes(op: int, d: int, a: int, b: int, c: int) -> tuple[int, ...]:
+    """The registers an instruction writes: its destination, and a
+    proposal's flags (c); none for a skip."""
+    if op == _SKIP:
+        return ()
+    return (d, c) if op == _PROPOSE else (d,)
 
 
 def _direct_stores(code: list, pending: dict[int, int]) -> list:
@@ -474,11 +478,11 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
     writers: dict[int, list[int]] = {}
     readers: dict[int, list[int]] = {}
     for index, ins in enumerate(code):
-        op, d, _, b, _ = ins
-        if op == _SKIP:
-            covered.update(range(index + 1, index + b + 1))
-        elif d >= 0:
-            writers.setdefault(d, []).append(index)
+        if ins[0] == _SKIP:
+            covered.update(range(index + 1, index + ins[3] + 1))
+        for r in _writes(*ins):
+            if r >= 0:
+                writers.setdefault(r, []).append(index)
         for r in _reads(*ins):
             if r >= 0:
                 readers.setdefault(r, []).append(index)
