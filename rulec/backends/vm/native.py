@@ -19,9 +19,22 @@ from ...state import State
 from .. import toolchain
 from ..reference import builtin_arrays
 from ..views import ParamArray, graph_view, run_chunked
-from .translate import CONTROL, EDGE, HALF, NODE, OPCODES, Program, _reads, _writes
+from .translate import (
+    CONTROL,
+    EDGE,
+    EID,
+    HALF,
+    NODE,
+    OPCODES,
+    OPERAND_BITS,
+    OPERAND_SHIFT,
+    REV,
+    Program,
+    _reads,
+    _writes,
+)
 
-ABI = 6  # the VM's own layout (rulec_vm_block); part of its cache identity
+ABI = 7  # the VM's own layout (rulec_vm_block); part of its cache identity
 
 def header_cdef(name: str) -> str:
     """cffi's declarations from a header of runtime/ (one definition of a
@@ -48,8 +61,14 @@ def source() -> str:
     """The interpreter's C source."""
     elementwise = []
     for name, op in OPS.items():
-        c = op.c.format(*("A[i]", "B[i]", "C[i]")[: op.arity])
-        elementwise.append({"name": name, "code": OPCODES[name], "arity": op.arity, "c": c})
+        args = "ABC"[: op.arity]
+        elementwise.append({
+            "name": name, "code": OPCODES[name], "arity": op.arity,
+            "c": op.c.format(*(f"{x}[i]" for x in args)),
+            "fused": op.c.format(*(f"{x}[i{x.lower()}[i]]" for x in args)),
+            "lane_rows": " ".join(f"const float *{x}h = {x} + (int64_t)i{x.lower()}[h] * L;"
+                                  for x in args),
+            "lanes": op.c.format(*(f"{x}h[s]" for x in args))})
     return templates().get_template("vm.c.j2").render(
         version=__version__, control=CONTROL, elementwise=elementwise, abi=ABI)
 
@@ -86,8 +105,9 @@ def _code_table(vm: Program, ffi) -> dict:
     """Each block's bytecode as a C array, with its counts, key, whether a
     step advances time, and which slot registers a step writes (the
     destination of a copy from a pending register, a commit, or a store
-    straight into the slot; the finiteness checks read it): label -> (code,
-    n_prologue, n_code, key, advance, written)."""
+    straight into the slot; the finiteness checks read it), and whether its
+    code has fused operands: label -> (code, n_prologue, n_code, key,
+    advance, written, fused)."""
     p = vm.program
     n_slots = len(p.node_slots) + len(p.edge_slots) + len(p.shared_slots)
     table = {}
@@ -98,20 +118,28 @@ def _code_table(vm: Program, ffi) -> dict:
             for r in _writes(*ins):
                 if 0 <= r < n_slots:
                     written[r] = 1
+        fused = any(ins[0] >> OPERAND_SHIFT for ins in (*code.prologue, *code.step))
         table[label] = (ffi.new("int32_t[]", flat or [0]), len(code.prologue),
                         len(code.prologue) + len(code.step), code.key,
-                        1 if code.advance else 0, ffi.new("uint8_t[]", written or [0]))
+                        1 if code.advance else 0, ffi.new("uint8_t[]", written or [0]), fused)
     return table
 
 
-def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int) -> dict:
-    """label -> a rulec_vm_block of `table`'s code on the registers `regs`."""
+def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int, graph, keep: list) -> dict:
+    """label -> a rulec_vm_block of `table`'s code on the registers `regs`
+    (on `graph`: the index arrays of fused operands, where the code has any;
+    `keep` gets what must live as long as the blocks)."""
     blocks = {}
-    for label, (code, n_prologue, n_code, key, advance, written) in table.items():
+    for label, (code, n_prologue, n_code, key, advance, written, fused) in table.items():
         block = ffi.new("rulec_vm_block *")
         block.code, block.n_prologue, block.n_code = code, n_prologue, n_code
         block.key, block.advance, block.written = key, advance, written
         block.regs, block.domain, block.n_slots = regs, domains, n_slots
+        if fused:
+            arrays = _per_graph(graph, "operand indexes", _make_operand_indexes)
+            keep.append(arrays)
+            block.own, block.zero, block.owner = (ffi.cast("int32_t *", a.ctypes.data)
+                                                  for a in arrays)
         blocks[label] = block
     return blocks
 
@@ -119,7 +147,8 @@ def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int) -> dict:
 def vm_graph_arrays(vm: Program) -> frozenset[str]:
     """The graph arrays beyond row_ptr, nbr and degree that `vm`'s
     instructions read: 'rev' (gather_rev, commit), 'eid' (gather_eid),
-    'edge_half' (commit). Read off the code (one pass over its
+    'edge_half' (commit), the first two also for operands fused through
+    them. Read off the code (one pass over its
     instructions), not off the IR: a read the translator dropped as dead
     needs no array."""
     rev, eid, commit = OPCODES["gather_rev"], OPCODES["gather_eid"], OPCODES["commit"]
@@ -132,6 +161,10 @@ def vm_graph_arrays(vm: Program) -> frozenset[str]:
                 needs.add("eid")
             elif op == commit:
                 needs.update(("rev", "edge_half"))
+            elif op >> OPERAND_SHIFT:  # fused operands read through rev or eid
+                modes = {(op >> (OPERAND_SHIFT + OPERAND_BITS * k)) & 7 for k in range(3)}
+                needs.update(name for mode, name in ((REV, "rev"), (EID, "eid"))
+                             if mode in modes)
     return frozenset(needs)
 
 
@@ -269,7 +302,8 @@ class _StateRegisters:
             addresses[register] = array.ctypes.data
         self.keep = [layout, self.workspace, addresses]
         self.regs = ffi.cast("float *const *", addresses.ctypes.data)
-        self.blocks = _vm_blocks(ffi, layout.code, self.regs, layout.domains, layout.n_slots)
+        self.blocks = _vm_blocks(ffi, layout.code, self.regs, layout.domains, layout.n_slots,
+                                 layout.graph, self.keep)
 
 
 class LaneRegisters:
@@ -316,7 +350,9 @@ class LaneRegisters:
         self.domains = ffi.new("int32_t[]", vm.registers.domain or [0])
         self.node = self.regs  # the node slots are the first registers
         self.code = _code_table(vm, ffi)
-        self.blocks = _vm_blocks(ffi, self.code, self.regs, self.domains, len(kinds))
+        self.keep: list = []
+        self.blocks = _vm_blocks(ffi, self.code, self.regs, self.domains, len(kinds), graph,
+                                 self.keep)
 
     def _lane_views(self, state: State):
         for kind, name, lanes in self.slots:
@@ -338,28 +374,49 @@ class LaneRegisters:
             array[...] = lanes[:, lane]
 
 
-def _builtins(graph) -> dict[str, np.ndarray]:
-    """The reference's built-in arrays, and `nodes`; a one-element array stands
-    in for an empty one (a register needs an address). Made once per graph
-    (for the last few graphs: a search asks for its graph's once per rule);
-    no instruction writes a built-in's register."""
-    with _builtins_lock:
-        found = _BUILTINS.get(id(graph))
+def _per_graph(graph, what: str, make):
+    """make(graph), made once per graph and kept for the last few graphs (a
+    search asks for its graph's once per rule)."""
+    key = (id(graph), what)
+    with _per_graph_lock:
+        found = _PER_GRAPH.get(key)
     if found is not None and found[0] is graph:
         return found[1]
-    out = {**builtin_arrays(graph),
-           "nodes": np.full(graph.n_nodes, graph.n_nodes, dtype=np.float32)}
-    pad = np.zeros(1, dtype=np.float32)
-    out = {k: (v if v.size else pad) for k, v in out.items()}
-    with _builtins_lock:
-        if len(_BUILTINS) >= 8:
-            del _BUILTINS[next(iter(_BUILTINS))]
-        _BUILTINS[id(graph)] = (graph, out)
+    out = make(graph)
+    with _per_graph_lock:
+        if len(_PER_GRAPH) >= 16:
+            del _PER_GRAPH[next(iter(_PER_GRAPH))]
+        _PER_GRAPH[key] = (graph, out)
     return out
 
 
-_BUILTINS: dict[int, tuple] = {}
-_builtins_lock = threading.Lock()  # not _lock: lane_registers holds that one while it calls
+_PER_GRAPH: dict[tuple, tuple] = {}
+_per_graph_lock = threading.Lock()  # not _lock: lane_registers holds that one while it calls
+
+
+def _builtins(graph) -> dict[str, np.ndarray]:
+    """The reference's built-in arrays, and `nodes`; a one-element array stands
+    in for an empty one (a register needs an address). No instruction writes
+    a built-in's register."""
+    return _per_graph(graph, "builtins", _make_builtins)
+
+
+def _make_builtins(graph) -> dict[str, np.ndarray]:
+    out = {**builtin_arrays(graph),
+           "nodes": np.full(graph.n_nodes, graph.n_nodes, dtype=np.float32)}
+    pad = np.zeros(1, dtype=np.float32)
+    return {k: (v if v.size else pad) for k, v in out.items()}
+
+
+def _make_operand_indexes(graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The index arrays fused operands read through on `graph`: per
+    half-edge h, h itself, 0 (a scalar: np.zeros' pages are the OS's zero
+    page until written, so it takes little memory), and the node that owns h
+    (the graph's own `owner`, kept with the graph)."""
+    if not graph.n_half_edges:  # an address, where there is nothing to read
+        return (np.zeros(1, dtype=np.int32),) * 3
+    return (np.arange(graph.n_half_edges, dtype=np.int32),
+            np.zeros(graph.n_half_edges, dtype=np.int32), graph.owner)
 
 
 class VMBlocks:

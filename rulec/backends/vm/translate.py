@@ -67,6 +67,16 @@ CONTROL = (
 
 OPCODES: dict[str, int] = {name: i for i, name in enumerate(CONTROL + ELEMENTWISE)}
 
+#: Fused operands (docs/vm.md): an elementwise instruction on the half-edges
+#: may read an operand through an index instead of a gathered register. Its
+#: op word is then op | mode_a << 8 | mode_b << 11 | mode_c << 14, a mode
+#: saying where element h of that operand comes from (vm.c.j2's
+#: VM_OPERAND_*):
+OWN, NBR, OWNER, SCALAR, REV, EID = range(6)
+#: X[h], X[nbr[h]], X[owner of h], X[0], X[rev[h]], X[eid[h]]
+OPERAND_SHIFT, OPERAND_BITS = 8, 3
+MODE_NAMES = ("", "nbr", "owner", "0", "rev", "eid")
+
 
 @dataclass
 class BlockCode:
@@ -213,10 +223,14 @@ class _Translator:
                 self.emit(self.code, "copy", slot, registers[0])
         kept = {r for registers in self.pending.values() for r in registers}
         kept |= {i for i, src in enumerate(self.r.source) if src[0] == "slot"}
-        code.step = _without_dead_code(code.step, kept)
+        _, code.step = _without_dead_code([], _without_dead_stores(code.step), kept)
         pending = {self.slot(kind, name): registers[0]
                    for (kind, name), registers in self.pending.items() if kind != "shared"}
         code.step = _direct_stores(code.step, pending)
+        code.prologue, code.step = _hoisted(code.prologue, code.step, self.r)
+        code.prologue, code.step = _fused(code.prologue, code.step, self.r,
+                                          lambda value: self.const(value, NODE))
+        code.prologue, code.step = _without_dead_code(code.prologue, code.step, kept)
         return code
 
     def statements(self, statements, active: int | None, scope: _Scope) -> None:
@@ -400,12 +414,14 @@ IMMEDIATE_A = ("fill_param", "uniform", "gauss")
 _NOT_REGISTER_A = {OPCODES[name] for name in IMMEDIATE_A}
 
 
-def _without_dead_code(code: list, kept: set[int]) -> list:
-    """`code` without instructions whose results nothing reads (a `let` never
-    used, a value only a removed instruction needed). Writes to `kept`
-    registers (slots, pending values) and control stay; skip offsets are
-    renumbered. Branch bodies are straight-line code here: what a body
+def _without_dead_code(prologue: list, step: list, kept: set[int]) -> tuple[list, list]:
+    """A block's (prologue, step) without instructions whose results nothing
+    reads (a `let` never used, a value only a removed instruction needed, a
+    gather every reader of which reads through an index now). Writes to
+    `kept` registers (slots, pending values) and control stay; skip offsets
+    are renumbered. Branch bodies are straight-line code here: what a body
     computes is read only inside it."""
+    code = [*prologue, *step]
     live: set[int] = set()
     keep = [False] * len(code)
     for index in range(len(code) - 1, -1, -1):
@@ -416,7 +432,8 @@ def _without_dead_code(code: list, kept: set[int]) -> list:
             live.difference_update(_writes(*ins))
             # a masked store (propose, commit) also reads what it keeps
             live.update(r for r in _reads(*ins) if r >= 0)
-    return _kept(code, keep)
+    split = len(prologue)
+    return _kept(prologue, keep[:split]), _kept(step, keep[split:])
 
 
 def _kept(code: list, keep: list[bool], retarget: dict[int, int] | None = None) -> list:
@@ -443,7 +460,7 @@ _COPY, _STORE, _SKIP = OPCODES["copy"], OPCODES["store"], OPCODES["skip_if_none"
 
 
 _KEEPS_D = {OPCODES["store"], OPCODES["propose"], OPCODES["commit"]}
-_PROPOSE = OPCODES["propose"]
+_PROPOSE, _COMMIT = OPCODES["propose"], OPCODES["commit"]
 
 
 def _reads(op: int, d: int, a: int, b: int, c: int) -> tuple[int, ...]:
@@ -468,7 +485,8 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
     where it is not needed: when a slot's only write is one unmasked store
     outside any branch, and nothing after that store reads the slot, the
     store can go into the slot itself, and the two copies around the step
-    (slot to pending at its start, pending to slot at its end) go. Reads
+    (slot to pending at its start, where _without_dead_stores left it, and
+    pending to slot at its end) go. Reads
     before the store still see the block-start values, as the synchronous
     semantics asks; each removed copy was a pass over the slot's array.
     (The lanes VM keeps a frozen lane's slots out of such a store, as it
@@ -489,12 +507,13 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
     drop, retarget = set(), {}
     for slot, pend in pending.items():
         written = writers.get(pend, [])
-        if len(written) != 2:
+        if len(written) == 1:  # the copy at the start went as a dead store
+            first, store = None, written[0]
+        elif len(written) == 2 and code[written[0]][:3:2] == (_COPY, slot):
+            first, store = written
+        else:
             continue
-        first, store = written
-        op, _, a, b, _ = code[first]
-        if (op, a) != (_COPY, slot) or code[store][0] != _STORE or code[store][3] >= 0 \
-                or store in covered:
+        if code[store][0] != _STORE or code[store][3] >= 0 or store in covered:
             continue
         last = writers.get(slot, [])  # the copy back from pending, and nothing else
         if len(last) != 1 or last[0] < store or code[last[0]][:3] != (_COPY, slot, pend):
@@ -503,7 +522,7 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
             continue
         if any(i > store for i in readers.get(slot, ())):
             continue
-        drop.update((first, last[0]))
+        drop.update((first, last[0]) if first is not None else (last[0],))
         if code[store][2] == slot:  # `x = x`: nothing to store
             drop.add(store)
         else:
@@ -511,6 +530,185 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
     if not drop:
         return code
     return _kept(code, [i not in drop for i in range(len(code))], retarget)
+
+
+#: Instructions that compute a value from their operands alone: the same
+#: operands give the same result in the prologue as in any step.
+_PURE = {OPCODES[name] for name in ("copy", "gather_nbr", "gather_rev", "gather_eid",
+                                    "bcast", "red_sum", "red_mean", "red_max", "red_min",
+                                    "red_count", "positive", "andnot", *ELEMENTWISE)}
+_ELEMENTWISE = {OPCODES[name] for name in ELEMENTWISE}
+_ARITY = {OPCODES[name]: op.arity for name, op in OPS.items()}
+#: a gathering instruction -> the mode that reads through its index
+_GATHER_MODE = {OPCODES["gather_nbr"]: NBR, OPCODES["bcast"]: OWNER,
+                OPCODES["gather_rev"]: REV, OPCODES["gather_eid"]: EID}
+_FILL_PARAM = OPCODES["fill_param"]
+
+
+def _skip_cover(step: list) -> list[frozenset[int]]:
+    """For each instruction of `step`, the skips whose bodies hold it."""
+    cover: list[set[int]] = [set() for _ in step]
+    for index, ins in enumerate(step):
+        if ins[0] == _SKIP:
+            for inside in range(index + 1, index + ins[3] + 1):
+                cover[inside].add(index)
+    return [frozenset(c) for c in cover]
+
+
+def _writers(code: list) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for index, ins in enumerate(code):
+        for r in _writes(*ins):
+            if r >= 0:
+                out.setdefault(r, []).append(index)
+    return out
+
+
+def _without_dead_stores(step: list) -> list:
+    """`step` without the writes that a later write overwrites whole before
+    anything reads them: `x += f(...)` then `x = degree` keeps only the
+    second store into x's pending register (and the copy that filled it at
+    the step's start goes too, where a store overwrites it). A write
+    overwrites whole when it is outside any branch and writes every element
+    (not a masked store, a proposal or a commit). What only the dropped
+    writes read then goes as dead code."""
+    cover = _skip_cover(step)
+    killed: set[int] = set()  # overwritten whole later, with no read in between
+    keep = [True] * len(step)
+    for index in range(len(step) - 1, -1, -1):
+        ins = step[index]
+        op = ins[0]
+        writes = _writes(*ins)
+        if op != _SKIP and op != _PROPOSE and op != _COMMIT and writes and \
+                all(r in killed for r in writes):
+            keep[index] = False
+            continue
+        unmasked = op == _STORE and ins[3] < 0  # reads only its value
+        if not cover[index] and (op not in _KEEPS_D or unmasked):
+            killed.update(writes)
+        killed.difference_update((ins[2],) if unmasked else _reads(*ins))
+    return _kept(step, keep)
+
+
+def _hoisted(prologue: list, step: list, registers: Registers) -> tuple[list, list]:
+    """(prologue, step) with the step's loop invariants moved to the end of
+    the prologue: a pure instruction whose operands are constants,
+    built-ins, slots the block does not write, or registers only the
+    prologue writes (params, and invariants already moved), and whose
+    destination is a temporary nothing else writes and nothing reads before
+    it. It then runs once per call,
+    not once per step (`count(incoming) > 0` in a rule's step is the same at
+    every step), computing the same values. An instruction in a branch
+    moves too: it is pure, and what it computes is read only in that
+    branch (the branch's own scope), so computing it whether or not the
+    branch is taken changes nothing the branch does not read."""
+    source = registers.source
+    writers = _writers([*prologue, *step])
+    split = len(prologue)
+    # invariant through a call: written only by the prologue, or a slot the
+    # block never writes (an input the protocol sets between calls)
+    fixed = {r for r in writers if all(i < split for i in writers[r])}
+    fixed |= {r for r, src in enumerate(source) if src[0] == "slot" and r not in writers}
+    read_before: set[int] = set()
+    moved, keep = [], [True] * len(step)
+    for index, ins in enumerate(step):
+        op, d = ins[0], ins[1]
+        reads = [r for r in _reads(*ins) if r >= 0]
+        if (op in _PURE and source[d][0] == "temp"
+                and writers.get(d) == [split + index] and d not in read_before
+                and all(r in fixed or source[r][0] in ("const", "builtin") for r in reads)):
+            moved.append(ins)
+            keep[index] = False
+            fixed.add(d)
+        read_before.update(reads)
+    if not moved:
+        return prologue, step
+    return [*prologue, *moved], _kept(step, keep)
+
+
+def _fused(prologue: list, step: list, registers: Registers, node_const) -> tuple[list, list]:
+    """(prologue, step) with the operands of elementwise instructions on the
+    half-edges read through an index where that saves a register (the VM's
+    fused operands, docs/vm.md): a gathered operand (gather_nbr, bcast,
+    gather_rev, gather_eid) is read from the gather's source through the
+    gather's index, and a constant on the half-edges, or a param broadcast
+    to them, is read as one value. The gathers nothing else reads then go
+    as dead code. Sound where the source still holds what the gather read:
+    nothing writes it between the two (and nothing in the step, for a
+    gather in the prologue read by the step), and the gather is in no
+    branch the reader is not in. `node_const(value)`: the node register of
+    a constant."""
+    code = [*prologue, *step]
+    split = len(prologue)
+    source, domain = registers.source, registers.domain
+    writers = _writers(code)
+    cover = [frozenset()] * split + _skip_cover(step)
+    in_step = {r: any(i >= split for i in found) for r, found in writers.items()}
+
+    def scalar(r: int) -> bool:  # the same value at every element, every step
+        found = writers.get(r, ())
+        return source[r][0] == "const" or (
+            source[r][0] == "temp" and len(found) == 1 and code[found[0]][0] == _FILL_PARAM
+            and found[0] < split)
+
+    def unchanged(x: int, first: int, last: int) -> bool:  # nothing writes x in (first, last)
+        found = writers.get(x, ())
+        if first < split <= last and in_step.get(x, False):
+            return False
+        return not any(first < i < last for i in found)
+
+    out = list(code)
+    for j, ins in enumerate(code):
+        op, d = ins[0], ins[1]
+        if op not in _ELEMENTWISE or domain[d] != HALF or source[d][0] != "temp":
+            continue
+        operands, word = list(ins[2:2 + _ARITY[op]]), op
+        for k, r in enumerate(operands):
+            mode = OWN
+            if source[r][0] == "const":
+                operands[k], mode = node_const(source[r][1]), SCALAR
+            else:
+                found = writers.get(r, ())
+                if len(found) == 1 and found[0] < j and code[found[0]][0] in _GATHER_MODE:
+                    i = found[0]
+                    gather, x = code[i][0], code[i][2]
+                    if cover[i] <= cover[j] and unchanged(x, i, j):
+                        mode = _GATHER_MODE[gather]
+                        if mode == OWNER and scalar(x):
+                            mode = SCALAR
+                        operands[k] = x
+            word |= mode << (OPERAND_SHIFT + OPERAND_BITS * k)
+        if word != op:
+            rest = [-1] * (3 - len(operands))
+            out[j] = (word, d, *operands, *rest)
+    return out[:split], out[split:]
+
+
+def _compact(registers: Registers, blocks: dict[str, BlockCode], slots: int) -> Registers:
+    """The registers some instruction uses (the slots, registers 0 .. slots-1,
+    always), renumbered in order, with every block's code renumbered to
+    match: a constant every reader of which now reads a scalar, or a
+    temporary dead code left, takes no array."""
+    used = set(range(slots))
+    for code in blocks.values():
+        for ins in (*code.prologue, *code.step):
+            used.update(r for r in (*_reads(*ins), *_writes(*ins)) if r >= 0)
+    order = sorted(used)
+    number = {r: i for i, r in enumerate(order)}
+    out = Registers([registers.domain[r] for r in order], [registers.source[r] for r in order])
+    for code in blocks.values():
+        code.prologue = [_renumbered(ins, number) for ins in code.prologue]
+        code.step = [_renumbered(ins, number) for ins in code.step]
+    return out
+
+
+def _renumbered(ins: tuple, number: dict[int, int]) -> tuple:
+    op, d, a, b, c = ins
+    if op == _SKIP:
+        return (op, d, number[a], b, c)
+    if op not in _NOT_REGISTER_A:
+        a = number.get(a, -1)
+    return (op, number.get(d, -1), a, number.get(b, -1), number.get(c, -1))
 
 
 def _uses_time(statements) -> bool:
@@ -539,7 +737,8 @@ def translate(program: ir.Program) -> Program:
     for block in program.blocks:
         translator.memo_step = {}
         blocks[block.label] = translator.block(block)
-    return Program(program, registers, blocks)
+    slots = len(program.node_slots) + len(program.edge_slots) + len(program.shared_slots)
+    return Program(program, _compact(registers, blocks, slots), blocks)
 
 
 def disassemble(vm: Program) -> str:
@@ -553,12 +752,16 @@ def disassemble(vm: Program) -> str:
     for label, code in vm.blocks.items():
         for part, instructions in (("prologue", code.prologue), ("step", code.step)):
             lines.append(f"{label} {part}:")
-            for op, d, a, b, c in instructions:
+            for word, d, a, b, c in instructions:
+                op = word & 255
                 immediate = names[op] in IMMEDIATE_A
                 skip = names[op] == "skip_if_none"
+                mode = [MODE_NAMES[(word >> (OPERAND_SHIFT + OPERAND_BITS * k)) & 7]
+                        for k in range(3)]
+                fused = [f"[{m}]" if m else "" for m in mode]
                 operands = [f"r{d}" if d >= 0 else "-",
-                            f"#{a}" if immediate else f"r{a}" if a >= 0 else "-",
-                            f"+{b}" if skip else f"r{b}" if b >= 0 else "-",
-                            f"r{c}" if c >= 0 else "-"]
+                            f"#{a}" if immediate else f"r{a}{fused[0]}" if a >= 0 else "-",
+                            f"+{b}" if skip else f"r{b}{fused[1]}" if b >= 0 else "-",
+                            f"r{c}{fused[2]}" if c >= 0 else "-"]
                 lines.append(f"    {names[op]:<12} {' '.join(operands).rstrip(' -')}")
     return "\n".join(lines)
