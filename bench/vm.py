@@ -4,6 +4,7 @@
     python bench/vm.py --quick    # fewer repeats
     python bench/vm.py --direct-stores   # only: the VM with and without direct stores
     python bench/vm.py --shared-registers   # only: its temporaries unshared and shared
+    python bench/vm.py --code-passes   # only: without and with fused operands and tiles
 
 1. Step time, single thread: the VM and the gcc kernel of the same rule,
    stepped K steps in one call (so Python's per-call cost is amortized), on
@@ -21,6 +22,11 @@
 --direct-stores: the example rules translated with and without the pass
 that stores a slot straight into its register (docs/vm.md), their
 instruction counts, and their step times alternated in this process.
+
+--code-passes: the example rules on the VM as it ran before fused operands,
+loop-invariant hoisting, dead stores and tiles, and as it runs now, with
+the gcc kernel, alternated in this process (VM / C step-time ratios, and
+the workspace in bytes per half-edge on 2^20 half-edges).
 
 --shared-registers: on 2^20 half-edges, the example rules with an array per
 temporary and with temporaries that are never live at once sharing one
@@ -135,6 +141,63 @@ def shared_registers(quick: bool) -> None:
         native.SHARE_BYTES = saved
 
 
+def code_passes(quick: bool) -> None:
+    """The VM without and with its fused operands, hoisting, dead stores and
+    tiles, against the gcc kernel, alternated (ratios of medians)."""
+    import importlib
+
+    from rulec.backends.vm import native
+
+    module = importlib.import_module("rulec.backends.vm.translate")
+    names = ["hebbian", "diffusion", "oja", "backprop", "flow"]
+    texts = {n: open(os.path.join(EXAMPLES, f"{n}.rule")).read() for n in names}
+    saved = (module._fused, module._hoisted, module._without_dead_stores,
+             native.TILE_ELEMENTS)
+    module._fused = lambda prologue, step, registers, const: (prologue, step)
+    module._hoisted = lambda prologue, step, registers: (prologue, step)
+    module._without_dead_stores = lambda step: step
+    try:  # a comment makes another rule: no cached translation is reused
+        old = {n: rulec.compile(texts[n] + "\n# before\n", backend="vm") for n in names}
+    finally:
+        module._fused, module._hoisted, module._without_dead_stores = saved[:3]
+    new = {n: rulec.compile(texts[n], backend="vm") for n in names}
+    c = {n: rulec.compile(texts[n], backend="c") for n in names}
+    print("instructions per step of update, before -> now: " + ", ".join(
+        f"{n} {len(old[n].runner.blocks.vm.blocks['update'].step)} -> "
+        f"{len(new[n].runner.blocks.vm.blocks['update'].step)}" for n in names))
+    print("VM / C step time, before -> now (medians of 3 alternated runs):")
+    rounds = 3
+    for graph_name, (graph, steps) in graph_set(quick).items():
+        if graph_name.startswith("1,000"):
+            continue
+        row = []
+        for n in names:
+            ratios = [[], []]
+            for _ in range(rounds):
+                t_c = step_seconds(c[n], graph, steps, 3)
+                native.TILE_ELEMENTS = 1 << 62  # before: whole arrays
+                ratios[0].append(step_seconds(old[n], graph, steps, 3) / t_c)
+                native.TILE_ELEMENTS = saved[3]
+                ratios[1].append(step_seconds(new[n], graph, steps, 3) / t_c)
+            a, b = (statistics.median(r) for r in ratios)
+            row.append(f"{n} {a:.2f} -> {b:.2f}")
+        print(f"  {graph_name}: " + "; ".join(row))
+    graph = next(g for name, (g, _) in graph_set(True).items() if name.startswith("2^20"))
+    row = []
+    for n in names:
+        sizes = []
+        for compiled, tile in ((old[n], 1 << 62), (new[n], saved[3])):
+            native.TILE_ELEMENTS = tile
+            layout = native._Layout(compiled.runner.blocks.vm, graph,
+                                    compiled.runner.blocks.ffi)
+            fixed = sum(a.nbytes for a in layout.keep if isinstance(a, np.ndarray))
+            sizes.append((layout.workspace_floats * 4 + fixed) / graph.n_half_edges)
+        native.TILE_ELEMENTS = saved[3]
+        row.append(f"{n} {sizes[0]:.1f} -> {sizes[1]:.1f}")
+    print("registers beyond the state on 2^20 half-edges, bytes per half-edge: "
+          + "; ".join(row))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -143,12 +206,18 @@ def main() -> None:
     parser.add_argument("--shared-registers", action="store_true",
                         help="only compare the VM's registers unshared and shared, 2^20 "
                              "half-edges")
+    parser.add_argument("--code-passes", action="store_true",
+                        help="only compare the VM without and with fused operands, hoisting, "
+                             "dead stores and tiles")
     args = parser.parse_args()
     if args.direct_stores:
         direct_stores(args.quick)
         return
     if args.shared_registers:
         shared_registers(args.quick)
+        return
+    if args.code_passes:
+        code_passes(args.quick)
         return
     repeats = 3 if args.quick else 5
     print(f"rulec {rulec.__version__}; one thread; times are medians of {repeats} runs\n")

@@ -19,6 +19,15 @@ typedef struct rulec_vm_block {
        vm.c.j2): h itself, 0, and the node that owns h; NULL where the
        block's code has no fused operand */
     const int32_t *own, *zero, *owner;
+    /* Tiles (a large graph, one state): n_tiles > 0 runs each step's first
+       n_code - n_epilogue instructions over nodes tiles[t] .. tiles[t+1]-1
+       (and their half-edges) for each t in turn, then the last n_epilogue
+       over everything; local[r] is 1 for a register that holds only the
+       current tile's elements. n_tiles 0: each step runs whole. */
+    const int64_t *tiles;
+    int32_t n_tiles;
+    int32_t n_epilogue;
+    const uint8_t *local;
 } rulec_vm_block;
 
 /* Run a block up to `steps` times; see vm.c.j2. */

@@ -29,7 +29,10 @@ from .translate import (
     OPERAND_BITS,
     OPERAND_SHIFT,
     REV,
+    SCALAR,
     Program,
+    _modes,
+    _read_across,
     _reads,
     _writes,
 )
@@ -64,14 +67,23 @@ def source() -> str:
         args = "ABC"[: op.arity]
         elementwise.append({
             "name": name, "code": OPCODES[name], "arity": op.arity,
+            "commutative": name in COMMUTATIVE,
             "c": op.c.format(*(f"{x}[i]" for x in args)),
             "fused": op.c.format(*(f"{x}[i{x.lower()}[i]]" for x in args)),
+            # binary ops: only A, or only B, through its index
+            "fused_a": op.c.format(*(f"{x}[i{x.lower()}[i]]" if x == "A" else f"{x}[i]"
+                                     for x in args)),
+            "fused_b": op.c.format(*(f"{x}[i{x.lower()}[i]]" if x == "B" else f"{x}[i]"
+                                     for x in args)),
             "lane_rows": " ".join(f"const float *{x}h = {x} + (int64_t)i{x.lower()}[h] * L;"
                                   for x in args),
             "lanes": op.c.format(*(f"{x}h[s]" for x in args))})
     return templates().get_template("vm.c.j2").render(
         version=__version__, control=CONTROL, elementwise=elementwise, abi=ABI)
 
+
+#: Binary ops whose operands the compiler may swap (vm.c.j2's fused loops).
+COMMUTATIVE = frozenset({"add", "mul", "min", "max", "eq", "ne", "and", "or"})
 
 _lock = threading.Lock()
 
@@ -101,36 +113,46 @@ def library():
         return _library_unlocked(fingerprint)
 
 
-def _code_table(vm: Program, ffi) -> dict:
+def _code_table(vm: Program, ffi, tiled: bool = False) -> dict:
     """Each block's bytecode as a C array, with its counts, key, whether a
     step advances time, and which slot registers a step writes (the
     destination of a copy from a pending register, a commit, or a store
     straight into the slot; the finiteness checks read it), and whether its
-    code has fused operands: label -> (code, n_prologue, n_code, key,
-    advance, written, fused)."""
+    code has fused operands; with `tiled`, a block that can runs its
+    tiled step (BlockCode.tiled_step): label -> (code, n_prologue, n_code,
+    key, advance, written, fused, n_epilogue), n_epilogue -1 for a block
+    that runs whole."""
     p = vm.program
     n_slots = len(p.node_slots) + len(p.edge_slots) + len(p.shared_slots)
     table = {}
     for label, code in vm.blocks.items():
-        flat = [x for ins in (*code.prologue, *code.step) for x in ins]
+        step, epilogue = code.step, -1
+        if tiled and code.tiled_epilogue >= 0:
+            step, epilogue = code.tiled_step, code.tiled_epilogue
+        flat = [x for ins in (*code.prologue, *step) for x in ins]
         written = [0] * n_slots
-        for ins in code.step:
+        for ins in step:
             for r in _writes(*ins):
                 if 0 <= r < n_slots:
                     written[r] = 1
-        fused = any(ins[0] >> OPERAND_SHIFT for ins in (*code.prologue, *code.step))
+        fused = any(ins[0] >> OPERAND_SHIFT for ins in (*code.prologue, *step))
         table[label] = (ffi.new("int32_t[]", flat or [0]), len(code.prologue),
-                        len(code.prologue) + len(code.step), code.key,
-                        1 if code.advance else 0, ffi.new("uint8_t[]", written or [0]), fused)
+                        len(code.prologue) + len(step), code.key,
+                        1 if code.advance else 0, ffi.new("uint8_t[]", written or [0]), fused,
+                        epilogue)
     return table
 
 
-def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int, graph, keep: list) -> dict:
+def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int, graph, keep: list,
+               tiles=None) -> dict:
     """label -> a rulec_vm_block of `table`'s code on the registers `regs`
     (on `graph`: the index arrays of fused operands, where the code has any;
-    `keep` gets what must live as long as the blocks)."""
+    `keep` gets what must live as long as the blocks). `tiles`: (node
+    boundaries, local flags) as C arrays, for the blocks `table` runs in
+    tiles."""
     blocks = {}
-    for label, (code, n_prologue, n_code, key, advance, written, fused) in table.items():
+    for label, (code, n_prologue, n_code, key, advance, written, fused,
+                epilogue) in table.items():
         block = ffi.new("rulec_vm_block *")
         block.code, block.n_prologue, block.n_code = code, n_prologue, n_code
         block.key, block.advance, block.written = key, advance, written
@@ -140,6 +162,9 @@ def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int, graph, keep: list)
             keep.append(arrays)
             block.own, block.zero, block.owner = (ffi.cast("int32_t *", a.ctypes.data)
                                                   for a in arrays)
+        if epilogue >= 0:
+            block.tiles, block.n_tiles, block.local = tiles
+            block.n_epilogue = epilogue
         blocks[label] = block
     return blocks
 
@@ -193,9 +218,13 @@ def temp_storage(vm: Program) -> list[int]:
     source, domain = vm.registers.source, vm.registers.domain
     temp = [src[0] == "temp" for src in source]
     spans: dict[int, list[tuple[int, int, int]]] = {}  # register -> (block, first, last)
-    for index, code in enumerate(vm.blocks.values()):
-        instructions = [*code.prologue, *code.step]
-        prologue, end = len(code.prologue), len(instructions) - 1
+    # each block's step as it runs whole and as it runs in tiles (a block's
+    # code, for the intervals: no two may overlap in either)
+    variants = [(code.prologue, step) for code in vm.blocks.values()
+                for step in (code.step, code.tiled_step)]
+    for index, (prologue_code, step_code) in enumerate(variants):
+        instructions = [*prologue_code, *step_code]
+        prologue, end = len(prologue_code), len(instructions) - 1
         first_write: dict[int, int] = {}
         first_read: dict[int, int] = {}
         last: dict[int, int] = {}
@@ -231,6 +260,66 @@ def temp_storage(vm: Program) -> list[int]:
     return owner
 
 
+#: A large graph's steps run in tiles of at most this many nodes and about
+#: this many half-edges (a node with more has a tile of its own): the
+#: temporaries local to a tile then stay in the core's cache (L2), and take
+#: a tile's floats, not the graph's.
+TILE_ELEMENTS = 4096
+
+
+def graph_tiles(graph) -> np.ndarray | None:
+    """The node boundaries of `graph`'s tiles (int64, first 0, last
+    n_nodes), or None where one tile would hold it all."""
+    if graph.n_nodes <= TILE_ELEMENTS and graph.n_half_edges <= TILE_ELEMENTS:
+        return None
+    return _per_graph(graph, ("tiles", TILE_ELEMENTS), _make_tiles)
+
+
+def _make_tiles(graph) -> np.ndarray:
+    row_ptr = graph.row_ptr[:-1]
+    # a new tile where the half-edges pass a multiple of TILE_ELEMENTS, or
+    # the nodes do
+    by_edges = np.flatnonzero(np.diff(row_ptr // TILE_ELEMENTS, prepend=-1))
+    by_nodes = np.arange(0, graph.n_nodes, TILE_ELEMENTS)
+    return np.append(np.union1d(by_edges, by_nodes), graph.n_nodes).astype(np.int64)
+
+
+def tile_local(vm: Program) -> list[bool]:
+    """For each register, whether it can hold just one tile's elements when
+    the blocks that can run in tiles do: a node or half-edge temporary used
+    only by the tiled part of such blocks' steps (not their prologue or
+    epilogue, nor by a block that runs whole), written there before it is
+    read, and read only at elements of the tile (not through a gather's
+    index: nbr, rev, eid; nor as a scalar). Made once per program."""
+    found = vm.__dict__.get("_tile_local")
+    if found is not None:
+        return found
+    source, domain = vm.registers.source, vm.registers.domain
+    local = [src[0] == "temp" and domain[r] != EDGE for r, src in enumerate(source)]
+
+    def used(ins):
+        return [r for r in (*_reads(*ins), *_writes(*ins)) if r >= 0]
+
+    for code in vm.blocks.values():
+        step = code.tiled_step if code.tiled_epilogue >= 0 else code.step
+        split = len(step) - code.tiled_epilogue if code.tiled_epilogue >= 0 else 0
+        for ins in (*code.prologue, *step[split:]):
+            for r in used(ins):
+                local[r] = False
+        written: set[int] = set()
+        for ins in step[:split]:
+            reads = [r for r in _reads(*ins) if r >= 0]
+            for r in _read_across(ins) + [r for r in reads if r not in written]:
+                local[r] = False
+            if ins[0] >> OPERAND_SHIFT:
+                for r, mode in zip(ins[2:], _modes(ins[0]), strict=True):
+                    if mode == SCALAR:
+                        local[r] = False
+            written.update(r for r in _writes(*ins) if r >= 0)
+    vm.__dict__["_tile_local"] = local
+    return local
+
+
 def _storage_owners(vm: Program, temp_bytes: int):
     """Per register, the register whose storage it uses in a layout whose
     temporaries take `temp_bytes` apart: temp_storage's above SHARE_BYTES,
@@ -258,10 +347,30 @@ class _Layout:
         temps, offsets, total = [], [], 0
         self.slots: list[tuple[int, str, str]] = []  # (register, kind, slot name)
         names = {"node": p.node_slots, "edge": p.edge_slots, "shared": p.shared_slots}
-        temp_floats = sum(max(lengths[d], 1) for d, src in
-                          zip(vm.registers.domain, vm.registers.source, strict=True)
-                          if src[0] == "temp")
-        owner = _storage_owners(vm, 4 * temp_floats)
+        # on a large graph, the blocks that can run in tiles do, and their
+        # tile-local temporaries hold one tile's elements (the largest tile's)
+        boundaries = graph_tiles(graph)
+        tiled = boundaries is not None and any(
+            code.tiled_epilogue >= 0 for code in vm.blocks.values())
+        local = tile_local(vm) if tiled else [False] * count
+        if tiled:
+            row_ptr = graph.row_ptr
+            lengths_local = {NODE: int(np.diff(boundaries).max()),
+                             HALF: int(np.diff(row_ptr[boundaries]).max())}
+            self.tiles = (ffi.new("int64_t[]", boundaries.tolist()), len(boundaries) - 1,
+                          ffi.new("uint8_t[]", [int(x) for x in local]))
+        else:
+            self.tiles = None
+        temp_floats = sum(max(lengths[d], 1) for r, (d, src) in
+                          enumerate(zip(vm.registers.domain, vm.registers.source, strict=True))
+                          if src[0] == "temp" and not local[r])
+        owner = list(_storage_owners(vm, 4 * temp_floats))
+        # a group's storage is its first member that is not tile-local (no
+        # two members are live at once, so neither are any of them)
+        first_whole: dict[int, int] = {}
+        for r in range(count):
+            if vm.registers.source[r][0] == "temp" and not local[r]:
+                owner[r] = first_whole.setdefault(owner[r], r)
         placed: dict[int, int] = {}  # a storage's first register -> its offset
         for i, (domain, src) in enumerate(zip(vm.registers.domain, vm.registers.source,
                                               strict=True)):
@@ -271,6 +380,10 @@ class _Layout:
                 continue
             if src[0] == "temp":
                 temps.append(i)
+                if local[i]:  # one tile's elements, its own array
+                    offsets.append(total)
+                    total += max(lengths_local[domain], 1)
+                    continue
                 if owner[i] not in placed:
                     placed[owner[i]] = total
                     total += size
@@ -285,7 +398,7 @@ class _Layout:
         self.workspace_floats = max(total, 1)
         self.domains = ffi.new("int32_t[]", list(vm.registers.domain) or [0])
         self.n_slots = len(p.node_slots) + len(p.edge_slots) + len(p.shared_slots)
-        self.code = _code_table(vm, ffi)
+        self.code = _code_table(vm, ffi, tiled)
 
 
 class _StateRegisters:
@@ -303,7 +416,7 @@ class _StateRegisters:
         self.keep = [layout, self.workspace, addresses]
         self.regs = ffi.cast("float *const *", addresses.ctypes.data)
         self.blocks = _vm_blocks(ffi, layout.code, self.regs, layout.domains, layout.n_slots,
-                                 layout.graph, self.keep)
+                                 layout.graph, self.keep, layout.tiles)
 
 
 class LaneRegisters:

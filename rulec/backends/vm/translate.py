@@ -80,13 +80,23 @@ MODE_NAMES = ("", "nbr", "owner", "0", "rev", "eid")
 
 @dataclass
 class BlockCode:
-    """One block as bytecode: instructions (op, d, a, b, c) and registers."""
+    """One block as bytecode: instructions (op, d, a, b, c) and registers.
+
+    tiled_step: the step as it runs tile by tile on a large graph (vm.c.j2):
+    its first len - tiled_epilogue instructions once per tile of nodes, the
+    last tiled_epilogue (the copies into the slots and the commits) once
+    over everything. It is `step` with the stores straight into a slot that
+    another tile reads (through nbr, rev or eid) going through a pending
+    register again. tiled_epilogue is -1 where the step cannot run in tiles
+    (it then runs whole)."""
 
     label: str
     key: int
     advance: bool
     prologue: list[tuple[int, int, int, int, int]] = field(default_factory=list)
     step: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    tiled_step: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    tiled_epilogue: int = -1
 
 
 @dataclass
@@ -231,6 +241,7 @@ class _Translator:
         code.prologue, code.step = _fused(code.prologue, code.step, self.r,
                                           lambda value: self.const(value, NODE))
         code.prologue, code.step = _without_dead_code(code.prologue, code.step, kept)
+        code.tiled_step, code.tiled_epilogue = _tiled(code.step, self.r)
         return code
 
     def statements(self, statements, active: int | None, scope: _Scope) -> None:
@@ -684,6 +695,62 @@ def _fused(prologue: list, step: list, registers: Registers, node_const) -> tupl
     return out[:split], out[split:]
 
 
+_GATHERS = {OPCODES["gather_nbr"], OPCODES["gather_rev"], OPCODES["gather_eid"]}
+_ACROSS = (NBR, REV, EID)  # modes that read another element than the owner's
+
+
+def _modes(word: int) -> tuple[int, int, int]:
+    """The operand modes of an op word (OWN for an instruction not fused)."""
+    return tuple((word >> (OPERAND_SHIFT + OPERAND_BITS * k)) & 7 for k in range(3))
+
+
+def _read_across(ins: tuple) -> list[int]:
+    """The registers `ins` reads at elements of other nodes than the one it
+    writes for: a gather's source, an operand read through nbr, rev or eid."""
+    op = ins[0]
+    if op in _GATHERS:
+        return [ins[2]]
+    if op >> OPERAND_SHIFT:
+        return [r for r, mode in zip(ins[2:], _modes(op), strict=True) if mode in _ACROSS]
+    return []
+
+
+def _tiled(step: list, registers: Registers) -> tuple[list, int]:
+    """(the step as it runs in tiles, the length of its untiled epilogue),
+    or (step, -1) where it cannot run in tiles.
+
+    Tiles of nodes run the step one after another, each over its nodes and
+    their half-edges; a tile reads another's elements only of the slots
+    (gathers read slots), which change only in the epilogue: the copies of
+    pending registers into the slots and the commits, which end every step
+    and run once over everything. A store straight into a slot in the
+    middle of the step (_direct_stores) would change what a later tile
+    gathers; where another tile reads that slot, the store goes into a
+    pending register again, copied in the epilogue."""
+    source, domain = registers.source, registers.domain
+    across = {r for ins in step for r in _read_across(ins)}
+    if any(source[r][0] != "slot" for r in across):
+        return step, -1  # never made by the translator; untiled is always right
+    out, tail = list(step), []
+    for index, ins in enumerate(step):
+        if ins[0] == _STORE and ins[1] in across:  # a store straight into a slot
+            pending = registers.new(domain[ins[1]])
+            out[index] = (_STORE, pending, *ins[2:])
+            tail.append((_COPY, ins[1], pending, -1, -1))
+    out += tail
+    epilogue = 0
+    for ins in reversed(out):
+        if ins[0] == _COMMIT or (ins[0] == _COPY and source[ins[1]][0] == "slot"):
+            epilogue += 1
+        else:
+            break
+    head = out[:len(out) - epilogue]
+    if any(ins[0] == _COMMIT or (r >= 0 and source[r][0] == "slot" and r in across)
+           for ins in head for r in _writes(*ins)):
+        return step, -1
+    return out, epilogue
+
+
 def _compact(registers: Registers, blocks: dict[str, BlockCode], slots: int) -> Registers:
     """The registers some instruction uses (the slots, registers 0 .. slots-1,
     always), renumbered in order, with every block's code renumbered to
@@ -691,7 +758,7 @@ def _compact(registers: Registers, blocks: dict[str, BlockCode], slots: int) -> 
     temporary dead code left, takes no array."""
     used = set(range(slots))
     for code in blocks.values():
-        for ins in (*code.prologue, *code.step):
+        for ins in (*code.prologue, *code.step, *code.tiled_step):
             used.update(r for r in (*_reads(*ins), *_writes(*ins)) if r >= 0)
     order = sorted(used)
     number = {r: i for i, r in enumerate(order)}
@@ -699,6 +766,7 @@ def _compact(registers: Registers, blocks: dict[str, BlockCode], slots: int) -> 
     for code in blocks.values():
         code.prologue = [_renumbered(ins, number) for ins in code.prologue]
         code.step = [_renumbered(ins, number) for ins in code.step]
+        code.tiled_step = [_renumbered(ins, number) for ins in code.tiled_step]
     return out
 
 
