@@ -430,7 +430,9 @@ def test_a_store_into_a_slot_another_tile_reads_waits_for_the_epilogue():
     an earlier tile's nodes, so the store goes through a pending register
     copied once every tile has run."""
     rule = rulec.compile((EXAMPLES / "diffusion.rule").read_text(), backend="numpy")
-    code = translate(rule.program).blocks["update"]
+    vm = translate(rule.program)
+    assert vm.blocks["update"].tiled_step is None  # made on first use by a large graph
+    code = vm.tiled().blocks["update"]
     from rulec.backends.vm.translate import OPCODES
 
     assert code.step[-1][:2] == (OPCODES["store"], 0)
@@ -454,4 +456,5 @@ def test_only_temporaries_a_tile_writes_before_it_reads_them_are_local_to_it():
                  ("copy", 0, 4))         # the epilogue reads r4: every tile's
     code = BlockCode("update", 0, True, _code(("fill_param", 5, 0)), step, step, 1)
     vm = SimpleNamespace(registers=regs, blocks={"update": code})
+    vm.tiled = lambda: vm  # its tiled step is made
     assert tile_local(vm) == [False, True, False, True, False, False]

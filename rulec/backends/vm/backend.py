@@ -47,11 +47,11 @@ class VMBackend(Backend):
         fit, the registers are counted as lane registers that large lay them
         out: temporaries never live at once in one array (native.temp_storage)."""
         lengths = (graph.n_nodes, graph.n_half_edges, graph.n_edges)
+        domains = self.blocks.vm.registers.domain
         counts = self._domain_counts
-        if counts is None:  # registers per domain (N, H, M), counted once
-            domains = self.blocks.vm.registers.domain
-            counts = self._domain_counts = [domains.count(d) for d in range(3)]
-        per_lane = 4 * sum(c * max(n, 1) for c, n in zip(counts, lengths, strict=True))
+        if counts is None or counts[3] != len(domains):  # registers per domain (N, H, M)
+            counts = self._domain_counts = [*(domains.count(d) for d in range(3)), len(domains)]
+        per_lane = 4 * sum(c * max(n, 1) for c, n in zip(counts[:3], lengths, strict=True))
         if per_lane * self.lanes > self.LANE_BYTES:
             vm = self.blocks.vm
             owner = temp_storage(vm)

@@ -215,6 +215,7 @@ def temp_storage(vm: Program) -> list[int]:
     found = vm.__dict__.get("_temp_storage")
     if found is not None:
         return found
+    vm.tiled()  # its registers and intervals too: a layout may run it
     source, domain = vm.registers.source, vm.registers.domain
     temp = [src[0] == "temp" for src in source]
     spans: dict[int, list[tuple[int, int, int]]] = {}  # register -> (block, first, last)
@@ -294,6 +295,7 @@ def tile_local(vm: Program) -> list[bool]:
     found = vm.__dict__.get("_tile_local")
     if found is not None:
         return found
+    vm.tiled()
     source, domain = vm.registers.source, vm.registers.domain
     local = [src[0] == "temp" and domain[r] != EDGE for r, src in enumerate(source)]
 
@@ -341,17 +343,20 @@ class _Layout:
         p = vm.program
         self.graph = graph
         builtins = _builtins(graph)
-        count = len(vm.registers.source)
+        # on a large graph, the blocks that can run in tiles do, and their
+        # tile-local temporaries hold one tile's elements (the largest tile's)
+        boundaries = graph_tiles(graph)
+        tiled = boundaries is not None and any(
+            code.tiled_epilogue >= 0 for code in vm.tiled().blocks.values())
+        # the registers now (a later Program.tiled() adds registers only its
+        # tiled steps use, after these)
+        domains, sources = list(vm.registers.domain), list(vm.registers.source)
+        count = len(sources)
         self.addresses = np.zeros(max(count, 1), dtype=np.uintp)
         self.keep: list = []
         temps, offsets, total = [], [], 0
         self.slots: list[tuple[int, str, str]] = []  # (register, kind, slot name)
         names = {"node": p.node_slots, "edge": p.edge_slots, "shared": p.shared_slots}
-        # on a large graph, the blocks that can run in tiles do, and their
-        # tile-local temporaries hold one tile's elements (the largest tile's)
-        boundaries = graph_tiles(graph)
-        tiled = boundaries is not None and any(
-            code.tiled_epilogue >= 0 for code in vm.blocks.values())
         local = tile_local(vm) if tiled else [False] * count
         if tiled:
             row_ptr = graph.row_ptr
@@ -362,18 +367,18 @@ class _Layout:
         else:
             self.tiles = None
         temp_floats = sum(max(lengths[d], 1) for r, (d, src) in
-                          enumerate(zip(vm.registers.domain, vm.registers.source, strict=True))
+                          enumerate(zip(domains, sources, strict=True))
                           if src[0] == "temp" and not local[r])
-        owner = list(_storage_owners(vm, 4 * temp_floats))
+        # (a group's first member comes first: it is one of these registers)
+        owner = list(_storage_owners(vm, 4 * temp_floats))[:count]
         # a group's storage is its first member that is not tile-local (no
         # two members are live at once, so neither are any of them)
         first_whole: dict[int, int] = {}
         for r in range(count):
-            if vm.registers.source[r][0] == "temp" and not local[r]:
+            if sources[r][0] == "temp" and not local[r]:
                 owner[r] = first_whole.setdefault(owner[r], r)
         placed: dict[int, int] = {}  # a storage's first register -> its offset
-        for i, (domain, src) in enumerate(zip(vm.registers.domain, vm.registers.source,
-                                              strict=True)):
+        for i, (domain, src) in enumerate(zip(domains, sources, strict=True)):
             size = max(lengths[domain], 1)
             if src[0] == "slot":
                 self.slots.append((i, src[1], names[src[1]][src[2]]))
@@ -396,7 +401,7 @@ class _Layout:
         self.temps = np.array(temps, dtype=np.intp)
         self.temp_offsets = np.array(offsets, dtype=np.uintp) * np.uintp(4)
         self.workspace_floats = max(total, 1)
-        self.domains = ffi.new("int32_t[]", list(vm.registers.domain) or [0])
+        self.domains = ffi.new("int32_t[]", domains or [0])
         self.n_slots = len(p.node_slots) + len(p.edge_slots) + len(p.shared_slots)
         self.code = _code_table(vm, ffi, tiled)
 
@@ -433,10 +438,14 @@ class LaneRegisters:
         # search makes these once per rule screened: no Python per register)
         lengths = np.zeros(3, dtype=np.int64)
         lengths[[NODE, HALF, EDGE]] = graph.n_nodes, graph.n_half_edges, graph.n_edges
-        domain = np.array(vm.registers.domain, dtype=np.int64)
+        # the registers now (a later Program.tiled() adds registers only its
+        # tiled steps use, after these; lanes never run those)
+        domains, sources = list(vm.registers.domain), list(vm.registers.source)
+        domain = np.array(domains, dtype=np.int64)
         sizes = np.maximum(lengths, 1)[domain] * lanes
-        temp = np.array([src[0] == "temp" for src in vm.registers.source], dtype=bool)
-        owner = np.asarray(_storage_owners(vm, 4 * int(sizes[temp].sum())), dtype=np.int64)
+        temp = np.array([src[0] == "temp" for src in sources], dtype=bool)
+        owner = np.asarray(_storage_owners(vm, 4 * int(sizes[temp].sum())),
+                           dtype=np.int64)[:len(sizes)]
         sizes = np.where(owner == np.arange(len(sizes)), sizes, 0)  # one array per storage
         offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
@@ -444,7 +453,7 @@ class LaneRegisters:
         self.addresses = (np.uintp(self.workspace.ctypes.data)
                           + offsets[owner].astype(np.uintp) * np.uintp(4))
         builtins = None
-        for i, src in enumerate(vm.registers.source):
+        for i, src in enumerate(sources):
             if src[0] == "const":
                 self.workspace[offsets[i]:offsets[i + 1]] = src[1]
             elif src[0] == "builtin":
@@ -460,7 +469,7 @@ class LaneRegisters:
         if not len(self.addresses):
             self.addresses = np.zeros(1, dtype=np.uintp)  # a register table needs an address
         self.regs = ffi.cast("float **", self.addresses.ctypes.data)
-        self.domains = ffi.new("int32_t[]", vm.registers.domain or [0])
+        self.domains = ffi.new("int32_t[]", domains or [0])
         self.node = self.regs  # the node slots are the first registers
         self.code = _code_table(vm, ffi)
         self.keep: list = []

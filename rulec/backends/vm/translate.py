@@ -32,6 +32,7 @@ once per graph; a structurally equal expression is computed once per scope.
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass, field
 
 from ... import ir
@@ -88,14 +89,15 @@ class BlockCode:
     over everything. It is `step` with the stores straight into a slot that
     another tile reads (through nbr, rev or eid) going through a pending
     register again. tiled_epilogue is -1 where the step cannot run in tiles
-    (it then runs whole)."""
+    (it then runs whole). Made by Program.tiled(), on first use by a large
+    graph (a search's small graphs never need it); None until then."""
 
     label: str
     key: int
     advance: bool
     prologue: list[tuple[int, int, int, int, int]] = field(default_factory=list)
     step: list[tuple[int, int, int, int, int]] = field(default_factory=list)
-    tiled_step: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    tiled_step: list[tuple[int, int, int, int, int]] | None = None
     tiled_epilogue: int = -1
 
 
@@ -127,6 +129,19 @@ class Program:
     @property
     def instructions(self) -> int:
         return sum(len(b.prologue) + len(b.step) for b in self.blocks.values())
+
+    def tiled(self) -> Program:
+        """This program with every block's tiled step made (BlockCode.tiled_step;
+        the pending registers they add go after the others). Made once; safe
+        from several threads."""
+        with _tiled_lock:
+            for code in self.blocks.values():
+                if code.tiled_step is None:
+                    code.tiled_step, code.tiled_epilogue = _tiled(code.step, self.registers)
+        return self
+
+
+_tiled_lock = threading.Lock()
 
 
 def _bits(value: float) -> int:
@@ -238,10 +253,11 @@ class _Translator:
                    for (kind, name), registers in self.pending.items() if kind != "shared"}
         code.step = _direct_stores(code.step, pending)
         code.prologue, code.step = _hoisted(code.prologue, code.step, self.r)
+        before = code.prologue, code.step
         code.prologue, code.step = _fused(code.prologue, code.step, self.r,
                                           lambda value: self.const(value, NODE))
-        code.prologue, code.step = _without_dead_code(code.prologue, code.step, kept)
-        code.tiled_step, code.tiled_epilogue = _tiled(code.step, self.r)
+        if code.step is not before[1] or code.prologue is not before[0]:  # dead gathers
+            code.prologue, code.step = _without_dead_code(code.prologue, code.step, kept)
         return code
 
     def statements(self, statements, active: int | None, scope: _Scope) -> None:
@@ -440,9 +456,10 @@ def _without_dead_code(prologue: list, step: list, kept: set[int]) -> tuple[list
         op, d = ins[0], ins[1]
         if op in _EFFECTS or d in kept or d in live:
             keep[index] = True
-            live.difference_update(_writes(*ins))
+            special = op in _SPECIAL
+            live.difference_update(_writes(*ins) if special else ins[1:2])
             # a masked store (propose, commit) also reads what it keeps
-            live.update(r for r in _reads(*ins) if r >= 0)
+            live.update(_reads(*ins) if special else ins[2:])  # (-1 matches nothing)
     split = len(prologue)
     return _kept(prologue, keep[:split]), _kept(step, keep[split:])
 
@@ -451,6 +468,8 @@ def _kept(code: list, keep: list[bool], retarget: dict[int, int] | None = None) 
     """The instructions of `code` that `keep` says to keep, with the skip
     offsets renumbered over what was dropped, and the destination of
     instruction i changed to retarget[i] where given."""
+    if not retarget and all(keep):
+        return code
     new_index, count = [], 0
     for flag in keep:
         new_index.append(count)
@@ -461,7 +480,7 @@ def _kept(code: list, keep: list[bool], retarget: dict[int, int] | None = None) 
     for index, (op, d, a, b, c) in enumerate(code):
         if not keep[index]:
             continue
-        if op == OPCODES["skip_if_none"]:
+        if op == _SKIP:
             b = new_index[index + b + 1] - new_index[index] - 1
         out.append((op, retarget.get(index, d), a, b, c))
     return out
@@ -491,6 +510,12 @@ def _writes(op: int, d: int, a: int, b: int, c: int) -> tuple[int, ...]:
     return (d, c) if op == _PROPOSE else (d,)
 
 
+#: Instructions other than "writes d, reads a, b and c": the passes' loops
+#: read ins[1:2] and ins[2:] for the others (a slice, not a call; -1 where
+#: unused), and ask _reads and _writes for these.
+_SPECIAL = {_SKIP, _PROPOSE, *_KEEPS_D, *_NOT_REGISTER_A}
+
+
 def _direct_stores(code: list, pending: dict[int, int]) -> list:
     """`code` with the pending register of a node or edge slot left out
     where it is not needed: when a slot's only write is one unmasked store
@@ -506,13 +531,15 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
     covered = set()  # instructions inside a branch (after a skip_if_none)
     writers: dict[int, list[int]] = {}
     readers: dict[int, list[int]] = {}
+    if not pending:
+        return code
     for index, ins in enumerate(code):
         if ins[0] == _SKIP:
             covered.update(range(index + 1, index + ins[3] + 1))
-        for r in _writes(*ins):
-            if r >= 0:
-                writers.setdefault(r, []).append(index)
-        for r in _reads(*ins):
+        special = ins[0] in _SPECIAL
+        for r in _writes(*ins) if special else ins[1:2]:
+            writers.setdefault(r, []).append(index)
+        for r in _reads(*ins) if special else ins[2:]:
             if r >= 0:
                 readers.setdefault(r, []).append(index)
     drop, retarget = set(), {}
@@ -554,24 +581,18 @@ _ARITY = {OPCODES[name]: op.arity for name, op in OPS.items()}
 _GATHER_MODE = {OPCODES["gather_nbr"]: NBR, OPCODES["bcast"]: OWNER,
                 OPCODES["gather_rev"]: REV, OPCODES["gather_eid"]: EID}
 _FILL_PARAM = OPCODES["fill_param"]
-
-
-def _skip_cover(step: list) -> list[frozenset[int]]:
-    """For each instruction of `step`, the skips whose bodies hold it."""
-    cover: list[set[int]] = [set() for _ in step]
-    for index, ins in enumerate(step):
-        if ins[0] == _SKIP:
-            for inside in range(index + 1, index + ins[3] + 1):
-                cover[inside].add(index)
-    return [frozenset(c) for c in cover]
+_FIXED = ("const", "builtin")  # registers filled once per graph
 
 
 def _writers(code: list) -> dict[int, list[int]]:
+    """register -> the instructions that write it, in order."""
     out: dict[int, list[int]] = {}
     for index, ins in enumerate(code):
-        for r in _writes(*ins):
-            if r >= 0:
+        if ins[0] in _SPECIAL:
+            for r in _writes(*ins):
                 out.setdefault(r, []).append(index)
+        else:
+            out.setdefault(ins[1], []).append(index)
     return out
 
 
@@ -583,21 +604,25 @@ def _without_dead_stores(step: list) -> list:
     overwrites whole when it is outside any branch and writes every element
     (not a masked store, a proposal or a commit). What only the dropped
     writes read then goes as dead code."""
-    cover = _skip_cover(step)
+    covered = [False] * len(step)
+    for index, ins in enumerate(step):
+        if ins[0] == _SKIP:
+            covered[index + 1:index + ins[3] + 1] = [True] * ins[3]
     killed: set[int] = set()  # overwritten whole later, with no read in between
     keep = [True] * len(step)
     for index in range(len(step) - 1, -1, -1):
         ins = step[index]
         op = ins[0]
-        writes = _writes(*ins)
-        if op != _SKIP and op != _PROPOSE and op != _COMMIT and writes and \
-                all(r in killed for r in writes):
+        special = op in _SPECIAL
+        writes = _writes(*ins) if special else ins[1:2]
+        if writes and op != _PROPOSE and op != _COMMIT and killed.issuperset(writes):
             keep[index] = False
             continue
         unmasked = op == _STORE and ins[3] < 0  # reads only its value
-        if not cover[index] and (op not in _KEEPS_D or unmasked):
+        if not covered[index] and (op not in _KEEPS_D or unmasked):
             killed.update(writes)
-        killed.difference_update((ins[2],) if unmasked else _reads(*ins))
+        killed.difference_update((ins[2],) if unmasked else
+                                 _reads(*ins) if special else ins[2:])
     return _kept(step, keep)
 
 
@@ -616,18 +641,19 @@ def _hoisted(prologue: list, step: list, registers: Registers) -> tuple[list, li
     source = registers.source
     writers = _writers([*prologue, *step])
     split = len(prologue)
-    # invariant through a call: written only by the prologue, or a slot the
-    # block never writes (an input the protocol sets between calls)
-    fixed = {r for r in writers if all(i < split for i in writers[r])}
-    fixed |= {r for r, src in enumerate(source) if src[0] == "slot" and r not in writers}
+    # invariant through a call: written only by the prologue, a slot the
+    # block never writes (an input the protocol sets between calls), a
+    # constant or a built-in; and -1, no operand
+    fixed = {-1, *(r for r, found in writers.items() if found[-1] < split)}
+    fixed.update(r for r, src in enumerate(source)
+                 if src[0] in _FIXED or (src[0] == "slot" and r not in writers))
     read_before: set[int] = set()
     moved, keep = [], [True] * len(step)
     for index, ins in enumerate(step):
         op, d = ins[0], ins[1]
-        reads = [r for r in _reads(*ins) if r >= 0]
-        if (op in _PURE and source[d][0] == "temp"
-                and writers.get(d) == [split + index] and d not in read_before
-                and all(r in fixed or source[r][0] in ("const", "builtin") for r in reads)):
+        reads = _reads(*ins) if op in _SPECIAL else ins[2:]
+        if (op in _PURE and fixed.issuperset(reads) and source[d][0] == "temp"
+                and writers.get(d) == [split + index] and d not in read_before):
             moved.append(ins)
             keep[index] = False
             fixed.add(d)
@@ -653,8 +679,12 @@ def _fused(prologue: list, step: list, registers: Registers, node_const) -> tupl
     split = len(prologue)
     source, domain = registers.source, registers.domain
     writers = _writers(code)
-    cover = [frozenset()] * split + _skip_cover(step)
-    in_step = {r: any(i >= split for i in found) for r, found in writers.items()}
+    # the branch bodies, as (first, last) instruction numbers of `code`
+    bodies = [(split + k + 1, split + k + ins[3]) for k, ins in enumerate(step)
+              if ins[0] == _SKIP]
+
+    def ran_with(i: int, j: int) -> bool:  # every body that holds i holds j
+        return all(first <= j <= last for first, last in bodies if first <= i <= last)
 
     def scalar(r: int) -> bool:  # the same value at every element, every step
         found = writers.get(r, ())
@@ -664,11 +694,11 @@ def _fused(prologue: list, step: list, registers: Registers, node_const) -> tupl
 
     def unchanged(x: int, first: int, last: int) -> bool:  # nothing writes x in (first, last)
         found = writers.get(x, ())
-        if first < split <= last and in_step.get(x, False):
+        if first < split <= last and found and found[-1] >= split:  # written by the step
             return False
         return not any(first < i < last for i in found)
 
-    out = list(code)
+    out, changed = list(code), False
     for j, ins in enumerate(code):
         op, d = ins[0], ins[1]
         if op not in _ELEMENTWISE or domain[d] != HALF or source[d][0] != "temp":
@@ -683,7 +713,7 @@ def _fused(prologue: list, step: list, registers: Registers, node_const) -> tupl
                 if len(found) == 1 and found[0] < j and code[found[0]][0] in _GATHER_MODE:
                     i = found[0]
                     gather, x = code[i][0], code[i][2]
-                    if cover[i] <= cover[j] and unchanged(x, i, j):
+                    if ran_with(i, j) and unchanged(x, i, j):
                         mode = _GATHER_MODE[gather]
                         if mode == OWNER and scalar(x):
                             mode = SCALAR
@@ -692,6 +722,9 @@ def _fused(prologue: list, step: list, registers: Registers, node_const) -> tupl
         if word != op:
             rest = [-1] * (3 - len(operands))
             out[j] = (word, d, *operands, *rest)
+            changed = True
+    if not changed:
+        return prologue, step
     return out[:split], out[split:]
 
 
@@ -758,25 +791,30 @@ def _compact(registers: Registers, blocks: dict[str, BlockCode], slots: int) -> 
     temporary dead code left, takes no array."""
     used = set(range(slots))
     for code in blocks.values():
-        for ins in (*code.prologue, *code.step, *code.tiled_step):
-            used.update(r for r in (*_reads(*ins), *_writes(*ins)) if r >= 0)
+        for ins in (*code.prologue, *code.step):
+            if ins[0] in _SPECIAL:
+                used.update(_reads(*ins), _writes(*ins))
+            else:
+                used.update(ins[1:])
+    used.discard(-1)
+    if len(used) == len(registers.source):
+        return registers
     order = sorted(used)
     number = {r: i for i, r in enumerate(order)}
+    number[-1] = -1
     out = Registers([registers.domain[r] for r in order], [registers.source[r] for r in order])
     for code in blocks.values():
         code.prologue = [_renumbered(ins, number) for ins in code.prologue]
         code.step = [_renumbered(ins, number) for ins in code.step]
-        code.tiled_step = [_renumbered(ins, number) for ins in code.tiled_step]
     return out
 
 
 def _renumbered(ins: tuple, number: dict[int, int]) -> tuple:
+    """`ins` with its registers renumbered (number[-1] is -1)."""
     op, d, a, b, c = ins
     if op == _SKIP:
         return (op, d, number[a], b, c)
-    if op not in _NOT_REGISTER_A:
-        a = number.get(a, -1)
-    return (op, number.get(d, -1), a, number.get(b, -1), number.get(c, -1))
+    return (op, number[d], a if op in _NOT_REGISTER_A else number[a], number[b], number[c])
 
 
 def _uses_time(statements) -> bool:
