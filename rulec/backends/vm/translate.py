@@ -522,8 +522,8 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
     outside any branch, and nothing after that store reads the slot, the
     store can go into the slot itself, and the two copies around the step
     (slot to pending at its start, where _without_dead_stores left it, and
-    pending to slot at its end) go. Reads
-    before the store still see the block-start values, as the synchronous
+    pending to slot at its end) go. Reads before the store still see the
+    block-start values, as the synchronous
     semantics asks; each removed copy was a pass over the slot's array.
     (The lanes VM keeps a frozen lane's slots out of such a store, as it
     does for the copies.)
@@ -632,9 +632,10 @@ def _hoisted(prologue: list, step: list, registers: Registers) -> tuple[list, li
     built-ins, slots the block does not write, or registers only the
     prologue writes (params, and invariants already moved), and whose
     destination is a temporary nothing else writes and nothing reads before
-    it. It then runs once per call,
-    not once per step (`count(incoming) > 0` in a rule's step is the same at
-    every step), computing the same values. An instruction in a branch
+    it. It then runs once per call, not once per step (`count(incoming) > 0`
+    in a rule's step is the same at every step), computing the same values:
+    nothing writes those operands between a call's steps (the protocol
+    driver sets inputs between calls). An instruction in a branch
     moves too: it is pure, and what it computes is read only in that
     branch (the branch's own scope), so computing it whether or not the
     branch is taken changes nothing the branch does not read."""
