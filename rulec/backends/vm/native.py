@@ -26,7 +26,6 @@ from .translate import (
     HALF,
     NODE,
     OPCODES,
-    OPERAND_BITS,
     OPERAND_SHIFT,
     REV,
     SCALAR,
@@ -187,7 +186,7 @@ def vm_graph_arrays(vm: Program) -> frozenset[str]:
             elif op == commit:
                 needs.update(("rev", "edge_half"))
             elif op >> OPERAND_SHIFT:  # fused operands read through rev or eid
-                modes = {(op >> (OPERAND_SHIFT + OPERAND_BITS * k)) & 7 for k in range(3)}
+                modes = _modes(op)
                 needs.update(name for mode, name in ((REV, "rev"), (EID, "eid"))
                              if mode in modes)
     return frozenset(needs)

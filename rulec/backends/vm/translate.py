@@ -528,18 +528,13 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
     (The lanes VM keeps a frozen lane's slots out of such a store, as it
     does for the copies.)
     `pending`: slot register -> its pending register."""
-    covered = set()  # instructions inside a branch (after a skip_if_none)
-    writers: dict[int, list[int]] = {}
-    readers: dict[int, list[int]] = {}
     if not pending:
         return code
+    covered = _covered(code)
+    writers = _writers(code)
+    readers: dict[int, list[int]] = {}
     for index, ins in enumerate(code):
-        if ins[0] == _SKIP:
-            covered.update(range(index + 1, index + ins[3] + 1))
-        special = ins[0] in _SPECIAL
-        for r in _writes(*ins) if special else ins[1:2]:
-            writers.setdefault(r, []).append(index)
-        for r in _reads(*ins) if special else ins[2:]:
+        for r in _reads(*ins) if ins[0] in _SPECIAL else ins[2:]:
             if r >= 0:
                 readers.setdefault(r, []).append(index)
     drop, retarget = set(), {}
@@ -551,7 +546,7 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
             first, store = written
         else:
             continue
-        if code[store][0] != _STORE or code[store][3] >= 0 or store in covered:
+        if code[store][0] != _STORE or code[store][3] >= 0 or covered[store]:
             continue
         last = writers.get(slot, [])  # the copy back from pending, and nothing else
         if len(last) != 1 or last[0] < store or code[last[0]][:3] != (_COPY, slot, pend):
@@ -584,6 +579,20 @@ _FILL_PARAM = OPCODES["fill_param"]
 _FIXED = ("const", "builtin")  # registers filled once per graph
 
 
+def _bodies(code: list) -> list[tuple[int, int]]:
+    """The branch bodies of `code`: (first, last) instruction of each, the
+    instructions a skip_if_none skips."""
+    return [(index + 1, index + ins[3]) for index, ins in enumerate(code) if ins[0] == _SKIP]
+
+
+def _covered(code: list) -> list[bool]:
+    """For each instruction of `code`, whether it is in a branch body."""
+    covered = [False] * len(code)
+    for first, last in _bodies(code):
+        covered[first:last + 1] = [True] * (last + 1 - first)
+    return covered
+
+
 def _writers(code: list) -> dict[int, list[int]]:
     """register -> the instructions that write it, in order."""
     out: dict[int, list[int]] = {}
@@ -604,10 +613,7 @@ def _without_dead_stores(step: list) -> list:
     overwrites whole when it is outside any branch and writes every element
     (not a masked store, a proposal or a commit). What only the dropped
     writes read then goes as dead code."""
-    covered = [False] * len(step)
-    for index, ins in enumerate(step):
-        if ins[0] == _SKIP:
-            covered[index + 1:index + ins[3] + 1] = [True] * ins[3]
+    covered = _covered(step)
     killed: set[int] = set()  # overwritten whole later, with no read in between
     keep = [True] * len(step)
     for index in range(len(step) - 1, -1, -1):
@@ -680,9 +686,7 @@ def _fused(prologue: list, step: list, registers: Registers, node_const) -> tupl
     split = len(prologue)
     source, domain = registers.source, registers.domain
     writers = _writers(code)
-    # the branch bodies, as (first, last) instruction numbers of `code`
-    bodies = [(split + k + 1, split + k + ins[3]) for k, ins in enumerate(step)
-              if ins[0] == _SKIP]
+    bodies = [(split + first, split + last) for first, last in _bodies(step)]
 
     def ran_with(i: int, j: int) -> bool:  # every body that holds i holds j
         return all(first <= j <= last for first, last in bodies if first <= i <= last)
@@ -863,9 +867,7 @@ def disassemble(vm: Program) -> str:
                 op = word & 255
                 immediate = names[op] in IMMEDIATE_A
                 skip = names[op] == "skip_if_none"
-                mode = [MODE_NAMES[(word >> (OPERAND_SHIFT + OPERAND_BITS * k)) & 7]
-                        for k in range(3)]
-                fused = [f"[{m}]" if m else "" for m in mode]
+                fused = [f"[{MODE_NAMES[m]}]" if m else "" for m in _modes(word)]
                 operands = [f"r{d}" if d >= 0 else "-",
                             f"#{a}" if immediate else f"r{a}{fused[0]}" if a >= 0 else "-",
                             f"+{b}" if skip else f"r{b}{fused[1]}" if b >= 0 else "-",
