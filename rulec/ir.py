@@ -264,6 +264,26 @@ def statements_in(statements):
             yield from statements_in(stmt.orelse)
 
 
+def written_slots(statements) -> list[tuple[str, str]]:
+    """(kind, name) of every slot the statements write, in first-write order."""
+    return list(dict.fromkeys((stmt.kind, stmt.name) for stmt in statements_in(statements)
+                              if isinstance(stmt, Write)))
+
+
+def slot_write_mask(program: Program, labels) -> bytes:
+    """Per block of `labels`, one byte per slot of the state (node, edge and
+    shared slots in order): 1 where the block writes the slot."""
+    order = [(kind, name) for kind, names in (("node", program.node_slots),
+                                              ("edge", program.edge_slots),
+                                              ("shared", program.shared_slots))
+             for name in names]
+    mask = bytearray()
+    for label in labels:
+        written = set(written_slots(program.block(label).statements))
+        mask += bytes(1 if slot in written else 0 for slot in order)
+    return bytes(mask)
+
+
 def expressions_in(statements):
     """Every top-level expression of the statements (values, filters,
     conditions), the bodies of ifs included."""

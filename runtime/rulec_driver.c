@@ -9,18 +9,23 @@
 #include "rulec_runtime.h"
 #include "rulec_driver.h"
 
-/* Whether every slot of the state is finite (the kernels' own check, for the
- * kernel path of a fixed number of steps). */
+/* Whether every slot of the state with written[i] == which is finite (i
+ * over the node, edge and shared slots in the state's order); written NULL:
+ * every slot. */
 static int rulec_state_finite(const rulec_graph *g, const rulec_state *state,
-                              const rulec_evaluation *e)
+                              const rulec_evaluation *e, const uint8_t *written, int which)
 {
     int finite = 1;
-    for (int32_t i = 0; i < e->n_node_slots; ++i)
-        finite &= rulec_all_finite(state->node[i], g->n_nodes);
-    for (int32_t i = 0; i < e->n_edge_slots; ++i)
-        finite &= rulec_all_finite(state->edge[i], 2 * g->n_edges);
-    for (int32_t i = 0; i < e->n_shared_slots; ++i)
-        finite &= rulec_all_finite(state->shared[i], g->n_edges);
+    int32_t s = 0;
+    for (int32_t i = 0; i < e->n_node_slots; ++i, ++s)
+        if (written == 0 || written[s] == which)
+            finite &= rulec_all_finite(state->node[i], g->n_nodes);
+    for (int32_t i = 0; i < e->n_edge_slots; ++i, ++s)
+        if (written == 0 || written[s] == which)
+            finite &= rulec_all_finite(state->edge[i], 2 * g->n_edges);
+    for (int32_t i = 0; i < e->n_shared_slots; ++i, ++s)
+        if (written == 0 || written[s] == which)
+            finite &= rulec_all_finite(state->shared[i], g->n_edges);
     return finite;
 }
 
@@ -37,10 +42,18 @@ static int64_t rulec_driver_run(const rulec_graph *g, rulec_state *state, const 
     *status = 0;
     if (until < 0) {
         const int64_t done = e->kernels[b](g, state, params, steps, 1, 1);
-        if (done < steps || !rulec_state_finite(g, state, e))
+        if (done < steps || !rulec_state_finite(g, state, e, 0, 0))
             *status = 2;
         return done;
     }
+    /* Stepped one step at a time, so the slots block b's steps write are
+       checked after every step; the others cannot change during this call,
+       so they are checked once, and a non-finite value there fails the first
+       step, as a check of every slot after every step would (the VM's
+       rulec_vm_run does the same). */
+    const int32_t n_slots = e->n_node_slots + e->n_edge_slots + e->n_shared_slots;
+    const uint8_t *written = e->kernel_writes != 0 ? e->kernel_writes + (int64_t)b * n_slots : 0;
+    const int unwritten_finite = written == 0 || rulec_state_finite(g, state, e, written, 0);
     int64_t done = 0;
     for (;;) {
         const float *values = state->node[until];
@@ -57,7 +70,7 @@ static int64_t rulec_driver_run(const rulec_graph *g, rulec_state *state, const 
            check_finite cannot tell a last step that failed from one that did not) */
         const int64_t ran = e->kernels[b](g, state, params, 1, 1, 0);
         done += ran > 0 ? ran : 0;
-        if (ran < 1 || !rulec_state_finite(g, state, e)) {
+        if (ran < 1 || !unwritten_finite || !rulec_state_finite(g, state, e, written, 1)) {
             *status = 2;
             return done;
         }

@@ -60,6 +60,9 @@ typedef struct rulec_evaluation {
     const rulec_vm_block *const *vm;           /* per block, or NULL: use kernels */
     rulec_vm_run_fn vm_run;                    /* runs vm[b] (with vm) */
     const rulec_kernel *kernels;
+    const uint8_t *kernel_writes;              /* with kernels, or NULL: n_blocks x slots (node,
+                                                  edge, shared slots in order), 1 where
+                                                  block b's steps write the slot */
     int32_t n_node_slots, n_edge_slots, n_shared_slots;
     /* results */
     double *accuracy;                          /* per epoch */

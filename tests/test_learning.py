@@ -98,6 +98,39 @@ def test_a_rule_that_makes_nan_fails_on_its_first_step():
     assert result.seconds < 1.0  # measured: well under 10 ms (docs/learning.md)
 
 
+NAN_LEFT_BY_INIT = """
+node inp, is_in, target, train, a, ready, dready, q
+init { q = log(-1) }
+update {
+    a = inp
+    ready = 1
+    dready = 1
+}
+"""
+
+
+@pytest.mark.parametrize("backend,engine", [("c", "c"), ("c", "python"), ("vm", "c"),
+                                            ("vm", "python"), ("numpy", "python")])
+def test_a_nan_in_a_slot_no_step_writes_fails_the_first_step(backend, engine):
+    # The C driver checks the slots a block writes after every step and the
+    # others once per run of the block (they cannot change in between): a
+    # NaN that init left in `q`, which update never touches, must fail the
+    # first step as a check of the whole state after every step does.
+    result = tasks.evaluate(rulec.compile(NAN_LEFT_BY_INIT, backend=backend), tasks.TASKS["xor"],
+                            tasks.layered([2, 2, 1]), epochs=5, engine=engine)
+    assert result.failure is not None and "node slot 'q'" in result.failure
+    assert result.steps == 1 and result.accuracy == []
+
+
+def test_the_epochs_per_driver_call_grow_to_fill_the_time_between_returns():
+    from rulec.learning.driver import CHUNK_GROWTH, EPOCH_SECONDS, next_chunk
+
+    assert next_chunk(1, EPOCH_SECONDS / 100) == 50  # half of EPOCH_SECONDS at that pace
+    assert next_chunk(1, 0.0) == CHUNK_GROWTH  # at most CHUNK_GROWTH times
+    assert next_chunk(4, EPOCH_SECONDS * 0.45) == 8  # at least twice
+    assert next_chunk(4, EPOCH_SECONDS) == 4  # a call that long: no more
+
+
 def test_a_rule_whose_outputs_never_become_ready_fails_at_the_budget():
     result = tasks.evaluate(rulec.compile(NEVER_READY), tasks.TASKS["xor"],
                             tasks.layered([2, 2, 1]), epochs=100, budget=25)

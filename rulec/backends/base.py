@@ -19,6 +19,7 @@ class DriverBlocks:
     graph arrays they read, and objects to keep alive while the driver runs."""
 
     kernels: list | None = None
+    kernel_writes: bytes | None = None  # with kernels: ir.slot_write_mask of the labels
     vm: list | None = None
     vm_run: object = None
     graph_needs: tuple = ()

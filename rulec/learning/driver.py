@@ -28,6 +28,20 @@ from .results import Result, confirm_orders, orders, score_orders
 __all__ = ["Lanes", "library", "run_epochs"]
 
 EPOCH_SECONDS = 0.1  # a chunk of epochs per call grows until a call takes this long
+CHUNK_GROWTH = 64  # the most a chunk grows by from one call to the next
+
+
+def next_chunk(chunk: int, seconds: float) -> int:
+    """The epochs of the next call after a call of `chunk` epochs took
+    `seconds`: as many as fill half of EPOCH_SECONDS at that pace, at least
+    twice `chunk` and at most CHUNK_GROWTH times it; `chunk` again once a
+    call takes EPOCH_SECONDS. A fast rule's evaluation then takes two or
+    three calls, not one per doubling, and a slow one still returns to
+    Python (Ctrl-C) after about EPOCH_SECONDS."""
+    if seconds >= EPOCH_SECONDS:
+        return chunk
+    fill = int(chunk * EPOCH_SECONDS / 2 / seconds) if seconds > 0 else chunk * CHUNK_GROWTH
+    return min(chunk * CHUNK_GROWTH, max(2 * chunk, fill))
 LANE_CHUNK = 64  # the epochs of the lanes' first call (then as EPOCH_SECONDS says)
 
 def _codes(lib) -> dict[str, dict]:
@@ -164,6 +178,10 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
     else:
         kernels = ffi.new("rulec_kernel[]", blocks.kernels)
         e.vm, e.kernels = ffi.NULL, kernels
+        if blocks.kernel_writes is not None:
+            writes = ffi.from_buffer("uint8_t[]", blocks.kernel_writes)
+            keep.append(writes)
+            e.kernel_writes = writes
     view = state_view(state, p)
     struct = view.struct
     struct.time, struct.seed = state.time, state.seed
@@ -210,8 +228,7 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
                 break
             if e.streak >= e.hold:  # held stop_at for `hold` epochs (maybe at a chunk's end)
                 break
-            if time.perf_counter() - began < EPOCH_SECONDS:
-                chunk *= 2
+            chunk = next_chunk(chunk, time.perf_counter() - began)
     finally:
         state.time = int(struct.time)
     result.steps = steps
@@ -337,8 +354,8 @@ class Lanes:
         passes use. Returns one Result per lane (accuracy, loss, outputs,
         steps, failure).
 
-        The epochs go to C in chunks: LANE_CHUNK epochs first, then twice as
-        many while a call takes under EPOCH_SECONDS. So memory is the
+        The epochs go to C in chunks: LANE_CHUNK epochs first, then more
+        while a call takes under EPOCH_SECONDS (next_chunk). So memory is the
         chunk's orders and results, not every epoch's for every lane (a
         million epochs on 50 lanes asked for 2.4 GB at once), and Python gets
         control back (Ctrl-C) between calls. A lane's streak at stop_at goes
@@ -374,8 +391,7 @@ class Lanes:
                 if failure[s] or out["streak"][s] >= hold:
                     remaining[s] = 0  # it stopped: failed, or held its goal
             streak[...] = out["streak"]
-            if time.perf_counter() - began < EPOCH_SECONDS:
-                chunk *= 2
+            chunk = next_chunk(chunk, time.perf_counter() - began)
 
     def _chunk(self, counts, firsts, stop_at: float | None, hold: int, confirm: bool,
                streak: np.ndarray) -> dict:

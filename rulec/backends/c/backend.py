@@ -3,6 +3,7 @@ system compiler (through rulec.backends.c.pipeline) and cached."""
 
 from __future__ import annotations
 
+from ... import ir
 from ..base import Backend, DriverBlocks
 from . import pipeline
 
@@ -18,6 +19,7 @@ class CBackend(Backend):
     def __init__(self, program, source: str | None = None, prebuilt=None) -> None:
         super().__init__(program, source)
         self.native = prebuilt or pipeline.build([program], [source])[0]
+        self._writes: dict[tuple, bytes] = {}
 
     @classmethod
     def many(cls, programs, sources) -> list[CBackend]:
@@ -29,5 +31,8 @@ class CBackend(Backend):
         return self.native.run(label, state, params, steps, threads, check_finite)
 
     def driver_blocks(self, state, labels) -> DriverBlocks:
+        writes = self._writes.get(key := tuple(labels))
+        if writes is None:
+            writes = self._writes[key] = ir.slot_write_mask(self.program, labels)
         return DriverBlocks(kernels=[self.native.kernels[label] for label in labels],
-                            graph_needs=self.native.graph_needs)
+                            kernel_writes=writes, graph_needs=self.native.graph_needs)

@@ -224,7 +224,7 @@ class _Translator:
         self.time: int | None = None
         # pending registers of the slots this block writes, filled at step start
         self.pending: dict[tuple[str, str], tuple[int, ...]] = {}
-        for kind, name in _written(block.statements):
+        for kind, name in ir.written_slots(block.statements):
             slot = self.slot(kind, name)
             if kind == "shared":
                 proposal, flags = self.r.new(HALF), self.r.new(HALF)
@@ -825,12 +825,6 @@ def _renumbered(ins: tuple, number: dict[int, int]) -> tuple:
 def _uses_time(statements) -> bool:
     return any(isinstance(e, ir.Builtin) and e.name == "time"
                for top in ir.expressions_in(statements) for e in ir.walk(top))
-
-
-def _written(statements) -> list[tuple[str, str]]:
-    """(kind, name) of every slot the statements write, in first-write order."""
-    return list(dict.fromkeys((stmt.kind, stmt.name) for stmt in ir.statements_in(statements)
-                              if isinstance(stmt, ir.Write)))
 
 
 def translate(program: ir.Program) -> Program:
