@@ -145,22 +145,15 @@ def shared_registers(quick: bool) -> None:
 def code_passes(quick: bool) -> None:
     """The VM without and with its fused operands, hoisting, dead stores and
     tiles, against the gcc kernel, alternated (ratios of medians)."""
-    import importlib
-
     from rulec.backends.vm import native
+    from rulec.backends.vm.backend import VMBackend
 
-    module = importlib.import_module("rulec.backends.vm.translate")
     names = ["hebbian", "diffusion", "oja", "backprop", "flow"]
     texts = {n: open(os.path.join(EXAMPLES, f"{n}.rule")).read() for n in names}
-    saved = (module._fused, module._hoisted, module._without_dead_stores,
-             native.TILE_ELEMENTS)
-    module._fused = lambda prologue, step, registers, const: (prologue, step)
-    module._hoisted = lambda prologue, step, registers: (prologue, step)
-    module._without_dead_stores = lambda step: step
-    try:  # a comment makes another rule: no cached translation is reused
-        old = {n: rulec.compile(texts[n] + "\n# before\n", backend="vm") for n in names}
-    finally:
-        module._fused, module._hoisted, module._without_dead_stores = saved[:3]
+    saved = native.TILE_ELEMENTS
+    # the quick translation (optimize=False) is the VM's code before the passes
+    old = {n: rulec.Rule(p, "vm", native=VMBackend(p, optimize=False))
+           for n, p in ((n, rulec.compile(texts[n], backend="numpy").program) for n in names)}
     new = {n: rulec.compile(texts[n], backend="vm") for n in names}
     c = {n: rulec.compile(texts[n], backend="c") for n in names}
     print("instructions per step of update, before -> now: " + ", ".join(
@@ -178,7 +171,7 @@ def code_passes(quick: bool) -> None:
                 t_c = step_seconds(c[n], graph, steps, 3)
                 native.TILE_ELEMENTS = 1 << 62  # before: whole arrays
                 ratios[0].append(step_seconds(old[n], graph, steps, 3) / t_c)
-                native.TILE_ELEMENTS = saved[3]
+                native.TILE_ELEMENTS = saved
                 ratios[1].append(step_seconds(new[n], graph, steps, 3) / t_c)
             a, b = (statistics.median(r) for r in ratios)
             row.append(f"{n} {a:.2f} -> {b:.2f}")
@@ -187,13 +180,13 @@ def code_passes(quick: bool) -> None:
     row = []
     for n in names:
         sizes = []
-        for compiled, tile in ((old[n], 1 << 62), (new[n], saved[3])):
+        for compiled, tile in ((old[n], 1 << 62), (new[n], saved)):
             native.TILE_ELEMENTS = tile
             layout = native._Layout(compiled.runner.blocks.vm, graph,
                                     compiled.runner.blocks.ffi)
             fixed = sum(a.nbytes for a in layout.keep if isinstance(a, np.ndarray))
             sizes.append((layout.workspace_floats * 4 + fixed) / graph.n_half_edges)
-        native.TILE_ELEMENTS = saved[3]
+        native.TILE_ELEMENTS = saved
         row.append(f"{n} {sizes[0]:.1f} -> {sizes[1]:.1f}")
     print("registers beyond the state on 2^20 half-edges, bytes per half-edge: "
           + "; ".join(row))

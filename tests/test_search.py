@@ -175,6 +175,28 @@ def test_in_a_sequence_each_task_starts_from_the_state_the_one_before_left():
         assert rows[1]["steps"] == then.steps
 
 
+def test_screening_runs_the_quick_translation_and_learning_the_optimized_one():
+    """A tiered compiler: the screening hurdles run a rule's quick VM
+    translation (most rules stop there after a few steps), the hurdles after
+    them the optimized one, made from the same checked program, which then
+    replaces it; the record is the one an evaluator that optimizes from the
+    start gives (the two translations agree bit for bit: test_vm)."""
+    ev = S.Evaluator(FAST)
+    record = ev.screen(DELTA)
+    screened = ev._compiled[DELTA][1]
+    assert screened.runner.optimize is False
+    record = ev.learn(DELTA, record)
+    learned = ev._compiled[DELTA][1]
+    assert learned.runner.optimize is True and learned.program is screened.program
+    assert ev._rule(DELTA)[1] is learned  # made once
+    eager = S.Evaluator(FAST)
+    eager._rule(DELTA)  # the optimized translation, cached before screening
+    again = eager.learn(DELTA, eager.screen(DELTA))
+    strip = ("timings", "seconds")
+    assert {k: v for k, v in again.items() if k not in strip} == \
+        {k: v for k, v in record.items() if k not in strip}
+
+
 def test_evaluate_refuses_a_start_state_of_another_graph():
     from rulec import compile as compile_rule
     from rulec import learning

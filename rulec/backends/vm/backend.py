@@ -16,9 +16,12 @@ class VMBackend(Backend):
     drives_protocol = True
     lanes = 64  # RULEC_VM_MAX_LANES
 
-    def __init__(self, program, source: str | None = None) -> None:
+    def __init__(self, program, source: str | None = None, optimize: bool = True) -> None:
+        """`optimize`: translate.translate's (False: quicker to make, the
+        same results)."""
         super().__init__(program, source)
-        self.blocks = VMBlocks(translate(program))
+        self.optimize = optimize
+        self.blocks = VMBlocks(translate(program, optimize))
         self._domain_counts: list[int] | None = None
 
     @property

@@ -165,8 +165,10 @@ class _Scope:
 
 
 class _Translator:
-    def __init__(self, program: ir.Program, registers: Registers, shared: dict) -> None:
+    def __init__(self, program: ir.Program, registers: Registers, shared: dict,
+                 optimize: bool = True) -> None:
         self.program = program
+        self.optimize = optimize
         self.r = registers
         self.shared = shared  # registers filled per graph, shared by every block
         self.masks: set[int] = set()  # registers known to hold only 1.0 and 0.0
@@ -248,10 +250,13 @@ class _Translator:
                 self.emit(self.code, "copy", slot, registers[0])
         kept = {r for registers in self.pending.values() for r in registers}
         kept |= {i for i, src in enumerate(self.r.source) if src[0] == "slot"}
-        _, code.step = _without_dead_code([], _without_dead_stores(code.step), kept)
+        step = _without_dead_stores(code.step) if self.optimize else code.step
+        _, code.step = _without_dead_code([], step, kept)
         pending = {self.slot(kind, name): registers[0]
                    for (kind, name), registers in self.pending.items() if kind != "shared"}
         code.step = _direct_stores(code.step, pending)
+        if not self.optimize:
+            return code
         code.prologue, code.step = _hoisted(code.prologue, code.step, self.r)
         before = code.prologue, code.step
         code.prologue, code.step = _fused(code.prologue, code.step, self.r,
@@ -827,12 +832,16 @@ def _uses_time(statements) -> bool:
                for top in ir.expressions_in(statements) for e in ir.walk(top))
 
 
-def translate(program: ir.Program) -> Program:
-    """The VM program of a checked rule (after the IR passes)."""
+def translate(program: ir.Program, optimize: bool = True) -> Program:
+    """The VM program of a checked rule (after the IR passes). Without
+    `optimize`, dead stores stay, nothing moves to the prologue and no
+    operand is fused: the same values bit for bit, from code that takes a
+    third less time to make and a little more to run (a search screens
+    most rules that way: they run a few steps, and few go on to learn)."""
     program = pipeline(program)
     registers = Registers()
     shared: dict = {}
-    translator = _Translator(program, registers, shared)
+    translator = _Translator(program, registers, shared, optimize)
     # the slots first, in the state's order: registers 0 .. S-1 (check_finite reads them)
     for kind, names in (("node", program.node_slots), ("edge", program.edge_slots),
                         ("shared", program.shared_slots)):
