@@ -420,7 +420,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = dict(protocol=protocol, epochs=args.epochs, budget=args.budget, params=params,
                    stop_at=None if args.all_epochs else 1.0, hold=args.hold,
                    confirm=args.confirm, retain=args.retain)
-    if quiet:  # no progress to show: the seeds side by side (lanes, on the VM)
+    if quiet:  # no progress to show: the seeds in one C call (lanes)
         results = learning.evaluate_seeds(rule, task, topology, seeds=seeds, **options)
     else:
         results = []
@@ -998,8 +998,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--all-epochs", action="store_true", help="run every epoch")
     train.add_argument("--seeds", type=_integer, default=1, metavar="K",
                        help="train seeds --seed .. --seed+K-1 (1): one after another, or, "
-                            "with -q or --json on the VM, side by side as lanes of one "
-                            "C call per chunk of epochs")
+                            "with -q or --json, up to 64 in one C call per chunk of epochs "
+                            "(side by side as lanes on the VM, one state after another on "
+                            "the C kernels)")
     train.add_argument("--hold", type=_integer, default=1, metavar="H",
                        help="stop once 100%% accurate for H epochs in a row (1)")
     train.add_argument("--confirm", type=_integer, default=0, metavar="C",

@@ -185,13 +185,13 @@ static int32_t rulec_driver_example(const rulec_graph *g, rulec_state *state,
     return 0;
 }
 
-/* One pass over the patterns in `order` (training or scoring), each
+/* One pass over the `count` patterns in `order` (training or scoring), each
  * example's outputs into its row of `work`; returns 0, or a failure code. */
 static int32_t rulec_driver_pass(const rulec_graph *g, rulec_state *state, const float *params,
-                                 rulec_evaluation *e, const int32_t *order, int train,
-                                 float *work)
+                                 rulec_evaluation *e, const int32_t *order, int32_t count,
+                                 int train, float *work)
 {
-    for (int32_t p = 0; p < e->n_patterns; ++p) {
+    for (int32_t p = 0; p < count; ++p) {
         const int32_t k = order[p];
         const int32_t failure = rulec_driver_example(g, state, params, e, k, train,
                                                      work + k * e->n_out);
@@ -227,8 +227,10 @@ static int rulec_driver_score(const rulec_evaluation *e, const float *work, doub
     return 1;
 }
 
-int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *params,
-                       rulec_evaluation *e)
+/* rulec_evaluate's epochs; with train 0, scoring passes only (no training
+ * pass: the confirm passes). */
+static int32_t rulec_driver_epochs(const rulec_graph *g, rulec_state *state,
+                                   const float *params, rulec_evaluation *e, int train)
 {
     const int32_t P = e->n_patterns, O = e->n_out;
     /* an epoch's outputs go to the working rows; a complete epoch's are kept
@@ -239,10 +241,12 @@ int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *pa
     for (int32_t epoch = 0; epoch < e->epochs; ++epoch) {
         /* a training example's outputs are not scored: the scoring pass
            overwrites every row */
-        int32_t failure = rulec_driver_pass(g, state, params, e, e->orders + epoch * P, 1, work);
+        int32_t failure = train ? rulec_driver_pass(g, state, params, e, e->orders + epoch * P,
+                                                    P, 1, work)
+                                : 0;
         if (!failure)
-            failure = rulec_driver_pass(g, state, params, e, e->score_orders + epoch * P, 0,
-                                        work);
+            failure = rulec_driver_pass(g, state, params, e, e->score_orders + epoch * P, P,
+                                        0, work);
         if (failure) {
             e->failure = failure;
             return failure;
@@ -256,6 +260,70 @@ int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *pa
         e->streak = e->accuracy[epoch] >= e->stop_at ? e->streak + 1 : 0;
         if (e->streak >= e->hold)
             break;
+    }
+    return 0;
+}
+
+int32_t rulec_evaluate(const rulec_graph *g, rulec_state *state, const float *params,
+                       rulec_evaluation *e)
+{
+    return rulec_driver_epochs(g, state, params, e, 1);
+}
+
+/* Lane s of l as a rulec_evaluation of its own (the run fields its own
+ * part of l's arrays, E epochs apart), from e's task and protocol. */
+static rulec_evaluation rulec_lane_evaluation(const rulec_evaluation *e, const rulec_lanes *l,
+                                              int32_t s, int32_t epochs, int64_t E)
+{
+    const int64_t P = e->n_patterns, O = e->n_out;
+    rulec_evaluation one = *e;
+    one.epochs = epochs;
+    one.orders = l->orders + s * E * P;
+    one.score_orders = l->score_orders + s * E * P;
+    one.accuracy = l->accuracy + s * E;
+    one.loss = l->loss + s * E;
+    one.outputs = l->outputs + s * 2 * P * O;
+    one.streak = l->streak[s];
+    one.epochs_done = 0;
+    one.steps = 0;
+    one.failure = one.failed_phase = 0;
+    one.phase_steps = 0;
+    return one;
+}
+
+/* rulec_evaluate_lanes and rulec_examples_lanes with l->states (the C
+ * kernels, which have no lane registers): each lane is its own state, run
+ * after the one before it in this call, as rulec_evaluate runs it; count
+ * < 0: epochs, else `count` examples (rulec_examples_lanes). */
+static int32_t rulec_states_run(const rulec_graph *g, const float *params, rulec_evaluation *e,
+                                rulec_lanes *l, int32_t count)
+{
+    const int32_t P = e->n_patterns, O = e->n_out;
+    for (int32_t s = 0; s < l->n_lanes; ++s) {
+        l->epochs_done[s] = l->failure[s] = l->failed_phase[s] = 0;
+        l->steps[s] = l->phase_steps[s] = 0;
+        if (l->epochs[s] <= 0)
+            continue;
+        rulec_state *state = l->states[s];
+        state->seed = l->seeds[s];
+        state->time = l->times[s];
+        rulec_evaluation one = count < 0 ? rulec_lane_evaluation(e, l, s, l->epochs[s], e->epochs)
+                                         : rulec_lane_evaluation(e, l, s, 1, 0);
+        if (count < 0) {
+            rulec_driver_epochs(g, state, params, &one, l->train);
+        } else {
+            const int32_t *order = (l->train ? l->orders : l->score_orders)
+                                 + (int64_t)s * count;
+            one.failure = rulec_driver_pass(g, state, params, &one, order, count, l->train,
+                                            l->outputs + ((int64_t)s * 2 + 1) * P * O);
+        }
+        l->times[s] = state->time;
+        l->epochs_done[s] = one.epochs_done;
+        l->failure[s] = one.failure;
+        l->failed_phase[s] = one.failed_phase;
+        l->phase_steps[s] = one.phase_steps;
+        l->steps[s] = one.steps;
+        l->streak[s] = one.streak;
     }
     return 0;
 }
@@ -449,7 +517,11 @@ int32_t rulec_evaluate_lanes(const rulec_graph *g, const float *params, rulec_ev
                              rulec_lanes *l)
 {
     const int32_t L = l->n_lanes, P = e->n_patterns, O = e->n_out, E = e->epochs;
-    if (L < 1 || L > RULEC_VM_MAX_LANES || e->vm == 0 || l->run == 0)
+    if (L < 1 || L > RULEC_VM_MAX_LANES)
+        return -1;
+    if (l->states != 0)
+        return e->kernels == 0 ? -1 : rulec_states_run(g, params, e, l, -1);
+    if (e->vm == 0 || l->run == 0)
         return -1;
     uint8_t alive[RULEC_VM_MAX_LANES];
     for (int32_t s = 0; s < L; ++s) {
@@ -496,7 +568,11 @@ int32_t rulec_examples_lanes(const rulec_graph *g, const float *params, rulec_ev
                              rulec_lanes *l, int32_t count)
 {
     const int32_t L = l->n_lanes;
-    if (L < 1 || L > RULEC_VM_MAX_LANES || e->vm == 0 || l->run == 0)
+    if (L < 1 || L > RULEC_VM_MAX_LANES || count < 0)
+        return -1;
+    if (l->states != 0)
+        return e->kernels == 0 ? -1 : rulec_states_run(g, params, e, l, count);
+    if (e->vm == 0 || l->run == 0)
         return -1;
     uint8_t alive[RULEC_VM_MAX_LANES];
     for (int32_t s = 0; s < L; ++s) {

@@ -92,6 +92,10 @@ typedef struct rulec_lanes {
     int32_t n_lanes;
     rulec_vm_run_lanes_fn run;
     float *const *node;         /* the node slots' lane registers (n_nodes x L each) */
+    rulec_state *const *states; /* or, for the C kernels (e->kernels; run and node
+                                   unused): one state per lane, run one after another
+                                   in the call, each lane's seed and time set in its
+                                   state first and its time read back after */
     const uint64_t *seeds;      /* per lane */
     uint64_t *times;            /* per lane, in/out */
     const int32_t *epochs;      /* per lane: its epochs (<= e->epochs; 0: not run) */

@@ -53,13 +53,19 @@ def compare(rule, task, topology, protocol, seeds, what="", **options) -> list[L
 BACKPROP = (ROOT / "examples" / "backprop.rule").read_text()
 
 
+# "c": the C kernels' lanes are states run one after another in one C call
+# (learning.driver.StateLanes); "vm": lane registers side by side
+BACKENDS = ["vm", "c"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("options", [
     dict(epochs=100, stop_at=None),
     dict(epochs=100, hold=3, confirm=3, retain=50, keep_state=True),
     dict(epochs=7, stop_at=0.5, hold=2, retain=3, keep_state=True),
 ])
-def test_backprop_on_xor_gives_each_seed_what_it_gives_alone(options):
-    rule = rulec.compile(BACKPROP, backend="vm")
+def test_backprop_on_xor_gives_each_seed_what_it_gives_alone(options, backend):
+    rule = rulec.compile(BACKPROP, backend=backend)
     results = compare(rule, L.TASKS["xor"], L.layered([2, 4, 1]), L.Protocol(), list(range(9)),
                       "backprop", **options)
     if options.get("retain") == 50:  # seeds reach the goal at different epochs
@@ -140,9 +146,10 @@ update reset {
 """
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name,text", [("dice", DICE), ("blowup", BLOWUP), ("stuck", STUCK)])
-def test_lanes_that_part_ways_each_give_what_they_give_alone(name, text):
-    rule = rulec.compile(text, backend="vm")
+def test_lanes_that_part_ways_each_give_what_they_give_alone(name, text, backend):
+    rule = rulec.compile(text, backend=backend)
     task, topology = L.TASKS["or"], L.layered([2, 3, 1])
     results = compare(rule, task, topology, L.Protocol(), list(range(12)), name, epochs=15,
                       budget=30, hold=2, confirm=2, retain=4, keep_state=True)
@@ -154,9 +161,11 @@ def test_lanes_that_part_ways_each_give_what_they_give_alone(name, text):
         assert None in failures
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name,text", [("backprop", BACKPROP), ("dice", DICE),
                                        ("blowup", BLOWUP)])
-def test_lanes_run_in_one_epoch_calls_give_what_each_seed_gives_alone(monkeypatch, name, text):
+def test_lanes_run_in_one_epoch_calls_give_what_each_seed_gives_alone(monkeypatch, name, text,
+                                                                      backend):
     # The lanes' epochs go to C in chunks (bounded memory; Ctrl-C between
     # calls). With one epoch per call, a lane's streak toward `hold` has to
     # go on from call to call, and a lane that failed or held its goal in
@@ -164,8 +173,8 @@ def test_lanes_run_in_one_epoch_calls_give_what_each_seed_gives_alone(monkeypatc
     from rulec.learning import driver
 
     monkeypatch.setattr(driver, "LANE_CHUNK", 1)
-    monkeypatch.setattr(driver, "EPOCH_SECONDS", 0.0)  # never doubles: every epoch a call
-    rule = rulec.compile(text, backend="vm")
+    monkeypatch.setattr(driver, "EPOCH_SECONDS", 0.0)  # never grows: every epoch a call
+    rule = rulec.compile(text, backend=backend)
     task, topology = (L.TASKS["xor"], L.layered([2, 4, 1])) if name == "backprop" \
         else (L.TASKS["or"], L.layered([2, 3, 1]))
     results = compare(rule, task, topology, L.Protocol(), list(range(10)), name, epochs=100,
@@ -200,8 +209,9 @@ def test_lanes_whose_temporaries_share_storage_give_the_same_bits(monkeypatch, n
     assert len({int(registers.addresses[r]) for r in temps}) < len(temps)
 
 
-def test_more_seeds_than_lanes_run_in_batches_with_the_same_results():
-    rule = rulec.compile(DICE, backend="vm")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_more_seeds_than_lanes_run_in_batches_with_the_same_results(backend):
+    rule = rulec.compile(DICE, backend=backend)
     compare(rule, L.TASKS["and"], L.layered([2, 1], bias=True), L.Protocol(), list(range(70)),
             "dice", epochs=3, budget=20)
 
@@ -261,11 +271,12 @@ def test_random_rules_of_each_space_give_each_seed_what_it_gives_alone(space):
         assert len(outcomes) >= 2, outcomes
 
 
-def test_seeds_that_start_from_given_states_give_what_they_give_alone():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_seeds_that_start_from_given_states_give_what_they_give_alone(backend):
     """evaluate_seeds(starts=...) (a task learned on the states another task
     left) against evaluate(start=...) per seed: each lane starts as a copy of
     its state, its time and seed going on."""
-    rule = rulec.compile(DICE, backend="vm")
+    rule = rulec.compile(DICE, backend=backend)
     task, topology = L.TASKS["and"], L.layered([2, 3, 1])
     seeds = list(range(6))
     first = L.evaluate_seeds(rule, task, topology, L.Protocol(), epochs=8, seeds=seeds,
@@ -282,3 +293,57 @@ def test_seeds_that_start_from_given_states_give_what_they_give_alone():
         assert lane.state.time > start.time
     with pytest.raises(RulecValueError, match="one state per seed"):
         L.evaluate_seeds(rule, task, topology, L.Protocol(), seeds=seeds, starts=starts[:2])
+
+
+def test_the_c_kernels_evaluate_many_seeds_in_one_driver_call(monkeypatch):
+    """On the C kernels, evaluate_seeds runs its seeds in one C driver call
+    per stage and chunk of epochs (StateLanes), not one call per seed."""
+    from rulec.learning import driver
+
+    rule = rulec.compile(DICE, backend="c")
+    calls = []
+    ffi, lib = driver.library()
+
+    class Counting:
+        def __getattr__(self, name):
+            found = getattr(lib, name)
+            if name in ("rulec_evaluate", "rulec_evaluate_lanes"):
+                def counted(*args):
+                    calls.append(name)
+                    return found(*args)
+                return counted
+            return found
+
+    monkeypatch.setattr(driver, "library", lambda: (ffi, Counting()))
+    results = L.evaluate_seeds(rule, L.TASKS["and"], L.layered([2, 3, 1]), L.Protocol(),
+                               epochs=5, seeds=range(20), budget=30)
+    assert len(results) == 20 and set(calls) == {"rulec_evaluate_lanes"}
+    assert len(calls) <= 3  # 5 epochs: chunks of at most 64 (LANE_CHUNK) per call
+
+
+def test_the_c_kernels_lanes_run_examples_as_each_state_runs_them_alone():
+    """StateLanes.examples (the run hurdle's call) against Episode.example
+    on each lane's own fresh state: the same outputs and states, bit for bit."""
+    from rulec.learning.driver import StateLanes, lanes_for
+    from rulec.learning.evaluation import Episode, fresh_state
+
+    rule = rulec.compile(DICE, backend="c")
+    task, topology, protocol = L.TASKS["xor"], L.layered([2, 3, 1]), L.Protocol()
+    seeds = [3, 4, 5, 6]
+    lanes = lanes_for(rule, task, topology, protocol, 30, None, seeds)
+    assert isinstance(lanes, StateLanes)
+    lanes.start()
+    patterns = np.array([[0, 1, 2, 3], [3, 2, 1, 0], [1, 1, 1, 1], [2, 0, 3, 1]], dtype=np.int32)
+    found = lanes.examples(patterns, train=True)
+    episode = Episode(rule, task, topology, protocol, 30, None)
+    for lane, seed in enumerate(seeds):
+        state = fresh_state(rule, topology, protocol, seed)
+        rows = np.zeros((len(task.inputs), task.n_outputs), dtype=np.float32)
+        for k in patterns[lane]:
+            rows[k] = episode.example(state, int(k), train=True)
+        why, got = found[lane]
+        assert why is None
+        assert np.array_equal(got.view(np.uint32), rows.view(np.uint32)), f"lane {lane}"
+        assert np.array_equal(lanes.node_slot("a")[:, lane].view(np.uint32),
+                              state.node["a"].view(np.uint32))
+        assert lanes.state(lane).time == state.time

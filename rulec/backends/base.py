@@ -39,8 +39,12 @@ class Backend:
       threaded         `run` splits a step's nodes over `threads` (others run one)
       batches_states   `run_many` runs many states of one graph in the same
                        calls (copies side by side), not one after another
-      lanes            the most seeds the C protocol driver evaluates side by
-                       side in one call (`lane_blocks`); 0: one at a time
+      lanes            the most seeds the C protocol driver evaluates in one
+                       call: side by side (`lane_blocks`), or with
+                       `lane_states`, each its own state, one after another;
+                       0: one call per seed
+      lane_states      the lanes are states run one after another in the call
+                       (learning.driver.StateLanes), not lane registers
     """
 
     name = ""
@@ -48,6 +52,7 @@ class Backend:
     reports_finite = False
     runs_until = False
     drives_protocol = False
+    lane_states = False
     threaded = False
     batches_states = False
     lanes = 0

@@ -15,6 +15,7 @@ read from the library.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 
 import numpy as np
@@ -25,7 +26,7 @@ from ..errors import RulecValueError
 from .native import library
 from .results import Result, confirm_orders, orders, score_orders
 
-__all__ = ["Lanes", "library", "run_epochs"]
+__all__ = ["Lanes", "StateLanes", "lanes_for", "library", "run_epochs"]
 
 EPOCH_SECONDS = 0.1  # a chunk of epochs per call grows until a call takes this long
 CHUNK_GROWTH = 64  # the most a chunk grows by from one call to the next
@@ -452,7 +453,8 @@ class Lanes:
             for (field, dtype, shape), size in zip(shapes, sizes, strict=True):
                 results[field] = buffer[at:at + size].view(dtype).reshape(shape)
                 at += size
-            lanes.n_lanes, lanes.run, lanes.node = n, self.run, self.registers.node
+            lanes.n_lanes = n
+            self._lane_fields(lanes)
             lanes.seeds = ffi.cast("uint64_t *", self.seeds.ctypes.data)
             lanes.times = ffi.cast("uint64_t *", self.times.ctypes.data)
             for field, ctype in self._RESULTS:
@@ -468,6 +470,11 @@ class Lanes:
             setattr(lanes, field, ffi.cast("int32_t *", values.ctypes.data))
             out[field] = values
         return lanes, out
+
+    def _lane_fields(self, lanes) -> None:
+        """What rulec_lanes needs to run the lanes: the VM's run_lanes and
+        the node slots' lane registers."""
+        lanes.run, lanes.node = self.run, self.registers.node
 
     def examples(self, patterns: np.ndarray, train: bool) -> list[tuple[str | None, np.ndarray]]:
         """Lane s runs the examples patterns[s] (one row per lane), training
@@ -507,4 +514,119 @@ class Lanes:
         self.registers.save(lane, state)
         state.seed, state.time = int(self.seeds[lane]), int(self.times[lane])
         return state
+
+
+class StateLanes(Lanes):
+    """Lanes for the C kernels, which have no lane registers: each lane is a
+    State of its own, and one rulec_evaluate_lanes call runs them one after
+    another (rulec_lanes.states), each as rulec_evaluate runs it alone. So
+    an evaluation of many seeds is one C call per stage and chunk of
+    epochs, with no Python per seed in between, and every Result is bit for
+    bit the one run_epochs gives. The interface is Lanes' (start, epochs,
+    examples, state, release); node_slot reads every lane's state."""
+
+    def __init__(self, rule: Rule, task, topology, protocol, budget: int,
+                 params: dict | None, seeds, rng_seeds=None) -> None:
+        runner = rule.runner
+        if not getattr(runner, "lane_states", False) or not 1 <= len(seeds) <= runner.lanes:
+            raise RulecValueError(f"the {rule.backend!r} backend runs 1 to {runner.lanes} "
+                                  f"seeds in one call, not {len(seeds)}")
+        ffi, lib = self.ffi, self.lib = library()
+        self.rule, self.task, self.topology, self.protocol = rule, task, topology, protocol
+        self.params = params
+        self.n = n = len(seeds)
+        self.seed_list = [int(s) for s in seeds]
+        self.registers = None
+        self.keep = []
+        self._structs = {}
+        p = rule.program
+        labels = list(p.block_labels)
+        self.phases = schedule_of(protocol, budget)
+        self._held = _lane_states(rule, topology.graph, n, ffi)
+        _, self.lane_states, self.structs, _ = self._held
+        blocks = runner.driver_blocks(self.lane_states[0], labels)
+        e = self.e = _evaluation(ffi, lib, rule, task, topology, protocol, self.phases,
+                                 labels, self.keep)
+        self.keep.append(blocks)
+        self.keep.append(kernels := ffi.new("rulec_kernel[]", blocks.kernels))
+        e.vm, e.kernels = ffi.NULL, kernels
+        if blocks.kernel_writes is not None:
+            self.keep.append(writes := ffi.from_buffer("uint8_t[]", blocks.kernel_writes))
+            e.kernel_writes = writes
+        self.graph = graph_view(topology.graph, blocks.graph_needs).struct
+        self.param_array = ParamArray(ffi, p)(rule.param_values(params))
+        self.seeds = np.array(self.seed_list if rng_seeds is None else
+                              [int(seed) for seed in rng_seeds], dtype=np.uint64)
+        self.times = np.zeros(n, dtype=np.uint64)
+
+    def release(self) -> None:
+        """Give the lanes' states back (for the next evaluation to reuse)."""
+        held, self._held = getattr(self, "_held", None), None
+        if held is not None:
+            held[3].release()
+
+    def start(self, states=None) -> None:
+        """Every lane as evaluation.fresh_state leaves a state (`init` run
+        with the lane's seed); or, where states[s] is a State, a copy of it
+        (its time too)."""
+        from .evaluation import fresh_state
+
+        starts = list(states or ()) + [None] * (self.n - len(states or ()))
+        for lane, (state, start) in enumerate(zip(self.lane_states, starts, strict=True)):
+            if start is None:
+                fresh_state(self.rule, self.topology, self.protocol, int(self.seeds[lane]),
+                            self.params, into=state)
+            else:
+                state.restore(start)
+            self.times[lane] = state.time
+
+    def _lane_fields(self, lanes) -> None:
+        lanes.run, lanes.node, lanes.states = self.ffi.NULL, self.ffi.NULL, self.structs
+
+    def node_slot(self, name: str) -> np.ndarray:
+        if name not in self.rule.program.node_slots:
+            raise RulecValueError(f"rule {self.rule.name!r} has no node slot {name!r}")
+        return np.stack([state.node[name] for state in self.lane_states], axis=1)
+
+    def state(self, lane: int):
+        state = self.lane_states[lane].copy()
+        state.seed, state.time = int(self.seeds[lane]), int(self.times[lane])
+        return state
+
+
+def _lane_states(rule: Rule, graph, n: int, ffi) -> tuple:
+    """(graph, states, their rulec_state pointers, lock): n states of `rule`
+    on `graph` for StateLanes, the lock taken (release it when done); kept
+    per rule for the last few graphs and lane counts, as the VM keeps its
+    lane registers (a search evaluates every rule on the same seeds)."""
+    key = (id(graph), n)
+    with _LANE_STATES_LOCK:
+        per_rule = rule.__dict__.setdefault("_rulec_lane_states", {})
+        found = per_rule.get(key)
+        if found is None or found[0] is not graph:
+            if len(per_rule) >= 4:
+                del per_rule[next(iter(per_rule))]
+            found = per_rule[key] = _new_lane_states(rule, graph, n, ffi)
+    if not found[3].acquire(blocking=False):  # another thread's: a set of its own
+        found = _new_lane_states(rule, graph, n, ffi)
+        found[3].acquire()
+    return found
+
+
+def _new_lane_states(rule: Rule, graph, n: int, ffi) -> tuple:
+    states = [rule.state(graph) for _ in range(n)]
+    structs = ffi.new("rulec_state *[]", [state_view(state, rule.program).struct
+                                          for state in states])
+    return graph, states, structs, threading.Lock()
+
+
+_LANE_STATES_LOCK = threading.Lock()
+
+
+def lanes_for(rule: Rule, *args, **kwargs) -> Lanes:
+    """Lanes of `rule`'s backend: the VM's lane registers, or the C kernels'
+    states one after another (StateLanes)."""
+    if getattr(rule.runner, "lane_states", False):
+        return StateLanes(rule, *args, **kwargs)
+    return Lanes(rule, *args, **kwargs)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..api import NonFiniteError, Rule, non_finite_error
 from ..errors import RulecValueError
-from .driver import Lanes, run_epochs, schedule_of
+from .driver import lanes_for, run_epochs, schedule_of
 from .protocols import Phase, Protocol
 from .results import Result, confirm_orders, orders, score, score_orders
 from .tasks import Task
@@ -232,7 +232,7 @@ def _evaluate_lanes(rule, task, topology, protocol, epochs, seeds, budget, param
     """_evaluate on each seed, as lanes of one C driver call per stage:
     training, retention (lanes that reached the goal) and confirmation."""
     began = time.perf_counter()
-    lanes = Lanes(rule, task, topology, protocol, budget, params, seeds,
+    lanes = lanes_for(rule, task, topology, protocol, budget, params, seeds,
                   [s.seed if s is not None else seed for s, seed in zip(starts, seeds,
                                                                         strict=True)])
     try:

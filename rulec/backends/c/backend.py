@@ -15,6 +15,10 @@ class CBackend(Backend):
     batched = True
     drives_protocol = True
     threaded = True
+    # seeds in one C driver call: a state per seed, run one after another
+    # (learning.driver.StateLanes; the kernels have no lane registers)
+    lanes = 64
+    lane_states = True
 
     def __init__(self, program, source: str | None = None, prebuilt=None) -> None:
         super().__init__(program, source)
