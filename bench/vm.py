@@ -17,8 +17,9 @@
    rules per second with the VM and with gcc, the compile included.
 4. Full-budget XOR evaluations per CPU-second (100 epochs, no early stop): the
    C protocol driver on the VM and on gcc kernels, against the Python
-   protocol driver (engine='python') on the same rule, and the VM with 8,
-   32 and 64 seeds side by side as lanes (learning.evaluate_seeds).
+   protocol driver (engine='python') on the same rule, the VM with 8,
+   32 and 64 seeds side by side as lanes, and the C kernels with 64 seeds
+   in one call (learning.evaluate_seeds).
 
 --direct-stores: the example rules translated with and without the pass
 that stores a slot straight into its register (docs/vm.md), their
@@ -314,16 +315,19 @@ def main() -> None:
                 count += 1
             rate = count / (time.process_time() - cpu)
             line.append(f"{backend}+{engine} driver {rate:8.1f}")
-        # the same evaluations, seeds side by side as lanes of the VM
-        compiled = rulec.compile(text, backend="vm")
-        for lanes in LANES:
-            count = 0
-            start, cpu = time.perf_counter(), time.process_time()
-            while time.perf_counter() - start < seconds:
-                tasks.evaluate_seeds(compiled, task, topology, protocol, epochs=100,
-                                     seeds=range(count, count + lanes), stop_at=None)
-                count += lanes
-            line.append(f"vm lanes x{lanes} {count / (time.process_time() - cpu):8.1f}")
+        # the same evaluations, seeds side by side as lanes of the VM, and 64
+        # seeds in one call on the C kernels (a state each, one after another)
+        for backend, widths in (("vm", LANES), ("c", (64,))):
+            compiled = rulec.compile(text, backend=backend)
+            for lanes in widths:
+                count = 0
+                start, cpu = time.perf_counter(), time.process_time()
+                while time.perf_counter() - start < seconds:
+                    tasks.evaluate_seeds(compiled, task, topology, protocol, epochs=100,
+                                         seeds=range(count, count + lanes), stop_at=None)
+                    count += lanes
+                line.append(f"{backend} lanes x{lanes} "
+                            f"{count / (time.process_time() - cpu):8.1f}")
         print(f"  {name}: {result.steps} steps; " + ", ".join(line))
 
 

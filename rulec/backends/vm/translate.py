@@ -523,15 +523,21 @@ _SPECIAL = {_SKIP, _PROPOSE, *_KEEPS_D, *_NOT_REGISTER_A}
 
 def _direct_stores(code: list, pending: dict[int, int]) -> list:
     """`code` with the pending register of a node or edge slot left out
-    where it is not needed: when a slot's only write is one unmasked store
-    outside any branch, and nothing after that store reads the slot, the
-    store can go into the slot itself, and the two copies around the step
-    (slot to pending at its start, where _without_dead_stores left it, and
-    pending to slot at its end) go. Reads before the store still see the
-    block-start values, as the synchronous
-    semantics asks; each removed copy was a pass over the slot's array.
+    where it is not needed: when a slot's pending register is written only
+    by stores (after the copy of the slot into it at the step's start), read
+    by nothing else, and nothing after the first store reads the slot, the
+    stores can go into the slot itself, and the two copies around the step
+    (slot to pending at its start and pending to slot at its end) go. Reads
+    before the first store still see the block-start values, as the
+    synchronous semantics asks; each removed copy was a pass over the
+    slot's array. A masked store, or one in a branch, leaves the elements
+    it does not write as they were: in the slot, the block-start values, as
+    the pending register held them. Where _without_dead_stores dropped the
+    start copy (one store overwrites the whole register first), that store
+    is the only one and is neither masked nor in a branch.
     (The lanes VM keeps a frozen lane's slots out of such a store, as it
-    does for the copies.)
+    does for the copies; Program.tiled() gives a store into a slot another
+    tile reads a pending register again.)
     `pending`: slot register -> its pending register."""
     if not pending:
         return code
@@ -545,26 +551,27 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
     drop, retarget = set(), {}
     for slot, pend in pending.items():
         written = writers.get(pend, [])
-        if len(written) == 1:  # the copy at the start went as a dead store
-            first, store = None, written[0]
-        elif len(written) == 2 and code[written[0]][:3:2] == (_COPY, slot):
-            first, store = written
-        else:
-            continue
-        if code[store][0] != _STORE or code[store][3] >= 0 or covered[store]:
+        if written and code[written[0]][:3:2] == (_COPY, slot):
+            first, stores = written[0], written[1:]
+        else:  # the copy at the start went as a dead store
+            first, stores = None, written
+            if len(stores) != 1 or code[stores[0]][3] >= 0 or covered[stores[0]]:
+                continue
+        if not stores or any(code[i][0] != _STORE for i in stores):
             continue
         last = writers.get(slot, [])  # the copy back from pending, and nothing else
-        if len(last) != 1 or last[0] < store or code[last[0]][:3] != (_COPY, slot, pend):
+        if len(last) != 1 or last[0] < stores[-1] or code[last[0]][:3] != (_COPY, slot, pend):
             continue
-        if any(i not in (store, last[0]) for i in readers.get(pend, ())):
+        if any(i not in stores and i != last[0] for i in readers.get(pend, ())):
             continue
-        if any(i > store for i in readers.get(slot, ())):
+        if any(i > stores[0] for i in readers.get(slot, ())):
             continue
         drop.update((first, last[0]) if first is not None else (last[0],))
-        if code[store][2] == slot:  # `x = x`: nothing to store
-            drop.add(store)
-        else:
-            retarget[store] = slot
+        for store in stores:
+            if code[store][2] == slot:  # `x = x`: nothing to store
+                drop.add(store)
+            else:
+                retarget[store] = slot
     if not drop:
         return code
     return _kept(code, [i not in drop for i in range(len(code))], retarget)
@@ -774,12 +781,21 @@ def _tiled(step: list, registers: Registers) -> tuple[list, int]:
     across = {r for ins in step for r in _read_across(ins)}
     if any(source[r][0] != "slot" for r in across):
         return step, -1  # never made by the translator; untiled is always right
-    out, tail = list(step), []
+    out, head, tail = list(step), [], []
+    covered = _covered(step)
+    stores: dict[int, list[int]] = {}  # a slot read across -> the stores straight into it
     for index, ins in enumerate(step):
-        if ins[0] == _STORE and ins[1] in across:  # a store straight into a slot
-            pending = registers.new(domain[ins[1]])
-            out[index] = (_STORE, pending, *ins[2:])
-            tail.append((_COPY, ins[1], pending, -1, -1))
+        if ins[0] == _STORE and ins[1] in across:
+            stores.setdefault(ins[1], []).append(index)
+    for slot, indexes in stores.items():
+        pending = registers.new(domain[slot])
+        for index in indexes:
+            out[index] = (_STORE, pending, *step[index][2:])
+        if len(indexes) > 1 or any(step[i][3] >= 0 or covered[i] for i in indexes):
+            head.append((_COPY, pending, slot, -1, -1))  # the elements no store writes
+        tail.append((_COPY, slot, pending, -1, -1))
+    if head:  # skips count instructions, and none skips past the step's start
+        out = head + out
     out += tail
     epilogue = 0
     for ins in reversed(out):
