@@ -26,10 +26,11 @@ from ..errors import RulecValueError
 from .native import library
 from .results import Result, confirm_orders, orders, score_orders
 
-__all__ = ["Lanes", "StateLanes", "lanes_for", "library", "run_epochs"]
+__all__ = ["Lanes", "StateLanes", "fresh_state", "lanes_for", "library", "run_epochs"]
 
 EPOCH_SECONDS = 0.1  # a chunk of epochs per call grows until a call takes this long
 CHUNK_GROWTH = 64  # the most a chunk grows by from one call to the next
+LANE_CHUNK = 64  # the epochs of the lanes' first call (then as next_chunk says)
 
 
 def next_chunk(chunk: int, seconds: float) -> int:
@@ -43,7 +44,29 @@ def next_chunk(chunk: int, seconds: float) -> int:
         return chunk
     fill = int(chunk * EPOCH_SECONDS / 2 / seconds) if seconds > 0 else chunk * CHUNK_GROWTH
     return min(chunk * CHUNK_GROWTH, max(2 * chunk, fill))
-LANE_CHUNK = 64  # the epochs of the lanes' first call (then as EPOCH_SECONDS says)
+
+
+def fresh_state(rule: Rule, topology, protocol, seed: int,
+                params: dict | None = None, into=None):
+    """A state of `rule` on the topology's graph as an evaluation starts it:
+    the protocol's input flag raised on the input nodes and its output flag
+    on the output nodes, then `init` run with `seed`. With `into` (a state
+    of the rule on that graph), that state is reset to it in place: what a
+    backend made for it (the VM's registers) is kept."""
+    if into is None:
+        state = rule.state(topology.graph)
+    else:
+        state = into
+        for _, _, array in state.slots():
+            array[...] = 0.0
+        state.time = 0
+    if protocol.input_flag:
+        state.node[protocol.input_flag][topology.inputs] = 1.0
+    if getattr(protocol, "output_flag", None):
+        state.node[protocol.output_flag][topology.outputs] = 1.0
+    rule.init(state, seed=seed, params=params)
+    return state
+
 
 def _codes(lib) -> dict[str, dict]:
     """The phase codes of rulec_driver.h, by the names protocols use."""
@@ -145,6 +168,16 @@ def _evaluation(ffi, lib, rule: Rule, task, topology, protocol, phases, labels, 
     return e
 
 
+def _kernels(ffi, e, blocks, keep: list) -> None:
+    """The C kernels of `blocks` (DriverBlocks) into the evaluation `e`,
+    with the slots each block writes (`keep` holds what C reads)."""
+    keep.append(kernels := ffi.new("rulec_kernel[]", blocks.kernels))
+    e.vm, e.kernels = ffi.NULL, kernels
+    if blocks.kernel_writes is not None:
+        keep.append(writes := ffi.from_buffer("uint8_t[]", blocks.kernel_writes))
+        e.kernel_writes = writes
+
+
 def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: int,
                budget: int, params: dict | None, stop_at: float | None,
                on_epoch=None, hold: int = 1, first_epoch: int = 0) -> Result:
@@ -177,12 +210,7 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
         e.vm, e.vm_run = vm, ffi.cast("rulec_vm_run_fn", blocks.vm_run)
         e.kernels = ffi.NULL
     else:
-        kernels = ffi.new("rulec_kernel[]", blocks.kernels)
-        e.vm, e.kernels = ffi.NULL, kernels
-        if blocks.kernel_writes is not None:
-            writes = ffi.from_buffer("uint8_t[]", blocks.kernel_writes)
-            keep.append(writes)
-            e.kernel_writes = writes
+        _kernels(ffi, e, blocks, keep)
     view = state_view(state, p)
     struct = view.struct
     struct.time, struct.seed = state.time, state.seed
@@ -274,38 +302,48 @@ class Lanes:
 
     def __init__(self, rule: Rule, task, topology, protocol, budget: int,
                  params: dict | None, seeds, rng_seeds=None) -> None:
+        labels = self._fields(rule, task, topology, protocol, budget, params, seeds,
+                              rng_seeds, "side by side")
+        ffi = self.ffi
+        self.registers, run, needs = rule.runner.lane_blocks(topology.graph, self.n)
+        self._init = None  # start()'s arguments to the init block's run
+        try:
+            self.run = ffi.cast("rulec_vm_run_lanes_fn", run)
+            self.keep.append(vm := ffi.new("rulec_vm_block *[]",
+                                           [self.registers.blocks[label] for label in labels]))
+            self.e.vm, self.e.kernels = vm, ffi.NULL
+            self.graph = graph_view(topology.graph, needs).struct
+        except BaseException:
+            self.release()
+            raise
+
+    def _fields(self, rule: Rule, task, topology, protocol, budget: int, params: dict | None,
+                seeds, rng_seeds, how: str) -> list[str]:
+        """What every kind of lanes holds (the evaluation, params, each lane's
+        seed and time); returns the rule's block labels."""
         runner = rule.runner
-        if not runner.lanes or not 1 <= len(seeds) <= runner.lanes:
+        kind = runner.lane_states if isinstance(self, StateLanes) else not runner.lane_states
+        if not runner.lanes or not kind or not 1 <= len(seeds) <= runner.lanes:
             raise RulecValueError(f"the {rule.backend!r} backend runs 1 to {runner.lanes} "
-                                  f"seeds side by side, not {len(seeds)}")
+                                  f"seeds {how}, not {len(seeds)}")
         ffi, lib = self.ffi, self.lib = library()
         self.rule, self.task, self.topology, self.protocol = rule, task, topology, protocol
         self.params = params
         self.n = n = len(seeds)
         self.seed_list = [int(s) for s in seeds]
-        self.registers, run, needs = runner.lane_blocks(topology.graph, n)
         self.keep = []
         self._structs: dict[int, tuple] = {}
-        self._init = None  # start()'s arguments to the init block's run
-        try:
-            self.run = ffi.cast("rulec_vm_run_lanes_fn", run)
-            p = rule.program
-            labels = list(p.block_labels)
-            self.phases = schedule_of(protocol, budget)
-            e = self.e = _evaluation(ffi, lib, rule, task, topology, protocol, self.phases,
-                                     labels, self.keep)
-            self.keep.append(vm := ffi.new("rulec_vm_block *[]",
-                                           [self.registers.blocks[label] for label in labels]))
-            e.vm, e.kernels = vm, ffi.NULL
-            self.graph = graph_view(topology.graph, needs).struct
-            self.param_array = ParamArray(ffi, p)(rule.param_values(params))
-            # each lane's state's seed (its random draws); `seeds` pick the orders
-            self.seeds = np.array(self.seed_list if rng_seeds is None else
-                                  [int(seed) for seed in rng_seeds], dtype=np.uint64)
-            self.times = np.zeros(n, dtype=np.uint64)
-        except BaseException:
-            self.release()
-            raise
+        p = rule.program
+        labels = list(p.block_labels)
+        self.phases = schedule_of(protocol, budget)
+        self.e = _evaluation(ffi, lib, rule, task, topology, protocol, self.phases, labels,
+                             self.keep)
+        self.param_array = ParamArray(ffi, p)(rule.param_values(params))
+        # each lane's state's seed (its random draws); `seeds` pick the orders
+        self.seeds = np.array(self.seed_list if rng_seeds is None else
+                              [int(seed) for seed in rng_seeds], dtype=np.uint64)
+        self.times = np.zeros(n, dtype=np.uint64)
+        return labels
 
     def release(self) -> None:
         """Give the lane registers back (for the next evaluation to reuse)."""
@@ -314,7 +352,7 @@ class Lanes:
             registers.lock.release()
 
     def start(self, states=None) -> None:
-        """Every lane as evaluation.fresh_state leaves a state: slots zero,
+        """Every lane as fresh_state leaves a state: slots zero,
         the protocol's flags raised, `init` run with the lane's seed; or,
         where states[s] is a State, lane s a copy of it (its time too)."""
         registers, topology, protocol = self.registers, self.topology, self.protocol
@@ -527,37 +565,19 @@ class StateLanes(Lanes):
 
     def __init__(self, rule: Rule, task, topology, protocol, budget: int,
                  params: dict | None, seeds, rng_seeds=None) -> None:
-        runner = rule.runner
-        if not getattr(runner, "lane_states", False) or not 1 <= len(seeds) <= runner.lanes:
-            raise RulecValueError(f"the {rule.backend!r} backend runs 1 to {runner.lanes} "
-                                  f"seeds in one call, not {len(seeds)}")
-        ffi, lib = self.ffi, self.lib = library()
-        self.rule, self.task, self.topology, self.protocol = rule, task, topology, protocol
-        self.params = params
-        self.n = n = len(seeds)
-        self.seed_list = [int(s) for s in seeds]
+        labels = self._fields(rule, task, topology, protocol, budget, params, seeds,
+                              rng_seeds, "in one call")
         self.registers = None
-        self.keep = []
-        self._structs = {}
-        p = rule.program
-        labels = list(p.block_labels)
-        self.phases = schedule_of(protocol, budget)
-        self._held = _lane_states(rule, topology.graph, n, ffi)
-        _, self.lane_states, self.structs, _ = self._held
-        blocks = runner.driver_blocks(self.lane_states[0], labels)
-        e = self.e = _evaluation(ffi, lib, rule, task, topology, protocol, self.phases,
-                                 labels, self.keep)
-        self.keep.append(blocks)
-        self.keep.append(kernels := ffi.new("rulec_kernel[]", blocks.kernels))
-        e.vm, e.kernels = ffi.NULL, kernels
-        if blocks.kernel_writes is not None:
-            self.keep.append(writes := ffi.from_buffer("uint8_t[]", blocks.kernel_writes))
-            e.kernel_writes = writes
-        self.graph = graph_view(topology.graph, blocks.graph_needs).struct
-        self.param_array = ParamArray(ffi, p)(rule.param_values(params))
-        self.seeds = np.array(self.seed_list if rng_seeds is None else
-                              [int(seed) for seed in rng_seeds], dtype=np.uint64)
-        self.times = np.zeros(n, dtype=np.uint64)
+        self._held = _lane_states(rule, topology.graph, self.n, self.ffi)
+        try:
+            _, self.lane_states, self.structs, _ = self._held
+            blocks = rule.runner.driver_blocks(self.lane_states[0], labels)
+            self.keep.append(blocks)
+            _kernels(self.ffi, self.e, blocks, self.keep)
+            self.graph = graph_view(topology.graph, blocks.graph_needs).struct
+        except BaseException:
+            self.release()
+            raise
 
     def release(self) -> None:
         """Give the lanes' states back (for the next evaluation to reuse)."""
@@ -566,11 +586,9 @@ class StateLanes(Lanes):
             held[3].release()
 
     def start(self, states=None) -> None:
-        """Every lane as evaluation.fresh_state leaves a state (`init` run
+        """Every lane as fresh_state leaves a state (`init` run
         with the lane's seed); or, where states[s] is a State, a copy of it
         (its time too)."""
-        from .evaluation import fresh_state
-
         starts = list(states or ()) + [None] * (self.n - len(states or ()))
         for lane, (state, start) in enumerate(zip(self.lane_states, starts, strict=True)):
             if start is None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..api import NonFiniteError, Rule, non_finite_error
 from ..errors import RulecValueError
-from .driver import lanes_for, run_epochs, schedule_of
+from .driver import fresh_state, lanes_for, run_epochs, schedule_of
 from .protocols import Phase, Protocol
 from .results import Result, confirm_orders, orders, score, score_orders
 from .tasks import Task
@@ -109,28 +109,6 @@ class Episode:
         self.steps += phase.steps
         raise EpisodeFailed(f"budget of {phase.steps} steps exhausted waiting for "
                             f"{phase.waits_for()}")
-
-
-def fresh_state(rule: Rule, topology: Topology, protocol, seed: int,
-                params: dict | None = None, into=None):
-    """A state of `rule` on the topology's graph as an evaluation starts it:
-    the protocol's input flag raised on the input nodes and its output flag
-    on the output nodes, then `init` run with `seed`. With `into` (a state
-    of the rule on that graph), that state is reset to it in place: what a
-    backend made for it (the VM's registers) is kept."""
-    if into is None:
-        state = rule.state(topology.graph)
-    else:
-        state = into
-        for _, _, array in state.slots():
-            array[...] = 0.0
-        state.time = 0
-    if protocol.input_flag:
-        state.node[protocol.input_flag][topology.inputs] = 1.0
-    if getattr(protocol, "output_flag", None):
-        state.node[protocol.output_flag][topology.outputs] = 1.0
-    rule.init(state, seed=seed, params=params)
-    return state
 
 
 def evaluate(rule: Rule, task: Task, topology: Topology, protocol=None,
