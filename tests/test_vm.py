@@ -257,15 +257,16 @@ def test_lane_width_counts_the_temporaries_that_share_storage():
                                    graphs.erdos_renyi(300, 0.03, seed=4)],
                          ids=["7 nodes", "300 nodes"])
 def test_fused_operands_hoisting_and_dead_stores_give_the_same_bits(graph):
-    """Operands read through an index, invariants computed in the prologue
-    and overwritten stores left out change no bit of any slot after init and
-    three steps of every block, on the examples and random rules; and they
-    do apply (fewer instructions, fused operands of every kind). Without
+    """Operands read through an index, invariants computed in the prologue,
+    overwritten stores left out and sums that compute the values they add
+    change no bit of any slot after init and three steps of every block, on
+    the examples and random rules; and they do apply (fewer instructions,
+    fused operands of every kind, fused sums). Without
     them is the quick translation (optimize=False) a search screens with,
     so this is also what makes its screening verdicts those of the
     optimized code."""
     from rulec.backends.vm.backend import VMBackend
-    from rulec.backends.vm.translate import MODE_NAMES, OPERAND_BITS, OPERAND_SHIFT
+    from rulec.backends.vm.translate import MODE_NAMES, OPCODES, OPERAND_BITS, OPERAND_SHIFT
 
     cases = _share_cases()
     programs = [source if not isinstance(source, str) else
@@ -273,19 +274,22 @@ def test_fused_operands_hoisting_and_dead_stores_give_the_same_bits(graph):
     passes = [rulec.Rule(program, "vm") for program in programs]
     plain = [rulec.Rule(program, "vm", native=VMBackend(program, optimize=False))
              for program in programs]
-    modes, fewer = set(), 0
+    modes, fewer, reduced = set(), 0, 0
     for (name, _), a, b in zip(cases, passes, plain, strict=True):
         for x, y in zip(_states_after_every_block(a, graph, seed=7),
                         _states_after_every_block(b, graph, seed=7), strict=True):
             assert np.array_equal(x.view(np.uint32), y.view(np.uint32)), name
         vm = a.runner.blocks.vm
         fewer += vm.instructions < b.runner.blocks.vm.instructions
+        reduced += any(ins[0] & 255 == OPCODES["red_sum_of"]
+                       for code in vm.blocks.values() for ins in code.step)
         for code in vm.blocks.values():
             for word, *_ in (*code.prologue, *code.step):
                 modes.update(MODE_NAMES[(word >> (OPERAND_SHIFT + OPERAND_BITS * k)) & 7]
                              for k in range(3))
     assert modes == set(MODE_NAMES)
     assert fewer >= len(cases) // 2
+    assert reduced >= 5  # sums that compute what they add
 
 
 def _code(*names_and_operands):
@@ -330,6 +334,45 @@ def test_an_operand_is_fused_only_where_its_gather_still_holds():
     prologue, step = _fused(_code(("gather_nbr", 1, 0)), _code(("add", 2, 1, 3), ("copy", 0, 4)),
                             regs, None)
     assert step[0] == (add, 2, 1, 3, -1)
+
+
+def test_a_sum_computes_the_values_it_adds_only_where_that_is_sound():
+    """A sum over a node's half-edges of a temporary one unary or binary
+    elementwise instruction wrote for it alone computes each value where it
+    adds it (red_sum_of; the op and the operands' modes in the word) and
+    the temporary goes; not where something else reads the temporary, an
+    operand is written in between, the two are in different branch bodies,
+    or the op takes three operands; and not for counts."""
+    from rulec.backends.vm.translate import (
+        NBR,
+        OPCODES,
+        OPERAND_SHIFT,
+        REDUCED_SHIFT,
+        _fused_reductions,
+    )
+
+    N, H = 0, 1
+    regs = _registers((N, ("slot", "node", 0)), (H, ("slot", "edge", 0)), (H, ("temp",)),
+                      (N, ("temp",)), (H, ("builtin", "incoming")), (N, ("temp",)),
+                      (H, ("temp",)))
+    mul = OPCODES["mul"] | NBR << OPERAND_SHIFT + 3  # w * x[nbr]
+    step = [(mul, 2, 1, 0, -1), *_code(("red_sum", 3, 2, 4))]
+    got = _fused_reductions(step, regs)
+    assert got == [(OPCODES["red_sum_of"] | NBR << OPERAND_SHIFT + 3
+                    | OPCODES["mul"] << REDUCED_SHIFT, 3, 1, 0, 4)]
+    unary = _fused_reductions(_code(("abs", 2, 1), ("red_sum", 3, 2, -1)), regs)
+    assert unary == [(OPCODES["red_sum_of"] | OPCODES["abs"] << REDUCED_SHIFT, 3, 1, -1, -1)]
+    for name, code in [
+            ("read again", [(mul, 2, 1, 0, -1), *_code(("red_sum", 3, 2, 4), ("copy", 6, 2))]),
+            ("operand written between", [(mul, 2, 1, 0, -1),
+                                         *_code(("copy", 0, 5), ("red_sum", 3, 2, 4))]),
+            ("op in a branch", [*_code(("skip_if_none", -1, 5, 1)), (mul, 2, 1, 0, -1),
+                                *_code(("red_sum", 3, 2, 4))]),
+            ("three operands", _code(("select", 2, 1, 1, 1), ("red_sum", 3, 2, 4))),
+            ("a count", [(mul, 2, 1, 0, -1), *_code(("red_count", 3, 2, -1))])]:
+        assert _fused_reductions(code, regs) == code, name
+    both = [*_code(("skip_if_none", -1, 5, 2)), (mul, 2, 1, 0, -1), *_code(("red_sum", 3, 2, 4))]
+    assert _fused_reductions(both, regs)[0] == _code(("skip_if_none", -1, 5, 1))[0]
 
 
 def test_only_invariants_move_to_the_prologue():

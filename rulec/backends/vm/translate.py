@@ -64,6 +64,8 @@ CONTROL = (
     "positive",    # d[i] = a[i] > 0 ? 1 : 0
     "andnot",      # d[i] = a[i] > 0 && !(b[i] > 0) ? 1 : 0
     "skip_if_none",  # a: an N mask; if no node is selected, skip the next b instructions
+    "red_sum_of",  # d (N): red_sum of elementwise op (word >> REDUCED_SHIFT) of a, b (their
+                   # modes as a fused op's), masked by c or -1: no half-edge register between
 )
 
 OPCODES: dict[str, int] = {name: i for i, name in enumerate(CONTROL + ELEMENTWISE)}
@@ -77,6 +79,8 @@ OWN, NBR, OWNER, SCALAR, REV, EID = range(6)
 #: X[h], X[nbr[h]], X[owner of h], X[0], X[rev[h]], X[eid[h]]
 OPERAND_SHIFT, OPERAND_BITS = 8, 3
 MODE_NAMES = ("", "nbr", "owner", "0", "rev", "eid")
+#: red_sum_of's word: its elementwise op from this bit on (after the modes)
+REDUCED_SHIFT = OPERAND_SHIFT + 3 * OPERAND_BITS
 
 
 @dataclass
@@ -261,6 +265,7 @@ class _Translator:
         before = code.prologue, code.step
         code.prologue, code.step = _fused(code.prologue, code.step, self.r,
                                           lambda value: self.const(value, NODE))
+        code.step = _fused_reductions(code.step, self.r)
         if code.step is not before[1] or code.prologue is not before[0]:  # dead gathers
             code.prologue, code.step = _without_dead_code(code.prologue, code.step, kept)
         return code
@@ -749,6 +754,65 @@ _GATHERS = {OPCODES["gather_nbr"], OPCODES["gather_rev"], OPCODES["gather_eid"]}
 _ACROSS = (NBR, REV, EID)  # modes that read another element than the owner's
 
 
+#: a reduction -> the same reduction of an elementwise op's values. Not
+#: counts: a count of `1 - nbr.ready` fused so ran 1.15x slower on 50 nodes
+#: (rows of ~10 half-edges: a short gathering loop per node, where the op
+#: alone is one long vectorized loop) and gained little elsewhere
+_REDUCED_OF = {OPCODES["red_sum"]: OPCODES["red_sum_of"]}
+
+
+def _innermost(code: list) -> list[tuple[int, int] | None]:
+    """For each instruction of `code`, the innermost branch body it is in
+    (first, last), or None."""
+    body: list[tuple[int, int] | None] = [None] * len(code)
+    for first, last in _bodies(code):  # an inner body comes after its outer one
+        body[first:last + 1] = [(first, last)] * (last + 1 - first)
+    return body
+
+
+def _fused_reductions(step: list, registers: Registers) -> list:
+    """`step` with each sum over a node's half-edges of a temporary that one
+    elementwise instruction (unary or binary, its operands fused or not)
+    wrote for it alone computed in the sum (red_sum_of): the value of each
+    half-edge is made where the sum adds it, not written into a register
+    and read back. The same float operations in the same order, so the same
+    bits. Sound where the elementwise instruction and the sum run in the
+    same branch body and nothing writes its operands in between."""
+    source, domain = registers.source, registers.domain
+    readers: dict[int, list[int]] = {}
+    for index, ins in enumerate(step):
+        for r in _reads(*ins) if ins[0] in _SPECIAL else ins[2:]:
+            if r >= 0:
+                readers.setdefault(r, []).append(index)
+    writers = _writers(step)
+    body = None
+    out, keep = list(step), [True] * len(step)
+    for index, (word, d, t, mask, _) in enumerate(step):
+        if word not in _REDUCED_OF or source[t][0] != "temp" or domain[t] != HALF:
+            continue
+        written = writers.get(t, ())
+        if len(written) != 1 or written[0] > index or readers.get(t) != [index]:
+            continue
+        e = written[0]
+        op = step[e][0] & 255
+        if op not in _ELEMENTWISE or _ARITY[op] > 2 or not keep[e]:
+            continue
+        if body is None:
+            body = _innermost(step)
+        if body[e] != body[index]:
+            continue
+        operands = [r for r in step[e][2:2 + _ARITY[op]] if r >= 0]
+        if any(e < i < index for r in operands for i in writers.get(r, ())):
+            continue
+        modes = step[e][0] >> OPERAND_SHIFT  # a's and b's (c's is OWN: arity <= 2)
+        out[index] = (_REDUCED_OF[word] | modes << OPERAND_SHIFT | op << REDUCED_SHIFT, d,
+                      step[e][2], step[e][3] if _ARITY[op] == 2 else -1, mask)
+        keep[e] = False
+    if all(keep):
+        return step
+    return _kept(out, keep)
+
+
 def _modes(word: int) -> tuple[int, int, int]:
     """The operand modes of an op word (OWN for an instruction not fused)."""
     return tuple((word >> (OPERAND_SHIFT + OPERAND_BITS * k)) & 7 for k in range(3))
@@ -887,9 +951,12 @@ def disassemble(vm: Program) -> str:
                 immediate = names[op] in IMMEDIATE_A
                 skip = names[op] == "skip_if_none"
                 fused = [f"[{MODE_NAMES[m]}]" if m else "" for m in _modes(word)]
+                # red_sum_of: the elementwise op whose values it sums
+                summed = f" ({names[(word >> REDUCED_SHIFT) & 255]})" \
+                    if op in _REDUCED_OF.values() else ""
                 operands = [f"r{d}" if d >= 0 else "-",
                             f"#{a}" if immediate else f"r{a}{fused[0]}" if a >= 0 else "-",
                             f"+{b}" if skip else f"r{b}{fused[1]}" if b >= 0 else "-",
                             f"r{c}{fused[2]}" if c >= 0 else "-"]
-                lines.append(f"    {names[op]:<12} {' '.join(operands).rstrip(' -')}")
+                lines.append(f"    {names[op]:<12} {' '.join(operands).rstrip(' -')}{summed}")
     return "\n".join(lines)
