@@ -349,3 +349,22 @@ def test_the_c_kernels_lanes_run_examples_as_each_state_runs_them_alone():
         assert np.array_equal(lanes.node_slot("a")[:, lane].view(np.uint32),
                               state.node["a"].view(np.uint32))
         assert lanes.state(lane).time == state.time
+
+
+@pytest.mark.parametrize("expr", ["nbr.a - w", "w / (1 + square(nbr.a))", "-nbr.a", "abs(w)",
+                                  "(nbr.a - w)[incoming]"])
+def test_lanes_sums_that_compute_what_they_add_give_each_seed_what_it_gives_alone(expr):
+    """The lanes' red_sum_of (a sum computing the values it adds: sub, div,
+    neg, abs, square; masked or not) against one state's, seed by seed."""
+    from rulec.backends.vm.translate import OPCODES
+
+    text = ("node inp, is_in, target, train, a, ready, dready\nedge w\n"
+            "init { w = gauss() }\n"
+            f"update {{\n    a = select(is_in, inp, tanh(sum({expr})))\n"
+            "    ready = 1\n    dready = 1\n"
+            "    w[incoming] -= 0.5 * (a - target) * nbr.a * train\n}\n")
+    rule = rulec.compile(text, backend="vm")
+    assert any(ins[0] & 255 == OPCODES["red_sum_of"]
+               for ins in rule.runner.blocks.vm.blocks["update"].step)
+    compare(rule, L.TASKS["or"], L.layered([2, 3, 1]), L.Protocol(), list(range(8)), expr,
+            epochs=12, hold=2, keep_state=True)

@@ -29,6 +29,7 @@ from .translate import (
     OPERAND_SHIFT,
     REV,
     SCALAR,
+    SUMMED_OPS,
     Program,
     _modes,
     _read_across,
@@ -67,6 +68,7 @@ def source() -> str:
         elementwise.append({
             "name": name, "code": OPCODES[name], "arity": op.arity,
             "commutative": name in COMMUTATIVE,
+            "summed": name in SUMMED_OPS,  # red_sum_of computes it where it adds it
             "c": op.c.format(*(f"{x}[i]" for x in args)),
             "fused": op.c.format(*(f"{x}[i{x.lower()}[i]]" for x in args)),
             # binary ops: only A, or only B, through its index

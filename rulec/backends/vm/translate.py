@@ -759,6 +759,17 @@ _ACROSS = (NBR, REV, EID)  # modes that read another element than the owner's
 #: (rows of ~10 half-edges: a short gathering loop per node, where the op
 #: alone is one long vectorized loop) and gained little elsewhere
 _REDUCED_OF = {OPCODES["red_sum"]: OPCODES["red_sum_of"]}
+#: The ops whose values a sum computes where it adds them: arithmetic
+#: whose operands the compiler cannot swap. Not the commutative ops (add,
+#: mul, min, max): of two NaN operands x86 returns the first's sign and
+#: payload, and the compiler orders a commutative op's operands as it
+#: likes in each loop, so the sum could get another NaN than the op's own
+#: loop gives (tests/test_vm.py's same-bits test caught a sum of products
+#: doing so). Nor exp, tanh, ...: such a sum is bound by the function, not
+#: by the register it saves, and each op summed is two more loop nests in
+#: the VM's C (its build time, once per rulec version).
+SUMMED_OPS = ("sub", "div", "neg", "abs", "square")
+_SUMMED = {OPCODES[name] for name in SUMMED_OPS}
 
 
 def _innermost(code: list) -> list[tuple[int, int] | None]:
@@ -795,7 +806,7 @@ def _fused_reductions(step: list, registers: Registers) -> list:
             continue
         e = written[0]
         op = step[e][0] & 255
-        if op not in _ELEMENTWISE or _ARITY[op] > 2 or not keep[e]:
+        if op not in _SUMMED or not keep[e]:
             continue
         if body is None:
             body = _innermost(step)
