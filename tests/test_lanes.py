@@ -368,3 +368,18 @@ def test_lanes_sums_that_compute_what_they_add_give_each_seed_what_it_gives_alon
                for ins in rule.runner.blocks.vm.blocks["update"].step)
     compare(rule, L.TASKS["or"], L.layered([2, 3, 1]), L.Protocol(), list(range(8)), expr,
             epochs=12, hold=2, keep_state=True)
+
+
+def test_the_c_kernels_run_as_many_seeds_per_call_as_their_states_fit():
+    """64 states of a small graph in one call; on a large graph as many as
+    fit LANE_BYTES (the states are the lanes' memory), at least one."""
+    from rulec import graphs
+
+    rule = rulec.compile(BACKPROP, backend="c")
+    runner = rule.runner
+    assert runner.lane_width(L.layered([2, 4, 1]).graph) == 64
+    big = graphs.erdos_renyi(1 << 14, 16 / (1 << 14), seed=1)
+    state = rule.state(big)
+    per_state = sum(array.nbytes for _, _, array in state.slots())
+    width = runner.lane_width(big)
+    assert 1 <= width < 64 and width * per_state <= runner.LANE_BYTES < (width + 1) * per_state

@@ -19,6 +19,8 @@ class CBackend(Backend):
     # (learning.driver.StateLanes; the kernels have no lane registers)
     lanes = 64
     lane_states = True
+    #: the lanes' states of one call, at most (bytes): as the VM's LANE_BYTES
+    LANE_BYTES = 64 << 20
 
     def __init__(self, program, source: str | None = None, prebuilt=None) -> None:
         super().__init__(program, source)
@@ -30,6 +32,14 @@ class CBackend(Backend):
         """One shared object for every program: one compiler call."""
         natives = pipeline.build(programs, sources)
         return [cls(p, None, prebuilt=n) for p, n in zip(programs, natives, strict=True)]
+
+    def lane_width(self, graph) -> int:
+        """As many seeds per call as their states fit LANE_BYTES: 64 on small
+        graphs, one (one call per seed) on large ones."""
+        p = self.program
+        per_state = 4 * (len(p.node_slots) * graph.n_nodes + len(p.edge_slots)
+                         * graph.n_half_edges + len(p.shared_slots) * graph.n_edges)
+        return max(1, min(self.lanes, self.LANE_BYTES // max(per_state, 1)))
 
     def run(self, label, state, params, steps, threads=1, check_finite=False) -> int:
         return self.native.run(label, state, params, steps, threads, check_finite)
