@@ -76,12 +76,26 @@ def test_canonical_text_drops_dead_writes():
 
 
 def test_the_search_generator_never_emits_dead_writes_and_the_fuzzer_still_does():
+    # _dead_writes_of: found afresh, not the answer without_dead_writes leaves
+    # cached for its own result
     options = Settings().space.options()
     assert options.live_only
-    assert not any(dataflow.dead_writes(rule_tree(SeededSource(f"7:{i}"), options))
+    assert not any(dataflow._dead_writes_of(rule_tree(SeededSource(f"7:{i}"), options))
                    for i in range(300))
     fuzz = [rule_tree(SeededSource(f"7:{i}")) for i in range(300)]
     assert any(dataflow.dead_writes(tree) for tree in fuzz)  # last-write-wins stays tested
+
+
+def test_a_tree_without_its_dead_writes_has_none_left():
+    """Taking every dead write away (exact=False, the search's generator)
+    leaves none: without_dead_writes caches that answer for its result, so
+    the canonical text and the static hurdle do not look again."""
+    trees = [rule_tree(SeededSource(f"8:{i}")) for i in range(300)]
+    assert sum(bool(dataflow._dead_writes_of(tree)) for tree in trees) > 30
+    for tree in trees:
+        live = dataflow.without_dead_writes(tree, exact=False)
+        assert dataflow._dead_writes_of(live) == []
+        assert dataflow.without_dead_writes(live) is live
 
 
 def test_the_influence_graph_follows_lets_conditions_and_filters():
