@@ -546,13 +546,14 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
     `pending`: slot register -> its pending register."""
     if not pending:
         return code
-    covered = _covered(code)
+    covered = None
     writers = _writers(code)
-    readers: dict[int, list[int]] = {}
+    wanted = {*pending, *pending.values()}  # the reads that matter here
+    readers: dict[int, list[int]] = {r: [] for r in wanted}
     for index, ins in enumerate(code):
         for r in _reads(*ins) if ins[0] in _SPECIAL else ins[2:]:
-            if r >= 0:
-                readers.setdefault(r, []).append(index)
+            if r in wanted:
+                readers[r].append(index)
     drop, retarget = set(), {}
     for slot, pend in pending.items():
         written = writers.get(pend, [])
@@ -560,6 +561,8 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
             first, stores = written[0], written[1:]
         else:  # the copy at the start went as a dead store
             first, stores = None, written
+            if covered is None:
+                covered = _covered(code)
             if len(stores) != 1 or code[stores[0]][3] >= 0 or covered[stores[0]]:
                 continue
         if not stores or any(code[i][0] != _STORE for i in stores):
@@ -567,9 +570,9 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
         last = writers.get(slot, [])  # the copy back from pending, and nothing else
         if len(last) != 1 or last[0] < stores[-1] or code[last[0]][:3] != (_COPY, slot, pend):
             continue
-        if any(i not in stores and i != last[0] for i in readers.get(pend, ())):
+        if any(i not in stores and i != last[0] for i in readers[pend]):
             continue
-        if any(i > stores[0] for i in readers.get(slot, ())):
+        if any(i > stores[0] for i in readers[slot]):
             continue
         drop.update((first, last[0]) if first is not None else (last[0],))
         for store in stores:
