@@ -56,6 +56,12 @@ from rulec.generate import Options, SeededSource, rule
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
 LANES = (8, 32, 64)  # seeds side by side in part 4 (learning.evaluate_seeds)
+NAMES = ("hebbian", "diffusion", "oja", "backprop", "flow")  # the examples measured
+
+
+def example_texts() -> dict[str, str]:
+    """The text of each example of NAMES."""
+    return {n: open(os.path.join(EXAMPLES, f"{n}.rule")).read() for n in NAMES}
 
 
 def step_seconds(compiled: rulec.Rule, graph: rulec.Graph, steps: int, repeats: int) -> float:
@@ -88,8 +94,7 @@ def direct_stores(quick: bool) -> None:
     import importlib
 
     module = importlib.import_module("rulec.backends.vm.translate")
-    names = ["hebbian", "diffusion", "oja", "backprop", "flow"]
-    texts = {n: open(os.path.join(EXAMPLES, f"{n}.rule")).read() for n in names}
+    names, texts = NAMES, example_texts()
     new = {n: rulec.compile(texts[n], backend="vm") for n in names}
     kept = module._direct_stores
     module._direct_stores = lambda code, pending: code
@@ -119,7 +124,7 @@ def shared_registers(quick: bool) -> None:
 
     graph = graphs.erdos_renyi(1 << 16, 16 / (1 << 16), seed=1)  # ~2^20 half-edges
     half_edges = graph.n_half_edges
-    names = ["hebbian", "diffusion", "oja", "backprop", "flow"]
+    names = NAMES
     saved = native.SHARE_BYTES
     print(f"{half_edges} half-edges; bytes per half-edge and ms per step, "
           "an array per temporary -> shared (medians of 3 alternated runs)")
@@ -151,8 +156,7 @@ def code_passes(quick: bool) -> None:
     from rulec.backends.vm import native
     from rulec.backends.vm.backend import VMBackend
 
-    names = ["hebbian", "diffusion", "oja", "backprop", "flow"]
-    texts = {n: open(os.path.join(EXAMPLES, f"{n}.rule")).read() for n in names}
+    names, texts = NAMES, example_texts()
     saved = native.TILE_ELEMENTS
     # the quick translation (optimize=False) is the VM's code before the passes
     old = {n: rulec.Rule(p, "vm", native=VMBackend(p, optimize=False))
@@ -220,8 +224,7 @@ def main() -> None:
     print(f"rulec {rulec.__version__}; one thread; times are medians of {repeats} runs\n")
 
     print("1. Step time: VM / gcc kernel (microseconds per step)")
-    names = ["hebbian", "diffusion", "oja", "backprop", "flow"]
-    rules = {n: open(os.path.join(EXAMPLES, f"{n}.rule")).read() for n in names}
+    names, rules = NAMES, example_texts()
     randoms = [r for r in (rule(SeededSource(s), Options(max_depth=3)) for s in range(200))
                if "update" in r.program.block_labels][:20 if args.quick else 40]
     for graph_name, (graph, steps) in graph_set(args.quick).items():

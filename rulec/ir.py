@@ -204,6 +204,13 @@ class Program:
     def block_labels(self) -> tuple[str, ...]:
         return tuple(b.label for b in self.blocks)
 
+    @property
+    def slot_kinds(self) -> tuple[tuple[str, str], ...]:
+        """(kind, name) of every slot, in the state's order: node slots,
+        edge slots, shared slots (the C state's and the VM's registers')."""
+        return (*(("node", n) for n in self.node_slots), *(("edge", n) for n in self.edge_slots),
+                *(("shared", n) for n in self.shared_slots))
+
 
 
 def graph_arrays(program: Program) -> frozenset[str]:
@@ -273,10 +280,7 @@ def written_slots(statements) -> list[tuple[str, str]]:
 def slot_write_mask(program: Program, labels) -> bytes:
     """Per block of `labels`, one byte per slot of the state (node, edge and
     shared slots in order): 1 where the block writes the slot."""
-    order = [(kind, name) for kind, names in (("node", program.node_slots),
-                                              ("edge", program.edge_slots),
-                                              ("shared", program.shared_slots))
-             for name in names]
+    order = program.slot_kinds
     mask = bytearray()
     for label in labels:
         written = set(written_slots(program.block(label).statements))

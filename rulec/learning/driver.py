@@ -300,6 +300,8 @@ class Lanes:
             lanes.release()
     """
 
+    STATES = False  # the backend's lanes: lane registers (its lane_states)
+
     def __init__(self, rule: Rule, task, topology, protocol, budget: int,
                  params: dict | None, seeds, rng_seeds=None) -> None:
         labels = self._fields(rule, task, topology, protocol, budget, params, seeds,
@@ -322,8 +324,8 @@ class Lanes:
         """What every kind of lanes holds (the evaluation, params, each lane's
         seed and time); returns the rule's block labels."""
         runner = rule.runner
-        kind = runner.lane_states if isinstance(self, StateLanes) else not runner.lane_states
-        if not runner.lanes or not kind or not 1 <= len(seeds) <= runner.lanes:
+        if not runner.lanes or runner.lane_states != self.STATES \
+                or not 1 <= len(seeds) <= runner.lanes:
             raise RulecValueError(f"the {rule.backend!r} backend runs 1 to {runner.lanes} "
                                   f"seeds {how}, not {len(seeds)}")
         ffi, lib = self.ffi, self.lib = library()
@@ -563,6 +565,8 @@ class StateLanes(Lanes):
     bit the one run_epochs gives. The interface is Lanes' (start, epochs,
     examples, state, release); node_slot reads every lane's state."""
 
+    STATES = True  # the backend's lanes: states (its lane_states)
+
     def __init__(self, rule: Rule, task, topology, protocol, budget: int,
                  params: dict | None, seeds, rng_seeds=None) -> None:
         labels = self._fields(rule, task, topology, protocol, budget, params, seeds,
@@ -644,7 +648,6 @@ _LANE_STATES_LOCK = threading.Lock()
 def lanes_for(rule: Rule, *args, **kwargs) -> Lanes:
     """Lanes of `rule`'s backend: the VM's lane registers, or the C kernels'
     states one after another (StateLanes)."""
-    if getattr(rule.runner, "lane_states", False):
-        return StateLanes(rule, *args, **kwargs)
-    return Lanes(rule, *args, **kwargs)
+    kind = StateLanes if rule.runner.lane_states else Lanes
+    return kind(rule, *args, **kwargs)
 

@@ -124,7 +124,7 @@ def _code_table(vm: Program, ffi, tiled: bool = False) -> dict:
     key, advance, written, fused, n_epilogue), n_epilogue -1 for a block
     that runs whole."""
     p = vm.program
-    n_slots = len(p.node_slots) + len(p.edge_slots) + len(p.shared_slots)
+    n_slots = len(p.slot_kinds)
     table = {}
     for label, code in vm.blocks.items():
         step, epilogue = code.step, -1
@@ -403,7 +403,7 @@ class _Layout:
         self.temp_offsets = np.array(offsets, dtype=np.uintp) * np.uintp(4)
         self.workspace_floats = max(total, 1)
         self.domains = ffi.new("int32_t[]", domains or [0])
-        self.n_slots = len(p.node_slots) + len(p.edge_slots) + len(p.shared_slots)
+        self.n_slots = len(p.slot_kinds)
         self.code = _code_table(vm, ffi, tiled)
 
 
@@ -461,9 +461,7 @@ class LaneRegisters:
                 builtins = builtins if builtins is not None else _builtins(graph)
                 self.workspace[offsets[i]:offsets[i + 1]] = np.repeat(builtins[src[1]], lanes)
         p = vm.program
-        # the slots' registers, in the state's order: node, edge, shared
-        kinds = [("node", n) for n in p.node_slots] + [("edge", n) for n in p.edge_slots] \
-            + [("shared", n) for n in p.shared_slots]
+        kinds = p.slot_kinds  # the slots' registers come first, in this order
         self.slots = [(kind, name, self.workspace[offsets[i]:offsets[i + 1]].reshape(-1, lanes))
                       for i, (kind, name) in enumerate(kinds)]
         self._slot_floats = self.workspace[:offsets[len(kinds)]]  # every slot, in one view
@@ -497,24 +495,15 @@ class LaneRegisters:
             array[...] = lanes[:, lane]
 
 
-def _per_graph(graph, what: str, make):
-    """make(graph), made once per graph and kept for the last few graphs (a
-    search asks for its graph's once per rule)."""
-    key = (id(graph), what)
-    with _per_graph_lock:
-        found = _PER_GRAPH.get(key)
-    if found is not None and found[0] is graph:
-        return found[1]
-    out = make(graph)
-    with _per_graph_lock:
-        if len(_PER_GRAPH) >= 16:
-            del _PER_GRAPH[next(iter(_PER_GRAPH))]
-        _PER_GRAPH[key] = (graph, out)
-    return out
-
-
-_PER_GRAPH: dict[tuple, tuple] = {}
-_per_graph_lock = threading.Lock()  # not _lock: lane_registers holds that one while it calls
+def _per_graph(graph, what, make):
+    """make(graph), made once per graph and kept with it (a graph is
+    immutable; a search asks for its graph's once per rule), so it goes
+    when the graph does."""
+    kept = graph.__dict__.setdefault("_rulec_vm", {})
+    found = kept.get(what)
+    if found is None:  # two threads may both make it: the same arrays
+        found = kept[what] = make(graph)
+    return found
 
 
 def _builtins(graph) -> dict[str, np.ndarray]:

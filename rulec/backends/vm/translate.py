@@ -548,12 +548,7 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
         return code
     covered = None
     writers = _writers(code)
-    wanted = {*pending, *pending.values()}  # the reads that matter here
-    readers: dict[int, list[int]] = {r: [] for r in wanted}
-    for index, ins in enumerate(code):
-        for r in _reads(*ins) if ins[0] in _SPECIAL else ins[2:]:
-            if r in wanted:
-                readers[r].append(index)
+    readers = _readers(code, {*pending, *pending.values()})
     drop, retarget = set(), {}
     for slot, pend in pending.items():
         written = writers.get(pend, [])
@@ -605,12 +600,32 @@ def _bodies(code: list) -> list[tuple[int, int]]:
     return [(index + 1, index + ins[3]) for index, ins in enumerate(code) if ins[0] == _SKIP]
 
 
+def _innermost(code: list) -> list[tuple[int, int] | None]:
+    """For each instruction of `code`, the innermost branch body it is in
+    (first, last), or None."""
+    body: list[tuple[int, int] | None] = [None] * len(code)
+    for first, last in _bodies(code):  # an inner body comes after its outer one
+        body[first:last + 1] = [(first, last)] * (last + 1 - first)
+    return body
+
+
 def _covered(code: list) -> list[bool]:
     """For each instruction of `code`, whether it is in a branch body."""
-    covered = [False] * len(code)
-    for first, last in _bodies(code):
-        covered[first:last + 1] = [True] * (last + 1 - first)
-    return covered
+    return [body is not None for body in _innermost(code)]
+
+
+def _readers(code: list, wanted=None) -> dict[int, list[int]]:
+    """register -> the instructions that read it, in order (of the
+    registers in `wanted` only, where given: each then has a list)."""
+    out: dict[int, list[int]] = {r: [] for r in wanted} if wanted is not None else {}
+    for index, ins in enumerate(code):
+        for r in _reads(*ins) if ins[0] in _SPECIAL else ins[2:]:
+            if wanted is None:
+                if r >= 0:
+                    out.setdefault(r, []).append(index)
+            elif r in wanted:
+                out[r].append(index)
+    return out
 
 
 def _writers(code: list) -> dict[int, list[int]]:
@@ -775,15 +790,6 @@ SUMMED_OPS = ("sub", "div", "neg", "abs", "square")
 _SUMMED = {OPCODES[name] for name in SUMMED_OPS}
 
 
-def _innermost(code: list) -> list[tuple[int, int] | None]:
-    """For each instruction of `code`, the innermost branch body it is in
-    (first, last), or None."""
-    body: list[tuple[int, int] | None] = [None] * len(code)
-    for first, last in _bodies(code):  # an inner body comes after its outer one
-        body[first:last + 1] = [(first, last)] * (last + 1 - first)
-    return body
-
-
 def _fused_reductions(step: list, registers: Registers) -> list:
     """`step` with each sum over a node's half-edges of a temporary that one
     elementwise instruction (unary or binary, its operands fused or not)
@@ -793,11 +799,7 @@ def _fused_reductions(step: list, registers: Registers) -> list:
     bits. Sound where the elementwise instruction and the sum run in the
     same branch body and nothing writes its operands in between."""
     source, domain = registers.source, registers.domain
-    readers: dict[int, list[int]] = {}
-    for index, ins in enumerate(step):
-        for r in _reads(*ins) if ins[0] in _SPECIAL else ins[2:]:
-            if r >= 0:
-                readers.setdefault(r, []).append(index)
+    readers = _readers(step)
     writers = _writers(step)
     body = None
     out, keep = list(step), [True] * len(step)
@@ -937,16 +939,14 @@ def translate(program: ir.Program, optimize: bool = True) -> Program:
     shared: dict = {}
     translator = _Translator(program, registers, shared, optimize)
     # the slots first, in the state's order: registers 0 .. S-1 (check_finite reads them)
-    for kind, names in (("node", program.node_slots), ("edge", program.edge_slots),
-                        ("shared", program.shared_slots)):
-        for name in names:
-            translator.slot(kind, name)
+    slots = program.slot_kinds
+    for kind, name in slots:
+        translator.slot(kind, name)
     blocks = {}
     for block in program.blocks:
         translator.memo_step = {}
         blocks[block.label] = translator.block(block)
-    slots = len(program.node_slots) + len(program.edge_slots) + len(program.shared_slots)
-    return Program(program, _compact(registers, blocks, slots), blocks)
+    return Program(program, _compact(registers, blocks, len(slots)), blocks)
 
 
 def disassemble(vm: Program) -> str:
