@@ -67,7 +67,7 @@ def source() -> str:
         args = "ABC"[: op.arity]
         elementwise.append({
             "name": name, "code": OPCODES[name], "arity": op.arity,
-            "commutative": name in COMMUTATIVE,
+            "commutative": op.commutative,
             "summed": name in SUMMED_OPS,  # red_sum_of computes it where it adds it
             "c": op.c.format(*(f"{x}[i]" for x in args)),
             "fused": op.c.format(*(f"{x}[i{x.lower()}[i]]" for x in args)),
@@ -82,9 +82,6 @@ def source() -> str:
     return templates().get_template("vm.c.j2").render(
         version=__version__, control=CONTROL, elementwise=elementwise, abi=ABI)
 
-
-#: Binary ops whose operands the compiler may swap (vm.c.j2's fused loops).
-COMMUTATIVE = frozenset({"add", "mul", "min", "max", "eq", "ne", "and", "or"})
 
 _lock = threading.Lock()
 

@@ -778,15 +778,18 @@ _ACROSS = (NBR, REV, EID)  # modes that read another element than the owner's
 #: alone is one long vectorized loop) and gained little elsewhere
 _REDUCED_OF = {OPCODES["red_sum"]: OPCODES["red_sum_of"]}
 #: The ops whose values a sum computes where it adds them: arithmetic
-#: whose operands the compiler cannot swap. Not the commutative ops (add,
-#: mul, min, max): of two NaN operands x86 returns the first's sign and
-#: payload, and the compiler orders a commutative op's operands as it
-#: likes in each loop, so the sum could get another NaN than the op's own
-#: loop gives (tests/test_vm.py's same-bits test caught a sum of products
-#: doing so). Nor exp, tanh, ...: such a sum is bound by the function, not
-#: by the register it saves, and each op summed is two more loop nests in
-#: the VM's C (its build time, once per rulec version).
-SUMMED_OPS = ("sub", "div", "neg", "abs", "square")
+#: whose operands the compiler cannot swap. Not the commutative ops (the op
+#: table's `commutative`: add, mul, min, max): of two NaN operands x86
+#: returns the first's sign and payload, and the compiler orders a
+#: commutative op's operands as it likes in each loop, so the sum could get
+#: another NaN than the op's own loop gives (tests/test_vm.py's same-bits
+#: test caught a sum of products doing so; vm.c.j2's one-operand fused
+#: loops leave them out for the same reason). Nor exp, tanh, ...: such a
+#: sum is bound by the function, not by the register it saves, and each op
+#: summed is two more loop nests in the VM's C (its build time, once per
+#: rulec version).
+SUMMED_OPS = tuple(name for name in ("add", "sub", "mul", "div", "neg", "abs", "square", "min",
+                                     "max") if not OPS[name].commutative)
 _SUMMED = {OPCODES[name] for name in SUMMED_OPS}
 
 
