@@ -15,10 +15,6 @@ typedef struct rulec_vm_block {
     const int32_t *domain;    /* per register: 0 nodes, 1 half-edges, 2 edges */
     int32_t n_slots;          /* registers 0..n_slots-1 are the state's slots */
     const uint8_t *written;   /* per slot register: 1 if a step writes it */
-    /* per half-edge h, for operands read through an index (fused operands,
-       vm.c.j2): h itself, 0, and the node that owns h; NULL where the
-       block's code has no fused operand */
-    const int32_t *own, *zero, *owner;
     /* Tiles (a large graph, one state): n_tiles > 0 runs each step's first
        n_code - n_epilogue instructions over nodes tiles[t] .. tiles[t+1]-1
        (and their half-edges) for each t in turn, then the last n_epilogue

@@ -14,6 +14,7 @@ import pytest
 import rulec
 from rulec import graphs
 from rulec.backends.vm import disassemble, translate
+from rulec.graph import Graph
 
 from .conftest import EXAMPLES, TESTS
 
@@ -336,14 +337,50 @@ def test_an_operand_is_fused_only_where_its_gather_still_holds():
     assert step[0] == (add, 2, 1, 3, -1)
 
 
-@pytest.mark.parametrize("expr", ["nbr.y - w", "w / nbr.y", "-nbr.y", "abs(nbr.y - w)",
-                                  "square(nbr.y)", "(nbr.y - w)[incoming]", "(y - nbr.y)[w > 0]"])
-def test_a_sum_that_computes_what_it_adds_gives_the_same_bits(expr):
+def _hub_graph() -> Graph:
+    """A hub of 600 neighbours (more half-edges than two of the VM's chunks
+    of fused operands, vm.c.j2's RULEC_VM_CHUNK), nodes of no edge, and a
+    random graph around them: chunks that end inside a node, a node of
+    several chunks, groups of many small nodes."""
+    rng = np.random.default_rng(5)
+    hub = np.stack([np.zeros(600, dtype=np.int64), np.arange(1, 601)], axis=1)
+    pairs = np.sort(rng.integers(1, 900, size=(2500, 2)), axis=1)
+    pairs = np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
+    return Graph.from_edges(905, np.concatenate([hub, pairs]))
+
+
+SUMMED = ["nbr.y - w", "w / nbr.y", "-nbr.y", "abs(nbr.y - w)", "square(nbr.y)",
+          "(nbr.y - w)[incoming]", "(y - nbr.y)[w > 0]", "y - nbr.y"]
+
+
+def _special_states(rules, graph):
+    """A state of each rule on `graph` holding the same values: normal ones,
+    NaNs of both signs, infinities, signed zeros and a subnormal (on a graph
+    with a hub, normal values only: the hub's sums would otherwise be NaN,
+    whatever they added)."""
+    special = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -3.0],
+                       dtype=np.float32)
+    fraction = 0.3 if graph.degree.max() < 100 else 0.0
+    states = []
+    for rule in rules:
+        rng = np.random.default_rng(3)  # the same values for each
+        state = rule.state(graph)
+        for _, _, array in state.slots():
+            array[...] = rng.normal(size=array.size).astype(np.float32)
+            array[rng.random(array.size) < fraction] = special[rng.integers(0, 8)]
+        states.append(state)
+    return states
+
+
+@pytest.mark.parametrize("graph", [graphs.erdos_renyi(60, 0.15, seed=2), _hub_graph()],
+                         ids=["random", "hub"])
+@pytest.mark.parametrize("expr", SUMMED)
+def test_a_sum_that_computes_what_it_adds_gives_the_same_bits(expr, graph):
     """Each op a sum computes where it adds it (translate.SUMMED_OPS), masked
     and not, on states holding NaNs of both signs, infinities and signed
     zeros: the slot is bit for bit what the op's own loop and red_sum give
-    (the quick translation). tests/test_lanes.py checks the lanes' own
-    red_sum_of against one state's."""
+    (the quick translation), and what the lanes' red_sum_of gives each lane.
+    tests/test_lanes.py checks the lanes' evaluations seed by seed."""
     from rulec.backends.vm.backend import VMBackend
     from rulec.backends.vm.translate import OPCODES
 
@@ -354,20 +391,102 @@ def test_a_sum_that_computes_what_it_adds_gives_the_same_bits(expr):
         rulec.Rule(program, "vm", native=VMBackend(program, optimize=False))
     assert any(ins[0] & 255 == OPCODES["red_sum_of"]
                for ins in fused.runner.blocks.vm.blocks["update"].step)
-    graph = graphs.erdos_renyi(60, 0.15, seed=2)
-    special = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -3.0],
-                       dtype=np.float32)
-    rng = np.random.default_rng(3)
     got = []
-    for rule in (fused, plain):
-        state = rule.state(graph)
-        for _, _, array in state.slots():
-            array[...] = rng.normal(size=array.size).astype(np.float32)
-            array[rng.random(array.size) < 0.3] = special[rng.integers(0, 8)]
-        rng = np.random.default_rng(3)  # the same values for the other
+    for rule, state in zip((fused, plain), _special_states((fused, plain), graph), strict=True):
         rule.step(state, steps=1)
         got.append(state.node["x"].copy())
     assert np.array_equal(got[0].view(np.uint32), got[1].view(np.uint32))
+    lanes = _lane_steps(fused, graph, _special_states([fused] * 3, graph), steps=1)
+    for state in lanes:
+        assert np.array_equal(state.node["x"].view(np.uint32), got[1].view(np.uint32))
+
+
+def _lane_steps(rule, graph, states, steps: int, label: str = "update"):
+    """`steps` steps of `label` on each state, each on its own lane of one
+    rulec_vm_run_lanes call (a lane that meets a non-finite value stops
+    after that step, as a state alone would): the lanes' states after."""
+    from rulec.backends.views import graph_view
+
+    blocks = rule.runner.blocks
+    ffi, lib, n = blocks.ffi, blocks.lib, len(states)
+    registers = blocks.lane_registers(graph, n)
+    try:
+        registers.clear()
+        for lane, state in enumerate(states):
+            registers.load(lane, state)
+        seeds = np.array([s.seed for s in states], dtype=np.uint64)
+        times = np.array([s.time for s in states], dtype=np.uint64)
+        active, done = np.ones(n, dtype=np.uint8), np.zeros(n, dtype=np.int64)
+        status = np.zeros(n, dtype=np.int32)
+        view = graph_view(graph, blocks.graph_needs)
+
+        def cast(ctype, array):
+            return ffi.cast(ctype, array.ctypes.data)
+
+        lib.rulec_vm_run_lanes(view.struct, n, cast("uint64_t *", seeds),
+                               cast("uint64_t *", times), blocks._params({}),
+                               registers.blocks[label], steps, -1, ffi.NULL, 0,
+                               cast("uint8_t *", active), cast("int64_t *", done),
+                               cast("int32_t *", status))
+        out = []
+        for lane in range(n):
+            state = rule.state(graph)
+            registers.save(lane, state)
+            out.append(state)
+        return out
+    finally:
+        registers.lock.release()
+
+
+@pytest.mark.parametrize("graph", [graphs.erdos_renyi(60, 0.15, seed=2), _hub_graph()],
+                         ids=["random", "hub"])
+def test_fused_operands_of_every_kind_give_the_same_bits_alone_and_in_lanes(graph):
+    """Elementwise ops whose operands are read through an index (a
+    neighbour's, the owner's, the reverse half-edge's, a scalar, its own),
+    commutative or not, on special values: every slot after a step is
+    bit for bit the unfused code's (the quick translation), alone and on
+    each of three lanes, but for which NaN a NaN is; on the hub graph the
+    indexes span several of the VM's chunks, and one node's half-edges more
+    than two."""
+    from rulec.backends.vm.backend import VMBackend
+    from rulec.backends.vm.translate import MODE_NAMES, OPERAND_BITS, OPERAND_SHIFT
+
+    text = ("node x, y\nedge w, v\nupdate {\n"
+            "    w = nbr.y * w + x\n"          # commutative: nbr, owner
+            "    v = (x - nbr.y) / (w - 2)\n"   # not commutative: owner, nbr, own, scalar
+            "    v[incoming] += min(v, x) * 0.5\n"
+            "    w -= max(nbr.x, y) - v\n"
+            "    y = sum(x * w - nbr.y)\n"
+            "    x = mean(v) + max(w)\n}\n")
+    program = rulec.compile(text, backend="numpy").program
+    fused = rulec.Rule(program, "vm")
+    plain = rulec.Rule(program, "vm", native=VMBackend(program, optimize=False))
+    modes = set()
+    for word, *_ in fused.runner.blocks.vm.blocks["update"].step:
+        modes.update(MODE_NAMES[(word >> (OPERAND_SHIFT + OPERAND_BITS * k)) & 7]
+                     for k in range(3) if word >> OPERAND_SHIFT)
+    assert {"", "nbr", "owner", "0"} <= modes, modes  # "": its own, "0": a scalar
+    states = _special_states((fused, plain), graph)
+    for rule, state in zip((fused, plain), states, strict=True):
+        rule.step(state, steps=1)
+    expected = [_nan_as_one(array) for _, _, array in states[1].slots()]
+    got = [[_nan_as_one(array) for _, _, array in s.slots()] for s in states[:1]]
+    got += [[_nan_as_one(array) for _, _, array in s.slots()]
+            for s in _lane_steps(fused, graph, _special_states([fused] * 3, graph), steps=1)]
+    for arrays in got:
+        for a, b in zip(arrays, expected, strict=True):
+            assert np.array_equal(a, b)
+
+
+def _nan_as_one(array: np.ndarray) -> np.ndarray:
+    """The bits of `array`, every NaN as one NaN: which NaN an op on two NaNs
+    gives is the one thing the VM's loops need not agree on (docs/vm.md,
+    "Lanes": a commutative op's operand order is the compiler's, loop by
+    loop; this test's lanes give a product of two NaNs the other sign on
+    one lane of three)."""
+    bits = array.view(np.uint32).copy()
+    bits[np.isnan(array)] = 0x7FC00000
+    return bits
 
 
 def test_a_sum_computes_the_values_it_adds_only_where_that_is_sound():

@@ -37,7 +37,7 @@ from .translate import (
     _writes,
 )
 
-ABI = 7  # the VM's own layout (rulec_vm_block); part of its cache identity
+ABI = 8  # the VM's own layout (rulec_vm_block); part of its cache identity
 
 def header_cdef(name: str) -> str:
     """cffi's declarations from a header of runtime/ (one definition of a
@@ -76,6 +76,11 @@ def source() -> str:
                                      for x in args)),
             "fused_b": op.c.format(*(f"{x}[i{x.lower()}[i]]" if x == "B" else f"{x}[i]"
                                      for x in args)),
+            # red_sum_of's values, by which operands are the owner's (bit k for
+            # operand k): those read X[o], o the node the sum is for
+            "summed_terms": [op.c.format(*(f"{x}[o]" if owners >> k & 1 else f"{x}[i{x.lower()}[i]]"
+                                           for k, x in enumerate(args)))
+                             for owners in range(1 << op.arity)],
             "lane_rows": " ".join(f"const float *{x}h = {x} + (int64_t)i{x.lower()}[h] * L;"
                                   for x in args),
             "lanes": op.c.format(*(f"{x}h[s]" for x in args))})
@@ -115,11 +120,10 @@ def _code_table(vm: Program, ffi, tiled: bool = False) -> dict:
     """Each block's bytecode as a C array, with its counts, key, whether a
     step advances time, and which slot registers a step writes (the
     destination of a copy from a pending register, a commit, or a store
-    straight into the slot; the finiteness checks read it), and whether its
-    code has fused operands; with `tiled`, a block that can runs its
-    tiled step (BlockCode.tiled_step): label -> (code, n_prologue, n_code,
-    key, advance, written, fused, n_epilogue), n_epilogue -1 for a block
-    that runs whole."""
+    straight into the slot; the finiteness checks read it); with `tiled`, a
+    block that can runs its tiled step (BlockCode.tiled_step): label ->
+    (code, n_prologue, n_code, key, advance, written, n_epilogue),
+    n_epilogue -1 for a block that runs whole."""
     p = vm.program
     n_slots = len(p.slot_kinds)
     table = {}
@@ -133,33 +137,24 @@ def _code_table(vm: Program, ffi, tiled: bool = False) -> dict:
             for r in _writes(*ins):
                 if 0 <= r < n_slots:
                     written[r] = 1
-        fused = any(ins[0] >> OPERAND_SHIFT for ins in (*code.prologue, *step))
         table[label] = (ffi.new("int32_t[]", flat or [0]), len(code.prologue),
                         len(code.prologue) + len(step), code.key,
-                        1 if code.advance else 0, ffi.new("uint8_t[]", written or [0]), fused,
+                        1 if code.advance else 0, ffi.new("uint8_t[]", written or [0]),
                         epilogue)
     return table
 
 
-def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int, graph, keep: list,
-               tiles=None) -> dict:
-    """label -> a rulec_vm_block of `table`'s code on the registers `regs`
-    (on `graph`: the index arrays of fused operands, where the code has any;
-    `keep` gets what must live as long as the blocks). `tiles`: (node
-    boundaries, local flags) as C arrays, for the blocks `table` runs in
-    tiles."""
+def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int, tiles=None) -> dict:
+    """label -> a rulec_vm_block of `table`'s code on the registers `regs`.
+    `tiles`: (node boundaries, local flags) as C arrays, for the blocks
+    `table` runs in tiles. (Fused operands need no arrays of their own: the
+    VM makes their indexes a chunk at a time, vm.c.j2.)"""
     blocks = {}
-    for label, (code, n_prologue, n_code, key, advance, written, fused,
-                epilogue) in table.items():
+    for label, (code, n_prologue, n_code, key, advance, written, epilogue) in table.items():
         block = ffi.new("rulec_vm_block *")
         block.code, block.n_prologue, block.n_code = code, n_prologue, n_code
         block.key, block.advance, block.written = key, advance, written
         block.regs, block.domain, block.n_slots = regs, domains, n_slots
-        if fused:
-            arrays = _per_graph(graph, "operand indexes", _make_operand_indexes)
-            keep.append(arrays)
-            block.own, block.zero, block.owner = (ffi.cast("int32_t *", a.ctypes.data)
-                                                  for a in arrays)
         if epilogue >= 0:
             block.tiles, block.n_tiles, block.local = tiles
             block.n_epilogue = epilogue
@@ -419,7 +414,7 @@ class _StateRegisters:
         self.keep = [layout, self.workspace, addresses]
         self.regs = ffi.cast("float *const *", addresses.ctypes.data)
         self.blocks = _vm_blocks(ffi, layout.code, self.regs, layout.domains, layout.n_slots,
-                                 layout.graph, self.keep, layout.tiles)
+                                 layout.tiles)
 
 
 class LaneRegisters:
@@ -468,9 +463,7 @@ class LaneRegisters:
         self.domains = ffi.new("int32_t[]", domains or [0])
         self.node = self.regs  # the node slots are the first registers
         self.code = _code_table(vm, ffi)
-        self.keep: list = []
-        self.blocks = _vm_blocks(ffi, self.code, self.regs, self.domains, len(kinds), graph,
-                                 self.keep)
+        self.blocks = _vm_blocks(ffi, self.code, self.regs, self.domains, len(kinds))
 
     def _lane_views(self, state: State):
         for kind, name, lanes in self.slots:
@@ -515,17 +508,6 @@ def _make_builtins(graph) -> dict[str, np.ndarray]:
            "nodes": np.full(graph.n_nodes, graph.n_nodes, dtype=np.float32)}
     pad = np.zeros(1, dtype=np.float32)
     return {k: (v if v.size else pad) for k, v in out.items()}
-
-
-def _make_operand_indexes(graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The index arrays fused operands read through on `graph`: per
-    half-edge h, h itself, 0 (a scalar: np.zeros' pages are the OS's zero
-    page until written, so it takes little memory), and the node that owns h
-    (the graph's own `owner`, kept with the graph)."""
-    if not graph.n_half_edges:  # an address, where there is nothing to read
-        return (np.zeros(1, dtype=np.int32),) * 3
-    return (np.arange(graph.n_half_edges, dtype=np.int32),
-            np.zeros(graph.n_half_edges, dtype=np.int32), graph.owner)
 
 
 class VMBlocks:
