@@ -5,6 +5,7 @@
     python bench/vm.py --direct-stores   # only: the VM with and without direct stores
     python bench/vm.py --shared-registers   # only: its temporaries unshared and shared
     python bench/vm.py --code-passes   # only: without and with fused operands and tiles
+    python bench/vm.py --memory   # only: bytes per half-edge, the VM against the kernels
 
 1. Step time, single thread: the VM and the gcc kernel of the same rule,
    stepped K steps in one call (so Python's per-call cost is amortized), on
@@ -31,6 +32,14 @@ instruction counts, and their step times alternated in this process.
 loop-invariant hoisting, dead stores and tiles, and as it runs now, with
 the gcc kernel, alternated in this process (VM / C step-time ratios, and
 the workspace in bytes per half-edge on 2^20 half-edges).
+
+--memory (also the end of the full table): on 2^20 half-edges, the bytes
+per half-edge each backend holds for the example rules: the state, the
+graph arrays its code reads (row_ptr, nbr and degree, and rev, eid or
+edge_half where read), and for the VM its registers (the workspace, and the
+built-ins and constants it keeps on the half-edges); the kernels' spare
+buffers (a second copy of each slot a block writes, while a call runs) as
+their peak.
 
 --shared-registers: on 2^20 half-edges, the example rules with an array per
 temporary and with temporaries that are never live at once sharing one
@@ -199,6 +208,45 @@ def code_passes(quick: bool) -> None:
           + "; ".join(row))
 
 
+def _graph_bytes(graph: rulec.Graph, needs) -> int:
+    """The bytes of the graph arrays a backend's C view holds for `needs`."""
+    arrays = {"row_ptr": graph.row_ptr, "nbr": graph.nbr, "degree": graph.degree,
+              "rev": graph.rev, "eid": graph.eid}
+    total = sum(arrays[name].nbytes for name in ("row_ptr", "nbr", "degree"))
+    total += sum(arrays[name].nbytes for name in needs if name in arrays)
+    if "edge_half" in needs:
+        total += 4 * graph.n_edges
+    return total
+
+
+def memory() -> None:
+    """Bytes per half-edge on 2^20 half-edges: the VM against the kernels."""
+    from rulec import ir
+    from rulec.backends.vm import native
+
+    graph = graphs.erdos_renyi(1 << 16, 16 / (1 << 16), seed=1)  # ~2^20 half-edges
+    h = graph.n_half_edges
+    print(f"  {h} half-edges; bytes per half-edge: state + graph arrays (+ the VM's registers) "
+          "-> total; the kernels' peak adds a second copy of each slot a block writes")
+    for name, text in example_texts().items():
+        vm = rulec.compile(text, backend="vm")
+        program = vm.program
+        state = vm.state(graph)
+        slots = sum(array.nbytes for _, _, array in state.slots())
+        layout = native._Layout(vm.runner.blocks.vm, graph, vm.runner.blocks.ffi)
+        registers = layout.workspace_floats * 4 + sum(
+            a.nbytes for a in layout.keep if isinstance(a, np.ndarray))
+        vm_total = slots + _graph_bytes(graph, vm.runner.blocks.graph_needs) + registers
+        c_total = slots + _graph_bytes(graph, ir.graph_arrays(program))
+        written = {w.name for block in program.blocks
+                   for w in ir.statements_in(block.statements) if isinstance(w, ir.Write)}
+        spare = sum(array.nbytes for _, slot, array in state.slots() if slot in written)
+        print(f"    {name:<10} state {slots / h:5.1f}  vm registers {registers / h:5.1f}  "
+              f"vm {vm_total / h:5.1f}  c {c_total / h:5.1f} (peak {(c_total + spare) / h:5.1f})  "
+              f"ratio {vm_total / c_total:4.2f} ({vm_total / (c_total + spare):4.2f} to the "
+              "peak)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -210,7 +258,12 @@ def main() -> None:
     parser.add_argument("--code-passes", action="store_true",
                         help="only compare the VM without and with fused operands, hoisting, "
                              "dead stores and tiles")
+    parser.add_argument("--memory", action="store_true",
+                        help="only the bytes per half-edge of the VM and the kernels")
     args = parser.parse_args()
+    if args.memory:
+        memory()
+        return
     if args.direct_stores:
         direct_stores(args.quick)
         return
