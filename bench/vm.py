@@ -23,6 +23,7 @@
    protocol driver (engine='python') on the same rule, the VM with 8,
    32 and 64 seeds side by side as lanes, and the C kernels with 64 seeds
    in one call (learning.evaluate_seeds).
+5. Memory: as --memory below.
 
 --direct-stores: the example rules translated with and without the pass
 that stores a slot straight into its register (docs/vm.md), their
@@ -392,6 +393,9 @@ def main() -> None:
                 line.append(f"{backend} lanes x{lanes} "
                             f"{count / (time.process_time() - cpu):8.1f}")
         print(f"  {name}: {result.steps} steps; " + ", ".join(line))
+
+    print("\n5. Memory")
+    memory()
 
 
 if __name__ == "__main__":
