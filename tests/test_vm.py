@@ -424,7 +424,7 @@ def _lane_steps(rule, graph, states, steps: int, label: str = "update"):
             return ffi.cast(ctype, array.ctypes.data)
 
         lib.rulec_vm_run_lanes(view.struct, n, cast("uint64_t *", seeds),
-                               cast("uint64_t *", times), blocks._params({}),
+                               cast("uint64_t *", times), blocks._params(rule.param_values(None)),
                                registers.blocks[label], steps, -1, ffi.NULL, 0,
                                cast("uint8_t *", active), cast("int64_t *", done),
                                cast("int32_t *", status))
@@ -443,19 +443,21 @@ def _lane_steps(rule, graph, states, steps: int, label: str = "update"):
 def test_fused_operands_of_every_kind_give_the_same_bits_alone_and_in_lanes(graph):
     """Elementwise ops whose operands are read through an index (a
     neighbour's, the owner's, the reverse half-edge's, a scalar, its own),
-    commutative or not, on special values: every slot after a step is
-    bit for bit the unfused code's (the quick translation), alone and on
-    each of three lanes, but for which NaN a NaN is; on the hub graph the
+    commutative or not, on special values, with a param that is a number
+    and one that is NaN (the VM holds a scalar in a register only when it is
+    not NaN): every slot after a step is
+    bit for bit the unfused code's (the quick translation), alone, and on
+    each of three lanes but for which NaN a NaN is; on the hub graph the
     indexes span several of the VM's chunks, and one node's half-edges more
     than two."""
     from rulec.backends.vm.backend import VMBackend
     from rulec.backends.vm.translate import MODE_NAMES, OPERAND_BITS, OPERAND_SHIFT
 
-    text = ("node x, y\nedge w, v\nupdate {\n"
+    text = ("param lr = 0.5\nnode x, y\nedge w, v\nupdate {\n"
             "    w = nbr.y * w + x\n"          # commutative: nbr, owner
             "    v = (x - nbr.y) / (w - 2)\n"   # not commutative: owner, nbr, own, scalar
             "    v[incoming] += min(v, x) * 0.5\n"
-            "    w -= max(nbr.x, y) - v\n"
+            "    w -= max(nbr.x, y) - v * lr\n"  # a param: NaN in the second run
             "    y = sum(x * w - nbr.y)\n"
             "    x = mean(v) + max(w)\n}\n")
     program = rulec.compile(text, backend="numpy").program
@@ -466,16 +468,19 @@ def test_fused_operands_of_every_kind_give_the_same_bits_alone_and_in_lanes(grap
         modes.update(MODE_NAMES[(word >> (OPERAND_SHIFT + OPERAND_BITS * k)) & 7]
                      for k in range(3) if word >> OPERAND_SHIFT)
     assert {"", "nbr", "owner", "0"} <= modes, modes  # "": its own, "0": a scalar
-    states = _special_states((fused, plain), graph)
-    for rule, state in zip((fused, plain), states, strict=True):
-        rule.step(state, steps=1)
-    expected = [_nan_as_one(array) for _, _, array in states[1].slots()]
-    got = [[_nan_as_one(array) for _, _, array in s.slots()] for s in states[:1]]
-    got += [[_nan_as_one(array) for _, _, array in s.slots()]
-            for s in _lane_steps(fused, graph, _special_states([fused] * 3, graph), steps=1)]
-    for arrays in got:
-        for a, b in zip(arrays, expected, strict=True):
-            assert np.array_equal(a, b)
+    for lr in (0.5, float("nan")):
+        states = _special_states((fused, plain), graph)
+        for rule, state in zip((fused, plain), states, strict=True):
+            rule.step(state, steps=1, params={"lr": lr})
+        for (_, name, a), (_, _, b) in zip(states[0].slots(), states[1].slots(), strict=True):
+            assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), (name, lr)
+        if lr != lr:
+            continue
+        expected = [_nan_as_one(array) for _, _, array in states[1].slots()]
+        # the lanes run on the rule's own params (_lane_steps)
+        for lane in _lane_steps(fused, graph, _special_states([fused] * 3, graph), steps=1):
+            for (_, name, a), b in zip(lane.slots(), expected, strict=True):
+                assert np.array_equal(_nan_as_one(a), b), name
 
 
 def _nan_as_one(array: np.ndarray) -> np.ndarray:

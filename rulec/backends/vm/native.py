@@ -76,6 +76,10 @@ def source() -> str:
                                      for x in args)),
             "fused_b": op.c.format(*(f"{x}[i{x.lower()}[i]]" if x == "B" else f"{x}[i]"
                                      for x in args)),
+            # binary ops: a scalar a (or b) held in a register, the other operand
+            # its own
+            "scalar_a": op.c.format("a", "B[i]") if op.arity == 2 else None,
+            "scalar_b": op.c.format("A[i]", "b") if op.arity == 2 else None,
             # red_sum_of's values, by which operands are the owner's (bit k for
             # operand k): those read X[o], o the node the sum is for
             "summed_terms": [op.c.format(*(f"{x}[o]" if owners >> k & 1 else f"{x}[i{x.lower()}[i]]"
