@@ -66,6 +66,7 @@ CONTROL = (
     "skip_if_none",  # a: an N mask; if no node is selected, skip the next b instructions
     "red_sum_of",  # d (N): red_sum of elementwise op (word >> REDUCED_SHIFT) of a, b (their
                    # modes as a fused op's), masked by c or -1: no half-edge register between
+    "zero",        # d[i] = 0 (a shared slot's proposals and flags at a step's start)
 )
 
 OPCODES: dict[str, int] = {name: i for i, name in enumerate(CONTROL + ELEMENTWISE)}
@@ -234,9 +235,10 @@ class _Translator:
             slot = self.slot(kind, name)
             if kind == "shared":
                 proposal, flags = self.r.new(HALF), self.r.new(HALF)
-                zero = self.const(0.0, HALF)
-                self.emit(self.code, "copy", proposal, zero)
-                self.emit(self.code, "copy", flags, zero)
+                # zeroed, not copied from a constant on the half-edges (which
+                # would take 4 bytes a half-edge and a read of them)
+                self.emit(self.code, "zero", proposal)
+                self.emit(self.code, "zero", flags)
                 self.pending[kind, name] = (proposal, flags)
             else:
                 pending = self.r.new(self.r.domain[slot])
@@ -582,7 +584,7 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
 
 #: Instructions that compute a value from their operands alone: the same
 #: operands give the same result in the prologue as in any step.
-_PURE = {OPCODES[name] for name in ("copy", "gather_nbr", "gather_rev", "gather_eid",
+_PURE = {OPCODES[name] for name in ("copy", "zero", "gather_nbr", "gather_rev", "gather_eid",
                                     "bcast", "red_sum", "red_mean", "red_max", "red_min",
                                     "red_count", "positive", "andnot", *ELEMENTWISE)}
 _ELEMENTWISE = {OPCODES[name] for name in ELEMENTWISE}
