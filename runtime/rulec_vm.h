@@ -15,6 +15,11 @@ typedef struct rulec_vm_block {
     const int32_t *domain;    /* per register: 0 nodes, 1 half-edges, 2 edges */
     int32_t n_slots;          /* registers 0..n_slots-1 are the state's slots */
     const uint8_t *written;   /* per slot register: 1 if a step writes it */
+    /* per half-edge, the node that owns it, for operands read through it
+       (fused operands, vm.c.j2), on a graph of at most OWNER_HALF_EDGES
+       half-edges (native.py); NULL elsewhere: the VM fills a buffer per
+       chunk of half-edges from row_ptr */
+    const int32_t *owner;
     /* Tiles (a large graph, one state): n_tiles > 0 runs each step's first
        n_code - n_epilogue instructions over nodes tiles[t] .. tiles[t+1]-1
        (and their half-edges) for each t in turn, then the last n_epilogue

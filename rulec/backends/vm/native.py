@@ -27,6 +27,7 @@ from .translate import (
     NODE,
     OPCODES,
     OPERAND_SHIFT,
+    OWNER,
     REV,
     SCALAR,
     SUMMED_OPS,
@@ -36,6 +37,8 @@ from .translate import (
     _reads,
     _writes,
 )
+
+_RED_SUM_OF = OPCODES["red_sum_of"]
 
 ABI = 8  # the VM's own layout (rulec_vm_block); part of its cache identity
 
@@ -124,9 +127,10 @@ def _code_table(vm: Program, ffi, tiled: bool = False) -> dict:
     """Each block's bytecode as a C array, with its counts, key, whether a
     step advances time, and which slot registers a step writes (the
     destination of a copy from a pending register, a commit, or a store
-    straight into the slot; the finiteness checks read it); with `tiled`, a
-    block that can runs its tiled step (BlockCode.tiled_step): label ->
-    (code, n_prologue, n_code, key, advance, written, n_epilogue),
+    straight into the slot; the finiteness checks read it), and whether an
+    operand reads through each half-edge's owner; with `tiled`, a block that
+    can runs its tiled step (BlockCode.tiled_step): label -> (code,
+    n_prologue, n_code, key, advance, written, owned, n_epilogue),
     n_epilogue -1 for a block that runs whole."""
     p = vm.program
     n_slots = len(p.slot_kinds)
@@ -141,24 +145,43 @@ def _code_table(vm: Program, ffi, tiled: bool = False) -> dict:
             for r in _writes(*ins):
                 if 0 <= r < n_slots:
                     written[r] = 1
+        # (a sum computing what it adds reads the owner's value by its node)
+        owned = any(ins[0] >> OPERAND_SHIFT and OWNER in _modes(ins[0])
+                    for ins in (*code.prologue, *step) if ins[0] & 255 != _RED_SUM_OF)
         table[label] = (ffi.new("int32_t[]", flat or [0]), len(code.prologue),
                         len(code.prologue) + len(step), code.key,
                         1 if code.advance else 0, ffi.new("uint8_t[]", written or [0]),
-                        epilogue)
+                        owned, epilogue)
     return table
 
 
-def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int, tiles=None) -> dict:
-    """label -> a rulec_vm_block of `table`'s code on the registers `regs`.
-    `tiles`: (node boundaries, local flags) as C arrays, for the blocks
-    `table` runs in tiles. (Fused operands need no arrays of their own: the
-    VM makes their indexes a chunk at a time, vm.c.j2.)"""
+#: Graphs of at most this many half-edges keep each half-edge's owner (4
+#: bytes a half-edge, 16 KB at most) for the VM's operands read through it;
+#: on larger graphs the VM fills a buffer of owners per chunk of half-edges
+#: (vm.c.j2), which costs a tiny graph's step a few percent but takes no
+#: memory that grows with the graph.
+OWNER_HALF_EDGES = 4096
+
+
+def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int, graph, keep: list,
+               tiles=None) -> dict:
+    """label -> a rulec_vm_block of `table`'s code on the registers `regs`
+    (with `graph`'s owner array where the code reads through it and the
+    graph is small: OWNER_HALF_EDGES; `keep` gets it). `tiles`: (node
+    boundaries, local flags) as C arrays, for the blocks `table` runs in
+    tiles. Fused operands need no other arrays: the VM makes their indexes
+    a chunk at a time (vm.c.j2)."""
     blocks = {}
-    for label, (code, n_prologue, n_code, key, advance, written, epilogue) in table.items():
+    for label, (code, n_prologue, n_code, key, advance, written, owned,
+                epilogue) in table.items():
         block = ffi.new("rulec_vm_block *")
         block.code, block.n_prologue, block.n_code = code, n_prologue, n_code
         block.key, block.advance, block.written = key, advance, written
         block.regs, block.domain, block.n_slots = regs, domains, n_slots
+        if owned and 0 < graph.n_half_edges <= OWNER_HALF_EDGES:
+            owner = _per_graph(graph, "owner", _make_owner)
+            keep.append(owner)
+            block.owner = ffi.cast("int32_t *", owner.ctypes.data)
         if epilogue >= 0:
             block.tiles, block.n_tiles, block.local = tiles
             block.n_epilogue = epilogue
@@ -418,7 +441,7 @@ class _StateRegisters:
         self.keep = [layout, self.workspace, addresses]
         self.regs = ffi.cast("float *const *", addresses.ctypes.data)
         self.blocks = _vm_blocks(ffi, layout.code, self.regs, layout.domains, layout.n_slots,
-                                 layout.tiles)
+                                 layout.graph, self.keep, layout.tiles)
 
 
 class LaneRegisters:
@@ -467,7 +490,9 @@ class LaneRegisters:
         self.domains = ffi.new("int32_t[]", domains or [0])
         self.node = self.regs  # the node slots are the first registers
         self.code = _code_table(vm, ffi)
-        self.blocks = _vm_blocks(ffi, self.code, self.regs, self.domains, len(kinds))
+        self.keep: list = []
+        self.blocks = _vm_blocks(ffi, self.code, self.regs, self.domains, len(kinds), graph,
+                                 self.keep)
 
     def _lane_views(self, state: State):
         for kind, name, lanes in self.slots:
@@ -512,6 +537,10 @@ def _make_builtins(graph) -> dict[str, np.ndarray]:
            "nodes": np.full(graph.n_nodes, graph.n_nodes, dtype=np.float32)}
     pad = np.zeros(1, dtype=np.float32)
     return {k: (v if v.size else pad) for k, v in out.items()}
+
+
+def _make_owner(graph) -> np.ndarray:
+    return np.ascontiguousarray(graph.owner, dtype=np.int32)
 
 
 class VMBlocks:
