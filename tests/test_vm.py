@@ -692,3 +692,72 @@ def test_only_temporaries_a_tile_writes_before_it_reads_them_are_local_to_it():
     vm = SimpleNamespace(registers=regs, blocks={"update": code})
     vm.tiled = lambda: vm  # its tiled step is made
     assert tile_local(vm) == [False, True, False, True, False, False]
+
+
+def test_a_draw_is_masked_only_where_its_one_reader_takes_it_nowhere_else():
+    """A draw whose one reader is a select taking it where the condition is
+    > 0, or a store masked by m, is made only there (its mask in operand
+    b); not where the draw is the select's other operand, where something
+    writes the mask between the draw and the reader, where two read it, or
+    where the mask is in another domain."""
+    from rulec.backends.vm.translate import OPCODES, _masked_draws
+
+    N, H = 0, 1
+    regs = _registers((N, ("slot", "node", 0)), (N, ("temp",)), (N, ("temp",)),
+                      (N, ("temp",)), (H, ("temp",)), (N, ("temp",)))
+    gauss = OPCODES["gauss"]
+    # select(r0, gauss, r2) -> the draw where r0 > 0
+    step = _code(("gauss", 1, 0), ("select", 3, 0, 1, 2))
+    assert _masked_draws(step, regs)[0] == (gauss, 1, 0, 0, -1)
+    # store r5 <- gauss where r2 > 0
+    step = _code(("uniform", 1, 4), ("store", 5, 1, 2))
+    assert _masked_draws(step, regs)[0] == (OPCODES["uniform"], 1, 4, 2, -1)
+    for unchanged in (
+            _code(("gauss", 1, 0), ("select", 3, 0, 2, 1)),  # the draw where r0 <= 0
+            _code(("gauss", 1, 0), ("store", 5, 1)),  # a store of it everywhere
+            _code(("gauss", 1, 0), ("copy", 0, 2), ("select", 3, 0, 1, 2)),  # mask rewritten
+            _code(("gauss", 1, 0), ("select", 3, 0, 1, 2), ("neg", 5, 1)),  # two readers
+            _code(("gauss", 1, 0), ("store", 5, 1, 4))):  # a half-edge mask for a node draw
+        assert _masked_draws(unchanged, regs) == unchanged
+
+
+@pytest.mark.parametrize("graph", [graphs.layered([2, 4, 1]), _hub_graph()],
+                         ids=["7 nodes", "hub"])
+def test_draws_made_only_where_they_are_taken_give_the_same_bits(monkeypatch, graph):
+    """Draws masked by their reader (translate._masked_draws) leave every slot,
+    after init and three steps, bit for bit what drawing everywhere leaves,
+    alone and on each of three lanes (a select of a Gaussian, a uniform
+    draw in a branch, one in the other operand of a select, which stays
+    unmasked)."""
+    import importlib
+
+    from rulec.backends.vm.backend import VMBackend
+
+    T = importlib.import_module("rulec.backends.vm.translate")
+    text = ("node x, y, s\nedge w\ninit { s = uniform() - 0.5\n w = gauss() }\n"
+            "update {\n    x = select(s, gauss(), y)\n"
+            "    if x > 0.2 { y = uniform() } else { y = -y }\n"
+            "    w += select(nbr.s, w, gauss()) * 0.1\n}\n")
+    program = rulec.compile(text, backend="numpy").program
+    masked = rulec.Rule(program, "vm")
+    drawn = [ins for ins in masked.runner.blocks.vm.blocks["update"].step if ins[0] in T._DRAWS]
+    assert sum(ins[3] >= 0 for ins in drawn) == 2 and len(drawn) == 3
+    monkeypatch.setattr(T, "_masked_draws", lambda step, registers: step)
+    everywhere = rulec.Rule(program, "vm", native=VMBackend(program))
+    assert all(ins[3] < 0 for code in everywhere.runner.blocks.vm.blocks.values()
+               for ins in code.step if ins[0] in T._DRAWS)
+    for a, b in zip(_states_after_every_block(masked, graph, seed=5),
+                    _states_after_every_block(everywhere, graph, seed=5), strict=True):
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+    states = []
+    for seed in (1, 2, 3):
+        state = everywhere.state(graph)
+        state.seed = seed
+        everywhere.init(state)
+        states.append(state)
+    starts = [s.copy() for s in states]
+    for state in states:
+        everywhere.step(state, steps=3)
+    for lane, alone in zip(_lane_steps(masked, graph, starts, steps=3), states, strict=True):
+        for (_, name, a), (_, _, b) in zip(lane.slots(), alone.slots(), strict=True):
+            assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), name

@@ -60,7 +60,7 @@ CONTROL = (
     "propose",     # d: proposal, a: value, b: mask or -1, c: flags (1 where proposed)
     "commit",      # d: shared slot (M), a: proposals, b: flags
     "red_sum", "red_mean", "red_max", "red_min", "red_count",  # d (N), a (2M), b: mask or -1
-    "uniform", "gauss",  # d, a = ordinal: one draw per element of d
+    "uniform", "gauss",  # d, a = ordinal: one draw per element of d (where b > 0, if b >= 0)
     "positive",    # d[i] = a[i] > 0 ? 1 : 0
     "andnot",      # d[i] = a[i] > 0 && !(b[i] > 0) ? 1 : 0
     "skip_if_none",  # a: an N mask; if no node is selected, skip the next b instructions
@@ -262,6 +262,7 @@ class _Translator:
                    for (kind, name), registers in self.pending.items() if kind != "shared"}
         code.step = _direct_stores(code.step, pending)
         if not self.optimize:
+            code.step = _masked_draws(code.step, self.r)
             return code
         code.prologue, code.step = _hoisted(code.prologue, code.step, self.r)
         before = code.prologue, code.step
@@ -270,6 +271,7 @@ class _Translator:
         code.step = _fused_reductions(code.step, self.r)
         if code.step is not before[1] or code.prologue is not before[0]:  # dead gathers
             code.prologue, code.step = _without_dead_code(code.prologue, code.step, kept)
+        code.step = _masked_draws(code.step, self.r)  # last: it reads the readers' final words
         return code
 
     def statements(self, statements, active: int | None, scope: _Scope) -> None:
@@ -639,6 +641,45 @@ def _writers(code: list) -> dict[int, list[int]]:
                 out.setdefault(r, []).append(index)
         else:
             out.setdefault(ins[1], []).append(index)
+    return out
+
+
+_DRAWS = {OPCODES["uniform"], OPCODES["gauss"]}
+_SELECT = OPCODES["select"]
+
+
+def _masked_draws(step: list, registers: Registers) -> list:
+    """`step` with each draw made only where its value is taken: a draw into
+    a temporary whose one reader is a select that takes it where the
+    condition is > 0 (`select(source, gauss(), y)`), or a store masked by m
+    (`if c { x = uniform() }`), gets that condition or mask as its own
+    (operand b): a draw is keyed by its element, so the values drawn are
+    the same, and the elements not drawn are read by nothing. Sound where
+    the mask holds at the draw what it holds at the reader (nothing writes
+    it in between) and the reader reads the draw and the mask at its own
+    element (a select with no fused operand: run this after _fused)."""
+    readers, writers = _readers(step), _writers(step)
+    source, domain = registers.source, registers.domain
+    out = step
+    for j, (op, d, a, b, c) in enumerate(step):
+        if op not in _DRAWS or b >= 0 or source[d][0] != "temp" or writers.get(d) != [j]:
+            continue
+        found = readers.get(d, ())
+        if len(found) != 1:
+            continue
+        k = found[0]
+        reader = step[k]
+        if reader[0] == _SELECT and reader[3] == d and d not in (reader[2], reader[4]):
+            mask = reader[2]  # select(mask, d, other): d where mask > 0
+        elif reader[0] == _STORE and reader[2] == d and reader[3] >= 0 and reader[3] != d:
+            mask = reader[3]  # store(x, d, mask)
+        else:
+            continue
+        if domain[mask] != domain[d] or any(j <= w < k for w in writers.get(mask, ())):
+            continue
+        if out is step:
+            out = list(step)
+        out[j] = (op, d, a, mask, c)
     return out
 
 
