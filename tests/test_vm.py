@@ -696,11 +696,13 @@ def test_only_temporaries_a_tile_writes_before_it_reads_them_are_local_to_it():
 
 def test_a_draw_is_masked_only_where_its_one_reader_takes_it_nowhere_else():
     """A draw whose one reader is a select taking it where the condition is
-    > 0, or a store masked by m, is made only there (its mask in operand
-    b); not where the draw is the select's other operand, where something
-    writes the mask between the draw and the reader, where two read it, or
-    where the mask is in another domain."""
-    from rulec.backends.vm.translate import OPCODES, _masked_draws
+    > 0, or a store masked by m, directly or through elementwise ops at
+    their own element, is made only there (its mask in operand b); not
+    where the draw is the select's other operand, where something writes
+    the mask between the draw and the reader, where two read it or the
+    chain's value, where the chain's register is written twice or read
+    across, or where the mask is in another domain."""
+    from rulec.backends.vm.translate import NBR, OPCODES, OPERAND_SHIFT, _masked_draws
 
     N, H = 0, 1
     regs = _registers((N, ("slot", "node", 0)), (N, ("temp",)), (N, ("temp",)),
@@ -712,13 +714,24 @@ def test_a_draw_is_masked_only_where_its_one_reader_takes_it_nowhere_else():
     # store r5 <- gauss where r2 > 0
     step = _code(("uniform", 1, 4), ("store", 5, 1, 2))
     assert _masked_draws(step, regs)[0] == (OPCODES["uniform"], 1, 4, 2, -1)
+    # through an elementwise op at its own element: store r5 <- gauss * r0 where r2 > 0
+    step = _code(("gauss", 1, 0), ("mul", 3, 1, 0), ("store", 5, 3, 2))
+    assert _masked_draws(step, regs)[0] == (gauss, 1, 0, 2, -1)
     for unchanged in (
             _code(("gauss", 1, 0), ("select", 3, 0, 2, 1)),  # the draw where r0 <= 0
             _code(("gauss", 1, 0), ("store", 5, 1)),  # a store of it everywhere
             _code(("gauss", 1, 0), ("copy", 0, 2), ("select", 3, 0, 1, 2)),  # mask rewritten
             _code(("gauss", 1, 0), ("select", 3, 0, 1, 2), ("neg", 5, 1)),  # two readers
-            _code(("gauss", 1, 0), ("store", 5, 1, 4))):  # a half-edge mask for a node draw
+            _code(("gauss", 1, 0), ("store", 5, 1, 4)),  # a half-edge mask for a node draw
+            _code(("gauss", 1, 0), ("mul", 3, 1, 0), ("mul", 2, 3, 0),  # the chain's value
+                  ("store", 5, 3, 2)),  # read twice
+            _code(("gauss", 1, 0), ("mul", 3, 1, 0), ("neg", 3, 3),  # written twice
+                  ("store", 5, 3, 2))):
         assert _masked_draws(unchanged, regs) == unchanged
+    # a chain through an operand read across (a fused neighbour's) stops there
+    fused = [(OPCODES["gauss"], 1, 0, -1, -1), (OPCODES["mul"] | NBR << OPERAND_SHIFT, 3, 1, 0, -1),
+             (OPCODES["store"], 5, 3, 2, -1)]
+    assert _masked_draws(fused, regs) == fused
 
 
 @pytest.mark.parametrize("graph", [graphs.layered([2, 4, 1]), _hub_graph()],
@@ -736,7 +749,7 @@ def test_draws_made_only_where_they_are_taken_give_the_same_bits(monkeypatch, gr
     T = importlib.import_module("rulec.backends.vm.translate")
     text = ("node x, y, s\nedge w\ninit { s = uniform() - 0.5\n w = gauss() }\n"
             "update {\n    x = select(s, gauss(), y)\n"
-            "    if x > 0.2 { y = uniform() } else { y = -y }\n"
+            "    if x > 0.2 { y = 0.5 * uniform() + x } else { y = -y }\n"
             "    w += select(nbr.s, w, gauss()) * 0.1\n}\n")
     program = rulec.compile(text, backend="numpy").program
     masked = rulec.Rule(program, "vm")

@@ -650,32 +650,45 @@ _SELECT = OPCODES["select"]
 
 def _masked_draws(step: list, registers: Registers) -> list:
     """`step` with each draw made only where its value is taken: a draw into
-    a temporary whose one reader is a select that takes it where the
-    condition is > 0 (`select(source, gauss(), y)`), or a store masked by m
-    (`if c { x = uniform() }`), gets that condition or mask as its own
-    (operand b): a draw is keyed by its element, so the values drawn are
-    the same, and the elements not drawn are read by nothing. Sound where
-    the mask holds at the draw what it holds at the reader (nothing writes
-    it in between) and the reader reads the draw and the mask at its own
-    element (a select with no fused operand: run this after _fused)."""
+    a temporary that goes, through a chain of elementwise instructions that
+    each read the last one's value at their own element and are its one
+    reader, to one reader that takes it only where a mask is > 0: a select
+    taking it where the condition is > 0 (`select(source, gauss(), y)`), or
+    a store masked by m (`if c { x = 0.1 * uniform() }`). The draw gets that
+    condition or mask as its own (operand b): a draw is keyed by its
+    element, so the values drawn are the same, and what the chain computes
+    from the elements not drawn is read by nothing. Sound where the mask
+    holds at the draw what it holds at the reader (nothing writes it in
+    between) and every reader reads at its own element (no fused operand
+    for the value: run this after _fused)."""
     readers, writers = _readers(step), _writers(step)
     source, domain = registers.source, registers.domain
     out = step
     for j, (op, d, a, b, c) in enumerate(step):
-        if op not in _DRAWS or b >= 0 or source[d][0] != "temp" or writers.get(d) != [j]:
+        if op not in _DRAWS or b >= 0 or domain[d] == EDGE:
             continue
-        found = readers.get(d, ())
-        if len(found) != 1:
-            continue
-        k = found[0]
-        reader = step[k]
-        if reader[0] == _SELECT and reader[3] == d and d not in (reader[2], reader[4]):
-            mask = reader[2]  # select(mask, d, other): d where mask > 0
-        elif reader[0] == _STORE and reader[2] == d and reader[3] >= 0 and reader[3] != d:
-            mask = reader[3]  # store(x, d, mask)
-        else:
-            continue
-        if domain[mask] != domain[d] or any(j <= w < k for w in writers.get(mask, ())):
+        mask, value = None, d
+        while source[value][0] == "temp" and len(writers.get(value, ())) == 1:
+            found = readers.get(value, ())
+            if len(found) != 1:
+                break
+            k = found[0]
+            reader = step[k]
+            if reader[0] == _SELECT and reader[3] == value and value not in (reader[2],
+                                                                              reader[4]):
+                mask = reader[2]  # select(mask, value, other): value where mask > 0
+                break
+            if reader[0] == _STORE and reader[2] == value and reader[3] not in (-1, value):
+                mask = reader[3]  # store(x, value, mask)
+                break
+            word = reader[0]
+            if word & 255 not in _ELEMENTWISE or reader[1] == value or domain[reader[1]] != \
+                    domain[d] or any(r == value and mode != OWN for r, mode in
+                                     zip(reader[2:], _modes(word), strict=True)):
+                break
+            value = reader[1]  # an elementwise op of it at its own element: follow
+        if mask is None or domain[mask] != domain[d] or \
+                any(j <= w < k for w in writers.get(mask, ())):
             continue
         if out is step:
             out = list(step)
