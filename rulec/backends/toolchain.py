@@ -248,6 +248,7 @@ def _from_cache(key: str, sources, command, flags: list[str], load):
     command() if it is missing or damaged (a damaged entry is never loaded).
     The entry's lock is held from the check to the load, so no eviction can
     remove it in between; after a build, the cache is trimmed to its limit."""
+    cache_limit_bytes()  # a bad RULEC_CACHE_SIZE_MB is an error on a hit too, not only a miss
     directory = cache_dir()
     try:
         (directory / "locks").mkdir(parents=True, exist_ok=True)
