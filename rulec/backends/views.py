@@ -102,6 +102,26 @@ def graph_view(graph: Graph, needs=()) -> _GraphView:
     return view.require(needs)
 
 
+def taken_for_graph(kept: dict, lock, graph: Graph, count: int, make):
+    """kept[(graph, count)], made by make() if it is missing or was made for
+    another graph of the same id, with its `lock` taken (release it when
+    done): per-rule buffers for `count` seeds on a graph (the VM's lane
+    registers, the kernels' lane states), kept for the last few graphs and
+    counts. Made objects have `graph` and `lock`; `lock` guards `kept`. If
+    another thread holds the kept one, the caller gets one of its own."""
+    key = (id(graph), count)
+    with lock:
+        found = kept.get(key)
+        if found is None or found.graph is not graph:
+            if len(kept) >= 4:
+                del kept[next(iter(kept))]
+            found = kept[key] = make()
+    if not found.lock.acquire(blocking=False):
+        found = make()
+        found.lock.acquire()
+    return found
+
+
 class ParamArray:
     """A rule's params as a C float array in declaration order, made again
     only when their values change (a step loop in Python pays no allocation)."""

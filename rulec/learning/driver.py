@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from ..api import NonFiniteError, Rule, non_finite_error
-from ..backends.views import ParamArray, graph_view, state_view
+from ..backends.views import ParamArray, graph_view, state_view, taken_for_graph
 from ..errors import RulecValueError
 from .native import library
 from .results import Result, confirm_orders, orders, score_orders
@@ -60,12 +60,19 @@ def fresh_state(rule: Rule, topology, protocol, seed: int,
         for _, _, array in state.slots():
             array[...] = 0.0
         state.time = 0
-    if protocol.input_flag:
-        state.node[protocol.input_flag][topology.inputs] = 1.0
-    if getattr(protocol, "output_flag", None):
-        state.node[protocol.output_flag][topology.outputs] = 1.0
+    raise_flags(state.node, topology, protocol)
     rule.init(state, seed=seed, params=params)
     return state
+
+
+def raise_flags(node, topology, protocol) -> None:
+    """The protocol's input flag raised on the topology's input nodes and its
+    output flag on the output nodes, in `node` (node slot name -> array
+    indexed by node first: a State's, or every lane's)."""
+    if protocol.input_flag:
+        node[protocol.input_flag][topology.inputs] = 1.0
+    if getattr(protocol, "output_flag", None):
+        node[protocol.output_flag][topology.outputs] = 1.0
 
 
 def _codes(lib) -> dict[str, dict]:
@@ -360,11 +367,8 @@ class Lanes:
         registers, topology, protocol = self.registers, self.topology, self.protocol
         registers.clear()
         self.times[...] = 0
-        slots = {name: lanes for kind, name, lanes in registers.slots if kind == "node"}
-        if protocol.input_flag:
-            slots[protocol.input_flag][topology.inputs] = 1.0
-        if getattr(protocol, "output_flag", None):
-            slots[protocol.output_flag][topology.outputs] = 1.0
+        raise_flags({name: lanes for kind, name, lanes in registers.slots if kind == "node"},
+                    topology, protocol)
         if "init" in registers.blocks:
             init = self._init
             if init is None:  # its arguments, made once
@@ -574,7 +578,7 @@ class StateLanes(Lanes):
         self.registers = None
         self._held = _lane_states(rule, topology.graph, self.n, self.ffi)
         try:
-            _, self.lane_states, self.structs, _ = self._held
+            self.lane_states, self.structs = self._held.states, self._held.structs
             blocks = rule.runner.driver_blocks(self.lane_states[0], labels)
             self.keep.append(blocks)
             _kernels(self.ffi, self.e, blocks, self.keep)
@@ -587,7 +591,7 @@ class StateLanes(Lanes):
         """Give the lanes' states back (for the next evaluation to reuse)."""
         held, self._held = getattr(self, "_held", None), None
         if held is not None:
-            held[3].release()
+            held.lock.release()
 
     def start(self, states=None) -> None:
         """Every lane as fresh_state leaves a state (`init` run
@@ -616,30 +620,27 @@ class StateLanes(Lanes):
         return state
 
 
-def _lane_states(rule: Rule, graph, n: int, ffi) -> tuple:
-    """(graph, states, their rulec_state pointers, lock): n states of `rule`
-    on `graph` for StateLanes, the lock taken (release it when done); kept
-    per rule for the last few graphs and lane counts, as the VM keeps its
-    lane registers (a search evaluates every rule on the same seeds)."""
-    key = (id(graph), n)
+def _lane_states(rule: Rule, graph, n: int, ffi) -> _LaneStates:
+    """n states of `rule` on `graph` for StateLanes, their lock taken
+    (release it when done); kept per rule for the last few graphs and lane
+    counts, as the VM keeps its lane registers (a search evaluates every
+    rule on the same seeds)."""
     with _LANE_STATES_LOCK:
         per_rule = rule.__dict__.setdefault("_rulec_lane_states", {})
-        found = per_rule.get(key)
-        if found is None or found[0] is not graph:
-            if len(per_rule) >= 4:
-                del per_rule[next(iter(per_rule))]
-            found = per_rule[key] = _new_lane_states(rule, graph, n, ffi)
-    if not found[3].acquire(blocking=False):  # another thread's: a set of its own
-        found = _new_lane_states(rule, graph, n, ffi)
-        found[3].acquire()
-    return found
+    return taken_for_graph(per_rule, _LANE_STATES_LOCK, graph, n,
+                           lambda: _LaneStates(rule, graph, n, ffi))
 
 
-def _new_lane_states(rule: Rule, graph, n: int, ffi) -> tuple:
-    states = [rule.state(graph) for _ in range(n)]
-    structs = ffi.new("rulec_state *[]", [state_view(state, rule.program).struct
-                                          for state in states])
-    return graph, states, structs, threading.Lock()
+class _LaneStates:
+    """n states of a rule on a graph, their rulec_state pointers, and the
+    lock of the evaluation using them."""
+
+    def __init__(self, rule: Rule, graph, n: int, ffi) -> None:
+        self.graph = graph
+        self.states = [rule.state(graph) for _ in range(n)]
+        self.structs = ffi.new("rulec_state *[]", [state_view(state, rule.program).struct
+                                                   for state in self.states])
+        self.lock = threading.Lock()
 
 
 _LANE_STATES_LOCK = threading.Lock()

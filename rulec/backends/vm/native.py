@@ -18,7 +18,7 @@ from ...resources import resource_dir, templates
 from ...state import State
 from .. import toolchain
 from ..reference import builtin_arrays
-from ..views import ParamArray, graph_view, run_chunked
+from ..views import ParamArray, graph_view, run_chunked, taken_for_graph
 from .translate import (
     CONTROL,
     EDGE,
@@ -578,17 +578,8 @@ class VMBlocks:
         """The lane registers of this rule on `graph` for `lanes` lanes, with
         their `lock` taken (release it when done); kept for the last few
         graphs and lane counts asked for."""
-        key = (id(graph), lanes)
-        with _lock:
-            found = self._lanes.get(key)
-            if found is None or found.graph is not graph:
-                if len(self._lanes) >= 4:
-                    del self._lanes[next(iter(self._lanes))]
-                found = self._lanes[key] = LaneRegisters(self.vm, graph, lanes, self.ffi)
-        if not found.lock.acquire(blocking=False):  # another thread's: one of its own
-            found = LaneRegisters(self.vm, graph, lanes, self.ffi)
-            found.lock.acquire()
-        return found
+        return taken_for_graph(self._lanes, _lock, graph, lanes,
+                               lambda: LaneRegisters(self.vm, graph, lanes, self.ffi))
 
     #: run() says whether check_finite found a non-finite value (in last_status)
     reports_finite = True
