@@ -74,6 +74,17 @@ def example_texts() -> dict[str, str]:
     return {n: open(os.path.join(EXAMPLES, f"{n}.rule")).read() for n in NAMES}
 
 
+def register_bytes(compiled: rulec.Rule, graph: rulec.Graph) -> int:
+    """The bytes of a VM rule's registers on `graph` beyond its state: the
+    workspace, and the built-ins and constants it keeps (as laid out now:
+    native.SHARE_BYTES and TILE_ELEMENTS decide)."""
+    from rulec.backends.vm import native
+
+    layout = native._Layout(compiled.runner.blocks.vm, graph, compiled.runner.blocks.ffi)
+    return layout.workspace_floats * 4 + sum(a.nbytes for a in layout.keep
+                                             if isinstance(a, np.ndarray))
+
+
 def step_seconds(compiled: rulec.Rule, graph: rulec.Graph, steps: int, repeats: int) -> float:
     state = compiled.state(graph)
     rng = np.random.default_rng(0)
@@ -149,10 +160,7 @@ def shared_registers(quick: bool) -> None:
                     rule = rulec.compile(text + f"\n# {rep} {which}\n", backend="vm")
                     times[which].append(step_seconds(rule, graph, 3 if quick else 5, 3))
                     if rep == 0:
-                        vm = rule.runner.blocks.vm
-                        layout = native._Layout(vm, graph, rule.runner.blocks.ffi)
-                        fixed = sum(a.nbytes for a in layout.keep if isinstance(a, np.ndarray))
-                        sizes.append((layout.workspace_floats * 4 + fixed) / half_edges)
+                        sizes.append(register_bytes(rule, graph) / half_edges)
             before, after = (statistics.median(t) for t in times)
             print(f"  {name:<10} registers {sizes[0]:5.1f} -> {sizes[1]:5.1f} B; "
                   f"step {before * 1e3:6.2f} -> {after * 1e3:6.2f} ms ({before / after:.2f}x)")
@@ -199,31 +207,17 @@ def code_passes(quick: bool) -> None:
         sizes = []
         for compiled, tile in ((old[n], 1 << 62), (new[n], saved)):
             native.TILE_ELEMENTS = tile
-            layout = native._Layout(compiled.runner.blocks.vm, graph,
-                                    compiled.runner.blocks.ffi)
-            fixed = sum(a.nbytes for a in layout.keep if isinstance(a, np.ndarray))
-            sizes.append((layout.workspace_floats * 4 + fixed) / graph.n_half_edges)
+            sizes.append(register_bytes(compiled, graph) / graph.n_half_edges)
         native.TILE_ELEMENTS = saved
         row.append(f"{n} {sizes[0]:.1f} -> {sizes[1]:.1f}")
     print("registers beyond the state on 2^20 half-edges, bytes per half-edge: "
           + "; ".join(row))
 
 
-def _graph_bytes(graph: rulec.Graph, needs) -> int:
-    """The bytes of the graph arrays a backend's C view holds for `needs`."""
-    arrays = {"row_ptr": graph.row_ptr, "nbr": graph.nbr, "degree": graph.degree,
-              "rev": graph.rev, "eid": graph.eid}
-    total = sum(arrays[name].nbytes for name in ("row_ptr", "nbr", "degree"))
-    total += sum(arrays[name].nbytes for name in needs if name in arrays)
-    if "edge_half" in needs:
-        total += 4 * graph.n_edges
-    return total
-
-
 def memory() -> None:
     """Bytes per half-edge on 2^20 half-edges: the VM against the kernels."""
     from rulec import ir
-    from rulec.backends.vm import native
+    from rulec.backends.views import graph_view_bytes
 
     graph = graphs.erdos_renyi(1 << 16, 16 / (1 << 16), seed=1)  # ~2^20 half-edges
     h = graph.n_half_edges
@@ -234,19 +228,16 @@ def memory() -> None:
         program = vm.program
         state = vm.state(graph)
         slots = sum(array.nbytes for _, _, array in state.slots())
-        layout = native._Layout(vm.runner.blocks.vm, graph, vm.runner.blocks.ffi)
-        registers = layout.workspace_floats * 4 + sum(
-            a.nbytes for a in layout.keep if isinstance(a, np.ndarray))
-        vm_total = slots + _graph_bytes(graph, vm.runner.blocks.graph_needs) + registers
-        c_total = slots + _graph_bytes(graph, ir.graph_arrays(program))
-        written = {w.name for block in program.blocks
-                   for w in ir.statements_in(block.statements) if isinstance(w, ir.Write)}
-        spare = sum(array.nbytes for _, slot, array in state.slots() if slot in written)
+        registers = register_bytes(vm, graph)
+        vm_total = slots + graph_view_bytes(graph, vm.runner.blocks.graph_needs) + registers
+        c_total = slots + graph_view_bytes(graph, ir.graph_arrays(program))
+        written = {slot for block in program.blocks for slot in ir.written_slots(block.statements)}
+        spare = sum(array.nbytes for kind, slot, array in state.slots()
+                    if (kind, slot) in written)
         print(f"    {name:<10} state {slots / h:5.1f}  vm registers {registers / h:5.1f}  "
               f"vm {vm_total / h:5.1f}  c {c_total / h:5.1f} (peak {(c_total + spare) / h:5.1f})  "
               f"ratio {vm_total / c_total:4.2f} ({vm_total / (c_total + spare):4.2f} to the "
               "peak)")
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -93,6 +93,15 @@ def state_view(state: State, program: ir.Program) -> StateView:
     return view
 
 
+def graph_view_bytes(graph: Graph, needs=()) -> int:
+    """The bytes of the graph arrays a C view of `graph` holds for a rule
+    that reads `needs` (ir.graph_arrays; row_ptr, nbr and degree always):
+    a backend's graph memory (bench/vm.py's memory table)."""
+    names = {"row_ptr", "nbr", "degree", *needs}
+    return sum(np.asarray(read(graph)).nbytes for name, (read, _) in _GraphView._ARRAYS.items()
+               if name in names)
+
+
 def graph_view(graph: Graph, needs=()) -> _GraphView:
     """The C view of `graph`, made once per graph, with the arrays `needs`
     names set too (a rule's ir.graph_arrays)."""
