@@ -210,9 +210,8 @@ def _evaluate_lanes(rule, task, topology, protocol, epochs, seeds, budget, param
     """_evaluate on each seed, as lanes of one C driver call per stage:
     training, retention (lanes that reached the goal) and confirmation."""
     began = time.perf_counter()
-    lanes = lanes_for(rule, task, topology, protocol, budget, params, seeds,
-                  [s.seed if s is not None else seed for s, seed in zip(starts, seeds,
-                                                                        strict=True)])
+    rng_seeds = [s.seed if s is not None else seed for s, seed in zip(starts, seeds, strict=True)]
+    lanes = lanes_for(rule, task, topology, protocol, budget, params, seeds, rng_seeds)
     try:
         lanes.start(starts)
         n = len(seeds)
