@@ -16,7 +16,7 @@ typedef struct rulec_vm_block {
     int32_t n_slots;          /* registers 0..n_slots-1 are the state's slots */
     const uint8_t *written;   /* per slot register: 1 if a step writes it */
     /* per half-edge, the node that owns it, for operands read through it
-       (fused operands, vm.c.j2), on a graph of at most OWNER_HALF_EDGES
+       (fused operands, vm.c.j2), on a graph of at most SMALL_HALF_EDGES
        half-edges (native.py); NULL elsewhere: the VM fills a buffer per
        chunk of half-edges from row_ptr */
     const int32_t *owner;

@@ -103,9 +103,9 @@ def test_kernels_ask_the_graph_only_for_the_arrays_their_rule_reads(backend):
     assert run("node x\nshared edge c\nupdate { c = nbr.x; x = sum(c) }") != [0.0] * 8
     assert made() == {"rev", "eid", "edge_halves"} | owner
     # on a larger graph, from row_ptr a chunk at a time: no owner array
-    from rulec.backends.vm.native import OWNER_HALF_EDGES
+    from rulec.backends.vm.native import SMALL_HALF_EDGES
 
-    large = graphs.ring(OWNER_HALF_EDGES // 2 + 1)
+    large = graphs.ring(SMALL_HALF_EDGES // 2 + 1)
     rule = rulec.compile("node x\nedge w\nupdate { x = sum(w * nbr.x) + 1; w += x }",
                          backend=backend)
     rule.step(rule.state(large))

@@ -92,7 +92,8 @@ def source() -> str:
                                   for x in args),
             "lanes": op.c.format(*(f"{x}h[s]" for x in args))})
     return templates().get_template("vm.c.j2").render(
-        version=__version__, control=CONTROL, elementwise=elementwise, abi=ABI)
+        version=__version__, control=CONTROL, elementwise=elementwise, abi=ABI,
+        small_half_edges=SMALL_HALF_EDGES)
 
 
 _lock = threading.Lock()
@@ -155,19 +156,21 @@ def _code_table(vm: Program, ffi, tiled: bool = False) -> dict:
     return table
 
 
-#: Graphs of at most this many half-edges keep each half-edge's owner (4
-#: bytes a half-edge, 16 KB at most) for the VM's operands read through it;
-#: on larger graphs the VM fills a buffer of owners per chunk of half-edges
-#: (vm.c.j2), which costs a tiny graph's step a few percent but takes no
-#: memory that grows with the graph.
-OWNER_HALF_EDGES = 4096
+#: A graph of at most this many half-edges is small to the VM (vm.c.j2's
+#: RULEC_VM_SMALL): it keeps each half-edge's owner (4 bytes a half-edge,
+#: 16 KB at most) for operands read through it, where larger graphs fill a
+#: buffer of owners per chunk of half-edges (which costs a tiny graph's step
+#: a few percent but takes no memory that grows with the graph); and its
+#: masked stores branch, where larger graphs' blend (the same mask every
+#: step, which a small graph's branch predictor learns).
+SMALL_HALF_EDGES = 4096
 
 
 def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int, graph, keep: list,
                tiles=None) -> dict:
     """label -> a rulec_vm_block of `table`'s code on the registers `regs`
     (with `graph`'s owner array where the code reads through it and the
-    graph is small: OWNER_HALF_EDGES; `keep` gets it). `tiles`: (node
+    graph is small: SMALL_HALF_EDGES; `keep` gets it). `tiles`: (node
     boundaries, local flags) as C arrays, for the blocks `table` runs in
     tiles. Fused operands need no other arrays: the VM makes their indexes
     a chunk at a time (vm.c.j2)."""
@@ -178,8 +181,8 @@ def _vm_blocks(ffi, table: dict, regs, domains, n_slots: int, graph, keep: list,
         block.code, block.n_prologue, block.n_code = code, n_prologue, n_code
         block.key, block.advance, block.written = key, advance, written
         block.regs, block.domain, block.n_slots = regs, domains, n_slots
-        if owned and 0 < graph.n_half_edges <= OWNER_HALF_EDGES:
-            owner = _per_graph(graph, "owner", _make_owner)
+        if owned and 0 < graph.n_half_edges <= SMALL_HALF_EDGES:
+            owner = graph.owner  # int32, kept by the graph
             keep.append(owner)
             block.owner = ffi.cast("int32_t *", owner.ctypes.data)
         if epilogue >= 0:
@@ -537,10 +540,6 @@ def _make_builtins(graph) -> dict[str, np.ndarray]:
            "nodes": np.full(graph.n_nodes, graph.n_nodes, dtype=np.float32)}
     pad = np.zeros(1, dtype=np.float32)
     return {k: (v if v.size else pad) for k, v in out.items()}
-
-
-def _make_owner(graph) -> np.ndarray:
-    return np.ascontiguousarray(graph.owner, dtype=np.int32)
 
 
 class VMBlocks:
