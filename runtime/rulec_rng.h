@@ -72,13 +72,20 @@ RULEC_FN float rulec_uniform(uint64_t seed, uint32_t block_key, uint32_t ordinal
     return (float)(r.v[0] >> 8) * 0x1p-24f;
 }
 
+/* gauss() from the first two words of its draw's bits: the VM makes the
+ * bits of a run of draws in one vectorized loop, then this in another. */
+RULEC_FN float rulec_gauss_of_bits(uint32_t r0, uint32_t r1)
+{
+    double u1 = ((double)(r0 >> 8) + 1.0) * 0x1p-24;
+    double u2 = (double)(r1 >> 8) * 0x1p-24;
+    return (float)(rulec_sqrt(-2.0 * rulec_log(u1)) * rulec_cos(6.283185307179586 * u2));
+}
+
 RULEC_FN float rulec_gauss(uint64_t seed, uint32_t block_key, uint32_t ordinal,
                                 uint64_t time, uint32_t element)
 {
     rulec_philox_ctr r = rulec_draw_bits(seed, block_key, ordinal, time, element);
-    double u1 = ((double)(r.v[0] >> 8) + 1.0) * 0x1p-24;
-    double u2 = (double)(r.v[1] >> 8) * 0x1p-24;
-    return (float)(rulec_sqrt(-2.0 * rulec_log(u1)) * rulec_cos(6.283185307179586 * u2));
+    return rulec_gauss_of_bits(r.v[0], r.v[1]);
 }
 
 #endif /* RULEC_RNG_H */
