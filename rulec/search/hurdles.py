@@ -302,8 +302,8 @@ class Evaluator:
         one that goes on to learn in this process is checked once.
 
         Screening asks for the quick translation (optimize=False: the same
-        values bit for bit, a third less time to make; a screened rule runs a
-        few steps), and the hurdles after it for the optimized one (many
+        values bit for bit, less than half the time to make; a screened rule
+        runs a few steps), and the hurdles after it for the optimized one (many
         epochs on many seeds), which then replaces it: a tiered compiler."""
         from ..backends.vm.backend import VMBackend
         from ..checker import check
