@@ -383,7 +383,10 @@ class _Translator:
         """(value register, mask register or None) of `expr`."""
         if isinstance(expr, ir.Local):
             return scope.find("locals", expr.name)
-        key = self.number(expr)
+        # equal expressions share their registers when optimizing; the quick
+        # tier only reuses an expression object's own (the program holds
+        # them while it translates), and saves the hash consing
+        key = self.number(expr) if self.optimize else id(expr)
         found = scope.find("memo", key)
         if found is not None:
             return found
