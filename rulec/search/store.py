@@ -411,14 +411,28 @@ class Store:
                     rung_rows.append({"run": run, "idx": r["idx"], "rung": rung,
                                       "score": float(score), "loss": loss})
         with self.guard("write"), self.engine.begin() as connection:
-            connection.execute(self.rules.insert(), rule_rows)
+            self._insert(connection, self.rules, rule_rows)
             if result_rows:
-                connection.execute(self.results.insert(), result_rows)
+                self._insert(connection, self.results, result_rows)
             if rung_rows:
-                connection.execute(self.rungs.insert(), rung_rows)
+                self._insert(connection, self.rungs, rung_rows)
             if self.leased == run:
                 connection.execute(self.leases.update().where(self.leases.c.run == run)
                                    .values(renewed=now))
+
+    def _insert(self, connection, table, rows: list[dict]) -> None:
+        """`rows` (dicts of the same keys: column -> a plain Python value)
+        into `table`, in one executemany of the driver's own SQL. Through
+        table.insert(), SQLAlchemy spent four times the driver's time on each
+        row's parameters, and the coordinator stores every rule a search
+        draws (the columns' types need no conversion: numbers and text)."""
+        names = list(rows[0])
+        dialect = self.engine.dialect
+        quote = dialect.identifier_preparer.quote
+        marker = "?" if dialect.paramstyle == "qmark" else "%s"
+        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) "
+               f"VALUES ({', '.join([marker] * len(names))})")
+        connection.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
 
     def results_of(self, run: int, idx: int) -> list[dict]:
         """A rule's results: one row per task and seed (task, seed, accuracy,
