@@ -254,10 +254,10 @@ class _Translator:
                 self.emit(self.code, "commit", slot, registers[0], registers[1])
             else:
                 self.emit(self.code, "copy", slot, registers[0])
+        if not self.optimize:  # the quick tier: the code as translated
+            return code
         kept = {r for registers in self.pending.values() for r in registers}
         kept |= {i for i, src in enumerate(self.r.source) if src[0] == "slot"}
-        if not self.optimize:
-            return code
         _, code.step = _without_dead_code([], _without_dead_stores(code.step), kept)
         pending = {self.slot(kind, name): registers[0]
                    for (kind, name), registers in self.pending.items() if kind != "shared"}
