@@ -7,6 +7,7 @@ Once it is in the cache, running any rule on the VM calls no compiler.
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 
 import cffi
@@ -35,6 +36,7 @@ from .translate import (
     _modes,
     _read_across,
     _reads,
+    _writers,
     _writes,
 )
 
@@ -140,15 +142,15 @@ def _code_table(vm: Program, ffi, tiled: bool = False) -> dict:
         step, epilogue = code.step, -1
         if tiled and code.tiled_epilogue >= 0:
             step, epilogue = code.tiled_step, code.tiled_epilogue
-        flat = [x for ins in (*code.prologue, *step) for x in ins]
+        every = (*code.prologue, *step)
+        flat = list(itertools.chain.from_iterable(every))
         written = [0] * n_slots
-        for ins in step:
-            for r in _writes(*ins):
-                if 0 <= r < n_slots:
-                    written[r] = 1
+        for r in _writers(step):
+            if 0 <= r < n_slots:
+                written[r] = 1
         # (a sum computing what it adds reads the owner's value by its node)
-        owned = any(ins[0] >> OPERAND_SHIFT and OWNER in _modes(ins[0])
-                    for ins in (*code.prologue, *step) if ins[0] & 255 != _RED_SUM_OF)
+        owned = any(OWNER in _modes(ins[0]) for ins in every
+                    if ins[0] >> OPERAND_SHIFT and ins[0] & 255 != _RED_SUM_OF)
         table[label] = (ffi.new("int32_t[]", flat or [0]), len(code.prologue),
                         len(code.prologue) + len(step), code.key,
                         1 if code.advance else 0, ffi.new("uint8_t[]", written or [0]),
