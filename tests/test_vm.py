@@ -506,9 +506,9 @@ def test_masked_stores_and_shared_commits_give_the_kernels_bits(nodes):
     """Masked stores (a filter, a branch), and shared-slot proposals and
     their commit, on states holding NaNs, infinities and signed zeros: one
     step on the VM gives the C kernel's bits (every NaN as one) and the
-    reference's values, on a small graph,
-    where a masked store is a branch, and on one past SMALL_HALF_EDGES,
-    where it is a blend; the proposals and the commit are blends on both."""
+    reference's values, on a small graph, where a masked store is a branch,
+    and on one past SMALL_HALF_EDGES, where it is a blend; the proposals and
+    the commit are blends on both."""
     from rulec.backends.vm.native import SMALL_HALF_EDGES
 
     graph = graphs.erdos_renyi(nodes, 14 / nodes, seed=5)
