@@ -108,10 +108,19 @@ class Backend:
         (backends with drives_protocol)."""
         raise NotImplementedError(f"the {self.name} backend cannot run the C protocol driver")
 
+    #: the lanes of one call take at most this much memory (bytes): their
+    #: registers (the VM) or states (the C kernels)
+    LANE_BYTES = 64 << 20
+
     def lane_width(self, graph) -> int:
         """The most lanes worth running side by side on `graph` (`lanes`,
         fewer where their registers would not fit in memory)."""
         return self.lanes
+
+    def _lanes_fitting(self, per_lane: int) -> int:
+        """As many lanes as fit LANE_BYTES at `per_lane` bytes each, 1 to
+        `lanes`."""
+        return max(1, min(self.lanes, self.LANE_BYTES // max(per_lane, 1)))
 
     def lane_blocks(self, graph, lanes: int):
         """(registers, run_lanes, graph_needs) for the C driver's lanes

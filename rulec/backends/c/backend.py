@@ -19,8 +19,6 @@ class CBackend(Backend):
     # (learning.driver.StateLanes; the kernels have no lane registers)
     lanes = 64
     lane_states = True
-    #: the lanes' states of one call, at most (bytes): as the VM's LANE_BYTES
-    LANE_BYTES = 64 << 20
 
     def __init__(self, program, source: str | None = None, prebuilt=None) -> None:
         super().__init__(program, source)
@@ -39,7 +37,7 @@ class CBackend(Backend):
         p = self.program
         per_state = 4 * (len(p.node_slots) * graph.n_nodes + len(p.edge_slots)
                          * graph.n_half_edges + len(p.shared_slots) * graph.n_edges)
-        return max(1, min(self.lanes, self.LANE_BYTES // max(per_state, 1)))
+        return self._lanes_fitting(per_state)
 
     def run(self, label, state, params, steps, threads=1, check_finite=False) -> int:
         return self.native.run(label, state, params, steps, threads, check_finite)

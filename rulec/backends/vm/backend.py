@@ -41,9 +41,6 @@ class VMBackend(Backend):
         return DriverBlocks(vm=[registers.blocks[label] for label in labels], vm_run=vm_run,
                             graph_needs=self.blocks.graph_needs, keep=[registers])
 
-    #: the registers of all the lanes of one call, at most (bytes)
-    LANE_BYTES = 64 << 20
-
     def lane_width(self, graph) -> int:
         """As many lanes as fit LANE_BYTES of registers: 64 on small graphs,
         one (seeds one after another) on large ones. Where 64 lanes would not
@@ -60,7 +57,7 @@ class VMBackend(Backend):
             owner = temp_storage(vm)
             per_lane = 4 * sum(max(lengths[d], 1)
                                for r, d in enumerate(vm.registers.domain) if owner[r] == r)
-        return max(1, min(self.lanes, self.LANE_BYTES // max(per_lane, 1)))
+        return self._lanes_fitting(per_lane)
 
     def lane_blocks(self, graph, lanes: int):
         registers = self.blocks.lane_registers(graph, lanes)
