@@ -259,13 +259,13 @@ def test_lane_width_counts_the_temporaries_that_share_storage():
                          ids=["7 nodes", "300 nodes"])
 def test_fused_operands_hoisting_and_dead_stores_give_the_same_bits(graph):
     """Operands read through an index, invariants computed in the prologue,
-    overwritten stores left out and sums that compute the values they add
+    dead code and overwritten stores left out, stores straight into slots,
+    draws made only where taken and sums that compute the values they add
     change no bit of any slot after init and three steps of every block, on
     the examples and random rules; and they do apply (fewer instructions,
-    fused operands of every kind, fused sums). Without
-    them is the quick translation (optimize=False) a search screens with,
-    so this is also what makes its screening verdicts those of the
-    optimized code."""
+    fused operands of every kind, fused sums). Without them all is the
+    quick translation (optimize=False) a search screens with, so this is
+    also what makes its screening verdicts those of the optimized code."""
     from rulec.backends.vm.backend import VMBackend
     from rulec.backends.vm.translate import MODE_NAMES, OPCODES, OPERAND_BITS, OPERAND_SHIFT
 

@@ -845,8 +845,7 @@ _REDUCED_OF = {OPCODES["red_sum"]: OPCODES["red_sum_of"]}
 #: sum is bound by the function, not by the register it saves, and each op
 #: summed is two more loop nests in the VM's C (its build time, once per
 #: rulec version).
-SUMMED_OPS = tuple(name for name in ("add", "sub", "mul", "div", "neg", "abs", "square", "min",
-                                     "max") if not OPS[name].commutative)
+SUMMED_OPS = ("sub", "div", "neg", "abs", "square")
 _SUMMED = {OPCODES[name] for name in SUMMED_OPS}
 
 
