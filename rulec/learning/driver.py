@@ -249,10 +249,10 @@ def run_epochs(rule: Rule, state, task, topology, protocol, epochs: int, seed: i
             at = first_epoch + epoch
             order = np.ascontiguousarray(orders(task, at + n, seed, at))
             score_order = np.ascontiguousarray(score_orders(task, at + n, seed, at))
-            e.orders = ffi.cast("int32_t *", order.ctypes.data)
-            e.score_orders = ffi.cast("int32_t *", score_order.ctypes.data)
-            e.accuracy = ffi.cast("double *", accuracy[epoch:].ctypes.data)
-            e.loss = ffi.cast("double *", loss[epoch:].ctypes.data)
+            e.orders = _pointer(ffi, "int32_t *", order)
+            e.score_orders = _pointer(ffi, "int32_t *", score_order)
+            e.accuracy = _pointer(ffi, "double *", accuracy[epoch:])
+            e.loss = _pointer(ffi, "double *", loss[epoch:])
             e.epochs_done, e.steps = 0, 0
             began = time.perf_counter()
             failure = lib.rulec_evaluate(graph, struct, param_array, e)
