@@ -29,10 +29,12 @@
 that stores a slot straight into its register (docs/vm.md), their
 instruction counts, and their step times alternated in this process.
 
---code-passes: the example rules on the VM as it ran before fused operands,
-loop-invariant hoisting, dead stores and tiles, and as it runs now, with
-the gcc kernel, alternated in this process (VM / C step-time ratios, and
-the workspace in bytes per half-edge on 2^20 half-edges).
+--code-passes: the example rules on the VM with none of its code passes
+(the quick tier, translate(optimize=False): no dead code or dead-store
+removal, direct stores, hoisting, fused operands, masked draws or tiles)
+and as it runs now, with the gcc kernel, alternated in this process (VM /
+C step-time ratios, and the workspace in bytes per half-edge on 2^20
+half-edges).
 
 --memory (also the end of the full table): on 2^20 half-edges, the bytes
 per half-edge each backend holds for the example rules: the state, the
@@ -99,9 +101,14 @@ def step_seconds(compiled: rulec.Rule, graph: rulec.Graph, steps: int, repeats: 
     return statistics.median(times)
 
 
+def big_graph() -> rulec.Graph:
+    """The large graph of every part: ~2^20 half-edges."""
+    return graphs.erdos_renyi(1 << 16, 16 / (1 << 16), seed=1)
+
+
 def graph_set(quick: bool) -> dict[str, tuple[rulec.Graph, int]]:
     """name -> (graph, steps per call)."""
-    big = graphs.erdos_renyi(1 << 16, 16 / (1 << 16), seed=1)  # ~2^20 half-edges
+    big = big_graph()
     return {
         "7 nodes": (graphs.layered([2, 4, 1]), 20000 if not quick else 5000),
         "50 nodes": (graphs.erdos_renyi(50, 0.2, seed=1), 5000 if not quick else 1000),
@@ -143,7 +150,7 @@ def shared_registers(quick: bool) -> None:
     """The VM's registers with an array per temporary and shared, alternated."""
     from rulec.backends.vm import native
 
-    graph = graphs.erdos_renyi(1 << 16, 16 / (1 << 16), seed=1)  # ~2^20 half-edges
+    graph = big_graph()
     half_edges = graph.n_half_edges
     names = NAMES
     saved = native.SHARE_BYTES
@@ -169,14 +176,14 @@ def shared_registers(quick: bool) -> None:
 
 
 def code_passes(quick: bool) -> None:
-    """The VM without and with its fused operands, hoisting, dead stores and
-    tiles, against the gcc kernel, alternated (ratios of medians)."""
+    """The VM without any of its code passes and with them all, against the
+    gcc kernel, alternated (ratios of medians)."""
     from rulec.backends.vm import native
     from rulec.backends.vm.backend import VMBackend
 
     names, texts = NAMES, example_texts()
     saved = native.TILE_ELEMENTS
-    # the quick translation (optimize=False) is the VM's code before the passes
+    # the quick translation (optimize=False) is the VM's code with no pass run
     old = {n: rulec.Rule(p, "vm", native=VMBackend(p, optimize=False))
            for n, p in ((n, rulec.compile(texts[n], backend="numpy").program) for n in names)}
     new = {n: rulec.compile(texts[n], backend="vm") for n in names}
@@ -219,7 +226,7 @@ def memory() -> None:
     from rulec import ir
     from rulec.backends.views import graph_view_bytes
 
-    graph = graphs.erdos_renyi(1 << 16, 16 / (1 << 16), seed=1)  # ~2^20 half-edges
+    graph = big_graph()
     h = graph.n_half_edges
     print(f"  {h} half-edges; bytes per half-edge: state + graph arrays (+ the VM's registers) "
           "-> total; the kernels' peak adds a second copy of each slot a block writes")
@@ -238,6 +245,7 @@ def memory() -> None:
               f"vm {vm_total / h:5.1f}  c {c_total / h:5.1f} (peak {(c_total + spare) / h:5.1f})  "
               f"ratio {vm_total / c_total:4.2f} ({vm_total / (c_total + spare):4.2f} to the "
               "peak)")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
