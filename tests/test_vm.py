@@ -166,6 +166,20 @@ def test_the_vm_asks_the_graph_only_for_the_arrays_its_code_reads():
         assert vm_graph_arrays(vm) <= ir.graph_arrays(generated.program), seed
 
 
+@pytest.fixture
+def unpaired(monkeypatch):
+    """The VM's code without paired instructions: a pair may give a NaN of
+    the other sign where two NaNs meet in + or * (docs/vm.md, "Paired
+    instructions"), so the tests that compare the other passes with the
+    quick translation bit for bit, NaN signs included, run without them
+    (test_paired_instructions_give_the_same_values_alone_and_in_lanes
+    checks the pairs)."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("rulec.backends.vm.translate"), "_paired",
+                        lambda step, registers: step)
+
+
 def _states_after_every_block(rule: rulec.Rule, graph, seed: int) -> list[np.ndarray]:
     state = rule.state(graph)
     state.seed = seed
@@ -257,7 +271,7 @@ def test_lane_width_counts_the_temporaries_that_share_storage():
 @pytest.mark.parametrize("graph", [graphs.layered([2, 4, 1]),
                                    graphs.erdos_renyi(300, 0.03, seed=4)],
                          ids=["7 nodes", "300 nodes"])
-def test_fused_operands_hoisting_and_dead_stores_give_the_same_bits(graph):
+def test_fused_operands_hoisting_and_dead_stores_give_the_same_bits(graph, unpaired):
     """Operands read through an index, invariants computed in the prologue,
     dead code and overwritten stores left out, stores straight into slots,
     draws made only where taken and sums that compute the values they add
@@ -375,7 +389,7 @@ def _special_states(rules, graph):
 @pytest.mark.parametrize("graph", [graphs.erdos_renyi(60, 0.15, seed=2), _hub_graph()],
                          ids=["random", "hub"])
 @pytest.mark.parametrize("expr", SUMMED)
-def test_a_sum_that_computes_what_it_adds_gives_the_same_bits(expr, graph):
+def test_a_sum_that_computes_what_it_adds_gives_the_same_bits(expr, graph, unpaired):
     """Each op a sum computes where it adds it (translate.SUMMED_OPS), masked
     and not, on states holding NaNs of both signs, infinities and signed
     zeros: the slot is bit for bit what the op's own loop and red_sum give
@@ -440,7 +454,7 @@ def _lane_steps(rule, graph, states, steps: int, label: str = "update"):
 
 @pytest.mark.parametrize("graph", [graphs.erdos_renyi(60, 0.15, seed=2), _hub_graph()],
                          ids=["random", "hub"])
-def test_fused_operands_of_every_kind_give_the_same_bits_alone_and_in_lanes(graph):
+def test_fused_operands_of_every_kind_give_the_same_bits_alone_and_in_lanes(graph, unpaired):
     """Elementwise ops whose operands are read through an index (a
     neighbour's, the owner's, the reverse half-edge's, a scalar, its own),
     commutative or not, on special values, with a param that is a number
@@ -492,6 +506,152 @@ def _nan_as_one(array: np.ndarray) -> np.ndarray:
     bits = array.view(np.uint32).copy()
     bits[np.isnan(array)] = 0x7FC00000
     return bits
+
+
+def _paired_rule() -> str:
+    """A rule with every paired op (translate.PAIRS), each side, on the nodes
+    (operands of their own) and on the half-edges (operands a neighbour's,
+    the owner's and their own), each into a slot of its own, its operands
+    the outer op's own slots (no value is computed once for two). The last
+    lines write every operand, so nothing moves to the prologue."""
+    lines, written = [], []
+    for o, outer in enumerate("+-*"):
+        x, y, z, w, v = f"x{o}", f"y{o}", f"z{o}", f"w{o}", f"v{o}"
+        for inner in "+-*":
+            k = len(lines) // 2
+            lines += [f"    n{k} = ({x} {inner} {y}) {outer} {z}",
+                      f"    n{k + 1} = {x} {outer} ({y} {inner} {z})",
+                      f"    e{k} = (nbr.{x} {inner} {w}) {outer} {y}",
+                      f"    e{k + 1} = {v} {outer} (nbr.{y} {inner} {x})"]
+        written += [f"    {x} += n{k} * 0.5", f"    {y} -= sum(e{k})", f"    {z} = {x}",
+                    f"    {w} += e{k + 1}", f"    {v} -= {w}"]
+    count = len(lines) // 2
+    nodes = [f"{a}{o}" for o in range(3) for a in "xyz"] + [f"n{k}" for k in range(count)]
+    edges = [f"{a}{o}" for o in range(3) for a in "wv"] + [f"e{k}" for k in range(count)]
+    return (f"node {', '.join(nodes)}\nedge {', '.join(edges)}\nupdate {{\n"
+            + "\n".join(lines + written) + "\n}\n")
+
+
+def _mixed_states(rules, graph):
+    """A state of each rule on `graph` holding the same values: normal ones,
+    and at a third of the elements NaNs of both signs, infinities, signed
+    zeros and a subnormal, mixed (so that two NaNs of other signs meet)."""
+    special = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -3.0],
+                       dtype=np.float32)
+    states = []
+    for rule in rules:
+        rng = np.random.default_rng(11)
+        state = rule.state(graph)
+        for _, _, array in state.slots():
+            array[...] = rng.normal(size=array.size).astype(np.float32)
+            chosen = rng.random(array.size) < 0.3
+            array[chosen] = special[rng.integers(0, 8, size=int(chosen.sum()))]
+        states.append(state)
+    return states
+
+
+@pytest.mark.parametrize("graph", [graphs.erdos_renyi(60, 0.15, seed=2), _hub_graph()],
+                         ids=["random", "hub"])
+def test_paired_instructions_give_the_same_values_alone_and_in_lanes(graph, monkeypatch):
+    """Every paired op (an arithmetic op computing another's value in its
+    own loop), each side, on the nodes and on the half-edges with operands
+    read through an index, on values that mix NaNs of both signs,
+    infinities, signed zeros and a subnormal: every slot after a step is
+    what the same code without pairs gives, and the quick translation, bit
+    for bit but for which NaN a NaN is (the compiler orders the operands of
+    a + or * as it likes, loop by loop, and x86 gives the first one's NaN);
+    and on three lanes the same. On the hub graph a node's half-edges span
+    several of the VM's chunks."""
+    import importlib
+
+    from rulec.backends.vm.backend import VMBackend
+    from rulec.backends.vm.translate import OPCODES, PAIRS
+
+    def names(rule):
+        codes = {ins[0] & 255 for ins in rule.runner.blocks.vm.blocks["update"].step}
+        return {name for name, code in OPCODES.items() if code in codes}
+
+    program = rulec.compile(_paired_rule(), backend="numpy").program
+    paired = rulec.Rule(program, "vm")
+    plain = rulec.Rule(program, "vm", native=VMBackend(program, optimize=False))
+    with monkeypatch.context() as patch:
+        patch.setattr(importlib.import_module("rulec.backends.vm.translate"), "_paired",
+                      lambda step, registers: step)
+        unpaired = rulec.Rule(program, "vm", native=VMBackend(program))
+    assert set(PAIRS) <= names(paired), set(PAIRS) - names(paired)
+    assert not set(PAIRS) & names(unpaired)
+    states = _mixed_states((paired, unpaired, plain), graph)
+    for rule, state in zip((paired, unpaired, plain), states, strict=True):
+        rule.step(state, steps=1)
+    expected = [_nan_as_one(array) for _, _, array in states[1].slots()]
+    nans = 0
+    for (_, name, a), (_, _, c), b in zip(states[0].slots(), states[2].slots(), expected,
+                                          strict=True):
+        assert np.array_equal(_nan_as_one(a), b), name
+        assert np.array_equal(_nan_as_one(c), b), name
+        nans += int(np.isnan(a).sum())
+    assert nans > 100  # NaNs met NaNs
+    for lane in _lane_steps(paired, graph, _mixed_states([paired] * 3, graph), steps=1):
+        for (_, name, a), b in zip(lane.slots(), expected, strict=True):
+            assert np.array_equal(_nan_as_one(a), b), name
+
+
+def test_an_instruction_is_paired_only_where_that_is_sound():
+    """An arithmetic instruction computes another's value in its own loop
+    only where that value is a temporary it alone reads, at its own
+    element; both run in the same branch body; nothing writes the first's
+    operands in between; the second does not write what the first reads;
+    and no operand is a scalar (the unpaired loops hold it in a register,
+    which the paired ones do not: measured slower)."""
+    from rulec.backends.vm.translate import (
+        NBR,
+        OPCODES,
+        OPERAND_BITS,
+        OPERAND_SHIFT,
+        SCALAR,
+        _paired,
+    )
+
+    N = 0
+    regs = _registers((N, ("slot", "node", 0)), (N, ("slot", "node", 1)), (N, ("temp",)),
+                      (N, ("temp",)), (N, ("temp",)), (N, ("temp",)))
+    sub_mul_l, add_sub_r = OPCODES["sub_mul_l"], OPCODES["add_sub_r"]
+    # r3 = (r0 * r1) - r0: the product read once, by the next instruction
+    assert _paired(_code(("mul", 2, 0, 1), ("sub", 3, 2, 0)), regs) == \
+        [(sub_mul_l, 3, 0, 1, 0)]
+    # the other side, with an instruction between that writes something else
+    assert _paired(_code(("sub", 2, 0, 1), ("copy", 4, 0), ("add", 3, 1, 2)), regs) == \
+        [*_code(("copy", 4, 0)), (add_sub_r, 3, 1, 0, 1)]
+    # the value read twice
+    code = _code(("mul", 2, 0, 1), ("sub", 3, 2, 0), ("add", 4, 2, 0))
+    assert _paired(code, regs) == code
+    # the first's operand written in between
+    code = _code(("mul", 2, 0, 1), ("copy", 0, 4), ("sub", 3, 2, 0))
+    assert _paired(code, regs) == code
+    # the second writes what the first reads
+    code = _code(("mul", 2, 4, 1), ("sub", 4, 2, 0))
+    assert _paired(code, regs) == code
+    # in a branch the second is not in
+    code = _code(("skip_if_none", -1, 5, 1), ("mul", 2, 0, 1), ("sub", 3, 2, 0))
+    assert _paired(code, regs) == code
+    # both in it
+    assert _paired(_code(("skip_if_none", -1, 5, 2), ("mul", 2, 0, 1), ("sub", 3, 2, 0)),
+                   regs) == [*_code(("skip_if_none", -1, 5, 1)), (sub_mul_l, 3, 0, 1, 0)]
+    # the value of the last step (written after it is read)
+    code = _code(("sub", 3, 2, 0), ("mul", 2, 0, 1))
+    assert _paired(code, regs) == code
+    # not an arithmetic op
+    code = _code(("max", 2, 0, 1), ("sub", 3, 2, 0))
+    assert _paired(code, regs) == code
+    # on the half-edges: the modes go with their operands; not with a scalar
+    H = 1
+    regs = _registers((N, ("slot", "node", 0)), (H, ("slot", "edge", 0)), (H, ("temp",)),
+                      (H, ("temp",)), (N, ("const", 2.0)))
+    nbr = NBR << OPERAND_SHIFT
+    assert _paired([(OPCODES["mul"] | nbr, 2, 0, 1, -1), (OPCODES["sub"], 3, 1, 2, -1)],
+                   regs) == [(OPCODES["sub_mul_r"] | nbr << OPERAND_BITS, 3, 1, 0, 1)]
+    code = [(OPCODES["mul"] | SCALAR << OPERAND_SHIFT, 2, 4, 1, -1), (OPCODES["sub"], 3, 1, 2, -1)]
+    assert _paired(code, regs) == code
 
 
 MASKED = ("node x, y\nedge w\nshared edge s\nupdate {\n"

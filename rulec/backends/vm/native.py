@@ -29,6 +29,7 @@ from .translate import (
     OPCODES,
     OPERAND_SHIFT,
     OWNER,
+    PAIRS,
     REV,
     SCALAR,
     SUMMED_OPS,
@@ -65,37 +66,55 @@ def vm_ffi() -> cffi.FFI:
     return result
 
 
+def _pair_c(name: str) -> str:
+    """A paired op's C (translate.PAIRS): the outer op's, with the inner
+    op's in the place of its operand, {0}, {1}, {2} the three operands."""
+    outer, inner, side = PAIRS[name]
+    if side == "l":
+        return OPS[outer].c.format(OPS[inner].c.format("{0}", "{1}"), "{2}")
+    return OPS[outer].c.format("{0}", OPS[inner].c.format("{1}", "{2}"))
+
+
 def source() -> str:
-    """The interpreter's C source."""
+    """The interpreter's C source: the op table's elementwise ops, then the
+    paired ops made from them (translate.PAIRS)."""
     elementwise = []
-    for name, op in OPS.items():
-        args = "ABC"[: op.arity]
+    table = [(name, op.arity, op.c, op.commutative) for name, op in OPS.items()]
+    table += [(name, 3, _pair_c(name), False) for name in PAIRS]
+    for name, arity, c, commutative in table:
+        args = "ABC"[:arity]
         elementwise.append({
-            "name": name, "code": OPCODES[name], "arity": op.arity,
-            "commutative": op.commutative,
+            "name": name, "code": OPCODES[name], "arity": arity,
+            "commutative": commutative,
+            "pair": name in PAIRS,
+            # a pair's loops by which operands are read as their own element
+            # (bit k for operand k: X[i]), the others through their index
+            "variants": [c.format(*(f"{x}[i]" if own >> k & 1 else f"{x}[i{x.lower()}[i]]"
+                                    for k, x in enumerate(args)))
+                         for own in range(1 << arity)] if name in PAIRS else [],
             "summed": name in SUMMED_OPS,  # red_sum_of computes it where it adds it
-            "c": op.c.format(*(f"{x}[i]" for x in args)),
-            "fused": op.c.format(*(f"{x}[i{x.lower()}[i]]" for x in args)),
+            "c": c.format(*(f"{x}[i]" for x in args)),
+            "fused": c.format(*(f"{x}[i{x.lower()}[i]]" for x in args)),
             # binary ops: only A, or only B, through its index
-            "fused_a": op.c.format(*(f"{x}[i{x.lower()}[i]]" if x == "A" else f"{x}[i]"
-                                     for x in args)),
-            "fused_b": op.c.format(*(f"{x}[i{x.lower()}[i]]" if x == "B" else f"{x}[i]"
-                                     for x in args)),
+            "fused_a": c.format(*(f"{x}[i{x.lower()}[i]]" if x == "A" else f"{x}[i]"
+                                  for x in args)),
+            "fused_b": c.format(*(f"{x}[i{x.lower()}[i]]" if x == "B" else f"{x}[i]"
+                                  for x in args)),
             # binary ops: a scalar a (or b) held in a register, the other operand
             # its own
-            "scalar_a": op.c.format("a", "B[i]") if op.arity == 2 else None,
-            "scalar_b": op.c.format("A[i]", "b") if op.arity == 2 else None,
+            "scalar_a": c.format("a", "B[i]") if arity == 2 else None,
+            "scalar_b": c.format("A[i]", "b") if arity == 2 else None,
             # red_sum_of's values, by which operands are the owner's (bit k for
             # operand k): those read X[o], o the node the sum is for
-            "summed_terms": [op.c.format(*(f"{x}[o]" if owners >> k & 1 else f"{x}[i{x.lower()}[i]]"
-                                           for k, x in enumerate(args)))
-                             for owners in range(1 << op.arity)],
+            "summed_terms": [c.format(*(f"{x}[o]" if owners >> k & 1 else f"{x}[i{x.lower()}[i]]"
+                                        for k, x in enumerate(args)))
+                             for owners in range(1 << arity)],
             "lane_rows": " ".join(f"const float *{x}h = {x} + (int64_t)i{x.lower()}[h] * L;"
                                   for x in args),
-            "lanes": op.c.format(*(f"{x}h[s]" for x in args))})
+            "lanes": c.format(*(f"{x}h[s]" for x in args))})
     return templates().get_template("vm.c.j2").render(
         version=__version__, control=CONTROL, elementwise=elementwise, abi=ABI,
-        small_half_edges=SMALL_HALF_EDGES)
+        small_half_edges=SMALL_HALF_EDGES, first_pair=OPCODES[next(iter(PAIRS))])
 
 
 _lock = threading.Lock()

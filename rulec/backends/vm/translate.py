@@ -46,6 +46,16 @@ NODE, HALF, EDGE = 0, 1, 2
 #: Elementwise ops, in opcode order after the VM's own (their C comes from the op table).
 ELEMENTWISE = tuple(OPS)
 
+#: Paired ops (docs/vm.md, "Paired instructions"): one instruction that
+#: computes an arithmetic op of another's value, which nothing else reads,
+#: in the same loop: (outer, inner, side), side "l" for
+#: outer(inner(a, b), c) and "r" for outer(a, inner(b, c)). Named
+#: outer_inner_side (`sub_mul_r`: a - b * c); opcodes after the op table's.
+PAIR_OPS = ("add", "sub", "mul")
+PAIRS: dict[str, tuple[str, str, str]] = {
+    f"{outer}_{inner}_{side}": (outer, inner, side)
+    for outer in PAIR_OPS for inner in PAIR_OPS for side in "lr"}
+
 #: The VM's own instructions: (name, operands). Operands: d = destination
 #: register, a/b/c = source registers (-1 where unused), k = an integer.
 CONTROL = (
@@ -69,7 +79,7 @@ CONTROL = (
     "zero",        # d[i] = 0 (a shared slot's proposals and flags at a step's start)
 )
 
-OPCODES: dict[str, int] = {name: i for i, name in enumerate(CONTROL + ELEMENTWISE)}
+OPCODES: dict[str, int] = {name: i for i, name in enumerate((*CONTROL, *ELEMENTWISE, *PAIRS))}
 
 #: Fused operands (docs/vm.md): an elementwise instruction on the half-edges
 #: may read an operand through an index instead of a gathered register. Its
@@ -267,6 +277,7 @@ class _Translator:
         code.prologue, code.step = _fused(code.prologue, code.step, self.r,
                                           lambda value: self.const(value, NODE))
         code.step = _fused_reductions(code.step, self.r)
+        code.step = _paired(code.step, self.r)
         if code.step is not before[1] or code.prologue is not before[0]:  # dead gathers
             code.prologue, code.step = _without_dead_code(code.prologue, code.step, kept)
         code.step = _masked_draws(code.step, self.r)  # last: it reads the readers' final words
@@ -589,9 +600,10 @@ def _direct_stores(code: list, pending: dict[int, int]) -> list:
 #: operands give the same result in the prologue as in any step.
 _PURE = {OPCODES[name] for name in ("copy", "zero", "gather_nbr", "gather_rev", "gather_eid",
                                     "bcast", "red_sum", "red_mean", "red_max", "red_min",
-                                    "red_count", "positive", "andnot", *ELEMENTWISE)}
-_ELEMENTWISE = {OPCODES[name] for name in ELEMENTWISE}
-_ARITY = {OPCODES[name]: op.arity for name, op in OPS.items()}
+                                    "red_count", "positive", "andnot", *ELEMENTWISE, *PAIRS)}
+_ELEMENTWISE = {OPCODES[name] for name in (*ELEMENTWISE, *PAIRS)}
+_ARITY = {**{OPCODES[name]: op.arity for name, op in OPS.items()},
+          **{OPCODES[name]: 3 for name in PAIRS}}
 #: a gathering instruction -> the mode that reads through its index
 _GATHER_MODE = {OPCODES["gather_nbr"]: NBR, OPCODES["bcast"]: OWNER,
                 OPCODES["gather_rev"]: REV, OPCODES["gather_eid"]: EID}
@@ -883,6 +895,69 @@ def _fused_reductions(step: list, registers: Registers) -> list:
         out[index] = (_REDUCED_OF[word] | modes << OPERAND_SHIFT | op << REDUCED_SHIFT, d,
                       step[e][2], step[e][3] if _ARITY[op] == 2 else -1, mask)
         keep[e] = False
+    if all(keep):
+        return step
+    return _kept(out, keep)
+
+
+_PAIRED = {(OPCODES[outer], OPCODES[inner], side): OPCODES[name]
+           for name, (outer, inner, side) in PAIRS.items()}
+_PAIR_OPS = {OPCODES[name] for name in PAIR_OPS}
+
+
+def _paired(step: list, registers: Registers) -> list:
+    """`step` with each instruction of +, - or * that reads, at its own
+    element, a temporary that one other such instruction wrote for it alone
+    computing that value itself (a paired op, PAIRS): one loop over the
+    elements, not two, and no register written and read back between.
+    `x + y * z` on the nodes is `add_mul_r x y z`; a pair does not pair
+    again. The same float operations on the same values; which NaN comes
+    out where two meet in `+` or `*` may differ (the compiler orders a
+    commutative op's operands as it likes in each loop, and x86 returns the
+    first's NaN). Sound where both run in the same branch body, nothing
+    writes the first's operands in between, and the second does not write
+    a register the first reads (its operands may read other elements). Not
+    where an operand is a scalar (a constant or a param on the half-edges:
+    the unpaired loops hold it in a register, and `v + lr * w` ran 1.35x
+    slower paired on 2^20 half-edges)."""
+    source, domain = registers.source, registers.domain
+    readers, writers = _readers(step), _writers(step)
+    body = None
+    out, keep = list(step), [True] * len(step)
+    for j, (word, d, *operands) in enumerate(step):
+        if word & 255 not in _PAIR_OPS:
+            continue
+        modes = _modes(word)
+        for side in (0, 1):
+            t, other = operands[side], operands[1 - side]
+            if modes[side] != OWN or t == other or source[t][0] != "temp":
+                continue
+            found = writers.get(t, ())
+            if len(found) != 1 or found[0] >= j or readers.get(t) != [j]:
+                continue
+            i = found[0]
+            first = out[i]
+            if first[0] & 255 not in _PAIR_OPS or domain[first[1]] != domain[d] \
+                    or d in first[2:4]:
+                continue
+            if body is None:
+                body = _innermost(step)
+            if body[i] != body[j] or any(i < w < j for r in first[2:4]
+                                         for w in writers.get(r, ())):
+                continue
+            inner = _modes(first[0])
+            if side == 0:  # outer(inner(a, b), c)
+                regs, kept_modes = (first[2], first[3], other), (inner[0], inner[1], modes[1])
+            else:  # outer(a, inner(b, c))
+                regs, kept_modes = (other, first[2], first[3]), (modes[0], inner[0], inner[1])
+            if SCALAR in kept_modes:
+                continue
+            paired = _PAIRED[word & 255, first[0] & 255, "lr"[side]]
+            for k, mode in enumerate(kept_modes):
+                paired |= mode << (OPERAND_SHIFT + OPERAND_BITS * k)
+            out[j] = (paired, d, *regs)
+            keep[i] = False
+            break
     if all(keep):
         return step
     return _kept(out, keep)
