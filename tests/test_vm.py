@@ -456,10 +456,11 @@ def _lane_steps(rule, graph, states, steps: int, label: str = "update"):
                          ids=["random", "hub"])
 def test_fused_operands_of_every_kind_give_the_same_bits_alone_and_in_lanes(graph, unpaired):
     """Elementwise ops whose operands are read through an index (a
-    neighbour's, the owner's, the reverse half-edge's, a scalar, its own),
-    commutative or not, on special values, with a param that is a number
-    and one that is NaN (the VM holds a scalar in a register only when it is
-    not NaN): every slot after a step is
+    neighbour's, the owner's, the reverse half-edge's, a scalar, its own,
+    a scalar and a neighbour's), commutative or not, on special values,
+    with a param that is a number and one that is NaN (the VM holds a
+    scalar in a register only when it is not NaN): every slot after a step
+    is
     bit for bit the unfused code's (the quick translation), alone, and on
     each of three lanes but for which NaN a NaN is; on the hub graph the
     indexes span several of the VM's chunks, and one node's half-edges more
@@ -467,8 +468,9 @@ def test_fused_operands_of_every_kind_give_the_same_bits_alone_and_in_lanes(grap
     from rulec.backends.vm.backend import VMBackend
     from rulec.backends.vm.translate import MODE_NAMES, OPERAND_BITS, OPERAND_SHIFT
 
-    text = ("param lr = 0.5\nnode x, y\nedge w, v\nupdate {\n"
+    text = ("param lr = 0.5\nnode x, y\nedge w, v, u\nupdate {\n"
             "    w = nbr.y * w + x\n"          # commutative: nbr, owner
+            "    u = (1 - nbr.y) * u - max(nbr.x, lr)\n"  # a scalar and an index
             "    v = (x - nbr.y) / (w - 2)\n"   # not commutative: owner, nbr, own, scalar
             "    v[incoming] += min(v, x) * 0.5\n"
             "    w -= max(nbr.x, y) - v * lr\n"  # a param: NaN in the second run

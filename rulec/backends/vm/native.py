@@ -104,6 +104,9 @@ def source() -> str:
             # its own
             "scalar_a": c.format("a", "B[i]") if arity == 2 else None,
             "scalar_b": c.format("A[i]", "b") if arity == 2 else None,
+            # and the other operand through its index
+            "scalar_a_fused": c.format("a", "B[ib[i]]") if arity == 2 else None,
+            "scalar_b_fused": c.format("A[ia[i]]", "b") if arity == 2 else None,
             # red_sum_of's values, by which operands are the owner's (bit k for
             # operand k): those read X[o], o the node the sum is for
             "summed_terms": [c.format(*(f"{x}[o]" if owners >> k & 1 else f"{x}[i{x.lower()}[i]]"
