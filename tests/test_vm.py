@@ -460,8 +460,7 @@ def test_fused_operands_of_every_kind_give_the_same_bits_alone_and_in_lanes(grap
     a scalar and a neighbour's), commutative or not, on special values,
     with a param that is a number and one that is NaN (the VM holds a
     scalar in a register only when it is not NaN): every slot after a step
-    is
-    bit for bit the unfused code's (the quick translation), alone, and on
+    is bit for bit the unfused code's (the quick translation), alone, and on
     each of three lanes but for which NaN a NaN is; on the hub graph the
     indexes span several of the VM's chunks, and one node's half-edges more
     than two."""
