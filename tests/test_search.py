@@ -644,6 +644,54 @@ def test_in_process_executor_runs_payloads_in_order():
 # -------------------------------------------------------------------- the CLI
 
 
+def test_a_search_collects_garbage_less_often_and_leaves_the_thresholds_as_they_were(
+        tmp_path, monkeypatch):
+    """While a search runs (the coordinator, and each batch wherever it
+    runs) the cyclic collector's first generation waits for 10,000
+    allocations, not 700; the thresholds in force before come back after,
+    also after an error, once when uses nest, and higher ones stay."""
+    import gc
+
+    from rulec.search import execute
+
+    before = gc.get_threshold()
+    seen = []
+    batch = execute.evaluate_batch
+
+    def spy(*args):
+        seen.append(gc.get_threshold())
+        return batch(*args)
+
+    monkeypatch.setattr("rulec.search.run.evaluate_batch", spy)
+    try:
+        gc.set_threshold(700, 10, 10)
+        S.search(S.Settings(), S.Config(seed=3, generation=8), str(tmp_path / "a.sqlite"),
+                 rules=16)
+        assert seen and all(t[0] >= 10_000 for t in seen)
+        assert gc.get_threshold() == (700, 10, 10)
+        with execute.fewer_collections():
+            with execute.fewer_collections():
+                assert gc.get_threshold() == execute.GC_THRESHOLDS
+            assert gc.get_threshold() == execute.GC_THRESHOLDS
+        assert gc.get_threshold() == (700, 10, 10)
+        with pytest.raises(ValueError), execute.fewer_collections():
+            raise ValueError
+        assert gc.get_threshold() == (700, 10, 10)
+        gc.set_threshold(50_000, 5, 20)
+        with execute.fewer_collections():
+            assert gc.get_threshold() == (50_000, 10, 20)
+        assert gc.get_threshold() == (50_000, 5, 20)
+        # a batch in a worker (a local pool's, a Dask worker's): its own
+        gc.set_threshold(700, 10, 10)
+        monkeypatch.setattr(execute, "_evaluate_batch",
+                            lambda *args: [{"threshold": gc.get_threshold()}])
+        assert execute.evaluate_batch({}, "screen", []) == \
+            [{"threshold": execute.GC_THRESHOLDS}]
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
+
+
 def test_search_report_and_export_from_the_command_line(tmp_path, capsys):
     space = tmp_path / "space.toml"
     space.write_text('[protocol]\nforward = 1\nlearn = 1\n[screen]\ngraph = '

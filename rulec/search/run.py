@@ -45,7 +45,7 @@ from ..errors import RuleErrors
 from ..parser import parse_text
 from ..printer import format_tree
 from .canon import identity, text_hash
-from .execute import evaluate_batch, make_executor
+from .execute import evaluate_batch, fewer_collections, make_executor
 from .hurdles import SCREEN_HURDLES, bar_of_ranked, hurdle_names, rank_key, rung_key
 from .space import Settings, SpaceError, digest, draw_tree
 from .store import Store
@@ -298,40 +298,8 @@ class Search:
         ahead = getattr(self.strategy, "asks_ahead", False) and executor.workers > 1 \
             and not self.settings.screen.rungs
         try:
-            self.open()
-            self._load()
-            generation = 0
-            pending: _Pending | None = None  # screened and sorted; its learners not yet run
-            while True:
-                start = generation * size_g
-                if rules is not None and start >= rules:
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                end = start + size_g if rules is None else min(start + size_g, rules)
-                indices = range(start, end)
-                stored = self.stored.get(generation, {})
-                self.progress.generation = generation
-                if all(i in stored for i in indices):  # done in an earlier session: replay
-                    if pending is not None:
-                        self._complete(pending, executor)
-                        pending = None
-                    self.strategy.tell(generation, [stored[i] for i in indices])
-                    self.stored.pop(generation, None)
-                else:
-                    candidates = [c for c in self.strategy.ask(generation, indices)
-                                  if c.index not in stored]
-                    if ahead:
-                        pending = self._round(pending, _Pending(generation, indices, stored,
-                                                                candidates), executor)
-                    else:
-                        records = self._evaluate(generation, candidates, executor)
-                        everything = {**stored, **{r["idx"]: r for r in records}}
-                        self.strategy.tell(generation, [everything[i] for i in indices])
-                        self.stored.pop(generation, None)
-                generation += 1
-            if pending is not None:
-                self._complete(pending, executor)
+            with fewer_collections():  # the coordinator's own objects: the same kinds
+                self._generations(rules, deadline, size_g, executor, ahead)
         except BaseException:  # Ctrl-C, a store failure: workers stop now
             executor.close(abort=True)
             raise
@@ -342,6 +310,46 @@ class Search:
                 self.store.close()
                 self.store = None
         return self.progress
+
+    def _generations(self, rules: int | None, deadline: float | None, size_g: int, executor,
+                     ahead: bool) -> None:
+        """run()'s loop: generation after generation until `rules` or the
+        deadline, each asked, evaluated (or replayed from the store), told
+        and stored."""
+        self.open()
+        self._load()
+        generation = 0
+        pending: _Pending | None = None  # screened and sorted; its learners not yet run
+        while True:
+            start = generation * size_g
+            if rules is not None and start >= rules:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            end = start + size_g if rules is None else min(start + size_g, rules)
+            indices = range(start, end)
+            stored = self.stored.get(generation, {})
+            self.progress.generation = generation
+            if all(i in stored for i in indices):  # done in an earlier session: replay
+                if pending is not None:
+                    self._complete(pending, executor)
+                    pending = None
+                self.strategy.tell(generation, [stored[i] for i in indices])
+                self.stored.pop(generation, None)
+            else:
+                candidates = [c for c in self.strategy.ask(generation, indices)
+                              if c.index not in stored]
+                if ahead:
+                    pending = self._round(pending, _Pending(generation, indices, stored,
+                                                            candidates), executor)
+                else:
+                    records = self._evaluate(generation, candidates, executor)
+                    everything = {**stored, **{r["idx"]: r for r in records}}
+                    self.strategy.tell(generation, [everything[i] for i in indices])
+                    self.stored.pop(generation, None)
+            generation += 1
+        if pending is not None:
+            self._complete(pending, executor)
 
     def open(self) -> None:
         """Open the store and find (or make) this run in it."""
