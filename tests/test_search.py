@@ -197,6 +197,24 @@ def test_screening_runs_the_quick_translation_and_learning_the_optimized_one():
         {k: v for k, v in record.items() if k not in strip}
 
 
+def test_a_rule_that_fails_screening_once_compiled_is_not_kept_compiled():
+    """The evaluator keeps compiled only the rules that may learn next (the
+    screening's survivors): one that fails the run or the sensitivity
+    hurdle lets its tree, program and VM code go at once (kept, they were
+    most of what the garbage collector scanned in a search)."""
+    ev = S.Evaluator(FAST)
+    blind = ("node inp, target, train, a\n"
+             "update { a = sin(time) + 0 * inp * target }")
+    blows_up = ("node inp, target, train, a\n"
+                "update { a = exp(exp(exp(a + 10))) + inp * target }")
+    for text, passed in ((blind, 3), (blows_up, 2)):
+        record = ev.screen(text)
+        assert record["passed"] == passed, record["failure"]
+        assert text not in ev._compiled
+    assert ev.screen(DELTA)["passed"] == 4
+    assert DELTA in ev._compiled
+
+
 def test_evaluate_refuses_a_start_state_of_another_graph():
     from rulec import compile as compile_rule
     from rulec import learning

@@ -372,6 +372,8 @@ class Evaluator:
             timings[hurdle] = time.perf_counter() - began
             record["failure"] = stop.reason
             record["failed_hurdle"] = hurdle
+            if hurdle in ("run", "sensitive"):  # nothing asks for it again: let it go now
+                self._compiled.pop(text, None)
             if hurdle == "compile" and "canon_hash" not in record:  # it does not parse
                 record["canon_hash"] = text_hash(text)
                 record["size"] = 0
