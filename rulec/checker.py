@@ -317,22 +317,23 @@ class Checker:
 
     def expr(self, node: ast.Expr, expect: str) -> ir.Expr:
         """Check an expression; `expect` ('float'|'vector') types the random draws in it."""
-        if isinstance(node, ast.Number):
-            return ir.Const(node.value, FLOAT, node.span)
-        if isinstance(node, ast.Name):
-            return self.name(node)
-        if isinstance(node, ast.NbrRef):
-            return self.nbr(node)
-        if isinstance(node, ast.PeerRef):
-            return self.peer(node)
-        if isinstance(node, ast.Unary):
-            arg = self.expr(node.operand, expect)
-            return self.combine(node.op, (arg,), node.span)
-        if isinstance(node, ast.Binary):
+        kind = type(node)  # the syntax's classes have no subclasses; the most common first
+        if kind is ast.Binary:
             left = self.expr(node.left, expect)
             right = self.expr(node.right, expect)
             return self.combine(node.op, (left, right), node.span)
-        if isinstance(node, ast.Filter):
+        if kind is ast.Name:
+            return self.name(node)
+        if kind is ast.Number:
+            return ir.Const(node.value, FLOAT, node.span)
+        if kind is ast.NbrRef:
+            return self.nbr(node)
+        if kind is ast.Unary:
+            arg = self.expr(node.operand, expect)
+            return self.combine(node.op, (arg,), node.span)
+        if kind is ast.PeerRef:
+            return self.peer(node)
+        if kind is ast.Filter:
             return self.filter(node)
         return self.call(node, expect)
 

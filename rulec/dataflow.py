@@ -57,20 +57,19 @@ def _restricted(expr: ast.Expr, scopes: list[dict[str, bool]]) -> bool:
     """Whether an expression's value may be a filtered vector (a write of it
     changes only some half-edges). Conservative: a filter anywhere outside a
     reducer counts. `scopes`: the locals in reach, innermost last."""
-    if isinstance(expr, ast.Filter):
-        return True
-    if isinstance(expr, ast.Name):
+    kind = type(expr)  # the syntax's classes have no subclasses; the most common first
+    if kind is ast.Binary:
+        return _restricted(expr.left, scopes) or _restricted(expr.right, scopes)
+    if kind is ast.Name:
         return next((scope[expr.name] for scope in reversed(scopes) if expr.name in scope),
                     False)
-    if isinstance(expr, ast.Call):
+    if kind is ast.Call:
         if expr.func in REDUCERS:
             return False
         return any(_restricted(arg, scopes) for arg in expr.args)
-    if isinstance(expr, ast.Unary):
+    if kind is ast.Unary:
         return _restricted(expr.operand, scopes)
-    if isinstance(expr, ast.Binary):
-        return _restricted(expr.left, scopes) or _restricted(expr.right, scopes)
-    return False
+    return kind is ast.Filter
 
 
 def writes(tree: ast.File) -> Iterator[Write]:
@@ -220,20 +219,25 @@ def without_dead_writes(tree: ast.File, exact: bool = True) -> ast.File:
 def names_in(expr: ast.Expr, env: dict[str, frozenset[str]]) -> frozenset[str]:
     """The slot, param and built-in names `expr` reads, through the locals of
     `env` (a local stands for what its value reads)."""
-    if isinstance(expr, ast.Name):
-        return env.get(expr.name, frozenset((expr.name,)))
-    if isinstance(expr, ast.NbrRef | ast.PeerRef):
-        return frozenset((expr.name,))
-    if isinstance(expr, ast.Number):
-        return frozenset()
-    if isinstance(expr, ast.Call):
-        return frozenset().union(*(names_in(a, env) for a in expr.args))
-    if isinstance(expr, ast.Unary):
-        return names_in(expr.operand, env)
-    if isinstance(expr, ast.Binary):
+    kind = type(expr)  # the syntax's classes have no subclasses; the most common first
+    if kind is ast.Binary:
         return names_in(expr.left, env) | names_in(expr.right, env)
-    assert isinstance(expr, ast.Filter), expr
+    if kind is ast.Name:
+        found = env.get(expr.name)  # a local: what its value reads (maybe nothing)
+        return found if found is not None else frozenset((expr.name,))
+    if kind is ast.Number:
+        return _NOTHING
+    if kind is ast.Call:
+        return _NOTHING.union(*(names_in(a, env) for a in expr.args))
+    if kind is ast.NbrRef or kind is ast.PeerRef:
+        return frozenset((expr.name,))
+    if kind is ast.Unary:
+        return names_in(expr.operand, env)
+    assert kind is ast.Filter, expr
     return names_in(expr.value, env) | names_in(expr.predicate, env)
+
+
+_NOTHING: frozenset[str] = frozenset()
 
 
 def influence(tree: ast.File, blocks: tuple[str, ...] | None = None) -> dict[str, set[str]]:

@@ -58,18 +58,19 @@ def _same(new: tuple, old: tuple) -> bool:
 
 def fold(expr: ir.Expr) -> ir.Expr:
     """`expr` with its all-constant subexpressions folded."""
-    if isinstance(expr, ir.Apply):
+    kind = type(expr)  # the IR's classes have no subclasses
+    if kind is ir.Apply:
         args = tuple(fold(arg) for arg in expr.args)
-        if expr.type.is_float and all(isinstance(arg, ir.Const) for arg in args):
+        if expr.type.is_float and all(type(arg) is ir.Const for arg in args):
             values = [np.array([arg.value], dtype=np.float32) for arg in args]
             with np.errstate(all="ignore"):
                 result = np.asarray(OPS[expr.op].numpy(*values), dtype=np.float32)
             return ir.Const(float(result[0]), expr.type, expr.span)
         return expr if _same(args, expr.args) else dataclasses.replace(expr, args=args)
-    if isinstance(expr, ir.Reduce):
+    if kind is ir.Reduce:
         arg = fold(expr.arg)
         return expr if arg is expr.arg else dataclasses.replace(expr, arg=arg)
-    if isinstance(expr, ir.Restrict):
+    if kind is ir.Restrict:
         value, predicate = fold(expr.value), fold(expr.predicate)
         if value is expr.value and predicate is expr.predicate:
             return expr

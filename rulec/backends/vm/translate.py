@@ -392,7 +392,7 @@ class _Translator:
 
     def expr(self, expr: ir.Expr, scope: _Scope) -> tuple[int, int | None]:
         """(value register, mask register or None) of `expr`."""
-        if isinstance(expr, ir.Local):
+        if type(expr) is ir.Local:
             return scope.find("locals", expr.name)
         # equal expressions share their registers when optimizing; the quick
         # tier only reuses an expression object's own (the program holds
@@ -408,9 +408,24 @@ class _Translator:
     def compute(self, expr: ir.Expr, scope: _Scope) -> tuple[int, int | None]:
         vector = expr.type.is_vector
         domain = HALF if vector else NODE
-        if isinstance(expr, ir.Const):
+        kind = type(expr)  # the IR's classes have no subclasses; the most common first
+        if kind is ir.Apply:
+            args, mask = [], None
+            for arg in expr.args:
+                value, arg_mask = self.expr(arg, scope)
+                if vector and not arg.type.is_vector:
+                    value = self.on_half_edges(value, scope)
+                args.append(value)
+                if arg_mask is not None:
+                    mask = arg_mask
+            out = self.r.new(domain)
+            self.emit(self.code, expr.op, out, *args)
+            if expr.op in BOOLEAN:  # 1.0 or 0.0 everywhere
+                self.masks.add(out)
+            return out, mask
+        if kind is ir.Const:
             return self.const(expr.value, domain), None
-        if isinstance(expr, ir.Slot):
+        if kind is ir.Slot:
             if expr.kind == "param":
                 if expr.name not in self.params:
                     register = self.r.new(NODE)
@@ -425,40 +440,26 @@ class _Translator:
             op = {"nbr": "gather_nbr", "peer": "gather_rev", "shared": "gather_eid"}[expr.kind]
             self.emit(self.code, op, out, slot)
             return out, None
-        if isinstance(expr, ir.Builtin):
+        if kind is ir.Builtin:
             if expr.name == "time":
                 return self.time, None
             domain = HALF if expr.name in ("parity", "incoming", "outgoing", "nbr_degree") \
                 else NODE
             return self.fixed(("builtin", expr.name), domain, ("builtin", expr.name)), None
-        if isinstance(expr, ir.Random):
+        if kind is ir.Random:
             out = self.r.new(domain)
             self.emit(self.code, expr.dist, out, expr.ordinal)
             return out, None
-        if isinstance(expr, ir.Restrict):
+        if kind is ir.Restrict:
             value, mask = self.expr(expr.value, scope)
             predicate, _ = self.expr(expr.predicate, scope)
             # the reference: the restriction's mask is the predicate's alone
             return value, self.positive(predicate)
-        if isinstance(expr, ir.Reduce):
-            value, mask = self.expr(expr.arg, scope)
-            out = self.r.new(NODE)
-            self.emit(self.code, f"red_{expr.op}", out, value, -1 if mask is None else mask)
-            return out, None
-        assert isinstance(expr, ir.Apply), expr
-        args, mask = [], None
-        for arg in expr.args:
-            value, arg_mask = self.expr(arg, scope)
-            if vector and not arg.type.is_vector:
-                value = self.on_half_edges(value, scope)
-            args.append(value)
-            if arg_mask is not None:
-                mask = arg_mask
-        out = self.r.new(domain)
-        self.emit(self.code, expr.op, out, *args)
-        if expr.op in BOOLEAN:  # 1.0 or 0.0 everywhere
-            self.masks.add(out)
-        return out, mask
+        assert kind is ir.Reduce, expr
+        value, mask = self.expr(expr.arg, scope)
+        out = self.r.new(NODE)
+        self.emit(self.code, f"red_{expr.op}", out, value, -1 if mask is None else mask)
+        return out, None
 
 
 _EFFECTS = {OPCODES[name] for name in ("store", "propose", "commit", "skip_if_none")}
