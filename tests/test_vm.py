@@ -36,6 +36,37 @@ def test_the_vm_runs_rules_with_no_compiler_once_it_is_built(tmp_path):
     assert c_only.returncode == 1 and "no C compiler found" in c_only.stderr
 
 
+def test_a_cached_vm_loads_without_rendering_and_its_identity_is_its_inputs(monkeypatch):
+    """A process that finds the VM in the cache neither renders its source
+    nor imports Jinja (that was 40-60 ms of every worker's start): the
+    cache key is made from what the source is rendered from, the template,
+    its context (the op table, the pairs, the layout constants) and the
+    runtime headers, so a change to any of them is a new key."""
+    from rulec.backends import toolchain
+    from rulec.backends.vm import native
+
+    native.library()  # in this session's cache
+    native._library_unlocked.cache_clear()
+
+    def no_render():
+        raise AssertionError("a cached VM was rendered")
+
+    monkeypatch.setattr(native, "source", no_render)
+    native.library()
+    identities = []
+    monkeypatch.setattr(toolchain, "cached_library",
+                        lambda identity, *args, **kwargs: identities.append(identity))
+    context = native._context()
+    for changed in (context, {**context, "small_half_edges": 2048},
+                    {**context, "elementwise": context["elementwise"][:-1]}):
+        monkeypatch.setattr(native, "_context", lambda changed=changed: changed)
+        native._library_unlocked.cache_clear()
+        native.library()
+    native._library_unlocked.cache_clear()
+    keys = {toolchain.cache_key(identity, [], "vm-", False) for identity in identities}
+    assert len(identities) == 3 and len(keys) == 3
+
+
 @pytest.mark.parametrize("example", sorted(p.stem for p in EXAMPLES.glob("*.rule")))
 def test_every_example_runs_on_the_vm_from_the_cli(run_cli, example):
     spec = {"life": "moore:8x8", "hopfield": "complete:8"}.get(example, "layered:3,5,2")

@@ -78,6 +78,14 @@ def _pair_c(name: str) -> str:
 def source() -> str:
     """The interpreter's C source: the op table's elementwise ops, then the
     paired ops made from them (translate.PAIRS)."""
+    return templates().get_template(TEMPLATE).render(**_context())
+
+
+TEMPLATE = "vm.c.j2"
+
+
+def _context() -> dict:
+    """What source() renders the template with."""
     elementwise = []
     table = [(name, op.arity, op.c, op.commutative) for name, op in OPS.items()]
     table += [(name, 3, _pair_c(name), False) for name in PAIRS]
@@ -115,9 +123,8 @@ def source() -> str:
             "lane_rows": " ".join(f"const float *{x}h = {x} + (int64_t)i{x.lower()}[h] * L;"
                                   for x in args),
             "lanes": c.format(*(f"{x}h[s]" for x in args))})
-    return templates().get_template("vm.c.j2").render(
-        version=__version__, control=CONTROL, elementwise=elementwise, abi=ABI,
-        small_half_edges=SMALL_HALF_EDGES, first_pair=OPCODES[next(iter(PAIRS))])
+    return {"version": __version__, "control": CONTROL, "elementwise": elementwise, "abi": ABI,
+            "small_half_edges": SMALL_HALF_EDGES, "first_pair": OPCODES[next(iter(PAIRS))]}
 
 
 _lock = threading.Lock()
@@ -125,9 +132,16 @@ _lock = threading.Lock()
 
 @functools.cache
 def _library_unlocked(fingerprint):
-    text = source()
+    # the library's identity is what its source is rendered from (the
+    # template and its context), so a process that finds it in the cache
+    # neither imports Jinja nor renders: that took 40-60 ms on the way to
+    # every worker's and every command's first VM step. (Jinja's version is
+    # left out: importing it to ask would cost the same, and another
+    # version renders the same template to the same C.)
     runtime = resource_dir("runtime")
-    identity = ["rulec-vm", str(ABI), __version__, text,
+    identity = ["rulec-vm", str(ABI), __version__,
+                (resource_dir("templates") / TEMPLATE).read_text(encoding="utf-8"),
+                repr(_context()),
                 *((runtime / name).read_text(encoding="utf-8") for name in HEADERS)]
     ffi_vm = vm_ffi()
 
@@ -137,7 +151,8 @@ def _library_unlocked(fingerprint):
         except OSError as exc:
             raise toolchain.BuildError(f"cannot load the VM ({path}): {exc}") from None
 
-    return ffi_vm, toolchain.cached_library(identity, [text], load, stem="vm-", by_compiler=False)
+    return ffi_vm, toolchain.cached_library(identity, lambda: [source()], load, stem="vm-",
+                                            by_compiler=False)
 
 
 def library():
