@@ -434,14 +434,11 @@ class Store:
                                       "score": float(score), "loss": loss})
         with self.guard("write"), self.engine.begin() as connection:
             self._insert(connection, self.rules, _RULE_INSERT, rule_rows)
-            if result_rows:
-                names = list(result_rows[0])
-                self._insert(connection, self.results, names,
-                             [tuple(row[name] for name in names) for row in result_rows])
-            if rung_rows:
-                names = list(rung_rows[0])
-                self._insert(connection, self.rungs, names,
-                             [tuple(row[name] for name in names) for row in rung_rows])
+            for table, rows in ((self.results, result_rows), (self.rungs, rung_rows)):
+                if rows:  # dicts of the same keys: a learner's few rows
+                    names = list(rows[0])
+                    self._insert(connection, table, names,
+                                 [tuple(row[name] for name in names) for row in rows])
             if self.leased == run:
                 connection.execute(self.leases.update().where(self.leases.c.run == run)
                                    .values(renewed=now))
