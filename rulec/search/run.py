@@ -92,6 +92,7 @@ class Progress:
     best: dict | None = None
     started: float = field(default_factory=time.monotonic)
     generation: int = 0
+    _best_key: tuple | None = field(default=None, repr=False, compare=False)  # best's rank_key
 
     def add(self, record: dict) -> None:
         self.rules += 1
@@ -101,9 +102,10 @@ class Progress:
             self.exact_duplicates += 1
         elif record.get("duplicate") == "behaviour":
             self.behaviour_duplicates += 1
-        if record.get("duplicate") is None and (
-                self.best is None or rank_key(record) < rank_key(self.best)):
-            self.best = record  # a duplicate's results are its original's
+        if record.get("duplicate") is None:  # a duplicate's results are its original's
+            key = rank_key(record)
+            if self.best is None or key < self._best_key:
+                self.best, self._best_key = record, key
 
     @property
     def rate(self) -> float:
