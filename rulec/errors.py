@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .frozen import node
+
 
 class RulecError(Exception):
     """The root of every error rulec reports to its users: RuleErrors (a rule
@@ -42,7 +44,7 @@ class RulecTypeError(RulecError, TypeError):
     TypeError for callers that catch one."""
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Span:
     """A region of source text: 1-based line and column, end exclusive."""
 

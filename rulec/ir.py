@@ -16,9 +16,10 @@ becomes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from .errors import NOWHERE, Span
+from .frozen import node
 from .syntax import float_key
 
 
@@ -26,7 +27,7 @@ def _span() -> Span:
     return field(default=NOWHERE, compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Type:
     """`float`, `vector`, or `vector[p]` (filter holds the normalised predicate)."""
 
@@ -56,7 +57,7 @@ VECTOR = Type("vector")
 ERROR = Type("error")
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@node(eq=False)
 class Const:
     """A constant; equal to another only when the bits of the values are
     (`0` and `-0` are two values: value numbering must not merge them)."""
@@ -74,7 +75,7 @@ class Const:
         return hash((float_key(self.value), self.type))
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Slot:
     """A state read. kind: 'node' (float), 'edge' (private, vector), 'shared'
     (vector, the edge's value), 'nbr' (a neighbour's node slot, vector),
@@ -86,7 +87,7 @@ class Slot:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Builtin:
     """degree, nodes, time (float); parity, incoming, outgoing, nbr_degree (vector)."""
 
@@ -95,14 +96,14 @@ class Builtin:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Local:
     name: str
     type: Type = FLOAT
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Random:
     """A fresh draw per element; `ordinal` is its place among the block's draws."""
 
@@ -112,7 +113,7 @@ class Random:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Apply:
     """An elementwise op of rulec.ops applied to its arguments."""
 
@@ -122,7 +123,7 @@ class Apply:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Reduce:
     """A reducer (sum mean max min count) over a vector, giving a float."""
 
@@ -132,7 +133,7 @@ class Reduce:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Restrict:
     """`value[predicate]`: value's type becomes vector[predicate]."""
 
@@ -145,14 +146,14 @@ class Restrict:
 Expr = Const | Slot | Builtin | Local | Random | Apply | Reduce | Restrict
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class LetStmt:
     name: str
     value: Expr
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Write:
     """Write `value` to a slot of this node ('node') or its half-edges ('edge',
     'shared'), only where `predicate` > 0 if it is given (or where the
@@ -165,7 +166,7 @@ class Write:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class IfStmt:
     branches: tuple[tuple[Expr, tuple[Stmt, ...]], ...]
     orelse: tuple[Stmt, ...] = ()
@@ -175,7 +176,7 @@ class IfStmt:
 Stmt = LetStmt | Write | IfStmt
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Block:
     """A block: `label` is 'init', 'update' or a named update's name."""
 
@@ -185,7 +186,7 @@ class Block:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Program:
     name: str
     params: tuple[tuple[str, float], ...]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from .errors import NOWHERE, Span
+from .frozen import node
 
 
 def float_key(value: float) -> bytes:
@@ -30,7 +31,7 @@ def _span() -> Span:
 # ---------------------------------------------------------------- expressions
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@node(eq=False)
 class Number:
     """A literal: never negative (its sign bit is clear); `-1.5` is
     `Unary('neg', Number(1.5))`, as the parser reads it. Build numbers of
@@ -48,13 +49,13 @@ class Number:
         return hash(float_key(self.value))
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Name:
     name: str
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class NbrRef:
     """`nbr.NAME`: a neighbour's node slot (or `nbr.degree`)."""
 
@@ -62,7 +63,7 @@ class NbrRef:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class PeerRef:
     """`peer.NAME`: the other end's value of a private edge slot."""
 
@@ -70,7 +71,7 @@ class PeerRef:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Call:
     func: str
     args: tuple[Expr, ...]
@@ -78,14 +79,14 @@ class Call:
     func_span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Unary:
     op: str  # 'neg' | 'not'
     operand: Expr
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Binary:
     op: str  # an operator name of rulec.ops (add, lt, and, ...)
     left: Expr
@@ -93,7 +94,7 @@ class Binary:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Filter:
     """`value[predicate]`."""
 
@@ -118,7 +119,7 @@ def number(value: float) -> Expr:
 # ----------------------------------------------------------------- statements
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Target:
     """The left side of an assignment: `x`, `w[p]`, or (always an error) `nbr.x`, `peer.w`."""
 
@@ -128,7 +129,7 @@ class Target:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Assign:
     target: Target
     op: str  # '=' | '+=' | '-=' | '*='
@@ -136,7 +137,7 @@ class Assign:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Let:
     name: str
     value: Expr
@@ -144,7 +145,7 @@ class Let:
     name_span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Body:
     """A `{ ... }` block of statements; `span` runs from `{` to `}`."""
 
@@ -152,7 +153,7 @@ class Body:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class If:
     """`if c {..} elif c {..} else {..}`: `branches` holds (condition, body) pairs."""
 
@@ -167,20 +168,20 @@ Stmt = Assign | Let | If
 # --------------------------------------------------------------- declarations
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class RuleDecl:
     name: str
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class ParamDecl:
     name: str
     value: float
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class SlotDecl:
     kind: str  # 'node' | 'edge' | 'shared'
     names: tuple[str, ...]
@@ -188,7 +189,7 @@ class SlotDecl:
     name_spans: tuple[Span, ...] = field(default=(), compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class Block:
     kind: str  # 'init' | 'update'
     name: str | None  # the NAME of `update NAME { }`
@@ -204,6 +205,6 @@ class Block:
 Item = RuleDecl | ParamDecl | SlotDecl | Block
 
 
-@dataclass(frozen=True, slots=True)
+@node
 class File:
     items: tuple[Item, ...]

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rulec"
 #: Each module's level; a module may import its own level or lower ones.
 LEVELS = [
     # 0: foundations and the model (graphs and states)
-    ("rulec", "rulec._version", "rulec.errors", "rulec.atomic", "rulec.resources",
+    ("rulec", "rulec._version", "rulec.frozen", "rulec.errors", "rulec.atomic", "rulec.resources",
      "rulec.pool", "rulec.rng", "rulec.ops", "rulec.graph_specs", "rulec.graph",
      "rulec.graphs", "rulec.state"),
     # 1: front end: text <-> syntax trees, and analyses of trees

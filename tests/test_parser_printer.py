@@ -193,3 +193,69 @@ def test_rulec_format_is_the_formatter_as_a_function():
     assert rulec.format(rulec.format(text)) == rulec.format(text)
     with pytest.raises(rulec.RuleErrors):
         rulec.format("node x\nupdate { x = nbr.x }")
+
+
+# --------------------------------------------------- the nodes' dataclass
+
+
+def test_a_node_class_builds_frozen_values_with_the_dataclass_signature():
+    """rulec.frozen.node writes a faster __init__ than dataclasses' for a
+    frozen class: the same parameters and defaults, every field set, the
+    object as frozen, equal and hashable as a plain frozen dataclass's."""
+    import dataclasses
+    import inspect
+
+    from rulec.frozen import node
+
+    @node
+    class Pair:
+        left: object
+        right: object = 2
+        note: str = dataclasses.field(default="n", compare=False)
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Plain:
+        left: object
+        right: object = 2
+        note: str = dataclasses.field(default="n", compare=False)
+
+    def parameters(cls):
+        return [(p.name, p.default, p.kind) for p in inspect.signature(cls).parameters.values()]
+
+    assert parameters(Pair) == parameters(Plain)
+    for args, kwargs in (((1,), {}), ((1, 3), {}), ((), {"left": 1, "note": "x"})):
+        made, plain = Pair(*args, **kwargs), Plain(*args, **kwargs)
+        assert [getattr(made, f.name) for f in dataclasses.fields(Pair)] == \
+            [getattr(plain, f.name) for f in dataclasses.fields(Plain)]
+    assert Pair(1, 3, "a") == Pair(1, 3, "b") and hash(Pair(1, 3, "a")) == hash(Pair(1, 3, "b"))
+    assert Pair(1) != Pair(2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Pair(1).left = 5
+    with pytest.raises(TypeError):
+        Pair()
+    # the tree's nodes are such classes, and still compare by value, not by span
+    from rulec import syntax as ast
+    from rulec.errors import Span
+
+    assert ast.Binary("add", ast.Name("x"), ast.Number(1.0)) == \
+        ast.Binary("add", ast.Name("x"), ast.Number(1.0), Span(1, 1, 1, 2))
+    assert ast.Binary("add", ast.Name("x"), ast.Number(1.0)).span == Span(0, 0, 0, 0)
+
+
+def test_a_node_class_that_needs_the_dataclass_init_is_refused():
+    import dataclasses
+
+    from rulec.frozen import node
+
+    with pytest.raises(TypeError, match="needs the __init__"):
+        @node
+        class Listed:
+            items: list = dataclasses.field(default_factory=list)
+
+    with pytest.raises(TypeError, match="needs the __init__"):
+        @node
+        class Checked:
+            value: int
+
+            def __post_init__(self):
+                pass
