@@ -176,6 +176,20 @@ class _Generator:
         # leaves a shaped statement must contain: the next leaf of the kind
         # drawn takes one with chance 1/2 (shaped_expr places what is left)
         self.wanted: dict[str, list[ast.Expr]] = {"float": [], "vector": []}
+        # what the choices below choose from, made once per rule (a search
+        # draws every rule: some 70 choices each, most from these)
+        ops = options.ops
+        self.reducers = _allowed(REDUCERS, ops)
+        self.infix = _allowed(INFIX, ops)
+        self.prefix = _allowed(PREFIX, ops)
+        self.calls = _allowed(UNARY_CALLS + BINARY_CALLS + TERNARY_CALLS, ops)
+        self.comparisons = _allowed(("gt", "lt", "ge", "le", "ne", "eq"), ops)
+        floats = ["number", "node"] + (["param"] if params else []) + ["degree", "nodes", "time"]
+        vectors = ["edge", "nbr", "incoming", "outgoing", "parity", "nbr_degree", "peer"] \
+            + (["shared"] if shared else [])
+        # the kinds of leaf, simplest first, without and with a local in reach
+        self.leaf_kinds = {"float": (floats, floats + ["local"]),
+                           "vector": (vectors, vectors + ["local"])}
         if type(source) is SeededSource:
             self._seeded(source.random.random)
 
@@ -238,9 +252,7 @@ class _Generator:
             return ast.Call(self.choice(["uniform", "gauss"]), ())
         # the kinds of leaf, simplest first; only the chosen one is drawn
         floats = self.visible("float")
-        kinds = ["number", "node"] + (["param"] if self.params else []) \
-            + ["degree", "nodes", "time"] + (["local"] if floats else [])
-        kind = self.choice(kinds)
+        kind = self.choice(self.leaf_kinds["float"][1 if floats else 0])
         if kind == "number":
             return self.number()
         if kind == "node":
@@ -261,9 +273,7 @@ class _Generator:
         if ctx == "vector" and self.draw_ok():
             return ast.Call(self.choice(["uniform", "gauss"]), ())
         vectors = self.visible("vector")
-        kinds = ["edge", "nbr", "incoming", "outgoing", "parity", "nbr_degree", "peer"] \
-            + (["shared"] if self.shared else []) + (["local"] if vectors else [])
-        kind = self.choice(kinds)
+        kind = self.choice(self.leaf_kinds["vector"][1 if vectors else 0])
         if kind == "edge":
             return ast.Name(self.choice(self.edges))
         if kind == "nbr":
@@ -284,22 +294,22 @@ class _Generator:
         kind = self.choice(["leaf", "binary", "call", "reduce", "unary"])
         if kind == "leaf":
             return self.float_leaf(ctx)
-        if kind == "reduce" and self.allowed(REDUCERS):
+        if kind == "reduce" and self.reducers:
             vector, _ = self.vector_expr(depth - 1, "vector")
-            return ast.Call(self.choice(self.allowed(REDUCERS)), (vector,))
-        if kind == "binary" and self.allowed(INFIX):
-            op = self.choice(self.allowed(INFIX))
+            return ast.Call(self.choice(self.reducers), (vector,))
+        if kind == "binary" and self.infix:
+            op = self.choice(self.infix)
             return ast.Binary(op, self.float_expr(depth - 1, ctx), self.float_expr(depth - 1, ctx))
         if kind == "call":
             return self.call(depth, ctx, lambda d: (self.float_expr(d, ctx), False))[0]
-        if kind == "unary" and self.allowed(PREFIX):
-            return ast.Unary(self.choice(self.allowed(PREFIX)),
+        if kind == "unary" and self.prefix:
+            return ast.Unary(self.choice(self.prefix),
                              self.float_expr(depth - 1, ctx))
         return self.float_leaf(ctx)
 
     def call(self, depth, ctx, child):
         """A function call whose arguments come from child(depth): (expr, filtered)."""
-        names = self.allowed(UNARY_CALLS + BINARY_CALLS + TERNARY_CALLS)
+        names = self.calls
         if not names:
             return child(depth - 1)
         name = self.choice(names)
@@ -317,7 +327,7 @@ class _Generator:
     def predicate(self, depth: int) -> ast.Expr:
         """An unfiltered vector predicate for a filter."""
         kind = self.integer(0, 2)
-        comparisons = self.allowed(["gt", "lt", "ge", "le", "ne", "eq"])
+        comparisons = self.comparisons
         if kind == 0 or depth <= 0 or not comparisons:
             return ast.Name(self.choice(["incoming", "outgoing"]))
         left, _ = self.vector_expr(depth - 1, "vector", allow_filter=False)
@@ -339,8 +349,8 @@ class _Generator:
         if kind == "filter" and allow_filter:
             value, _ = self.vector_expr(depth - 1, ctx, allow_filter=False)
             return ast.Filter(value, self.predicate(depth - 1)), True
-        if kind == "binary" and self.allowed(INFIX):
-            op = self.choice(self.allowed(INFIX))
+        if kind == "binary" and self.infix:
+            op = self.choice(self.infix)
             left, filtered = self.vector_expr(depth - 1, ctx, allow_filter)
             ratio = self.o.vector_ratio / (1 + self.o.vector_ratio)
             if self.chance(ratio):
@@ -353,9 +363,9 @@ class _Generator:
             return ast.Binary(op, left, right), filtered or right_filtered
         if kind == "call":
             return self.call(depth, ctx, lambda d: self.vector_expr(d, ctx, allow_filter))
-        if kind == "unary" and self.allowed(PREFIX):
+        if kind == "unary" and self.prefix:
             operand, filtered = self.vector_expr(depth - 1, ctx, allow_filter)
-            return ast.Unary(self.choice(self.allowed(PREFIX)), operand), filtered
+            return ast.Unary(self.choice(self.prefix), operand), filtered
         return self.vector_leaf(ctx), False
 
     # ----------------------------------------------------------- statements
@@ -423,7 +433,7 @@ class _Generator:
         than one layer) through the neighbours. Each is as deep as the space
         allows."""
         input_, output, target, train = roles
-        reducers = self.allowed(REDUCERS)
+        reducers = self.reducers
         d = self.o.max_depth
         edge = self.choice(self.edges)
         source = ast.NbrRef(self.choice([input_, output]))
