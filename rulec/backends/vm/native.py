@@ -21,6 +21,7 @@ from .. import toolchain
 from ..reference import builtin_arrays
 from ..views import ParamArray, graph_view, run_chunked, taken_for_graph
 from .translate import (
+    _SPECIAL,
     CONTROL,
     EDGE,
     EID,
@@ -37,7 +38,6 @@ from .translate import (
     _modes,
     _read_across,
     _reads,
-    _writers,
     _writes,
 )
 
@@ -182,17 +182,25 @@ def _code_table(vm: Program, ffi, tiled: bool = False) -> dict:
         every = (*code.prologue, *step)
         flat = list(itertools.chain.from_iterable(every))
         written = [0] * n_slots
-        for r in _writers(step):
-            if 0 <= r < n_slots:
-                written[r] = 1
-        # (a sum computing what it adds reads the owner's value by its node)
-        owned = any(OWNER in _modes(ins[0]) for ins in every
-                    if ins[0] >> OPERAND_SHIFT and ins[0] & 255 != _RED_SUM_OF)
+        for ins in step:
+            for r in (_writes(*ins) if ins[0] in _SPECIAL else (ins[1],)):
+                if 0 <= r < n_slots:
+                    written[r] = 1
+        owned = any(_reads_owner(ins[0]) for ins in every)
         table[label] = (ffi.new("int32_t[]", flat or [0]), len(code.prologue),
                         len(code.prologue) + len(step), code.key,
                         1 if code.advance else 0, ffi.new("uint8_t[]", written or [0]),
                         owned, epilogue)
     return table
+
+
+@functools.lru_cache(maxsize=4096)
+def _reads_owner(word: int) -> bool:
+    """Whether an instruction of op word `word` reads an operand through each
+    half-edge's owner (a sum computing what it adds reads the owner's value
+    by its node, not through the owner array). Per word, cached: a search's
+    rules use a few hundred words."""
+    return bool(word >> OPERAND_SHIFT) and word & 255 != _RED_SUM_OF and OWNER in _modes(word)
 
 
 #: A graph of at most this many half-edges is small to the VM (vm.c.j2's
@@ -496,40 +504,46 @@ class LaneRegisters:
     def __init__(self, vm: Program, graph, lanes: int, ffi) -> None:
         self.graph, self.lanes, self.program = graph, lanes, vm.program
         self.lock = threading.Lock()
-        # every register's place in one workspace, found with numpy (a
-        # search makes these once per rule screened: no Python per register)
-        lengths = np.zeros(3, dtype=np.int64)
-        lengths[[NODE, HALF, EDGE]] = graph.n_nodes, graph.n_half_edges, graph.n_edges
-        # the registers now (a later Program.tiled() adds registers only its
+        # every register's place in one workspace (a search makes these once
+        # per rule screened, on a few dozen registers: plain Python, as each
+        # small numpy call costs more than the loop it would replace)
+        # (the registers now: a later Program.tiled() adds registers only its
         # tiled steps use, after these; lanes never run those)
-        domains, sources = list(vm.registers.domain), list(vm.registers.source)
-        domain = np.array(domains, dtype=np.int64)
-        sizes = np.maximum(lengths, 1)[domain] * lanes
-        temp = np.array([src[0] == "temp" for src in sources], dtype=bool)
-        owner = np.asarray(_storage_owners(vm, 4 * int(sizes[temp].sum())),
-                           dtype=np.int64)[:len(sizes)]
-        sizes = np.where(owner == np.arange(len(sizes)), sizes, 0)  # one array per storage
-        offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=offsets[1:])
-        self.workspace = np.zeros(max(int(offsets[-1]), 1), dtype=np.float32)
-        self.addresses = (np.uintp(self.workspace.ctypes.data)
-                          + offsets[owner].astype(np.uintp) * np.uintp(4))
+        domains, sources = vm.registers.domain, vm.registers.source
+        count = len(sources)
+        length = [0, 0, 0]
+        length[NODE], length[HALF], length[EDGE] = (
+            max(n, 1) * lanes for n in (graph.n_nodes, graph.n_half_edges, graph.n_edges))
+        sizes = [length[d] for d in domains[:count]]
+        temp_floats = sum(size for size, src in zip(sizes, sources, strict=True)
+                          if src[0] == "temp")
+        owner = _storage_owners(vm, 4 * temp_floats)
+        starts, total = [0] * count, 0
+        for r in range(count):
+            if owner[r] == r:  # one array per storage
+                starts[r] = total
+                total += sizes[r]
+        self.workspace = np.zeros(max(total, 1), dtype=np.float32)
+        base = self.workspace.ctypes.data
+        self.addresses = np.array([base + 4 * starts[owner[r]] for r in range(count)] or [0],
+                                  dtype=np.uintp)  # a register table needs an address
+        workspace = self.workspace
         builtins = None
         for i, src in enumerate(sources):
             if src[0] == "const":
-                self.workspace[offsets[i]:offsets[i + 1]] = src[1]
+                workspace[starts[i]:starts[i] + sizes[i]] = src[1]
             elif src[0] == "builtin":
                 builtins = builtins if builtins is not None else _builtins(graph)
-                self.workspace[offsets[i]:offsets[i + 1]] = np.repeat(builtins[src[1]], lanes)
+                workspace[starts[i]:starts[i] + sizes[i]] = np.repeat(builtins[src[1]], lanes)
         p = vm.program
         kinds = p.slot_kinds  # the slots' registers come first, in this order
-        self.slots = [(kind, name, self.workspace[offsets[i]:offsets[i + 1]].reshape(-1, lanes))
+        self.slots = [(kind, name,
+                       workspace[starts[i]:starts[i] + sizes[i]].reshape(-1, lanes))
                       for i, (kind, name) in enumerate(kinds)]
-        self._slot_floats = self.workspace[:offsets[len(kinds)]]  # every slot, in one view
-        if not len(self.addresses):
-            self.addresses = np.zeros(1, dtype=np.uintp)  # a register table needs an address
+        # every slot, in one view (the slots' registers come first, each its own)
+        self._slot_floats = workspace[:sum(sizes[:len(kinds)])]
         self.regs = ffi.cast("float **", self.addresses.ctypes.data)
-        self.domains = ffi.new("int32_t[]", domains or [0])
+        self.domains = ffi.new("int32_t[]", domains[:count] or [0])
         self.node = self.regs  # the node slots are the first registers
         self.code = _code_table(vm, ffi)
         self.keep: list = []
