@@ -462,7 +462,7 @@ class Checker:
                        "filter the whole expression once: (a * b)[p]")
             return ir.Const(0.0, ERROR, span)
         if vector:
-            result = Type("vector", filters.pop() if filters else None)
+            result = Type("vector", filters.pop()) if filters else VECTOR
         else:
             result = FLOAT
         return ir.Apply(op, args, result, span)
