@@ -181,3 +181,28 @@ def test_every_template_header_lists_exactly_the_variables_it_is_given(tmp_path,
         assert declared == names, f"{name}: header lists {sorted(declared)}, given {sorted(names)}"
         used = jinja2.meta.find_undeclared_variables(environment.parse(source))
         assert used <= names, f"{name} uses {sorted(used - names)}, which it is not given"
+
+
+def test_a_search_worker_imports_no_coordinator_module_and_the_package_names_stay():
+    """rulec.search loads its public names on first use: a worker (which
+    imports rulec.search.execute) starts without the coordinator, the store
+    and the reports; every name of rulec.search.__all__ is still there."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, rulec.search.execute\n"
+             "print(sorted(m for m in ('rulec.search.run', 'rulec.search.store', "
+             "'rulec.search.report', 'rulec.search.mutate', 'rulec.search.strategy', "
+             "'sqlite3') if m in sys.modules))\n"
+             "import rulec.search as s\n"
+             "missing = [n for n in s.__all__ if not hasattr(s, n)]\n"
+             "assert sorted(s._WHERE) == sorted(s.__all__), 'a public name has no module'\n"
+             "print(missing, s.search.__module__, s.Store.__module__)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[0] == "[]"
+    assert out[1] == "[] rulec.search.run rulec.search.store"
+    import rulec.search
+
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        rulec.search.nothing  # noqa: B018

@@ -22,14 +22,38 @@ The pieces, each usable alone (docs/search.md):
   cluster (`scheduler=`) as executors.
 """
 
-from .canon import canonical_text, canonical_tree, size, text_hash
-from .hurdles import Evaluator, hurdle_names
-from .mutate import MUTATIONS, Mutator
-from .report import result_rows, results, runs
-from .run import Config, Progress, Search, search
-from .space import Screen, Settings, Space, SpaceError, load_settings, settings_from_toml
-from .store import Store
-from .strategy import Candidate, RandomSearch, RegularizedEvolution, drawn
+import importlib
+
+#: where each public name lives: imported on first use (PEP 562), so a
+#: worker process, which imports only what evaluates rules
+#: (rulec.search.execute), does not import the coordinator, the store and
+#: the reports at start-up
+_WHERE = {
+    "canonical_text": "canon", "canonical_tree": "canon", "size": "canon", "text_hash": "canon",
+    "Evaluator": "hurdles", "hurdle_names": "hurdles",
+    "MUTATIONS": "mutate", "Mutator": "mutate",
+    "result_rows": "report", "results": "report", "runs": "report",
+    "Config": "run", "Progress": "run", "Search": "run", "search": "run",
+    "Screen": "space", "Settings": "space", "Space": "space", "SpaceError": "space",
+    "load_settings": "space", "settings_from_toml": "space",
+    "Store": "store",
+    "Candidate": "strategy", "RandomSearch": "strategy", "RegularizedEvolution": "strategy",
+    "drawn": "strategy",
+}
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next use is a plain lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
+
 
 __all__ = ["MUTATIONS", "Candidate", "Config", "Evaluator", "Mutator", "Progress",
            "RandomSearch", "RegularizedEvolution", "Screen", "Search", "Settings", "Space",
