@@ -486,19 +486,24 @@ class _TwoWorkers(InProcess):
         self.calls: list[list[str]] = []
         self.stop_at = stop_at
 
-    def run(self, fn, payloads, idle=None):
-        self.calls.append([stage for _, stage, _ in payloads])
+    def run(self, fn, payloads, idle=None, started=None, ahead=None):
+        # per call: the stages of its own tasks, of the tasks it hands out
+        # ahead, and how many tasks an earlier call handed out it waits for
+        self.calls.append(([stage for _, stage, _ in payloads],
+                           [stage for _, stage, _ in ahead.payloads] if ahead else [],
+                           len(started.payloads) if started else 0))
         if len(self.calls) == self.stop_at:
             raise KeyboardInterrupt
-        return super().run(fn, payloads, idle)
+        return super().run(fn, payloads, idle, started, ahead)
 
 
 def test_random_search_screens_the_next_generation_while_survivors_learn(tmp_path,
                                                                          monkeypatch):
-    """With two workers, generation g's learners and generation g+1's
-    screening go out together (learners first); what is stored is the same
-    as one worker's generation-by-generation search, and a coordinator
-    stopped between them resumes to the same rows."""
+    """With two workers, each round of tasks waits for generation g's
+    screening (handed out by the round before) and g-1's learners, and hands
+    out generation g+1's screening for the next round; what is stored is
+    the same as one worker's generation-by-generation search, and a
+    coordinator stopped between them resumes to the same rows."""
     from rulec.search import run as run_module
 
     config = S.Config(seed=5, generation=2, start=(DELTA, DELTA.replace("lr", "rate")))
@@ -506,8 +511,12 @@ def test_random_search_screens_the_next_generation_while_survivors_learn(tmp_pat
     executor = _TwoWorkers()
     monkeypatch.setattr(run_module, "make_executor", lambda jobs, scheduler: executor)
     S.search(FAST, config, str(tmp_path / "ahead.sqlite"), rules=8, jobs=2)
-    assert executor.calls[0] == ["screen"]  # generation 0
-    assert executor.calls[1][0] == "learn" and "screen" in executor.calls[1]  # 0 learns, 1 screens
+    # generation 0 screens, and 1's screening is handed out ahead
+    assert executor.calls[0] == (["screen"], ["screen"], 0)
+    # 0 learns while 1 screens (waited for), and 2's screening goes out ahead
+    assert executor.calls[1] == (["learn"], ["screen"], 1)
+    # generation 3 (the last) was handed out by round 2: nothing goes ahead of it
+    assert [call[1:] for call in executor.calls[2:]] == [(["screen"], 1), ([], 1), ([], 0)]
     assert rows(str(tmp_path / "ahead.sqlite")) == rows(str(tmp_path / "one.sqlite"))
 
     stopped = _TwoWorkers(stop_at=3)  # generation 0 stored; generation 1's learners not run
@@ -523,7 +532,32 @@ def test_random_search_screens_the_next_generation_while_survivors_learn(tmp_pat
     evolving = _TwoWorkers()  # evolution asks from what it was told: never ahead
     monkeypatch.setattr(run_module, "make_executor", lambda jobs, scheduler: evolving)
     S.search(FAST, EVOLVE, str(tmp_path / "evolve.sqlite"), rules=48, jobs=2)
-    assert all(len(set(stages)) == 1 for stages in evolving.calls)
+    assert all(len(set(own)) == 1 and not ahead and not started
+               for own, ahead, started in evolving.calls)
+
+
+def test_a_time_limit_that_ends_with_a_generation_handed_out_ahead_drops_it(tmp_path,
+                                                                           monkeypatch):
+    """A search with minutes= stops at the first generation that starts after
+    its deadline; the generation screened ahead of it then is dropped, not
+    stored in part, and the same command resumed stores what a run never
+    stopped stores."""
+    from rulec.search import run as run_module
+
+    config = S.Config(seed=5, generation=2, start=(DELTA, DELTA.replace("lr", "rate")))
+    S.search(FAST, config, str(tmp_path / "one.sqlite"), rules=8, jobs=1)
+    clock = iter(range(0, 10**6, 30))  # each reading of the clock 30 s later
+    monkeypatch.setattr(run_module.time, "monotonic", lambda: float(next(clock)))
+    executor = _TwoWorkers()
+    monkeypatch.setattr(run_module, "make_executor", lambda jobs, scheduler: executor)
+    db = str(tmp_path / "timed.sqlite")
+    progress = S.search(FAST, config, db, minutes=2, jobs=2)
+    assert any(ahead for _, ahead, _ in executor.calls)  # it did hand out ahead
+    assert 0 < progress.rules < 8 and progress.rules % 2 == 0  # whole generations
+    assert _count(Path(db)) == progress.rules  # stored: nothing of the dropped one
+    monkeypatch.undo()
+    S.search(FAST, config, db, rules=8, jobs=2)
+    assert rows(db) == rows(str(tmp_path / "one.sqlite"))
 
 
 def test_evolution_is_deterministic_and_its_children_name_parent_and_mutation(tmp_path):
@@ -635,6 +669,31 @@ def test_a_killed_worker_process_costs_only_its_batch(tmp_path):
         pool.close()
     assert [out[v] for v in (0, 1, 3)] == [[{"index": 0}], [{"index": 1}], [{"index": 3}]]
     assert out[2][0]["index"] == 2 and "worker process died" in out[2][0]["failure"]
+
+
+def test_batches_handed_out_ahead_are_waited_for_by_the_next_call_across_a_broken_pool(
+        tmp_path):
+    """run(..., ahead=A) hands A's batches out after its own and returns
+    without them; run(..., started=A) yields their results first. Batch 3
+    kills its worker the first time, which breaks the pool while A's batches
+    wait in it: the next call runs them again."""
+    from rulec.search.execute import Ahead
+
+    marker = str(tmp_path / "marker")
+    for executor in (LocalPool(2), InProcess()):  # (in this process, nothing dies: the
+        # marker is there by now)
+        ahead = Ahead([(marker, "screen", [(v, "")]) for v in (7, 8)])
+        try:
+            out = dict(executor.run(_dies_once, [(marker, "screen", [(v, "")])
+                                                 for v in range(6)], ahead=ahead))
+            assert out == {v: [{"index": v * 10}] for v in range(6)}
+            assert ahead.futures is not None  # handed out
+            later = dict(executor.run(_dies_once, [(marker, "screen", [(9, "")])],
+                                      started=ahead))
+        finally:
+            executor.close()
+        assert later == {0: [{"index": 70}], 1: [{"index": 80}], 2: [{"index": 90}]}
+        assert os.path.exists(marker)
 
 
 def test_a_crashing_batch_reports_its_rules_as_failed():

@@ -6,6 +6,11 @@ translates locally), so results do not depend on where they ran.
     with executor(jobs=2) as ex:                 # or scheduler="tcp://host:8786"
         for payload_index, records in ex.run(evaluate_batch, payloads):
             ...
+
+A call can also hand out the next round's batches, to start once its own
+are handed out and to be waited for by a later call (`Ahead`): a search
+that screens ahead keeps every worker busy while the coordinator sorts a
+generation, instead of waiting at the end of every round.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 from ..pool import process_pool
@@ -109,20 +114,47 @@ def warm_up(settings: dict) -> None:
     driver_library()
 
 
+class Ahead:
+    """Batches one run() call hands out after its own, without waiting for
+    them; a later call takes them (run(..., started=ahead)) and yields their
+    results first, as if they were the first of its payloads. What the
+    executor keeps of them in between is its own (`futures`)."""
+
+    def __init__(self, payloads: list) -> None:
+        self.payloads = list(payloads)
+        self.futures: list | None = None  # None: not handed out yet
+
+    def cancel(self) -> None:
+        """Drop the batches handed out that have not started (a search that
+        stops before it waits for them: nothing of them is stored)."""
+        for future in self.futures or ():
+            if future is not None:
+                future.cancel()
+
+
 class InProcess:
     """Evaluate batches one after another in this process (jobs=1).
 
-    Every executor's run(fn, payloads, idle) calls `idle()` (if given) once
-    the payloads are handed out and before the first result comes back:
-    the coordinator's own work that can overlap the workers'."""
+    Every executor's run(fn, payloads, idle, started, ahead) yields (index,
+    result) for `started`'s payloads (an Ahead an earlier call handed out),
+    then `payloads`, indexed in that order; it calls `idle()` (if given)
+    once the payloads are handed out and before the first result comes
+    back: the coordinator's own work that can overlap the workers'; and it
+    hands out `ahead`'s payloads (an Ahead) after its own, for a later call
+    to wait for. Here, where nothing runs in parallel, those run when that
+    later call asks for them."""
 
     workers = 1
 
-    def run(self, fn: Callable, payloads: list, idle: Callable | None = None
+    def run(self, fn: Callable, payloads: list, idle: Callable | None = None,
+            started: Ahead | None = None, ahead: Ahead | None = None
             ) -> Iterator[tuple[int, list]]:
+        every = _every(started, payloads)
+        if ahead is not None:
+            ahead.futures = []
         if idle is not None:
             idle()
-        for i, payload in enumerate(payloads):
+        for i, payload in enumerate(every):
             yield i, fn(*payload)
 
     def close(self, abort: bool = False) -> None:
@@ -156,11 +188,19 @@ class LocalPool:
             for _ in range(self.workers):
                 self.pool.submit(warm_up, settings)
 
-    def run(self, fn: Callable, payloads: list, idle: Callable | None = None
+    def run(self, fn: Callable, payloads: list, idle: Callable | None = None,
+            started: Ahead | None = None, ahead: Ahead | None = None
             ) -> Iterator[tuple[int, list]]:
+        payloads = _every(started, payloads)
         breaks = dict.fromkeys(range(len(payloads)), 0)
-        todo = list(range(len(payloads)))
-        while todo:
+        # the started batches in flight since an earlier call are waited for
+        # here; one it could not hand out is handed out again
+        adopted = {} if started is None else \
+            {f: i for i, f in enumerate(started.futures or ()) if f is not None}
+        waited = set(adopted.values())
+        todo = [i for i in range(len(payloads)) if i not in waited]
+        first = True
+        while todo or first:
             suspects = [i for i in todo if breaks[i] >= 2]
             if suspects:  # one at a time, so a death is the batch's own
                 batch, todo = suspects[:1], [i for i in todo if i != suspects[0]]
@@ -170,7 +210,8 @@ class LocalPool:
                 if self.pool is None:
                     self.pool = self._new_pool(self.workers)
                 pool = self.pool
-            futures, broken = {}, False
+            futures, broken = adopted, False
+            adopted = {}
             for i in batch:
                 try:
                     futures[pool.submit(fn, *payloads[i])] = i
@@ -180,6 +221,10 @@ class LocalPool:
                         yield i, _crashed(payloads[i])
                     else:
                         todo.append(i)  # not counted: it never reached a worker
+            if ahead is not None:  # after this call's own (a pool runs them in order)
+                ahead.futures = [self._hand_out(pool, fn, p) for p in ahead.payloads]
+                ahead = None
+            first = False
             if idle is not None:
                 idle()
                 idle = None
@@ -187,6 +232,9 @@ class LocalPool:
                 i = futures[future]
                 try:
                     result = future.result()
+                except CancelledError:  # handed out ahead to a pool that broke since
+                    todo.append(i)
+                    continue
                 except BrokenProcessPool:
                     broken = True
                     breaks[i] += 1
@@ -202,6 +250,15 @@ class LocalPool:
                 self.pool.shutdown(wait=False, cancel_futures=True)
                 self.pool = None
 
+    @staticmethod
+    def _hand_out(pool: ProcessPoolExecutor, fn: Callable, payload):
+        """A future of fn(*payload) in `pool`, or None if the pool broke (the
+        call that waits for it hands it out again)."""
+        try:
+            return pool.submit(fn, *payload)
+        except (BrokenProcessPool, RuntimeError):
+            return None
+
     def close(self, abort: bool = False) -> None:
         """Shut the workers down; with `abort` (Ctrl-C), terminate them now."""
         if self.pool is not None:
@@ -212,6 +269,11 @@ class LocalPool:
             else:
                 self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+
+def _every(started: Ahead | None, payloads: list) -> list:
+    """The payloads of a run() call: those `started` handed out, then its own."""
+    return list(payloads) if started is None else [*started.payloads, *payloads]
 
 
 def _crashed(payload) -> list[dict]:
@@ -249,16 +311,27 @@ class DaskCluster:
             self.own = True
         self.workers = max(1, sum(self.client.nthreads().values()))
 
-    def run(self, fn: Callable, payloads: list, idle: Callable | None = None
+    def run(self, fn: Callable, payloads: list, idle: Callable | None = None,
+            started: Ahead | None = None, ahead: Ahead | None = None
             ) -> Iterator[tuple[int, list]]:
         from distributed import as_completed
 
-        futures = {self.client.submit(fn, *p, pure=False, retries=RETRIES): i
-                   for i, p in enumerate(payloads)}
+        futures = {}
+        if started is not None:  # (one never handed out goes now)
+            futures = {f if f is not None else self._submit(fn, p): i for i, (f, p) in
+                       enumerate(zip(started.futures or [None] * len(started.payloads),
+                                     started.payloads, strict=True))}
+        offset = len(futures)
+        futures.update({self._submit(fn, p): offset + i for i, p in enumerate(payloads)})
+        if ahead is not None:  # after this call's own (Dask runs earlier tasks first)
+            ahead.futures = [self._submit(fn, p) for p in ahead.payloads]
         if idle is not None:
             idle()
         for future in as_completed(futures):
             yield futures[future], future.result()
+
+    def _submit(self, fn: Callable, payload):
+        return self.client.submit(fn, *payload, pure=False, retries=RETRIES)
 
     def close(self, abort: bool = False) -> None:
         if self.own:

@@ -21,8 +21,10 @@ With several workers and a strategy whose `ask` does not depend on what it
 was told (`asks_ahead`: random search), steps 3 and 5 of consecutive
 generations overlap: generation g's survivors learn in the same round of
 tasks that screens generation g+1, so no worker waits for a generation's
-last learner. Generation g+1 is still sorted (steps 2 and 4) only once
-generation g is final, so what is stored is the same.
+last learner; and that round hands out generation g+2's screening after
+its own tasks, for the next round to wait for, so no worker waits while
+the coordinator sorts either. Generation g+1 is still sorted (steps 2 and
+4) only once generation g is final, so what is stored is the same.
 
 Everything a rule's record holds is a function of the settings, the
 strategy, the seed and its index, so the same command gives the same rules
@@ -45,7 +47,7 @@ from ..errors import RuleErrors
 from ..parser import parse_text
 from ..printer import format_tree
 from .canon import identity, text_hash
-from .execute import evaluate_batch, fewer_collections, make_executor
+from .execute import Ahead, evaluate_batch, fewer_collections, make_executor
 from .hurdles import SCREEN_HURDLES, bar_of_ranked, hurdle_names, rank_key, rung_key
 from .space import Settings, SpaceError, digest, draw_tree
 from .store import Store
@@ -157,6 +159,7 @@ class _Pending:
     learners: list = field(default_factory=list)
     waiting: dict = field(default_factory=dict)
     unstored: list = field(default_factory=list)  # final records not yet stored
+    ahead: Ahead | None = None  # its screening, handed out by the round before
 
 
 def _settled(waiting: dict) -> None:
@@ -317,20 +320,19 @@ class Search:
                      ahead: bool) -> None:
         """run()'s loop: generation after generation until `rules` or the
         deadline, each asked, evaluated (or replayed from the store), told
-        and stored."""
+        and stored. Screening `ahead`, each round of tasks also hands out
+        the next generation's screening (asked now), which the next round
+        waits for: no worker waits while a generation is sorted."""
         self.open()
         self._load()
         generation = 0
         pending: _Pending | None = None  # screened and sorted; its learners not yet run
+        started: _Pending | None = None  # asked, its screening handed out (started.ahead)
         while True:
-            start = generation * size_g
-            if rules is not None and start >= rules:
+            asked = self._asked(generation, rules, deadline, size_g)
+            if asked is None:
                 break
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            end = start + size_g if rules is None else min(start + size_g, rules)
-            indices = range(start, end)
-            stored = self.stored.get(generation, {})
+            indices, stored = asked
             self.progress.generation = generation
             if all(i in stored for i in indices):  # done in an earlier session: replay
                 if pending is not None:
@@ -338,20 +340,45 @@ class Search:
                     pending = None
                 self.strategy.tell(generation, [stored[i] for i in indices])
                 self.stored.pop(generation, None)
+            elif ahead:
+                now = started if started is not None else self._pending(generation, indices,
+                                                                        stored)
+                following = self._asked(generation + 1, rules, deadline, size_g)
+                started = None
+                if following is not None and not all(i in following[1]
+                                                     for i in following[0]):
+                    started = self._pending(generation + 1, *following)
+                pending = self._round(pending, now, executor, started)
             else:
                 candidates = [c for c in self.strategy.ask(generation, indices)
                               if c.index not in stored]
-                if ahead:
-                    pending = self._round(pending, _Pending(generation, indices, stored,
-                                                            candidates), executor)
-                else:
-                    records = self._evaluate(generation, candidates, executor)
-                    everything = {**stored, **{r["idx"]: r for r in records}}
-                    self.strategy.tell(generation, [everything[i] for i in indices])
-                    self.stored.pop(generation, None)
+                records = self._evaluate(generation, candidates, executor)
+                everything = {**stored, **{r["idx"]: r for r in records}}
+                self.strategy.tell(generation, [everything[i] for i in indices])
+                self.stored.pop(generation, None)
             generation += 1
+        if started is not None and started.ahead is not None:  # the deadline came first
+            started.ahead.cancel()
         if pending is not None:
             self._complete(pending, executor)
+
+    def _asked(self, generation: int, rules: int | None, deadline: float | None,
+               size_g: int) -> tuple[range, dict] | None:
+        """Generation `generation`'s indices and the records of them already
+        stored, or None once the run has its rules or its deadline passed."""
+        start = generation * size_g
+        if rules is not None and start >= rules:
+            return None
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        end = start + size_g if rules is None else min(start + size_g, rules)
+        return range(start, end), self.stored.get(generation, {})
+
+    def _pending(self, generation: int, indices: range, stored: dict) -> _Pending:
+        """A generation asked of the strategy (but for the rules stored)."""
+        candidates = [c for c in self.strategy.ask(generation, indices)
+                      if c.index not in stored]
+        return _Pending(generation, indices, stored, candidates)
 
     def open(self) -> None:
         """Open the store and find (or make) this run in it."""
@@ -379,28 +406,37 @@ class Search:
         _settled(waiting)
         return [records[c.index] for c in candidates]
 
-    def _round(self, before: _Pending | None, now: _Pending, executor) -> _Pending:
+    def _round(self, before: _Pending | None, now: _Pending, executor,
+               following: _Pending | None = None) -> _Pending:
         """The learners of generation `before` and the screening of `now`
-        in one round of tasks (the learners first: they take longest); then
-        `before` is complete (stored and told), and `now` is sorted. The
-        records are what _evaluate would give: generation `now` is sorted
-        after `before` is final, in index order. What sorting `before` left
-        to store is stored while the workers run this round (every
-        duplicate is still stored after its representative)."""
+        in one round of tasks (now's screening first: a round before this
+        one may have handed it out already, `now.ahead`); then `before` is
+        complete (stored and told), and `now` is sorted. The screening of
+        `following` is handed out after this round's tasks and not waited
+        for (the next round's `now`), so the workers go on with it while
+        this round ends. The records are what _evaluate would give:
+        generation `now` is sorted after `before` is final, in index order.
+        What sorting `before` left to store is stored while the workers run
+        this round (every duplicate is still stored after its
+        representative)."""
         settings = self.settings.to_dict()
-        now.records, items = self._screen_items(now.generation, now.candidates)
+        screen = []
+        if now.ahead is None:  # not handed out by an earlier round
+            screen = self._screen_payloads(now, executor, settings)
+        started = now.ahead.payloads if now.ahead is not None else []
         learn = [] if before is None else \
             [(settings, "learn", chunk) for chunk in _chunks(before.learners, self.batch)]
-        screen = [(settings, "screen", chunk)
-                  for chunk in _guided(items, self.batch, _guides(executor))]
+        if following is not None:
+            following.ahead = Ahead(self._screen_payloads(following, executor, settings))
 
         def idle() -> None:
             if before is not None:
                 self._store(before.unstored)
                 before.unstored = []
 
-        for i, results in executor.run(evaluate_batch, learn + screen, idle=idle):
-            if i < len(learn):
+        for i, results in executor.run(evaluate_batch, learn + screen, idle=idle,
+                                       started=now.ahead, ahead=following and following.ahead):
+            if len(started) <= i < len(started) + len(learn):
                 self._learned(results, before.records, before.waiting)
             else:
                 for r in results:
@@ -409,6 +445,12 @@ class Search:
             self._told(before)
         now.learners, now.waiting = self._sort(now.candidates, now.records, now.unstored)
         return now
+
+    def _screen_payloads(self, pending: _Pending, executor, settings: dict) -> list:
+        """The screening tasks of a generation (its records made here)."""
+        pending.records, items = self._screen_items(pending.generation, pending.candidates)
+        return [(settings, "screen", chunk)
+                for chunk in _guided(items, self.batch, _guides(executor))]
 
     def _complete(self, pending: _Pending, executor) -> None:
         """The learners of a sorted generation, then it is stored and told."""

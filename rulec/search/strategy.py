@@ -18,9 +18,10 @@ and independent of the number of workers. Each record told has the rule's
 stored generations are told again; `text` is then given only for the last
 `memory` rules (a strategy's attribute, 0 if missing), None before them.
 A strategy whose `ask` never depends on what it was told may say so with
-`asks_ahead = True`: a search on several workers then asks for generation
-g+1 before telling it generation g, so that the workers screen it while
-generation g's survivors learn (tells still come in generation order).
+`asks_ahead = True`: a search on several workers then asks for generations
+g+1 and g+2 before telling it generation g, so that the workers screen
+them while generation g's survivors learn and while the coordinator sorts
+(tells still come in generation order).
 """
 
 from __future__ import annotations
