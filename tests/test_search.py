@@ -465,6 +465,7 @@ def rows(db: str) -> list[tuple]:
 
 EVOLVE = S.Config(strategy="evolve", seed=3, generation=24, population=24, tournament=4,
                   start=(DELTA,))
+RANDOM = S.Config(seed=4, generation=12, start=(DELTA,))
 
 
 def test_random_search_with_one_and_two_workers_stores_the_same_rules(tmp_path):
@@ -710,8 +711,15 @@ def test_a_search_through_a_dask_local_cluster_gives_the_same_results(tmp_path):
                                   dashboard_address=None) as cluster:
         S.search(FAST, EVOLVE, str(tmp_path / "dask.sqlite"), rules=48,
                  scheduler=cluster.scheduler_address, batch=6)
+        # random search screens ahead: Dask futures handed out by one round,
+        # waited for by the next
+        S.search(FAST, RANDOM, str(tmp_path / "dask-random.sqlite"), rules=48,
+                 scheduler=cluster.scheduler_address, batch=3)
     S.search(FAST, EVOLVE, str(tmp_path / "local.sqlite"), rules=48)
     assert rows(str(tmp_path / "dask.sqlite")) == rows(str(tmp_path / "local.sqlite"))
+    S.search(FAST, RANDOM, str(tmp_path / "local-random.sqlite"), rules=48)
+    assert rows(str(tmp_path / "dask-random.sqlite")) == \
+        rows(str(tmp_path / "local-random.sqlite"))
 
 
 def test_in_process_executor_runs_payloads_in_order():
