@@ -23,20 +23,21 @@ INDENT = "    "
 _ATOM = 100
 
 
-#: format_number's texts by the float32 bits of the value (a search prints
-#: the same few numbers in every rule it draws)
-_NUMBER_TEXTS: dict[int, str] = {}
+#: format_number's texts by value (a search prints the same few numbers in
+#: every rule it draws); a zero by its sign, as -0.0 == 0.0 (a NaN is never
+#: found again: it is not equal to itself, and is formatted each time)
+_NUMBER_TEXTS: dict = {}
 
 
 def format_number(value: float) -> str:
     """The shortest decimal text that parses back to the same float32
     (`-0` keeps its sign)."""
-    bits = int(np.float32(value).view(np.uint32))
-    text = _NUMBER_TEXTS.get(bits)
+    key = value if value else ("zero", math.copysign(1.0, value))
+    text = _NUMBER_TEXTS.get(key)
     if text is None:
         if len(_NUMBER_TEXTS) >= 4096:
             _NUMBER_TEXTS.clear()
-        text = _NUMBER_TEXTS[bits] = _format_number(value)
+        text = _NUMBER_TEXTS[key] = _format_number(value)
     return text
 
 
@@ -248,7 +249,7 @@ class _Printer:
         if isinstance(item, ast.RuleDecl):
             return f"rule {item.name if names is None else names.rule}"
         if isinstance(item, ast.ParamDecl):
-            sign = "-" if np.signbit(np.float32(item.value)) else ""
+            sign = "-" if math.copysign(1.0, item.value) < 0 else ""
             name = item.name if names is None else names.slot(item.name)
             return f"param {name} = {sign}{format_number(abs(item.value))}"
         keyword = {"node": "node", "edge": "edge", "shared": "shared edge"}[item.kind]
