@@ -662,6 +662,7 @@ def _always_dies(marker: str, stage: str, items: list) -> list:
 def test_a_killed_worker_process_costs_only_its_batch(tmp_path):
     marker = str(tmp_path / "marker")
     pool = LocalPool(2)
+    pool.warm(FAST.to_dict())  # workers that started: a death is a batch's own
     try:
         out = dict(pool.run(_dies_once, [(marker, "screen", [(v, "")]) for v in range(6)]))
         assert out == {v: [{"index": v * 10}] for v in range(6)} and os.path.exists(marker)
@@ -695,6 +696,26 @@ def test_batches_handed_out_ahead_are_waited_for_by_the_next_call_across_a_broke
             executor.close()
         assert later == {0: [{"index": 70}], 1: [{"index": 80}], 2: [{"index": 90}]}
         assert os.path.exists(marker)
+
+
+def test_a_script_without_a_main_guard_gets_a_clear_error_not_a_search_of_dead_workers(
+        tmp_path):
+    """Python starts each spawned worker by importing the script that made
+    it; one that runs a search at import (no `if __name__ == "__main__":`)
+    kills every worker as it starts. The search stops with why, at once,
+    instead of running every batch alone in new processes that die too and
+    storing each rule as failed."""
+    script = tmp_path / "unguarded.py"
+    db = tmp_path / "unguarded.sqlite"
+    script.write_text("from rulec import search as S\n"
+                      f"S.search(S.Settings(), S.Config(seed=3), {str(db)!r}, rules=64, "
+                      "jobs=2)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "WorkerStartError" in done.stderr
+    assert 'if __name__ == "__main__":' in done.stderr.splitlines()[-1]
+    assert _count(db) == 0  # nothing stored as if the rules had failed
 
 
 def test_a_crashing_batch_reports_its_rules_as_failed():

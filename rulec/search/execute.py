@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
+from ..errors import RulecError
 from ..pool import process_pool
 from .hurdles import evaluator
 from .space import Settings
@@ -173,6 +174,7 @@ class LocalPool:
     def __init__(self, jobs: int) -> None:
         self.workers = jobs
         self.pool: ProcessPoolExecutor | None = None
+        self.warming: list = []  # warm()'s futures, until one worker has started
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
         return process_pool(workers)
@@ -186,7 +188,25 @@ class LocalPool:
             self.pool = self._new_pool(self.workers)
         with contextlib.suppress(BrokenProcessPool, RuntimeError):
             for _ in range(self.workers):
-                self.pool.submit(warm_up, settings)
+                self.warming.append(self.pool.submit(warm_up, settings))
+
+    def _check_started(self) -> None:
+        """After the pool broke: if warm() started workers and every one of
+        them died before it was ready, the workers cannot start here (no
+        rule's fault): stop with why, rather than run every batch alone in
+        one new process after another that dies too."""
+        if not self.warming or not all(f.done() for f in self.warming):
+            return
+        if any(not f.cancelled() and f.exception() is None for f in self.warming):
+            self.warming = []  # a worker did start: the rules' batches are to blame
+            return
+        self.close(abort=True)
+        raise WorkerStartError(
+            "the search's worker processes died as they started, before evaluating any "
+            "rule. Python starts each worker by importing the script that started the "
+            "search: a script that runs a search with jobs > 1 must do it under `if "
+            '__name__ == "__main__":` (docs/search.md); otherwise see the first error '
+            "the workers printed above") from None
 
     def run(self, fn: Callable, payloads: list, idle: Callable | None = None,
             started: Ahead | None = None, ahead: Ahead | None = None
@@ -236,6 +256,7 @@ class LocalPool:
                     todo.append(i)
                     continue
                 except BrokenProcessPool:
+                    self._check_started()
                     broken = True
                     breaks[i] += 1
                     if suspects:
@@ -243,6 +264,7 @@ class LocalPool:
                     else:
                         todo.append(i)
                     continue
+                self.warming = []  # a worker has started
                 yield i, result
             if suspects:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -269,6 +291,10 @@ class LocalPool:
             else:
                 self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+
+class WorkerStartError(RulecError):
+    """The local worker processes of a search cannot start."""
 
 
 def _every(started: Ahead | None, payloads: list) -> list:
