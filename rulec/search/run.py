@@ -357,7 +357,7 @@ class Search:
                 self.strategy.tell(generation, [everything[i] for i in indices])
                 self.stored.pop(generation, None)
             generation += 1
-        if started is not None and started.ahead is not None:  # the deadline came first
+        if started is not None and started.ahead is not None:  # the deadline came: drop it
             started.ahead.cancel()
         if pending is not None:
             self._complete(pending, executor)
@@ -409,8 +409,9 @@ class Search:
     def _round(self, before: _Pending | None, now: _Pending, executor,
                following: _Pending | None = None) -> _Pending:
         """The learners of generation `before` and the screening of `now`
-        in one round of tasks (now's screening first: a round before this
-        one may have handed it out already, `now.ahead`); then `before` is
+        in one round of tasks (in the workers' order: now's screening if the
+        round before handed it out, `now.ahead`; the learners; now's
+        screening if not); then `before` is
         complete (stored and told), and `now` is sorted. The screening of
         `following` is handed out after this round's tasks and not waited
         for (the next round's `now`), so the workers go on with it while
