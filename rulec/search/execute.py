@@ -200,7 +200,7 @@ class LocalPool:
         if any(not f.cancelled() and f.exception() is None for f in self.warming):
             self.warming = []  # a worker did start: the rules' batches are to blame
             return
-        self.close(abort=True)
+        self.close()  # (its processes are gone: nothing to wait for)
         raise WorkerStartError(
             "the search's worker processes died as they started, before evaluating any "
             "rule. Python starts each worker by importing the script that started the "
