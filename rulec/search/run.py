@@ -350,12 +350,9 @@ class Search:
                     started = self._pending(generation + 1, *following)
                 pending = self._round(pending, now, executor, started)
             else:
-                candidates = [c for c in self.strategy.ask(generation, indices)
-                              if c.index not in stored]
-                records = self._evaluate(generation, candidates, executor)
-                everything = {**stored, **{r["idx"]: r for r in records}}
-                self.strategy.tell(generation, [everything[i] for i in indices])
-                self.stored.pop(generation, None)
+                now = self._pending(generation, indices, stored)
+                self._evaluate(now, executor)
+                self._told(now)
             generation += 1
         if started is not None and started.ahead is not None:  # the deadline came: drop it
             started.ahead.cancel()
@@ -388,23 +385,21 @@ class Search:
                 self.key, self.settings.to_dict(), self.config_record, __version__)
             self.store.lease(self.run_id)  # one coordinator per run
 
-    def _evaluate(self, generation: int, candidates: list[Candidate], executor) -> list[dict]:
+    def _evaluate(self, now: _Pending, executor) -> None:
         """One generation: the workers draw (or parse), hash, size and screen
         every candidate; here the exact duplicates (by canonical hash, the
         first index wins) and behaviour duplicates (by functional hash) are
-        set aside, the rest learn in the workers, and all is stored."""
+        set aside, the rest learn in the workers, and all is stored (then
+        _told tells the strategy)."""
         settings = self.settings.to_dict()
-        records, items = self._screen_items(generation, candidates)
-        payloads = [(settings, "screen", chunk)
-                    for chunk in _guided(items, self.batch, _guides(executor))]
+        payloads = self._screen_payloads(now, executor, settings)  # (makes now.records)
+        records = now.records
         for _, results in executor.run(evaluate_batch, payloads):
             for r in results:
                 records[r["index"]].update(r)
-        learners, waiting = self._sort(candidates, records)
-        learners = self._rungs(learners, records, waiting, executor, settings)
-        self._learn(learners, records, waiting, executor, settings)
-        _settled(waiting)
-        return [records[c.index] for c in candidates]
+        learners, now.waiting = self._sort(now.candidates, records)
+        learners = self._rungs(learners, records, now.waiting, executor, settings)
+        self._learn(learners, records, now.waiting, executor, settings)
 
     def _round(self, before: _Pending | None, now: _Pending, executor,
                following: _Pending | None = None) -> _Pending:
