@@ -541,7 +541,7 @@ def rule_tree(source: Source, options: Options = Options()) -> ast.File:  # noqa
         items.append(ast.Block("init", None, gen.body(options.max_statements)))
         gen.in_init = False
     update = gen.body(options.max_statements)
-    if options.roles and options.shaped and gen.allowed(REDUCERS) and edges \
+    if options.roles and options.shaped and gen.reducers and edges \
             and source.integer(0, 999) < 1000 * options.shaped:
         # a shaped rule: random statements, then the forward and learning ones
         # (last, so that no random write replaces them)

@@ -55,8 +55,4 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_WHERE})
 
 
-__all__ = ["MUTATIONS", "Candidate", "Config", "Evaluator", "Mutator", "Progress",
-           "RandomSearch", "RegularizedEvolution", "Screen", "Search", "Settings", "Space",
-           "SpaceError", "Store", "canonical_text", "canonical_tree", "hurdle_names",
-           "load_settings", "result_rows", "results", "runs", "search", "settings_from_toml",
-           "size", "text_hash", "drawn"]
+__all__ = list(_WHERE)  # the names above, each loaded from its module
