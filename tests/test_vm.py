@@ -398,21 +398,28 @@ SUMMED = ["nbr.y - w", "w / nbr.y", "-nbr.y", "abs(nbr.y - w)", "square(nbr.y)",
           "(nbr.y - w)[incoming]", "(y - nbr.y)[w > 0]", "y - nbr.y"]
 
 
-def _special_states(rules, graph):
+def _special_states(rules, graph, mixed: bool = False):
     """A state of each rule on `graph` holding the same values: normal ones,
     NaNs of both signs, infinities, signed zeros and a subnormal (on a graph
     with a hub, normal values only: the hub's sums would otherwise be NaN,
-    whatever they added)."""
+    whatever they added). `mixed`: each element chosen gets a special value
+    of its own (so that two NaNs of other signs meet), on every graph; else
+    each slot one special value."""
     special = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -3.0],
                        dtype=np.float32)
-    fraction = 0.3 if graph.degree.max() < 100 else 0.0
+    fraction = 0.3 if mixed or graph.degree.max() < 100 else 0.0
     states = []
     for rule in rules:
-        rng = np.random.default_rng(3)  # the same values for each
+        rng = np.random.default_rng(11 if mixed else 3)  # the same values for each
         state = rule.state(graph)
         for _, _, array in state.slots():
             array[...] = rng.normal(size=array.size).astype(np.float32)
-            array[rng.random(array.size) < fraction] = special[rng.integers(0, 8)]
+            if mixed:
+                chosen = rng.random(array.size) < fraction
+                array[chosen] = special[rng.integers(0, 8, size=int(chosen.sum()))]
+            else:  # (the value drawn before the elements it goes to)
+                value = special[rng.integers(0, 8)]
+                array[rng.random(array.size) < fraction] = value
         states.append(state)
     return states
 
@@ -564,24 +571,6 @@ def _paired_rule() -> str:
             + "\n".join(lines + written) + "\n}\n")
 
 
-def _mixed_states(rules, graph):
-    """A state of each rule on `graph` holding the same values: normal ones,
-    and at a third of the elements NaNs of both signs, infinities, signed
-    zeros and a subnormal, mixed (so that two NaNs of other signs meet)."""
-    special = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -3.0],
-                       dtype=np.float32)
-    states = []
-    for rule in rules:
-        rng = np.random.default_rng(11)
-        state = rule.state(graph)
-        for _, _, array in state.slots():
-            array[...] = rng.normal(size=array.size).astype(np.float32)
-            chosen = rng.random(array.size) < 0.3
-            array[chosen] = special[rng.integers(0, 8, size=int(chosen.sum()))]
-        states.append(state)
-    return states
-
-
 @pytest.mark.parametrize("graph", [graphs.erdos_renyi(60, 0.15, seed=2), _hub_graph()],
                          ids=["random", "hub"])
 def test_paired_instructions_give_the_same_values_alone_and_in_lanes(graph, monkeypatch):
@@ -612,7 +601,7 @@ def test_paired_instructions_give_the_same_values_alone_and_in_lanes(graph, monk
         unpaired = rulec.Rule(program, "vm", native=VMBackend(program))
     assert set(PAIRS) <= names(paired), set(PAIRS) - names(paired)
     assert not set(PAIRS) & names(unpaired)
-    states = _mixed_states((paired, unpaired, plain), graph)
+    states = _special_states((paired, unpaired, plain), graph, mixed=True)
     for rule, state in zip((paired, unpaired, plain), states, strict=True):
         rule.step(state, steps=1)
     expected = [_nan_as_one(array) for _, _, array in states[1].slots()]
@@ -623,7 +612,8 @@ def test_paired_instructions_give_the_same_values_alone_and_in_lanes(graph, monk
         assert np.array_equal(_nan_as_one(c), b), name
         nans += int(np.isnan(a).sum())
     assert nans > 100  # NaNs met NaNs
-    for lane in _lane_steps(paired, graph, _mixed_states([paired] * 3, graph), steps=1):
+    lane_states = _special_states([paired] * 3, graph, mixed=True)
+    for lane in _lane_steps(paired, graph, lane_states, steps=1):
         for (_, name, a), b in zip(lane.slots(), expected, strict=True):
             assert np.array_equal(_nan_as_one(a), b), name
 
